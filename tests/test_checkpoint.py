@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae_lib import CheckpointError, TrainConfig, Trainer, load_model
+from vae_lib.checkpoint import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_train, small_test) -> Trainer:
+    run_dir = tmp_path_factory.mktemp("run")
+    trainer = Trainer(TrainConfig(latent_dim=2, log_every=4, step_test_images=64), small_train, small_test,
+                      run_dir=run_dir, device="cpu", progress=False)
+    trainer.fit(1)
+    return trainer
+
+
+def test_load_model_rebuilds_the_model_from_the_file_alone(trained: Trainer, small_test) -> None:
+    model = load_model(trained.run_dir / "checkpoint.pt")
+    assert not model.training and model.latent_dim == 2
+    images = small_test.images[:16].float().div(127.5).sub(1).unsqueeze(1)
+    trained.model.eval()
+    assert torch.equal(model.encode(images)[0], trained.model.encode(images)[0])
+    assert torch.equal(model.decode(torch.zeros(3, 2)), trained.model.decode(torch.zeros(3, 2)))
+
+
+def test_a_checkpoint_for_another_latent_size_is_refused(trained: Trainer) -> None:
+    with pytest.raises(CheckpointError, match="holds a 2-D model, not the 8-D one"):
+        load_model(trained.run_dir / "checkpoint.pt", latent_dim=8)
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(trained: Trainer, tmp_path: Path) -> None:
+    state = torch.load(trained.run_dir / "checkpoint.pt", weights_only=True)
+    state["config"]["latent_dim"] = 8
+    save_checkpoint(state, tmp_path / "mixed.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_model(tmp_path / "mixed.pt")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"not a checkpoint at all", "torch.load could not read it"), (None, "not a vae_lib checkpoint")],
+)
+def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "file.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path)
+
+
+def test_a_truncated_checkpoint_is_refused(trained: Trainer, tmp_path: Path) -> None:
+    data = (trained.run_dir / "checkpoint.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_model(tmp_path / "cut.pt")
+
+
+def test_a_missing_checkpoint_says_to_train_first(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="train a model first"):
+        load_model(tmp_path / "nothing.pt")
+
+
+def test_a_failed_save_leaves_the_previous_file_intact(trained: Trainer, tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"epoch": 1}, path)
+    before = path.read_bytes()
+
+    def broken_save(obj, stream) -> None:
+        stream.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"epoch": 2}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_an_exported_checkpoint_without_optimizer_cannot_resume(trained: Trainer, tmp_path: Path, small_train, small_test) -> None:
+    state = torch.load(trained.run_dir / "checkpoint.pt", weights_only=True)
+    del state["optimizer"]
+    save_checkpoint(state, tmp_path / "exported.pt")
+    assert load_model(tmp_path / "exported.pt").latent_dim == 2
+    with pytest.raises(CheckpointError, match="without optimizer state"):
+        Trainer.resume(tmp_path / "exported.pt", small_train, small_test, progress=False)

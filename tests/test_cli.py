@@ -1,0 +1,61 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vae_lib import load_model, read_checkpoint
+from vae_lib.cli import main
+
+SMALL = ["--train-subset", "256", "--test-subset", "128"]
+
+
+def test_one_epoch_cli_run_writes_a_checkpoint_load_model_reads(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "2d"
+    assert main(["train", "--latent-dim", "2", "--epochs", "1", "--out", str(out), "--device", "cpu", *SMALL]) == 0
+    assert "epoch   1/1  test total" in capsys.readouterr().out
+    model = load_model(out / "checkpoint.pt")
+    assert model.latent_dim == 2
+    assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert main(["evaluate", str(out / "checkpoint.pt")]) == 0
+    printed = capsys.readouterr().out
+    assert "10000 mnist test images" in printed and "test recon" in printed and "test recon_at_mean" in printed
+
+
+def test_rerunning_train_resumes_to_the_total_epoch_count(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    arguments = ["train", "--epochs", "1", "--out", str(out), *SMALL]
+    assert main(arguments) == 0
+    arguments[2] = "2"
+    assert main(arguments) == 0
+    assert "resuming" in capsys.readouterr().out
+    assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 2
+
+
+def test_a_folder_holding_another_model_is_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    assert main(["train", "--latent-dim", "8", "--epochs", "2", "--out", str(out), *SMALL]) == 2
+    assert "belongs to another model (latent_dim: 2 vs 8)" in capsys.readouterr().err
+    assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+
+
+def test_a_negative_epoch_count_is_refused_by_the_parser(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epochs", "-3", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "must be a positive integer, got -3" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_negative_alpha_is_refused(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--alpha", "-1", "--out", str(tmp_path)]) == 2
+    assert "alpha weights the KL term and must be >= 0" in capsys.readouterr().err
+
+
+def test_evaluating_a_non_checkpoint_fails_clearly(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.pt"
+    bogus.write_text("hello")
+    result = subprocess.run([sys.executable, "-m", "vae_lib", "evaluate", str(bogus)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "is not a vae_lib checkpoint" in result.stderr

@@ -1,0 +1,157 @@
+import gzip
+import io
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vae_lib import DataError, load_dataset, to_model_input
+from vae_lib.data import MNIST_RAW_MD5, _idx_bytes, _NumpyOnlyUnpickler, md5_of, mnist_problems, mnist_raw_dir
+
+
+def test_prepared_mnist_files_are_the_official_ones() -> None:
+    raw = mnist_raw_dir()
+    assert {name: md5_of(raw / name) for name in MNIST_RAW_MD5} == MNIST_RAW_MD5
+
+
+def test_mnist_loads_as_uint8_tensors_with_the_official_counts(mnist_train, mnist_test) -> None:
+    assert mnist_train.images.shape == (60000, 28, 28) and mnist_train.images.dtype == torch.uint8
+    assert mnist_test.images.shape == (10000, 28, 28)
+    assert mnist_train.labels[:8].tolist() == [5, 0, 4, 1, 9, 2, 1, 3]
+    assert torch.bincount(mnist_test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert mnist_train.class_names == tuple("0123456789")
+
+
+def test_uint8_batches_are_normalised_like_totensor_and_normalize() -> None:
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    images[0, 0, 0], images[1, 5, 5] = 255, 51
+    batch = to_model_input(images)
+    assert batch.shape == (2, 1, 28, 28) and batch.dtype == torch.float32
+    assert batch[0, 0, 0, 0].item() == 1.0 and batch[0, 0, 1, 1].item() == -1.0
+    assert batch[1, 0, 5, 5].item() == pytest.approx((51 / 255 - 0.5) / 0.5)
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (torch.zeros(2, 32, 32), "shape"),
+        (torch.zeros(2, 3, 28, 28), "shape"),
+        (torch.full((2, 1, 28, 28), float("nan")), "NaN"),
+        (torch.full((2, 1, 28, 28), 3.0), r"\[-1, 1\]"),
+        (torch.zeros(2, 1, 28, 28, dtype=torch.int64), "uint8 or floating"),
+    ],
+)
+def test_bad_images_are_rejected_with_a_clear_message(images: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        to_model_input(images)
+
+
+def _copy_mnist(tmp_path: Path) -> Path:
+    shutil.copytree(mnist_raw_dir(), tmp_path / "MNIST" / "raw")
+    return tmp_path
+
+
+def test_missing_mnist_says_how_to_prepare_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="prepare-data mnist"):
+        load_dataset("mnist", root=tmp_path)
+
+
+def test_corrupt_mnist_file_is_detected_and_named(tmp_path: Path) -> None:
+    root = _copy_mnist(tmp_path)
+    target = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    data = bytearray(target.read_bytes())
+    data[5000] ^= 0xFF
+    target.write_bytes(bytes(data))
+    assert mnist_problems(root) == [f"{target} is corrupt (md5 differs from the official file)"]
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is corrupt"):
+        load_dataset("mnist", train=False, root=root)
+
+
+def test_the_unpickler_refuses_anything_but_numpy_arrays() -> None:
+    harmless = pickle.dumps(np.arange(3, dtype=np.uint8), protocol=4)
+    assert _NumpyOnlyUnpickler(io.BytesIO(harmless)).load().tolist() == [0, 1, 2]
+    malicious = pickle.dumps(os.getcwd, protocol=2)  # any callable outside numpy
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        _NumpyOnlyUnpickler(io.BytesIO(malicious)).load()
+
+
+def _write_emnist(root: Path, split: str, train_count: int, test_count: int, corrupt: bool = False) -> torch.Tensor:
+    raw = root / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    stored = None
+    for part, count in (("train", train_count), ("test", test_count)):
+        images = generator.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        labels = generator.integers(0, 47, size=count, dtype=np.uint8)
+        image_bytes = _idx_bytes(images)
+        if corrupt:
+            image_bytes = image_bytes[:-100]
+        (raw / f"emnist-{split}-{part}-images-idx3-ubyte").write_bytes(image_bytes)
+        (raw / f"emnist-{split}-{part}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+        if part == "train":
+            stored = torch.from_numpy(images)
+    return stored
+
+
+def test_emnist_loads_from_user_placed_files_and_is_turned_upright(tmp_path: Path) -> None:
+    stored = _write_emnist(tmp_path, "balanced", 20, 7)
+    train = load_dataset("emnist-balanced", train=True, root=tmp_path)
+    test = load_dataset("emnist-balanced", train=False, root=tmp_path)
+    assert len(train) == 20 and len(test) == 7
+    assert torch.equal(train.images, stored.transpose(1, 2))
+    assert len(train.class_names) == 47 and train.class_names[:3] == ("0", "1", "2") and train.class_names[10] == "A"
+
+
+def test_missing_emnist_names_each_file_and_where_to_put_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as error:
+        load_dataset("emnist-letters", root=tmp_path)
+    message = str(error.value)
+    assert "emnist-letters-train-images-idx3-ubyte" in message and "emnist-letters-test-labels-idx1-ubyte" in message
+    assert str(tmp_path / "EMNIST" / "raw") in message and "gzip.zip" in message
+
+
+def test_corrupt_emnist_file_gets_a_clear_error(tmp_path: Path) -> None:
+    _write_emnist(tmp_path, "digits", 10, 5, corrupt=True)
+    with pytest.raises(DataError, match="corrupt"):
+        load_dataset("emnist-digits", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["fashion", "emnist-nonsense"])
+def test_unknown_dataset_names_are_rejected(name: str, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unknown"):
+        load_dataset(name, root=tmp_path)
+
+
+def test_pickle_route_rebuilds_the_official_files(tmp_path: Path, monkeypatch) -> None:
+    """The registry route's last step, on a tiny pickle of the same layout (values k/256)."""
+    from vae_lib import data
+
+    generator = np.random.default_rng(1)
+    parts = []
+    for count in (3, 2, 2):
+        pixels = generator.integers(0, 256, size=(count, 784))
+        parts.append(((pixels / 256).astype(np.float32), generator.integers(0, 10, size=count)))
+    pickle_gz = tmp_path / "mnist.pkl.gz"
+    with gzip.open(pickle_gz, "wb") as stream:
+        pickle.dump(tuple(parts), stream, protocol=4)
+    monkeypatch.setattr(data, "MNIST_PICKLE_SHA256", data.sha256_of(pickle_gz))
+    data._write_mnist_from_pickle(pickle_gz, tmp_path / "raw")
+    expected = np.rint(np.concatenate([parts[0][0], parts[1][0]]) * 256).astype(np.uint8).reshape(-1, 28, 28)
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    assert np.array_equal(read_image_file(str(tmp_path / "raw" / "train-images-idx3-ubyte")).numpy(), expected)
+    assert read_label_file(str(tmp_path / "raw" / "t10k-labels-idx1-ubyte")).tolist() == parts[2][1].tolist()
+
+
+def test_pickle_with_the_wrong_hash_is_never_unpickled(tmp_path: Path) -> None:
+    from vae_lib import data
+
+    pickle_gz = tmp_path / "mnist.pkl.gz"
+    with gzip.open(pickle_gz, "wb") as stream:
+        pickle.dump(os.getcwd, stream)
+    with pytest.raises(DataError, match="sha256"):
+        data._write_mnist_from_pickle(pickle_gz, tmp_path / "raw")

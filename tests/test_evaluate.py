@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from vae_lib import VAE, evaluate, to_model_input, vae_loss
+
+
+@pytest.fixture(scope="module")
+def model() -> VAE:
+    torch.manual_seed(0)
+    return VAE(latent_dim=2).eval()
+
+
+def test_evaluate_matches_a_hand_computation(model: VAE, small_test) -> None:
+    images = to_model_input(small_test.images[:200])
+    torch.manual_seed(5)
+    with torch.no_grad():
+        mean, log_var = model.encode(images)
+        reconstruction = model.decode(mean + torch.randn_like(mean) * torch.exp(0.5 * log_var))
+        total, recon, kl = vae_loss(images, reconstruction, mean, log_var, alpha=0.001)
+        at_mean = 0.5 * torch.mean((model.decode(mean) - images) ** 2)
+    metrics = evaluate(model, small_test.images[:200], alpha=0.001, seed=5, batch_size=1000)
+    assert metrics["recon"] == pytest.approx(recon.item(), rel=1e-6)
+    assert metrics["kl"] == pytest.approx(kl.item(), rel=1e-6)
+    assert metrics["total"] == pytest.approx(total.item(), rel=1e-6)
+    assert metrics["recon_at_mean"] == pytest.approx(at_mean.item(), rel=1e-6)
+
+
+def test_every_image_counts_including_a_last_partial_batch(model: VAE, small_test) -> None:
+    whole = evaluate(model, small_test.images[:250], batch_size=1000)
+    in_pieces = evaluate(model, small_test.images[:250], batch_size=100)  # 100 + 100 + 50
+    assert in_pieces["recon_at_mean"] == pytest.approx(whole["recon_at_mean"], rel=1e-6)
+    assert in_pieces["kl"] == pytest.approx(whole["kl"], rel=1e-6)
+
+
+def test_evaluate_is_seeded_and_leaves_the_global_rng_alone(model: VAE, small_test) -> None:
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    first = evaluate(model, small_test.images[:64], seed=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert evaluate(model, small_test.images[:64], seed=1) == first
+    assert evaluate(model, small_test.images[:64], seed=2)["recon"] != first["recon"]
+
+
+def test_evaluate_restores_training_mode(small_test) -> None:
+    model = VAE(latent_dim=2).train()
+    evaluate(model, small_test.images[:8])
+    assert model.training
+
+
+def test_evaluate_rejects_wrong_image_shapes(model: VAE) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        evaluate(model, torch.zeros(4, 1, 32, 32))

@@ -1,0 +1,130 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae_lib import TrainConfig, Trainer, TrainingDivergedError, TrainingHook, read_checkpoint
+
+CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
+
+
+def _trainer(small_train, small_test, run_dir: Path, hooks=(), config: TrainConfig = CONFIG) -> Trainer:
+    return Trainer(config, small_train, small_test, run_dir=run_dir, device="cpu", hooks=hooks, progress=False)
+
+
+def _without_times(history: dict) -> dict:
+    return {part: [{k: v for k, v in record.items() if k != "seconds"} for record in records] for part, records in history.items()}
+
+
+def _assert_same_weights(first: Trainer, second: Trainer) -> None:
+    for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_training_lowers_the_test_loss(small_train, small_test, tmp_path) -> None:
+    trainer = _trainer(small_train, small_test, tmp_path)
+    history = trainer.fit(3)
+    recon = [record["test_recon"] for record in history["epochs"]]
+    assert len(recon) == 3 and recon[2] < recon[0]
+    assert trainer.steps_per_epoch == 8 and trainer.step == 24
+    assert [record["step"] for record in history["steps"]] == [4, 8, 12, 16, 20, 24]
+
+
+def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path) -> None:
+    straight = _trainer(small_train, small_test, tmp_path / "straight")
+    straight.fit(2)
+    first_half = _trainer(small_train, small_test, tmp_path / "halves")
+    first_half.fit(1)
+    resumed = Trainer.resume(tmp_path / "halves" / "checkpoint.pt", small_train, small_test, progress=False)
+    assert resumed.epoch == 1 and resumed.step == 8
+    resumed.fit(1)
+    _assert_same_weights(straight, resumed)
+    assert _without_times(straight.history) == _without_times(resumed.history)
+    on_disk = read_checkpoint(tmp_path / "halves" / "checkpoint.pt")
+    assert on_disk["epoch"] == 2 and on_disk["step"] == 16
+    assert set(on_disk) >= {"config", "model", "optimizer", "epoch", "step", "history", "rng"}
+
+
+def test_fit_can_be_called_again_to_continue(small_train, small_test, tmp_path) -> None:
+    once = _trainer(small_train, small_test, tmp_path / "once")
+    once.fit(2)
+    twice = _trainer(small_train, small_test, tmp_path / "twice")
+    twice.fit(1)
+    twice.fit(1)
+    _assert_same_weights(once, twice)
+
+
+class _InterruptOnce(TrainingHook):
+    def __init__(self, at_step: int) -> None:
+        self.at_step, self.fired = at_step, False
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if trainer.step == self.at_step and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def test_interrupt_keeps_the_last_checkpoint_and_rolls_back(small_train, small_test, tmp_path) -> None:
+    trainer = _trainer(small_train, small_test, tmp_path / "run", hooks=[_InterruptOnce(at_step=11)])
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(2)
+    assert read_checkpoint(checkpoint)["epoch"] == 1
+    assert trainer.epoch == 1 and trainer.step == 8 and len(trainer.history["epochs"]) == 1
+    trainer.fit(1)
+    straight = _trainer(small_train, small_test, tmp_path / "straight")
+    straight.fit(2)
+    _assert_same_weights(straight, trainer)
+
+
+class _PoisonWeights(TrainingHook):
+    def on_step_end(self, trainer: Trainer) -> None:
+        if trainer.step == 10:
+            with torch.no_grad():
+                trainer.model.to_latent.weight.fill_(float("nan"))
+
+
+def test_nan_loss_stops_training_naming_the_step(small_train, small_test, tmp_path) -> None:
+    trainer = _trainer(small_train, small_test, tmp_path / "run", hooks=[_PoisonWeights()])
+    with pytest.raises(TrainingDivergedError, match="at step 11 \\(epoch 2\\)"):
+        trainer.fit(3)
+    assert trainer.epoch == 1 and trainer.step == 8
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
+
+
+@pytest.mark.parametrize("epochs", [0, -2, 1.5])
+def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs) -> None:
+    with pytest.raises(ValueError, match="positive integer"):
+        _trainer(small_train, small_test, tmp_path).fit(epochs)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"alpha": -0.1}, "alpha"), ({"learning_rate": 0}, "learning_rate"), ({"batch_size": 0}, "batch_size"),
+     ({"lr_schedule": "cosine"}, "schedule_epochs"), ({"lr_schedule": "linear"}, "lr_schedule")],
+)
+def test_bad_settings_are_rejected(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+def test_batch_larger_than_the_data_is_rejected(small_train, small_test) -> None:
+    with pytest.raises(ValueError, match="larger than"):
+        Trainer(TrainConfig(batch_size=1024), small_train, small_test, progress=False)
+
+
+def test_cosine_schedule_decays_to_its_floor(small_train, small_test) -> None:
+    config = TrainConfig(lr_schedule="cosine", schedule_epochs=2, learning_rate=2e-3, final_lr_fraction=0.1)
+    trainer = Trainer(config, small_train, small_test, progress=False)
+    assert trainer.learning_rate_at(0) == pytest.approx(2e-3)
+    assert trainer.learning_rate_at(8) == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))  # half-way
+    assert trainer.learning_rate_at(16) == pytest.approx(2e-4)
+    assert trainer.learning_rate_at(100) == pytest.approx(2e-4)
+
+
+def test_kept_epoch_checkpoints(small_train, small_test, tmp_path) -> None:
+    config = TrainConfig(batch_size=64, log_every=4, step_test_images=64, keep_epochs=(1, 3))
+    _trainer(small_train, small_test, tmp_path, config=config).fit(3)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["checkpoint.pt", "epoch_001.pt", "epoch_003.pt"]
+    assert read_checkpoint(tmp_path / "epoch_001.pt")["epoch"] == 1

@@ -1,0 +1,142 @@
+"""Command line: `python -m vae_lib train | evaluate | prepare-data | benchmark`.
+
+Every setting has a working default; the command line only overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vae_lib.checkpoint import CheckpointError, config_of, load_model, read_checkpoint
+from vae_lib.config import LR_SCHEDULES, TrainConfig
+from vae_lib.data import DataError, load_dataset, prepare_mnist
+from vae_lib.evaluate import evaluate
+from vae_lib.settings import outputs_dir
+from vae_lib.train import CHECKPOINT_NAME, Trainer, TrainingDivergedError, TrainingHook
+
+
+class EpochPrinter(TrainingHook):
+    """Prints one line of test metrics after each epoch."""
+
+    def __init__(self, target_epoch: int) -> None:
+        self.target_epoch = target_epoch
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        record = trainer.history["epochs"][-1]
+        print(
+            f"epoch {record['epoch']:3d}/{self.target_epoch}  test total {record['test_total']:.4f}  "
+            f"recon {record['test_recon']:.4f}  kl {record['test_kl']:.2f}  ({record['seconds']:.0f} s)",
+            flush=True,
+        )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _train(args: argparse.Namespace) -> None:
+    out = Path(args.out) if args.out else outputs_dir() / "runs" / f"{args.latent_dim}d"
+    config = TrainConfig(
+        latent_dim=args.latent_dim, dataset=args.dataset, alpha=args.alpha, learning_rate=args.lr,
+        lr_schedule=args.lr_schedule, schedule_epochs=args.epochs if args.lr_schedule == "cosine" else 0,
+        batch_size=args.batch_size, seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset,
+        keep_epochs=tuple(args.keep_epochs),
+    )
+    checkpoint = out / CHECKPOINT_NAME
+    printer = EpochPrinter(args.epochs)
+    if checkpoint.exists():
+        saved = config_of(read_checkpoint(checkpoint))
+        differences = saved.differences(config)
+        if differences:
+            raise CheckpointError(
+                f"{checkpoint} belongs to another model ({'; '.join(differences)}): "
+                "choose another --out folder, or match its settings to continue it"
+            )
+        trainer = Trainer.resume(checkpoint, device=args.device, hooks=[printer])
+        print(f"resuming {checkpoint} at epoch {trainer.epoch}")
+    else:
+        trainer = Trainer(config, run_dir=out, device=args.device, hooks=[printer])
+    remaining = args.epochs - trainer.epoch
+    if remaining < 1:
+        print(f"{checkpoint} already has {trainer.epoch} epochs (asked for {args.epochs}); nothing to do")
+        return
+    print(f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device}; "
+          f"checkpoints in {out}/")
+    trainer.fit(remaining)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    config = config_of(read_checkpoint(args.checkpoint))
+    model = load_model(args.checkpoint, device=args.device or "cpu")
+    test_data = load_dataset(config.dataset, train=False)
+    metrics = evaluate(model, test_data.images, config.alpha, seed=args.seed)
+    print(f"{args.checkpoint}: {config.latent_dim}-D model, {len(test_data)} {config.dataset} test images")
+    for name, value in metrics.items():
+        print(f"  test {name:14s} {value:.6f}")
+
+
+def _prepare_data(args: argparse.Namespace) -> None:
+    print(f"MNIST ready in {prepare_mnist()}/ (md5 checked)")
+
+
+def _benchmark(args: argparse.Namespace) -> None:
+    from vae_lib.benchmark import run_benchmark
+
+    run_benchmark(steps=args.steps, device=args.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser for every command."""
+    parser = argparse.ArgumentParser(prog="python -m vae_lib", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a VAE (resumes if --out already holds a checkpoint)")
+    train.add_argument("--latent-dim", type=_positive_int, default=2)
+    train.add_argument("--epochs", type=_positive_int, default=32, help="total epochs the run should reach")
+    train.add_argument("--out", help="run folder (default outputs/runs/<latent-dim>d)")
+    train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
+    train.add_argument("--dataset", default="mnist", help="mnist or emnist-<split>")
+    train.add_argument("--batch-size", type=_positive_int, default=64)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
+    train.add_argument("--alpha", type=float, default=0.001, help="weight of the KL term")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--train-subset", type=int, default=0, help="use only the first N training images")
+    train.add_argument("--test-subset", type=int, default=0, help="use only the first N test images")
+    train.add_argument("--keep-epochs", type=_positive_int, nargs="*", default=[], help="also keep these epochs' checkpoints")
+    train.set_defaults(run=_train)
+
+    evaluate_command = commands.add_parser("evaluate", help="print a checkpoint's test metrics")
+    evaluate_command.add_argument("checkpoint")
+    evaluate_command.add_argument("--device")
+    evaluate_command.add_argument("--seed", type=int, default=0, help="seed of the sampled z")
+    evaluate_command.set_defaults(run=_evaluate)
+
+    prepare = commands.add_parser("prepare-data", help="download and check a dataset")
+    prepare.add_argument("dataset", choices=["mnist"])
+    prepare.set_defaults(run=_prepare_data)
+
+    benchmark = commands.add_parser("benchmark", help="measure training speed against this machine's matmul rate")
+    benchmark.add_argument("--steps", type=_positive_int, default=300)
+    benchmark.add_argument("--device")
+    benchmark.set_defaults(run=_benchmark)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; errors the user can fix print one clear line and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (DataError, CheckpointError, TrainingDivergedError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped; the last complete epoch's checkpoint is intact: run the same command to resume", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,27 @@
+"""Where the repository keeps its data and outputs, and whether it runs in smoke mode.
+
+Each setting is read here and nowhere else, so a reader finds every switch in one place.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SMOKE_VARIABLE = "VAE_SMOKE"
+
+
+def data_dir() -> Path:
+    """Return the dataset folder: $VAE_DATA_DIR, else the repository's data/."""
+    return Path(os.environ.get("VAE_DATA_DIR", REPO_ROOT / "data"))
+
+
+def outputs_dir() -> Path:
+    """Return the folder for checkpoints, figures and videos: $VAE_OUTPUTS_DIR, else outputs/."""
+    return Path(os.environ.get("VAE_OUTPUTS_DIR", REPO_ROOT / "outputs"))
+
+
+def smoke_mode() -> bool:
+    """Return True when VAE_SMOKE is set to a true value: notebooks then train for seconds, not minutes."""
+    return os.environ.get(SMOKE_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
