@@ -1,4 +1,4 @@
-"""Command line: `python -m vae_lib train | evaluate | prepare-data | benchmark`.
+"""Command line: `python -m vae_lib train | evaluate | video | prepare-data | benchmark`.
 
 Every setting has a working default; the command line only overrides.
 """
@@ -48,7 +48,11 @@ def _train(args: argparse.Namespace) -> None:
         keep_epochs=tuple(args.keep_epochs),
     )
     checkpoint = out / CHECKPOINT_NAME
-    printer = EpochPrinter(args.epochs)
+    hooks: list[TrainingHook] = [EpochPrinter(args.epochs)]
+    if args.snapshot_every:
+        from vae_lib.snapshots import SnapshotRecorder
+
+        hooks.append(SnapshotRecorder(out, load_dataset(args.dataset, train=False), every=args.snapshot_every))
     if checkpoint.exists():
         saved = config_of(read_checkpoint(checkpoint))
         differences = saved.differences(config)
@@ -57,10 +61,10 @@ def _train(args: argparse.Namespace) -> None:
                 f"{checkpoint} belongs to another model ({'; '.join(differences)}): "
                 "choose another --out folder, or match its settings to continue it"
             )
-        trainer = Trainer.resume(checkpoint, device=args.device, hooks=[printer])
+        trainer = Trainer.resume(checkpoint, device=args.device, hooks=hooks)
         print(f"resuming {checkpoint} at epoch {trainer.epoch}")
     else:
-        trainer = Trainer(config, run_dir=out, device=args.device, hooks=[printer])
+        trainer = Trainer(config, run_dir=out, device=args.device, hooks=hooks)
     remaining = args.epochs - trainer.epoch
     if remaining < 1:
         print(f"{checkpoint} already has {trainer.epoch} epochs (asked for {args.epochs}); nothing to do")
@@ -78,6 +82,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"{args.checkpoint}: {config.latent_dim}-D model, {len(test_data)} {config.dataset} test images")
     for name, value in metrics.items():
         print(f"  test {name:14s} {value:.6f}")
+
+
+def _video(args: argparse.Namespace) -> None:
+    from vae_lib.video import make_run_video
+
+    result = make_run_video(args.run_dir, fps=args.fps, gif=args.gif)
+    made = ", ".join(str(result[kind]) for kind in ("mp4", "gif") if kind in result)
+    print(f"{result['frames']} frames in {result['seconds']:.1f} s: {made}")
 
 
 def _prepare_data(args: argparse.Namespace) -> None:
@@ -109,7 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-subset", type=int, default=0, help="use only the first N training images")
     train.add_argument("--test-subset", type=int, default=0, help="use only the first N test images")
     train.add_argument("--keep-epochs", type=_positive_int, nargs="*", default=[], help="also keep these epochs' checkpoints")
+    train.add_argument("--snapshot-every", type=int, default=0, metavar="STEPS",
+                       help="record latent-space snapshots every STEPS steps and at each epoch end, for videos")
     train.set_defaults(run=_train)
+
+    video = commands.add_parser("video", help="turn a run's snapshots into an mp4 (and a GIF)")
+    video.add_argument("run_dir")
+    video.add_argument("--fps", type=_positive_int, default=12)
+    video.add_argument("--gif", action="store_true", help="also write a GIF for READMEs")
+    video.set_defaults(run=_video)
 
     evaluate_command = commands.add_parser("evaluate", help="print a checkpoint's test metrics")
     evaluate_command.add_argument("checkpoint")
@@ -133,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (DataError, CheckpointError, TrainingDivergedError, ValueError) as error:
+    except (DataError, CheckpointError, TrainingDivergedError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

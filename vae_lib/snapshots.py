@@ -1,0 +1,180 @@
+"""Snapshots of the latent space during training, stored compactly beside a run's checkpoints.
+
+Every `every` steps and at the end of each epoch, SnapshotRecorder saves the latent means of a fixed
+set of test images, a decoded latent grid and a few reconstructions, so videos can be made later
+without retraining.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vae_lib.data import ImageDataset, to_model_input
+from vae_lib.train import Trainer, TrainingHook
+
+SNAPSHOT_FOLDER = "snapshots"
+_LOSS_NAMES = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One moment of training: where test images sit in latent space and what the decoder draws."""
+
+    step: int
+    epoch: float
+    losses: dict[str, float]
+    latent_means: np.ndarray  # float16, images x latent_dim
+    labels: np.ndarray  # uint8, images
+    grid: np.ndarray  # uint8, rows x columns x 28 x 28: decoded latent grid
+    grid_values: np.ndarray  # float32, the latent values along each grid axis
+    grid_dims: tuple[int, int]  # the two latent dimensions the grid varies (others held at 0)
+    originals: np.ndarray  # uint8, count x 28 x 28
+    reconstructions: np.ndarray  # uint8, count x 28 x 28 (decoded from the mean)
+
+
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """Return N x 28 x 28 uint8 pixels from a model's N x 1 x 28 x 28 output in [-1, 1]."""
+    return ((images[:, 0].detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+
+
+def snapshot_path(run_dir: Path, step: int) -> Path:
+    """Return the file a snapshot of `step` is stored in."""
+    return Path(run_dir) / SNAPSHOT_FOLDER / f"step_{step:07d}.npz"
+
+
+@torch.no_grad()
+def take_snapshot(
+    trainer: Trainer,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    grid_size: int,
+    grid_limit: float,
+    grid_dims: tuple[int, int],
+    reconstruction_count: int,
+) -> Snapshot:
+    """Return a Snapshot of the trainer's model now (the model is put back in training mode)."""
+    model = trainer.model
+    model.eval()
+    device = next(model.parameters()).device
+    batch = to_model_input(test_images, model.channels).to(device)
+    means = torch.cat([model.encode(part)[0] for part in batch.split(1000)])
+    grid_values = torch.linspace(grid_limit, -grid_limit, grid_size)  # top row = high values, as on a y axis
+    latents = torch.zeros(grid_size, grid_size, model.latent_dim, device=device)
+    latents[..., grid_dims[0]] = grid_values.flip(0).view(1, -1).to(device)  # x varies along columns
+    latents[..., grid_dims[1]] = grid_values.view(-1, 1).to(device)  # y varies along rows
+    grid = to_uint8_images(model.decode(latents.view(-1, model.latent_dim)))
+    originals = batch[:reconstruction_count]
+    reconstructions = to_uint8_images(model.decode(means[:reconstruction_count]))
+    model.train()
+    records = trainer.history["steps"]
+    latest = records[-1] if records else {}
+    losses = {name: float(latest.get(name, np.nan)) for name in _LOSS_NAMES}
+    epoch_records = trainer.history["epochs"]
+    if epoch_records and epoch_records[-1]["step"] == trainer.step:
+        losses.update({name: epoch_records[-1][name] for name in ("test_total", "test_recon", "test_kl")})
+    return Snapshot(
+        step=trainer.step,
+        epoch=trainer.step / trainer.steps_per_epoch,
+        losses=losses,
+        latent_means=means.float().cpu().numpy().astype(np.float16),
+        labels=test_labels.numpy().astype(np.uint8),
+        grid=grid.reshape(grid_size, grid_size, *grid.shape[1:]),
+        grid_values=grid_values.numpy().astype(np.float32),
+        grid_dims=grid_dims,
+        originals=to_uint8_images(originals),
+        reconstructions=reconstructions,
+    )
+
+
+def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
+    """Write a snapshot as a compressed .npz (temporary file, then rename) and return its path."""
+    path = snapshot_path(run_dir, snapshot.step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, step=snapshot.step, epoch=snapshot.epoch,
+        losses=np.array([snapshot.losses[name] for name in _LOSS_NAMES], dtype=np.float64),
+        latent_means=snapshot.latent_means, labels=snapshot.labels, grid=snapshot.grid,
+        grid_values=snapshot.grid_values, grid_dims=np.array(snapshot.grid_dims),
+        originals=snapshot.originals, reconstructions=snapshot.reconstructions,
+    )
+    temporary = path.with_suffix(".partial")
+    temporary.write_bytes(buffer.getvalue())
+    os.replace(temporary, path)
+    return path
+
+
+def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
+    """Return a run's snapshots in step order."""
+    folder = Path(run_dir) / SNAPSHOT_FOLDER
+    paths = sorted(folder.glob("step_*.npz"))
+    if not paths:
+        raise FileNotFoundError(f"no snapshots in {folder}: train with a SnapshotRecorder (python -m vae_lib train --snapshot-every 200)")
+    snapshots = []
+    for path in paths:
+        with np.load(path) as stored:
+            snapshots.append(Snapshot(
+                step=int(stored["step"]), epoch=float(stored["epoch"]),
+                losses=dict(zip(_LOSS_NAMES, stored["losses"].tolist())),
+                latent_means=stored["latent_means"], labels=stored["labels"], grid=stored["grid"],
+                grid_values=stored["grid_values"], grid_dims=tuple(int(d) for d in stored["grid_dims"]),
+                originals=stored["originals"], reconstructions=stored["reconstructions"],
+            ))
+    return snapshots
+
+
+class SnapshotRecorder(TrainingHook):
+    """Saves a Snapshot every `every` steps and at the end of each epoch into run_dir/snapshots/.
+
+    The same fixed test images are used in every snapshot (the first `scatter_images` of the test
+    set), so frames of a video are comparable. On fit start, snapshots newer than the trainer's step
+    (left by an interrupted run) are removed, so a resumed run continues the sequence cleanly.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        test_data: ImageDataset,
+        every: int = 200,
+        scatter_images: int = 2000,
+        grid_size: int = 12,
+        grid_limit: float = 2.5,
+        grid_dims: tuple[int, int] = (0, 1),
+        reconstruction_count: int = 10,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1 step, got {every}")
+        self.run_dir = Path(run_dir)
+        self.images = test_data.images[:scatter_images]
+        self.labels = test_data.labels[:scatter_images]
+        self.every = every
+        self.grid_size, self.grid_limit, self.grid_dims = grid_size, grid_limit, tuple(grid_dims)
+        self.reconstruction_count = reconstruction_count
+
+    def record(self, trainer: Trainer) -> None:
+        """Take and save a snapshot of the trainer now."""
+        if max(self.grid_dims) >= trainer.model.latent_dim:
+            raise ValueError(f"grid_dims {self.grid_dims} do not exist in a {trainer.model.latent_dim}-D latent space")
+        snapshot = take_snapshot(trainer, self.images, self.labels, self.grid_size, self.grid_limit,
+                                 self.grid_dims, self.reconstruction_count)
+        save_snapshot(snapshot, self.run_dir)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        for path in (self.run_dir / SNAPSHOT_FOLDER).glob("step_*.npz"):
+            if int(path.stem.removeprefix("step_")) > trainer.step:
+                path.unlink()
+        if trainer.step == 0:
+            self.record(trainer)  # the untrained model: the first frame of every video
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if trainer.step % self.every == 0 and trainer.step % trainer.steps_per_epoch != 0:
+            self.record(trainer)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        self.record(trainer)

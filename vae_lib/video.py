@@ -1,0 +1,159 @@
+"""Videos of the latent space evolving during training: matplotlib draws, imageio-ffmpeg encodes.
+
+Each frame shows the test images' latent means coloured by class, the decoded latent grid and the
+loss curves so far. The figure is built once and only its data changes from frame to frame,
+which keeps drawing fast; axis limits are fixed across frames.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from vae_lib.checkpoint import read_checkpoint
+from vae_lib.snapshots import Snapshot, load_snapshots
+from vae_lib.train import CHECKPOINT_NAME
+from vae_lib.viz import CLASS_COLOURS, LatentProjection, image_grid
+
+FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no padding
+VIDEO_NAME = "latent_evolution.mp4"
+GIF_NAME = "latent_evolution.gif"
+
+
+class FrameRenderer:
+    """Draws Snapshots into RGB frames of FRAME_SIZE, reusing one figure."""
+
+    def __init__(self, snapshots: Sequence[Snapshot], history_steps: Sequence[dict], class_names: Sequence[str]) -> None:
+        final = snapshots[-1]
+        latent_dim = final.latent_means.shape[1]
+        self.projection = LatentProjection.fit(final.latent_means.astype(np.float32))
+        all_points = np.concatenate([self.projection(s.latent_means.astype(np.float32)) for s in snapshots])
+        low, high = np.percentile(all_points, [0.5, 99.5], axis=0)
+        margin = 0.05 * (high - low)
+        self.figure = Figure(figsize=(FRAME_SIZE[0] / 100, FRAME_SIZE[1] / 100), dpi=100)
+        FigureCanvasAgg(self.figure)
+        scatter_axes, grid_axes, loss_axes = self.figure.subplots(1, 3, gridspec_kw={"width_ratios": [1.15, 1, 1.25]})
+        self.figure.subplots_adjust(left=0.05, right=0.985, bottom=0.12, top=0.86, wspace=0.28)
+
+        colours = np.array(CLASS_COLOURS)[final.labels % len(CLASS_COLOURS)]
+        self.scatter = scatter_axes.scatter(*all_points[: len(final.labels)].T, c=colours, s=4, alpha=0.75, linewidths=0)
+        scatter_axes.set_xlim(low[0] - margin[0], high[0] + margin[0])
+        scatter_axes.set_ylim(low[1] - margin[1], high[1] + margin[1])
+        if latent_dim == 2:
+            scatter_axes.set(xlabel="$z_1$", ylabel="$z_2$", title="latent means of test images")
+        else:
+            scatter_axes.set(xlabel="principal axis 1", ylabel="principal axis 2",
+                             title=f"{latent_dim}-D latent means, fixed PCA projection")
+        present = sorted(set(final.labels.tolist()))
+        handles = [Line2D([], [], marker="o", linestyle="", color=CLASS_COLOURS[c % len(CLASS_COLOURS)], markersize=5)
+                   for c in present]
+        scatter_axes.legend(handles, [class_names[c] for c in present], loc="center left", bbox_to_anchor=(1.0, 0.5),
+                            fontsize=7, frameon=False, handletextpad=0.1, borderaxespad=0.2)
+
+        limit = float(final.grid_values.max())
+        dim_x, dim_y = final.grid_dims
+        self.grid_image = grid_axes.imshow(image_grid(final.grid), cmap="gray", vmin=0, vmax=255,
+                                           extent=(-limit, limit, -limit, limit))
+        grid_axes.set(xlabel=f"$z_{{{dim_x + 1}}}$", ylabel=f"$z_{{{dim_y + 1}}}$", title="decoded latent grid"
+                      + ("" if latent_dim == 2 else " (other dims 0)"))
+
+        steps = np.array([record["step"] for record in history_steps], dtype=float)
+        self.history_steps = steps
+        self.train_line, = loss_axes.plot([], [], color="tab:blue", label="train total")
+        self.test_line, = loss_axes.plot([], [], color="tab:orange", label="test total")
+        self.marker = loss_axes.axvline(0, color="0.3", linestyle=":", linewidth=1)
+        self.train_values = np.array([record["train_total"] for record in history_steps])
+        self.test_values = np.array([record["test_total"] for record in history_steps])
+        last_step = max(snapshots[-1].step, int(steps.max()) if len(steps) else 1)
+        loss_axes.set_xlim(0, last_step)
+        if len(steps):
+            values = np.concatenate([self.train_values, self.test_values])
+            low_loss, high_loss = np.nanmin(values), np.nanpercentile(values, 98)
+            loss_axes.set_ylim(low_loss * 0.95, high_loss * 1.05)
+        loss_axes.set(xlabel="step", ylabel="loss (0.5 MSE + alpha KL)", title="loss so far")
+        loss_axes.legend(loc="upper right", fontsize=8)
+        loss_axes.grid(alpha=0.3)
+        self.title = self.figure.suptitle("")
+
+    def render(self, snapshot: Snapshot) -> np.ndarray:
+        """Return the frame for one snapshot as H x W x 3 uint8."""
+        self.scatter.set_offsets(self.projection(snapshot.latent_means.astype(np.float32)))
+        self.grid_image.set_data(image_grid(snapshot.grid))
+        shown = self.history_steps <= snapshot.step
+        self.train_line.set_data(self.history_steps[shown], self.train_values[shown])
+        self.test_line.set_data(self.history_steps[shown], self.test_values[shown])
+        self.marker.set_xdata([snapshot.step, snapshot.step])
+        losses = snapshot.losses
+        numbers = ("" if np.isnan(losses["test_recon"]) else
+                   f"   test recon {losses['test_recon']:.4f}   KL {losses['test_kl']:.2f}   total {losses['test_total']:.4f}")
+        self.title.set_text(f"epoch {snapshot.epoch:.2f}   step {snapshot.step}{numbers}")
+        self.figure.canvas.draw()
+        return np.asarray(self.figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:
+    """Return a run's snapshots and a renderer set up with its history and class names."""
+    run_dir = Path(run_dir)
+    snapshots = load_snapshots(run_dir)
+    checkpoint = run_dir / CHECKPOINT_NAME
+    history_steps = read_checkpoint(checkpoint)["history"]["steps"] if checkpoint.exists() else []
+    class_names = [str(label) for label in range(int(max(s.labels.max() for s in snapshots)) + 1)]
+    return snapshots, FrameRenderer(snapshots, history_steps, class_names)
+
+
+def write_mp4(frames: Iterator[np.ndarray], path: str | Path, fps: int = 12) -> Path:
+    """Encode RGB frames as H.264 / yuv420p mp4 (plays in browsers and JupyterLab); return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = imageio_ffmpeg.write_frames(
+        str(path), FRAME_SIZE, fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=7,
+        output_params=["-movflags", "+faststart"], ffmpeg_log_level="error", macro_block_size=16,
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+    return path
+
+
+def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 720, fps: int = 8) -> Path:
+    """Convert an mp4 into a palette-optimised GIF (for READMEs) with ffmpeg; return the GIF's path."""
+    palette_filter = (f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];"
+                      "[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=bayer:bayer_scale=4")
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(mp4_path),
+               "-vf", palette_filter, str(gif_path)]
+    subprocess.run(command, check=True)
+    return Path(gif_path)
+
+
+def make_run_video(run_dir: str | Path, fps: int = 12, gif: bool = False) -> dict[str, Path | float | int]:
+    """Render a run's snapshots into run_dir/latent_evolution.mp4 (and .gif); return paths, frame count, seconds."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    snapshots, renderer = frames_of_run(run_dir)
+    mp4_path = write_mp4((renderer.render(snapshot) for snapshot in snapshots), run_dir / VIDEO_NAME, fps)
+    result: dict[str, Path | float | int] = {"mp4": mp4_path, "frames": len(snapshots)}
+    if gif:
+        result["gif"] = mp4_to_gif(mp4_path, run_dir / GIF_NAME)
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def video_info(path: str | Path) -> dict[str, object]:
+    """Return codec, pixel format, size and the number of frames decoded back from a video file."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    metadata = reader.__next__()
+    frame_count = sum(1 for _ in reader)
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    stream = next(line for line in probe.stderr.splitlines() if "Video:" in line)
+    codec = stream.split("Video:")[1].split()[0]
+    pixel_format = stream.split("Video:")[1].split(",")[1].strip().split("(")[0]
+    return {"codec": codec, "pixel_format": pixel_format, "size": tuple(metadata["size"]), "frames": frame_count}
