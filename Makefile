@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test data benchmark clean
+.PHONY: lab test data browser benchmark reproduce clean
 
 # The virtual environment, rebuilt when the dependency list changes.
 $(INSTALLED): pyproject.toml
@@ -17,13 +17,22 @@ data: $(INSTALLED)
 	$(BIN)/python -m vae_lib prepare-data mnist
 
 lab: data
-	$(BIN)/jupyter lab --LabApp.default_url=/lab/tree/notebooks
+	$(BIN)/jupyter lab --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: data
+# In CI (CI=true) the browser test must run, so Debian's chromium is installed when missing (CI runs as root).
+browser:
+	@if [ "$$CI" = "true" ] && ! command -v chromium >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
+test: data browser
 	VAE_SMOKE=1 $(BIN)/python -m pytest --nbval-lax tests notebooks
 
 benchmark: data
 	$(BIN)/python -m vae_lib benchmark
+
+# Retrain both shipped models from scratch with their recorded settings and print their test metrics.
+reproduce: data
+	$(BIN)/python -m vae_lib reproduce 2d 8d
 
 clean:
 	rm -rf $(VENV) data/MNIST

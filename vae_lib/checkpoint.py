@@ -34,6 +34,7 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
             torch.save({"kind": CHECKPOINT_KIND, **state}, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -86,3 +87,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", latent_dim:
         )
     model = model_from_state(state, path)
     return place_model(model, device).eval()
+
+
+def export_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Write a copy of a checkpoint for sharing: config, weights, epoch and history, without optimizer or RNG state."""
+    state = read_checkpoint(source)
+    shared = {key: value for key, value in state.items() if key not in ("kind", "optimizer", "rng")}
+    return save_checkpoint(shared, target)

@@ -1,4 +1,4 @@
-"""Command line: `python -m vae_lib train | evaluate | video | prepare-data | benchmark`.
+"""Command line: `python -m vae_lib train | evaluate | video | reproduce | prepare-data | benchmark`.
 
 Every setting has a working default; the command line only overrides.
 """
@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from vae_lib.checkpoint import CheckpointError, config_of, load_model, read_checkpoint
-from vae_lib.config import LR_SCHEDULES, TrainConfig
+from vae_lib.config import LR_SCHEDULES, RECIPES, TrainConfig
 from vae_lib.data import DataError, load_dataset, prepare_mnist
 from vae_lib.evaluate import evaluate
 from vae_lib.settings import outputs_dir
@@ -40,8 +40,11 @@ def _positive_int(text: str) -> int:
 
 
 def _train(args: argparse.Namespace) -> None:
+    if args.recipe:
+        config = RECIPES[args.recipe]
+        args.epochs, args.latent_dim = config.schedule_epochs, config.latent_dim
     out = Path(args.out) if args.out else outputs_dir() / "runs" / f"{args.latent_dim}d"
-    config = TrainConfig(
+    config = config if args.recipe else TrainConfig(
         latent_dim=args.latent_dim, dataset=args.dataset, alpha=args.alpha, learning_rate=args.lr,
         lr_schedule=args.lr_schedule, schedule_epochs=args.epochs if args.lr_schedule == "cosine" else 0,
         batch_size=args.batch_size, seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset,
@@ -92,6 +95,16 @@ def _video(args: argparse.Namespace) -> None:
     print(f"{result['frames']} frames in {result['seconds']:.1f} s: {made}")
 
 
+def _reproduce(args: argparse.Namespace) -> None:
+    from vae_lib.reproduce import report, reproduce
+
+    if args.report_only:
+        for name in args.recipes:
+            report(name)
+    else:
+        reproduce(args.recipes)
+
+
 def _prepare_data(args: argparse.Namespace) -> None:
     print(f"MNIST ready in {prepare_mnist()}/ (md5 checked)")
 
@@ -108,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a VAE (resumes if --out already holds a checkpoint)")
+    train.add_argument("--recipe", choices=sorted(RECIPES), help="the shipped models' recorded settings (overrides the others)")
     train.add_argument("--latent-dim", type=_positive_int, default=2)
     train.add_argument("--epochs", type=_positive_int, default=32, help="total epochs the run should reach")
     train.add_argument("--out", help="run folder (default outputs/runs/<latent-dim>d)")
@@ -136,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_command.add_argument("--device")
     evaluate_command.add_argument("--seed", type=int, default=0, help="seed of the sampled z")
     evaluate_command.set_defaults(run=_evaluate)
+
+    reproduce_command = commands.add_parser("reproduce", help="retrain the shipped models from their recipes and report")
+    reproduce_command.add_argument("recipes", nargs="*", choices=sorted(RECIPES), default=sorted(RECIPES))
+    reproduce_command.add_argument("--report-only", action="store_true", help="only print the shipped models' metrics")
+    reproduce_command.set_defaults(run=_reproduce)
 
     prepare = commands.add_parser("prepare-data", help="download and check a dataset")
     prepare.add_argument("dataset", choices=["mnist"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from vae_lib.data import ImageDataset, to_model_input
-from vae_lib.loss import DEFAULT_ALPHA, vae_loss
+from vae_lib.loss import DEFAULT_ALPHA, kl_per_dimension, vae_loss
 from vae_lib.model import VAE
 
 
@@ -15,7 +15,7 @@ def evaluate(
     images: torch.Tensor | ImageDataset,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
-    batch_size: int = 1000,
+    batch_size: int = 256,
 ) -> dict[str, float]:
     """Return {'total', 'recon', 'kl', 'recon_at_mean'} averaged over every image.
 
@@ -47,3 +47,56 @@ def evaluate(
     model.train(was_training)
     recon, kl = recon_sum / count, kl_sum / count
     return {"total": recon + alpha * kl, "recon": recon, "kl": kl, "recon_at_mean": recon_at_mean_sum / count}
+
+
+@torch.no_grad()
+def encode_means(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
+    """Return the posterior means (N x latent_dim) of images, on the CPU."""
+    if isinstance(images, ImageDataset):
+        images = images.images
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    means = [model.encode(to_model_input(part, model.channels).to(device))[0].cpu() for part in images.split(batch_size)]
+    model.train(was_training)
+    return torch.cat(means)
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
+    """Return the deterministic reconstructions (z = mean) of images, N x C x 28 x 28 in [-1, 1], on the CPU."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    reconstruction = model.decode(model.encode(to_model_input(images, model.channels).to(device))[0]).cpu()
+    model.train(was_training)
+    return reconstruction
+
+
+@torch.no_grad()
+def per_class_recon_error(model: VAE, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
+    """Return the mean reconstruction error 0.5 * MSE (z = mean) of each class, one value per class."""
+    errors = torch.cat([
+        0.5 * (reconstruct(model, part) - to_model_input(part, model.channels)).pow(2).flatten(1).mean(dim=1)
+        for part in dataset.images.split(batch_size)
+    ])
+    class_count = len(dataset.class_names)
+    sums = torch.zeros(class_count, dtype=torch.float64).index_add_(0, dataset.labels, errors.double())
+    counts = torch.bincount(dataset.labels, minlength=class_count).double()
+    return sums / counts.clamp(min=1)
+
+
+@torch.no_grad()
+def kl_by_dimension(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
+    """Return each latent dimension's KL to the prior, averaged over images: near 0 means the dimension is unused."""
+    if isinstance(images, ImageDataset):
+        images = images.images
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(model.latent_dim, dtype=torch.float64)
+    for part in images.split(batch_size):
+        mean, log_var = model.encode(to_model_input(part, model.channels).to(device))
+        total += kl_per_dimension(mean, log_var).double().cpu() * len(part)
+    model.train(was_training)
+    return total / len(images)

@@ -63,7 +63,7 @@ def take_snapshot(
     model.eval()
     device = next(model.parameters()).device
     batch = to_model_input(test_images, model.channels).to(device)
-    means = torch.cat([model.encode(part)[0] for part in batch.split(1000)])
+    means = torch.cat([model.encode(part)[0] for part in batch.split(256)])
     grid_values = torch.linspace(grid_limit, -grid_limit, grid_size)  # top row = high values, as on a y axis
     latents = torch.zeros(grid_size, grid_size, model.latent_dim, device=device)
     latents[..., grid_dims[0]] = grid_values.flip(0).view(1, -1).to(device)  # x varies along columns

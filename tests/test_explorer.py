@@ -1,0 +1,82 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vae_lib import VAE
+from vae_lib.evaluate import encode_means
+from vae_lib.explorer import IMAGE_SCALE, STRIP_STEPS, LatentExplorer
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def _expected(model: VAE, latent: list[float]) -> np.ndarray:
+    with torch.no_grad():
+        image = model.decode(torch.tensor([latent]))[0, 0].numpy()
+    return np.rint(np.clip((image + 1) / 2, 0, 1) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def explorer(small_test) -> LatentExplorer:
+    torch.manual_seed(0)
+    return LatentExplorer(VAE(latent_dim=2).eval(), small_test, scatter_images=200)
+
+
+def test_moving_a_slider_redraws_the_decoded_image(explorer: LatentExplorer) -> None:
+    before = explorer.decoded.value
+    explorer.sliders[0].value = 1.25
+    after = _pixels(explorer.decoded.value)
+    assert explorer.decoded.value != before
+    assert after.shape == (28 * IMAGE_SCALE, 28 * IMAGE_SCALE)
+    assert np.array_equal(after[::IMAGE_SCALE, ::IMAGE_SCALE], _expected(explorer.model, [1.25, 0.0]))
+
+
+def test_the_scatter_marker_follows_the_latent_point(explorer: LatentExplorer) -> None:
+    explorer.set_latent([0.0, 0.0])
+    at_origin = _pixels(explorer.scatter_view.value)
+    explorer.set_latent([2.0, -2.0])
+    moved = _pixels(explorer.scatter_view.value)
+    assert at_origin.shape == moved.shape and not np.array_equal(at_origin, moved)
+    changed_rows, changed_columns = np.nonzero((at_origin != moved).any(axis=2))
+    assert changed_rows.size > 50  # the ring left one place and appeared at another
+
+
+def test_sample_reset_and_clipping(explorer: LatentExplorer) -> None:
+    explorer.sample_prior()
+    assert explorer.latent.abs().sum() > 0
+    explorer.reset()
+    assert explorer.latent.tolist() == [0.0, 0.0]
+    explorer.set_latent([10.0, -10.0])
+    assert explorer.latent.tolist() == [explorer.limit, -explorer.limit]
+
+
+def test_traversal_strip_shows_the_chosen_dimension(explorer: LatentExplorer) -> None:
+    explorer.set_latent([0.5, 0.0])
+    explorer.traversal_dim.value = 1
+    strip = _pixels(explorer.traversal_view.value)
+    assert strip.shape == (28 * 3, 28 * 3 * STRIP_STEPS)
+    first = strip[::3, :28 * 3:3]
+    assert np.abs(first.astype(int) - _expected(explorer.model, [0.5, -explorer.limit])).max() <= 1
+
+
+def test_interpolation_runs_from_one_test_image_to_the_other(explorer: LatentExplorer, small_test) -> None:
+    explorer.first_index.value, explorer.second_index.value = 3, 7
+    strip = explorer.interpolate(steps=10)
+    assert strip.shape == (28, 280)
+    start, end = encode_means(explorer.model, small_test.images[[3, 7]]).tolist()
+    assert np.abs(strip[:, :28].astype(int) - _expected(explorer.model, start)).max() <= 1
+    assert np.abs(strip[:, -28:].astype(int) - _expected(explorer.model, end)).max() <= 1
+    explorer.random_pair()
+    assert explorer.first_index.value != explorer.second_index.value
+
+
+def test_the_8d_explorer_has_eight_sliders_and_a_pca_projection(small_test) -> None:
+    explorer = LatentExplorer(VAE(latent_dim=8).eval(), small_test, scatter_images=200)
+    assert len(explorer.sliders) == 8 and explorer.projection.axes.shape == (8, 2)
+    explorer.sliders[5].value = -1.0
+    assert np.array_equal(_pixels(explorer.decoded.value)[::IMAGE_SCALE, ::IMAGE_SCALE],
+                          _expected(explorer.model, [0, 0, 0, 0, 0, -1.0, 0, 0]))

@@ -1,0 +1,207 @@
+"""An ipywidgets explorer for a trained VAE's latent space.
+
+One slider per latent dimension drives the decoded image; beside it the test images' latent scatter
+with a marker at the current point, a traversal strip along a chosen dimension, interpolation between
+two test images, and buttons to sample from the prior or reset. An update decodes one latent and a
+strip and re-encodes three small PNGs; the scatter is drawn once and only the marker moves.
+"""
+
+from __future__ import annotations
+
+import io
+
+import ipywidgets as widgets
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from vae_lib.data import ImageDataset
+from vae_lib.evaluate import encode_means
+from vae_lib.model import VAE
+from vae_lib.viz import CLASS_COLOURS, LatentProjection, traversal_images
+
+IMAGE_SCALE = 8  # the decoded 28 x 28 image is shown 224 x 224, each pixel an 8 x 8 block
+STRIP_STEPS = 9
+
+
+def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:
+    """Return PNG bytes of a uint8 grey (H x W) or RGB (H x W x 3) array, each pixel repeated `scale` times."""
+    if scale > 1:
+        pixels = pixels.repeat(scale, axis=0).repeat(scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Return pixels in [0, 1] as uint8 in [0, 255]."""
+    return np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+
+
+class ScatterCanvas:
+    """The latent scatter drawn once with matplotlib; a marker is then stamped into a copy of its pixels."""
+
+    def __init__(self, points: np.ndarray, labels: np.ndarray, class_names: list[str], axis_labels: tuple[str, str]) -> None:
+        figure = Figure(figsize=(4.4, 4.0), dpi=100)
+        canvas = FigureCanvasAgg(figure)
+        axis = figure.add_subplot()
+        for index, name in enumerate(class_names):
+            chosen = labels == index
+            if chosen.any():
+                axis.scatter(*points[chosen].T, s=3, alpha=0.6, color=CLASS_COLOURS[index % len(CLASS_COLOURS)], label=name)
+        axis.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title="test images in latent space")
+        axis.legend(markerscale=3, fontsize=6, loc="upper right", ncol=2, framealpha=0.7)
+        figure.tight_layout()
+        canvas.draw()
+        self.pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        self.transform = axis.transData
+        self.height = self.pixels.shape[0]
+        (self.left, self.bottom), (self.right, self.top) = axis.bbox.get_points()
+
+    def with_marker(self, point: np.ndarray) -> np.ndarray:
+        """Return the scatter's pixels with a ring and cross at `point` (data coordinates).
+
+        A point outside the axes is drawn at their edge, so the marker never disappears.
+        """
+        x, y = self.transform.transform(point.reshape(1, 2))[0]
+        x, y = np.clip(x, self.left, self.right), np.clip(y, self.bottom, self.top)
+        column, row = int(round(x)), int(round(self.height - y))
+        pixels = self.pixels.copy()
+        rows, columns = np.ogrid[: pixels.shape[0], : pixels.shape[1]]
+        distance = np.hypot(rows - row, columns - column)
+        pixels[(distance >= 6) & (distance <= 9)] = (0, 0, 0)
+        pixels[(distance >= 4.5) & (distance < 6)] = (255, 255, 255)
+        cross = (distance < 4.5) & ((rows == row) | (columns == column))
+        pixels[cross] = (0, 0, 0)
+        return pixels
+
+
+class LatentExplorer:
+    """Sliders over a trained VAE's latent space, with the decoded image, scatter, traversal and interpolation."""
+
+    def __init__(self, model: VAE, test_data: ImageDataset, limit: float = 3.0, scatter_images: int = 2000,
+                 projection: LatentProjection | None = None, seed: int = 0) -> None:
+        self.model = model.eval()
+        self.test_data = test_data
+        self.limit = limit
+        self.generator = torch.Generator().manual_seed(seed)
+        self.test_means = encode_means(model, test_data.images[:scatter_images])
+        means = self.test_means.numpy()
+        self.projection = projection or LatentProjection.fit(means)
+        two_d = model.latent_dim == 2
+        self.scatter = ScatterCanvas(self.projection(means), test_data.labels[:scatter_images].numpy(),
+                                     list(test_data.class_names),
+                                     ("$z_1$", "$z_2$") if two_d else ("principal axis 1", "principal axis 2"))
+        self._holding = False
+
+        self.sliders = [
+            widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05, description=f"z{dim + 1}",
+                                continuous_update=True, readout_format=".2f", layout=widgets.Layout(width="320px"))
+            for dim in range(model.latent_dim)
+        ]
+        for dim, slider in enumerate(self.sliders):
+            slider.add_class(f"vae-slider-z{dim + 1}")
+            slider.observe(self._on_slider, names="value")
+        side = f"{28 * IMAGE_SCALE}px"
+        self.decoded = widgets.Image(format="png", layout=widgets.Layout(width=side, height=side, margin="0 12px"))
+        self.decoded.add_class("vae-decoded")
+        self.scatter_view = widgets.Image(format="png")
+        self.traversal_dim = widgets.Dropdown(options=[(f"z{d + 1}", d) for d in range(model.latent_dim)], value=0,
+                                              description="traverse", layout=widgets.Layout(width="180px"))
+        self.traversal_dim.observe(lambda change: self.update(), names="value")
+        self.traversal_view = widgets.Image(format="png")
+        self.first_index = widgets.BoundedIntText(value=0, min=0, max=len(test_data) - 1, description="from image",
+                                                  layout=widgets.Layout(width="180px"))
+        self.second_index = widgets.BoundedIntText(value=1, min=0, max=len(test_data) - 1, description="to image",
+                                                   layout=widgets.Layout(width="180px"))
+        interpolate_button = widgets.Button(description="interpolate", icon="arrows-h")
+        random_pair_button = widgets.Button(description="random pair", icon="random")
+        interpolate_button.on_click(lambda _: self.interpolate())
+        random_pair_button.on_click(lambda _: self.random_pair())
+        self.interpolation_view = widgets.Image(format="png")
+        sample_button = widgets.Button(description="sample from prior", icon="dice", button_style="info",
+                                       layout=widgets.Layout(width="160px"))
+        reset_button = widgets.Button(description="reset", icon="undo", layout=widgets.Layout(width="100px"))
+        sample_button.on_click(lambda _: self.sample_prior())
+        reset_button.on_click(lambda _: self.reset())
+
+        controls = widgets.VBox([*self.sliders, widgets.HBox([sample_button, reset_button])])
+        self.widget = widgets.VBox([
+            widgets.HBox([controls, self.decoded, self.scatter_view], layout=widgets.Layout(align_items="flex-start")),
+            widgets.HBox([self.traversal_dim, self.traversal_view]),
+            widgets.HBox([self.first_index, self.second_index, interpolate_button, random_pair_button]),
+            self.interpolation_view,
+        ])
+        self.update()
+        self.interpolate()
+
+    @property
+    def latent(self) -> torch.Tensor:
+        """Return the current latent vector (the slider values)."""
+        return torch.tensor([slider.value for slider in self.sliders], dtype=torch.float32)
+
+    def set_latent(self, values: torch.Tensor | np.ndarray | list[float]) -> None:
+        """Move every slider at once (clipped to the slider range) and update the views once."""
+        self._holding = True
+        try:
+            for slider, value in zip(self.sliders, np.asarray(values, dtype=float)):
+                slider.value = float(np.clip(value, -self.limit, self.limit))
+        finally:
+            self._holding = False
+        self.update()
+
+    def _on_slider(self, change: dict) -> None:
+        if not self._holding:
+            self.update()
+
+    @torch.no_grad()
+    def decode_current(self) -> np.ndarray:
+        """Return the decoded image for the current sliders as 28 x 28 uint8."""
+        device = next(self.model.parameters()).device
+        image = self.model.decode(self.latent.view(1, -1).to(device))[0, 0].cpu().numpy()
+        return to_uint8((image + 1) / 2)
+
+    def update(self) -> None:
+        """Redraw the decoded image, the scatter marker and the traversal strip for the current sliders."""
+        latent = self.latent
+        self.decoded.value = png_bytes(self.decode_current(), IMAGE_SCALE)
+        self.scatter_view.value = png_bytes(self.scatter.with_marker(self.projection(latent.numpy()[None])[0]))
+        values = np.linspace(-self.limit, self.limit, STRIP_STEPS)
+        strip = traversal_images(self.model, latent, self.traversal_dim.value, values)
+        self.traversal_view.value = png_bytes(to_uint8(np.concatenate(list(strip), axis=1)), 3)
+
+    def sample_prior(self) -> None:
+        """Set the sliders to a latent drawn from the prior N(0, I)."""
+        self.set_latent(torch.randn(self.model.latent_dim, generator=self.generator))
+
+    def reset(self) -> None:
+        """Set every slider back to 0, the prior's mean."""
+        self.set_latent(torch.zeros(self.model.latent_dim))
+
+    def random_pair(self) -> None:
+        """Pick two random test images and interpolate between them."""
+        first, second = torch.randperm(len(self.test_data), generator=self.generator)[:2].tolist()
+        self.first_index.value, self.second_index.value = first, second
+        self.interpolate()
+
+    def interpolate(self, steps: int = 10) -> np.ndarray:
+        """Show (and return) images decoded along the straight line between two test images' latent means."""
+        pair = self.test_data.images[[self.first_index.value, self.second_index.value]]
+        start, end = encode_means(self.model, pair)
+        weights = torch.linspace(0, 1, steps).view(-1, 1)
+        latents = (1 - weights) * start + weights * end
+        with torch.no_grad():
+            images = self.model.decode(latents.to(next(self.model.parameters()).device)).cpu()[:, 0].numpy()
+        strip = to_uint8((np.concatenate([*images], axis=1) + 1) / 2)
+        originals = pair.numpy()
+        row = np.concatenate([originals[0], np.full((28, 6), 255, np.uint8), strip, np.full((28, 6), 255, np.uint8),
+                              originals[1]], axis=1)
+        self.interpolation_view.value = png_bytes(row, 3)
+        return strip
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)

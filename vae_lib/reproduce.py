@@ -1,0 +1,82 @@
+"""Retrain the shipped models from their recipes, export them to outputs/checkpoints, make their videos,
+and print their test metrics and the time each took to reach the seed's best reconstruction.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from vae_lib.checkpoint import export_checkpoint, load_model, read_checkpoint
+from vae_lib.config import RECIPES, SEED_BEST_RECON
+from vae_lib.course import shipped_checkpoint
+from vae_lib.data import load_dataset
+from vae_lib.evaluate import evaluate
+from vae_lib.settings import outputs_dir
+from vae_lib.snapshots import SnapshotRecorder
+from vae_lib.train import CHECKPOINT_NAME, Trainer, epoch_checkpoint_name
+
+SNAPSHOT_EVERY = 200
+
+
+def seconds_to_target(history: dict[str, list[dict]], target: float) -> float | None:
+    """Return the training seconds at the first epoch whose test reconstruction is at or below `target`."""
+    return next((record["seconds"] for record in history["epochs"] if record["test_recon"] <= target), None)
+
+
+def train_recipe(name: str, run_dir: Path) -> Trainer:
+    """Train (or finish training) a recipe in run_dir, recording snapshots for its video."""
+    config = RECIPES[name]
+    test_data = load_dataset(config.dataset, train=False)
+    recorder = SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY)
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if checkpoint.exists():
+        trainer = Trainer.resume(checkpoint, test_data=test_data, hooks=[recorder])
+    else:
+        trainer = Trainer(config, test_data=test_data, run_dir=run_dir, hooks=[recorder])
+    if trainer.epoch < config.schedule_epochs:
+        trainer.fit(config.schedule_epochs - trainer.epoch)
+    return trainer
+
+
+def ship(name: str, run_dir: Path) -> None:
+    """Export a finished run's final and kept checkpoints and its video into outputs/."""
+    from vae_lib.video import make_run_video
+
+    final = shipped_checkpoint(name)
+    export_checkpoint(run_dir / CHECKPOINT_NAME, final)
+    for epoch in RECIPES[name].keep_epochs:
+        export_checkpoint(run_dir / epoch_checkpoint_name(epoch), shipped_checkpoint(name, epoch))
+    video = make_run_video(run_dir, gif=(name == "2d"))
+    videos = outputs_dir() / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    for kind in ("mp4", "gif"):
+        if kind in video:
+            shutil.copyfile(video[kind], videos / f"latent_{name}.{kind}")
+    print(f"{name}: video of {video['frames']} frames made in {video['seconds']:.1f} s")
+
+
+def report(name: str) -> dict[str, float]:
+    """Print and return a shipped model's test metrics and its time to the seed's best reconstruction."""
+    path = shipped_checkpoint(name)
+    state = read_checkpoint(path)
+    model = load_model(path)
+    metrics = evaluate(model, load_dataset("mnist", train=False).images)
+    target = SEED_BEST_RECON[model.latent_dim]
+    reached = seconds_to_target(state["history"], target)
+    when = f"reached after {reached / 60:.1f} min" if reached is not None else "not reached"
+    print(f"{name}: {state['epoch']} epochs in {state['history']['epochs'][-1]['seconds'] / 60:.1f} min; "
+          f"test total {metrics['total']:.4f}, recon {metrics['recon']:.4f}, KL {metrics['kl']:.2f}; "
+          f"seed's best recon {target}: {when}")
+    return {**metrics, "seconds_to_target": reached if reached is not None else float("nan")}
+
+
+def reproduce(names: list[str], run_root: Path | None = None) -> None:
+    """Train, ship and report each named recipe."""
+    run_root = run_root or outputs_dir() / "runs"
+    for name in names:
+        run_dir = run_root / f"recipe_{name}"
+        train_recipe(name, run_dir)
+        ship(name, run_dir)
+    for name in names:
+        report(name)
