@@ -59,3 +59,19 @@ def test_evaluating_a_non_checkpoint_fails_clearly(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "vae_lib", "evaluate", str(bogus)], capture_output=True, text=True)
     assert result.returncode == 2
     assert "is not a vae_lib checkpoint" in result.stderr
+
+
+def test_benchmark_prints_every_figure(capsys) -> None:
+    from vae_lib import VAE
+    from vae_lib.benchmark import run_benchmark, training_gflop_per_image
+
+    # forward multiply-adds counted by hand: convs 5,531,904 + transposed convs 6,936,832 + linear layers 37,632;
+    # 2 FLOP each, backward twice the forward: 0.0750 GFLOP per image, the figure DESIGN.md gives
+    assert training_gflop_per_image(VAE(latent_dim=2)) == pytest.approx(6 * 12_506_368 / 1e9)
+    figures = run_benchmark(steps=20, video_frames=10, explorer_updates=20)
+    printed = capsys.readouterr().out
+    for phrase in ("seconds per epoch", "samples per second", "% of it", "snapshots every 200 steps", "10-frame mp4",
+                   "explorer slider update"):
+        assert phrase in printed
+    assert figures["samples_per_second"] > 0 and 0 < figures["fraction_of_matmul"] < 2
+    assert figures["snapshot_time_ratio"] > 0.5 and figures["explorer_8d_p95_ms"] > 0

@@ -1,11 +1,16 @@
-"""Speed figures printed in one run: seconds per MNIST epoch, samples/s, and the model's
-GFLOP/s as a fraction of an fp32 4096 x 4096 matmul measured in the same run.
+"""Speed figures printed in one run: seconds per MNIST epoch, samples/s, the model's GFLOP/s as a fraction
+of an fp32 4096 x 4096 matmul, the cost of recording snapshots (as a ratio of two runs), the time to draw
+and encode a 200-frame video, and the latency of one explorer slider update.
 """
 
 from __future__ import annotations
 
+import statistics
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -13,6 +18,7 @@ from vae_lib.config import TrainConfig
 from vae_lib.data import load_dataset
 from vae_lib.evaluate import evaluate
 from vae_lib.model import IMAGE_SIZE, VAE
+from vae_lib.snapshots import SnapshotRecorder
 from vae_lib.train import Trainer
 
 MATMUL_SIZE = 4096
@@ -51,16 +57,55 @@ def training_gflop_per_image(model: VAE) -> float:
     return 3 * 2 * multiply_adds / 1e9
 
 
-def run_benchmark(steps: int = 300, device: str | None = None) -> dict[str, float]:
-    """Train the seed's model for `steps` steps on MNIST, print the figures and return them."""
+def time_video(run_dir: Path, frame_count: int = 200) -> float:
+    """Return the seconds to draw and encode `frame_count` frames of a run's snapshots (cycled) as mp4."""
+    from vae_lib.video import frames_of_run, write_mp4
+
+    started = time.perf_counter()
+    snapshots, renderer = frames_of_run(run_dir)
+    frames = (renderer.render(snapshots[index % len(snapshots)]) for index in range(frame_count))
+    write_mp4(frames, run_dir / "benchmark.mp4")
+    return time.perf_counter() - started
+
+
+def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[float, float]:
+    """Return the median and 95th percentile milliseconds of one slider move (decode and redraw) in the explorer."""
+    from vae_lib.explorer import LatentExplorer
+
+    explorer = LatentExplorer(model.eval(), test_data)
+    values = np.random.default_rng(0).uniform(-2.5, 2.5, size=updates)
+    times = []
+    for index, value in enumerate(values):
+        slider = explorer.sliders[index % len(explorer.sliders)]
+        started = time.perf_counter()
+        slider.value = round(float(value), 2)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), float(np.percentile(times, 95))
+
+
+def run_benchmark(steps: int = 400, device: str | None = None, video_frames: int = 200,
+                  explorer_updates: int = 200) -> dict[str, float]:
+    """Train the seed's model for `steps` steps on MNIST (with and without snapshots), print the figures, return them."""
     config = TrainConfig()
     train_data, test_data = load_dataset("mnist", train=True), load_dataset("mnist", train=False)
     full_epoch_steps = len(train_data) // config.batch_size
-    trainer = Trainer(
-        TrainConfig(train_subset=steps * config.batch_size), train_data, test_data, device=device, progress=False
-    )
-    trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
-    fit_seconds = trainer.train_seconds
+    short_run = TrainConfig(train_subset=steps * config.batch_size)
+    Trainer(TrainConfig(train_subset=50 * config.batch_size), train_data, test_data, device=device, progress=False).fit(1)
+    # Runs without and with snapshots alternate (A B A B), so drift in the machine's speed hits both alike.
+    plain_seconds, recorded_seconds = [], []
+    with tempfile.TemporaryDirectory() as run_dir:
+        for _ in range(2):
+            trainer = Trainer(short_run, train_data, test_data, device=device, progress=False)
+            trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
+            plain_seconds.append(trainer.train_seconds)
+            recorder = SnapshotRecorder(run_dir, test_data, every=200)
+            recorded = Trainer(short_run, train_data, test_data, run_dir=run_dir, device=device, hooks=[recorder],
+                               progress=False)
+            recorded.fit(1)
+            recorded_seconds.append(recorded.train_seconds)
+        snapshot_ratio = sum(recorded_seconds) / sum(plain_seconds)
+        video_seconds = time_video(Path(run_dir), video_frames)
+    fit_seconds = min(plain_seconds)
     started = time.perf_counter()
     evaluate(trainer.model, test_data.images)
     test_seconds = time.perf_counter() - started
@@ -69,6 +114,8 @@ def run_benchmark(steps: int = 300, device: str | None = None) -> dict[str, floa
     gflop_per_image = training_gflop_per_image(config.build_model())
     model_gflops = samples_per_second * gflop_per_image
     matmul = matmul_gflops()
+    latency_2d = explorer_latency_ms(trainer.model, test_data, explorer_updates)
+    latency_8d = explorer_latency_ms(VAE(latent_dim=8), test_data, explorer_updates)
     figures = {
         "seconds_per_epoch": full_epoch_steps * step_seconds + test_seconds,
         "train_seconds_per_epoch": full_epoch_steps * step_seconds,
@@ -78,6 +125,10 @@ def run_benchmark(steps: int = 300, device: str | None = None) -> dict[str, floa
         "model_gflops": model_gflops,
         "matmul_gflops": matmul,
         "fraction_of_matmul": model_gflops / matmul,
+        "snapshot_time_ratio": snapshot_ratio,
+        "video_seconds": video_seconds,
+        "explorer_2d_median_ms": latency_2d[0], "explorer_2d_p95_ms": latency_2d[1],
+        "explorer_8d_median_ms": latency_8d[0], "explorer_8d_p95_ms": latency_8d[1],
     }
     print(f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps")
     print(f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} "
@@ -86,4 +137,9 @@ def run_benchmark(steps: int = 300, device: str | None = None) -> dict[str, floa
     print(f"model: {gflop_per_image:.4f} GFLOP per image (forward + backward) -> {model_gflops:.0f} GFLOP/s")
     print(f"fp32 {MATMUL_SIZE}x{MATMUL_SIZE} matmul: {matmul:.0f} GFLOP/s; training runs at "
           f"{100 * figures['fraction_of_matmul']:.0f}% of it")
+    print(f"snapshots every 200 steps: training time x{snapshot_ratio:.3f} of the same runs without them "
+          f"({sum(recorded_seconds):.1f} s against {sum(plain_seconds):.1f} s, two runs each)")
+    print(f"drawing and encoding a {video_frames}-frame mp4: {video_seconds:.1f} s")
+    print(f"explorer slider update (decode + redraw): 2-D median {latency_2d[0]:.1f} ms, p95 {latency_2d[1]:.1f} ms; "
+          f"8-D median {latency_8d[0]:.1f} ms, p95 {latency_8d[1]:.1f} ms")
     return figures

@@ -14,22 +14,7 @@ from vae_lib.config import LR_SCHEDULES, RECIPES, TrainConfig
 from vae_lib.data import DataError, load_dataset, prepare_mnist
 from vae_lib.evaluate import evaluate
 from vae_lib.settings import outputs_dir
-from vae_lib.train import CHECKPOINT_NAME, Trainer, TrainingDivergedError, TrainingHook
-
-
-class EpochPrinter(TrainingHook):
-    """Prints one line of test metrics after each epoch."""
-
-    def __init__(self, target_epoch: int) -> None:
-        self.target_epoch = target_epoch
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        record = trainer.history["epochs"][-1]
-        print(
-            f"epoch {record['epoch']:3d}/{self.target_epoch}  test total {record['test_total']:.4f}  "
-            f"recon {record['test_recon']:.4f}  kl {record['test_kl']:.2f}  ({record['seconds']:.0f} s)",
-            flush=True,
-        )
+from vae_lib.train import CHECKPOINT_NAME, EpochPrinter, Trainer, TrainingDivergedError, TrainingHook
 
 
 def _positive_int(text: str) -> int:
@@ -64,10 +49,10 @@ def _train(args: argparse.Namespace) -> None:
                 f"{checkpoint} belongs to another model ({'; '.join(differences)}): "
                 "choose another --out folder, or match its settings to continue it"
             )
-        trainer = Trainer.resume(checkpoint, device=args.device, hooks=hooks)
+        trainer = Trainer.resume(checkpoint, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
         print(f"resuming {checkpoint} at epoch {trainer.epoch}")
     else:
-        trainer = Trainer(config, run_dir=out, device=args.device, hooks=hooks)
+        trainer = Trainer(config, run_dir=out, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
     remaining = args.epochs - trainer.epoch
     if remaining < 1:
         print(f"{checkpoint} already has {trainer.epoch} epochs (asked for {args.epochs}); nothing to do")
@@ -96,11 +81,12 @@ def _video(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from vae_lib.reproduce import report, reproduce
+    from vae_lib.reproduce import report, reproduce, write_figures
 
     if args.report_only:
         for name in args.recipes:
             report(name)
+        write_figures(args.recipes)
     else:
         reproduce(args.recipes)
 
@@ -153,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     reproduce_command = commands.add_parser("reproduce", help="retrain the shipped models from their recipes and report")
     reproduce_command.add_argument("recipes", nargs="*", choices=sorted(RECIPES), default=sorted(RECIPES))
-    reproduce_command.add_argument("--report-only", action="store_true", help="only print the shipped models' metrics")
+    reproduce_command.add_argument("--report-only", action="store_true", help="only print the shipped models' metrics and redraw their figures")
     reproduce_command.set_defaults(run=_reproduce)
 
     prepare = commands.add_parser("prepare-data", help="download and check a dataset")
@@ -161,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(run=_prepare_data)
 
     benchmark = commands.add_parser("benchmark", help="measure training speed against this machine's matmul rate")
-    benchmark.add_argument("--steps", type=_positive_int, default=300)
+    benchmark.add_argument("--steps", type=_positive_int, default=400)
     benchmark.add_argument("--device")
     benchmark.set_defaults(run=_benchmark)
     return parser

@@ -1,6 +1,11 @@
-"""Test metrics computed the seed's way: z sampled (with a fixed seed), every image counted."""
+"""Test metrics computed the seed's way (z sampled with a fixed seed, every image counted), and the
+per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -9,7 +14,22 @@ from vae_lib.loss import DEFAULT_ALPHA, kl_per_dimension, vae_loss
 from vae_lib.model import VAE
 
 
-@torch.no_grad()
+@contextmanager
+def inference(model: VAE) -> Iterator[torch.device]:
+    """Run a block with the model in eval mode and without gradients; restore its mode after. Yields its device."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield next(model.parameters()).device
+    finally:
+        model.train(was_training)
+
+
+def _images_of(images: torch.Tensor | ImageDataset) -> torch.Tensor:
+    return images.images if isinstance(images, ImageDataset) else images
+
+
 def evaluate(
     model: VAE,
     images: torch.Tensor | ImageDataset,
@@ -23,57 +43,41 @@ def evaluate(
     recon_at_mean decodes z = mean, the deterministic reconstruction error.
     The global random state is left as it was, so evaluating never changes a training run.
     """
-    if isinstance(images, ImageDataset):
-        images = images.images
+    images = _images_of(images)
     count = int(images.shape[0])
     if count == 0:
         raise ValueError("evaluate needs at least one image")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     recon_sum = kl_sum = recon_at_mean_sum = 0.0
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(seed)
-        for start in range(0, count, batch_size):
-            batch = to_model_input(images[start : start + batch_size], model.channels).to(device)
-            mean, log_var = model.encode(batch)
-            reconstruction = model.decode(model.reparameterise(mean, log_var))
-            _, recon, kl = vae_loss(batch, reconstruction, mean, log_var, alpha)
-            recon_at_mean = 0.5 * torch.nn.functional.mse_loss(model.decode(mean), batch)
-            recon_sum += recon.item() * len(batch)
-            kl_sum += kl.item() * len(batch)
-            recon_at_mean_sum += recon_at_mean.item() * len(batch)
-    model.train(was_training)
+    with inference(model) as device:
+        rng_devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=rng_devices):
+            torch.manual_seed(seed)
+            for start in range(0, count, batch_size):
+                batch = to_model_input(images[start : start + batch_size], model.channels).to(device)
+                mean, log_var = model.encode(batch)
+                reconstruction = model.decode(model.reparameterise(mean, log_var))
+                _, recon, kl = vae_loss(batch, reconstruction, mean, log_var, alpha)
+                recon_at_mean = 0.5 * torch.nn.functional.mse_loss(model.decode(mean), batch)
+                recon_sum += recon.item() * len(batch)
+                kl_sum += kl.item() * len(batch)
+                recon_at_mean_sum += recon_at_mean.item() * len(batch)
     recon, kl = recon_sum / count, kl_sum / count
     return {"total": recon + alpha * kl, "recon": recon, "kl": kl, "recon_at_mean": recon_at_mean_sum / count}
 
 
-@torch.no_grad()
 def encode_means(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the posterior means (N x latent_dim) of images, on the CPU."""
-    if isinstance(images, ImageDataset):
-        images = images.images
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    means = [model.encode(to_model_input(part, model.channels).to(device))[0].cpu() for part in images.split(batch_size)]
-    model.train(was_training)
-    return torch.cat(means)
+    with inference(model) as device:
+        return torch.cat([model.encode(to_model_input(part, model.channels).to(device))[0].cpu()
+                          for part in _images_of(images).split(batch_size)])
 
 
-@torch.no_grad()
 def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
     """Return the deterministic reconstructions (z = mean) of images, N x C x 28 x 28 in [-1, 1], on the CPU."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    reconstruction = model.decode(model.encode(to_model_input(images, model.channels).to(device))[0]).cpu()
-    model.train(was_training)
-    return reconstruction
+    with inference(model) as device:
+        return model.decode(model.encode(to_model_input(images, model.channels).to(device))[0]).cpu()
 
 
-@torch.no_grad()
 def per_class_recon_error(model: VAE, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the mean reconstruction error 0.5 * MSE (z = mean) of each class, one value per class."""
     errors = torch.cat([
@@ -86,17 +90,12 @@ def per_class_recon_error(model: VAE, dataset: ImageDataset, batch_size: int = 2
     return sums / counts.clamp(min=1)
 
 
-@torch.no_grad()
 def kl_by_dimension(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return each latent dimension's KL to the prior, averaged over images: near 0 means the dimension is unused."""
-    if isinstance(images, ImageDataset):
-        images = images.images
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    images = _images_of(images)
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
-    for part in images.split(batch_size):
-        mean, log_var = model.encode(to_model_input(part, model.channels).to(device))
-        total += kl_per_dimension(mean, log_var).double().cpu() * len(part)
-    model.train(was_training)
+    with inference(model) as device:
+        for part in images.split(batch_size):
+            mean, log_var = model.encode(to_model_input(part, model.channels).to(device))
+            total += kl_per_dimension(mean, log_var).double().cpu() * len(part)
     return total / len(images)

@@ -5,6 +5,7 @@ and print their test metrics and the time each took to reach the seed's best rec
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from vae_lib.checkpoint import export_checkpoint, load_model, read_checkpoint
@@ -14,7 +15,7 @@ from vae_lib.data import load_dataset
 from vae_lib.evaluate import evaluate
 from vae_lib.settings import outputs_dir
 from vae_lib.snapshots import SnapshotRecorder
-from vae_lib.train import CHECKPOINT_NAME, Trainer, epoch_checkpoint_name
+from vae_lib.train import CHECKPOINT_NAME, EpochPrinter, Trainer, epoch_checkpoint_name
 
 SNAPSHOT_EVERY = 200
 
@@ -28,12 +29,13 @@ def train_recipe(name: str, run_dir: Path) -> Trainer:
     """Train (or finish training) a recipe in run_dir, recording snapshots for its video."""
     config = RECIPES[name]
     test_data = load_dataset(config.dataset, train=False)
-    recorder = SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY)
+    hooks = [SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY), EpochPrinter(config.schedule_epochs)]
     checkpoint = run_dir / CHECKPOINT_NAME
+    progress = sys.stderr.isatty()
     if checkpoint.exists():
-        trainer = Trainer.resume(checkpoint, test_data=test_data, hooks=[recorder])
+        trainer = Trainer.resume(checkpoint, test_data=test_data, hooks=hooks, progress=progress)
     else:
-        trainer = Trainer(config, test_data=test_data, run_dir=run_dir, hooks=[recorder])
+        trainer = Trainer(config, test_data=test_data, run_dir=run_dir, hooks=hooks, progress=progress)
     if trainer.epoch < config.schedule_epochs:
         trainer.fit(config.schedule_epochs - trainer.epoch)
     return trainer
@@ -71,8 +73,40 @@ def report(name: str) -> dict[str, float]:
     return {**metrics, "seconds_to_target": reached if reached is not None else float("nan")}
 
 
+def write_figures(names: list[str]) -> list[Path]:
+    """Save the README's figures for the shipped models into outputs/figures/ and return their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vae_lib import viz
+    from vae_lib.course import shipped_epochs
+    from vae_lib.evaluate import reconstruct
+
+    folder = outputs_dir() / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    test_data = load_dataset("mnist", train=False)
+    originals = test_data.images[:12]
+    written, histories = [], {}
+    for name in names:
+        state = read_checkpoint(shipped_checkpoint(name))
+        histories[name] = state["history"]
+        figure = viz.plot_metrics(state["history"], title=f"{name.upper()} model: training metrics")
+        written.append(folder / f"metrics_{name}.png")
+        figure.savefig(written[-1], dpi=90)
+        rows = {f"epoch {epoch}": reconstruct(load_model(shipped_checkpoint(name, epoch)), originals)
+                for epoch in shipped_epochs(name)}
+        figure = viz.plot_reconstructions(originals, rows, title=f"{name.upper()} model: test images reconstructed during training")
+        written.append(folder / f"reconstructions_{name}.png")
+        figure.savefig(written[-1], dpi=90)
+    targets = {name: SEED_BEST_RECON[RECIPES[name].latent_dim] for name in names}
+    figure = viz.plot_time_to_quality(histories, targets)
+    written.append(folder / "time_to_quality.png")
+    figure.savefig(written[-1], dpi=90)
+    return written
+
+
 def reproduce(names: list[str], run_root: Path | None = None) -> None:
-    """Train, ship and report each named recipe."""
+    """Train, ship and report each named recipe, and redraw the README's figures."""
     run_root = run_root or outputs_dir() / "runs"
     for name in names:
         run_dir = run_root / f"recipe_{name}"
@@ -80,3 +114,4 @@ def reproduce(names: list[str], run_root: Path | None = None) -> None:
         ship(name, run_dir)
     for name in names:
         report(name)
+    write_figures(names)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_lib.data import ImageDataset, to_model_input
+from vae_lib.data import ImageDataset
+from vae_lib.evaluate import encode_means, inference
 from vae_lib.train import Trainer, TrainingHook
 
 SNAPSHOT_FOLDER = "snapshots"
@@ -48,7 +49,6 @@ def snapshot_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / SNAPSHOT_FOLDER / f"step_{step:07d}.npz"
 
 
-@torch.no_grad()
 def take_snapshot(
     trainer: Trainer,
     test_images: torch.Tensor,
@@ -58,20 +58,17 @@ def take_snapshot(
     grid_dims: tuple[int, int],
     reconstruction_count: int,
 ) -> Snapshot:
-    """Return a Snapshot of the trainer's model now (the model is put back in training mode)."""
+    """Return a Snapshot of the trainer's model now; the model's training mode is left as it was."""
     model = trainer.model
-    model.eval()
-    device = next(model.parameters()).device
-    batch = to_model_input(test_images, model.channels).to(device)
-    means = torch.cat([model.encode(part)[0] for part in batch.split(256)])
+    means = encode_means(model, test_images)
     grid_values = torch.linspace(grid_limit, -grid_limit, grid_size)  # top row = high values, as on a y axis
-    latents = torch.zeros(grid_size, grid_size, model.latent_dim, device=device)
-    latents[..., grid_dims[0]] = grid_values.flip(0).view(1, -1).to(device)  # x varies along columns
-    latents[..., grid_dims[1]] = grid_values.view(-1, 1).to(device)  # y varies along rows
-    grid = to_uint8_images(model.decode(latents.view(-1, model.latent_dim)))
-    originals = batch[:reconstruction_count]
-    reconstructions = to_uint8_images(model.decode(means[:reconstruction_count]))
-    model.train()
+    with inference(model) as device:
+        latents = torch.zeros(grid_size, grid_size, model.latent_dim)
+        latents[..., grid_dims[0]] = grid_values.flip(0).view(1, -1)  # x varies along columns
+        latents[..., grid_dims[1]] = grid_values.view(-1, 1)  # y varies along rows
+        grid = to_uint8_images(model.decode(latents.view(-1, model.latent_dim).to(device)))
+        reconstructions = to_uint8_images(model.decode(means[:reconstruction_count].to(device)))
+    originals = test_images[:reconstruction_count]
     records = trainer.history["steps"]
     latest = records[-1] if records else {}
     losses = {name: float(latest.get(name, np.nan)) for name in _LOSS_NAMES}
@@ -82,12 +79,12 @@ def take_snapshot(
         step=trainer.step,
         epoch=trainer.step / trainer.steps_per_epoch,
         losses=losses,
-        latent_means=means.float().cpu().numpy().astype(np.float16),
+        latent_means=means.numpy().astype(np.float16),
         labels=test_labels.numpy().astype(np.uint8),
         grid=grid.reshape(grid_size, grid_size, *grid.shape[1:]),
         grid_values=grid_values.numpy().astype(np.float32),
         grid_dims=grid_dims,
-        originals=to_uint8_images(originals),
+        originals=originals.reshape(-1, 28, 28).numpy(),
         reconstructions=reconstructions,
     )
 

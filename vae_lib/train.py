@@ -41,6 +41,21 @@ class TrainingHook:
         """Called after an epoch's test evaluation, before its checkpoint is written."""
 
 
+class EpochPrinter(TrainingHook):
+    """Prints one line of test metrics after each epoch."""
+
+    def __init__(self, target_epoch: int) -> None:
+        self.target_epoch = target_epoch
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        record = trainer.history["epochs"][-1]
+        print(
+            f"epoch {record['epoch']:3d}/{self.target_epoch}  test total {record['test_total']:.4f}  "
+            f"recon {record['test_recon']:.4f}  kl {record['test_kl']:.2f}  ({record['seconds']:.0f} s)",
+            flush=True,
+        )
+
+
 def epoch_checkpoint_name(epoch: int) -> str:
     """Return the file name of the checkpoint kept for `epoch`."""
     return f"epoch_{epoch:03d}.pt"
@@ -64,8 +79,12 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.config = config
-        self.train_data = _subset(train_data or load_dataset(config.dataset, train=True), config.train_subset)
-        self.test_data = _subset(test_data or load_dataset(config.dataset, train=False), config.test_subset)
+        if train_data is None:
+            train_data = load_dataset(config.dataset, train=True)
+        if test_data is None:
+            test_data = load_dataset(config.dataset, train=False)
+        self.train_data = _subset(train_data, config.train_subset)
+        self.test_data = _subset(test_data, config.test_subset)
         if len(self.train_data) < config.batch_size:
             raise ValueError(f"batch_size {config.batch_size} is larger than the {len(self.train_data)} training images")
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -164,12 +183,10 @@ class Trainer:
             self.save(self.run_dir / CHECKPOINT_NAME)
             if self.epoch in config.keep_epochs:
                 self.save(self.run_dir / epoch_checkpoint_name(self.epoch))
-        model.train()
 
     def _record_steps(self, train_means: torch.Tensor, epoch_started: float) -> None:
         """Append one step record: the train losses since the last record and a test estimate on a fixed subset."""
         test = evaluate(self.model, self.test_data.images[: self.config.step_test_images], self.config.alpha, seed=self.config.seed)
-        self.model.train()
         train_total, train_recon, train_kl = train_means.tolist()
         self.history["steps"].append(
             {"step": self.step, "epoch": self.step / self.steps_per_epoch,

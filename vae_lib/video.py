@@ -124,7 +124,7 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | Path, fps: int = 12) -> 
     return path
 
 
-def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 720, fps: int = 8) -> Path:
+def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps: int = 6) -> Path:
     """Convert an mp4 into a palette-optimised GIF (for READMEs) with ffmpeg; return the GIF's path."""
     palette_filter = (f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];"
                       "[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=bayer:bayer_scale=4")

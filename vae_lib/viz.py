@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from vae_lib.evaluate import inference, reconstruct
 from vae_lib.model import VAE
 from vae_lib.train import Trainer, TrainingHook
 
@@ -106,22 +107,18 @@ def plot_latent_scatter(latent_means: torch.Tensor | np.ndarray, labels: torch.T
     return axis.figure
 
 
-@torch.no_grad()
 def decode_grid(model: VAE, grid_size: int = 20, limit: float = 2.5, dims: tuple[int, int] = (0, 1),
                 base: torch.Tensor | None = None) -> np.ndarray:
     """Return a grid_size x grid_size x 28 x 28 array of images decoded on a grid over two latent dimensions.
 
     Rows go from +limit (top) to -limit, columns from -limit to +limit; other dimensions come from `base` (default 0).
     """
-    device = next(model.parameters()).device
     values = torch.linspace(-limit, limit, grid_size)
     latents = (base.clone().float() if base is not None else torch.zeros(model.latent_dim)).repeat(grid_size, grid_size, 1)
     latents[..., dims[0]] = values.view(1, -1)
     latents[..., dims[1]] = values.flip(0).view(-1, 1)
-    was_training = model.training
-    model.eval()
-    images = model.decode(latents.view(-1, model.latent_dim).to(device)).cpu()
-    model.train(was_training)
+    with inference(model) as device:
+        images = model.decode(latents.view(-1, model.latent_dim).to(device)).cpu()
     return _pixels(images).reshape(grid_size, grid_size, 28, 28)
 
 
@@ -210,15 +207,12 @@ def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float
     return figure
 
 
-@torch.no_grad()
 def traversal_images(model: VAE, base: torch.Tensor, dim: int, values: Sequence[float]) -> np.ndarray:
     """Return len(values) x 28 x 28 images decoded from `base` with dimension `dim` set to each value."""
     latents = base.float().repeat(len(values), 1)
     latents[:, dim] = torch.tensor(list(values), dtype=torch.float32)
-    was_training = model.training
-    model.eval()
-    images = model.decode(latents.to(next(model.parameters()).device)).cpu()
-    model.train(was_training)
+    with inference(model) as device:
+        images = model.decode(latents.to(device)).cpu()
     return _pixels(images)
 
 
@@ -274,8 +268,6 @@ class LiveTrainingPlot(TrainingHook):
 
     def draw(self, trainer: Trainer) -> None:
         """Redraw the figure for the trainer's current state."""
-        from vae_lib.evaluate import reconstruct
-
         steps = trainer.history["steps"]
         axis = self.loss_axis
         axis.clear()

@@ -1,0 +1,53 @@
+"""The trained models the repository ships: loadable from the file alone, small, with their history, and as good
+as recorded. Test metrics are over all 10,000 MNIST test images, the seed's way (z sampled with seed 0)."""
+
+import pytest
+
+from vae_lib import evaluate, load_model, read_checkpoint
+from vae_lib.config import RECIPES, SEED_BEST_RECON
+from vae_lib.course import shipped_checkpoint, shipped_epochs
+from vae_lib.settings import outputs_dir
+
+# The seed project's best test figures (2-D after 128 epochs, 8-D after 32).
+SEED_BEST_TOTAL = {"2d": 0.0802, "8d": 0.0424}
+
+
+@pytest.fixture(scope="module")
+def shipped_metrics(mnist_test) -> dict[str, dict[str, float]]:
+    return {name: evaluate(load_model(shipped_checkpoint(name)), mnist_test) for name in ("2d", "8d")}
+
+
+@pytest.mark.parametrize("name", ["2d", "8d"])
+def test_shipped_checkpoint_is_small_and_complete(name: str) -> None:
+    path = shipped_checkpoint(name)
+    assert path.stat().st_size < 5_000_000
+    state = read_checkpoint(path)
+    recipe = RECIPES[name]
+    assert state["config"] == recipe.to_dict() and state["epoch"] == recipe.schedule_epochs
+    assert [record["epoch"] for record in state["history"]["epochs"]] == list(range(1, recipe.schedule_epochs + 1))
+    assert len(state["history"]["steps"]) == recipe.schedule_epochs * 937 // recipe.log_every
+    assert shipped_epochs(name) == list(recipe.keep_epochs)
+    assert load_model(path).latent_dim == recipe.latent_dim
+
+
+def test_everything_shipped_under_outputs_fits_in_30_mb() -> None:
+    shipped = [path for folder in ("checkpoints", "videos", "figures") for path in (outputs_dir() / folder).iterdir()]
+    assert sum(path.stat().st_size for path in shipped) < 30_000_000
+
+
+@pytest.mark.parametrize("name", ["2d", "8d"])
+def test_shipped_metrics_match_the_recorded_history(name: str, shipped_metrics) -> None:
+    final = read_checkpoint(shipped_checkpoint(name))["history"]["epochs"][-1]
+    for metric in ("total", "recon", "kl"):
+        assert shipped_metrics[name][metric] == pytest.approx(final[f"test_{metric}"], rel=1e-4)
+
+
+def test_shipped_2d_model_beats_the_seed(shipped_metrics) -> None:
+    assert shipped_metrics["2d"]["recon"] <= SEED_BEST_RECON[2]
+    assert shipped_metrics["2d"]["total"] <= SEED_BEST_TOTAL["2d"]
+
+
+@pytest.mark.xfail(strict=True, reason="not reached yet: the shipped 8-D model's test reconstruction is above the "
+                                       "seed's 0.0211 (README.md, Results, gives the figure)")
+def test_shipped_8d_model_beats_the_seed(shipped_metrics) -> None:
+    assert shipped_metrics["8d"]["recon"] <= SEED_BEST_RECON[8]
