@@ -185,8 +185,9 @@ def plot_time_to_quality(histories: dict[str, dict[str, list[dict]]], targets: d
         reached = next((m for m, r in zip(minutes, recon) if r <= targets[name]), None)
         if reached is not None:
             axis.axvline(reached, color="0.4", linestyle=":", label=f"reached after {reached:.1f} min")
+        low = min(min(recon), targets[name])
         axis.set(xlabel="wall-clock minutes (training + test pass each epoch)", ylabel="test reconstruction (0.5 MSE)",
-                 title=f"{name}: time to quality", ylim=(min(recon) * 0.97, targets[name] * 1.4))
+                 title=f"{name.upper()} model: time to quality", ylim=(low * 0.95, max(recon) * 1.02))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
