@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lib import TrainConfig, Trainer, TrainingDivergedError, TrainingHook, read_checkpoint
+from vae_lib import CheckpointError, TrainConfig, Trainer, TrainingDivergedError, TrainingHook, read_checkpoint
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -128,3 +128,14 @@ def test_kept_epoch_checkpoints(small_train, small_test, tmp_path) -> None:
     _trainer(small_train, small_test, tmp_path, config=config).fit(3)
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["checkpoint.pt", "epoch_001.pt", "epoch_003.pt"]
     assert read_checkpoint(tmp_path / "epoch_001.pt")["epoch"] == 1
+
+
+def test_open_continues_a_saved_run_and_refuses_another_model(small_train, small_test, tmp_path) -> None:
+    first = Trainer.open(CONFIG, tmp_path, small_train, small_test, device="cpu", progress=False)
+    first.fit(1)
+    again = Trainer.open(CONFIG, tmp_path, small_train, small_test, device="cpu", progress=False)
+    assert again.epoch == 1 and again.step == 8
+    _assert_same_weights(first, again)
+    with pytest.raises(CheckpointError, match="belongs to another model \\(latent_dim: 2 vs 8\\)"):
+        Trainer.open(TrainConfig(latent_dim=8), tmp_path, small_train, small_test, progress=False)
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1

@@ -41,18 +41,7 @@ def _train(args: argparse.Namespace) -> None:
         from vae_lib.snapshots import SnapshotRecorder
 
         hooks.append(SnapshotRecorder(out, load_dataset(args.dataset, train=False), every=args.snapshot_every))
-    if checkpoint.exists():
-        saved = config_of(read_checkpoint(checkpoint))
-        differences = saved.differences(config)
-        if differences:
-            raise CheckpointError(
-                f"{checkpoint} belongs to another model ({'; '.join(differences)}): "
-                "choose another --out folder, or match its settings to continue it"
-            )
-        trainer = Trainer.resume(checkpoint, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
-        print(f"resuming {checkpoint} at epoch {trainer.epoch}")
-    else:
-        trainer = Trainer(config, run_dir=out, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
+    trainer = Trainer.open(config, out, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
     remaining = args.epochs - trainer.epoch
     if remaining < 1:
         print(f"{checkpoint} already has {trainer.epoch} epochs (asked for {args.epochs}); nothing to do")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.settings import outputs_dir, smoke_mode
-from vae_lib.train import CHECKPOINT_NAME, Trainer, TrainingHook
+from vae_lib.train import Trainer, TrainingHook
 
 SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt"}
 # Smoke mode: a few hundred steps on a slice of MNIST, so a notebook runs in seconds.
@@ -35,14 +35,10 @@ def notebook_trainer(recipe: str, hooks: Sequence[TrainingHook] = ()) -> Trainer
 
     A smoke run always starts afresh; a real run is never overwritten, only continued.
     """
-    config, run_dir = notebook_config(recipe), notebook_run_dir(recipe)
+    run_dir = notebook_run_dir(recipe)
     if smoke_mode():
         shutil.rmtree(run_dir, ignore_errors=True)
-    checkpoint = run_dir / CHECKPOINT_NAME
-    if checkpoint.exists():
-        print(f"Continuing the run saved in {checkpoint} (delete the folder to start over).")
-        return Trainer.resume(checkpoint, hooks=hooks)
-    return Trainer(config, run_dir=run_dir, hooks=hooks)
+    return Trainer.open(notebook_config(recipe), run_dir, hooks=hooks)
 
 
 def remaining_epochs(trainer: Trainer) -> int:

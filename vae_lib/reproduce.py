@@ -15,14 +15,9 @@ from vae_lib.data import load_dataset
 from vae_lib.evaluate import evaluate
 from vae_lib.settings import outputs_dir
 from vae_lib.snapshots import SnapshotRecorder
-from vae_lib.train import CHECKPOINT_NAME, EpochPrinter, Trainer, epoch_checkpoint_name
+from vae_lib.train import CHECKPOINT_NAME, EpochPrinter, Trainer, epoch_checkpoint_name, seconds_to_target
 
 SNAPSHOT_EVERY = 200
-
-
-def seconds_to_target(history: dict[str, list[dict]], target: float) -> float | None:
-    """Return the training seconds at the first epoch whose test reconstruction is at or below `target`."""
-    return next((record["seconds"] for record in history["epochs"] if record["test_recon"] <= target), None)
 
 
 def train_recipe(name: str, run_dir: Path) -> Trainer:
@@ -30,12 +25,7 @@ def train_recipe(name: str, run_dir: Path) -> Trainer:
     config = RECIPES[name]
     test_data = load_dataset(config.dataset, train=False)
     hooks = [SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY), EpochPrinter(config.schedule_epochs)]
-    checkpoint = run_dir / CHECKPOINT_NAME
-    progress = sys.stderr.isatty()
-    if checkpoint.exists():
-        trainer = Trainer.resume(checkpoint, test_data=test_data, hooks=hooks, progress=progress)
-    else:
-        trainer = Trainer(config, test_data=test_data, run_dir=run_dir, hooks=hooks, progress=progress)
+    trainer = Trainer.open(config, run_dir, test_data=test_data, hooks=hooks, progress=sys.stderr.isatty())
     if trainer.epoch < config.schedule_epochs:
         trainer.fit(config.schedule_epochs - trainer.epoch)
     return trainer

@@ -259,6 +259,39 @@ class Trainer:
         trainer.load_state_dict(state)
         return trainer
 
+    @classmethod
+    def open(
+        cls,
+        config: TrainConfig,
+        run_dir: str | Path,
+        train_data: ImageDataset | None = None,
+        test_data: ImageDataset | None = None,
+        device: torch.device | str | None = None,
+        hooks: Sequence[TrainingHook] = (),
+        progress: bool = True,
+    ) -> Trainer:
+        """Return a trainer for run_dir: continuing the run saved there, or a new one if there is none.
+
+        A saved run of another model (latent size, channels, widths or dataset) is refused, never overwritten.
+        """
+        checkpoint = Path(run_dir) / CHECKPOINT_NAME
+        if not checkpoint.exists():
+            return cls(config, train_data, test_data, run_dir, device, hooks, progress)
+        differences = config_of(read_checkpoint(checkpoint)).differences(config)
+        if differences:
+            raise CheckpointError(
+                f"{checkpoint} belongs to another model ({'; '.join(differences)}): "
+                "choose another run folder, or match its settings to continue it"
+            )
+        trainer = cls.resume(checkpoint, train_data, test_data, run_dir, device, hooks, progress)
+        print(f"resuming {checkpoint} at epoch {trainer.epoch}")
+        return trainer
+
+
+def seconds_to_target(history: dict[str, list[dict]], target: float) -> float | None:
+    """Return the training seconds at the first epoch whose test reconstruction is at or below `target`."""
+    return next((record["seconds"] for record in history["epochs"] if record["test_recon"] <= target), None)
+
 
 def _subset(dataset: ImageDataset, count: int) -> ImageDataset:
     """Return the first `count` images of a dataset, or all of it when count is 0."""

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from vae_lib.evaluate import inference, reconstruct
 from vae_lib.model import VAE
-from vae_lib.train import Trainer, TrainingHook
+from vae_lib.train import Trainer, TrainingHook, seconds_to_target
 
 CLASS_COLOURS = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -182,9 +182,9 @@ def plot_time_to_quality(histories: dict[str, dict[str, list[dict]]], targets: d
         recon = [r["test_recon"] for r in history["epochs"]]
         axis.plot(minutes, recon, "o-", color="tab:blue", markersize=3, label="test reconstruction")
         axis.axhline(targets[name], color="tab:red", linestyle="--", label=f"seed's best {targets[name]}")
-        reached = next((m for m, r in zip(minutes, recon) if r <= targets[name]), None)
+        reached = seconds_to_target(history, targets[name])
         if reached is not None:
-            axis.axvline(reached, color="0.4", linestyle=":", label=f"reached after {reached:.1f} min")
+            axis.axvline(reached / 60, color="0.4", linestyle=":", label=f"reached after {reached / 60:.1f} min")
         low = min(min(recon), targets[name])
         axis.set(xlabel="wall-clock minutes (training + test pass each epoch)", ylabel="test reconstruction (0.5 MSE)",
                  title=f"{name.upper()} model: time to quality", ylim=(low * 0.95, max(recon) * 1.02))
