@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from vae_lib.data import ImageDataset
-from vae_lib.evaluate import encode_means
+from vae_lib.evaluate import encode_means, inference
 from vae_lib.model import VAE
 from vae_lib.viz import CLASS_COLOURS, LatentProjection, traversal_images
 
@@ -156,11 +156,10 @@ class LatentExplorer:
         if not self._holding:
             self.update()
 
-    @torch.no_grad()
     def decode_current(self) -> np.ndarray:
         """Return the decoded image for the current sliders as 28 x 28 uint8."""
-        device = next(self.model.parameters()).device
-        image = self.model.decode(self.latent.view(1, -1).to(device))[0, 0].cpu().numpy()
+        with inference(self.model) as device:
+            image = self.model.decode(self.latent.view(1, -1).to(device))[0, 0].cpu().numpy()
         return to_uint8((image + 1) / 2)
 
     def update(self) -> None:
@@ -192,8 +191,8 @@ class LatentExplorer:
         start, end = encode_means(self.model, pair)
         weights = torch.linspace(0, 1, steps).view(-1, 1)
         latents = (1 - weights) * start + weights * end
-        with torch.no_grad():
-            images = self.model.decode(latents.to(next(self.model.parameters()).device)).cpu()[:, 0].numpy()
+        with inference(self.model) as device:
+            images = self.model.decode(latents.to(device)).cpu()[:, 0].numpy()
         strip = to_uint8((np.concatenate([*images], axis=1) + 1) / 2)
         originals = pair.numpy()
         row = np.concatenate([originals[0], np.full((28, 6), 255, np.uint8), strip, np.full((28, 6), 255, np.uint8),
