@@ -48,9 +48,13 @@ def test_a_negative_epoch_count_is_refused_by_the_parser(tmp_path: Path, capsys)
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-def test_a_negative_alpha_is_refused(tmp_path: Path, capsys) -> None:
-    assert main(["train", "--alpha", "-1", "--out", str(tmp_path)]) == 2
-    assert "alpha weights the KL term and must be >= 0" in capsys.readouterr().err
+@pytest.mark.parametrize("alpha", ["-1", "0"])
+def test_an_alpha_that_is_not_positive_is_refused(tmp_path: Path, capsys, alpha: str) -> None:
+    assert main(["train", "--alpha", alpha, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "alpha weights the KL term and must be > 0" in error
+    assert "use a small alpha such as 1e-5" in error
+    assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def test_evaluating_a_non_checkpoint_fails_clearly(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
 from vae_lib import CheckpointError, TrainConfig, Trainer, TrainingDivergedError, TrainingHook, read_checkpoint
+from vae_lib.data import to_model_input
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -101,12 +103,23 @@ def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs)
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"alpha": -0.1}, "alpha"), ({"learning_rate": 0}, "learning_rate"), ({"batch_size": 0}, "batch_size"),
+    [({"alpha": -0.1}, "alpha"), ({"alpha": 0.0}, "alpha"), ({"learning_rate": 0}, "learning_rate"), ({"batch_size": 0}, "batch_size"),
      ({"lr_schedule": "cosine"}, "schedule_epochs"), ({"lr_schedule": "linear"}, "lr_schedule")],
 )
 def test_bad_settings_are_rejected(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**settings)
+
+
+def test_the_small_alpha_the_error_suggests_keeps_the_posterior_bounded(small_train, small_test, tmp_path) -> None:
+    # With alpha = 0 this run's loss becomes NaN after about 20 steps: exp(log_var) overflows.
+    config = TrainConfig(latent_dim=8, alpha=1e-5, learning_rate=2e-3, log_every=4, step_test_images=64)
+    trainer = _trainer(small_train, small_test, tmp_path, config=config)
+    trainer.fit(8)
+    with torch.no_grad():
+        _, log_var = trainer.model.encode(to_model_input(small_test.images[:64]))
+    assert all(math.isfinite(value) for value in trainer.last_losses.values())
+    assert log_var.max().item() < 10
 
 
 def test_batch_larger_than_the_data_is_rejected(small_train, small_test) -> None:

@@ -39,8 +39,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "keep_epochs", tuple(self.keep_epochs))
-        if self.alpha < 0:
-            raise ValueError(f"alpha weights the KL term and must be >= 0, got {self.alpha}")
+        if self.alpha <= 0:
+            raise ValueError(
+                f"alpha weights the KL term and must be > 0, got {self.alpha}. Without the KL term nothing bounds "
+                "the variance of latent dimensions the decoder ignores: it overflows within a few dozen steps and "
+                "the loss becomes NaN. For a nearly plain autoencoder use a small alpha such as 1e-5."
+            )
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.lr_schedule not in LR_SCHEDULES:
