@@ -103,8 +103,9 @@ def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs)
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"alpha": -0.1}, "alpha"), ({"alpha": 0.0}, "alpha"), ({"learning_rate": 0}, "learning_rate"), ({"batch_size": 0}, "batch_size"),
-     ({"lr_schedule": "cosine"}, "schedule_epochs"), ({"lr_schedule": "linear"}, "lr_schedule")],
+    [({"alpha": -0.1}, "alpha"), ({"alpha": 0.0}, "alpha"), ({"learning_rate": 0}, "learning_rate"),
+     ({"batch_size": 0}, "batch_size"), ({"lr_schedule": "cosine"}, "schedule_epochs"),
+     ({"lr_schedule": "linear"}, "lr_schedule")],
 )
 def test_bad_settings_are_rejected(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
