@@ -40,6 +40,27 @@ def test_a_folder_holding_another_model_is_refused(tmp_path: Path, capsys) -> No
     assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1
 
 
+def test_widths_set_the_channel_counts_and_a_run_of_other_widths_is_refused(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "narrow"
+    assert main(["train", "--widths", "4", "8", "8", "12", "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    model = load_model(out / "checkpoint.pt")
+    assert model.widths == (4, 8, 8, 12)
+    assert model.encoder[0][0].out_channels == 4 and model.decoder[2][0].out_channels == 4
+    assert model.to_latent.in_features == 12 * 7 * 7
+    assert main(["train", "--epochs", "2", "--out", str(out), *SMALL]) == 2
+    assert "belongs to another model (widths: (4, 8, 8, 12) vs (16, 32, 64, 128))" in capsys.readouterr().err
+    assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+
+
+def test_widths_other_than_four_positive_integers_are_refused_by_the_parser(tmp_path: Path, capsys) -> None:
+    for widths in (["8", "8", "8"], ["8", "8", "0", "8"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--widths", *widths, "--out", str(tmp_path)])
+        assert exit_info.value.code == 2
+    assert "must be a positive integer, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
 def test_a_negative_epoch_count_is_refused_by_the_parser(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--epochs", "-3", "--out", str(tmp_path)])

@@ -13,6 +13,7 @@ from vae_lib.checkpoint import CheckpointError, config_of, load_model, read_chec
 from vae_lib.config import LR_SCHEDULES, RECIPES, TrainConfig
 from vae_lib.data import DataError, load_dataset, prepare_mnist
 from vae_lib.evaluate import evaluate
+from vae_lib.model import DEFAULT_WIDTHS
 from vae_lib.settings import outputs_dir
 from vae_lib.train import CHECKPOINT_NAME, EpochPrinter, Trainer, TrainingDivergedError, TrainingHook
 
@@ -30,9 +31,10 @@ def _train(args: argparse.Namespace) -> None:
         args.epochs, args.latent_dim = config.schedule_epochs, config.latent_dim
     out = Path(args.out) if args.out else outputs_dir() / "runs" / f"{args.latent_dim}d"
     config = config if args.recipe else TrainConfig(
-        latent_dim=args.latent_dim, dataset=args.dataset, alpha=args.alpha, learning_rate=args.lr,
-        lr_schedule=args.lr_schedule, schedule_epochs=args.epochs if args.lr_schedule == "cosine" else 0,
-        batch_size=args.batch_size, seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset,
+        latent_dim=args.latent_dim, widths=tuple(args.widths), dataset=args.dataset, alpha=args.alpha,
+        learning_rate=args.lr, lr_schedule=args.lr_schedule,
+        schedule_epochs=args.epochs if args.lr_schedule == "cosine" else 0, batch_size=args.batch_size,
+        seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset,
         keep_epochs=tuple(args.keep_epochs),
     )
     checkpoint = out / CHECKPOINT_NAME
@@ -101,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=32, help="total epochs the run should reach")
     train.add_argument("--out", help="run folder (default outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
+    train.add_argument("--widths", type=_positive_int, nargs=4, default=list(DEFAULT_WIDTHS), metavar="W",
+                       help="the encoder's four channel counts, mirrored by the decoder "
+                            f"(default: {' '.join(map(str, DEFAULT_WIDTHS))})")
     train.add_argument("--dataset", default="mnist", help="mnist or emnist-<split>")
     train.add_argument("--batch-size", type=_positive_int, default=64)
     train.add_argument("--lr", type=float, default=1e-3)
