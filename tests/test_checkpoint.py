@@ -4,20 +4,20 @@ import pytest
 import torch
 
 from vae_lib import CheckpointError, TrainConfig, Trainer, load_model
-from vae_lib.checkpoint import save_checkpoint
+from vae_lib.run_folder import save_checkpoint
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_train, small_test) -> Trainer:
     run_dir = tmp_path_factory.mktemp("run")
-    trainer = Trainer(TrainConfig(latent_dim=2, log_every=4, step_test_images=64), small_train, small_test,
-                      run_dir=run_dir, device="cpu", progress=False)
+    trainer = Trainer(TrainConfig(latent_dim=2, log_every=4, step_test_images=64), train_data=small_train,
+                      test_data=small_test, run_dir=run_dir, device="cpu", progress=False)
     trainer.fit(1)
     return trainer
 
 
 def test_load_model_rebuilds_the_model_from_the_file_alone(trained: Trainer, small_test) -> None:
-    model = load_model(trained.run_dir / "checkpoint.pt")
+    model = load_model(trained.run_folder.checkpoint)
     assert not model.training and model.latent_dim == 2
     images = small_test.images[:16].float().div(127.5).sub(1).unsqueeze(1)
     trained.model.eval()
@@ -27,11 +27,11 @@ def test_load_model_rebuilds_the_model_from_the_file_alone(trained: Trainer, sma
 
 def test_a_checkpoint_for_another_latent_size_is_refused(trained: Trainer) -> None:
     with pytest.raises(CheckpointError, match="holds a 2-D model, not the 8-D one"):
-        load_model(trained.run_dir / "checkpoint.pt", latent_dim=8)
+        load_model(trained.run_folder.checkpoint, latent_dim=8)
 
 
 def test_weights_that_do_not_fit_the_config_are_refused(trained: Trainer, tmp_path: Path) -> None:
-    state = torch.load(trained.run_dir / "checkpoint.pt", weights_only=True)
+    state = torch.load(trained.run_folder.checkpoint, weights_only=True)
     state["config"]["latent_dim"] = 8
     save_checkpoint(state, tmp_path / "mixed.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
@@ -53,7 +53,7 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, content: byt
 
 
 def test_a_truncated_checkpoint_is_refused(trained: Trainer, tmp_path: Path) -> None:
-    data = (trained.run_dir / "checkpoint.pt").read_bytes()
+    data = (trained.run_folder.checkpoint).read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
         load_model(tmp_path / "cut.pt")
@@ -81,9 +81,9 @@ def test_a_failed_save_leaves_the_previous_file_intact(trained: Trainer, tmp_pat
 
 
 def test_an_exported_checkpoint_without_optimizer_cannot_resume(trained: Trainer, tmp_path: Path, small_train, small_test) -> None:
-    state = torch.load(trained.run_dir / "checkpoint.pt", weights_only=True)
+    state = torch.load(trained.run_folder.checkpoint, weights_only=True)
     del state["optimizer"]
     save_checkpoint(state, tmp_path / "exported.pt")
     assert load_model(tmp_path / "exported.pt").latent_dim == 2
     with pytest.raises(CheckpointError, match="without optimizer state"):
-        Trainer.resume(tmp_path / "exported.pt", small_train, small_test, progress=False)
+        Trainer.resume(tmp_path / "exported.pt", train_data=small_train, test_data=small_test, progress=False)

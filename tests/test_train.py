@@ -4,18 +4,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lib import CheckpointError, TrainConfig, Trainer, TrainingDivergedError, TrainingHook, read_checkpoint
+from vae_lib import CheckpointError, History, TrainConfig, Trainer, TrainingDivergedError, TrainingHook, read_checkpoint
 from vae_lib.data import to_model_input
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
 
 def _trainer(small_train, small_test, run_dir: Path, hooks=(), config: TrainConfig = CONFIG) -> Trainer:
-    return Trainer(config, small_train, small_test, run_dir=run_dir, device="cpu", hooks=hooks, progress=False)
+    return Trainer(config, train_data=small_train, test_data=small_test, run_dir=run_dir, device="cpu", hooks=hooks,
+                   progress=False)
 
 
-def _without_times(history: dict) -> dict:
-    return {part: [{k: v for k, v in record.items() if k != "seconds"} for record in records] for part, records in history.items()}
+def _without_times(history: History) -> dict:
+    return {part: [{k: v for k, v in record.items() if k != "seconds"} for record in records]
+            for part, records in history.to_dict().items()}
 
 
 def _assert_same_weights(first: Trainer, second: Trainer) -> None:
@@ -26,10 +28,10 @@ def _assert_same_weights(first: Trainer, second: Trainer) -> None:
 def test_training_lowers_the_test_loss(small_train, small_test, tmp_path) -> None:
     trainer = _trainer(small_train, small_test, tmp_path)
     history = trainer.fit(3)
-    recon = [record["test_recon"] for record in history["epochs"]]
+    recon = [record.test_recon for record in history.epochs]
     assert len(recon) == 3 and recon[2] < recon[0]
     assert trainer.steps_per_epoch == 8 and trainer.step == 24
-    assert [record["step"] for record in history["steps"]] == [4, 8, 12, 16, 20, 24]
+    assert [record.step for record in history.steps] == [4, 8, 12, 16, 20, 24]
 
 
 def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path) -> None:
@@ -37,7 +39,8 @@ def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path) -> 
     straight.fit(2)
     first_half = _trainer(small_train, small_test, tmp_path / "halves")
     first_half.fit(1)
-    resumed = Trainer.resume(tmp_path / "halves" / "checkpoint.pt", small_train, small_test, progress=False)
+    resumed = Trainer.resume(tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test,
+                             progress=False)
     assert resumed.epoch == 1 and resumed.step == 8
     resumed.fit(1)
     _assert_same_weights(straight, resumed)
@@ -72,7 +75,7 @@ def test_interrupt_keeps_the_last_checkpoint_and_rolls_back(small_train, small_t
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(2)
     assert read_checkpoint(checkpoint)["epoch"] == 1
-    assert trainer.epoch == 1 and trainer.step == 8 and len(trainer.history["epochs"]) == 1
+    assert trainer.epoch == 1 and trainer.step == 8 and len(trainer.history.epochs) == 1
     trainer.fit(1)
     straight = _trainer(small_train, small_test, tmp_path / "straight")
     straight.fit(2)
@@ -104,7 +107,7 @@ def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs)
 @pytest.mark.parametrize(
     ("settings", "message"),
     [({"alpha": -0.1}, "alpha"), ({"alpha": 0.0}, "alpha"), ({"learning_rate": 0}, "learning_rate"),
-     ({"batch_size": 0}, "batch_size"), ({"lr_schedule": "cosine"}, "schedule_epochs"),
+     ({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"),
      ({"lr_schedule": "linear"}, "lr_schedule")],
 )
 def test_bad_settings_are_rejected(settings: dict, message: str) -> None:
@@ -119,22 +122,22 @@ def test_the_small_alpha_the_error_suggests_keeps_the_posterior_bounded(small_tr
     trainer.fit(8)
     with torch.no_grad():
         _, log_var = trainer.model.encode(to_model_input(small_test.images[:64]))
-    assert all(math.isfinite(value) for value in trainer.last_losses.values())
+    assert all(math.isfinite(value) for value in trainer.running.last.tolist())
     assert log_var.max().item() < 10
 
 
 def test_batch_larger_than_the_data_is_rejected(small_train, small_test) -> None:
     with pytest.raises(ValueError, match="larger than"):
-        Trainer(TrainConfig(batch_size=1024), small_train, small_test, progress=False)
+        Trainer(TrainConfig(batch_size=1024), train_data=small_train, test_data=small_test, progress=False)
 
 
 def test_cosine_schedule_decays_to_its_floor(small_train, small_test) -> None:
-    config = TrainConfig(lr_schedule="cosine", schedule_epochs=2, learning_rate=2e-3, final_lr_fraction=0.1)
-    trainer = Trainer(config, small_train, small_test, progress=False)
-    assert trainer.learning_rate_at(0) == pytest.approx(2e-3)
-    assert trainer.learning_rate_at(8) == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))  # half-way
-    assert trainer.learning_rate_at(16) == pytest.approx(2e-4)
-    assert trainer.learning_rate_at(100) == pytest.approx(2e-4)
+    config = TrainConfig(lr_schedule="cosine", epochs=2, learning_rate=2e-3, final_lr_fraction=0.1)
+    steps_per_epoch = Trainer(config, train_data=small_train, test_data=small_test, progress=False).steps_per_epoch
+    assert config.learning_rate_at(0, steps_per_epoch) == pytest.approx(2e-3)
+    assert config.learning_rate_at(8, steps_per_epoch) == pytest.approx(2e-3 * (0.1 + 0.9 * 0.5))  # half-way
+    assert config.learning_rate_at(16, steps_per_epoch) == pytest.approx(2e-4)
+    assert config.learning_rate_at(100, steps_per_epoch) == pytest.approx(2e-4)
 
 
 def test_kept_epoch_checkpoints(small_train, small_test, tmp_path) -> None:
@@ -145,11 +148,12 @@ def test_kept_epoch_checkpoints(small_train, small_test, tmp_path) -> None:
 
 
 def test_open_continues_a_saved_run_and_refuses_another_model(small_train, small_test, tmp_path) -> None:
-    first = Trainer.open(CONFIG, tmp_path, small_train, small_test, device="cpu", progress=False)
+    data = {"train_data": small_train, "test_data": small_test, "device": "cpu", "progress": False}
+    first = Trainer.open(CONFIG, tmp_path, **data)
     first.fit(1)
-    again = Trainer.open(CONFIG, tmp_path, small_train, small_test, device="cpu", progress=False)
+    again = Trainer.open(CONFIG, tmp_path, **data)
     assert again.epoch == 1 and again.step == 8
     _assert_same_weights(first, again)
     with pytest.raises(CheckpointError, match="belongs to another model \\(latent_dim: 2 vs 8\\)"):
-        Trainer.open(TrainConfig(latent_dim=8), tmp_path, small_train, small_test, progress=False)
+        Trainer.open(TrainConfig(latent_dim=8), tmp_path, **data)
     assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1

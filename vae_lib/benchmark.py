@@ -107,18 +107,18 @@ def run_benchmark(steps: int = 400, device: str | None = None, video_frames: int
     train_data, test_data = load_dataset("mnist", train=True), load_dataset("mnist", train=False)
     full_epoch_steps = len(train_data) // config.batch_size
     short_run = TrainConfig(train_subset=steps * config.batch_size)
-    Trainer(TrainConfig(train_subset=50 * config.batch_size), train_data, test_data, device=device, progress=False).fit(1)
+    data = {"train_data": train_data, "test_data": test_data, "device": device, "progress": False}
+    Trainer(TrainConfig(train_subset=50 * config.batch_size), **data).fit(1)
     # Runs without and with snapshots alternate (A B A B), so drift in the machine's speed hits both alike.
     plain_seconds, recorded_seconds, step_clocks = [], [], []
     with tempfile.TemporaryDirectory() as run_dir:
         for _ in range(2):
             step_clocks.append(StepClock())
-            trainer = Trainer(short_run, train_data, test_data, device=device, hooks=[step_clocks[-1]], progress=False)
+            trainer = Trainer(short_run, hooks=[step_clocks[-1]], **data)
             trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
             plain_seconds.append(trainer.train_seconds)
             recorder = SnapshotRecorder(run_dir, test_data, every=200)
-            recorded = Trainer(short_run, train_data, test_data, run_dir=run_dir, device=device, hooks=[recorder],
-                               progress=False)
+            recorded = Trainer(short_run, run_dir=run_dir, hooks=[recorder], **data)
             recorded.fit(1)
             recorded_seconds.append(recorded.train_seconds)
         snapshot_ratio = sum(recorded_seconds) / sum(plain_seconds)

@@ -7,46 +7,76 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
+from dataclasses import fields, replace
 from pathlib import Path
 
-from vae_lib.checkpoint import CheckpointError, config_of, load_model, read_checkpoint
-from vae_lib.config import LR_SCHEDULES, RECIPES, TrainConfig
-from vae_lib.data import DataError, load_dataset, prepare_mnist
+from vae_lib.config import RECIPES, TrainConfig
+from vae_lib.data import load_dataset
 from vae_lib.evaluate import evaluate
-from vae_lib.model import DEFAULT_WIDTHS
+from vae_lib.prepare_data import DataError, prepare_mnist
+from vae_lib.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
 from vae_lib.settings import outputs_dir
-from vae_lib.train import CHECKPOINT_NAME, EpochPrinter, Trainer, TrainingDivergedError, TrainingHook
+from vae_lib.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+class EpochPrinter(TrainingHook):
+    """Prints one line of test metrics after each epoch."""
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        record = trainer.history.epochs[-1]
+        print(f"epoch {record.epoch:3d}/{trainer.config.epochs}  test total {record.test_total:.4f}  "
+              f"recon {record.test_recon:.4f}  kl {record.test_kl:.2f}  ({record.seconds:.0f} s)", flush=True)
+
+
+def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
+    """Return an argparse type that accepts integers >= minimum."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"must be a positive integer, got {value}" if minimum == 1 else f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Add one option per TrainConfig field, with the field's help and default; unset options stay out of the namespace."""
+    hints = typing.get_type_hints(TrainConfig)
+    for item in fields(TrainConfig):
+        meta, kind = item.metadata, hints[item.name]
+        value_type = typing.get_args(kind)[0] if typing.get_origin(kind) is tuple else kind
+        if meta["minimum"] is not None:
+            value_type = _integer_at_least(meta["minimum"])
+        default = " ".join(map(str, item.default)) if isinstance(item.default, tuple) else str(item.default)
+        flags = [f"--{item.name.replace('_', '-')}", *([meta["flag"]] if meta["flag"] else [])]
+        parser.add_argument(*flags, dest=item.name, type=value_type, nargs=meta["nargs"], choices=meta["choices"],
+                            default=argparse.SUPPRESS, metavar=item.name.split("_")[-1].upper(), help=f"{meta['help']} (default: {default or 'none'})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Return the config a command line asks for: the recipe's settings (or the defaults), then each explicit option."""
+    base = RECIPES[args.recipe] if args.recipe else TrainConfig()
+    given = {item.name: getattr(args, item.name) for item in fields(TrainConfig) if hasattr(args, item.name)}
+    return replace(base, **{name: tuple(value) if isinstance(value, list) else value for name, value in given.items()})
 
 
 def _train(args: argparse.Namespace) -> None:
-    if args.recipe:
-        config = RECIPES[args.recipe]
-        args.epochs, args.latent_dim = config.schedule_epochs, config.latent_dim
-    out = Path(args.out) if args.out else outputs_dir() / "runs" / f"{args.latent_dim}d"
-    config = config if args.recipe else TrainConfig(
-        latent_dim=args.latent_dim, widths=tuple(args.widths), dataset=args.dataset, alpha=args.alpha,
-        learning_rate=args.lr, lr_schedule=args.lr_schedule,
-        schedule_epochs=args.epochs if args.lr_schedule == "cosine" else 0, batch_size=args.batch_size,
-        seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset,
-        keep_epochs=tuple(args.keep_epochs),
-    )
-    checkpoint = out / CHECKPOINT_NAME
-    hooks: list[TrainingHook] = [EpochPrinter(args.epochs)]
+    config = config_from_args(args)
+    out = Path(args.out) if args.out else outputs_dir() / "runs" / (args.recipe or f"{config.latent_dim}d")
+    hooks: list[TrainingHook] = [EpochPrinter()]
     if args.snapshot_every:
         from vae_lib.snapshots import SnapshotRecorder
 
-        hooks.append(SnapshotRecorder(out, load_dataset(args.dataset, train=False), every=args.snapshot_every))
-    trainer = Trainer.open(config, out, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
-    remaining = args.epochs - trainer.epoch
+        hooks.append(SnapshotRecorder(out, load_dataset(config.dataset, train=False), every=args.snapshot_every))
+    trainer = Trainer.open(config, out, report=print, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
+    if trainer.epoch:
+        print(f"resuming {RunFolder(out).checkpoint} at epoch {trainer.epoch}")
+    remaining = trainer.config.epochs - trainer.epoch
     if remaining < 1:
-        print(f"{checkpoint} already has {trainer.epoch} epochs (asked for {args.epochs}); nothing to do")
+        print(f"{RunFolder(out).checkpoint} already has {trainer.epoch} epochs (asked for {config.epochs}); nothing to do")
         return
     print(f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device}; "
           f"checkpoints in {out}/")
@@ -83,7 +113,7 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 
 def _prepare_data(args: argparse.Namespace) -> None:
-    print(f"MNIST ready in {prepare_mnist()}/ (md5 checked)")
+    print(f"MNIST ready in {prepare_mnist(log=print)}/ (md5 checked)")
 
 
 def _benchmark(args: argparse.Namespace) -> None:
@@ -98,30 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a VAE (resumes if --out already holds a checkpoint)")
-    train.add_argument("--recipe", choices=sorted(RECIPES), help="the shipped models' recorded settings (overrides the others)")
-    train.add_argument("--latent-dim", type=_positive_int, default=2)
-    train.add_argument("--epochs", type=_positive_int, default=32, help="total epochs the run should reach")
-    train.add_argument("--out", help="run folder (default outputs/runs/<latent-dim>d)")
+    train.add_argument("--recipe", choices=sorted(RECIPES),
+                       help="start from a shipped model's recorded settings; options given beside it override them")
+    train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
-    train.add_argument("--widths", type=_positive_int, nargs=4, default=list(DEFAULT_WIDTHS), metavar="W",
-                       help="the encoder's four channel counts, mirrored by the decoder "
-                            f"(default: {' '.join(map(str, DEFAULT_WIDTHS))})")
-    train.add_argument("--dataset", default="mnist", help="mnist or emnist-<split>")
-    train.add_argument("--batch-size", type=_positive_int, default=64)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
-    train.add_argument("--alpha", type=float, default=0.001, help="weight of the KL term")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--train-subset", type=int, default=0, help="use only the first N training images")
-    train.add_argument("--test-subset", type=int, default=0, help="use only the first N test images")
-    train.add_argument("--keep-epochs", type=_positive_int, nargs="*", default=[], help="also keep these epochs' checkpoints")
-    train.add_argument("--snapshot-every", type=int, default=0, metavar="STEPS",
+    train.add_argument("--snapshot-every", type=_integer_at_least(0), default=0, metavar="STEPS",
                        help="record latent-space snapshots every STEPS steps and at each epoch end, for videos")
+    add_config_options(train)
     train.set_defaults(run=_train)
 
     video = commands.add_parser("video", help="turn a run's snapshots into an mp4 (and a GIF)")
     video.add_argument("run_dir")
-    video.add_argument("--fps", type=_positive_int, default=12)
+    video.add_argument("--fps", type=_integer_at_least(1), default=12)
     video.add_argument("--gif", action="store_true", help="also write a GIF for READMEs")
     video.set_defaults(run=_video)
 
@@ -141,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(run=_prepare_data)
 
     benchmark = commands.add_parser("benchmark", help="measure training speed against this machine's matmul rate")
-    benchmark.add_argument("--steps", type=_positive_int, default=400)
+    benchmark.add_argument("--steps", type=_integer_at_least(1), default=400)
     benchmark.add_argument("--device")
     benchmark.set_defaults(run=_benchmark)
     return parser
@@ -155,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, CheckpointError, TrainingDivergedError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as interrupt:
+        print(f"stopped, {interrupt}: run the same command to resume", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("stopped; the last complete epoch's checkpoint is intact: run the same command to resume", file=sys.stderr)
+        print("stopped before training began; nothing was changed", file=sys.stderr)
         return 130
     return 0

@@ -1,11 +1,13 @@
 """TrainConfig: every setting that defines a run, stored in each checkpoint as a plain dict.
 
-A checkpoint alone can therefore rebuild its model and continue its training.
+A checkpoint alone can therefore rebuild its model and continue its training. Each field's default
+and help text are written here once; the command line's options are generated from them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from vae_lib.loss import DEFAULT_ALPHA
 from vae_lib.model import DEFAULT_WIDTHS, VAE
@@ -13,54 +15,81 @@ from vae_lib.model import DEFAULT_WIDTHS, VAE
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that change what the model is; a checkpoint can only continue a run that agrees on them.
 MODEL_FIELDS = ("latent_dim", "channels", "widths", "dataset")
+# Settings a run may change when it is resumed (a longer run, other records); any other change is refused.
+RESUMABLE_FIELDS = ("epochs", "log_every", "step_test_images", "keep_epochs")
+# Settings stored by checkpoints of earlier versions, and the field each became.
+RENAMED_FIELDS = {"schedule_epochs": "epochs"}
+
+
+def setting(default: object, help: str, *, flag: str | None = None, minimum: int | None = None,
+            nargs: int | str | None = None, choices: tuple[str, ...] | None = None) -> object:
+    """Return a dataclass field carrying its command-line help, and its flag when that is not --field-name.
+
+    `minimum` makes an integer setting (or each integer of a tuple) checked; `nargs` and `choices` are argparse's.
+    """
+    return field(default=default, metadata={"help": help, "flag": flag, "minimum": minimum, "nargs": nargs,
+                                            "choices": choices})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A run's settings. Defaults are the seed's recipe (Adam 1e-3, batch 64, alpha 0.001)."""
+    """A run's settings. Defaults are the seed's recipe (Adam 1e-3, batch 64, alpha 0.001, constant rate)."""
 
-    latent_dim: int = 2
-    channels: int = 1
-    widths: tuple[int, ...] = DEFAULT_WIDTHS
-    dataset: str = "mnist"
-    alpha: float = DEFAULT_ALPHA
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"  # "cosine" decays to final_lr_fraction * learning_rate over schedule_epochs
-    schedule_epochs: int = 0
-    final_lr_fraction: float = 0.02
-    batch_size: int = 64
-    seed: int = 0
-    train_subset: int = 0  # 0: every training image; N: the first N (quick runs and tests)
-    test_subset: int = 0
-    log_every: int = 200  # steps between two records of the step history
-    step_test_images: int = 500  # test images evaluated at each step record
-    keep_epochs: tuple[int, ...] = ()  # epochs whose checkpoint is also kept as epoch_NNN.pt
+    latent_dim: int = setting(2, "size of the latent space", minimum=1)
+    channels: int = setting(1, "image channels (1 for MNIST and EMNIST)", minimum=1)
+    widths: tuple[int, ...] = setting(DEFAULT_WIDTHS, "the encoder's four channel counts, mirrored by the decoder",
+                                      minimum=1, nargs=4)
+    dataset: str = setting("mnist", "mnist or emnist-<split>")
+    alpha: float = setting(DEFAULT_ALPHA, "weight of the KL term")
+    epochs: int = setting(32, "epochs the run trains in all (a cosine schedule decays over them)", minimum=1)
+    learning_rate: float = setting(1e-3, "Adam's (initial) learning rate", flag="--lr")
+    lr_schedule: str = setting("constant", "constant, or cosine: decays to final_lr_fraction of the rate over the run",
+                               choices=LR_SCHEDULES)
+    final_lr_fraction: float = setting(0.02, "a cosine schedule's last learning rate, as a fraction of the first")
+    batch_size: int = setting(64, "images per optimisation step", minimum=1)
+    seed: int = setting(0, "seed of the initial weights, the shuffling and the sampled z", minimum=0)
+    train_subset: int = setting(0, "use only the first N training images (0: all)", minimum=0)
+    test_subset: int = setting(0, "use only the first N test images (0: all)", minimum=0)
+    log_every: int = setting(200, "steps between two records of the step history", minimum=1)
+    step_test_images: int = setting(500, "test images evaluated at each step record", minimum=1)
+    keep_epochs: tuple[int, ...] = setting((), "epochs whose checkpoint is also kept as epoch_NNN.pt", minimum=1,
+                                           nargs="*")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
         object.__setattr__(self, "keep_epochs", tuple(self.keep_epochs))
-        if self.alpha <= 0:
+        if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(
-                f"alpha weights the KL term and must be > 0, got {self.alpha}. Without the KL term nothing bounds "
-                "the variance of latent dimensions the decoder ignores: it overflows within a few dozen steps and "
-                "the loss becomes NaN. For a nearly plain autoencoder use a small alpha such as 1e-5."
+                f"alpha weights the KL term and must be > 0 (and finite), got {self.alpha}. Without the KL term "
+                "nothing bounds the variance of latent dimensions the decoder ignores: it overflows within a few "
+                "dozen steps and the loss becomes NaN. For a nearly plain autoencoder use a small alpha such as 1e-5."
             )
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (isinstance(self.learning_rate, int | float) and math.isfinite(self.learning_rate)) or self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
+        if not (isinstance(self.final_lr_fraction, int | float) and 0 <= self.final_lr_fraction <= 1):
+            raise ValueError(f"final_lr_fraction must lie in [0, 1] (a fraction of the learning rate), got {self.final_lr_fraction}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
-        if self.lr_schedule == "cosine" and self.schedule_epochs < 1:
-            raise ValueError("a cosine schedule needs schedule_epochs >= 1 (the epochs it decays over)")
-        for name in ("batch_size", "log_every", "step_test_images"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("train_subset", "test_subset"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 means every image), got {getattr(self, name)}")
+        for item in fields(self):
+            minimum = item.metadata["minimum"]
+            value = getattr(self, item.name)
+            for number in value if isinstance(value, tuple) else (value,):
+                if minimum is not None and (isinstance(number, bool) or not isinstance(number, int) or number < minimum):
+                    raise ValueError(f"{item.name} must be an integer >= {minimum}, got {number!r}")
+        if len(self.widths) != len(DEFAULT_WIDTHS):
+            raise ValueError(f"widths must be {len(DEFAULT_WIDTHS)} channel counts, got {self.widths}")
 
     def build_model(self) -> VAE:
         """Return a freshly initialised VAE of this configuration's shape."""
         return VAE(latent_dim=self.latent_dim, channels=self.channels, widths=self.widths)
+
+    def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
+        """Return the learning rate of optimisation step `step` (0-based) under this schedule."""
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        progress = min(1.0, step / (self.epochs * steps_per_epoch))
+        floor = self.final_lr_fraction
+        return self.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict:
         """Return the settings as a plain dict (what checkpoints store)."""
@@ -69,25 +98,38 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """Return the config a checkpoint stored; unknown keys mean a newer vae_lib wrote it."""
-        known = {field.name for field in fields(cls)}
+        values = dict(values)
+        for old, new in RENAMED_FIELDS.items():
+            if old in values:
+                stored = values.pop(old)
+                if stored:  # earlier versions stored 0 for a constant schedule, which had no length
+                    values[new] = stored
+        known = {item.name for item in fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown config settings {sorted(unknown)}: the checkpoint was written by another vae_lib version")
         return cls(**values)
 
-    def differences(self, other: TrainConfig) -> list[str]:
-        """Return 'name: mine vs other' for each model-defining setting on which the two disagree."""
+    def continued_as(self, requested: TrainConfig) -> TrainConfig:
+        """Return this saved run's config with the requested RESUMABLE_FIELDS applied; ValueError names any other change."""
+        refused = self.differences(requested, tuple(f.name for f in fields(self) if f.name not in RESUMABLE_FIELDS))
+        if refused:
+            raise ValueError("; ".join(refused))
+        return replace(self, **{name: getattr(requested, name) for name in RESUMABLE_FIELDS})
+
+    def differences(self, other: TrainConfig, names: tuple[str, ...] = MODEL_FIELDS) -> list[str]:
+        """Return 'name: mine vs other' for each of the named settings on which the two disagree."""
         return [
             f"{name}: {getattr(self, name)!r} vs {getattr(other, name)!r}"
-            for name in MODEL_FIELDS
+            for name in names
             if getattr(self, name) != getattr(other, name)
         ]
 
 
 # The recorded settings of the shipped models (outputs/checkpoints/), used by `--recipe` and `make reproduce`.
 RECIPES = {
-    "2d": TrainConfig(latent_dim=2, learning_rate=2e-3, lr_schedule="cosine", schedule_epochs=40, keep_epochs=(1, 20, 40)),
-    "8d": TrainConfig(latent_dim=8, learning_rate=2e-3, lr_schedule="cosine", schedule_epochs=32, keep_epochs=(1, 16, 32)),
+    "2d": TrainConfig(latent_dim=2, learning_rate=2e-3, lr_schedule="cosine", epochs=40, keep_epochs=(1, 20, 40)),
+    "8d": TrainConfig(latent_dim=8, learning_rate=2e-3, lr_schedule="cosine", epochs=32, keep_epochs=(1, 16, 32)),
 }
 # The seed's best test reconstruction for each latent size (after 128 and 32 epochs): the bar to beat.
 SEED_BEST_RECON = {2: 0.0732, 8: 0.0211}

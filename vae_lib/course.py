@@ -1,5 +1,6 @@
-"""What the notebooks share: the run each training notebook makes (shrunk in smoke mode) and the
-shipped checkpoints, so every notebook names them the same way.
+"""What the notebooks share: the data (prepared on first use), the run each training notebook makes
+(shrunk in smoke mode) and the shipped checkpoints, so every notebook names them the same way.
+These helpers may print: they speak to the learner.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from vae_lib.config import RECIPES, TrainConfig
+from vae_lib.data import ImageDataset, load_dataset
+from vae_lib.prepare_data import mnist_problems, prepare_mnist
 from vae_lib.settings import outputs_dir, smoke_mode
 from vae_lib.train import Trainer, TrainingHook
 
 SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt"}
 # Smoke mode: a few hundred steps on a slice of MNIST, so a notebook runs in seconds.
-SMOKE_SETTINGS = {"train_subset": 2048, "test_subset": 1000, "schedule_epochs": 2, "log_every": 8,
+SMOKE_SETTINGS = {"train_subset": 2048, "test_subset": 1000, "epochs": 2, "log_every": 8,
                   "step_test_images": 200, "keep_epochs": ()}
+
+
+def load_mnist(train: bool) -> ImageDataset:
+    """Return MNIST's training or test images, downloading and checking the files first if they are missing."""
+    if mnist_problems():
+        print("MNIST is not prepared yet: fetching and checking it (once, about a minute)")
+        prepare_mnist(log=print)
+    return load_dataset("mnist", train=train)
 
 
 def notebook_config(recipe: str) -> TrainConfig:
@@ -38,12 +49,15 @@ def notebook_trainer(recipe: str, hooks: Sequence[TrainingHook] = ()) -> Trainer
     run_dir = notebook_run_dir(recipe)
     if smoke_mode():
         shutil.rmtree(run_dir, ignore_errors=True)
-    return Trainer.open(notebook_config(recipe), run_dir, hooks=hooks)
+    trainer = Trainer.open(notebook_config(recipe), run_dir, hooks=hooks)
+    if trainer.epoch:
+        print(f"continuing the run saved in {run_dir} at epoch {trainer.epoch}")
+    return trainer
 
 
 def remaining_epochs(trainer: Trainer) -> int:
     """Return how many epochs the trainer still has to go to finish its schedule (at least 0)."""
-    return max(0, trainer.config.schedule_epochs - trainer.epoch)
+    return max(0, trainer.config.epochs - trainer.epoch)
 
 
 def shipped_checkpoint(name: str, epoch: int | None = None) -> Path:

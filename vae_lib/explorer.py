@@ -18,9 +18,10 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from vae_lib.data import ImageDataset
-from vae_lib.evaluate import encode_means, inference
-from vae_lib.model import VAE
-from vae_lib.viz import CLASS_COLOURS, LatentProjection, traversal_images
+from vae_lib.evaluate import encode_means
+from vae_lib.latent import LatentProjection, decode_latents, interpolation_images, traversal_images
+from vae_lib.model import IMAGE_SIZE, VAE
+from vae_lib.viz import draw_class_scatter
 
 IMAGE_SCALE = 8  # the decoded 28 x 28 image is shown 224 x 224, each pixel an 8 x 8 block
 STRIP_STEPS = 9
@@ -35,11 +36,6 @@ def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:
     return buffer.getvalue()
 
 
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    """Return pixels in [0, 1] as uint8 in [0, 255]."""
-    return np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
-
-
 class ScatterCanvas:
     """The latent scatter drawn once with matplotlib; a marker is then stamped into a copy of its pixels."""
 
@@ -47,10 +43,7 @@ class ScatterCanvas:
         figure = Figure(figsize=(4.4, 4.0), dpi=100)
         canvas = FigureCanvasAgg(figure)
         axis = figure.add_subplot()
-        for index, name in enumerate(class_names):
-            chosen = labels == index
-            if chosen.any():
-                axis.scatter(*points[chosen].T, s=3, alpha=0.6, color=CLASS_COLOURS[index % len(CLASS_COLOURS)], label=name)
+        draw_class_scatter(axis, points, labels, class_names)
         axis.set(xlabel=axis_labels[0], ylabel=axis_labels[1], title="test images in latent space")
         axis.legend(markerscale=3, fontsize=6, loc="upper right", ncol=2, framealpha=0.7)
         figure.tight_layout()
@@ -90,10 +83,8 @@ class LatentExplorer:
         self.test_means = encode_means(model, test_data.images[:scatter_images])
         means = self.test_means.numpy()
         self.projection = projection or LatentProjection.fit(means)
-        two_d = model.latent_dim == 2
         self.scatter = ScatterCanvas(self.projection(means), test_data.labels[:scatter_images].numpy(),
-                                     list(test_data.class_names),
-                                     ("$z_1$", "$z_2$") if two_d else ("principal axis 1", "principal axis 2"))
+                                     list(test_data.class_names), self.projection.axis_labels)
         self._holding = False
 
         self.sliders = [
@@ -104,7 +95,7 @@ class LatentExplorer:
         for dim, slider in enumerate(self.sliders):
             slider.add_class(f"vae-slider-z{dim + 1}")
             slider.observe(self._on_slider, names="value")
-        side = f"{28 * IMAGE_SCALE}px"
+        side = f"{IMAGE_SIZE * IMAGE_SCALE}px"
         self.decoded = widgets.Image(format="png", layout=widgets.Layout(width=side, height=side, margin="0 12px"))
         self.decoded.add_class("vae-decoded")
         self.scatter_view = widgets.Image(format="png")
@@ -158,9 +149,7 @@ class LatentExplorer:
 
     def decode_current(self) -> np.ndarray:
         """Return the decoded image for the current sliders as 28 x 28 uint8."""
-        with inference(self.model) as device:
-            image = self.model.decode(self.latent.view(1, -1).to(device))[0, 0].cpu().numpy()
-        return to_uint8((image + 1) / 2)
+        return decode_latents(self.model, self.latent.view(1, -1))[0]
 
     def update(self) -> None:
         """Redraw the decoded image, the scatter marker and the traversal strip for the current sliders."""
@@ -169,7 +158,7 @@ class LatentExplorer:
         self.scatter_view.value = png_bytes(self.scatter.with_marker(self.projection(latent.numpy()[None])[0]))
         values = np.linspace(-self.limit, self.limit, STRIP_STEPS)
         strip = traversal_images(self.model, latent, self.traversal_dim.value, values)
-        self.traversal_view.value = png_bytes(to_uint8(np.concatenate(list(strip), axis=1)), 3)
+        self.traversal_view.value = png_bytes(np.concatenate(list(strip), axis=1), 3)
 
     def sample_prior(self) -> None:
         """Set the sliders to a latent drawn from the prior N(0, I)."""
@@ -189,14 +178,10 @@ class LatentExplorer:
         """Show (and return) images decoded along the straight line between two test images' latent means."""
         pair = self.test_data.images[[self.first_index.value, self.second_index.value]]
         start, end = encode_means(self.model, pair)
-        weights = torch.linspace(0, 1, steps).view(-1, 1)
-        latents = (1 - weights) * start + weights * end
-        with inference(self.model) as device:
-            images = self.model.decode(latents.to(device)).cpu()[:, 0].numpy()
-        strip = to_uint8((np.concatenate([*images], axis=1) + 1) / 2)
+        strip = np.concatenate(list(interpolation_images(self.model, start, end, steps)), axis=1)
         originals = pair.numpy()
-        row = np.concatenate([originals[0], np.full((28, 6), 255, np.uint8), strip, np.full((28, 6), 255, np.uint8),
-                              originals[1]], axis=1)
+        gap = np.full((IMAGE_SIZE, 6), 255, np.uint8)
+        row = np.concatenate([originals[0], gap, strip, gap, originals[1]], axis=1)
         self.interpolation_view.value = png_bytes(row, 3)
         return strip
 

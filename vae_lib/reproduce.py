@@ -8,14 +8,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from vae_lib.checkpoint import export_checkpoint, load_model, read_checkpoint
+from vae_lib.cli import EpochPrinter
 from vae_lib.config import RECIPES, SEED_BEST_RECON
 from vae_lib.course import shipped_checkpoint
 from vae_lib.data import load_dataset
 from vae_lib.evaluate import evaluate
+from vae_lib.run_folder import RunFolder, export_checkpoint, history_of, load_model, read_checkpoint
 from vae_lib.settings import outputs_dir
 from vae_lib.snapshots import SnapshotRecorder
-from vae_lib.train import CHECKPOINT_NAME, EpochPrinter, Trainer, epoch_checkpoint_name, seconds_to_target
+from vae_lib.train import Trainer
 
 SNAPSHOT_EVERY = 200
 
@@ -24,10 +25,10 @@ def train_recipe(name: str, run_dir: Path) -> Trainer:
     """Train (or finish training) a recipe in run_dir, recording snapshots for its video."""
     config = RECIPES[name]
     test_data = load_dataset(config.dataset, train=False)
-    hooks = [SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY), EpochPrinter(config.schedule_epochs)]
-    trainer = Trainer.open(config, run_dir, test_data=test_data, hooks=hooks, progress=sys.stderr.isatty())
-    if trainer.epoch < config.schedule_epochs:
-        trainer.fit(config.schedule_epochs - trainer.epoch)
+    hooks = [SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY), EpochPrinter()]
+    trainer = Trainer.open(config, run_dir, report=print, test_data=test_data, hooks=hooks, progress=sys.stderr.isatty())
+    if trainer.epoch < config.epochs:
+        trainer.fit(config.epochs - trainer.epoch)
     return trainer
 
 
@@ -35,10 +36,10 @@ def ship(name: str, run_dir: Path) -> None:
     """Export a finished run's final and kept checkpoints and its video into outputs/."""
     from vae_lib.video import make_run_video
 
-    final = shipped_checkpoint(name)
-    export_checkpoint(run_dir / CHECKPOINT_NAME, final)
+    run_folder = RunFolder(run_dir)
+    export_checkpoint(run_folder.checkpoint, shipped_checkpoint(name))
     for epoch in RECIPES[name].keep_epochs:
-        export_checkpoint(run_dir / epoch_checkpoint_name(epoch), shipped_checkpoint(name, epoch))
+        export_checkpoint(run_folder.kept_epoch(epoch), shipped_checkpoint(name, epoch))
     video = make_run_video(run_dir, gif=(name == "2d"))
     videos = outputs_dir() / "videos"
     videos.mkdir(parents=True, exist_ok=True)
@@ -55,9 +56,10 @@ def report(name: str) -> dict[str, float]:
     model = load_model(path)
     metrics = evaluate(model, load_dataset("mnist", train=False).images)
     target = SEED_BEST_RECON[model.latent_dim]
-    reached = seconds_to_target(state["history"], target)
+    history = history_of(state)
+    reached = history.seconds_to_target(target)
     when = f"reached after {reached / 60:.1f} min" if reached is not None else "not reached"
-    print(f"{name}: {state['epoch']} epochs in {state['history']['epochs'][-1]['seconds'] / 60:.1f} min; "
+    print(f"{name}: {state['epoch']} epochs in {history.epochs[-1].seconds / 60:.1f} min; "
           f"test total {metrics['total']:.4f}, recon {metrics['recon']:.4f}, KL {metrics['kl']:.2f}; "
           f"seed's best recon {target}: {when}")
     return {**metrics, "seconds_to_target": reached if reached is not None else float("nan")}
@@ -78,9 +80,8 @@ def write_figures(names: list[str]) -> list[Path]:
     originals = test_data.images[:12]
     written, histories = [], {}
     for name in names:
-        state = read_checkpoint(shipped_checkpoint(name))
-        histories[name] = state["history"]
-        figure = viz.plot_metrics(state["history"], title=f"{name.upper()} model: training metrics")
+        histories[name] = history_of(read_checkpoint(shipped_checkpoint(name)))
+        figure = viz.plot_metrics(histories[name], title=f"{name.upper()} model: training metrics")
         written.append(folder / f"metrics_{name}.png")
         figure.savefig(written[-1], dpi=90)
         rows = {f"epoch {epoch}": reconstruct(load_model(shipped_checkpoint(name, epoch)), originals)

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_lib.data import ImageDataset
-from vae_lib.evaluate import encode_means, inference
+from vae_lib.data import ImageDataset, to_pixels
+from vae_lib.evaluate import encode_means
+from vae_lib.latent import decode_grid, decode_latents
+from vae_lib.run_folder import RunFolder
 from vae_lib.train import Trainer, TrainingHook
 
-SNAPSHOT_FOLDER = "snapshots"
 _LOSS_NAMES = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl")
 
 
@@ -33,20 +34,10 @@ class Snapshot:
     latent_means: np.ndarray  # float16, images x latent_dim
     labels: np.ndarray  # uint8, images
     grid: np.ndarray  # uint8, rows x columns x 28 x 28: decoded latent grid
-    grid_values: np.ndarray  # float32, the latent values along each grid axis
+    grid_values: np.ndarray  # float32, the latent values along each grid axis (see vae_lib.latent)
     grid_dims: tuple[int, int]  # the two latent dimensions the grid varies (others held at 0)
     originals: np.ndarray  # uint8, count x 28 x 28
     reconstructions: np.ndarray  # uint8, count x 28 x 28 (decoded from the mean)
-
-
-def to_uint8_images(images: torch.Tensor) -> np.ndarray:
-    """Return N x 28 x 28 uint8 pixels from a model's N x 1 x 28 x 28 output in [-1, 1]."""
-    return ((images[:, 0].detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-
-
-def snapshot_path(run_dir: Path, step: int) -> Path:
-    """Return the file a snapshot of `step` is stored in."""
-    return Path(run_dir) / SNAPSHOT_FOLDER / f"step_{step:07d}.npz"
 
 
 def take_snapshot(
@@ -61,37 +52,28 @@ def take_snapshot(
     """Return a Snapshot of the trainer's model now; the model's training mode is left as it was."""
     model = trainer.model
     means = encode_means(model, test_images)
-    grid_values = torch.linspace(grid_limit, -grid_limit, grid_size)  # top row = high values, as on a y axis
-    with inference(model) as device:
-        latents = torch.zeros(grid_size, grid_size, model.latent_dim)
-        latents[..., grid_dims[0]] = grid_values.flip(0).view(1, -1)  # x varies along columns
-        latents[..., grid_dims[1]] = grid_values.view(-1, 1)  # y varies along rows
-        grid = to_uint8_images(model.decode(latents.view(-1, model.latent_dim).to(device)))
-        reconstructions = to_uint8_images(model.decode(means[:reconstruction_count].to(device)))
-    originals = test_images[:reconstruction_count]
-    records = trainer.history["steps"]
-    latest = records[-1] if records else {}
-    losses = {name: float(latest.get(name, np.nan)) for name in _LOSS_NAMES}
-    epoch_records = trainer.history["epochs"]
-    if epoch_records and epoch_records[-1]["step"] == trainer.step:
-        losses.update({name: epoch_records[-1][name] for name in ("test_total", "test_recon", "test_kl")})
+    latest = trainer.history.steps[-1] if trainer.history.steps else None
+    losses = {name: float(getattr(latest, name)) if latest else np.nan for name in _LOSS_NAMES}
+    epoch_records = trainer.history.epochs
+    if epoch_records and epoch_records[-1].step == trainer.step:
+        losses.update({name: getattr(epoch_records[-1], name) for name in ("test_total", "test_recon", "test_kl")})
     return Snapshot(
         step=trainer.step,
         epoch=trainer.step / trainer.steps_per_epoch,
         losses=losses,
         latent_means=means.numpy().astype(np.float16),
         labels=test_labels.numpy().astype(np.uint8),
-        grid=grid.reshape(grid_size, grid_size, *grid.shape[1:]),
-        grid_values=grid_values.numpy().astype(np.float32),
+        grid=decode_grid(model, grid_size, grid_limit, grid_dims),
+        grid_values=np.linspace(-grid_limit, grid_limit, grid_size, dtype=np.float32),
         grid_dims=grid_dims,
-        originals=originals.reshape(-1, 28, 28).numpy(),
-        reconstructions=reconstructions,
+        originals=to_pixels(test_images[:reconstruction_count]),
+        reconstructions=decode_latents(model, means[:reconstruction_count]),
     )
 
 
 def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
     """Write a snapshot as a compressed .npz (temporary file, then rename) and return its path."""
-    path = snapshot_path(run_dir, snapshot.step)
+    path = RunFolder(run_dir).snapshot(snapshot.step)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(
@@ -109,10 +91,10 @@ def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
 
 def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
     """Return a run's snapshots in step order."""
-    folder = Path(run_dir) / SNAPSHOT_FOLDER
-    paths = sorted(folder.glob("step_*.npz"))
+    run_folder = RunFolder(run_dir)
+    paths = run_folder.snapshot_files()
     if not paths:
-        raise FileNotFoundError(f"no snapshots in {folder}: train with a SnapshotRecorder (python -m vae_lib train --snapshot-every 200)")
+        raise FileNotFoundError(f"no snapshots in {run_folder.snapshots}: train with a SnapshotRecorder (python -m vae_lib train --snapshot-every 200)")
     snapshots = []
     for path in paths:
         with np.load(path) as stored:
@@ -147,7 +129,7 @@ class SnapshotRecorder(TrainingHook):
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1 step, got {every}")
-        self.run_dir = Path(run_dir)
+        self.run_folder = RunFolder(run_dir)
         self.images = test_data.images[:scatter_images]
         self.labels = test_data.labels[:scatter_images]
         self.every = every
@@ -156,15 +138,13 @@ class SnapshotRecorder(TrainingHook):
 
     def record(self, trainer: Trainer) -> None:
         """Take and save a snapshot of the trainer now."""
-        if max(self.grid_dims) >= trainer.model.latent_dim:
-            raise ValueError(f"grid_dims {self.grid_dims} do not exist in a {trainer.model.latent_dim}-D latent space")
         snapshot = take_snapshot(trainer, self.images, self.labels, self.grid_size, self.grid_limit,
                                  self.grid_dims, self.reconstruction_count)
-        save_snapshot(snapshot, self.run_dir)
+        save_snapshot(snapshot, self.run_folder.path)
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        for path in (self.run_dir / SNAPSHOT_FOLDER).glob("step_*.npz"):
-            if int(path.stem.removeprefix("step_")) > trainer.step:
+        for path in self.run_folder.snapshot_files():
+            if self.run_folder.snapshot_step(path) > trainer.step:
                 path.unlink()
         if trainer.step == 0:
             self.record(trainer)  # the untrained model: the first frame of every video

@@ -1,31 +1,59 @@
-"""The training loop: fit epochs step by step, keep a metric history, checkpoint, resume.
+"""Training: `train_step`, one optimisation step of the VAE, and the Trainer that runs epochs of it.
 
-The loop stays small; anything that watches training (snapshots, live plots) is a TrainingHook.
+The Trainer orchestrates and nothing else: it shuffles, steps, evaluates, records the history and
+writes checkpoints. Whatever watches training (snapshots, live plots, printing) is a TrainingHook.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from vae_lib.checkpoint import CheckpointError, config_of, read_checkpoint, save_checkpoint
-from vae_lib.config import TrainConfig
+from vae_lib.config import RESUMABLE_FIELDS, TrainConfig
 from vae_lib.data import ImageDataset, load_dataset, to_model_input
 from vae_lib.device import choose_device, place_model
 from vae_lib.evaluate import evaluate
+from vae_lib.history import EpochRecord, History, StepRecord
 from vae_lib.loss import vae_loss
+from vae_lib.run_folder import (
+    CheckpointError,
+    RunFolder,
+    capture_training_state,
+    config_of,
+    read_checkpoint,
+    restore_training_state,
+    save_checkpoint,
+)
 
-CHECKPOINT_NAME = "checkpoint.pt"
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Take one optimisation step on a batch of images in [-1, 1]; return its (total, recon, kl) losses.
+
+    The losses come back as detached tensors, still on the model's device: reading them is up to the caller.
+    """
+    reconstruction, mean, log_var = model(batch)  # encode, sample z = mean + sigma * eps, decode
+    total, recon, kl = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return total.detach(), recon.detach(), kl.detach()
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or infinite; training stopped and the trainer is back at its last complete epoch."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or a notebook's stop button: the trainer is back at its last complete epoch; the message says where."""
 
 
 class TrainingHook:
@@ -41,65 +69,58 @@ class TrainingHook:
         """Called after an epoch's test evaluation, before its checkpoint is written."""
 
 
-class EpochPrinter(TrainingHook):
-    """Prints one line of test metrics after each epoch."""
+class RunningLosses:
+    """Step losses summed on the model's device since the last record, so a step never waits for the host."""
 
-    def __init__(self, target_epoch: int) -> None:
-        self.target_epoch = target_epoch
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(3, dtype=torch.float64, device=device)
+        self.last = torch.full((3,), float("nan"), dtype=torch.float64, device=device)
+        self.count = 0
+        self.first_bad_step = torch.zeros((), dtype=torch.long, device=device)  # 0: every loss so far was finite
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        record = trainer.history["epochs"][-1]
-        print(
-            f"epoch {record['epoch']:3d}/{self.target_epoch}  test total {record['test_total']:.4f}  "
-            f"recon {record['test_recon']:.4f}  kl {record['test_kl']:.2f}  ({record['seconds']:.0f} s)",
-            flush=True,
-        )
+    def add(self, losses: Sequence[torch.Tensor], step: int) -> None:
+        """Add one step's (total, recon, kl); remember the step if any of them is NaN or infinite."""
+        self.last = torch.stack(list(losses)).double()
+        self.sums += self.last
+        self.count += 1
+        bad = ~torch.isfinite(self.last).all() & (self.first_bad_step == 0)
+        self.first_bad_step = torch.where(bad, step, self.first_bad_step)
 
-
-def epoch_checkpoint_name(epoch: int) -> str:
-    """Return the file name of the checkpoint kept for `epoch`."""
-    return f"epoch_{epoch:03d}.pt"
+    def take_means(self) -> list[float]:
+        """Return the mean (total, recon, kl) since the last call, and start the next sums."""
+        means = (self.sums / max(self.count, 1)).tolist()
+        self.sums.zero_()
+        self.count = 0
+        return means
 
 
 class Trainer:
-    """Trains a VAE from a TrainConfig; call fit(epochs) as often as you like to continue.
+    """Trains a VAE: call fit(epochs) as often as you like to continue.
 
-    With a run_dir, the state after each epoch is written to run_dir/checkpoint.pt, and
-    Trainer.resume(run_dir / 'checkpoint.pt') continues exactly where it stopped.
+    The model and optimizer are built from the config unless given. With a run_dir, the state after each
+    epoch is written to its checkpoint, and Trainer.resume(checkpoint) continues exactly where it stopped.
     """
 
     def __init__(
-        self,
-        config: TrainConfig,
-        train_data: ImageDataset | None = None,
-        test_data: ImageDataset | None = None,
-        run_dir: str | Path | None = None,
-        device: torch.device | str | None = None,
-        hooks: Sequence[TrainingHook] = (),
-        progress: bool = True,
+        self, config: TrainConfig, *, train_data: ImageDataset | None = None, test_data: ImageDataset | None = None,
+        model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, run_dir: str | Path | None = None,
+        device: torch.device | str | None = None, hooks: Sequence[TrainingHook] = (), progress: bool = True,
     ) -> None:
-        self.config = config
-        if train_data is None:
-            train_data = load_dataset(config.dataset, train=True)
-        if test_data is None:
-            test_data = load_dataset(config.dataset, train=False)
-        self.train_data = _subset(train_data, config.train_subset)
-        self.test_data = _subset(test_data, config.test_subset)
+        self.config, self.hooks, self.progress = config, list(hooks), progress
+        train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
+        test_data = load_dataset(config.dataset, train=False) if test_data is None else test_data
+        self.train_data, self.test_data = _subset(train_data, config.train_subset), _subset(test_data, config.test_subset)
         if len(self.train_data) < config.batch_size:
             raise ValueError(f"batch_size {config.batch_size} is larger than the {len(self.train_data)} training images")
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run_folder = RunFolder(run_dir) if run_dir is not None else None
         self.device = choose_device(str(device) if device is not None else None)
-        self.hooks = list(hooks)
-        self.progress = progress
+        self.train_images = self.train_data.images.to(self.device)  # on a GPU the whole dataset lives there
         torch.manual_seed(config.seed)
-        self.model = place_model(config.build_model(), self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.model = place_model(model if model is not None else config.build_model(), self.device)
+        self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         self.shuffle_generator = torch.Generator().manual_seed(config.seed)
-        self.epoch = 0
-        self.step = 0
-        self.train_seconds = 0.0
-        self.history: dict[str, list[dict]] = {"epochs": [], "steps": []}
-        self.last_losses = {"total": math.nan, "recon": math.nan, "kl": math.nan}
+        self.epoch, self.step, self.train_seconds, self.history = 0, 0, 0.0, History()
+        self.running = RunningLosses(self.device)
         self._last_complete_state = self.state_dict()
 
     @property
@@ -107,190 +128,142 @@ class Trainer:
         """Return the number of full batches in an epoch (the last partial batch is dropped)."""
         return len(self.train_data) // self.config.batch_size
 
-    def learning_rate_at(self, step: int) -> float:
-        """Return the learning rate for optimisation step `step` (0-based) under the config's schedule."""
-        config = self.config
-        if config.lr_schedule == "constant":
-            return config.learning_rate
-        progress = min(1.0, step / (config.schedule_epochs * self.steps_per_epoch))
-        floor = config.final_lr_fraction
-        return config.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    def fit(self, epochs: int) -> dict[str, list[dict]]:
+    def fit(self, epochs: int) -> History:
         """Train `epochs` more epochs and return the history.
 
-        Ctrl-C (or a notebook's stop button) rolls the trainer back to the end of its last
-        complete epoch, whose checkpoint on disk is untouched, and re-raises.
+        Ctrl-C (or a notebook's stop button) rolls the trainer back to the end of its last complete epoch
+        and raises TrainingInterrupted; fit() can then be called again.
         """
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
         for hook in self.hooks:
             hook.on_fit_start(self)
-        target = self.epoch + epochs
-        try:
-            while self.epoch < target:
-                self._train_epoch(target)
-        except KeyboardInterrupt:
-            self.load_state_dict(self._last_complete_state)
-            print(f"Interrupted: rolled back to the end of epoch {self.epoch}; its checkpoint is intact, fit() continues from it.")
-            raise
+        total_steps = epochs * self.steps_per_epoch
+        with tqdm(total=total_steps, desc=f"epochs {self.epoch + 1}-{self.epoch + epochs}", disable=not self.progress) as bar:
+            try:
+                for _ in range(epochs):
+                    self._train_epoch(bar)
+            except KeyboardInterrupt as interrupt:
+                self.load_state_dict(self._last_complete_state)
+                raise TrainingInterrupted(f"interrupted: back at the end of epoch {self.epoch} ({self._saved_where()}); "
+                                          "fit() continues from there") from interrupt
         return self.history
 
-    def _train_epoch(self, target_epoch: int) -> None:
-        """Run one epoch: shuffled full batches, step records, test evaluation, hooks, checkpoint."""
-        config, model = self.config, self.model
-        started = time.perf_counter()
-        model.train()
+    def _train_epoch(self, bar: tqdm) -> None:
+        """Run one epoch of train_step over shuffled full batches, then evaluate, call hooks and save."""
+        config, started = self.config, time.perf_counter()
+        self.model.train()
         order = torch.randperm(len(self.train_data), generator=self.shuffle_generator)
-        sums = torch.zeros(3, dtype=torch.float64)
-        steps_in_record = 0
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {self.epoch + 1}/{target_epoch}", disable=not self.progress, leave=False)
-        for batch_index in bar:
-            indices = order[batch_index * config.batch_size : (batch_index + 1) * config.batch_size]
-            batch = to_model_input(self.train_data.images[indices], config.channels).to(self.device)
+        for indices in order[: self.steps_per_epoch * config.batch_size].view(self.steps_per_epoch, -1):
+            batch = to_model_input(self.train_images[indices], config.channels)
             for group in self.optimizer.param_groups:
-                group["lr"] = self.learning_rate_at(self.step)
-            reconstruction, mean, log_var = model(batch)
-            losses = vae_loss(batch, reconstruction, mean, log_var, config.alpha)
-            values = torch.stack([loss.detach() for loss in losses]).double().cpu()
-            if not torch.isfinite(values).all():
-                self._diverged(values[0].item())
-            self.optimizer.zero_grad(set_to_none=True)
-            losses[0].backward()
-            self.optimizer.step()
+                group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
+            self.running.add(train_step(self.model, self.optimizer, batch, config.alpha), self.step + 1)
             self.step += 1
-            sums += values
-            steps_in_record += 1
-            self.last_losses = dict(zip(("total", "recon", "kl"), values.tolist()))
             if self.step % config.log_every == 0:
-                self._record_steps(sums / steps_in_record, started)
-                sums.zero_()
-                steps_in_record = 0
-                bar.set_postfix(loss=f"{self.last_losses['total']:.4f}")
+                self._record_steps(started)
+                bar.set_postfix(loss=f"{self.history.steps[-1].train_total:.4f}")
+            bar.update()
             for hook in self.hooks:
                 hook.on_step_end(self)
+        self._stop_if_diverged()
         self.epoch += 1
-        test = evaluate(model, self.test_data.images, config.alpha, seed=config.seed)
+        test = evaluate(self.model, self.test_data.images, config.alpha, seed=config.seed)
         self.train_seconds += time.perf_counter() - started
-        self.history["epochs"].append(
-            {"epoch": self.epoch, "step": self.step, "seconds": self.train_seconds, "lr": self.learning_rate_at(self.step - 1),
-             **{f"test_{name}": value for name, value in test.items()}}
-        )
+        lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
+        self.history.epochs.append(EpochRecord(
+            self.epoch, self.step, self.train_seconds, lr, test_total=test["total"], test_recon=test["recon"],
+            test_kl=test["kl"], test_recon_at_mean=test["recon_at_mean"]))
         for hook in self.hooks:
             hook.on_epoch_end(self)
         self._last_complete_state = self.state_dict()
-        if self.run_dir is not None:
-            self.save(self.run_dir / CHECKPOINT_NAME)
+        if self.run_folder is not None:
+            save_checkpoint(self._last_complete_state, self.run_folder.checkpoint)
             if self.epoch in config.keep_epochs:
-                self.save(self.run_dir / epoch_checkpoint_name(self.epoch))
+                save_checkpoint(self._last_complete_state, self.run_folder.kept_epoch(self.epoch))
 
-    def _record_steps(self, train_means: torch.Tensor, epoch_started: float) -> None:
-        """Append one step record: the train losses since the last record and a test estimate on a fixed subset."""
-        test = evaluate(self.model, self.test_data.images[: self.config.step_test_images], self.config.alpha, seed=self.config.seed)
-        train_total, train_recon, train_kl = train_means.tolist()
-        self.history["steps"].append(
-            {"step": self.step, "epoch": self.step / self.steps_per_epoch,
-             "seconds": self.train_seconds + time.perf_counter() - epoch_started,
-             "train_total": train_total, "train_recon": train_recon, "train_kl": train_kl,
-             "test_total": test["total"], "test_recon": test["recon"], "test_kl": test["kl"]}
-        )
+    def _record_steps(self, epoch_started: float) -> None:
+        """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
+        self._stop_if_diverged()
+        config = self.config
+        test = evaluate(self.model, self.test_data.images[: config.step_test_images], config.alpha, seed=config.seed)
+        seconds = self.train_seconds + time.perf_counter() - epoch_started
+        self.history.steps.append(StepRecord(self.step, self.step / self.steps_per_epoch, seconds,
+                                             *self.running.take_means(), test["total"], test["recon"], test["kl"]))
 
-    def _diverged(self, loss: float) -> None:
-        """Roll back to the last complete epoch and raise TrainingDivergedError naming the step."""
-        step, epoch = self.step + 1, self.epoch + 1
-        self.load_state_dict(self._last_complete_state)
-        raise TrainingDivergedError(
-            f"the loss became {loss} at step {step} (epoch {epoch}); training stopped. The trainer is back at the end of "
-            f"epoch {self.epoch}, whose checkpoint is intact: lower the learning rate or check the data, then fit again."
-        )
+    def _stop_if_diverged(self) -> None:
+        """If a loss became NaN or infinite, roll back to the last complete epoch and raise TrainingDivergedError."""
+        bad_step = int(self.running.first_bad_step)
+        if bad_step:
+            self.load_state_dict(self._last_complete_state)
+            raise TrainingDivergedError(
+                f"the loss became NaN or infinite at step {bad_step} (epoch {(bad_step - 1) // self.steps_per_epoch + 1}); "
+                f"training stopped. The trainer is back at the end of epoch {self.epoch} ({self._saved_where()}): "
+                "lower the learning rate or check the data, then fit again."
+            )
+
+    def _saved_where(self) -> str:
+        """Return where the state of the last complete epoch is saved, in words."""
+        if self.run_folder is not None and self.run_folder.checkpoint.exists():
+            return f"saved in {self.run_folder.checkpoint}"
+        return "nothing saved yet" if self.epoch == 0 else "kept in memory only: this trainer has no run_dir"
 
     def state_dict(self) -> dict:
         """Return everything needed to continue this run exactly: config, weights, optimizer, counters, history, RNG."""
-        return copy.deepcopy({
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "train_seconds": self.train_seconds,
-            "history": self.history,
-            "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffle_generator.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
-        })
+        return capture_training_state(
+            config=self.config, model=self.model, optimizer=self.optimizer, epoch=self.epoch, step=self.step,
+            train_seconds=self.train_seconds, history=self.history, shuffle_generator=self.shuffle_generator)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from state_dict() or a checkpoint file's dict."""
-        if "optimizer" not in state:
-            raise CheckpointError("this checkpoint was exported without optimizer state, so it cannot continue training; "
-                                  "load it with vae_lib.load_model to use the model, or retrain")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.step = state["epoch"], state["step"]
-        self.train_seconds = state["train_seconds"]
-        self.history = copy.deepcopy(state["history"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.shuffle_generator.set_state(state["rng"]["shuffle"])
-        if self.device.type == "cuda" and state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epoch, self.step, self.train_seconds, self.history = restore_training_state(
+            state, model=self.model, optimizer=self.optimizer, shuffle_generator=self.shuffle_generator)
+        self.running = RunningLosses(self.device)
         self._last_complete_state = copy.deepcopy(state)
 
-    def save(self, path: str | Path | None = None) -> Path:
-        """Write the state at the end of the last complete epoch to `path` (default run_dir/checkpoint.pt)."""
-        if path is None:
-            if self.run_dir is None:
-                raise ValueError("give save() a path, or create the Trainer with a run_dir")
-            path = self.run_dir / CHECKPOINT_NAME
-        return save_checkpoint(self._last_complete_state, path)
-
     @classmethod
-    def resume(
-        cls,
-        path: str | Path,
-        train_data: ImageDataset | None = None,
-        test_data: ImageDataset | None = None,
-        run_dir: str | Path | None = None,
-        device: torch.device | str | None = None,
-        hooks: Sequence[TrainingHook] = (),
-        progress: bool = True,
-    ) -> Trainer:
-        """Return a trainer that continues the run saved at `path` (run_dir defaults to the file's folder)."""
+    def resume(cls, path: str | Path, **options: Any) -> Trainer:
+        """Return a trainer that continues the run saved at `path`; options as for Trainer (run_dir: its folder)."""
         state = read_checkpoint(path)
-        trainer = cls(config_of(state), train_data, test_data, run_dir or Path(path).parent, device, hooks, progress)
+        trainer = cls(config_of(state), **{"run_dir": Path(path).parent, **options})
         trainer.load_state_dict(state)
         return trainer
 
     @classmethod
-    def open(
-        cls,
-        config: TrainConfig,
-        run_dir: str | Path,
-        train_data: ImageDataset | None = None,
-        test_data: ImageDataset | None = None,
-        device: torch.device | str | None = None,
-        hooks: Sequence[TrainingHook] = (),
-        progress: bool = True,
-    ) -> Trainer:
+    def open(cls, config: TrainConfig, run_dir: str | Path, report: Callable[[str], None] | None = None,
+             **options: Any) -> Trainer:
         """Return a trainer for run_dir: continuing the run saved there, or a new one if there is none.
 
-        A saved run of another model (latent size, channels, widths or dataset) is refused, never overwritten.
+        A saved run of another model, or trained with other settings, is refused, never overwritten; a resumable
+        setting that differs (TrainConfig.continued_as) is applied, and each change is passed to `report`.
         """
-        checkpoint = Path(run_dir) / CHECKPOINT_NAME
+        checkpoint = RunFolder(run_dir).checkpoint
         if not checkpoint.exists():
-            return cls(config, train_data, test_data, run_dir, device, hooks, progress)
-        differences = config_of(read_checkpoint(checkpoint)).differences(config)
-        if differences:
-            raise CheckpointError(
-                f"{checkpoint} belongs to another model ({'; '.join(differences)}): "
-                "choose another run folder, or match its settings to continue it"
-            )
-        trainer = cls.resume(checkpoint, train_data, test_data, run_dir, device, hooks, progress)
-        print(f"resuming {checkpoint} at epoch {trainer.epoch}")
+            return cls(config, run_dir=run_dir, **options)
+        saved = config_of(read_checkpoint(checkpoint))
+        if saved.differences(config):
+            raise CheckpointError(f"{checkpoint} belongs to another model ({'; '.join(saved.differences(config))}): "
+                                  "choose another run folder, or match its settings to continue it")
+        try:
+            continued = saved.continued_as(config)
+        except ValueError as error:
+            raise CheckpointError(f"{checkpoint} was trained with other settings ({error}): choose another run folder, "
+                                  "or give the run's own settings to continue it") from error
+        trainer = cls.resume(checkpoint, run_dir=run_dir, **options)
+        trainer.config = continued
+        for change in describe_changes(saved, continued, trainer.step, trainer.steps_per_epoch) if report else ():
+            report(change)
         return trainer
 
 
-def seconds_to_target(history: dict[str, list[dict]], target: float) -> float | None:
-    """Return the training seconds at the first epoch whose test reconstruction is at or below `target`."""
-    return next((record["seconds"] for record in history["epochs"] if record["test_recon"] <= target), None)
+def describe_changes(saved: TrainConfig, continued: TrainConfig, step: int, steps_per_epoch: int) -> list[str]:
+    """Return one line for each setting a resumed run changed, and what a longer or shorter cosine schedule does."""
+    lines = [f"changed on resume: {change}" for change in saved.differences(continued, RESUMABLE_FIELDS)]
+    if saved.lr_schedule == "cosine" and saved.epochs != continued.epochs:
+        before, after = (config.learning_rate_at(step, steps_per_epoch) for config in (saved, continued))
+        lines.append(f"the cosine schedule now decays over {continued.epochs} epochs instead of {saved.epochs}: "
+                     f"the learning rate at step {step} is {after:.3g} (was to be {before:.3g})")
+    return lines
 
 
 def _subset(dataset: ImageDataset, count: int) -> ImageDataset:

@@ -18,20 +18,19 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vae_lib.checkpoint import read_checkpoint
+from vae_lib.history import StepRecord
+from vae_lib.latent import LatentProjection, dimension_label
+from vae_lib.run_folder import RunFolder, history_of, read_checkpoint
 from vae_lib.snapshots import Snapshot, load_snapshots
-from vae_lib.train import CHECKPOINT_NAME
-from vae_lib.viz import CLASS_COLOURS, LatentProjection, image_grid
+from vae_lib.viz import TOTAL_LABEL, class_colour, image_grid
 
 FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no padding
-VIDEO_NAME = "latent_evolution.mp4"
-GIF_NAME = "latent_evolution.gif"
 
 
 class FrameRenderer:
     """Draws Snapshots into RGB frames of FRAME_SIZE, reusing one figure."""
 
-    def __init__(self, snapshots: Sequence[Snapshot], history_steps: Sequence[dict], class_names: Sequence[str]) -> None:
+    def __init__(self, snapshots: Sequence[Snapshot], history_steps: Sequence[StepRecord], class_names: Sequence[str]) -> None:
         final = snapshots[-1]
         latent_dim = final.latent_means.shape[1]
         self.projection = LatentProjection.fit(final.latent_means.astype(np.float32))
@@ -43,17 +42,15 @@ class FrameRenderer:
         scatter_axes, grid_axes, loss_axes = self.figure.subplots(1, 3, gridspec_kw={"width_ratios": [1.15, 1, 1.25]})
         self.figure.subplots_adjust(left=0.05, right=0.985, bottom=0.12, top=0.86, wspace=0.28)
 
-        colours = np.array(CLASS_COLOURS)[final.labels % len(CLASS_COLOURS)]
+        colours = [class_colour(label) for label in final.labels.tolist()]
         self.scatter = scatter_axes.scatter(*all_points[: len(final.labels)].T, c=colours, s=4, alpha=0.75, linewidths=0)
         scatter_axes.set_xlim(low[0] - margin[0], high[0] + margin[0])
         scatter_axes.set_ylim(low[1] - margin[1], high[1] + margin[1])
-        if latent_dim == 2:
-            scatter_axes.set(xlabel="$z_1$", ylabel="$z_2$", title="latent means of test images")
-        else:
-            scatter_axes.set(xlabel="principal axis 1", ylabel="principal axis 2",
-                             title=f"{latent_dim}-D latent means, fixed PCA projection")
+        xlabel, ylabel = self.projection.axis_labels
+        scatter_axes.set(xlabel=xlabel, ylabel=ylabel, title="latent means of test images" if latent_dim == 2
+                         else f"{latent_dim}-D latent means, fixed PCA projection")
         present = sorted(set(final.labels.tolist()))
-        handles = [Line2D([], [], marker="o", linestyle="", color=CLASS_COLOURS[c % len(CLASS_COLOURS)], markersize=5)
+        handles = [Line2D([], [], marker="o", linestyle="", color=class_colour(c), markersize=5)
                    for c in present]
         scatter_axes.legend(handles, [class_names[c] for c in present], loc="center left", bbox_to_anchor=(1.0, 0.5),
                             fontsize=7, frameon=False, handletextpad=0.1, borderaxespad=0.2)
@@ -62,23 +59,23 @@ class FrameRenderer:
         dim_x, dim_y = final.grid_dims
         self.grid_image = grid_axes.imshow(image_grid(final.grid), cmap="gray", vmin=0, vmax=255,
                                            extent=(-limit, limit, -limit, limit))
-        grid_axes.set(xlabel=f"$z_{{{dim_x + 1}}}$", ylabel=f"$z_{{{dim_y + 1}}}$", title="decoded latent grid"
+        grid_axes.set(xlabel=dimension_label(dim_x), ylabel=dimension_label(dim_y), title="decoded latent grid"
                       + ("" if latent_dim == 2 else " (other dims 0)"))
 
-        steps = np.array([record["step"] for record in history_steps], dtype=float)
+        steps = np.array([record.step for record in history_steps], dtype=float)
         self.history_steps = steps
         self.train_line, = loss_axes.plot([], [], color="tab:blue", label="train total")
         self.test_line, = loss_axes.plot([], [], color="tab:orange", label="test total")
         self.marker = loss_axes.axvline(0, color="0.3", linestyle=":", linewidth=1)
-        self.train_values = np.array([record["train_total"] for record in history_steps])
-        self.test_values = np.array([record["test_total"] for record in history_steps])
+        self.train_values = np.array([record.train_total for record in history_steps])
+        self.test_values = np.array([record.test_total for record in history_steps])
         last_step = max(snapshots[-1].step, int(steps.max()) if len(steps) else 1)
         loss_axes.set_xlim(0, last_step)
         if len(steps):
             values = np.concatenate([self.train_values, self.test_values])
             low_loss, high_loss = np.nanmin(values), np.nanpercentile(values, 98)
             loss_axes.set_ylim(low_loss * 0.95, high_loss * 1.05)
-        loss_axes.set(xlabel="step", ylabel="loss (0.5 MSE + alpha KL)", title="loss so far")
+        loss_axes.set(xlabel="step", ylabel=TOTAL_LABEL, title="loss so far")
         loss_axes.legend(loc="upper right", fontsize=8)
         loss_axes.grid(alpha=0.3)
         self.title = self.figure.suptitle("")
@@ -101,10 +98,9 @@ class FrameRenderer:
 
 def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:
     """Return a run's snapshots and a renderer set up with its history and class names."""
-    run_dir = Path(run_dir)
     snapshots = load_snapshots(run_dir)
-    checkpoint = run_dir / CHECKPOINT_NAME
-    history_steps = read_checkpoint(checkpoint)["history"]["steps"] if checkpoint.exists() else []
+    checkpoint = RunFolder(run_dir).checkpoint
+    history_steps = history_of(read_checkpoint(checkpoint)).steps if checkpoint.exists() else []
     class_names = [str(label) for label in range(int(max(s.labels.max() for s in snapshots)) + 1)]
     return snapshots, FrameRenderer(snapshots, history_steps, class_names)
 
@@ -137,12 +133,12 @@ def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps
 def make_run_video(run_dir: str | Path, fps: int = 12, gif: bool = False) -> dict[str, Path | float | int]:
     """Render a run's snapshots into run_dir/latent_evolution.mp4 (and .gif); return paths, frame count, seconds."""
     started = time.perf_counter()
-    run_dir = Path(run_dir)
+    run_folder = RunFolder(run_dir)
     snapshots, renderer = frames_of_run(run_dir)
-    mp4_path = write_mp4((renderer.render(snapshot) for snapshot in snapshots), run_dir / VIDEO_NAME, fps)
+    mp4_path = write_mp4((renderer.render(snapshot) for snapshot in snapshots), run_folder.video, fps)
     result: dict[str, Path | float | int] = {"mp4": mp4_path, "frames": len(snapshots)}
     if gif:
-        result["gif"] = mp4_to_gif(mp4_path, run_dir / GIF_NAME)
+        result["gif"] = mp4_to_gif(mp4_path, run_folder.gif)
     result["seconds"] = time.perf_counter() - started
     return result
 

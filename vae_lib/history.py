@@ -1,0 +1,64 @@
+"""A run's metric history: a record every few hundred steps and one after each epoch.
+
+Checkpoints store it as plain lists of dicts (`History.to_dict`), so a file stays readable without vae_lib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """Train losses averaged since the previous record, and a test estimate on a fixed slice of test images."""
+
+    step: int
+    epoch: float  # fractional: step / steps per epoch
+    seconds: float  # training seconds so far
+    train_total: float
+    train_recon: float
+    train_kl: float
+    test_total: float
+    test_recon: float
+    test_kl: float
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Test metrics over the whole test set after an epoch."""
+
+    epoch: int
+    step: int
+    seconds: float
+    lr: float  # learning rate of the epoch's last step
+    test_total: float
+    test_recon: float
+    test_kl: float
+    test_recon_at_mean: float
+
+
+@dataclass
+class History:
+    """Every record of a run, oldest first."""
+
+    steps: list[StepRecord] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    def seconds_to_target(self, target: float) -> float | None:
+        """Return the training seconds at the first epoch whose test reconstruction is at or below `target`."""
+        return next((record.seconds for record in self.epochs if record.test_recon <= target), None)
+
+    def to_dict(self) -> dict[str, list[dict]]:
+        """Return the history as plain lists of dicts (what checkpoints store)."""
+        return {"steps": [asdict(record) for record in self.steps], "epochs": [asdict(record) for record in self.epochs]}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, list[dict]]) -> History:
+        """Return the history a checkpoint stored."""
+        return cls([_record(StepRecord, values) for values in stored["steps"]],
+                   [_record(EpochRecord, values) for values in stored["epochs"]])
+
+
+def _record(kind: type, values: dict) -> object:
+    """Return a record of `kind` from a stored dict, ignoring fields this version does not know."""
+    return kind(**{item.name: values[item.name] for item in fields(kind)})

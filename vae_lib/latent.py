@@ -1,0 +1,101 @@
+"""The latent space's conventions, in one place: how it is projected onto the plane (and the axes named),
+how a grid over two of its dimensions is laid out, and how traversals and interpolations are decoded.
+
+Grid convention (every figure, snapshot and video uses it): columns run from -limit to +limit along the
+first chosen dimension, rows from +limit (top) to -limit along the second, as on a y axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vae_lib.data import to_pixels
+from vae_lib.evaluate import inference
+from vae_lib.model import VAE
+
+
+@dataclass(frozen=True)
+class LatentProjection:
+    """A fixed linear map from the latent space to the plane: identity for 2-D, PCA axes otherwise."""
+
+    center: np.ndarray  # latent_dim
+    axes: np.ndarray  # latent_dim x 2
+
+    @classmethod
+    def fit(cls, latent_means: np.ndarray) -> LatentProjection:
+        """Return the projection for these means: the identity for 2-D, their first two principal axes otherwise."""
+        latent_dim = latent_means.shape[1]
+        if latent_dim <= 2:
+            return cls(np.zeros(latent_dim), np.eye(latent_dim, 2))
+        center = latent_means.mean(axis=0)
+        _, _, right_vectors = np.linalg.svd(latent_means - center, full_matrices=False)
+        axes = right_vectors[:2].T
+        # Fix each axis's sign (SVD may flip it) so the same means always give the same picture.
+        axes = axes * np.sign(axes[np.abs(axes).argmax(axis=0), [0, 1]])
+        return cls(center, axes)
+
+    @property
+    def axis_labels(self) -> tuple[str, str]:
+        """Return the names of the plane's two axes."""
+        return latent_axis_labels(self.axes.shape[0])
+
+    def __call__(self, latent_means: np.ndarray) -> np.ndarray:
+        """Return N x 2 coordinates of N x latent_dim means."""
+        return (latent_means - self.center) @ self.axes
+
+
+def latent_axis_labels(latent_dim: int) -> tuple[str, str]:
+    """Return the axis names of a latent scatter: z1 and z2 for a 2-D space, principal axes otherwise."""
+    return ("$z_1$", "$z_2$") if latent_dim <= 2 else ("principal axis 1", "principal axis 2")
+
+
+def dimension_label(dim: int) -> str:
+    """Return the name of latent dimension `dim` (0-based) as figures write it."""
+    return f"$z_{{{dim + 1}}}$"
+
+
+def grid_latents(
+    latent_dim: int, grid_size: int, limit: float, dims: tuple[int, int] = (0, 1), base: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Return grid_size x grid_size x latent_dim latents on a grid over two dimensions (the module's convention).
+
+    The other dimensions come from `base` (default 0).
+    """
+    if max(dims) >= latent_dim:
+        raise ValueError(f"grid dimensions {dims} do not exist in a {latent_dim}-D latent space")
+    values = torch.linspace(-limit, limit, grid_size)
+    latents = (base.clone().float() if base is not None else torch.zeros(latent_dim)).repeat(grid_size, grid_size, 1)
+    latents[..., dims[0]] = values.view(1, -1)
+    latents[..., dims[1]] = values.flip(0).view(-1, 1)
+    return latents
+
+
+def decode_latents(model: VAE, latents: torch.Tensor) -> np.ndarray:
+    """Return uint8 images (... x 28 x 28) decoded from latents of any leading shape (... x latent_dim)."""
+    with inference(model) as device:
+        images = model.decode(latents.reshape(-1, model.latent_dim).float().to(device))
+    return to_pixels(images).reshape(*latents.shape[:-1], *images.shape[-2:])
+
+
+def decode_grid(
+    model: VAE, grid_size: int = 20, limit: float = 2.5, dims: tuple[int, int] = (0, 1), base: torch.Tensor | None = None
+) -> np.ndarray:
+    """Return grid_size x grid_size x 28 x 28 uint8 images decoded on a grid over two latent dimensions."""
+    return decode_latents(model, grid_latents(model.latent_dim, grid_size, limit, dims, base))
+
+
+def traversal_images(model: VAE, base: torch.Tensor, dim: int, values: Sequence[float]) -> np.ndarray:
+    """Return len(values) x 28 x 28 uint8 images decoded from `base` with dimension `dim` set to each value."""
+    latents = base.float().repeat(len(values), 1)
+    latents[:, dim] = torch.tensor(list(values), dtype=torch.float32)
+    return decode_latents(model, latents)
+
+
+def interpolation_images(model: VAE, start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> np.ndarray:
+    """Return `steps` x 28 x 28 uint8 images decoded along the straight line from latent `start` to `end`."""
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return decode_latents(model, (1 - weights) * start.float() + weights * end.float())
