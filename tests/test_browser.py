@@ -28,8 +28,15 @@ from vae_lib.settings import REPO_ROOT, outputs_dir
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = "04_latent_explorer.ipynb"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT = outputs_dir() / "figures" / "explorer.png"
 
 
@@ -49,8 +56,10 @@ def _skip_or_fail_without_browser() -> None:
         return
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{missing}, but CI=true requires the browser test: `make test` installs chromium when CI=true")
-    pytest.skip(f"{missing}: run `sudo apt-get install chromium` (Debian/Ubuntu) to enable the browser test, "
-                "or run `CI=true make test`, which installs it")
+    pytest.skip(
+        f"{missing}: run `sudo apt-get install chromium` (Debian/Ubuntu) to enable the browser test, "
+        "or run `CI=true make test`, which installs it"
+    )
 
 
 def _free_port() -> int:
@@ -70,11 +79,26 @@ def jupyter_lab(tmp_path: Path):
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')  # no news pop-up
     log = (tmp_path / "jupyter.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-                                                   "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings")},
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={tmp_path}",
+            "--LabApp.expose_app_in_browser=True",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        },
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -85,7 +109,7 @@ def jupyter_lab(tmp_path: Path):
                 break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"JupyterLab did not start:\n{(tmp_path / 'jupyter.log').read_text()}")
+                    raise RuntimeError(f"JupyterLab did not start:\n{(tmp_path / 'jupyter.log').read_text()}") from None
                 time.sleep(0.5)
         yield base, token
     finally:
@@ -121,7 +145,9 @@ def test_explorer_slider_redraws_the_decoded_image_in_jupyterlab(jupyter_lab) ->
             page.wait_for_function(
                 "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
                 " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                " return k && k.status === 'idle'; }", timeout=180_000)
+                " return k && k.status === 'idle'; }",
+                timeout=180_000,
+            )
             page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
             slider = page.locator(".vae-slider-z1").first
             decoded = page.locator("img.vae-decoded").first
@@ -135,7 +161,9 @@ def test_explorer_slider_redraws_the_decoded_image_in_jupyterlab(jupyter_lab) ->
                     document.addEventListener('keydown', () => { window.vaeKeyTime = performance.now(); }, true);
                     new MutationObserver(() => window.vaeTimes.push(performance.now() - window.vaeKeyTime))
                         .observe(img, {attributes: true, attributeFilter: ['src']});
-                }""", decoded.element_handle())
+                }""",
+                decoded.element_handle(),
+            )
             handle = slider.locator(".noUi-handle").first
             handle.focus()
             presses = 8
@@ -159,5 +187,7 @@ def test_explorer_slider_redraws_the_decoded_image_in_jupyterlab(jupyter_lab) ->
         expected = model.decode(torch.tensor([readouts], dtype=torch.float32))[0, 0].numpy()
     expected = np.rint(np.clip((expected + 1) / 2, 0, 1) * 255).astype(int)
     assert np.abs(after.astype(int) - expected).max() <= 1, "the page shows another image than model.decode gives"
-    print(f"\nslider move to updated image in the page: median {statistics.median(latencies):.0f} ms, "
-          f"max {max(latencies):.0f} ms over {len(latencies)} key presses; screenshot {SCREENSHOT}")
+    print(
+        f"\nslider move to updated image in the page: median {statistics.median(latencies):.0f} ms, "
+        f"max {max(latencies):.0f} ms over {len(latencies)} key presses; screenshot {SCREENSHOT}"
+    )

@@ -10,8 +10,14 @@ from vae_lib.run_folder import save_checkpoint
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_train, small_test) -> Trainer:
     run_dir = tmp_path_factory.mktemp("run")
-    trainer = Trainer(TrainConfig(latent_dim=2, log_every=4, step_test_images=64), train_data=small_train,
-                      test_data=small_test, run_dir=run_dir, device="cpu", progress=False)
+    trainer = Trainer(
+        TrainConfig(latent_dim=2, log_every=4, step_test_images=64),
+        train_data=small_train,
+        test_data=small_test,
+        run_dir=run_dir,
+        device="cpu",
+        progress=False,
+    )
     trainer.fit(1)
     return trainer
 
@@ -80,7 +86,9 @@ def test_a_failed_save_leaves_the_previous_file_intact(trained: Trainer, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
-def test_an_exported_checkpoint_without_optimizer_cannot_resume(trained: Trainer, tmp_path: Path, small_train, small_test) -> None:
+def test_an_exported_checkpoint_without_optimizer_cannot_resume(
+    trained: Trainer, tmp_path: Path, small_train, small_test
+) -> None:
     state = torch.load(trained.run_folder.checkpoint, weights_only=True)
     del state["optimizer"]
     save_checkpoint(state, tmp_path / "exported.pt")

@@ -95,8 +95,14 @@ def test_benchmark_prints_every_figure(capsys) -> None:
     assert training_gflop_per_image(VAE(latent_dim=2)) == pytest.approx(6 * 12_506_368 / 1e9)
     figures = run_benchmark(steps=20, video_frames=10, explorer_updates=20)
     printed = capsys.readouterr().out
-    for phrase in ("seconds per epoch", "samples per second", "% of it", "snapshots every 200 steps", "10-frame mp4",
-                   "explorer slider update"):
+    for phrase in (
+        "seconds per epoch",
+        "samples per second",
+        "% of it",
+        "snapshots every 200 steps",
+        "10-frame mp4",
+        "explorer slider update",
+    ):
         assert phrase in printed
     assert figures["samples_per_second"] > 0 and 0 < figures["fraction_of_matmul"] < 2
     assert figures["snapshot_time_ratio"] > 0.5 and figures["explorer_8d_p95_ms"] > 0

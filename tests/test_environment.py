@@ -20,6 +20,9 @@ def test_environment_yml_pip_list_equals_pyproject_dependencies() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     test_command = re.search(r"<!-- test-command -->\s*```bash\n(.+?)\n```", readme, flags=re.DOTALL).group(1).strip()
-    ci_commands = [line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
-                   if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    ci_commands = [
+        line.strip()
+        for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
+    ]
     assert ci_commands == [test_command]

@@ -59,7 +59,7 @@ def test_traversal_strip_shows_the_chosen_dimension(explorer: LatentExplorer) ->
     explorer.traversal_dim.value = 1
     strip = _pixels(explorer.traversal_view.value)
     assert strip.shape == (28 * 3, 28 * 3 * STRIP_STEPS)
-    first = strip[::3, :28 * 3:3]
+    first = strip[::3, : 28 * 3 : 3]
     assert np.abs(first.astype(int) - _expected(explorer.model, [0.5, -explorer.limit])).max() <= 1
 
 
@@ -78,5 +78,7 @@ def test_the_8d_explorer_has_eight_sliders_and_a_pca_projection(small_test) -> N
     explorer = LatentExplorer(VAE(latent_dim=8).eval(), small_test, scatter_images=200)
     assert len(explorer.sliders) == 8 and explorer.projection.axes.shape == (8, 2)
     explorer.sliders[5].value = -1.0
-    assert np.array_equal(_pixels(explorer.decoded.value)[::IMAGE_SCALE, ::IMAGE_SCALE],
-                          _expected(explorer.model, [0, 0, 0, 0, 0, -1.0, 0, 0]))
+    assert np.array_equal(
+        _pixels(explorer.decoded.value)[::IMAGE_SCALE, ::IMAGE_SCALE],
+        _expected(explorer.model, [0, 0, 0, 0, 0, -1.0, 0, 0]),
+    )

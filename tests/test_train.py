@@ -4,20 +4,32 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lib import CheckpointError, History, TrainConfig, Trainer, TrainingDivergedError, TrainingHook, read_checkpoint
+from vae_lib import (
+    CheckpointError,
+    History,
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+    TrainingHook,
+    open_run,
+    read_checkpoint,
+)
 from vae_lib.data import to_model_input
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
 
 def _trainer(small_train, small_test, run_dir: Path, hooks=(), config: TrainConfig = CONFIG) -> Trainer:
-    return Trainer(config, train_data=small_train, test_data=small_test, run_dir=run_dir, device="cpu", hooks=hooks,
-                   progress=False)
+    return Trainer(
+        config, train_data=small_train, test_data=small_test, run_dir=run_dir, device="cpu", hooks=hooks, progress=False
+    )
 
 
 def _without_times(history: History) -> dict:
-    return {part: [{k: v for k, v in record.items() if k != "seconds"} for record in records]
-            for part, records in history.to_dict().items()}
+    return {
+        part: [{k: v for k, v in record.items() if k != "seconds"} for record in records]
+        for part, records in history.to_dict().items()
+    }
 
 
 def _assert_same_weights(first: Trainer, second: Trainer) -> None:
@@ -39,8 +51,9 @@ def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path) -> 
     straight.fit(2)
     first_half = _trainer(small_train, small_test, tmp_path / "halves")
     first_half.fit(1)
-    resumed = Trainer.resume(tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test,
-                             progress=False)
+    resumed = Trainer.resume(
+        tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test, progress=False
+    )
     assert resumed.epoch == 1 and resumed.step == 8
     resumed.fit(1)
     _assert_same_weights(straight, resumed)
@@ -106,9 +119,14 @@ def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs)
 
 @pytest.mark.parametrize(
     ("settings", "message"),
-    [({"alpha": -0.1}, "alpha"), ({"alpha": 0.0}, "alpha"), ({"learning_rate": 0}, "learning_rate"),
-     ({"batch_size": 0}, "batch_size"), ({"epochs": 0}, "epochs"),
-     ({"lr_schedule": "linear"}, "lr_schedule")],
+    [
+        ({"alpha": -0.1}, "alpha"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr_schedule": "linear"}, "lr_schedule"),
+    ],
 )
 def test_bad_settings_are_rejected(settings: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -149,11 +167,11 @@ def test_kept_epoch_checkpoints(small_train, small_test, tmp_path) -> None:
 
 def test_open_continues_a_saved_run_and_refuses_another_model(small_train, small_test, tmp_path) -> None:
     data = {"train_data": small_train, "test_data": small_test, "device": "cpu", "progress": False}
-    first = Trainer.open(CONFIG, tmp_path, **data)
+    first = open_run(CONFIG, tmp_path, **data)
     first.fit(1)
-    again = Trainer.open(CONFIG, tmp_path, **data)
+    again = open_run(CONFIG, tmp_path, **data)
     assert again.epoch == 1 and again.step == 8
     _assert_same_weights(first, again)
     with pytest.raises(CheckpointError, match="belongs to another model \\(latent_dim: 2 vs 8\\)"):
-        Trainer.open(TrainConfig(latent_dim=8), tmp_path, **data)
+        open_run(TrainConfig(latent_dim=8), tmp_path, **data)
     assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1

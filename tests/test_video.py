@@ -2,13 +2,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from vae_lib import TrainConfig, Trainer
 from vae_lib.cli import main
+from vae_lib.latent import LatentProjection
 from vae_lib.snapshots import SnapshotRecorder, load_snapshots
 from vae_lib.video import FRAME_SIZE, make_run_video, video_info
-from vae_lib.latent import LatentProjection
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -16,8 +15,15 @@ CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 def _run(run_dir: Path, small_train, small_test, latent_dim: int = 2, epochs: int = 2) -> Trainer:
     config = TrainConfig(latent_dim=latent_dim, batch_size=64, log_every=4, step_test_images=64)
     recorder = SnapshotRecorder(run_dir, small_test, every=3, scatter_images=200, grid_size=6)
-    trainer = Trainer(config, train_data=small_train, test_data=small_test, run_dir=run_dir, device="cpu",
-                      hooks=[recorder], progress=False)
+    trainer = Trainer(
+        config,
+        train_data=small_train,
+        test_data=small_test,
+        run_dir=run_dir,
+        device="cpu",
+        hooks=[recorder],
+        progress=False,
+    )
     trainer.fit(epochs)
     return trainer
 
@@ -40,8 +46,13 @@ def test_snapshots_from_a_resumed_run_continue_where_they_stopped(tmp_path, smal
     stale = tmp_path / "halves" / "snapshots" / "step_0000011.npz"  # left by a run killed mid-epoch 2
     stale.write_bytes((tmp_path / "halves" / "snapshots" / "step_0000003.npz").read_bytes())
     recorder = SnapshotRecorder(tmp_path / "halves", small_test, every=3, scatter_images=200, grid_size=6)
-    resumed = Trainer.resume(tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test,
-                             hooks=[recorder], progress=False)
+    resumed = Trainer.resume(
+        tmp_path / "halves" / "checkpoint.pt",
+        train_data=small_train,
+        test_data=small_test,
+        hooks=[recorder],
+        progress=False,
+    )
     resumed.fit(1)
     straight, halves = load_snapshots(tmp_path / "straight"), load_snapshots(tmp_path / "halves")
     assert [s.step for s in halves] == [s.step for s in straight] == [0, 3, 6, 8, 9, 12, 15, 16]
@@ -50,7 +61,9 @@ def test_snapshots_from_a_resumed_run_continue_where_they_stopped(tmp_path, smal
 
 
 @pytest.mark.parametrize("latent_dim", [2, 8])
-def test_video_of_a_short_run_is_h264_with_one_frame_per_snapshot(tmp_path, small_train, small_test, latent_dim) -> None:
+def test_video_of_a_short_run_is_h264_with_one_frame_per_snapshot(
+    tmp_path, small_train, small_test, latent_dim
+) -> None:
     _run(tmp_path, small_train, small_test, latent_dim=latent_dim)
     result = make_run_video(tmp_path, fps=4, gif=True)
     info = video_info(result["mp4"])

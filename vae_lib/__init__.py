@@ -14,7 +14,7 @@ from vae_lib.loss import kl_per_dimension, vae_loss
 from vae_lib.model import VAE
 from vae_lib.prepare_data import DataError, prepare_mnist
 from vae_lib.run_folder import CheckpointError, RunFolder, load_model, read_checkpoint
-from vae_lib.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, train_step
+from vae_lib.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run, train_step
 
 __all__ = [
     "RECIPES",
@@ -38,6 +38,7 @@ __all__ = [
     "kl_per_dimension",
     "load_dataset",
     "load_model",
+    "open_run",
     "per_class_recon_error",
     "prepare_mnist",
     "read_checkpoint",

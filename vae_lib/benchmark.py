@@ -66,7 +66,11 @@ def training_gflop_per_image(model: VAE) -> float:
         elif isinstance(module, nn.ConvTranspose2d):
             multiply_adds += inputs[0][0].numel() * module.out_channels * module.kernel_size[0] * module.kernel_size[1]
 
-    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    handles = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))
+    ]
     with torch.no_grad():
         model.eval()(torch.zeros(1, model.channels, IMAGE_SIZE, IMAGE_SIZE))
     for handle in handles:
@@ -100,9 +104,10 @@ def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[floa
     return statistics.median(times), float(np.percentile(times, 95))
 
 
-def run_benchmark(steps: int = 400, device: str | None = None, video_frames: int = 200,
-                  explorer_updates: int = 200) -> dict[str, float]:
-    """Train the seed's model for `steps` steps on MNIST (with and without snapshots), print the figures, return them."""
+def run_benchmark(
+    steps: int = 400, device: str | None = None, video_frames: int = 200, explorer_updates: int = 200
+) -> dict[str, float]:
+    """Train the seed's model for `steps` steps on MNIST (with and without snapshots); print and return the figures."""
     config = TrainConfig()
     train_data, test_data = load_dataset("mnist", train=True), load_dataset("mnist", train=False)
     full_epoch_steps = len(train_data) // config.batch_size
@@ -144,19 +149,29 @@ def run_benchmark(steps: int = 400, device: str | None = None, video_frames: int
         "fraction_of_matmul": model_gflops / matmul,
         "snapshot_time_ratio": snapshot_ratio,
         "video_seconds": video_seconds,
-        "explorer_2d_median_ms": latency_2d[0], "explorer_2d_p95_ms": latency_2d[1],
-        "explorer_8d_median_ms": latency_8d[0], "explorer_8d_p95_ms": latency_8d[1],
+        "explorer_2d_median_ms": latency_2d[0],
+        "explorer_2d_p95_ms": latency_2d[1],
+        "explorer_8d_median_ms": latency_8d[0],
+        "explorer_8d_p95_ms": latency_8d[1],
     }
     print(f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps")
-    print(f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} "
-          f"(train {figures['train_seconds_per_epoch']:.1f}, test {test_seconds:.1f})")
+    print(
+        f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} "
+        f"(train {figures['train_seconds_per_epoch']:.1f}, test {test_seconds:.1f})"
+    )
     print(f"training samples per second: {samples_per_second:.0f}")
     print(f"model: {gflop_per_image:.4f} GFLOP per image (forward + backward) -> {model_gflops:.0f} GFLOP/s")
-    print(f"fp32 {MATMUL_SIZE}x{MATMUL_SIZE} matmul: {matmul:.0f} GFLOP/s; training runs at "
-          f"{100 * figures['fraction_of_matmul']:.0f}% of it")
-    print(f"snapshots every 200 steps: training time x{snapshot_ratio:.3f} of the same runs without them "
-          f"({sum(recorded_seconds):.1f} s against {sum(plain_seconds):.1f} s, two runs each)")
+    print(
+        f"fp32 {MATMUL_SIZE}x{MATMUL_SIZE} matmul: {matmul:.0f} GFLOP/s; training runs at "
+        f"{100 * figures['fraction_of_matmul']:.0f}% of it"
+    )
+    print(
+        f"snapshots every 200 steps: training time x{snapshot_ratio:.3f} of the same runs without them "
+        f"({sum(recorded_seconds):.1f} s against {sum(plain_seconds):.1f} s, two runs each)"
+    )
     print(f"drawing and encoding a {video_frames}-frame mp4: {video_seconds:.1f} s")
-    print(f"explorer slider update (decode + redraw): 2-D median {latency_2d[0]:.1f} ms, p95 {latency_2d[1]:.1f} ms; "
-          f"8-D median {latency_8d[0]:.1f} ms, p95 {latency_8d[1]:.1f} ms")
+    print(
+        f"explorer slider update (decode + redraw): 2-D median {latency_2d[0]:.1f} ms, p95 {latency_2d[1]:.1f} ms; "
+        f"8-D median {latency_8d[0]:.1f} ms, p95 {latency_8d[1]:.1f} ms"
+    )
     return figures

@@ -17,7 +17,7 @@ from vae_lib.evaluate import evaluate
 from vae_lib.prepare_data import DataError, prepare_mnist
 from vae_lib.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
 from vae_lib.settings import outputs_dir
-from vae_lib.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted
+from vae_lib.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run
 
 
 class EpochPrinter(TrainingHook):
@@ -25,8 +25,11 @@ class EpochPrinter(TrainingHook):
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         record = trainer.history.epochs[-1]
-        print(f"epoch {record.epoch:3d}/{trainer.config.epochs}  test total {record.test_total:.4f}  "
-              f"recon {record.test_recon:.4f}  kl {record.test_kl:.2f}  ({record.seconds:.0f} s)", flush=True)
+        print(
+            f"epoch {record.epoch:3d}/{trainer.config.epochs}  test total {record.test_total:.4f}  "
+            f"recon {record.test_recon:.4f}  kl {record.test_kl:.2f}  ({record.seconds:.0f} s)",
+            flush=True,
+        )
 
 
 def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
@@ -36,14 +39,17 @@ def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
         value = int(text)
         if value < minimum:
             raise argparse.ArgumentTypeError(
-                f"must be a positive integer, got {value}" if minimum == 1 else f"must be an integer >= {minimum}, got {value}")
+                f"must be a positive integer, got {value}"
+                if minimum == 1
+                else f"must be an integer >= {minimum}, got {value}"
+            )
         return value
 
     return parse
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """Add one option per TrainConfig field, with the field's help and default; unset options stay out of the namespace."""
+    """Add an option per TrainConfig field, with its help and default; options not given stay out of the namespace."""
     hints = typing.get_type_hints(TrainConfig)
     for item in fields(TrainConfig):
         meta, kind = item.metadata, hints[item.name]
@@ -52,8 +58,16 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             value_type = _integer_at_least(meta["minimum"])
         default = " ".join(map(str, item.default)) if isinstance(item.default, tuple) else str(item.default)
         flags = [f"--{item.name.replace('_', '-')}", *([meta["flag"]] if meta["flag"] else [])]
-        parser.add_argument(*flags, dest=item.name, type=value_type, nargs=meta["nargs"], choices=meta["choices"],
-                            default=argparse.SUPPRESS, metavar=item.name.split("_")[-1].upper(), help=f"{meta['help']} (default: {default or 'none'})")
+        parser.add_argument(
+            *flags,
+            dest=item.name,
+            type=value_type,
+            nargs=meta["nargs"],
+            choices=meta["choices"],
+            default=argparse.SUPPRESS,
+            metavar=item.name.split("_")[-1].upper(),
+            help=f"{meta['help']} (default: {default or 'none'})",
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -71,15 +85,19 @@ def _train(args: argparse.Namespace) -> None:
         from vae_lib.snapshots import SnapshotRecorder
 
         hooks.append(SnapshotRecorder(out, load_dataset(config.dataset, train=False), every=args.snapshot_every))
-    trainer = Trainer.open(config, out, report=print, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
+    trainer = open_run(config, out, report=print, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
     if trainer.epoch:
         print(f"resuming {RunFolder(out).checkpoint} at epoch {trainer.epoch}")
     remaining = trainer.config.epochs - trainer.epoch
     if remaining < 1:
-        print(f"{RunFolder(out).checkpoint} already has {trainer.epoch} epochs (asked for {config.epochs}); nothing to do")
+        print(
+            f"{RunFolder(out).checkpoint} already has {trainer.epoch} epochs (asked for {config.epochs}); nothing to do"
+        )
         return
-    print(f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device}; "
-          f"checkpoints in {out}/")
+    print(
+        f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device}; "
+        f"checkpoints in {out}/"
+    )
     trainer.fit(remaining)
 
 
@@ -128,12 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a VAE (resumes if --out already holds a checkpoint)")
-    train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help="start from a shipped model's recorded settings; options given beside it override them")
+    train.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        help="start from a shipped model's recorded settings; options given beside it override them",
+    )
     train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
-    train.add_argument("--snapshot-every", type=_integer_at_least(0), default=0, metavar="STEPS",
-                       help="record latent-space snapshots every STEPS steps and at each epoch end, for videos")
+    train.add_argument(
+        "--snapshot-every",
+        type=_integer_at_least(0),
+        default=0,
+        metavar="STEPS",
+        help="record latent-space snapshots every STEPS steps and at each epoch end, for videos",
+    )
     add_config_options(train)
     train.set_defaults(run=_train)
 
@@ -149,9 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_command.add_argument("--seed", type=int, default=0, help="seed of the sampled z")
     evaluate_command.set_defaults(run=_evaluate)
 
-    reproduce_command = commands.add_parser("reproduce", help="retrain the shipped models from their recipes and report")
+    reproduce_command = commands.add_parser(
+        "reproduce", help="retrain the shipped models from their recipes and report"
+    )
     reproduce_command.add_argument("recipes", nargs="*", choices=sorted(RECIPES), default=sorted(RECIPES))
-    reproduce_command.add_argument("--report-only", action="store_true", help="only print the shipped models' metrics and redraw their figures")
+    reproduce_command.add_argument(
+        "--report-only", action="store_true", help="only print the shipped models' metrics and redraw their figures"
+    )
     reproduce_command.set_defaults(run=_reproduce)
 
     prepare = commands.add_parser("prepare-data", help="download and check a dataset")

@@ -21,14 +21,22 @@ RESUMABLE_FIELDS = ("epochs", "log_every", "step_test_images", "keep_epochs")
 RENAMED_FIELDS = {"schedule_epochs": "epochs"}
 
 
-def setting(default: object, help: str, *, flag: str | None = None, minimum: int | None = None,
-            nargs: int | str | None = None, choices: tuple[str, ...] | None = None) -> object:
+def setting(
+    default: object,
+    help: str,
+    *,
+    flag: str | None = None,
+    minimum: int | None = None,
+    nargs: int | str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> object:
     """Return a dataclass field carrying its command-line help, and its flag when that is not --field-name.
 
     `minimum` makes an integer setting (or each integer of a tuple) checked; `nargs` and `choices` are argparse's.
     """
-    return field(default=default, metadata={"help": help, "flag": flag, "minimum": minimum, "nargs": nargs,
-                                            "choices": choices})
+    return field(
+        default=default, metadata={"help": help, "flag": flag, "minimum": minimum, "nargs": nargs, "choices": choices}
+    )
 
 
 @dataclass(frozen=True)
@@ -37,14 +45,16 @@ class TrainConfig:
 
     latent_dim: int = setting(2, "size of the latent space", minimum=1)
     channels: int = setting(1, "image channels (1 for MNIST and EMNIST)", minimum=1)
-    widths: tuple[int, ...] = setting(DEFAULT_WIDTHS, "the encoder's four channel counts, mirrored by the decoder",
-                                      minimum=1, nargs=4)
+    widths: tuple[int, ...] = setting(
+        DEFAULT_WIDTHS, "the encoder's four channel counts, mirrored by the decoder", minimum=1, nargs=4
+    )
     dataset: str = setting("mnist", "mnist or emnist-<split>")
     alpha: float = setting(DEFAULT_ALPHA, "weight of the KL term")
     epochs: int = setting(32, "epochs the run trains in all (a cosine schedule decays over them)", minimum=1)
     learning_rate: float = setting(1e-3, "Adam's (initial) learning rate", flag="--lr")
-    lr_schedule: str = setting("constant", "constant, or cosine: decays to final_lr_fraction of the rate over the run",
-                               choices=LR_SCHEDULES)
+    lr_schedule: str = setting(
+        "constant", "constant, or cosine: decays to final_lr_fraction of the rate over the run", choices=LR_SCHEDULES
+    )
     final_lr_fraction: float = setting(0.02, "a cosine schedule's last learning rate, as a fraction of the first")
     batch_size: int = setting(64, "images per optimisation step", minimum=1)
     seed: int = setting(0, "seed of the initial weights, the shuffling and the sampled z", minimum=0)
@@ -52,8 +62,9 @@ class TrainConfig:
     test_subset: int = setting(0, "use only the first N test images (0: all)", minimum=0)
     log_every: int = setting(200, "steps between two records of the step history", minimum=1)
     step_test_images: int = setting(500, "test images evaluated at each step record", minimum=1)
-    keep_epochs: tuple[int, ...] = setting((), "epochs whose checkpoint is also kept as epoch_NNN.pt", minimum=1,
-                                           nargs="*")
+    keep_epochs: tuple[int, ...] = setting(
+        (), "epochs whose checkpoint is also kept as epoch_NNN.pt", minimum=1, nargs="*"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))
@@ -64,17 +75,24 @@ class TrainConfig:
                 "nothing bounds the variance of latent dimensions the decoder ignores: it overflows within a few "
                 "dozen steps and the loss becomes NaN. For a nearly plain autoencoder use a small alpha such as 1e-5."
             )
-        if not (isinstance(self.learning_rate, int | float) and math.isfinite(self.learning_rate)) or self.learning_rate <= 0:
+        if (
+            not (isinstance(self.learning_rate, int | float) and math.isfinite(self.learning_rate))
+            or self.learning_rate <= 0
+        ):
             raise ValueError(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
         if not (isinstance(self.final_lr_fraction, int | float) and 0 <= self.final_lr_fraction <= 1):
-            raise ValueError(f"final_lr_fraction must lie in [0, 1] (a fraction of the learning rate), got {self.final_lr_fraction}")
+            raise ValueError(
+                f"final_lr_fraction must lie in [0, 1] (a fraction of the learning rate), got {self.final_lr_fraction}"
+            )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         for item in fields(self):
             minimum = item.metadata["minimum"]
             value = getattr(self, item.name)
             for number in value if isinstance(value, tuple) else (value,):
-                if minimum is not None and (isinstance(number, bool) or not isinstance(number, int) or number < minimum):
+                if minimum is not None and (
+                    isinstance(number, bool) or not isinstance(number, int) or number < minimum
+                ):
                     raise ValueError(f"{item.name} must be an integer >= {minimum}, got {number!r}")
         if len(self.widths) != len(DEFAULT_WIDTHS):
             raise ValueError(f"widths must be {len(DEFAULT_WIDTHS)} channel counts, got {self.widths}")
@@ -107,11 +125,13 @@ class TrainConfig:
         known = {item.name for item in fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"unknown config settings {sorted(unknown)}: the checkpoint was written by another vae_lib version")
+            raise ValueError(
+                f"unknown config settings {sorted(unknown)}: the checkpoint was written by another vae_lib version"
+            )
         return cls(**values)
 
     def continued_as(self, requested: TrainConfig) -> TrainConfig:
-        """Return this saved run's config with the requested RESUMABLE_FIELDS applied; ValueError names any other change."""
+        """Return this saved run's config with the requested RESUMABLE_FIELDS applied; ValueError names others."""
         refused = self.differences(requested, tuple(f.name for f in fields(self) if f.name not in RESUMABLE_FIELDS))
         if refused:
             raise ValueError("; ".join(refused))

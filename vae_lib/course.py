@@ -14,12 +14,18 @@ from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.data import ImageDataset, load_dataset
 from vae_lib.prepare_data import mnist_problems, prepare_mnist
 from vae_lib.settings import outputs_dir, smoke_mode
-from vae_lib.train import Trainer, TrainingHook
+from vae_lib.train import Trainer, TrainingHook, open_run
 
 SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt"}
 # Smoke mode: a few hundred steps on a slice of MNIST, so a notebook runs in seconds.
-SMOKE_SETTINGS = {"train_subset": 2048, "test_subset": 1000, "epochs": 2, "log_every": 8,
-                  "step_test_images": 200, "keep_epochs": ()}
+SMOKE_SETTINGS = {
+    "train_subset": 2048,
+    "test_subset": 1000,
+    "epochs": 2,
+    "log_every": 8,
+    "step_test_images": 200,
+    "keep_epochs": (),
+}
 
 
 def load_mnist(train: bool) -> ImageDataset:
@@ -49,7 +55,7 @@ def notebook_trainer(recipe: str, hooks: Sequence[TrainingHook] = ()) -> Trainer
     run_dir = notebook_run_dir(recipe)
     if smoke_mode():
         shutil.rmtree(run_dir, ignore_errors=True)
-    trainer = Trainer.open(notebook_config(recipe), run_dir, hooks=hooks)
+    trainer = open_run(notebook_config(recipe), run_dir, hooks=hooks)
     if trainer.epoch:
         print(f"continuing the run saved in {run_dir} at epoch {trainer.epoch}")
     return trainer

@@ -99,10 +99,14 @@ def load_dataset(name: str = "mnist", train: bool = True, root: Path | None = No
     else:
         raise DataError(f"unknown dataset {name!r}; use 'mnist' or 'emnist-<split>'")
     if dataset.images.dtype != torch.uint8 or tuple(dataset.images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{name} images should be uint8 N x {IMAGE_SIZE} x {IMAGE_SIZE}, got "
-                        f"{dataset.images.dtype} {tuple(dataset.images.shape)}; the files are not MNIST-style IDX")
+        raise DataError(
+            f"{name} images should be uint8 N x {IMAGE_SIZE} x {IMAGE_SIZE}, got "
+            f"{dataset.images.dtype} {tuple(dataset.images.shape)}; the files are not MNIST-style IDX"
+        )
     if len(dataset.labels) != len(dataset.images):
-        raise DataError(f"{name} has {len(dataset.images)} images but {len(dataset.labels)} labels; the files do not match")
+        raise DataError(
+            f"{name} has {len(dataset.images)} images but {len(dataset.labels)} labels; the files do not match"
+        )
     return dataset
 
 
@@ -118,9 +122,10 @@ def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
         images = images.unsqueeze(1)
     expected = (channels, IMAGE_SIZE, IMAGE_SIZE)
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
+        side = f"{IMAGE_SIZE} x {IMAGE_SIZE}"
         raise ValueError(
-            f"images must have shape N x {channels} x {IMAGE_SIZE} x {IMAGE_SIZE} (or N x {IMAGE_SIZE} x {IMAGE_SIZE}), "
-            f"got {tuple(images.shape)}; resize or crop them to {IMAGE_SIZE} x {IMAGE_SIZE} first"
+            f"images must have shape N x {channels} x {side} (or N x {side}), got {tuple(images.shape)}; "
+            f"resize or crop them to {side} first"
         )
     if images.dtype == torch.uint8:
         return images.float().div_(127.5).sub_(1.0)

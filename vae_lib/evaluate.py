@@ -68,8 +68,12 @@ def evaluate(
 def encode_means(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the posterior means (N x latent_dim) of images, on the CPU."""
     with inference(model) as device:
-        return torch.cat([model.encode(to_model_input(part, model.channels).to(device))[0].cpu()
-                          for part in _images_of(images).split(batch_size)])
+        return torch.cat(
+            [
+                model.encode(to_model_input(part, model.channels).to(device))[0].cpu()
+                for part in _images_of(images).split(batch_size)
+            ]
+        )
 
 
 def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
@@ -80,10 +84,12 @@ def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
 
 def per_class_recon_error(model: VAE, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the mean reconstruction error 0.5 * MSE (z = mean) of each class, one value per class."""
-    errors = torch.cat([
-        0.5 * (reconstruct(model, part) - to_model_input(part, model.channels)).pow(2).flatten(1).mean(dim=1)
-        for part in dataset.images.split(batch_size)
-    ])
+    errors = torch.cat(
+        [
+            0.5 * (reconstruct(model, part) - to_model_input(part, model.channels)).pow(2).flatten(1).mean(dim=1)
+            for part in dataset.images.split(batch_size)
+        ]
+    )
     class_count = len(dataset.class_names)
     sums = torch.zeros(class_count, dtype=torch.float64).index_add_(0, dataset.labels, errors.double())
     counts = torch.bincount(dataset.labels, minlength=class_count).double()

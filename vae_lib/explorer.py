@@ -39,7 +39,9 @@ def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:
 class ScatterCanvas:
     """The latent scatter drawn once with matplotlib; a marker is then stamped into a copy of its pixels."""
 
-    def __init__(self, points: np.ndarray, labels: np.ndarray, class_names: list[str], axis_labels: tuple[str, str]) -> None:
+    def __init__(
+        self, points: np.ndarray, labels: np.ndarray, class_names: list[str], axis_labels: tuple[str, str]
+    ) -> None:
         figure = Figure(figsize=(4.4, 4.0), dpi=100)
         canvas = FigureCanvasAgg(figure)
         axis = figure.add_subplot()
@@ -74,8 +76,15 @@ class ScatterCanvas:
 class LatentExplorer:
     """Sliders over a trained VAE's latent space, with the decoded image, scatter, traversal and interpolation."""
 
-    def __init__(self, model: VAE, test_data: ImageDataset, limit: float = 3.0, scatter_images: int = 2000,
-                 projection: LatentProjection | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: VAE,
+        test_data: ImageDataset,
+        limit: float = 3.0,
+        scatter_images: int = 2000,
+        projection: LatentProjection | None = None,
+        seed: int = 0,
+    ) -> None:
         self.model = model.eval()
         self.test_data = test_data
         self.limit = limit
@@ -83,13 +92,25 @@ class LatentExplorer:
         self.test_means = encode_means(model, test_data.images[:scatter_images])
         means = self.test_means.numpy()
         self.projection = projection or LatentProjection.fit(means)
-        self.scatter = ScatterCanvas(self.projection(means), test_data.labels[:scatter_images].numpy(),
-                                     list(test_data.class_names), self.projection.axis_labels)
+        self.scatter = ScatterCanvas(
+            self.projection(means),
+            test_data.labels[:scatter_images].numpy(),
+            list(test_data.class_names),
+            self.projection.axis_labels,
+        )
         self._holding = False
 
         self.sliders = [
-            widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05, description=f"z{dim + 1}",
-                                continuous_update=True, readout_format=".2f", layout=widgets.Layout(width="320px"))
+            widgets.FloatSlider(
+                value=0.0,
+                min=-limit,
+                max=limit,
+                step=0.05,
+                description=f"z{dim + 1}",
+                continuous_update=True,
+                readout_format=".2f",
+                layout=widgets.Layout(width="320px"),
+            )
             for dim in range(model.latent_dim)
         ]
         for dim, slider in enumerate(self.sliders):
@@ -99,32 +120,43 @@ class LatentExplorer:
         self.decoded = widgets.Image(format="png", layout=widgets.Layout(width=side, height=side, margin="0 12px"))
         self.decoded.add_class("vae-decoded")
         self.scatter_view = widgets.Image(format="png")
-        self.traversal_dim = widgets.Dropdown(options=[(f"z{d + 1}", d) for d in range(model.latent_dim)], value=0,
-                                              description="traverse", layout=widgets.Layout(width="180px"))
+        self.traversal_dim = widgets.Dropdown(
+            options=[(f"z{d + 1}", d) for d in range(model.latent_dim)],
+            value=0,
+            description="traverse",
+            layout=widgets.Layout(width="180px"),
+        )
         self.traversal_dim.observe(lambda change: self.update(), names="value")
         self.traversal_view = widgets.Image(format="png")
-        self.first_index = widgets.BoundedIntText(value=0, min=0, max=len(test_data) - 1, description="from image",
-                                                  layout=widgets.Layout(width="180px"))
-        self.second_index = widgets.BoundedIntText(value=1, min=0, max=len(test_data) - 1, description="to image",
-                                                   layout=widgets.Layout(width="180px"))
+        self.first_index = widgets.BoundedIntText(
+            value=0, min=0, max=len(test_data) - 1, description="from image", layout=widgets.Layout(width="180px")
+        )
+        self.second_index = widgets.BoundedIntText(
+            value=1, min=0, max=len(test_data) - 1, description="to image", layout=widgets.Layout(width="180px")
+        )
         interpolate_button = widgets.Button(description="interpolate", icon="arrows-h")
         random_pair_button = widgets.Button(description="random pair", icon="random")
         interpolate_button.on_click(lambda _: self.interpolate())
         random_pair_button.on_click(lambda _: self.random_pair())
         self.interpolation_view = widgets.Image(format="png")
-        sample_button = widgets.Button(description="sample from prior", icon="dice", button_style="info",
-                                       layout=widgets.Layout(width="160px"))
+        sample_button = widgets.Button(
+            description="sample from prior", icon="dice", button_style="info", layout=widgets.Layout(width="160px")
+        )
         reset_button = widgets.Button(description="reset", icon="undo", layout=widgets.Layout(width="100px"))
         sample_button.on_click(lambda _: self.sample_prior())
         reset_button.on_click(lambda _: self.reset())
 
         controls = widgets.VBox([*self.sliders, widgets.HBox([sample_button, reset_button])])
-        self.widget = widgets.VBox([
-            widgets.HBox([controls, self.decoded, self.scatter_view], layout=widgets.Layout(align_items="flex-start")),
-            widgets.HBox([self.traversal_dim, self.traversal_view]),
-            widgets.HBox([self.first_index, self.second_index, interpolate_button, random_pair_button]),
-            self.interpolation_view,
-        ])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(
+                    [controls, self.decoded, self.scatter_view], layout=widgets.Layout(align_items="flex-start")
+                ),
+                widgets.HBox([self.traversal_dim, self.traversal_view]),
+                widgets.HBox([self.first_index, self.second_index, interpolate_button, random_pair_button]),
+                self.interpolation_view,
+            ]
+        )
         self.update()
         self.interpolate()
 

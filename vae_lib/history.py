@@ -22,6 +22,13 @@ class StepRecord:
     test_recon: float
     test_kl: float
 
+    @classmethod
+    def of(
+        cls, step: int, steps_per_epoch: int, seconds: float, train: list[float], test: dict[str, float]
+    ) -> StepRecord:
+        """Return the record of mean train (total, recon, kl) and evaluate()'s test metrics after `step` steps."""
+        return cls(step, step / steps_per_epoch, seconds, *train, test["total"], test["recon"], test["kl"])
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -35,6 +42,11 @@ class EpochRecord:
     test_recon: float
     test_kl: float
     test_recon_at_mean: float
+
+    @classmethod
+    def of(cls, epoch: int, step: int, seconds: float, lr: float, test: dict[str, float]) -> EpochRecord:
+        """Return the record of an epoch from evaluate()'s test metrics."""
+        return cls(epoch, step, seconds, lr, test["total"], test["recon"], test["kl"], test["recon_at_mean"])
 
 
 @dataclass
@@ -50,13 +62,18 @@ class History:
 
     def to_dict(self) -> dict[str, list[dict]]:
         """Return the history as plain lists of dicts (what checkpoints store)."""
-        return {"steps": [asdict(record) for record in self.steps], "epochs": [asdict(record) for record in self.epochs]}
+        return {
+            "steps": [asdict(record) for record in self.steps],
+            "epochs": [asdict(record) for record in self.epochs],
+        }
 
     @classmethod
     def from_dict(cls, stored: dict[str, list[dict]]) -> History:
         """Return the history a checkpoint stored."""
-        return cls([_record(StepRecord, values) for values in stored["steps"]],
-                   [_record(EpochRecord, values) for values in stored["epochs"]])
+        return cls(
+            [_record(StepRecord, values) for values in stored["steps"]],
+            [_record(EpochRecord, values) for values in stored["epochs"]],
+        )
 
 
 def _record(kind: type, values: dict) -> object:

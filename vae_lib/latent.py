@@ -82,7 +82,11 @@ def decode_latents(model: VAE, latents: torch.Tensor) -> np.ndarray:
 
 
 def decode_grid(
-    model: VAE, grid_size: int = 20, limit: float = 2.5, dims: tuple[int, int] = (0, 1), base: torch.Tensor | None = None
+    model: VAE,
+    grid_size: int = 20,
+    limit: float = 2.5,
+    dims: tuple[int, int] = (0, 1),
+    base: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Return grid_size x grid_size x 28 x 28 uint8 images decoded on a grid over two latent dimensions."""
     return decode_latents(model, grid_latents(model.latent_dim, grid_size, limit, dims, base))

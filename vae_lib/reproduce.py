@@ -16,7 +16,7 @@ from vae_lib.evaluate import evaluate
 from vae_lib.run_folder import RunFolder, export_checkpoint, history_of, load_model, read_checkpoint
 from vae_lib.settings import outputs_dir
 from vae_lib.snapshots import SnapshotRecorder
-from vae_lib.train import Trainer
+from vae_lib.train import Trainer, open_run
 
 SNAPSHOT_EVERY = 200
 
@@ -26,7 +26,7 @@ def train_recipe(name: str, run_dir: Path) -> Trainer:
     config = RECIPES[name]
     test_data = load_dataset(config.dataset, train=False)
     hooks = [SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY), EpochPrinter()]
-    trainer = Trainer.open(config, run_dir, report=print, test_data=test_data, hooks=hooks, progress=sys.stderr.isatty())
+    trainer = open_run(config, run_dir, report=print, test_data=test_data, hooks=hooks, progress=sys.stderr.isatty())
     if trainer.epoch < config.epochs:
         trainer.fit(config.epochs - trainer.epoch)
     return trainer
@@ -59,9 +59,11 @@ def report(name: str) -> dict[str, float]:
     history = history_of(state)
     reached = history.seconds_to_target(target)
     when = f"reached after {reached / 60:.1f} min" if reached is not None else "not reached"
-    print(f"{name}: {state['epoch']} epochs in {history.epochs[-1].seconds / 60:.1f} min; "
-          f"test total {metrics['total']:.4f}, recon {metrics['recon']:.4f}, KL {metrics['kl']:.2f}; "
-          f"seed's best recon {target}: {when}")
+    print(
+        f"{name}: {state['epoch']} epochs in {history.epochs[-1].seconds / 60:.1f} min; "
+        f"test total {metrics['total']:.4f}, recon {metrics['recon']:.4f}, KL {metrics['kl']:.2f}; "
+        f"seed's best recon {target}: {when}"
+    )
     return {**metrics, "seconds_to_target": reached if reached is not None else float("nan")}
 
 
@@ -84,9 +86,13 @@ def write_figures(names: list[str]) -> list[Path]:
         figure = viz.plot_metrics(histories[name], title=f"{name.upper()} model: training metrics")
         written.append(folder / f"metrics_{name}.png")
         figure.savefig(written[-1], dpi=90)
-        rows = {f"epoch {epoch}": reconstruct(load_model(shipped_checkpoint(name, epoch)), originals)
-                for epoch in shipped_epochs(name)}
-        figure = viz.plot_reconstructions(originals, rows, title=f"{name.upper()} model: test images reconstructed during training")
+        rows = {
+            f"epoch {epoch}": reconstruct(load_model(shipped_checkpoint(name, epoch)), originals)
+            for epoch in shipped_epochs(name)
+        }
+        figure = viz.plot_reconstructions(
+            originals, rows, title=f"{name.upper()} model: test images reconstructed during training"
+        )
         written.append(folder / f"reconstructions_{name}.png")
         figure.savefig(written[-1], dpi=90)
     targets = {name: SEED_BEST_RECON[RECIPES[name].latent_dim] for name in names}

@@ -12,6 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -77,34 +78,67 @@ class RunFolder:
         return self.path / "latent_evolution.gif"
 
 
-def capture_training_state(
-    *, config: TrainConfig, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int,
-    train_seconds: float, history: History, shuffle_generator: torch.Generator,
-) -> dict:
+class TrainingRun(Protocol):
+    """What a training checkpoint is captured from and restored into (a Trainer)."""
+
+    config: TrainConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    shuffle_generator: torch.Generator
+    epoch: int
+    step: int
+    train_seconds: float
+    history: History
+
+
+def capture_training_state(run: TrainingRun) -> dict:
     """Return (a copy of) what a training checkpoint holds: everything needed to continue the run exactly."""
-    rng = {"torch": torch.get_rng_state(), "shuffle": shuffle_generator.get_state(),
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
-    return copy.deepcopy({
-        "config": config.to_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-        "step": step, "train_seconds": train_seconds, "history": history.to_dict(), "rng": rng,
-    })
+    rng = {
+        "torch": torch.get_rng_state(),
+        "shuffle": run.shuffle_generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+    parts = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng}
+    counters = {"epoch": run.epoch, "step": run.step, "train_seconds": run.train_seconds}
+    return copy.deepcopy({"config": run.config.to_dict(), **parts, **counters, "history": run.history.to_dict()})
 
 
-def restore_training_state(
-    state: dict, *, model: nn.Module, optimizer: torch.optim.Optimizer, shuffle_generator: torch.Generator
-) -> tuple[int, int, float, History]:
-    """Load a captured state's weights, optimizer and random state; return its (epoch, step, train_seconds, history)."""
+def restore_training_state(run: TrainingRun, state: dict) -> None:
+    """Load a captured state into a run: weights, optimizer, counters, history and random state."""
     missing = [key for key in TRAINING_ONLY_KEYS if key not in state]
     if missing:
-        raise CheckpointError(f"this checkpoint was exported without {' and '.join(missing)} state, so it cannot "
-                              "continue training; load it with vae_lib.load_model to use the model, or retrain")
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+        raise CheckpointError(
+            f"this checkpoint was exported without {' and '.join(missing)} state, so it cannot continue training; "
+            "load it with vae_lib.load_model to use the model, or retrain"
+        )
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.epoch, run.step, run.train_seconds = state["epoch"], state["step"], state["train_seconds"]
+    run.history = History.from_dict(state["history"])
     torch.set_rng_state(state["rng"]["torch"])
-    shuffle_generator.set_state(state["rng"]["shuffle"])
+    run.shuffle_generator.set_state(state["rng"]["shuffle"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    return state["epoch"], state["step"], state["train_seconds"], History.from_dict(state["history"])
+
+
+def continued_config(checkpoint: Path, requested: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
+    """Return the (saved, continued) configs of a run resumed with `requested` settings.
+
+    Refuses, with a CheckpointError naming each differing setting, another model or a change that is not resumable.
+    """
+    saved = config_of(read_checkpoint(checkpoint))
+    if saved.differences(requested):
+        raise CheckpointError(
+            f"{checkpoint} belongs to another model ({'; '.join(saved.differences(requested))}): "
+            "choose another run folder, or match its settings to continue it"
+        )
+    try:
+        return saved, saved.continued_as(requested)
+    except ValueError as error:
+        raise CheckpointError(
+            f"{checkpoint} was trained with other settings ({error}): choose another run folder, "
+            "or give the run's own settings to continue it"
+        ) from error
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
@@ -129,7 +163,9 @@ def read_checkpoint(path: str | Path) -> dict:
     """Return a checkpoint's dict after checking that the file is one of ours."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: train a model first (python -m vae_lib train ...) or check the path")
+        raise CheckpointError(
+            f"no checkpoint at {path}: train a model first (python -m vae_lib train ...) or check the path"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -139,10 +175,14 @@ def read_checkpoint(path: str | Path) -> dict:
             "it may be truncated or another kind of file: use a checkpoint.pt written by vae_lib"
         ) from error
     if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
-        raise CheckpointError(f"{path} is a torch file but not a vae_lib checkpoint: use a checkpoint.pt written by vae_lib")
+        raise CheckpointError(
+            f"{path} is a torch file but not a vae_lib checkpoint: use a checkpoint.pt written by vae_lib"
+        )
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
-        raise CheckpointError(f"{path} is an incomplete vae_lib checkpoint (missing {missing}); retrain or use another file")
+        raise CheckpointError(
+            f"{path} is an incomplete vae_lib checkpoint (missing {missing}); retrain or use another file"
+        )
     return state
 
 
@@ -172,7 +212,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", latent_dim:
     config = config_of(state)
     if latent_dim is not None and config.latent_dim != latent_dim:
         raise CheckpointError(
-            f"{path} holds a {config.latent_dim}-D model, not the {latent_dim}-D one asked for: pick the matching checkpoint"
+            f"{path} holds a {config.latent_dim}-D model, not the {latent_dim}-D one asked for: "
+            "pick the matching checkpoint"
         )
     model = model_from_state(state, path)
     return place_model(model, device).eval()

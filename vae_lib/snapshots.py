@@ -77,11 +77,17 @@ def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(
-        buffer, step=snapshot.step, epoch=snapshot.epoch,
+        buffer,
+        step=snapshot.step,
+        epoch=snapshot.epoch,
         losses=np.array([snapshot.losses[name] for name in _LOSS_NAMES], dtype=np.float64),
-        latent_means=snapshot.latent_means, labels=snapshot.labels, grid=snapshot.grid,
-        grid_values=snapshot.grid_values, grid_dims=np.array(snapshot.grid_dims),
-        originals=snapshot.originals, reconstructions=snapshot.reconstructions,
+        latent_means=snapshot.latent_means,
+        labels=snapshot.labels,
+        grid=snapshot.grid,
+        grid_values=snapshot.grid_values,
+        grid_dims=np.array(snapshot.grid_dims),
+        originals=snapshot.originals,
+        reconstructions=snapshot.reconstructions,
     )
     temporary = path.with_suffix(".partial")
     temporary.write_bytes(buffer.getvalue())
@@ -94,17 +100,27 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
     run_folder = RunFolder(run_dir)
     paths = run_folder.snapshot_files()
     if not paths:
-        raise FileNotFoundError(f"no snapshots in {run_folder.snapshots}: train with a SnapshotRecorder (python -m vae_lib train --snapshot-every 200)")
+        raise FileNotFoundError(
+            f"no snapshots in {run_folder.snapshots}: train with a SnapshotRecorder "
+            "(python -m vae_lib train --snapshot-every 200)"
+        )
     snapshots = []
     for path in paths:
         with np.load(path) as stored:
-            snapshots.append(Snapshot(
-                step=int(stored["step"]), epoch=float(stored["epoch"]),
-                losses=dict(zip(_LOSS_NAMES, stored["losses"].tolist())),
-                latent_means=stored["latent_means"], labels=stored["labels"], grid=stored["grid"],
-                grid_values=stored["grid_values"], grid_dims=tuple(int(d) for d in stored["grid_dims"]),
-                originals=stored["originals"], reconstructions=stored["reconstructions"],
-            ))
+            snapshots.append(
+                Snapshot(
+                    step=int(stored["step"]),
+                    epoch=float(stored["epoch"]),
+                    losses=dict(zip(_LOSS_NAMES, stored["losses"].tolist())),
+                    latent_means=stored["latent_means"],
+                    labels=stored["labels"],
+                    grid=stored["grid"],
+                    grid_values=stored["grid_values"],
+                    grid_dims=tuple(int(d) for d in stored["grid_dims"]),
+                    originals=stored["originals"],
+                    reconstructions=stored["reconstructions"],
+                )
+            )
     return snapshots
 
 
@@ -138,8 +154,15 @@ class SnapshotRecorder(TrainingHook):
 
     def record(self, trainer: Trainer) -> None:
         """Take and save a snapshot of the trainer now."""
-        snapshot = take_snapshot(trainer, self.images, self.labels, self.grid_size, self.grid_limit,
-                                 self.grid_dims, self.reconstruction_count)
+        snapshot = take_snapshot(
+            trainer,
+            self.images,
+            self.labels,
+            self.grid_size,
+            self.grid_limit,
+            self.grid_dims,
+            self.reconstruction_count,
+        )
         save_snapshot(snapshot, self.run_folder.path)
 
     def on_fit_start(self, trainer: Trainer) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from vae_lib.evaluate import evaluate
 from vae_lib.history import EpochRecord, History, StepRecord
 from vae_lib.loss import vae_loss
 from vae_lib.run_folder import (
-    CheckpointError,
     RunFolder,
     capture_training_state,
     config_of,
+    continued_config,
     read_checkpoint,
     restore_training_state,
     save_checkpoint,
@@ -95,26 +96,27 @@ class RunningLosses:
 
 
 class Trainer:
-    """Trains a VAE: call fit(epochs) as often as you like to continue.
-
-    The model and optimizer are built from the config unless given. With a run_dir, the state after each
-    epoch is written to its checkpoint, and Trainer.resume(checkpoint) continues exactly where it stopped.
-    """
+    """Trains a VAE with train_step: call fit(epochs) as often as you like to continue. The model and optimizer
+    are built from the config unless given; with a run_dir each epoch's state is saved, to resume exactly."""
 
     def __init__(
-        self, config: TrainConfig, *, train_data: ImageDataset | None = None, test_data: ImageDataset | None = None,
-        model: nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None, run_dir: str | Path | None = None,
-        device: torch.device | str | None = None, hooks: Sequence[TrainingHook] = (), progress: bool = True,
+        self,
+        config: TrainConfig,
+        *,
+        train_data: ImageDataset | None = None,
+        test_data: ImageDataset | None = None,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        run_dir: str | Path | None = None,
+        device: torch.device | str | None = None,
+        hooks: Sequence[TrainingHook] = (),
+        progress: bool = True,
     ) -> None:
         self.config, self.hooks, self.progress = config, list(hooks), progress
-        train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
-        test_data = load_dataset(config.dataset, train=False) if test_data is None else test_data
-        self.train_data, self.test_data = _subset(train_data, config.train_subset), _subset(test_data, config.test_subset)
-        if len(self.train_data) < config.batch_size:
-            raise ValueError(f"batch_size {config.batch_size} is larger than the {len(self.train_data)} training images")
-        self.run_folder = RunFolder(run_dir) if run_dir is not None else None
         self.device = choose_device(str(device) if device is not None else None)
-        self.train_images = self.train_data.images.to(self.device)  # on a GPU the whole dataset lives there
+        self.train_data, self.test_data = training_data(config, train_data, test_data, self.device)
+        self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
+        self.run_folder = RunFolder(run_dir) if run_dir is not None else None
         torch.manual_seed(config.seed)
         self.model = place_model(model if model is not None else config.build_model(), self.device)
         self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
@@ -123,30 +125,21 @@ class Trainer:
         self.running = RunningLosses(self.device)
         self._last_complete_state = self.state_dict()
 
-    @property
-    def steps_per_epoch(self) -> int:
-        """Return the number of full batches in an epoch (the last partial batch is dropped)."""
-        return len(self.train_data) // self.config.batch_size
-
     def fit(self, epochs: int) -> History:
-        """Train `epochs` more epochs and return the history.
-
-        Ctrl-C (or a notebook's stop button) rolls the trainer back to the end of its last complete epoch
-        and raises TrainingInterrupted; fit() can then be called again.
-        """
+        """Train `epochs` more epochs and return the history. Ctrl-C (or a notebook's stop button) rolls the
+        trainer back to the end of its last complete epoch and raises TrainingInterrupted; fit() can go on after."""
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
         for hook in self.hooks:
             hook.on_fit_start(self)
-        total_steps = epochs * self.steps_per_epoch
-        with tqdm(total=total_steps, desc=f"epochs {self.epoch + 1}-{self.epoch + epochs}", disable=not self.progress) as bar:
+        steps, label = epochs * self.steps_per_epoch, f"epochs {self.epoch + 1}-{self.epoch + epochs}"
+        with tqdm(total=steps, desc=label, disable=not self.progress) as bar:
             try:
                 for _ in range(epochs):
                     self._train_epoch(bar)
             except KeyboardInterrupt as interrupt:
                 self.load_state_dict(self._last_complete_state)
-                raise TrainingInterrupted(f"interrupted: back at the end of epoch {self.epoch} ({self._saved_where()}); "
-                                          "fit() continues from there") from interrupt
+                raise TrainingInterrupted(f"interrupted: {where_it_stands(self.epoch, self.run_folder)}") from interrupt
         return self.history
 
     def _train_epoch(self, bar: tqdm) -> None:
@@ -155,7 +148,7 @@ class Trainer:
         self.model.train()
         order = torch.randperm(len(self.train_data), generator=self.shuffle_generator)
         for indices in order[: self.steps_per_epoch * config.batch_size].view(self.steps_per_epoch, -1):
-            batch = to_model_input(self.train_images[indices], config.channels)
+            batch = to_model_input(self.train_data.images[indices], config.channels)
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
             self.running.add(train_step(self.model, self.optimizer, batch, config.alpha), self.step + 1)
@@ -171,9 +164,7 @@ class Trainer:
         test = evaluate(self.model, self.test_data.images, config.alpha, seed=config.seed)
         self.train_seconds += time.perf_counter() - started
         lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
-        self.history.epochs.append(EpochRecord(
-            self.epoch, self.step, self.train_seconds, lr, test_total=test["total"], test_recon=test["recon"],
-            test_kl=test["kl"], test_recon_at_mean=test["recon_at_mean"]))
+        self.history.epochs.append(EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test))
         for hook in self.hooks:
             hook.on_epoch_end(self)
         self._last_complete_state = self.state_dict()
@@ -185,39 +176,30 @@ class Trainer:
     def _record_steps(self, epoch_started: float) -> None:
         """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
         self._stop_if_diverged()
-        config = self.config
+        seconds, config = self.train_seconds + time.perf_counter() - epoch_started, self.config
         test = evaluate(self.model, self.test_data.images[: config.step_test_images], config.alpha, seed=config.seed)
-        seconds = self.train_seconds + time.perf_counter() - epoch_started
-        self.history.steps.append(StepRecord(self.step, self.step / self.steps_per_epoch, seconds,
-                                             *self.running.take_means(), test["total"], test["recon"], test["kl"]))
+        record = StepRecord.of(self.step, self.steps_per_epoch, seconds, self.running.take_means(), test)
+        self.history.steps.append(record)
 
     def _stop_if_diverged(self) -> None:
         """If a loss became NaN or infinite, roll back to the last complete epoch and raise TrainingDivergedError."""
         bad_step = int(self.running.first_bad_step)
         if bad_step:
             self.load_state_dict(self._last_complete_state)
+            epoch = (bad_step - 1) // self.steps_per_epoch + 1
             raise TrainingDivergedError(
-                f"the loss became NaN or infinite at step {bad_step} (epoch {(bad_step - 1) // self.steps_per_epoch + 1}); "
-                f"training stopped. The trainer is back at the end of epoch {self.epoch} ({self._saved_where()}): "
-                "lower the learning rate or check the data, then fit again."
+                f"the loss became NaN or infinite at step {bad_step} (epoch {epoch}); training stopped, "
+                f"{where_it_stands(self.epoch, self.run_folder)}: lower the learning rate or check the data, "
+                "then fit again"
             )
-
-    def _saved_where(self) -> str:
-        """Return where the state of the last complete epoch is saved, in words."""
-        if self.run_folder is not None and self.run_folder.checkpoint.exists():
-            return f"saved in {self.run_folder.checkpoint}"
-        return "nothing saved yet" if self.epoch == 0 else "kept in memory only: this trainer has no run_dir"
 
     def state_dict(self) -> dict:
         """Return everything needed to continue this run exactly: config, weights, optimizer, counters, history, RNG."""
-        return capture_training_state(
-            config=self.config, model=self.model, optimizer=self.optimizer, epoch=self.epoch, step=self.step,
-            train_seconds=self.train_seconds, history=self.history, shuffle_generator=self.shuffle_generator)
+        return capture_training_state(self)
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from state_dict() or a checkpoint file's dict."""
-        self.epoch, self.step, self.train_seconds, self.history = restore_training_state(
-            state, model=self.model, optimizer=self.optimizer, shuffle_generator=self.shuffle_generator)
+        restore_training_state(self, state)
         self.running = RunningLosses(self.device)
         self._last_complete_state = copy.deepcopy(state)
 
@@ -229,31 +211,46 @@ class Trainer:
         trainer.load_state_dict(state)
         return trainer
 
-    @classmethod
-    def open(cls, config: TrainConfig, run_dir: str | Path, report: Callable[[str], None] | None = None,
-             **options: Any) -> Trainer:
-        """Return a trainer for run_dir: continuing the run saved there, or a new one if there is none.
 
-        A saved run of another model, or trained with other settings, is refused, never overwritten; a resumable
-        setting that differs (TrainConfig.continued_as) is applied, and each change is passed to `report`.
-        """
-        checkpoint = RunFolder(run_dir).checkpoint
-        if not checkpoint.exists():
-            return cls(config, run_dir=run_dir, **options)
-        saved = config_of(read_checkpoint(checkpoint))
-        if saved.differences(config):
-            raise CheckpointError(f"{checkpoint} belongs to another model ({'; '.join(saved.differences(config))}): "
-                                  "choose another run folder, or match its settings to continue it")
-        try:
-            continued = saved.continued_as(config)
-        except ValueError as error:
-            raise CheckpointError(f"{checkpoint} was trained with other settings ({error}): choose another run folder, "
-                                  "or give the run's own settings to continue it") from error
-        trainer = cls.resume(checkpoint, run_dir=run_dir, **options)
-        trainer.config = continued
-        for change in describe_changes(saved, continued, trainer.step, trainer.steps_per_epoch) if report else ():
-            report(change)
-        return trainer
+def open_run(
+    config: TrainConfig, run_dir: str | Path, report: Callable[[str], None] | None = None, **options: Any
+) -> Trainer:
+    """Return a trainer for run_dir: continuing the run saved there, or a new one if there is none.
+
+    Another model's run, or one trained with other settings, is refused (run_folder.continued_config);
+    resumable settings that differ are applied, and each change is passed to `report`. Options as for Trainer.
+    """
+    checkpoint = RunFolder(run_dir).checkpoint
+    if not checkpoint.exists():
+        return Trainer(config, run_dir=run_dir, **options)
+    saved, continued = continued_config(checkpoint, config)
+    trainer = Trainer.resume(checkpoint, run_dir=run_dir, **options)
+    trainer.config = continued
+    for change in describe_changes(saved, continued, trainer.step, trainer.steps_per_epoch) if report else ():
+        report(change)
+    return trainer
+
+
+def training_data(
+    config: TrainConfig, train_data: ImageDataset | None, test_data: ImageDataset | None, device: torch.device
+) -> tuple[ImageDataset, ImageDataset]:
+    """Return the (train, test) images a run uses: the given or the config's dataset, cut to its subsets.
+
+    The training images move to `device`: on a GPU the whole dataset lives there and batches never cross the bus.
+    """
+    train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
+    test_data = load_dataset(config.dataset, train=False) if test_data is None else test_data
+    train_data, test_data = _subset(train_data, config.train_subset), _subset(test_data, config.test_subset)
+    if len(train_data) < config.batch_size:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training images")
+    return replace(train_data, images=train_data.images.to(device)), test_data
+
+
+def where_it_stands(epoch: int, run_folder: RunFolder | None) -> str:
+    """Return, in words, the epoch a rolled-back trainer is at and whether that state is saved on disk."""
+    if run_folder is not None and run_folder.checkpoint.exists():
+        return f"back at the end of epoch {epoch}, saved in {run_folder.checkpoint}"
+    return f"back at the end of epoch {epoch}, not saved on disk"
 
 
 def describe_changes(saved: TrainConfig, continued: TrainConfig, step: int, steps_per_epoch: int) -> list[str]:
@@ -261,8 +258,10 @@ def describe_changes(saved: TrainConfig, continued: TrainConfig, step: int, step
     lines = [f"changed on resume: {change}" for change in saved.differences(continued, RESUMABLE_FIELDS)]
     if saved.lr_schedule == "cosine" and saved.epochs != continued.epochs:
         before, after = (config.learning_rate_at(step, steps_per_epoch) for config in (saved, continued))
-        lines.append(f"the cosine schedule now decays over {continued.epochs} epochs instead of {saved.epochs}: "
-                     f"the learning rate at step {step} is {after:.3g} (was to be {before:.3g})")
+        lines.append(
+            f"the cosine schedule now decays over {continued.epochs} epochs instead of {saved.epochs}: "
+            f"the learning rate at step {step} is {after:.3g} (was to be {before:.3g})"
+        )
     return lines
 
 

@@ -30,7 +30,9 @@ FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no paddi
 class FrameRenderer:
     """Draws Snapshots into RGB frames of FRAME_SIZE, reusing one figure."""
 
-    def __init__(self, snapshots: Sequence[Snapshot], history_steps: Sequence[StepRecord], class_names: Sequence[str]) -> None:
+    def __init__(
+        self, snapshots: Sequence[Snapshot], history_steps: Sequence[StepRecord], class_names: Sequence[str]
+    ) -> None:
         final = snapshots[-1]
         latent_dim = final.latent_means.shape[1]
         self.projection = LatentProjection.fit(final.latent_means.astype(np.float32))
@@ -43,29 +45,47 @@ class FrameRenderer:
         self.figure.subplots_adjust(left=0.05, right=0.985, bottom=0.12, top=0.86, wspace=0.28)
 
         colours = [class_colour(label) for label in final.labels.tolist()]
-        self.scatter = scatter_axes.scatter(*all_points[: len(final.labels)].T, c=colours, s=4, alpha=0.75, linewidths=0)
+        self.scatter = scatter_axes.scatter(
+            *all_points[: len(final.labels)].T, c=colours, s=4, alpha=0.75, linewidths=0
+        )
         scatter_axes.set_xlim(low[0] - margin[0], high[0] + margin[0])
         scatter_axes.set_ylim(low[1] - margin[1], high[1] + margin[1])
         xlabel, ylabel = self.projection.axis_labels
-        scatter_axes.set(xlabel=xlabel, ylabel=ylabel, title="latent means of test images" if latent_dim == 2
-                         else f"{latent_dim}-D latent means, fixed PCA projection")
+        scatter_axes.set(
+            xlabel=xlabel,
+            ylabel=ylabel,
+            title="latent means of test images"
+            if latent_dim == 2
+            else f"{latent_dim}-D latent means, fixed PCA projection",
+        )
         present = sorted(set(final.labels.tolist()))
-        handles = [Line2D([], [], marker="o", linestyle="", color=class_colour(c), markersize=5)
-                   for c in present]
-        scatter_axes.legend(handles, [class_names[c] for c in present], loc="center left", bbox_to_anchor=(1.0, 0.5),
-                            fontsize=7, frameon=False, handletextpad=0.1, borderaxespad=0.2)
+        handles = [Line2D([], [], marker="o", linestyle="", color=class_colour(c), markersize=5) for c in present]
+        scatter_axes.legend(
+            handles,
+            [class_names[c] for c in present],
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            fontsize=7,
+            frameon=False,
+            handletextpad=0.1,
+            borderaxespad=0.2,
+        )
 
         limit = float(final.grid_values.max())
         dim_x, dim_y = final.grid_dims
-        self.grid_image = grid_axes.imshow(image_grid(final.grid), cmap="gray", vmin=0, vmax=255,
-                                           extent=(-limit, limit, -limit, limit))
-        grid_axes.set(xlabel=dimension_label(dim_x), ylabel=dimension_label(dim_y), title="decoded latent grid"
-                      + ("" if latent_dim == 2 else " (other dims 0)"))
+        self.grid_image = grid_axes.imshow(
+            image_grid(final.grid), cmap="gray", vmin=0, vmax=255, extent=(-limit, limit, -limit, limit)
+        )
+        grid_axes.set(
+            xlabel=dimension_label(dim_x),
+            ylabel=dimension_label(dim_y),
+            title="decoded latent grid" + ("" if latent_dim == 2 else " (other dims 0)"),
+        )
 
         steps = np.array([record.step for record in history_steps], dtype=float)
         self.history_steps = steps
-        self.train_line, = loss_axes.plot([], [], color="tab:blue", label="train total")
-        self.test_line, = loss_axes.plot([], [], color="tab:orange", label="test total")
+        (self.train_line,) = loss_axes.plot([], [], color="tab:blue", label="train total")
+        (self.test_line,) = loss_axes.plot([], [], color="tab:orange", label="test total")
         self.marker = loss_axes.axvline(0, color="0.3", linestyle=":", linewidth=1)
         self.train_values = np.array([record.train_total for record in history_steps])
         self.test_values = np.array([record.test_total for record in history_steps])
@@ -89,8 +109,12 @@ class FrameRenderer:
         self.test_line.set_data(self.history_steps[shown], self.test_values[shown])
         self.marker.set_xdata([snapshot.step, snapshot.step])
         losses = snapshot.losses
-        numbers = ("" if np.isnan(losses["test_recon"]) else
-                   f"   test recon {losses['test_recon']:.4f}   KL {losses['test_kl']:.2f}   total {losses['test_total']:.4f}")
+        numbers = (
+            ""
+            if np.isnan(losses["test_recon"])
+            else f"   test recon {losses['test_recon']:.4f}   KL {losses['test_kl']:.2f}"
+            f"   total {losses['test_total']:.4f}"
+        )
         self.title.set_text(f"epoch {snapshot.epoch:.2f}   step {snapshot.step}{numbers}")
         self.figure.canvas.draw()
         return np.asarray(self.figure.canvas.buffer_rgba())[..., :3].copy()
@@ -110,8 +134,15 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | Path, fps: int = 12) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = imageio_ffmpeg.write_frames(
-        str(path), FRAME_SIZE, fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=7,
-        output_params=["-movflags", "+faststart"], ffmpeg_log_level="error", macro_block_size=16,
+        str(path),
+        FRAME_SIZE,
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        quality=7,
+        output_params=["-movflags", "+faststart"],
+        ffmpeg_log_level="error",
+        macro_block_size=16,
     )
     writer.send(None)
     for frame in frames:
@@ -122,10 +153,21 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | Path, fps: int = 12) -> 
 
 def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps: int = 6) -> Path:
     """Convert an mp4 into a palette-optimised GIF (for READMEs) with ffmpeg; return the GIF's path."""
-    palette_filter = (f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];"
-                      "[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=bayer:bayer_scale=4")
-    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(mp4_path),
-               "-vf", palette_filter, str(gif_path)]
+    palette_filter = (
+        f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];"
+        "[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=bayer:bayer_scale=4"
+    )
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-i",
+        str(mp4_path),
+        "-vf",
+        palette_filter,
+        str(gif_path),
+    ]
     subprocess.run(command, check=True)
     return Path(gif_path)
 
@@ -148,7 +190,9 @@ def video_info(path: str | Path) -> dict[str, object]:
     reader = imageio_ffmpeg.read_frames(str(path))
     metadata = reader.__next__()
     frame_count = sum(1 for _ in reader)
-    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True)
+    probe = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
+    )
     stream = next(line for line in probe.stderr.splitlines() if "Video:" in line)
     codec = stream.split("Video:")[1].split()[0]
     pixel_format = stream.split("Video:")[1].split(",")[1].strip().split("(")[0]

@@ -16,12 +16,21 @@ from matplotlib.figure import Figure
 from vae_lib.data import to_pixels
 from vae_lib.evaluate import reconstruct
 from vae_lib.history import History
-from vae_lib.latent import LatentProjection, decode_grid, dimension_label, latent_axis_labels, traversal_images
+from vae_lib.latent import LatentProjection, decode_grid, dimension_label, traversal_images
 from vae_lib.model import IMAGE_SIZE, VAE
 from vae_lib.train import Trainer, TrainingHook
 
 CLASS_COLOURS = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 ]  # matplotlib's tab10
 # How every figure names the loss's terms.
 RECON_LABEL = "reconstruction (0.5 MSE)"
@@ -34,8 +43,9 @@ def class_colour(index: int) -> str:
     return CLASS_COLOURS[index % len(CLASS_COLOURS)]
 
 
-def draw_class_scatter(axis: plt.Axes, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                       marker_size: float = 3) -> None:
+def draw_class_scatter(
+    axis: plt.Axes, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], marker_size: float = 3
+) -> None:
     """Draw 2-D points coloured by class on `axis`, each class under its name in the legend."""
     for index, name in enumerate(class_names):
         chosen = labels == index
@@ -53,13 +63,19 @@ def image_grid(images: np.ndarray, padding: int = 0) -> np.ndarray:
     return images.transpose(0, 2, 1, 3).reshape(rows * height, columns * width)
 
 
-def show_images(images: torch.Tensor | np.ndarray, columns: int = 10, titles: Sequence[str] | None = None,
-                title: str = "", size: float = 1.0) -> Figure:
+def show_images(
+    images: torch.Tensor | np.ndarray,
+    columns: int = 10,
+    titles: Sequence[str] | None = None,
+    title: str = "",
+    size: float = 1.0,
+) -> Figure:
     """Return a figure showing images (uint8 or [-1, 1]) in rows of `columns`, with optional per-image titles."""
     pixels = to_pixels(images)
     rows = int(np.ceil(len(pixels) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * size, rows * size * (1.25 if titles else 1.0)),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(columns * size, rows * size * (1.25 if titles else 1.0)), squeeze=False
+    )
     for index, axis in enumerate(axes.flat):
         axis.axis("off")
         if index < len(pixels):
@@ -71,9 +87,14 @@ def show_images(images: torch.Tensor | np.ndarray, columns: int = 10, titles: Se
     return figure
 
 
-def plot_latent_scatter(latent_means: torch.Tensor | np.ndarray, labels: torch.Tensor | np.ndarray,
-                        class_names: Sequence[str], projection: LatentProjection | None = None,
-                        axis: plt.Axes | None = None, title: str | None = None) -> Figure:
+def plot_latent_scatter(
+    latent_means: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    class_names: Sequence[str],
+    projection: LatentProjection | None = None,
+    axis: plt.Axes | None = None,
+    title: str | None = None,
+) -> Figure:
     """Return a scatter of latent means coloured by class (a fixed PCA projection for more than 2 dimensions)."""
     means = np.asarray(latent_means, dtype=np.float32)
     projection = projection or LatentProjection.fit(means)
@@ -83,22 +104,30 @@ def plot_latent_scatter(latent_means: torch.Tensor | np.ndarray, labels: torch.T
     draw_class_scatter(axis, points, labels, class_names)
     two_d = means.shape[1] == 2
     xlabel, ylabel = projection.axis_labels
-    axis.set(xlabel=xlabel, ylabel=ylabel,
-             title=title or ("latent means of test images" if two_d else f"{means.shape[1]}-D latent means (PCA projection)"))
+    axis.set(
+        xlabel=xlabel,
+        ylabel=ylabel,
+        title=title
+        or ("latent means of test images" if two_d else f"{means.shape[1]}-D latent means (PCA projection)"),
+    )
     axis.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
     axis.figure.tight_layout()
     return axis.figure
 
 
-def plot_latent_manifold(model: VAE, grid_size: int = 20, limit: float = 2.5, dims: tuple[int, int] = (0, 1),
-                         axis: plt.Axes | None = None) -> Figure:
+def plot_latent_manifold(
+    model: VAE, grid_size: int = 20, limit: float = 2.5, dims: tuple[int, int] = (0, 1), axis: plt.Axes | None = None
+) -> Figure:
     """Return the decoded latent manifold: images decoded on a grid over two latent dimensions (others 0)."""
     grid = decode_grid(model, grid_size, limit, dims)
     if axis is None:
         _, axis = plt.subplots(figsize=(6, 6))
     axis.imshow(image_grid(grid), cmap="gray", vmin=0, vmax=255, extent=(-limit, limit, -limit, limit))
-    axis.set(xlabel=dimension_label(dims[0]), ylabel=dimension_label(dims[1]),
-             title="decoded latent grid" + ("" if model.latent_dim == 2 else " (other dimensions 0)"))
+    axis.set(
+        xlabel=dimension_label(dims[0]),
+        ylabel=dimension_label(dims[1]),
+        title="decoded latent grid" + ("" if model.latent_dim == 2 else " (other dimensions 0)"),
+    )
     axis.figure.tight_layout()
     return axis.figure
 
@@ -127,11 +156,22 @@ def plot_metrics(history: History, title: str = "training metrics") -> Figure:
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for axis, name, label in zip(axes, ("total", "recon", "kl"), (TOTAL_LABEL, RECON_LABEL, KL_LABEL)):
         if steps:
-            axis.plot([r.epoch for r in steps], [getattr(r, f"train_{name}") for r in steps], color="tab:blue",
-                      alpha=0.7, label="train")
+            axis.plot(
+                [r.epoch for r in steps],
+                [getattr(r, f"train_{name}") for r in steps],
+                color="tab:blue",
+                alpha=0.7,
+                label="train",
+            )
         if epochs:
-            axis.plot([r.epoch for r in epochs], [getattr(r, f"test_{name}") for r in epochs], "o-",
-                      color="tab:orange", markersize=3, label="test (every test image)")
+            axis.plot(
+                [r.epoch for r in epochs],
+                [getattr(r, f"test_{name}") for r in epochs],
+                "o-",
+                color="tab:orange",
+                markersize=3,
+                label="test (every test image)",
+            )
         axis.set(xlabel="epoch", ylabel=label, title=label)
         if name != "kl" and epochs:
             low = min(getattr(r, f"test_{name}") for r in epochs)
@@ -155,8 +195,12 @@ def plot_time_to_quality(histories: dict[str, History], targets: dict[str, float
         if reached is not None:
             axis.axvline(reached / 60, color="0.4", linestyle=":", label=f"reached after {reached / 60:.1f} min")
         low = min(min(recon), targets[name])
-        axis.set(xlabel="wall-clock minutes (training + test pass each epoch)", ylabel=f"test {RECON_LABEL}",
-                 title=f"{name.upper()} model: time to quality", ylim=(low * 0.95, max(recon) * 1.02))
+        axis.set(
+            xlabel="wall-clock minutes (training + test pass each epoch)",
+            ylabel=f"test {RECON_LABEL}",
+            title=f"{name.upper()} model: time to quality",
+            ylim=(low * 0.95, max(recon) * 1.02),
+        )
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.tight_layout()
@@ -170,8 +214,12 @@ def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float
     colours = ["tab:blue" if value >= threshold else "0.7" for value in values]
     axis.bar(np.arange(1, len(values) + 1), values, color=colours)
     axis.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"collapsed below {threshold} nats")
-    axis.set(xlabel="latent dimension", ylabel="KL to the prior (nats)", title="how much each dimension is used",
-             xticks=np.arange(1, len(values) + 1))
+    axis.set(
+        xlabel="latent dimension",
+        ylabel="KL to the prior (nats)",
+        title="how much each dimension is used",
+        xticks=np.arange(1, len(values) + 1),
+    )
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -186,8 +234,9 @@ def plot_traversals(model: VAE, base: torch.Tensor | None = None, limit: float =
     axis.imshow(image_grid(rows), cmap="gray", vmin=0, vmax=255)
     centres = IMAGE_SIZE // 2
     axis.set_xticks(np.arange(steps) * IMAGE_SIZE + centres, [f"{v:+.1f}" for v in values], fontsize=8)
-    axis.set_yticks(np.arange(model.latent_dim) * IMAGE_SIZE + centres,
-                    [dimension_label(d) for d in range(model.latent_dim)])
+    axis.set_yticks(
+        np.arange(model.latent_dim) * IMAGE_SIZE + centres, [dimension_label(d) for d in range(model.latent_dim)]
+    )
     axis.set(xlabel="value of the traversed dimension", title="latent traversals (other dimensions held)")
     figure.tight_layout()
     return figure
@@ -199,10 +248,16 @@ def plot_per_class_error(errors: dict[str, torch.Tensor | np.ndarray], class_nam
     width = 0.8 / len(errors)
     positions = np.arange(len(class_names))
     for index, (name, values) in enumerate(errors.items()):
-        axis.bar(positions + (index - (len(errors) - 1) / 2) * width, np.asarray(values, dtype=float), width,
-                 color=class_colour(index), label=name)
-    axis.set(xticks=positions, xlabel="class", ylabel=f"{RECON_LABEL}, z = mean",
-             title="reconstruction error per class")
+        axis.bar(
+            positions + (index - (len(errors) - 1) / 2) * width,
+            np.asarray(values, dtype=float),
+            width,
+            color=class_colour(index),
+            label=name,
+        )
+    axis.set(
+        xticks=positions, xlabel="class", ylabel=f"{RECON_LABEL}, z = mean", title="reconstruction error per class"
+    )
     axis.set_xticklabels(class_names)
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
@@ -239,12 +294,18 @@ class LiveTrainingPlot(TrainingHook):
             axis.plot(epochs, [r.train_recon for r in steps], color="tab:blue", label="train")
             axis.plot(epochs, [r.test_recon for r in steps], color="tab:orange", label="test")
             axis.legend(fontsize=8)
-        axis.set(xlabel="epoch", ylabel=RECON_LABEL, title=f"epoch {trainer.step / trainer.steps_per_epoch:.2f}, step {trainer.step}")
+        axis.set(
+            xlabel="epoch",
+            ylabel=RECON_LABEL,
+            title=f"epoch {trainer.step / trainer.steps_per_epoch:.2f}, step {trainer.step}",
+        )
         axis.grid(alpha=0.3)
         originals = to_pixels(self.images)
         reconstructions = to_pixels(reconstruct(trainer.model, self.images))
-        for image_axis, pixels, name in ((self.original_axis, originals, "test images"),
-                                         (self.reconstruction_axis, reconstructions, "reconstructions")):
+        for image_axis, pixels, name in (
+            (self.original_axis, originals, "test images"),
+            (self.reconstruction_axis, reconstructions, "reconstructions"),
+        ):
             image_axis.clear()
             image_axis.imshow(np.concatenate(list(pixels), axis=1), cmap="gray", vmin=0, vmax=255)
             image_axis.set_axis_off()
