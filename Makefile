@@ -4,14 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test data browser benchmark reproduce clean
+.PHONY: lab test lint data browser benchmark reproduce lock clean
 
-# The virtual environment, rebuilt when the dependency list changes.
-$(INSTALLED): pyproject.toml
+# The virtual environment, with the exact versions of requirements.lock; rebuilt when the lock changes.
+$(INSTALLED): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e '.[test]'
 	touch $@
+
+# Regenerate requirements.lock from pyproject.toml (its dependencies, the test extra and the torch pins) with uv.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 -o requirements.lock
 
 data: $(INSTALLED)
 	$(BIN)/python -m vae_lib prepare-data mnist
@@ -24,7 +31,11 @@ browser:
 	@if [ "$$CI" = "true" ] && ! command -v chromium >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 
-test: data browser
+lint: $(INSTALLED)
+	$(BIN)/ruff check vae_lib tests
+	$(BIN)/ruff format --check vae_lib tests
+
+test: data browser lint
 	VAE_SMOKE=1 $(BIN)/python -m pytest --nbval-lax tests notebooks
 
 benchmark: data

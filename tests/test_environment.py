@@ -1,4 +1,4 @@
-"""The two ways to install (pip with pyproject.toml, conda with environment.yml) must agree, and CI
+"""The ways to install (pip with pyproject.toml or its lock, conda with environment.yml) must agree, and CI
 must run the test command README.md gives."""
 
 import re
@@ -8,7 +8,8 @@ from vae_lib.settings import REPO_ROOT
 
 
 def test_environment_yml_pip_list_equals_pyproject_dependencies() -> None:
-    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    dependencies = project["dependencies"] + project["optional-dependencies"]["test"]
     environment = (REPO_ROOT / "environment.yml").read_text()
     pip_section = environment.split("- pip:")[1]
     pip_list = re.findall(r"^\s+- (\S+)\s*$", pip_section, flags=re.MULTILINE)
@@ -26,3 +27,21 @@ def test_ci_runs_the_readme_test_command() -> None:
         if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
     ]
     assert ci_commands == [test_command]
+
+
+def test_the_lock_pins_every_dependency_exactly_and_satisfies_pyproject() -> None:
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    lock = (REPO_ROOT / "requirements.lock").read_text()
+    pinned = {}
+    for line in lock.splitlines():
+        if line and not line.startswith((" ", "#")):
+            requirement = Requirement(line)
+            assert [spec.operator for spec in requirement.specifier] == ["=="], line
+            pinned.setdefault(requirement.name, []).append(next(iter(requirement.specifier)).version)
+    for text in project["dependencies"] + project["optional-dependencies"]["test"]:
+        requirement = Requirement(text)
+        assert requirement.name in pinned, f"{requirement.name} is missing from requirements.lock: run make lock"
+        assert all(requirement.specifier.contains(version) for version in pinned[requirement.name]), text
+    assert pinned["torch"] == ["2.14.1"] and pinned["torchvision"] == ["0.29.1"]
