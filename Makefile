@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test lint data browser benchmark reproduce lock clean
+.PHONY: lab test lint data browser benchmark reproduce sweep lock clean
 
 # The virtual environment, with the exact versions of requirements.lock; rebuilt when the lock changes.
 $(INSTALLED): pyproject.toml requirements.lock
@@ -44,6 +44,10 @@ benchmark: data
 # Retrain both shipped models from scratch with their recorded settings and print their test metrics.
 reproduce: data
 	$(BIN)/python -m vae_lib reproduce 2d 8d
+
+# Train (or finish) the KL-weight sweep of notebook 06 and ship its models to outputs/checkpoints/.
+sweep: data
+	$(BIN)/python -m vae_lib sweep
 
 clean:
 	rm -rf $(VENV) data/MNIST

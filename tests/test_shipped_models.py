@@ -32,9 +32,9 @@ def test_shipped_checkpoint_is_small_and_complete(name: str) -> None:
     assert load_model(path).latent_dim == recipe.latent_dim
 
 
-def test_everything_shipped_under_outputs_fits_in_30_mb() -> None:
+def test_everything_shipped_under_outputs_fits_in_45_mb() -> None:
     shipped = [path for folder in ("checkpoints", "videos", "figures") for path in (outputs_dir() / folder).iterdir()]
-    assert sum(path.stat().st_size for path in shipped) < 30_000_000
+    assert sum(path.stat().st_size for path in shipped) < 45_000_000
 
 
 @pytest.mark.parametrize("name", ["2d", "8d"])

@@ -109,6 +109,28 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"{args.checkpoint}: {config.latent_dim}-D model, {len(test_data)} {config.dataset} test images")
     for name, value in metrics.items():
         print(f"  test {name:14s} {value:.6f}")
+    if args.log_likelihood:
+        from vae_lib.likelihood import decoder_variance, importance_log_weights, log_likelihood_bounds
+
+        variance = decoder_variance(config.alpha)
+        counts = [1, 10, 100, 1000]
+        log_weights = importance_log_weights(model, test_data.images[: args.log_likelihood], counts[-1], variance)
+        print(
+            f"  log p(x) in nats per image, Gaussian decoder of variance {variance:.4g}, "
+            f"first {len(log_weights)} test images (k = 1 is the ELBO):"
+        )
+        for count, bound in log_likelihood_bounds(log_weights, counts).items():
+            print(f"    k = {count:4d}: {bound:.2f}")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from vae_lib.sweep import run_sweep
+
+    hooks = [EpochPrinter()]
+    shipped = run_sweep(
+        args.latent_dims, args.alphas, hooks=hooks, report=print, device=args.device, progress=sys.stderr.isatty()
+    )
+    print(f"{len(shipped)} sweep models in {shipped[0].parent}/")
 
 
 def _video(args: argparse.Namespace) -> None:
@@ -163,6 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(train)
     train.set_defaults(run=_train)
 
+    from vae_lib.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
+
+    sweep = commands.add_parser("sweep", help="train the KL-weight sweep of notebook 06 (resumes) and ship its models")
+    sweep.add_argument("--latent-dims", type=_integer_at_least(1), nargs="+", default=list(SWEEP_LATENT_DIMS))
+    sweep.add_argument("--alphas", type=float, nargs="+", default=list(SWEEP_ALPHAS), help="KL weights to train")
+    sweep.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
+    sweep.set_defaults(run=_sweep)
+
     video = commands.add_parser("video", help="turn a run's snapshots into an mp4 (and a GIF)")
     video.add_argument("run_dir")
     video.add_argument("--fps", type=_integer_at_least(1), default=12)
@@ -173,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_command.add_argument("checkpoint")
     evaluate_command.add_argument("--device")
     evaluate_command.add_argument("--seed", type=int, default=0, help="seed of the sampled z")
+    evaluate_command.add_argument(
+        "--log-likelihood",
+        type=_integer_at_least(1),
+        default=0,
+        metavar="IMAGES",
+        help="also bound log p(x) on the first IMAGES test images with k = 1, 10, 100, 1000 importance samples",
+    )
     evaluate_command.set_defaults(run=_evaluate)
 
     reproduce_command = commands.add_parser(

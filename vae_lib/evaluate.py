@@ -105,3 +105,9 @@ def kl_by_dimension(model: VAE, images: torch.Tensor | ImageDataset, batch_size:
             mean, log_var = model.encode(to_model_input(part, model.channels).to(device))
             total += kl_per_dimension(mean, log_var).double().cpu() * len(part)
     return total / len(images)
+
+
+def active_dimensions(latent_means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Return, per latent dimension, whether it is active: the variance over images of its posterior mean exceeds
+    `threshold` (Burda, Grosse & Salakhutdinov 2016). An inactive dimension encodes nothing about the image."""
+    return latent_means.double().var(dim=0) > threshold

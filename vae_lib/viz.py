@@ -319,3 +319,125 @@ class LiveTrainingPlot(TrainingHook):
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         self.draw(trainer)
+
+
+def weight_colours(alphas: Sequence[float]) -> dict[float, tuple]:
+    """Return a viridis colour for each KL weight, from the smallest (dark) to the largest (yellow)."""
+    ordered = sorted(alphas)
+    return {alpha: plt.cm.viridis(index / max(len(ordered) - 1, 1)) for index, alpha in enumerate(ordered)}
+
+
+def plot_rate_distortion(points: Sequence) -> Figure:
+    """Return test distortion against rate (KL in nats), one point per KL weight and a line per latent size.
+
+    `points` are sweep.SweepPoint-like: latent_dim, alpha, test_recon, test_kl.
+    """
+    figure, axis = plt.subplots(figsize=(7.5, 4.6))
+    markers = "osD^v"
+    for index, latent_dim in enumerate(sorted({point.latent_dim for point in points})):
+        chosen = sorted((point for point in points if point.latent_dim == latent_dim), key=lambda point: point.alpha)
+        rates, distortions = [point.test_kl for point in chosen], [point.test_recon for point in chosen]
+        axis.plot(
+            rates,
+            distortions,
+            marker=markers[index % len(markers)],
+            color=class_colour(index),
+            label=f"{latent_dim}-D latent space",
+        )
+        for point in chosen:
+            axis.annotate(
+                f"α={point.alpha:g}",
+                (point.test_kl, point.test_recon),
+                textcoords="offset points",
+                xytext=(4, 5),
+                fontsize=7,
+            )
+    axis.set_xscale("symlog", linthresh=1)
+    axis.set(
+        xlabel="rate: test KL(q(z|x) ‖ p(z)), nats (symmetric log scale)",
+        ylabel=f"distortion: test {RECON_LABEL}",
+        title="rate against distortion as the KL weight alpha varies",
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_samples_and_scatter(
+    points: Sequence,
+    test_data,
+    sample_rows: int = 2,
+    sample_columns: int = 8,
+    scatter_images: int = 2000,
+    seed: int = 0,
+) -> Figure:
+    """Return, for each point (a row), images decoded from prior samples beside the test images' latent means."""
+    from vae_lib.evaluate import encode_means
+
+    figure, axes = plt.subplots(
+        len(points), 2, figsize=(10, 2.6 * len(points)), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1]}
+    )
+    labels = test_data.labels[:scatter_images].numpy()
+    for (sample_axis, scatter_axis), point in zip(axes, points):
+        samples = point.model.sample(sample_rows * sample_columns, generator=torch.Generator().manual_seed(seed))
+        grid = to_pixels(samples).reshape(sample_rows, sample_columns, IMAGE_SIZE, IMAGE_SIZE)
+        sample_axis.imshow(image_grid(grid, padding=2), cmap="gray", vmin=0, vmax=255)
+        sample_axis.set_axis_off()
+        sample_axis.set_title(f"α = {point.alpha:g}: decoded from z ~ N(0, I)", fontsize=9)
+        means = encode_means(point.model, test_data.images[:scatter_images]).numpy()
+        projection = LatentProjection.fit(means)
+        draw_class_scatter(scatter_axis, projection(means), labels, test_data.class_names, marker_size=1)
+        xlabel, ylabel = projection.axis_labels
+        scatter_axis.set(xlabel=xlabel, ylabel=ylabel, title=f"α = {point.alpha:g}: latent means of test images")
+        scatter_axis.title.set_fontsize(9)
+    handles, names = axes[0, 1].get_legend_handles_labels()
+    figure.legend(handles, names, markerscale=6, fontsize=8, loc="center right", title="digit", frameon=False)
+    figure.tight_layout(rect=(0, 0, 0.93, 1))
+    return figure
+
+
+def plot_kl_per_dimension_by_weight(points: Sequence, threshold: float = 0.01) -> Figure:
+    """Return grouped bars of each latent dimension's KL (nats) for every KL weight, with its active units."""
+    colours = weight_colours([point.alpha for point in points])
+    latent_dim = points[0].kl_per_dimension.numel()
+    width = 0.8 / len(points)
+    figure, axis = plt.subplots(figsize=(9, 3.8))
+    for index, point in enumerate(sorted(points, key=lambda point: point.alpha)):
+        positions = np.arange(1, latent_dim + 1) + (index - (len(points) - 1) / 2) * width
+        axis.bar(
+            positions,
+            point.kl_per_dimension.numpy(),
+            width,
+            color=colours[point.alpha],
+            label=f"α = {point.alpha:g}: {point.active_units} of {latent_dim} active",
+        )
+    axis.set_yscale("symlog", linthresh=0.01)
+    axis.set(
+        xlabel="latent dimension",
+        ylabel="KL to the prior, nats (symmetric log scale)",
+        xticks=np.arange(1, latent_dim + 1),
+        title=f"{latent_dim}-D models: KL of each dimension (active: variance of its mean > {threshold})",
+    )
+    axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def plot_log_likelihood_bounds(bounds: dict[str, dict[int, float]]) -> Figure:
+    """Return the importance-sampled bound on log p(x) against the number of samples k, one line per model."""
+    figure, axis = plt.subplots(figsize=(6.5, 3.8))
+    for index, (name, by_count) in enumerate(bounds.items()):
+        counts = sorted(by_count)
+        axis.plot(counts, [by_count[count] for count in counts], "o-", color=class_colour(index), label=name)
+    axis.set_xscale("log")
+    axis.set(
+        xlabel="importance samples k per image (k = 1: the ELBO)",
+        ylabel="bound on log p(x), nats per image",
+        title="the bound tightens as k grows",
+    )
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,92 @@
+"""The loss read as a likelihood: alpha as beta or a decoder variance, and the importance-sampled bounds on
+log p(x), checked against a linear Gaussian model whose log p(x) and posterior are known exactly."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vae_lib import vae_loss
+from vae_lib.likelihood import (
+    beta_of,
+    decoder_variance,
+    gaussian_log_likelihood,
+    importance_log_weights,
+    log_likelihood_bounds,
+)
+
+PIXELS = 28 * 28
+
+
+def test_alpha_0001_is_a_kl_weight_of_0784_and_one_784th_is_the_plain_elbo() -> None:
+    assert beta_of(0.001) == pytest.approx(0.784)
+    assert beta_of(1 / 784) == pytest.approx(1.0)
+    assert decoder_variance(0.001) == pytest.approx(0.784)
+
+
+def test_the_loss_is_the_gaussian_negative_elbo_scaled_by_the_decoder_variance() -> None:
+    generator = torch.Generator().manual_seed(3)
+    images = torch.rand(5, 1, 28, 28, generator=generator) * 2 - 1
+    reconstructions = torch.rand(5, 1, 28, 28, generator=generator) * 2 - 1
+    mean, log_var = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    alpha = 0.003
+    total, _, kl = vae_loss(images, reconstructions, mean, log_var, alpha)
+    variance = decoder_variance(alpha)
+    negative_elbo = -gaussian_log_likelihood(images, reconstructions, variance).mean() + kl
+    constant = 0.5 * PIXELS * math.log(2 * math.pi * variance)
+    assert negative_elbo.item() == pytest.approx(PIXELS * total.item() / variance + constant, rel=1e-5)
+
+
+class LinearGaussian(nn.Module):
+    """z ~ N(0, 1), x = z w + noise of variance s^2; encode returns q(z | x) = the exact posterior, widened by `widen`."""
+
+    latent_dim, channels = 1, 1
+
+    def __init__(self, variance: float, widen: float = 1.0) -> None:
+        super().__init__()
+        self.w = nn.Parameter(0.04 * torch.linspace(-1, 1, PIXELS).view(1, 1, 28, 28))
+        self.variance, self.widen = variance, widen
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        precision = 1 + self.w.pow(2).sum() / self.variance
+        mean = (images * self.w).flatten(1).sum(dim=1, keepdim=True) / self.variance / precision
+        return mean, torch.log(self.widen / precision).expand_as(mean)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents.view(-1, 1, 1, 1) * self.w
+
+    def exact_log_likelihood(self, image: torch.Tensor) -> float:
+        x, w, s2 = image.flatten().double(), self.w.detach().flatten().double(), self.variance
+        ww = w @ w
+        quadratic = (x @ x - (w @ x) ** 2 / (s2 + ww)) / s2
+        log_det = PIXELS * math.log(s2) + math.log(1 + ww / s2)
+        return float(-0.5 * (quadratic + log_det + PIXELS * math.log(2 * math.pi)))
+
+
+def _images() -> torch.Tensor:
+    return torch.rand(4, 28, 28, generator=torch.Generator().manual_seed(0)) - 0.5
+
+
+def test_with_the_exact_posterior_every_bound_equals_log_p_x() -> None:
+    model = LinearGaussian(variance=0.5)
+    images = _images()
+    log_weights = importance_log_weights(model, images, 100, variance=0.5)
+    exact = sum(model.exact_log_likelihood(image) for image in images) / len(images)
+    for bound in log_likelihood_bounds(log_weights, [1, 10, 100]).values():
+        assert bound == pytest.approx(exact, abs=1e-3)
+
+
+def test_with_a_wider_posterior_the_bound_rises_with_k_towards_log_p_x() -> None:
+    model = LinearGaussian(variance=0.5, widen=4.0)
+    images = _images()
+    exact = sum(model.exact_log_likelihood(image) for image in images) / len(images)
+    bounds = log_likelihood_bounds(importance_log_weights(model, images, 1000, variance=0.5), [1, 10, 100, 1000])
+    # The k = 1000 estimate is one draw per image and may land a little above log p(x); its expectation cannot.
+    assert bounds[1] < bounds[10] < bounds[100] < bounds[1000] < exact + 0.05
+    assert abs(exact - bounds[1000]) < 0.05 * (exact - bounds[1])
+
+
+def test_sample_counts_that_do_not_split_the_samples_are_refused() -> None:
+    with pytest.raises(ValueError, match="do not split into groups of 3"):
+        log_likelihood_bounds(torch.zeros(2, 10), [3])
