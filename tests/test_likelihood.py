@@ -39,7 +39,7 @@ def test_the_loss_is_the_gaussian_negative_elbo_scaled_by_the_decoder_variance()
 
 
 class LinearGaussian(nn.Module):
-    """z ~ N(0, 1), x = z w + noise of variance s^2; encode returns q(z | x) = the exact posterior, widened by `widen`."""
+    """z ~ N(0, 1), x = z w + noise of variance s^2; encode returns the exact posterior q(z | x), widened by `widen`."""
 
     latent_dim, channels = 1, 1
 
