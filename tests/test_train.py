@@ -1,4 +1,5 @@
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,39 @@ def test_open_continues_a_saved_run_and_refuses_another_model(small_train, small
     with pytest.raises(CheckpointError, match="belongs to another model \\(latent_dim: 2 vs 8\\)"):
         open_run(TrainConfig(latent_dim=8), tmp_path, **data)
     assert read_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1
+
+
+class _SyncCounter(TrainingHook):
+    """Counts vae_lib's reads of tensor values (item, tolist, cpu, numpy, bool/int/float) between step ends.
+
+    On a GPU each is a wait for the device. (torch's Adam reads its step counters, which it keeps on the CPU.)
+    """
+
+    READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__")
+
+    def __init__(self, monkeypatch) -> None:
+        self.reads, self.per_step = 0, []
+        for name in self.READS:
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._counted(original))
+
+    def _counted(self, original):
+        def read(tensor, *args, **kwargs):
+            self.reads += "/vae_lib/" in sys._getframe(1).f_code.co_filename
+            return original(tensor, *args, **kwargs)
+
+        return read
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        self.per_step.append((trainer.step, self.reads))
+        self.reads = 0
+
+
+def test_a_training_step_never_reads_from_the_device_between_records(small_train, small_test, tmp_path, monkeypatch):
+    config = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
+    counter = _SyncCounter(monkeypatch)
+    _trainer(small_train, small_test, None, hooks=[counter], config=config).fit(2)
+    steps_without_record = [reads for step, reads in counter.per_step if step % 4 and (step - 1) % 8]
+    assert len(steps_without_record) == 10 and set(steps_without_record) == {0}
+    # the steps that record (and the first of each epoch, after the epoch's test pass) do read: the counter works
+    assert all(reads > 0 for step, reads in counter.per_step if step % 4 == 0)
