@@ -1,5 +1,5 @@
 """The KL-weight sweep of notebook 06: the 2-D and 8-D models trained at five weights alpha, from a nearly plain
-autoencoder (1e-5) to posterior collapse (0.1), each with the shipped recipe shortened to 4 epochs.
+autoencoder (1e-5) to posterior collapse (0.1), each with the shipped recipe shortened to 2 epochs.
 
 Runs go to outputs/runs/sweep/; the finished models are shipped in outputs/checkpoints/ without optimizer state.
 """
@@ -22,7 +22,7 @@ from vae_lib.train import TrainingHook, open_run
 
 SWEEP_ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 SWEEP_LATENT_DIMS = (2, 8)
-SWEEP_EPOCHS = 4
+SWEEP_EPOCHS = 2
 
 
 def sweep_config(latent_dim: int, alpha: float) -> TrainConfig:
