@@ -96,9 +96,12 @@ def test_benchmark_prints_every_figure(capsys) -> None:
     figures = run_benchmark(steps=20, video_frames=10, explorer_updates=20)
     printed = capsys.readouterr().out
     for phrase in (
+        "CPU: ",
+        "native bf16: ",
+        "matmul: fp32 ",
         "seconds per epoch",
         "samples per second",
-        "% of it",
+        "% of the fp32 one",
         "snapshots every 200 steps",
         "10-frame mp4",
         "explorer slider update",

@@ -41,9 +41,21 @@ class StepClock(TrainingHook):
         self.seconds = time.perf_counter() - self.started
 
 
-def matmul_gflops(repeats: int = 3) -> float:
-    """Return the best fp32 GFLOP/s of a 4096 x 4096 matmul over `repeats` runs on the CPU."""
-    a, b = torch.randn(MATMUL_SIZE, MATMUL_SIZE), torch.randn(MATMUL_SIZE, MATMUL_SIZE)
+def cpu_description() -> str:
+    """Return the CPU's model name and whether it computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown CPU (no /proc/cpuinfo)"
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    return f"{model}, native bf16: {'yes (' + ', '.join(native) + ')' if native else 'no'}"
+
+
+def matmul_gflops(repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    """Return the best GFLOP/s of a 4096 x 4096 matmul in `dtype` over `repeats` runs on the CPU."""
+    a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE).to(dtype) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(repeats):
@@ -135,7 +147,7 @@ def run_benchmark(
     samples_per_second = config.batch_size / step_seconds
     gflop_per_image = training_gflop_per_image(config.build_model())
     model_gflops = samples_per_second * gflop_per_image
-    matmul = matmul_gflops()
+    matmul, matmul_bf16 = matmul_gflops(), matmul_gflops(dtype=torch.bfloat16)
     latency_2d = explorer_latency_ms(trainer.model, test_data, explorer_updates)
     latency_8d = explorer_latency_ms(VAE(latent_dim=8), test_data, explorer_updates)
     figures = {
@@ -146,6 +158,7 @@ def run_benchmark(
         "gflop_per_image": gflop_per_image,
         "model_gflops": model_gflops,
         "matmul_gflops": matmul,
+        "matmul_bf16_gflops": matmul_bf16,
         "fraction_of_matmul": model_gflops / matmul,
         "snapshot_time_ratio": snapshot_ratio,
         "video_seconds": video_seconds,
@@ -154,6 +167,7 @@ def run_benchmark(
         "explorer_8d_median_ms": latency_8d[0],
         "explorer_8d_p95_ms": latency_8d[1],
     }
+    print(f"CPU: {cpu_description()}")
     print(f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps")
     print(
         f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} "
@@ -162,8 +176,8 @@ def run_benchmark(
     print(f"training samples per second: {samples_per_second:.0f}")
     print(f"model: {gflop_per_image:.4f} GFLOP per image (forward + backward) -> {model_gflops:.0f} GFLOP/s")
     print(
-        f"fp32 {MATMUL_SIZE}x{MATMUL_SIZE} matmul: {matmul:.0f} GFLOP/s; training runs at "
-        f"{100 * figures['fraction_of_matmul']:.0f}% of it"
+        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {matmul:.0f} GFLOP/s, bf16 {matmul_bf16:.0f} GFLOP/s; "
+        f"training (fp32) runs at {100 * figures['fraction_of_matmul']:.0f}% of the fp32 one"
     )
     print(
         f"snapshots every 200 steps: training time x{snapshot_ratio:.3f} of the same runs without them "
