@@ -61,9 +61,15 @@ def test_the_rate_falls_and_the_distortion_rises_as_the_kl_weight_grows(points, 
     chosen = [point for point in points if point.latent_dim == latent_dim]
     assert [point.alpha for point in chosen] == sorted(SWEEP_ALPHAS)
     rates = [point.test_kl for point in chosen]
-    distortions = [point.test_recon for point in chosen]
     assert rates == sorted(rates, reverse=True)
+    # From 1e-4 on, for both sizes; below it only the 8-D model gains (notebook 06 shows the 2-D exception).
+    distortions = [point.test_recon for point in chosen if point.alpha >= 1e-4 or latent_dim == 8]
     assert distortions == sorted(distortions)
+
+
+def test_after_two_epochs_the_2d_near_autoencoder_reconstructs_worse_than_alpha_1e_4(points) -> None:
+    by_alpha = {point.alpha: point for point in points if point.latent_dim == 2}
+    assert by_alpha[1e-5].test_recon > by_alpha[1e-4].test_recon and by_alpha[1e-5].test_kl > 4 * by_alpha[1e-4].test_kl
 
 
 @pytest.mark.parametrize("latent_dim", SWEEP_LATENT_DIMS)

@@ -388,11 +388,13 @@ def plot_samples_and_scatter(
         means = encode_means(point.model, test_data.images[:scatter_images]).numpy()
         projection = LatentProjection.fit(means)
         draw_class_scatter(scatter_axis, projection(means), labels, test_data.class_names, marker_size=1)
+        if point.model.latent_dim == 2:  # where the prior puts 86 % of its samples: inside radius 2
+            scatter_axis.add_patch(plt.Circle((0, 0), 2, fill=False, linestyle="--", color="0.2", label="|z| = 2"))
         xlabel, ylabel = projection.axis_labels
         scatter_axis.set(xlabel=xlabel, ylabel=ylabel, title=f"α = {point.alpha:g}: latent means of test images")
         scatter_axis.title.set_fontsize(9)
     handles, names = axes[0, 1].get_legend_handles_labels()
-    figure.legend(handles, names, markerscale=6, fontsize=8, loc="center right", title="digit", frameon=False)
+    figure.legend(handles, names, markerscale=6, fontsize=8, loc="center right", title="digit / prior", frameon=False)
     figure.tight_layout(rect=(0, 0, 0.93, 1))
     return figure
 
