@@ -1,3 +1,7 @@
+import errno
+import io
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,18 +74,37 @@ def test_a_missing_checkpoint_says_to_train_first(tmp_path: Path) -> None:
         load_model(tmp_path / "nothing.pt")
 
 
-def test_a_failed_save_leaves_the_previous_file_intact(trained: Trainer, tmp_path: Path, monkeypatch) -> None:
+def _disk_full_after(size: int) -> Callable:
+    """Return a torch.save that stops with ENOSPC after `size` bytes, as a full disk does."""
+    real_save = torch.save
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self, stream) -> None:
+            self.stream, self.written = stream, 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            if self.written + len(data) > size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.written += len(data)
+            return self.stream.write(data)
+
+    return lambda state, stream: real_save(state, FullDisk(stream))
+
+
+def test_a_full_disk_during_a_save_is_one_clear_error_and_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "checkpoint.pt"
     save_checkpoint({"epoch": 1}, path)
     before = path.read_bytes()
-
-    def broken_save(obj, stream) -> None:
-        stream.write(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.setattr(torch, "save", _disk_full_after(1000))
+    with pytest.raises(CheckpointError) as failure:
+        save_checkpoint({"epoch": 2, "weights": torch.zeros(10_000)}, path)
+    assert str(failure.value) == (
+        f"could not write {path} (No space left on device); nothing was overwritten: free some space or fix the "
+        "folder, then run again"
+    )
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
