@@ -122,6 +122,8 @@ class RunLock:
         self.taken_over: dict | None = None  # the stale lock this one replaced, if any
 
     def __enter__(self) -> RunLock:
+        if self.run_folder.path.exists() and not self.run_folder.path.is_dir():
+            raise CheckpointError(f"{self.run_folder.path} is a file, not a run folder: choose a folder for the run")
         try:
             self.run_folder.path.mkdir(parents=True, exist_ok=True)
             while not self._create():
