@@ -101,6 +101,18 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_its_leftovers_removed
     assert not run_folder.lock.exists()
 
 
+def test_a_lock_this_process_left_by_an_interrupted_acquisition_is_stale_but_a_held_one_refuses(tmp_path) -> None:
+    run_folder = RunFolder(tmp_path)
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2024-05-01T10:00:00+00:00"}
+    run_folder.lock.write_text(json.dumps(mine))  # as Ctrl-C right after creating it would leave it, in a notebook
+    with RunLock(run_folder) as lock:
+        assert lock.taken_over == mine
+        with pytest.raises(CheckpointError, match=f"in use by process {os.getpid()}"), RunLock(run_folder):
+            pass
+        assert run_folder.lock.exists()
+    assert not run_folder.lock.exists()
+
+
 def test_a_lock_held_on_another_host_is_not_taken_over(tmp_path) -> None:
     other = {"pid": _dead_pid(), "host": "another-host", "started": "2024-05-01T10:00:00+00:00"}
     RunFolder(tmp_path).lock.write_text(json.dumps(other))
