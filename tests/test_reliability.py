@@ -18,6 +18,7 @@ from vae_lib import CheckpointError, History, TrainConfig, Trainer, open_run, re
 from vae_lib.cli import main
 from vae_lib.run_folder import RunFolder, RunLock
 from vae_lib.settings import REPO_ROOT
+from vae_lib.snapshots import SnapshotRecorder
 
 # A narrow model on a few hundred images: each epoch takes a moment, so the faults are what the tests spend time on.
 TINY = TrainConfig(widths=(4, 8, 8, 8), batch_size=32, log_every=2, step_test_images=32, keep_epochs=(1, 2))
@@ -68,6 +69,10 @@ def _dead_pid() -> int:
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path, small_train, small_test, capsys) -> None:
     out = tmp_path / "run"
     trainer = _trainer(out, small_train.subset(128), small_test)  # made before the other process began
+    trainer.hooks.append(SnapshotRecorder(out, small_test, every=2))
+    theirs = RunFolder(out).snapshot(9)  # a snapshot of the holder's run, which a new run's recorder would remove
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"the holder's snapshot")
     holder = _python("-c", HOLD_THE_LOCK, str(out), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline() == "holding\n"
@@ -77,10 +82,11 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path, small_train, sma
         assert error.count("\n") == 1 and not (out / "checkpoint.pt").exists()
         with pytest.raises(CheckpointError, match=f"in use by process {holder.pid}"):
             trainer.fit(1)
-        assert trainer.epoch == 0 and not (out / "checkpoint.pt").exists()
+        assert trainer.epoch == 0 and not (out / "checkpoint.pt").exists() and theirs.exists()
     finally:
         holder.communicate("\n")
     assert holder.returncode == 0 and not RunFolder(out).lock.exists()
+    trainer.hooks.clear()
     trainer.fit(1)  # the holder is gone: the folder is free again
     assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1 and not RunFolder(out).lock.exists()
 

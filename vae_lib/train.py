@@ -135,10 +135,10 @@ class Trainer:
         trainer back to the end of its last complete epoch and raises TrainingInterrupted; fit() can go on after."""
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
-        for hook in self.hooks:
-            hook.on_fit_start(self)
         steps, label = epochs * self.steps_per_epoch, f"epochs {self.epoch + 1}-{self.epoch + epochs}"
         with run_lock(self.run_folder), tqdm(total=steps, desc=label, disable=not self.progress) as bar:
+            for hook in self.hooks:  # inside the lock: hooks may write into the run folder (snapshots)
+                hook.on_fit_start(self)
             try:
                 for _ in range(epochs):
                     self._train_epoch(bar)
@@ -264,10 +264,8 @@ def run_lock(run_folder: RunFolder | None) -> AbstractContextManager:
 
 def where_it_stands(trainer: Trainer) -> str:
     """Return, in words, the epoch a rolled-back trainer is at and whether the checkpoint on disk holds that state."""
-    stands, checkpoint = (
-        f"back at the end of epoch {trainer.epoch}",
-        trainer.run_folder and trainer.run_folder.checkpoint,
-    )
+    stands = f"back at the end of epoch {trainer.epoch}"
+    checkpoint = trainer.run_folder.checkpoint if trainer.run_folder is not None else None
     if checkpoint is None or not checkpoint.exists():
         return f"{stands}, not saved on disk"
     try:
