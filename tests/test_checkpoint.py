@@ -1,3 +1,7 @@
+import errno
+import io
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,18 +74,37 @@ def test_a_missing_checkpoint_says_to_train_first(tmp_path: Path) -> None:
         load_model(tmp_path / "nothing.pt")
 
 
-def test_a_failed_save_leaves_the_previous_file_intact(trained: Trainer, tmp_path: Path, monkeypatch) -> None:
+def _disk_full_after(size: int) -> Callable:
+    """Return a torch.save that stops with ENOSPC after `size` bytes, as a full disk does."""
+    real_save = torch.save
+
+    class FullDisk(io.RawIOBase):
+        def __init__(self, stream) -> None:
+            self.stream, self.written = stream, 0
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            if self.written + len(data) > size:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.written += len(data)
+            return self.stream.write(data)
+
+    return lambda state, stream: real_save(state, FullDisk(stream))
+
+
+def test_a_full_disk_during_a_save_is_one_clear_error_and_leaves_nothing_behind(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "checkpoint.pt"
     save_checkpoint({"epoch": 1}, path)
     before = path.read_bytes()
-
-    def broken_save(obj, stream) -> None:
-        stream.write(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
-        save_checkpoint({"epoch": 2}, path)
+    monkeypatch.setattr(torch, "save", _disk_full_after(1000))
+    with pytest.raises(CheckpointError) as failure:
+        save_checkpoint({"epoch": 2, "weights": torch.zeros(10_000)}, path)
+    assert str(failure.value) == (
+        f"could not write {path} (No space left on device); nothing was overwritten: free some space or fix the "
+        "folder, then run again"
+    )
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
@@ -95,3 +118,47 @@ def test_an_exported_checkpoint_without_optimizer_cannot_resume(
     assert load_model(tmp_path / "exported.pt").latent_dim == 2
     with pytest.raises(CheckpointError, match="without optimizer state"):
         Trainer.resume(tmp_path / "exported.pt", train_data=small_train, test_data=small_test, progress=False)
+
+
+def _flip_exponent_bit(data: bytes, weight: torch.Tensor) -> bytes:
+    """Return the file's bytes with the top exponent bit of the weight's first value flipped, as bit rot would."""
+    start = data.find(weight.contiguous().numpy().tobytes()[:64])
+    assert start > 0
+    flipped = bytearray(data)
+    flipped[start + 3] ^= 0x40  # float32, little-endian: byte 3 holds the sign and the exponent's top bits
+    return bytes(flipped)
+
+
+def test_a_flipped_exponent_bit_is_caught_by_the_checksum(trained: Trainer, tmp_path: Path) -> None:
+    data = trained.run_folder.checkpoint.read_bytes()
+    weight = trained.model.to_latent.weight.detach()
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(_flip_exponent_bit(data, weight))
+    stored = torch.load(corrupt, weights_only=True)["model"]["to_latent.weight"]
+    assert abs(stored[0, 0].item()) > 1e30 and torch.isfinite(stored).all()  # torch.load alone sees nothing wrong
+    with pytest.raises(CheckpointError) as failure:
+        load_model(corrupt)
+    assert str(failure.value).startswith(f"{corrupt} is corrupt: its contents no longer match the checksum")
+    assert "\n" not in str(failure.value)
+
+
+def test_a_checkpoint_of_an_earlier_version_without_checksum_loads_if_its_weights_are_finite(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    state = torch.load(trained.run_folder.checkpoint, weights_only=True)
+    del state["checksum"]
+    torch.save(state, tmp_path / "earlier.pt")
+    assert torch.equal(load_model(tmp_path / "earlier.pt").to_latent.weight, trained.model.to_latent.weight)
+    state["model"]["to_latent.weight"][0, 0] = float("inf")
+    torch.save(state, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="broken.pt holds NaN or infinite weights \\(to_latent.weight\\)"):
+        load_model(tmp_path / "broken.pt")
+
+
+def test_an_empty_checkpoint_is_named_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "checkpoint.pt").touch()
+    with pytest.raises(CheckpointError) as failure:
+        load_model(tmp_path / "checkpoint.pt")
+    assert str(failure.value) == (
+        f"{tmp_path / 'checkpoint.pt'} is empty (0 bytes): delete it and retrain, or use another checkpoint"
+    )

@@ -1,13 +1,25 @@
+import errno
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from vae_lib import load_model, read_checkpoint
+from vae_lib import History, TrainConfig, load_model, read_checkpoint
 from vae_lib.cli import main
+from vae_lib.run_folder import RunFolder, save_checkpoint
 
 SMALL = ["--train-subset", "256", "--test-subset", "128"]
+NARROW = ["--widths", "4", "8", "8", "8"]
+
+
+@pytest.fixture
+def untrained_checkpoint(tmp_path: Path) -> Path:
+    config = TrainConfig(widths=(4, 8, 8, 8))
+    state = {"config": config.to_dict(), "model": config.build_model().state_dict(), "epoch": 0, "step": 0}
+    return save_checkpoint({**state, "history": History().to_dict()}, tmp_path / "untrained.pt")
 
 
 def test_one_epoch_cli_run_writes_a_checkpoint_load_model_reads(tmp_path: Path, capsys) -> None:
@@ -69,7 +81,7 @@ def test_a_negative_epoch_count_is_refused_by_the_parser(tmp_path: Path, capsys)
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("alpha", ["-1", "0"])
+@pytest.mark.parametrize("alpha", ["-1", "0", "nan", "inf"])
 def test_an_alpha_that_is_not_positive_is_refused(tmp_path: Path, capsys, alpha: str) -> None:
     assert main(["train", "--alpha", alpha, "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
@@ -109,3 +121,79 @@ def test_benchmark_prints_every_figure(capsys) -> None:
         assert phrase in printed
     assert figures["samples_per_second"] > 0 and 0 < figures["fraction_of_matmul"] < 2
     assert figures["snapshot_time_ratio"] > 0.5 and figures["explorer_8d_p95_ms"] > 0
+
+
+def test_an_out_naming_a_file_is_refused_before_training(tmp_path: Path, capsys) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    assert main(["train", "--epochs", "1", "--out", str(notes), *SMALL, *NARROW]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {notes} is a file, not a run folder: choose a folder for the run\n"
+    assert captured.out == "" and notes.read_text() == "keep me"
+
+
+def test_a_read_only_out_is_refused_before_training(tmp_path: Path, capsys, monkeypatch) -> None:
+    out, real_open = tmp_path / "run", os.open
+
+    def read_only_open(path, flags, *mode) -> int:
+        if Path(path).parent == out:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *mode)
+
+    monkeypatch.setattr(os, "open", read_only_open)  # root ignores permission bits, so a read-only mount is faked
+    assert main(["train", "--epochs", "1", "--out", str(out), *SMALL, *NARROW]) == 2
+    captured = capsys.readouterr()
+    assert (
+        captured.err
+        == f"error: cannot write to the run folder {out} (Read-only file system): choose a writable folder\n"
+    )
+    assert captured.out == ""
+
+
+def test_a_full_disk_during_training_is_one_error_line_and_leaves_no_temporary_file(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    def full_disk(state, stream) -> None:
+        stream.write(b"the first bytes")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *SMALL, *NARROW]) == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"error: could not write {out / 'checkpoint.pt'} (No space left on device); nothing was overwritten: "
+        "free some space or fix the folder, then run again\n"
+    )
+    assert sorted(path.name for path in out.iterdir()) == []  # no checkpoint, no temporary file, no lock
+    assert not RunFolder(out).partial_files()
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["train", "--device", "tpu"], "error: unsupported device 'tpu': use one of cuda, mps, cpu"),
+        (["train", "--device", "meta"], "error: unsupported device 'meta': use one of cuda, mps, cpu"),
+        (["evaluate", "{checkpoint}", "--device", "{absent_gpu}"], "error: device '{absent_gpu}' was asked for"),
+    ],
+)
+def test_a_device_this_machine_cannot_use_is_one_error_line(
+    tmp_path: Path, capsys, untrained_checkpoint: Path, command: list[str], message: str
+) -> None:
+    absent_gpu = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    values = {"checkpoint": untrained_checkpoint, "absent_gpu": absent_gpu}
+    command = [part.format(**values) for part in command]
+    if command[0] == "train":
+        command += ["--epochs", "1", "--out", str(tmp_path / "run"), *SMALL, *NARROW]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(message.format(**values)) and error.count("\n") == 1
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_evaluating_an_empty_checkpoint_is_one_error_line(tmp_path: Path, capsys) -> None:
+    (tmp_path / "checkpoint.pt").touch()
+    assert main(["evaluate", str(tmp_path / "checkpoint.pt")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'checkpoint.pt'} is empty (0 bytes): delete it and retrain, or use another checkpoint\n"
+    )

@@ -50,3 +50,20 @@ def test_evaluate_restores_training_mode(small_test) -> None:
 def test_evaluate_rejects_wrong_image_shapes(model: VAE) -> None:
     with pytest.raises(ValueError, match="shape"):
         evaluate(model, torch.zeros(4, 1, 32, 32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_float_images_of_any_precision_are_evaluated_as_float32(model: VAE, small_test, dtype) -> None:
+    images = small_test.images[:64]
+    scaled = (images.to(torch.float64) / 127.5 - 1).to(dtype)
+    expected = evaluate(model, scaled.float(), seed=3)
+    assert evaluate(model, scaled, seed=3) == expected
+    assert expected["recon"] == pytest.approx(evaluate(model, images, seed=3)["recon"], rel=1e-2)
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.5])
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused(model: VAE, small_test, batch_size) -> None:
+    with pytest.raises(
+        ValueError, match=f"batch_size must be a positive integer \\(images per batch\\), got {batch_size}"
+    ):
+        evaluate(model, small_test.images[:8], batch_size=batch_size)

@@ -44,3 +44,30 @@ def test_negative_alpha_is_rejected() -> None:
     images = torch.zeros(1, 1, 28, 28)
     with pytest.raises(ValueError, match="alpha"):
         vae_loss(images, images, torch.zeros(1, 2), torch.zeros(1, 2), alpha=-0.5)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf")])
+def test_an_alpha_that_is_not_finite_is_rejected(alpha: float) -> None:
+    images = torch.zeros(1, 1, 28, 28)
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        vae_loss(images, images, torch.zeros(1, 2), torch.zeros(1, 2), alpha=alpha)
+
+
+def test_uint8_images_are_rejected_with_the_conversion_to_use() -> None:
+    images = torch.full((2, 1, 28, 28), 255, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="got torch.uint8 and torch.float32: convert uint8 images with"):
+        vae_loss(images, torch.zeros(2, 1, 28, 28), torch.zeros(2, 2), torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize(
+    ("reconstruction_shape", "latent_shape", "message"),
+    [
+        ((1, 1, 28, 28), (4, 2), "images \\(4, 1, 28, 28\\) and reconstruction \\(1, 1, 28, 28\\) must have the same"),
+        ((4, 28, 28), (4, 2), "must have the same shape"),
+        ((4, 1, 28, 28), (1, 2), "must both be batch x latent_dim, with the images' batch size 4"),
+    ],
+)
+def test_shapes_that_would_only_broadcast_are_rejected(reconstruction_shape, latent_shape, message) -> None:
+    images = torch.zeros(4, 1, 28, 28)
+    with pytest.raises(ValueError, match=message):
+        vae_loss(images, torch.zeros(reconstruction_shape), torch.zeros(latent_shape), torch.zeros(latent_shape))

@@ -12,6 +12,7 @@ from vae_lib import (
     Trainer,
     TrainingDivergedError,
     TrainingHook,
+    TrainingInterrupted,
     open_run,
     read_checkpoint,
 )
@@ -127,6 +128,11 @@ def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs)
         ({"batch_size": 0}, "batch_size"),
         ({"epochs": 0}, "epochs"),
         ({"lr_schedule": "linear"}, "lr_schedule"),
+        ({"final_lr_fraction": -3}, "final_lr_fraction must lie in \\[0, 1\\]"),
+        ({"alpha": float("nan")}, "alpha weights the KL term and must be > 0 \\(and finite\\), got nan"),
+        ({"alpha": float("inf")}, "alpha weights the KL term and must be > 0 \\(and finite\\), got inf"),
+        ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
+        ({"seed": "x"}, "seed must be an integer >= 0, got 'x'"),
     ],
 )
 def test_bad_settings_are_rejected(settings: dict, message: str) -> None:
@@ -212,3 +218,35 @@ def test_a_training_step_never_reads_from_the_device_between_records(small_train
     assert len(steps_without_record) == 10 and set(steps_without_record) == {0}
     # the steps that record (and the first of each epoch, after the epoch's test pass) do read: the counter works
     assert all(reads > 0 for step, reads in counter.per_step if step % 4 == 0)
+
+
+def _interrupt_save(monkeypatch, at_call: int) -> None:
+    """Make the at_call-th torch.save raise KeyboardInterrupt, as Ctrl-C while a checkpoint is written would."""
+    real_save, calls = torch.save, []
+
+    def save(state, stream) -> None:
+        calls.append(state["epoch"])
+        if len(calls) == at_call:
+            raise KeyboardInterrupt
+        real_save(state, stream)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+@pytest.mark.parametrize(
+    ("at_call", "message"),
+    [(1, "back at the end of epoch 0, not saved on disk"), (2, "back at the end of epoch 1, saved in {checkpoint}")],
+)
+def test_ctrl_c_during_a_checkpoint_write_tells_the_truth(
+    small_train, small_test, tmp_path, monkeypatch, at_call, message
+) -> None:
+    narrow = TrainConfig(widths=(4, 8, 8, 8), batch_size=32, log_every=4, step_test_images=32)
+    trainer = _trainer(small_train.subset(64), small_test, tmp_path, config=narrow)
+    _interrupt_save(monkeypatch, at_call)
+    with pytest.raises(TrainingInterrupted) as interrupt:
+        trainer.fit(2)
+    checkpoint = tmp_path / "checkpoint.pt"
+    assert str(interrupt.value) == "interrupted: " + message.format(checkpoint=checkpoint)
+    assert trainer.epoch == at_call - 1
+    assert (read_checkpoint(checkpoint)["epoch"] if checkpoint.exists() else 0) == trainer.epoch
+    assert sorted(path.name for path in tmp_path.iterdir()) == (["checkpoint.pt"] if at_call > 1 else [])

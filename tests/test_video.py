@@ -1,13 +1,14 @@
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from vae_lib import TrainConfig, Trainer
+from vae_lib import CheckpointError, RunFolder, TrainConfig, Trainer
 from vae_lib.cli import main
 from vae_lib.latent import LatentProjection
-from vae_lib.snapshots import SnapshotRecorder, load_snapshots
-from vae_lib.video import FRAME_SIZE, make_run_video, video_info
+from vae_lib.snapshots import SnapshotRecorder, load_snapshots, save_snapshot
+from vae_lib.video import FRAME_SIZE, FrameRenderer, make_run_video, video_info
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -93,3 +94,54 @@ def test_video_command_and_its_errors(tmp_path, small_train, small_test, capsys)
     assert main(["video", str(tmp_path), "--fps", "4"]) == 0
     assert "4 frames" in capsys.readouterr().out
     assert (tmp_path / "latent_evolution.mp4").stat().st_size > 10_000
+
+
+def test_a_corrupt_snapshot_is_named_and_the_good_video_is_kept(tmp_path, small_train, small_test, capsys) -> None:
+    _run(tmp_path, small_train, small_test, epochs=1)
+    make_run_video(tmp_path, fps=4)
+    good_video = (tmp_path / "latent_evolution.mp4").read_bytes()
+    snapshot = tmp_path / "snapshots" / "step_0000003.npz"
+    intact = snapshot.read_bytes()
+    middle = len(intact) // 2
+    damaged = {
+        "truncated": intact[:middle],
+        "bit-flipped": intact[:middle] + bytes([intact[middle] ^ 0x10]) + intact[middle + 1 :],
+        "empty": b"",
+    }
+    for content in damaged.values():
+        snapshot.write_bytes(content)
+        assert main(["video", str(tmp_path), "--fps", "4"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: {snapshot} is not a readable snapshot (") and error.count("\n") == 1
+        assert (tmp_path / "latent_evolution.mp4").read_bytes() == good_video
+
+
+def test_a_snapshot_of_another_run_is_named_before_the_video_is_touched(tmp_path, small_train, small_test) -> None:
+    _run(tmp_path, small_train, small_test, epochs=1)
+    snapshots = load_snapshots(tmp_path)
+    stranger = replace(snapshots[1], step=5, grid=snapshots[1].grid[:3, :3])  # a 3 x 3 grid among 6 x 6 ones
+    save_snapshot(stranger, tmp_path)
+    with pytest.raises(CheckpointError, match="step_0000005.npz does not fit the run's other snapshots"):
+        make_run_video(tmp_path)
+    assert not (tmp_path / "latent_evolution.mp4").exists()
+
+
+def test_a_video_that_fails_half_way_leaves_the_previous_one_and_no_temporary_file(
+    tmp_path, small_train, small_test, monkeypatch
+) -> None:
+    _run(tmp_path, small_train, small_test, epochs=1)
+    make_run_video(tmp_path, fps=4)
+    good_video = (tmp_path / "latent_evolution.mp4").read_bytes()
+    frames, render = [], FrameRenderer.render
+
+    def render_then_fail(renderer: FrameRenderer, snapshot) -> np.ndarray:
+        frames.append(snapshot.step)
+        if len(frames) == 3:
+            raise MemoryError("out of memory at the third frame")
+        return render(renderer, snapshot)
+
+    monkeypatch.setattr(FrameRenderer, "render", render_then_fail)
+    with pytest.raises(MemoryError):
+        make_run_video(tmp_path, fps=4)
+    assert (tmp_path / "latent_evolution.mp4").read_bytes() == good_video
+    assert not RunFolder(tmp_path).partial_files()

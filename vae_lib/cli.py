@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (DataError, CheckpointError, TrainingDivergedError, ValueError, FileNotFoundError) as error:
+    except (DataError, CheckpointError, TrainingDivergedError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except TrainingInterrupted as interrupt:

@@ -111,10 +111,11 @@ def load_dataset(name: str = "mnist", train: bool = True, root: Path | None = No
 
 
 def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
-    """Return a float batch N x channels x 28 x 28 in [-1, 1].
+    """Return a float32 batch N x channels x 28 x 28 in [-1, 1].
 
     Accepts uint8 images in [0, 255] (N x 28 x 28 or N x C x 28 x 28), scaled as torchvision's
-    ToTensor + Normalize(0.5, 0.5) would, or float images already in [-1, 1], which are checked.
+    ToTensor + Normalize(0.5, 0.5) would, or float images (any precision) already in [-1, 1], which are
+    checked and converted to float32, the model's precision.
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -139,7 +140,7 @@ def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
             f"float images must lie in [-1, 1] (the decoder's tanh range), got values in [{low:.3g}, {high:.3g}]; "
             "for images in [0, 1] pass 2 * images - 1, for uint8 images pass them unchanged"
         )
-    return images
+    return images.float()
 
 
 def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -30,6 +30,12 @@ def _images_of(images: torch.Tensor | ImageDataset) -> torch.Tensor:
     return images.images if isinstance(images, ImageDataset) else images
 
 
+def _check_batch_size(batch_size: int) -> None:
+    """Raise a ValueError unless batch_size is a positive integer."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer (images per batch), got {batch_size!r}")
+
+
 def evaluate(
     model: VAE,
     images: torch.Tensor | ImageDataset,
@@ -43,6 +49,7 @@ def evaluate(
     recon_at_mean decodes z = mean, the deterministic reconstruction error.
     The global random state is left as it was, so evaluating never changes a training run.
     """
+    _check_batch_size(batch_size)
     images = _images_of(images)
     count = int(images.shape[0])
     if count == 0:
@@ -67,6 +74,7 @@ def evaluate(
 
 def encode_means(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the posterior means (N x latent_dim) of images, on the CPU."""
+    _check_batch_size(batch_size)
     with inference(model) as device:
         return torch.cat(
             [
@@ -84,6 +92,7 @@ def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
 
 def per_class_recon_error(model: VAE, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the mean reconstruction error 0.5 * MSE (z = mean) of each class, one value per class."""
+    _check_batch_size(batch_size)
     errors = torch.cat(
         [
             0.5 * (reconstruct(model, part) - to_model_input(part, model.channels)).pow(2).flatten(1).mean(dim=1)
@@ -98,6 +107,7 @@ def per_class_recon_error(model: VAE, dataset: ImageDataset, batch_size: int = 2
 
 def kl_by_dimension(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return each latent dimension's KL to the prior, averaged over images: near 0 means the dimension is unused."""
+    _check_batch_size(batch_size)
     images = _images_of(images)
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
     with inference(model) as device:

@@ -8,7 +8,8 @@ without retraining.
 from __future__ import annotations
 
 import io
-import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 from vae_lib.data import ImageDataset, to_pixels
 from vae_lib.evaluate import encode_means
 from vae_lib.latent import decode_grid, decode_latents
-from vae_lib.run_folder import RunFolder
+from vae_lib.run_folder import CheckpointError, RunFolder, replaced_atomically
 from vae_lib.train import Trainer, TrainingHook
 
 _LOSS_NAMES = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl")
@@ -74,7 +75,6 @@ def take_snapshot(
 def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
     """Write a snapshot as a compressed .npz (temporary file, then rename) and return its path."""
     path = RunFolder(run_dir).snapshot(snapshot.step)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(
         buffer,
@@ -89,14 +89,36 @@ def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
         originals=snapshot.originals,
         reconstructions=snapshot.reconstructions,
     )
-    temporary = path.with_suffix(".partial")
-    temporary.write_bytes(buffer.getvalue())
-    os.replace(temporary, path)
+    with replaced_atomically(path) as temporary:
+        temporary.write_bytes(buffer.getvalue())
     return path
 
 
+def load_snapshot(path: Path) -> Snapshot:
+    """Return the snapshot stored in one file; a truncated or corrupt file raises a CheckpointError naming it."""
+    try:
+        with np.load(path) as stored:
+            return Snapshot(
+                step=int(stored["step"]),
+                epoch=float(stored["epoch"]),
+                losses=dict(zip(_LOSS_NAMES, stored["losses"].tolist(), strict=True)),
+                latent_means=stored["latent_means"],
+                labels=stored["labels"],
+                grid=stored["grid"],
+                grid_values=stored["grid_values"],
+                grid_dims=tuple(int(d) for d in stored["grid_dims"]),
+                originals=stored["originals"],
+                reconstructions=stored["reconstructions"],
+            )
+    except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as error:
+        raise CheckpointError(
+            f"{path} is not a readable snapshot ({type(error).__name__}: {error}); it is truncated or corrupt: "
+            "delete it and make the video from the others"
+        ) from error
+
+
 def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
-    """Return a run's snapshots in step order."""
+    """Return a run's snapshots in step order, after checking that each is readable and fits the others."""
     run_folder = RunFolder(run_dir)
     paths = run_folder.snapshot_files()
     if not paths:
@@ -104,24 +126,20 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
             f"no snapshots in {run_folder.snapshots}: train with a SnapshotRecorder "
             "(python -m vae_lib train --snapshot-every 200)"
         )
-    snapshots = []
-    for path in paths:
-        with np.load(path) as stored:
-            snapshots.append(
-                Snapshot(
-                    step=int(stored["step"]),
-                    epoch=float(stored["epoch"]),
-                    losses=dict(zip(_LOSS_NAMES, stored["losses"].tolist())),
-                    latent_means=stored["latent_means"],
-                    labels=stored["labels"],
-                    grid=stored["grid"],
-                    grid_values=stored["grid_values"],
-                    grid_dims=tuple(int(d) for d in stored["grid_dims"]),
-                    originals=stored["originals"],
-                    reconstructions=stored["reconstructions"],
-                )
+    snapshots = [load_snapshot(path) for path in paths]
+    for path, snapshot in zip(paths, snapshots):
+        if _shapes(snapshot) != _shapes(snapshots[-1]):
+            raise CheckpointError(
+                f"{path} does not fit the run's other snapshots (arrays {_shapes(snapshot)}, the last snapshot's "
+                f"{_shapes(snapshots[-1])}): it belongs to another run; delete it and make the video again"
             )
     return snapshots
+
+
+def _shapes(snapshot: Snapshot) -> dict[str, tuple[int, ...]]:
+    """Return the shape of each of a snapshot's arrays: the same in every snapshot of one run."""
+    names = ("labels", "grid", "grid_values", "originals", "reconstructions")
+    return {"latent_means": snapshot.latent_means.shape, **{name: getattr(snapshot, name).shape for name in names}}
 
 
 class SnapshotRecorder(TrainingHook):

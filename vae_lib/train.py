@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,16 @@ from vae_lib.evaluate import evaluate
 from vae_lib.history import EpochRecord, History, StepRecord
 from vae_lib.loss import vae_loss
 from vae_lib.run_folder import (
+    CheckpointError,
     RunFolder,
+    RunLock,
     capture_training_state,
     config_of,
     continued_config,
     read_checkpoint,
+    replaced_atomically,
     restore_training_state,
-    save_checkpoint,
+    save_epoch,
 )
 
 
@@ -97,7 +101,8 @@ class RunningLosses:
 
 class Trainer:
     """Trains a VAE with train_step: call fit(epochs) as often as you like to continue. The model and optimizer
-    are built from the config unless given; with a run_dir each epoch's state is saved, to resume exactly."""
+    are built from the config unless given; with a run_dir each epoch's state is saved, to resume exactly,
+    and fit() holds the folder's lock (RunLock): a second process writing the folder is refused."""
 
     def __init__(
         self,
@@ -130,16 +135,16 @@ class Trainer:
         trainer back to the end of its last complete epoch and raises TrainingInterrupted; fit() can go on after."""
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
-        for hook in self.hooks:
-            hook.on_fit_start(self)
         steps, label = epochs * self.steps_per_epoch, f"epochs {self.epoch + 1}-{self.epoch + epochs}"
-        with tqdm(total=steps, desc=label, disable=not self.progress) as bar:
+        with run_lock(self.run_folder), tqdm(total=steps, desc=label, disable=not self.progress) as bar:
+            for hook in self.hooks:  # inside the lock: hooks may write into the run folder (snapshots)
+                hook.on_fit_start(self)
             try:
                 for _ in range(epochs):
                     self._train_epoch(bar)
             except KeyboardInterrupt as interrupt:
                 self.load_state_dict(self._last_complete_state)
-                raise TrainingInterrupted(f"interrupted: {where_it_stands(self.epoch, self.run_folder)}") from interrupt
+                raise TrainingInterrupted(f"interrupted: {where_it_stands(self)}") from interrupt
         return self.history
 
     def _train_epoch(self, bar: tqdm) -> None:
@@ -167,11 +172,10 @@ class Trainer:
         self.history.epochs.append(EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test))
         for hook in self.hooks:
             hook.on_epoch_end(self)
-        self._last_complete_state = self.state_dict()
+        state = self.state_dict()
         if self.run_folder is not None:
-            save_checkpoint(self._last_complete_state, self.run_folder.checkpoint)
-            if self.epoch in config.keep_epochs:
-                save_checkpoint(self._last_complete_state, self.run_folder.kept_epoch(self.epoch))
+            save_epoch(state, self.run_folder, keep=self.epoch in config.keep_epochs)
+        self._last_complete_state = state  # only once saved: Ctrl-C during a save rolls back to what is on disk
 
     def _record_steps(self, epoch_started: float) -> None:
         """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
@@ -189,7 +193,7 @@ class Trainer:
             epoch = (bad_step - 1) // self.steps_per_epoch + 1
             raise TrainingDivergedError(
                 f"the loss became NaN or infinite at step {bad_step} (epoch {epoch}); training stopped, "
-                f"{where_it_stands(self.epoch, self.run_folder)}: lower the learning rate or check the data, "
+                f"{where_it_stands(self)}: lower the learning rate or check the data, "
                 "then fit again"
             )
 
@@ -218,15 +222,22 @@ def open_run(
     """Return a trainer for run_dir: continuing the run saved there, or a new one if there is none.
 
     Another model's run, or one trained with other settings, is refused (run_folder.continued_config);
-    resumable settings that differ are applied, and each change is passed to `report`. Options as for Trainer.
+    resumable settings that differ are applied, and each change is passed to `report`. The folder is locked
+    while it is read, so a folder another process is training in is refused at once. Options as for Trainer.
     """
-    checkpoint = RunFolder(run_dir).checkpoint
-    if not checkpoint.exists():
-        return Trainer(config, run_dir=run_dir, **options)
-    saved, continued = continued_config(checkpoint, config)
-    trainer = Trainer.resume(checkpoint, run_dir=run_dir, **options)
-    trainer.config = continued
-    for change in describe_changes(saved, continued, trainer.step, trainer.steps_per_epoch) if report else ():
+    run_folder = RunFolder(run_dir)
+    with RunLock(run_folder):
+        if not run_folder.checkpoint.exists():
+            return Trainer(config, run_dir=run_dir, **options)
+        saved, continued = continued_config(run_folder.checkpoint, config)
+        trainer = Trainer.resume(run_folder.checkpoint, run_dir=run_dir, **options)
+        trainer.config = continued
+        changes = describe_changes(saved, continued, trainer.step, trainer.steps_per_epoch)
+        if trainer.epoch in continued.keep_epochs and not run_folder.kept_epoch(trainer.epoch).exists():
+            with replaced_atomically(run_folder.kept_epoch(trainer.epoch)) as temporary:
+                temporary.write_bytes(run_folder.checkpoint.read_bytes())
+            changes.append(f"wrote the missing {run_folder.kept_epoch(trainer.epoch)} from the checkpoint")
+    for change in changes if report else ():
         report(change)
     return trainer
 
@@ -246,11 +257,24 @@ def training_data(
     return replace(train_data, images=train_data.images.to(device)), test_data
 
 
-def where_it_stands(epoch: int, run_folder: RunFolder | None) -> str:
-    """Return, in words, the epoch a rolled-back trainer is at and whether that state is saved on disk."""
-    if run_folder is not None and run_folder.checkpoint.exists():
-        return f"back at the end of epoch {epoch}, saved in {run_folder.checkpoint}"
-    return f"back at the end of epoch {epoch}, not saved on disk"
+def run_lock(run_folder: RunFolder | None) -> AbstractContextManager:
+    """Return the lock that makes this process the run folder's only writer, or a no-op without a folder."""
+    return RunLock(run_folder) if run_folder is not None else nullcontext()
+
+
+def where_it_stands(trainer: Trainer) -> str:
+    """Return, in words, the epoch a rolled-back trainer is at and whether the checkpoint on disk holds that state."""
+    stands = f"back at the end of epoch {trainer.epoch}"
+    checkpoint = trainer.run_folder.checkpoint if trainer.run_folder is not None else None
+    if checkpoint is None or not checkpoint.exists():
+        return f"{stands}, not saved on disk"
+    try:
+        saved = read_checkpoint(checkpoint)
+    except CheckpointError as error:
+        return f"{stands}, not saved on disk ({error})"
+    if saved["step"] == trainer.step:
+        return f"{stands}, saved in {checkpoint}"
+    return f"{stands}, not saved on disk ({checkpoint} holds epoch {saved['epoch']})"
 
 
 def describe_changes(saved: TrainConfig, continued: TrainConfig, step: int, steps_per_epoch: int) -> list[str]:

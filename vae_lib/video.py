@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from vae_lib.history import StepRecord
 from vae_lib.latent import LatentProjection, dimension_label
-from vae_lib.run_folder import RunFolder, history_of, read_checkpoint
+from vae_lib.run_folder import RunFolder, history_of, read_checkpoint, replaced_atomically
 from vae_lib.snapshots import Snapshot, load_snapshots
 from vae_lib.viz import TOTAL_LABEL, class_colour, image_grid
 
@@ -130,46 +130,57 @@ def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:
 
 
 def write_mp4(frames: Iterator[np.ndarray], path: str | Path, fps: int = 12) -> Path:
-    """Encode RGB frames as H.264 / yuv420p mp4 (plays in browsers and JupyterLab); return the path."""
+    """Encode RGB frames as H.264 / yuv420p mp4 (plays in browsers and JupyterLab); return the path.
+
+    The video is encoded into a temporary file that replaces `path` only when every frame is in, so a failure
+    or a kill half-way never leaves a shorter video in place of a good one.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = imageio_ffmpeg.write_frames(
-        str(path),
-        FRAME_SIZE,
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        quality=7,
-        output_params=["-movflags", "+faststart"],
-        ffmpeg_log_level="error",
-        macro_block_size=16,
-    )
-    writer.send(None)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame))
-    writer.close()
+    with replaced_atomically(path) as temporary:
+        writer = imageio_ffmpeg.write_frames(
+            str(temporary),
+            FRAME_SIZE,
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            quality=7,
+            output_params=["-f", "mp4", "-movflags", "+faststart"],  # -f: the temporary name has no .mp4
+            ffmpeg_log_level="error",
+            macro_block_size=16,
+        )
+        writer.send(None)
+        try:
+            for frame in frames:
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            writer.close()
     return path
 
 
 def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps: int = 6) -> Path:
-    """Convert an mp4 into a palette-optimised GIF (for READMEs) with ffmpeg; return the GIF's path."""
+    """Convert an mp4 into a palette-optimised GIF (for READMEs) with ffmpeg, written as write_mp4 writes; return
+    the GIF's path."""
     palette_filter = (
         f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];"
         "[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=bayer:bayer_scale=4"
     )
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-y",
-        "-loglevel",
-        "error",
-        "-i",
-        str(mp4_path),
-        "-vf",
-        palette_filter,
-        str(gif_path),
-    ]
-    subprocess.run(command, check=True)
-    return Path(gif_path)
+    gif_path = Path(gif_path)
+    with replaced_atomically(gif_path) as temporary:
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-i",
+            str(mp4_path),
+            "-vf",
+            palette_filter,
+            "-f",
+            "gif",
+            str(temporary),
+        ]
+        subprocess.run(command, check=True)
+    return gif_path
 
 
 def make_run_video(run_dir: str | Path, fps: int = 12, gif: bool = False) -> dict[str, Path | float | int]:

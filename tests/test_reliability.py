@@ -1,0 +1,226 @@
+"""Faults a run folder must survive: a second writer, a lock left by a killed process, a kill between the two
+saves of a kept epoch, kill -9 at random moments, and a resume asked to change settings."""
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae_lib import CheckpointError, History, TrainConfig, Trainer, open_run, read_checkpoint
+from vae_lib.cli import main
+from vae_lib.run_folder import RunFolder, RunLock
+from vae_lib.settings import REPO_ROOT
+from vae_lib.snapshots import SnapshotRecorder
+
+# A narrow model on a few hundred images: each epoch takes a moment, so the faults are what the tests spend time on.
+TINY = TrainConfig(widths=(4, 8, 8, 8), batch_size=32, log_every=2, step_test_images=32, keep_epochs=(1, 2))
+TINY_OPTIONS = ["--train-subset", "256", "--test-subset", "128", "--widths", "4", "8", "8", "8", "--device", "cpu"]
+HOLD_THE_LOCK = (
+    "import sys\n"
+    "from vae_lib.run_folder import RunFolder, RunLock\n"
+    "with RunLock(RunFolder(sys.argv[1])):\n"
+    "    print('holding', flush=True)\n"
+    "    sys.stdin.readline()\n"
+)
+
+
+def _python(*arguments: str, **options) -> subprocess.Popen:
+    """Start this repository's vae_lib in a child Python with one thread, so every child computes alike."""
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, *arguments], cwd=REPO_ROOT, env=environment, text=True, **options)
+
+
+def _trainer(run_dir: Path, train_data, test_data, config: TrainConfig = TINY) -> Trainer:
+    return Trainer(config, train_data=train_data, test_data=test_data, run_dir=run_dir, device="cpu", progress=False)
+
+
+def _without_times(history: dict) -> dict:
+    return {
+        part: [{k: v for k, v in r.items() if k != "seconds"} for r in records] for part, records in history.items()
+    }
+
+
+def _assert_same_state(first: dict, second: dict) -> None:
+    """Assert two checkpoints hold the same weights, optimizer state, counters and history, bit for bit."""
+    for name, tensor in first["model"].items():
+        assert torch.equal(tensor, second["model"][name]), name
+    for index, moments in first["optimizer"]["state"].items():
+        for name, tensor in moments.items():
+            assert torch.equal(tensor, second["optimizer"]["state"][index][name]), (index, name)
+    assert (first["epoch"], first["step"]) == (second["epoch"], second["step"])
+    assert _without_times(first["history"]) == _without_times(second["history"])
+
+
+def _dead_pid() -> int:
+    """Return the id of a process that has just ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tmp_path, small_train, small_test, capsys) -> None:
+    out = tmp_path / "run"
+    trainer = _trainer(out, small_train.subset(128), small_test)  # made before the other process began
+    trainer.hooks.append(SnapshotRecorder(out, small_test, every=2))
+    theirs = RunFolder(out).snapshot(9)  # a snapshot of the holder's run, which a new run's recorder would remove
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"the holder's snapshot")
+    holder = _python("-c", HOLD_THE_LOCK, str(out), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        assert main(["train", "--epochs", "1", "--out", str(out), *TINY_OPTIONS]) == 2
+        error = capsys.readouterr().err
+        assert f"is in use by process {holder.pid} on {socket.gethostname()} (started " in error
+        assert error.count("\n") == 1 and not (out / "checkpoint.pt").exists()
+        with pytest.raises(CheckpointError, match=f"in use by process {holder.pid}"):
+            trainer.fit(1)
+        assert trainer.epoch == 0 and not (out / "checkpoint.pt").exists() and theirs.exists()
+    finally:
+        holder.communicate("\n")
+    assert holder.returncode == 0 and not RunFolder(out).lock.exists()
+    trainer.hooks.clear()
+    trainer.fit(1)  # the holder is gone: the folder is free again
+    assert read_checkpoint(out / "checkpoint.pt")["epoch"] == 1 and not RunFolder(out).lock.exists()
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over_and_its_leftovers_removed(tmp_path, caplog) -> None:
+    run_folder = RunFolder(tmp_path)
+    dead = {"pid": _dead_pid(), "host": socket.gethostname(), "started": "2024-05-01T10:00:00+00:00"}
+    run_folder.lock.write_text(json.dumps(dead))
+    run_folder.snapshots.mkdir()
+    leftovers = [tmp_path / ".checkpoint.pt.k2j4x_.partial", run_folder.snapshots / ".step_0000004.npz.x1.partial"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"half a file")
+    with RunLock(run_folder) as lock:
+        assert lock.taken_over == dead
+        assert json.loads(run_folder.lock.read_text())["pid"] == os.getpid()
+        assert not any(leftover.exists() for leftover in leftovers)
+    assert f"took over the lock of {tmp_path}: process {dead['pid']} (started 2024-05-01T10:00:00+00:00)" in caplog.text
+    assert not run_folder.lock.exists()
+
+
+def test_a_lock_this_process_left_by_an_interrupted_acquisition_is_stale_but_a_held_one_refuses(tmp_path) -> None:
+    run_folder = RunFolder(tmp_path)
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2024-05-01T10:00:00+00:00"}
+    run_folder.lock.write_text(json.dumps(mine))  # as Ctrl-C right after creating it would leave it, in a notebook
+    with RunLock(run_folder) as lock:
+        assert lock.taken_over == mine
+        with pytest.raises(CheckpointError, match=f"in use by process {os.getpid()}"), RunLock(run_folder):
+            pass
+        assert run_folder.lock.exists()
+    assert not run_folder.lock.exists()
+
+
+def test_a_lock_held_on_another_host_is_not_taken_over(tmp_path) -> None:
+    other = {"pid": _dead_pid(), "host": "another-host", "started": "2024-05-01T10:00:00+00:00"}
+    RunFolder(tmp_path).lock.write_text(json.dumps(other))
+    with (
+        pytest.raises(CheckpointError, match=f"in use by process {other['pid']} on another-host"),
+        RunLock(RunFolder(tmp_path)),
+    ):
+        pass
+    assert json.loads(RunFolder(tmp_path).lock.read_text()) == other
+
+
+class _Killed(BaseException):
+    """Stands for a kill: nothing catches it, so the trainer stops where it is."""
+
+
+def test_a_kill_between_the_two_saves_of_a_kept_epoch_loses_nothing(
+    tmp_path, small_train, small_test, monkeypatch
+) -> None:
+    train_data = small_train.subset(128)
+    straight = _trainer(tmp_path / "straight", train_data, small_test)
+    straight.fit(2)
+    renames, replace = [], os.replace
+
+    def replace_then_die_at_the_third_checkpoint(source, target) -> None:
+        replace(source, target)
+        renames.append(Path(target).name)
+        if len(renames) == 3:  # epoch 1's two files are written; epoch 2's first one is in
+            raise _Killed
+
+    monkeypatch.setattr(os, "replace", replace_then_die_at_the_third_checkpoint)
+    with pytest.raises(_Killed):
+        _trainer(tmp_path / "run", train_data, small_test).fit(2)
+    monkeypatch.setattr(os, "replace", replace)
+    assert renames == ["epoch_001.pt", "checkpoint.pt", "epoch_002.pt"]  # the checkpoint never gets ahead
+    resumed = open_run(
+        TINY, tmp_path / "run", train_data=train_data, test_data=small_test, device="cpu", progress=False
+    )
+    assert resumed.epoch == 1
+    resumed.fit(1)
+    for name in ("epoch_001.pt", "epoch_002.pt", "checkpoint.pt"):
+        _assert_same_state(read_checkpoint(tmp_path / "straight" / name), read_checkpoint(tmp_path / "run" / name))
+
+
+def test_a_resume_writes_a_kept_epoch_an_earlier_version_lost(tmp_path, small_train, small_test) -> None:
+    data = {"train_data": small_train.subset(128), "test_data": small_test, "device": "cpu", "progress": False}
+    _trainer(tmp_path, data["train_data"], small_test).fit(2)
+    (tmp_path / "epoch_002.pt").unlink()
+    changes = []
+    open_run(TINY, tmp_path, report=changes.append, **data)
+    assert changes == [f"wrote the missing {tmp_path / 'epoch_002.pt'} from the checkpoint"]
+    assert (tmp_path / "epoch_002.pt").read_bytes() == (tmp_path / "checkpoint.pt").read_bytes()
+
+
+def test_resuming_with_other_settings_refuses_each_by_name_and_applies_the_resumable_ones(
+    tmp_path: Path, capsys
+) -> None:
+    out, schedule = str(tmp_path / "run"), ["--lr-schedule", "cosine", "--log-every", "4", *TINY_OPTIONS]
+    assert main(["train", "--epochs", "2", "--out", out, *schedule]) == 0
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    changed = ["--epochs", "4", "--lr", "5e-3", "--alpha", "0.01", "--batch-size", "32", "--train-subset", "320"]
+    assert main(["train", "--out", out, *schedule, *changed]) == 2  # the issue's example
+    error = capsys.readouterr().err
+    for difference in ("learning_rate: 0.001 vs 0.005", "alpha: 0.001 vs 0.01", "batch_size: 64 vs 32"):
+        assert difference in error
+    assert "train_subset: 256 vs 320" in error and "epochs" not in error and error.count("\n") == 1
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert main(["train", "--epochs", "4", "--out", out, *schedule]) == 0
+    printed = capsys.readouterr().out
+    assert "changed on resume: epochs: 2 vs 4" in printed
+    assert (
+        "the cosine schedule now decays over 4 epochs instead of 2: the learning rate at step 8 is 0.00051" in printed
+    )
+    state = read_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    shorter, longer = TrainConfig(lr_schedule="cosine", epochs=2), TrainConfig(lr_schedule="cosine", epochs=4)
+    expected = [
+        shorter.learning_rate_at(3, 4),
+        shorter.learning_rate_at(7, 4),
+        *(longer.learning_rate_at(s, 4) for s in (11, 15)),
+    ]
+    assert [record["lr"] for record in state["history"]["epochs"]] == pytest.approx(expected)
+    assert expected[2] > 10 * shorter.learning_rate * shorter.final_lr_fraction  # epoch 3 is far above the floor
+
+
+def test_kill_9_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    arguments = ["-m", "vae_lib", "train", "--epochs", "3", "--log-every", "2", "--keep-epochs", "1", "2", "3"]
+    arguments += [*TINY_OPTIONS, "--seed", "1", "--out"]
+    straight = _python(*arguments, str(tmp_path / "straight"), stdout=subprocess.DEVNULL)
+    assert straight.wait() == 0
+    run_folder, moments, killed = RunFolder(tmp_path / "killed"), random.Random(13), []
+    for _ in range(3):
+        run = _python(*arguments, str(run_folder.path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while run.poll() is None and not run_folder.lock.exists():  # the run has opened its folder
+            time.sleep(0.02)
+        time.sleep(moments.uniform(0.0, 2.5))
+        run.send_signal(signal.SIGKILL)
+        killed.append(run.wait() == -signal.SIGKILL)
+    assert any(killed)
+    final = _python(*arguments, str(run_folder.path), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    printed, errors = final.communicate()
+    assert final.returncode == 0, errors
+    for name in ("checkpoint.pt", "epoch_001.pt", "epoch_002.pt", "epoch_003.pt"):
+        _assert_same_state(read_checkpoint(tmp_path / "straight" / name), read_checkpoint(run_folder.path / name))
+    assert History.from_dict(read_checkpoint(run_folder.checkpoint)["history"]).epochs[-1].epoch == 3
+    assert not run_folder.partial_files() and not run_folder.lock.exists()
