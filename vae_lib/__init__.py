@@ -8,7 +8,14 @@ thing: `vae_lib.viz` (figures), `vae_lib.latent` (grids, traversals, interpolati
 from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.data import ImageDataset, load_dataset, to_model_input, to_pixels
 from vae_lib.device import choose_device
-from vae_lib.evaluate import encode_means, evaluate, kl_by_dimension, per_class_recon_error, reconstruct
+from vae_lib.evaluate import (
+    active_dimensions,
+    encode_means,
+    evaluate,
+    kl_by_dimension,
+    per_class_recon_error,
+    reconstruct,
+)
 from vae_lib.history import EpochRecord, History, StepRecord
 from vae_lib.loss import kl_per_dimension, vae_loss
 from vae_lib.model import VAE
@@ -31,6 +38,7 @@ __all__ = [
     "TrainingDivergedError",
     "TrainingHook",
     "TrainingInterrupted",
+    "active_dimensions",
     "choose_device",
     "encode_means",
     "evaluate",

@@ -1,5 +1,6 @@
 """Test metrics computed the seed's way (z sampled with a fixed seed, every image counted), and the
-per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL.
+per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL
+and the active dimensions.
 """
 
 from __future__ import annotations
@@ -105,3 +106,9 @@ def kl_by_dimension(model: VAE, images: torch.Tensor | ImageDataset, batch_size:
             mean, log_var = model.encode(to_model_input(part, model.channels).to(device))
             total += kl_per_dimension(mean, log_var).double().cpu() * len(part)
     return total / len(images)
+
+
+def active_dimensions(latent_means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Return one bool per latent dimension: True where its posterior mean varies over images by more than
+    `threshold` (variance over the images, Burda et al. 2016's active units)."""
+    return latent_means.double().var(dim=0) > threshold
