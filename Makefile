@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test data browser benchmark reproduce clean
+.PHONY: lab test data browser benchmark reproduce student clean
 
 # The virtual environment, rebuilt when the dependency list changes.
 $(INSTALLED): pyproject.toml
@@ -33,6 +33,10 @@ benchmark: data
 # Retrain both shipped models from scratch with their recorded settings and print their test metrics.
 reproduce: data
 	$(BIN)/python -m vae_lib reproduce 2d 8d
+
+# The student notebooks (solutions replaced by `raise NotImplementedError`) from the instructor notebooks.
+student: $(INSTALLED)
+	$(BIN)/python -m vae_lib student-notebooks
 
 clean:
 	rm -rf $(VENV) data/MNIST

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from vae_lib.config import RECIPES
-from vae_lib.course import SMOKE_SETTINGS, notebook_config, notebook_run_dir
+from vae_lib.course import LIVE_SETTINGS, SMOKE_SETTINGS, notebook_config, notebook_run_dir
 from vae_lib.settings import REPO_ROOT
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
@@ -35,11 +35,19 @@ def test_notebook_is_committed_with_outputs_figures_and_checked_cells(path) -> N
     assert not any(output.get("output_type") == "error" for output in outputs)
 
 
-def test_smoke_mode_shrinks_training_and_uses_its_own_run_folder(monkeypatch) -> None:
+def test_a_notebook_trains_a_short_live_run_unless_the_full_recipe_is_asked_for(monkeypatch) -> None:
     monkeypatch.delenv("VAE_SMOKE", raising=False)
-    assert notebook_config("2d") == RECIPES["2d"]
-    assert notebook_run_dir("2d").name == "notebook_2d"
+    assert notebook_config("2d", full_recipe=True) == RECIPES["2d"]
+    assert notebook_run_dir("2d", full_recipe=True).name == "notebook_2d"
+    live = notebook_config("2d")
+    assert live == replace(RECIPES["2d"], **LIVE_SETTINGS)
+    assert live.train_subset // live.batch_size * live.epochs == 600  # steps: a few minutes on a laptop CPU
+    assert notebook_run_dir("2d").name == "live_notebook_2d"
+
+
+def test_smoke_mode_shrinks_training_and_uses_its_own_run_folder(monkeypatch) -> None:
     monkeypatch.setenv("VAE_SMOKE", "1")
-    assert notebook_config("8d") == replace(RECIPES["8d"], **SMOKE_SETTINGS)
+    for full_recipe in (False, True):
+        assert notebook_config("8d", full_recipe) == replace(RECIPES["8d"], **SMOKE_SETTINGS)
+        assert notebook_run_dir("8d", full_recipe).name == "smoke_notebook_8d"
     assert notebook_config("8d").train_subset == 2048 and notebook_config("8d").latent_dim == 8
-    assert notebook_run_dir("8d").name == "smoke_notebook_8d"
