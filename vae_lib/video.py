@@ -199,10 +199,9 @@ def video_info(path: str | Path) -> dict[str, object]:
     return {"codec": codec, "pixel_format": pixel_format, "size": tuple(metadata["size"]), "frames": frame_count}
 
 
-def still_frames(path: str | Path, count: int = 4) -> list[tuple[int, np.ndarray]]:
-    """Return `count` evenly spaced frames of a video, first and last included, as (frame index, H x W x 3 uint8)."""
+def still_frames(path: str | Path, indices: Sequence[int]) -> list[tuple[int, np.ndarray]]:
+    """Return the frames of a video at `indices` (negative ones count from the end) as (index, H x W x 3 uint8)."""
     reader = imageio_ffmpeg.read_frames(str(path))
     width, height = reader.__next__()["size"]
     frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in reader]
-    chosen = np.linspace(0, len(frames) - 1, count).round().astype(int)
-    return [(int(index), frames[index]) for index in chosen]
+    return [(index % len(frames), frames[index]) for index in indices]
