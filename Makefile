@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test lint data browser benchmark reproduce sweep lock clean
+.PHONY: lab test lint data browser benchmark reproduce sweep student lock clean
 
 # The virtual environment, with the exact versions of requirements.lock; rebuilt when the lock changes.
 $(INSTALLED): pyproject.toml requirements.lock
@@ -48,6 +48,10 @@ reproduce: data
 # Train (or finish) the KL-weight sweep of notebook 06 and ship its models to outputs/checkpoints/.
 sweep: data
 	$(BIN)/python -m vae_lib sweep
+
+# The student notebooks (solutions replaced by `raise NotImplementedError`) from the instructor notebooks.
+student: $(INSTALLED)
+	$(BIN)/python -m vae_lib student-notebooks
 
 clean:
 	rm -rf $(VENV) data/MNIST

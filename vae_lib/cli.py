@@ -1,4 +1,5 @@
-"""Command line: `python -m vae_lib train | evaluate | video | reproduce | prepare-data | benchmark`.
+"""Command line: `python -m vae_lib train | evaluate | video | reproduce | prepare-data | benchmark |
+student-notebooks`.
 
 Every setting has a working default; the command line only overrides.
 """
@@ -16,7 +17,7 @@ from vae_lib.data import load_dataset
 from vae_lib.evaluate import evaluate
 from vae_lib.prepare_data import DataError, prepare_mnist
 from vae_lib.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
-from vae_lib.settings import outputs_dir
+from vae_lib.settings import REPO_ROOT, outputs_dir
 from vae_lib.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run
 
 
@@ -156,6 +157,13 @@ def _prepare_data(args: argparse.Namespace) -> None:
     print(f"MNIST ready in {prepare_mnist(log=print)}/ (md5 checked)")
 
 
+def _student_notebooks(args: argparse.Namespace) -> None:
+    from vae_lib.student import write_student_notebooks
+
+    for path in write_student_notebooks(Path(args.notebooks)):
+        print(f"wrote {path}")
+
+
 def _benchmark(args: argparse.Namespace) -> None:
     from vae_lib.benchmark import run_benchmark
 
@@ -229,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--steps", type=_integer_at_least(1), default=400)
     benchmark.add_argument("--device")
     benchmark.set_defaults(run=_benchmark)
+
+    student = commands.add_parser(
+        "student-notebooks", help="write the student notebooks (solutions removed) into notebooks/student/"
+    )
+    student.add_argument("--notebooks", default=str(REPO_ROOT / "notebooks"), help="the instructor notebooks' folder")
+    student.set_defaults(run=_student_notebooks)
     return parser
 
 

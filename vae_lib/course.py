@@ -1,6 +1,9 @@
 """What the notebooks share: the data (prepared on first use), the run each training notebook makes
-(shrunk in smoke mode) and the shipped checkpoints, so every notebook names them the same way.
-These helpers may print: they speak to the learner.
+and the shipped checkpoints, so every notebook names them the same way. These helpers may print: they speak
+to the learner.
+
+A training notebook runs one of three ways: a short live run by default (a lab's few minutes), the shipped
+model's full recipe when the notebook's switch asks for it, or a few seconds' run in smoke mode (for tests).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from pathlib import Path
 
 from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.data import ImageDataset, load_dataset
+from vae_lib.history import History
 from vae_lib.prepare_data import mnist_problems, prepare_mnist
+from vae_lib.run_folder import history_of, read_checkpoint
 from vae_lib.settings import outputs_dir, smoke_mode
 from vae_lib.train import Trainer, TrainingHook, open_run
 
@@ -26,6 +31,9 @@ SMOKE_SETTINGS = {
     "step_test_images": 200,
     "keep_epochs": (),
 }
+# Default: a short live run (600 steps on a third of MNIST, a few minutes on a laptop CPU): long enough to
+# watch the curves fall and the latent space form; the notebooks then go on with the shipped model.
+LIVE_SETTINGS = {"train_subset": 19200, "epochs": 2, "log_every": 50, "keep_epochs": ()}
 
 
 def load_mnist(train: bool) -> ImageDataset:
@@ -36,26 +44,31 @@ def load_mnist(train: bool) -> ImageDataset:
     return load_dataset("mnist", train=train)
 
 
-def notebook_config(recipe: str) -> TrainConfig:
-    """Return the recipe a training notebook uses: the shipped model's settings, or a tiny version in smoke mode."""
+def notebook_config(recipe: str, full_recipe: bool = False) -> TrainConfig:
+    """Return the recipe a training notebook uses: the short live run, the shipped model's full recipe
+    (`full_recipe`), or a tiny version in smoke mode, whatever `full_recipe` says."""
     config = RECIPES[recipe]
-    return replace(config, **SMOKE_SETTINGS) if smoke_mode() else config
-
-
-def notebook_run_dir(recipe: str) -> Path:
-    """Return the run folder of a training notebook (a separate one in smoke mode)."""
-    return outputs_dir() / "runs" / (f"smoke_notebook_{recipe}" if smoke_mode() else f"notebook_{recipe}")
-
-
-def notebook_trainer(recipe: str, hooks: Sequence[TrainingHook] = ()) -> Trainer:
-    """Return the notebook's trainer: resuming the notebook's earlier run if one was saved, else a new one.
-
-    A smoke run always starts afresh; a real run is never overwritten, only continued.
-    """
-    run_dir = notebook_run_dir(recipe)
     if smoke_mode():
+        return replace(config, **SMOKE_SETTINGS)
+    return config if full_recipe else replace(config, **LIVE_SETTINGS)
+
+
+def notebook_run_dir(recipe: str, full_recipe: bool = False) -> Path:
+    """Return the run folder of a training notebook: one for the full recipe, one for short runs, one for smoke."""
+    if smoke_mode():
+        name = f"smoke_notebook_{recipe}"
+    else:
+        name = f"notebook_{recipe}" if full_recipe else f"live_notebook_{recipe}"
+    return outputs_dir() / "runs" / name
+
+
+def notebook_trainer(recipe: str, hooks: Sequence[TrainingHook] = (), full_recipe: bool = False) -> Trainer:
+    """Return the notebook's trainer. A full-recipe run continues the notebook's earlier one if it was saved and
+    is never overwritten; a short live run and a smoke run always start afresh."""
+    run_dir = notebook_run_dir(recipe, full_recipe)
+    if smoke_mode() or not full_recipe:
         shutil.rmtree(run_dir, ignore_errors=True)
-    trainer = open_run(notebook_config(recipe), run_dir, hooks=hooks)
+    trainer = open_run(notebook_config(recipe, full_recipe), run_dir, hooks=hooks)
     if trainer.epoch:
         print(f"continuing the run saved in {run_dir} at epoch {trainer.epoch}")
     return trainer
@@ -70,6 +83,11 @@ def shipped_checkpoint(name: str, epoch: int | None = None) -> Path:
     """Return the path of a shipped model ('2d' or '8d'), or of its checkpoint kept at `epoch`."""
     final = outputs_dir() / "checkpoints" / SHIPPED_MODELS[name]
     return final if epoch is None else final.with_name(f"{final.stem}_epoch_{epoch:03d}.pt")
+
+
+def shipped_history(name: str) -> History:
+    """Return the training history stored in a shipped model's checkpoint ('2d' or '8d')."""
+    return history_of(read_checkpoint(shipped_checkpoint(name)))
 
 
 def shipped_epochs(name: str) -> list[int]:

@@ -1,5 +1,6 @@
 """Test metrics computed the seed's way (z sampled with a fixed seed, every image counted), and the
-per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL.
+per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL
+and the active dimensions.
 """
 
 from __future__ import annotations
@@ -118,6 +119,6 @@ def kl_by_dimension(model: VAE, images: torch.Tensor | ImageDataset, batch_size:
 
 
 def active_dimensions(latent_means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
-    """Return, per latent dimension, whether it is active: the variance over images of its posterior mean exceeds
-    `threshold` (Burda, Grosse & Salakhutdinov 2016). An inactive dimension encodes nothing about the image."""
+    """Return one bool per latent dimension: True where its posterior mean varies over images by more than
+    `threshold` (variance over the images, Burda et al. 2016's active units)."""
     return latent_means.double().var(dim=0) > threshold

@@ -99,7 +99,12 @@ def traversal_images(model: VAE, base: torch.Tensor, dim: int, values: Sequence[
     return decode_latents(model, latents)
 
 
+def interpolation_latents(start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Return `steps` x latent_dim latents evenly spaced on the straight line from `start` to `end`, both included."""
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return (1 - weights) * start.float() + weights * end.float()
+
+
 def interpolation_images(model: VAE, start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> np.ndarray:
     """Return `steps` x 28 x 28 uint8 images decoded along the straight line from latent `start` to `end`."""
-    weights = torch.linspace(0, 1, steps).view(-1, 1)
-    return decode_latents(model, (1 - weights) * start.float() + weights * end.float())
+    return decode_latents(model, interpolation_latents(start, end, steps))

@@ -208,3 +208,11 @@ def video_info(path: str | Path) -> dict[str, object]:
     codec = stream.split("Video:")[1].split()[0]
     pixel_format = stream.split("Video:")[1].split(",")[1].strip().split("(")[0]
     return {"codec": codec, "pixel_format": pixel_format, "size": tuple(metadata["size"]), "frames": frame_count}
+
+
+def still_frames(path: str | Path, indices: Sequence[int]) -> list[tuple[int, np.ndarray]]:
+    """Return the frames of a video at `indices` (negative ones count from the end) as (index, H x W x 3 uint8)."""
+    reader = imageio_ffmpeg.read_frames(str(path))
+    width, height = reader.__next__()["size"]
+    frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in reader]
+    return [(index % len(frames), frames[index]) for index in indices]

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from vae_lib.data import to_pixels
 from vae_lib.evaluate import reconstruct
@@ -46,11 +47,18 @@ def class_colour(index: int) -> str:
 def draw_class_scatter(
     axis: plt.Axes, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], marker_size: float = 3
 ) -> None:
-    """Draw 2-D points coloured by class on `axis`, each class under its name in the legend."""
-    for index, name in enumerate(class_names):
-        chosen = labels == index
-        if chosen.any():
-            axis.scatter(*points[chosen].T, s=marker_size, alpha=0.6, color=class_colour(index), label=name)
+    """Draw 2-D points coloured by class on `axis`, each class under its name in the legend.
+
+    The points are drawn in a fixed shuffled order, not class after class, so no class hides under another.
+    """
+    order = np.random.default_rng(0).permutation(len(points))
+    colours = [class_colour(int(label)) for label in labels[order]]
+    axis.scatter(*points[order].T, s=marker_size, alpha=0.6, c=colours, linewidths=0)
+    present = sorted(set(np.asarray(labels).tolist()))
+    return [
+        Line2D([], [], marker="o", linestyle="", markersize=5, color=class_colour(index), label=class_names[index])
+        for index in present
+    ]
 
 
 def image_grid(images: np.ndarray, padding: int = 0) -> np.ndarray:
@@ -101,7 +109,8 @@ def plot_latent_scatter(
     points, labels = projection(means), np.asarray(labels)
     if axis is None:
         _, axis = plt.subplots(figsize=(6, 5.5))
-    draw_class_scatter(axis, points, labels, class_names)
+    handles = draw_class_scatter(axis, points, labels, class_names)
+    axis.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
     two_d = means.shape[1] == 2
     xlabel, ylabel = projection.axis_labels
     axis.set(
@@ -110,7 +119,6 @@ def plot_latent_scatter(
         title=title
         or ("latent means of test images" if two_d else f"{means.shape[1]}-D latent means (PCA projection)"),
     )
-    axis.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
     axis.figure.tight_layout()
     return axis.figure
 
@@ -184,17 +192,19 @@ def plot_metrics(history: History, title: str = "training metrics") -> Figure:
 
 
 def plot_time_to_quality(histories: dict[str, History], targets: dict[str, float]) -> Figure:
-    """Return test reconstruction against wall-clock minutes for each run, with its target as a dashed line."""
+    """Return test reconstruction against wall-clock minutes for each run, with its target (if any) dashed."""
     figure, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 3.8), squeeze=False)
     for axis, (name, history) in zip(axes[0], histories.items()):
         minutes = [r.seconds / 60 for r in history.epochs]
         recon = [r.test_recon for r in history.epochs]
         axis.plot(minutes, recon, "o-", color="tab:blue", markersize=3, label="test reconstruction")
-        axis.axhline(targets[name], color="tab:red", linestyle="--", label=f"seed's best {targets[name]}")
-        reached = history.seconds_to_target(targets[name])
-        if reached is not None:
-            axis.axvline(reached / 60, color="0.4", linestyle=":", label=f"reached after {reached / 60:.1f} min")
-        low = min(min(recon), targets[name])
+        target = targets.get(name)
+        if target is not None:
+            axis.axhline(target, color="tab:red", linestyle="--", label=f"reference implementation's best {target}")
+            reached = history.seconds_to_target(target)
+            if reached is not None:
+                axis.axvline(reached / 60, color="0.4", linestyle=":", label=f"reached after {reached / 60:.1f} min")
+        low = min(recon) if target is None else min(min(recon), target)
         axis.set(
             xlabel="wall-clock minutes (training + test pass each epoch)",
             ylabel=f"test {RECON_LABEL}",
@@ -261,6 +271,19 @@ def plot_per_class_error(errors: dict[str, torch.Tensor | np.ndarray], class_nam
     axis.set_xticklabels(class_names)
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def show_video_frames(frames: Sequence[tuple[int, np.ndarray]], frame_count: int, title: str) -> Figure:
+    """Return a figure of video frames one above the other, each captioned with its place in the video."""
+    height, width = frames[0][1].shape[:2]
+    figure, axes = plt.subplots(len(frames), 1, figsize=(10, 10 * height / width * len(frames) * 1.08), squeeze=False)
+    for axis, (index, frame) in zip(axes[:, 0], frames):
+        axis.imshow(frame)
+        axis.set_axis_off()
+        axis.set_title(f"frame {index + 1} of {frame_count}", fontsize=9)
+    figure.suptitle(title)
     figure.tight_layout()
     return figure
 
