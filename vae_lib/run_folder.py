@@ -150,8 +150,12 @@ class RunLock:
             descriptor = os.open(self.run_folder.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(descriptor, "w") as stream:
-            stream.write(json.dumps(self.holder))
+        try:
+            with os.fdopen(descriptor, "w") as stream:
+                stream.write(json.dumps(self.holder))
+        except BaseException:
+            self.run_folder.lock.unlink(missing_ok=True)  # a lock naming no one would hold the folder for nothing
+            raise
         return True
 
     def _take_over_or_refuse(self) -> None:
