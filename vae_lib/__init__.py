@@ -3,7 +3,8 @@
 The names below are the public API. Beside them, notebooks use a few submodules, each for one kind of
 thing: `vae_lib.viz` (figures), `vae_lib.latent` (grids, traversals, interpolation), `vae_lib.explorer`
 (the widget), `vae_lib.course` (the notebooks' shared data, runs and shipped checkpoints), `vae_lib.video` and
-`vae_lib.snapshots` (training videos) and `vae_lib.exercises` (the checks of the exercises).
+`vae_lib.snapshots` (training videos), `vae_lib.exercises` (the checks of the exercises), and for notebook 06
+`vae_lib.sweep` (the KL-weight sweep) and `vae_lib.likelihood` (alpha as a decoder variance, bounds on log p(x)).
 """
 
 from vae_lib.config import RECIPES, TrainConfig
