@@ -46,8 +46,8 @@ def class_colour(index: int) -> str:
 
 def draw_class_scatter(
     axis: plt.Axes, points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], marker_size: float = 3
-) -> None:
-    """Draw 2-D points coloured by class on `axis`, each class under its name in the legend.
+) -> list[Line2D]:
+    """Draw 2-D points coloured by class on `axis`; return one legend handle per class present.
 
     The points are drawn in a fixed shuffled order, not class after class, so no class hides under another.
     """
@@ -410,15 +410,16 @@ def plot_samples_and_scatter(
         sample_axis.set_title(f"α = {point.alpha:g}: decoded from z ~ N(0, I)", fontsize=9)
         means = encode_means(point.model, test_data.images[:scatter_images]).numpy()
         projection = LatentProjection.fit(means)
-        draw_class_scatter(scatter_axis, projection(means), labels, test_data.class_names, marker_size=1)
+        handles = draw_class_scatter(scatter_axis, projection(means), labels, test_data.class_names)
         if point.model.latent_dim == 2:  # where the prior puts 86 % of its samples: inside radius 2
-            scatter_axis.add_patch(plt.Circle((0, 0), 2, fill=False, linestyle="--", color="0.2", label="|z| = 2"))
+            prior = plt.Circle((0, 0), 2, fill=False, linestyle="--", color="0.2", label="|z| = 2 (prior)")
+            handles.append(scatter_axis.add_patch(prior))
+        scatter_axis.set_aspect("equal", adjustable="datalim")
         xlabel, ylabel = projection.axis_labels
         scatter_axis.set(xlabel=xlabel, ylabel=ylabel, title=f"α = {point.alpha:g}: latent means of test images")
         scatter_axis.title.set_fontsize(9)
-    handles, names = axes[0, 1].get_legend_handles_labels()
-    figure.legend(handles, names, markerscale=6, fontsize=8, loc="center right", title="digit / prior", frameon=False)
-    figure.tight_layout(rect=(0, 0, 0.93, 1))
+    figure.legend(handles=handles, fontsize=8, loc="center right", title="digit", frameon=False)
+    figure.tight_layout(rect=(0, 0, 0.87, 1))
     return figure
 
 
