@@ -7,7 +7,7 @@ from vae_lib import TrainConfig, Trainer
 from vae_lib.cli import main
 from vae_lib.latent import LatentProjection
 from vae_lib.snapshots import SnapshotRecorder, load_snapshots
-from vae_lib.video import FRAME_SIZE, make_run_video, video_info
+from vae_lib.video import FRAME_SIZE, make_run_video, still_frames, video_info
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -93,3 +93,11 @@ def test_video_command_and_its_errors(tmp_path, small_train, small_test, capsys)
     assert main(["video", str(tmp_path), "--fps", "4"]) == 0
     assert "4 frames" in capsys.readouterr().out
     assert (tmp_path / "latent_evolution.mp4").stat().st_size > 10_000
+
+
+def test_still_frames_are_the_video_frames_at_the_given_indices() -> None:
+    video = Path(__file__).parent.parent / "outputs" / "videos" / "latent_2d.mp4"
+    frames = still_frames(video, [0, 5, -1])
+    assert [index for index, _ in frames] == [0, 5, video_info(video)["frames"] - 1]
+    assert all(frame.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3) and frame.dtype == np.uint8 for _, frame in frames)
+    assert not np.array_equal(frames[0][1], frames[-1][1])
