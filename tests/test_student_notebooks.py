@@ -3,6 +3,7 @@ stopped only by NotImplementedError, and only at their exercise cells."""
 
 import json
 
+import nbformat
 import pytest
 from nbclient import NotebookClient
 
@@ -73,7 +74,7 @@ def test_the_course_has_at_least_six_exercises_each_with_a_solution_and_a_check(
 @pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda path: path.name)
 def test_a_student_notebook_in_smoke_mode_stops_only_at_its_exercises(path, monkeypatch) -> None:
     monkeypatch.setenv("VAE_SMOKE", "1")  # the kernel inherits the environment
-    notebook = json.loads(path.read_text())
+    notebook = nbformat.reads(path.read_text(), as_version=4)
     client = NotebookClient(
         notebook, timeout=600, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
     )

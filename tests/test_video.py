@@ -8,7 +8,7 @@ from vae_lib import CheckpointError, RunFolder, TrainConfig, Trainer
 from vae_lib.cli import main
 from vae_lib.latent import LatentProjection
 from vae_lib.snapshots import SnapshotRecorder, load_snapshots, save_snapshot
-from vae_lib.video import FRAME_SIZE, FrameRenderer, make_run_video, video_info
+from vae_lib.video import FRAME_SIZE, FrameRenderer, make_run_video, still_frames, video_info
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -145,3 +145,11 @@ def test_a_video_that_fails_half_way_leaves_the_previous_one_and_no_temporary_fi
         make_run_video(tmp_path, fps=4)
     assert (tmp_path / "latent_evolution.mp4").read_bytes() == good_video
     assert not RunFolder(tmp_path).partial_files()
+
+
+def test_still_frames_are_the_video_frames_at_the_given_indices() -> None:
+    video = Path(__file__).parent.parent / "outputs" / "videos" / "latent_2d.mp4"
+    frames = still_frames(video, [0, 5, -1])
+    assert [index for index, _ in frames] == [0, 5, video_info(video)["frames"] - 1]
+    assert all(frame.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3) and frame.dtype == np.uint8 for _, frame in frames)
+    assert not np.array_equal(frames[0][1], frames[-1][1])
