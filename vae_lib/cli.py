@@ -183,13 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
-    train.add_argument(
-        "--snapshot-every",
-        type=_integer_at_least(0),
-        default=0,
-        metavar="STEPS",
-        help="record latent-space snapshots every STEPS steps and at each epoch end, for videos",
-    )
+    snapshots = "record latent-space snapshots every STEPS steps and at each epoch end, for videos"
+    train.add_argument("--snapshot-every", type=_integer_at_least(0), default=0, metavar="STEPS", help=snapshots)
     add_config_options(train)
     train.set_defaults(run=_train)
 
