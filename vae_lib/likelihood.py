@@ -17,11 +17,6 @@ from vae_lib.evaluate import inference
 from vae_lib.model import IMAGE_SIZE, VAE
 
 
-def pixel_count(model: VAE) -> int:
-    """Return the number of values in one image the model reads (channels x 28 x 28)."""
-    return model.channels * IMAGE_SIZE * IMAGE_SIZE
-
-
 def decoder_variance(alpha: float, pixels: int = IMAGE_SIZE * IMAGE_SIZE) -> float:
     """Return the Gaussian decoder variance s^2 under which the loss 0.5 mean((x - x')^2) + alpha KL is the
     negative ELBO divided by a constant: 0.5 sum((x - x')^2) / s^2 + KL with s^2 = pixels * alpha."""

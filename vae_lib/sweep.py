@@ -14,9 +14,10 @@ import torch
 
 from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.data import ImageDataset
+from vae_lib.device import place_model
 from vae_lib.evaluate import active_dimensions, encode_means, kl_by_dimension
 from vae_lib.model import VAE
-from vae_lib.run_folder import RunFolder, export_checkpoint, history_of, load_model, read_checkpoint
+from vae_lib.run_folder import RunFolder, export_checkpoint, history_of, model_from_state, read_checkpoint
 from vae_lib.settings import outputs_dir
 from vae_lib.train import TrainingHook, open_run
 
@@ -93,7 +94,8 @@ def load_sweep(
     for latent_dim in latent_dims:
         for alpha in alphas:
             path = sweep_checkpoint(latent_dim, alpha)
-            model, final = load_model(path), history_of(read_checkpoint(path)).epochs[-1]
+            state = read_checkpoint(path)  # read once: the model and its history come from the same file
+            model, final = place_model(model_from_state(state, path), "cpu").eval(), history_of(state).epochs[-1]
             means = encode_means(model, test_data)
             kl = kl_by_dimension(model, test_data)
             points.append(
