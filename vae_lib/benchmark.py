@@ -5,19 +5,25 @@ and encode a 200-frame video, and the latency of one explorer slider update.
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from vae_lib.config import TrainConfig
+from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.data import load_dataset
+from vae_lib.device import NATIVE_BF16_FLAGS, cpu_flags
 from vae_lib.evaluate import evaluate
 from vae_lib.model import IMAGE_SIZE, VAE
+from vae_lib.settings import data_dir
 from vae_lib.snapshots import SnapshotRecorder
 from vae_lib.train import Trainer, TrainingHook
 
@@ -48,8 +54,7 @@ def cpu_description() -> str:
     except OSError:
         return "unknown CPU (no /proc/cpuinfo)"
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
-    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-    native = sorted(flags & {"avx512_bf16", "amx_bf16"})
+    native = sorted(cpu_flags() & NATIVE_BF16_FLAGS)
     return f"{model}, native bf16: {'yes (' + ', '.join(native) + ')' if native else 'no'}"
 
 
@@ -119,20 +124,23 @@ def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[floa
 def run_benchmark(
     steps: int = 400, device: str | None = None, video_frames: int = 200, explorer_updates: int = 200
 ) -> dict[str, float]:
-    """Train the seed's model for `steps` steps on MNIST (with and without snapshots); print and return the figures."""
+    """Train the seed's model for `steps` steps on MNIST in fp32, in the numerics `precision="auto"` picks
+    here, and with snapshots; print and return the figures."""
     config = TrainConfig()
     train_data, test_data = load_dataset("mnist", train=True), load_dataset("mnist", train=False)
     full_epoch_steps = len(train_data) // config.batch_size
     short_run = TrainConfig(train_subset=steps * config.batch_size)
+    fp32_run = replace(short_run, precision="fp32")
     data = {"train_data": train_data, "test_data": test_data, "device": device, "progress": False}
     Trainer(TrainConfig(train_subset=50 * config.batch_size), **data).fit(1)
-    # Runs without and with snapshots alternate (A B A B), so drift in the machine's speed hits both alike.
-    plain_seconds, recorded_seconds, step_clocks = [], [], []
+    # The runs alternate (A B C A B C), so drift in the machine's speed hits each alike.
+    plain_seconds, recorded_seconds, clocks = [], [], {"auto": [], "fp32": []}
     with tempfile.TemporaryDirectory() as run_dir:
         for _ in range(2):
-            step_clocks.append(StepClock())
-            trainer = Trainer(short_run, hooks=[step_clocks[-1]], **data)
-            trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
+            for label, run in (("fp32", fp32_run), ("auto", short_run)):
+                clocks[label].append(StepClock())
+                trainer = Trainer(run, hooks=[clocks[label][-1]], **data)
+                trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
             plain_seconds.append(trainer.train_seconds)
             recorder = SnapshotRecorder(run_dir, test_data, every=200)
             recorded = Trainer(short_run, run_dir=run_dir, hooks=[recorder], **data)
@@ -140,26 +148,32 @@ def run_benchmark(
             recorded_seconds.append(recorded.train_seconds)
         snapshot_ratio = sum(recorded_seconds) / sum(plain_seconds)
         video_seconds = time_video(Path(run_dir), video_frames)
-    step_seconds = min(clock.seconds for clock in step_clocks) / steps
+    step_seconds = {label: min(clock.seconds for clock in runs) / steps for label, runs in clocks.items()}
     started = time.perf_counter()
     evaluate(trainer.model, test_data.images)
     test_seconds = time.perf_counter() - started
-    samples_per_second = config.batch_size / step_seconds
+    samples_per_second = {label: config.batch_size / seconds for label, seconds in step_seconds.items()}
     gflop_per_image = training_gflop_per_image(config.build_model())
-    model_gflops = samples_per_second * gflop_per_image
-    matmul, matmul_bf16 = matmul_gflops(), matmul_gflops(dtype=torch.bfloat16)
+    matmul = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
+    numerics = "bf16" if trainer.autocast is not None else "fp32"
+    fractions = {
+        "fp32": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
+        "auto": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
+    }
     latency_2d = explorer_latency_ms(trainer.model, test_data, explorer_updates)
     latency_8d = explorer_latency_ms(VAE(latent_dim=8), test_data, explorer_updates)
     figures = {
-        "seconds_per_epoch": full_epoch_steps * step_seconds + test_seconds,
-        "train_seconds_per_epoch": full_epoch_steps * step_seconds,
+        "seconds_per_epoch": full_epoch_steps * step_seconds["auto"] + test_seconds,
+        "train_seconds_per_epoch": full_epoch_steps * step_seconds["auto"],
+        "fp32_seconds_per_epoch": full_epoch_steps * step_seconds["fp32"] + test_seconds,
         "test_seconds": test_seconds,
-        "samples_per_second": samples_per_second,
+        "samples_per_second": samples_per_second["auto"],
+        "fp32_samples_per_second": samples_per_second["fp32"],
         "gflop_per_image": gflop_per_image,
-        "model_gflops": model_gflops,
-        "matmul_gflops": matmul,
-        "matmul_bf16_gflops": matmul_bf16,
-        "fraction_of_matmul": model_gflops / matmul,
+        "matmul_gflops": matmul["fp32"],
+        "matmul_bf16_gflops": matmul["bf16"],
+        "fraction_of_matmul": fractions["auto"],
+        "fp32_fraction_of_matmul": fractions["fp32"],
         "snapshot_time_ratio": snapshot_ratio,
         "video_seconds": video_seconds,
         "explorer_2d_median_ms": latency_2d[0],
@@ -167,17 +181,24 @@ def run_benchmark(
         "explorer_8d_median_ms": latency_8d[0],
         "explorer_8d_p95_ms": latency_8d[1],
     }
+    chosen = "bf16 autocast" if numerics == "bf16" else "fp32"
     print(f"CPU: {cpu_description()}")
     print(f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps")
+    print(f"precision auto trains in {chosen} here")
     print(
-        f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} "
-        f"(train {figures['train_seconds_per_epoch']:.1f}, test {test_seconds:.1f})"
+        f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} in {chosen} "
+        f"(train {figures['train_seconds_per_epoch']:.1f}, test {test_seconds:.1f}); "
+        f"{figures['fp32_seconds_per_epoch']:.1f} in fp32"
     )
-    print(f"training samples per second: {samples_per_second:.0f}")
-    print(f"model: {gflop_per_image:.4f} GFLOP per image (forward + backward) -> {model_gflops:.0f} GFLOP/s")
     print(
-        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {matmul:.0f} GFLOP/s, bf16 {matmul_bf16:.0f} GFLOP/s; "
-        f"training (fp32) runs at {100 * figures['fraction_of_matmul']:.0f}% of the fp32 one"
+        f"training samples per second: fp32 {samples_per_second['fp32']:.0f}, {chosen} "
+        f"{samples_per_second['auto']:.0f} (x{samples_per_second['auto'] / samples_per_second['fp32']:.2f})"
+    )
+    print(f"model: {gflop_per_image:.4f} GFLOP per image (forward + backward)")
+    print(
+        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {matmul['fp32']:.0f} GFLOP/s, bf16 {matmul['bf16']:.0f} GFLOP/s; "
+        f"training in fp32 runs at {100 * fractions['fp32']:.0f}% of the fp32 one"
+        + (f", in bf16 autocast at {100 * fractions['auto']:.0f}% of the bf16 one" if numerics == "bf16" else "")
     )
     print(
         f"snapshots every 200 steps: training time x{snapshot_ratio:.3f} of the same runs without them "
@@ -189,3 +210,161 @@ def run_benchmark(
         f"8-D median {latency_8d[0]:.1f} ms, p95 {latency_8d[1]:.1f} ms"
     )
     return figures
+
+
+# The test reconstruction each latent size must reach in the time-to-quality race: the seed's 2-D best, and
+# for 8-D a level the shipped recipe reaches (the seed's 0.0211 was measured on EMNIST, see the README).
+QUALITY_TARGETS = {"2d": 0.0732, "8d": 0.0300}
+
+
+def numerics_of(trainer: Trainer) -> str:
+    """Return the numerics a trainer computes in: 'bf16 autocast' or 'fp32'."""
+    return "bf16 autocast" if trainer.autocast is not None else "fp32"
+
+
+def full_test_recon(trainer: Trainer) -> float:
+    """Return the trainer's test reconstruction over the whole test set after its last epoch: its own record when
+    that covered every image, else a fresh evaluation (not counted in the trainer's seconds)."""
+    record = trainer.history.epochs[-1]
+    if record.test_images in (None, len(trainer.test_data)):
+        return record.test_recon
+    return evaluate(trainer.model, trainer.test_data.images, trainer.config.alpha, seed=trainer.config.seed)["recon"]
+
+
+def time_to_quality(
+    name: str, target: float | None = None, to_the_end: bool = False, device: str | None = None, **changes: object
+) -> dict[str, dict[str, float | int | None]]:
+    """Race the shipped recipe `name` ('2d' or '8d') against its -fast version, an epoch of each in turn, until
+    each reaches test reconstruction `target` (QUALITY_TARGETS by default); the fast one trains to its end, to
+    show its final reconstruction (both do with `to_the_end`). Print each epoch and the table; return the figures.
+
+    Only training and each recipe's own evaluation are timed; the whole-test-set check of a fast recipe's
+    epochs is not. `changes` alter both recipes alike (tests use train_subset and epochs).
+    """
+    target = QUALITY_TARGETS[name] if target is None else target
+    data = {
+        "train_data": load_dataset("mnist", train=True),
+        "test_data": load_dataset("mnist", train=False),
+        "device": device,
+        "progress": False,
+    }
+    trainers = {
+        label: Trainer(replace(RECIPES[recipe], **changes), **data)
+        for label, recipe in (("shipped", name), ("fast", f"{name}-fast"))
+    }
+    reached: dict[str, tuple[int, float] | None] = dict.fromkeys(trainers)
+    print(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")
+    while True:
+        running = [
+            label
+            for label, trainer in trainers.items()
+            if trainer.epoch < trainer.config.epochs and (to_the_end or label == "fast" or reached[label] is None)
+        ]
+        if not running:
+            break
+        for label in running:
+            trainer = trainers[label]
+            trainer.fit(1)
+            recon = full_test_recon(trainer)
+            if recon <= target and reached[label] is None:
+                reached[label] = (trainer.epoch, trainer.train_seconds)
+            print(
+                f"{label:7} epoch {trainer.epoch:3d}: {trainer.train_seconds:7.1f} s, test recon {recon:.5f}",
+                flush=True,
+            )
+    figures = {}
+    for label, trainer in trainers.items():
+        config, finished = trainer.config, trainer.epoch == trainer.config.epochs
+        epoch, seconds = reached[label] or (None, None)
+        figures[label] = {
+            "batch_size": config.batch_size,
+            "learning_rate": config.learning_rate,
+            "epoch_reached": epoch,
+            "seconds_to_target": seconds,
+            "seconds_per_epoch": trainer.train_seconds / trainer.epoch,
+            "final_recon": full_test_recon(trainer) if finished else None,
+        }
+        print(
+            f"{label:7} {numerics_of(trainer):13} batch {config.batch_size:3d} lr {config.learning_rate:.2g}: "
+            f"{trainer.train_seconds / trainer.epoch:.1f} s per epoch; test recon {target} "
+            + (f"at epoch {epoch}, {seconds:.0f} s" if seconds is not None else f"not reached in {trainer.epoch}")
+            + (f"; final ({config.epochs} epochs) {figures[label]['final_recon']:.5f}" if finished else "")
+        )
+    shipped, fast = figures["shipped"]["seconds_to_target"], figures["fast"]["seconds_to_target"]
+    if shipped and fast:
+        print(f"time to test recon {target}: fast / shipped = {fast / shipped:.3f}")
+    return figures
+
+
+# One epoch of the reference implementation's own trainer (ModularTrainer, with its logging, plots, video frames
+# and checkpoints), on MNIST loaded as its MNIST loader did; run in a child process from a clone of its repository.
+REFERENCE_EPOCH = """
+import sys, time
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+sys.path.insert(0, sys.argv[1])
+from trainer import ModularTrainer
+from utils import VAELoss, VariationalAutoencoder
+
+transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5), (0.5))])
+loader = dict(
+    batch_size=64, num_workers=10, pin_memory=True, persistent_workers=True, prefetch_factor=2, drop_last=True
+)
+train_loader = DataLoader(datasets.MNIST(sys.argv[2], train=True, transform=transform), shuffle=True, **loader)
+test_loader = DataLoader(datasets.MNIST(sys.argv[2], train=False, transform=transform), shuffle=False, **loader)
+model = VariationalAutoencoder(latent_dim=2)
+trainer = ModularTrainer(
+    model=model, train_loader=train_loader, test_loader=test_loader, loss_fn=VAELoss(alpha=0.001),
+    optimizer=torch.optim.Adam(params=model.parameters(), lr=1e-3), log_path="logs/train.log", num_epochs=1,
+    checkpoint_path="checkpoints", graph_dir="graphs", verbose=True, device="cpu",
+)
+trainer.train()
+"""
+
+
+def timed_command(command: list[str], cwd: Path) -> float:
+    """Return the wall-clock seconds of a command run to completion in `cwd`; its output is kept only on failure."""
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{result.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def check_reference(reference: Path) -> None:
+    """Raise a ValueError saying what to do unless `reference` holds the reference trainer and cv2 is installed."""
+    if not (reference / "trainer.py").is_file() or not (reference / "utils.py").is_file():
+        raise ValueError(
+            f"{reference} has no trainer.py and utils.py: clone the reference implementation "
+            "(github.com/Ganesh2609/VariationalAutoencoder) there"
+        )
+    if importlib.util.find_spec("cv2") is None:
+        raise ValueError("the reference trainer imports cv2: pip install opencv-python-headless, then run again")
+
+
+def compare_with_reference(reference: Path, rounds: int = 2) -> dict[str, float]:
+    """Time one MNIST epoch of the reference implementation's trainer against one epoch of this project's CLI
+    (`train --latent-dim 2 --epochs 1`, the reference's settings, and `train --recipe 2d-fast --epochs 1`),
+    each a whole command from start to exit, in `rounds` rounds of alternating order; print and return the
+    median seconds and the ratios. `reference` is a clone of github.com/Ganesh2609/VariationalAutoencoder."""
+    check_reference(reference)
+    commands = {
+        "reference ModularTrainer": [sys.executable, "-c", REFERENCE_EPOCH, str(reference.resolve()), str(data_dir())],
+        "vae_lib train (reference settings)": [sys.executable, "-m", "vae_lib", "train", "--latent-dim", "2"],
+        "vae_lib train --recipe 2d-fast": [sys.executable, "-m", "vae_lib", "train", "--recipe", "2d-fast"],
+    }
+    seconds: dict[str, list[float]] = {label: [] for label in commands}
+    for round_index in range(rounds):
+        order = list(commands) if round_index % 2 == 0 else list(reversed(commands))
+        for label in order:
+            with tempfile.TemporaryDirectory() as work:
+                ours = ["--epochs", "1", "--out", str(Path(work) / "run")] if label.startswith("vae_lib") else []
+                seconds[label].append(timed_command(commands[label] + ours, Path(work)))
+            print(f"round {round_index + 1}: {label}: {seconds[label][-1]:.1f} s", flush=True)
+    medians = {label: statistics.median(times) for label, times in seconds.items()}
+    reference_seconds = medians.pop("reference ModularTrainer")
+    print(f"one MNIST epoch, whole command, median of {rounds}: reference {reference_seconds:.1f} s")
+    for label, median in medians.items():
+        print(f"  {label}: {median:.1f} s, {reference_seconds / median:.2f}x faster than the reference")
+    return {"reference_seconds": reference_seconds, **medians}

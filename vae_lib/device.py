@@ -1,11 +1,17 @@
-"""Choosing the device once (cuda, then mps, then cpu) and placing a model on it."""
+"""Choosing the device once (cuda, then mps, then cpu), placing a model on it, and the numerics it trains in."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
 
 SUPPORTED_DEVICE_TYPES = ("cuda", "mps", "cpu")
+# A run's `precision`: auto (bf16 autocast where the device computes bf16 natively, else fp32), bf16 or fp32.
+PRECISIONS = ("auto", "bf16", "fp32")
+# CPU flags of native bf16 arithmetic: AVX512-BF16 (Cooper Lake, Sapphire Rapids, AMD Zen 4) and Intel AMX.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 def choose_device(preferred: str | torch.device | None = None) -> torch.device:
@@ -43,3 +49,38 @@ def place_model(model: nn.Module, device: torch.device | str) -> nn.Module:
     """Move a model to `device` (checked as choose_device does) in channels-last layout, which runs these small
     convs about 2x faster on CPU."""
     return model.to(device=choose_device(device), memory_format=torch.channels_last)
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """Return the CPU's feature flags from /proc/cpuinfo (empty where there is none, as on macOS and Windows)."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return frozenset()
+    return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), ()))
+
+
+def has_native_bf16(device: torch.device | str, flags: frozenset[str] | None = None) -> bool:
+    """Return True where bf16 arithmetic is native, so autocast to it pays: a CUDA GPU that supports bf16
+    (Ampere or later), or a CPU with AVX512-BF16 or AMX (`flags`: the CPU's, read from /proc/cpuinfo if None)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool((cpu_flags() if flags is None else flags) & NATIVE_BF16_FLAGS)
+    return False
+
+
+def autocast_dtype(
+    precision: str, device: torch.device | str, flags: frozenset[str] | None = None
+) -> torch.dtype | None:
+    """Return the dtype a run's forward pass autocasts to (None: plain fp32) for a `precision` of PRECISIONS.
+
+    auto picks bf16 only where it is native (has_native_bf16): emulated bf16 is slower than fp32. The loss, the
+    weights and the optimizer stay in fp32 whatever the choice.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and has_native_bf16(device, flags)):
+        return torch.bfloat16
+    return None

@@ -32,7 +32,7 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """Test metrics over the whole test set after an epoch."""
+    """Test metrics after an epoch: over the whole test set, or its first `test_images` (config.epoch_test_images)."""
 
     epoch: int
     step: int
@@ -42,11 +42,15 @@ class EpochRecord:
     test_recon: float
     test_kl: float
     test_recon_at_mean: float
+    test_images: int | None = None  # None: every test image (records of earlier versions do not say)
 
     @classmethod
-    def of(cls, epoch: int, step: int, seconds: float, lr: float, test: dict[str, float]) -> EpochRecord:
-        """Return the record of an epoch from evaluate()'s test metrics."""
-        return cls(epoch, step, seconds, lr, test["total"], test["recon"], test["kl"], test["recon_at_mean"])
+    def of(
+        cls, epoch: int, step: int, seconds: float, lr: float, test: dict[str, float], test_images: int
+    ) -> EpochRecord:
+        """Return the record of an epoch from evaluate()'s test metrics over `test_images` images."""
+        metrics = test["total"], test["recon"], test["kl"], test["recon_at_mean"]
+        return cls(epoch, step, seconds, lr, *metrics, test_images)
 
 
 @dataclass
@@ -77,5 +81,6 @@ class History:
 
 
 def _record(kind: type, values: dict) -> object:
-    """Return a record of `kind` from a stored dict, ignoring fields this version does not know."""
-    return kind(**{item.name: values[item.name] for item in fields(kind)})
+    """Return a record of `kind` from a stored dict, ignoring fields this version does not know; a field the
+    dict lacks (stored by an earlier version) keeps its default."""
+    return kind(**{item.name: values[item.name] for item in fields(kind) if item.name in values})

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from vae_lib.config import RESUMABLE_FIELDS, TrainConfig
 from vae_lib.data import ImageDataset, load_dataset, to_model_input
-from vae_lib.device import choose_device, place_model
+from vae_lib.device import autocast_dtype, choose_device, place_model
 from vae_lib.evaluate import evaluate
 from vae_lib.history import EpochRecord, History, StepRecord
 from vae_lib.loss import vae_loss
@@ -39,14 +39,21 @@ from vae_lib.run_folder import (
 
 
 def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, alpha: float
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    alpha: float,
+    autocast: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Take one optimisation step on a batch of images in [-1, 1]; return its (total, recon, kl) losses.
 
-    The losses come back as detached tensors, still on the model's device: reading them is up to the caller.
+    With `autocast` (torch.bfloat16) the forward pass computes in that dtype where it is safe, and the loss
+    in fp32 (device.autocast_dtype chooses). The losses come back as detached tensors, still on the model's
+    device: reading them is up to the caller.
     """
-    reconstruction, mean, log_var = model(batch)  # encode, sample z = mean + sigma * eps, decode
-    total, recon, kl = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    with torch.autocast(batch.device.type, dtype=autocast, enabled=autocast is not None):
+        reconstruction, mean, log_var = model(batch)  # encode, sample z = mean + sigma * eps, decode
+    total, recon, kl = vae_loss(batch, reconstruction.float(), mean.float(), log_var.float(), alpha)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -119,6 +126,7 @@ class Trainer:
     ) -> None:
         self.config, self.hooks, self.progress = config, list(hooks), progress
         self.device = choose_device(str(device) if device is not None else None)
+        self.autocast = autocast_dtype(config.precision, self.device)  # None: fp32
         self.train_data, self.test_data = training_data(config, train_data, test_data, self.device)
         self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
         self.run_folder = RunFolder(run_dir) if run_dir is not None else None
@@ -156,7 +164,8 @@ class Trainer:
             batch = to_model_input(self.train_data.images[indices], config.channels)
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
-            self.running.add(train_step(self.model, self.optimizer, batch, config.alpha), self.step + 1)
+            losses = train_step(self.model, self.optimizer, batch, config.alpha, self.autocast)
+            self.running.add(losses, self.step + 1)
             self.step += 1
             if self.step % config.log_every == 0:
                 self._record_steps(started)
@@ -166,10 +175,13 @@ class Trainer:
                 hook.on_step_end(self)
         self._stop_if_diverged()
         self.epoch += 1
-        test = evaluate(self.model, self.test_data.images, config.alpha, seed=config.seed)
+        test_images = epoch_test_images(config, self.epoch, self.test_data)
+        test = evaluate(self.model, test_images, config.alpha, seed=config.seed)
         self.train_seconds += time.perf_counter() - started
         lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
-        self.history.epochs.append(EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test))
+        self.history.epochs.append(
+            EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_images))
+        )
         for hook in self.hooks:
             hook.on_epoch_end(self)
         state = self.state_dict()
@@ -255,6 +267,14 @@ def training_data(
     if len(train_data) < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training images")
     return replace(train_data, images=train_data.images.to(device)), test_data
+
+
+def epoch_test_images(config: TrainConfig, epoch: int, test_data: ImageDataset) -> torch.Tensor:
+    """Return the test images evaluated after `epoch`: the first config.epoch_test_images of them (0: all),
+    and all of them after the run's last epoch, so a finished run's record covers the whole test set."""
+    if config.epoch_test_images == 0 or epoch >= config.epochs:
+        return test_data.images
+    return test_data.images[: config.epoch_test_images]
 
 
 def run_lock(run_folder: RunFolder | None) -> AbstractContextManager:

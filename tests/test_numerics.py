@@ -1,0 +1,174 @@
+"""The numerics a run trains in (bf16 autocast where native, else fp32), and the cheaper evaluation of the
+-fast recipes: each can be turned off, and nothing changes for runs that predate them."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae_lib import TrainConfig, Trainer, evaluate, train_step
+from vae_lib.benchmark import full_test_recon, time_to_quality
+from vae_lib.cli import config_from_args, main
+from vae_lib.config import RECIPES
+from vae_lib.data import to_model_input
+from vae_lib.device import autocast_dtype, cpu_flags, has_native_bf16
+from vae_lib.history import History
+from vae_lib.run_folder import read_checkpoint
+
+SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+ZEN_4 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+SKYLAKE = frozenset({"avx2", "avx512f", "avx512bw"})
+CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
+
+
+@pytest.mark.parametrize(
+    ("precision", "flags", "expected"),
+    [
+        ("auto", SAPPHIRE_RAPIDS, torch.bfloat16),
+        ("auto", ZEN_4, torch.bfloat16),
+        ("auto", SKYLAKE, None),  # bf16 would be emulated, slower than fp32
+        ("auto", frozenset(), None),  # no /proc/cpuinfo (macOS, Windows)
+        ("bf16", SKYLAKE, torch.bfloat16),
+        ("fp32", SAPPHIRE_RAPIDS, None),
+    ],
+)
+def test_precision_picks_bf16_only_where_the_cpu_computes_it_natively(precision, flags, expected) -> None:
+    assert autocast_dtype(precision, "cpu", flags) is expected
+
+
+def test_an_unknown_precision_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"precision must be one of \('auto', 'bf16', 'fp32'\), got 'fp16'"):
+        autocast_dtype("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="half")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+    assert has_native_bf16("cpu", cpu_flags(cpuinfo)) and not has_native_bf16("cpu", frozenset({"avx2"}))
+
+
+def test_on_cuda_auto_asks_the_gpu_whether_it_has_bf16(monkeypatch) -> None:
+    for supported, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)
+        assert autocast_dtype("auto", "cuda") is expected
+    assert autocast_dtype("auto", "mps") is None
+
+
+def _layer_dtypes(model: torch.nn.Module) -> tuple[list[torch.dtype], list]:
+    """Record the output dtype of every convolution the model runs."""
+    dtypes: list[torch.dtype] = []
+    layers = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    handles = [layer.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype)) for layer in layers]
+    return dtypes, handles
+
+
+def test_a_bf16_step_computes_convolutions_in_bf16_and_the_loss_weights_and_adam_in_fp32(small_train) -> None:
+    batch = to_model_input(small_train.images[:64], 1)
+    results = {}
+    for autocast in (None, torch.bfloat16):
+        torch.manual_seed(0)
+        model = TrainConfig().build_model()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        dtypes, handles = _layer_dtypes(model)
+        losses = [train_step(model, optimizer, batch, 1e-3, autocast) for _ in range(3)]
+        for handle in handles:
+            handle.remove()
+        expected = torch.bfloat16 if autocast else torch.float32
+        assert len(dtypes) == 3 * 8 and set(dtypes) == {expected}
+        assert all(loss.dtype == torch.float32 for step in losses for loss in step)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(s.dtype == torch.float32 for state in optimizer.state.values() for s in state.values())
+        results[autocast] = torch.stack([torch.stack(step) for step in losses])
+    # bf16 keeps 8 bits of mantissa: the same three steps agree to a few per cent, and are not identical
+    assert torch.allclose(results[torch.bfloat16], results[None], rtol=0.05)
+    assert not torch.equal(results[torch.bfloat16], results[None])
+
+
+def test_the_trainer_trains_in_the_configured_precision_and_fp32_turns_autocast_off(small_train, small_test) -> None:
+    for precision, expected in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        config = replace(CONFIG, precision=precision, log_every=1000)  # no step record inside the epoch
+        trainer = Trainer(config, train_data=small_train, test_data=small_test, progress=False)
+        dtypes, handles = _layer_dtypes(trainer.model)
+        trainer.fit(1)
+        train_dtypes = dtypes[: 8 * trainer.steps_per_epoch]
+        assert set(train_dtypes) == {expected}, precision
+        assert set(dtypes[8 * trainer.steps_per_epoch :]) == {torch.float32}  # evaluation stays in fp32
+        for handle in handles:
+            handle.remove()
+
+
+def test_runs_saved_before_precision_existed_continue_in_fp32(small_train, small_test, tmp_path) -> None:
+    stored = CONFIG.to_dict()
+    del stored["precision"], stored["epoch_test_images"]
+    assert TrainConfig.from_dict(stored).precision == "fp32"
+    assert TrainConfig.from_dict(stored).epoch_test_images == 0
+    shipped = read_checkpoint(Path(__file__).parents[1] / "outputs" / "checkpoints" / "vae_2d.pt")
+    assert TrainConfig.from_dict(shipped["config"]) == RECIPES["2d"]
+    assert History.from_dict(shipped["history"]).epochs[-1].test_images is None
+
+
+def test_epochs_but_the_last_evaluate_the_first_epoch_test_images(small_train, small_test) -> None:
+    config = replace(CONFIG, epochs=2, epoch_test_images=100, precision="fp32")
+    trainer = Trainer(config, train_data=small_train, test_data=small_test, progress=False)
+    first = trainer.fit(1).epochs[0]
+    assert first.test_images == 100
+    assert first.test_recon == evaluate(trainer.model, small_test.images[:100], seed=0)["recon"]
+    assert full_test_recon(trainer) == evaluate(trainer.model, small_test.images, seed=0)["recon"] != first.test_recon
+    last = trainer.fit(1).epochs[1]
+    assert last.test_images == len(small_test) == 256
+    assert last.test_recon == full_test_recon(trainer) == evaluate(trainer.model, small_test.images, seed=0)["recon"]
+
+
+def test_the_fast_recipes_change_only_numerics_batch_learning_rate_and_evaluation() -> None:
+    for name in ("2d", "8d"):
+        shipped, fast = RECIPES[name], RECIPES[f"{name}-fast"]
+        assert shipped.precision == "fp32" and fast.precision == "auto"
+        assert fast.batch_size == 2 * shipped.batch_size
+        assert fast.learning_rate == pytest.approx(shipped.learning_rate * 2**0.5, rel=0.02)
+        changed = {"precision", "batch_size", "learning_rate", "epoch_test_images"}
+        assert shipped.differences(fast, tuple(f for f in shipped.to_dict() if f not in changed)) == []
+
+
+def test_the_command_line_turns_each_speedup_off() -> None:
+    from vae_lib.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--recipe", "2d-fast", "--precision", "fp32", "--batch-size", "64", "--epoch-test-images", "0"]
+    )
+    config = config_from_args(args)
+    assert (config.precision, config.batch_size, config.epoch_test_images) == ("fp32", 64, 0)
+    assert config.learning_rate == RECIPES["2d-fast"].learning_rate
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--precision", "fp16"])
+
+
+def test_time_to_quality_races_both_recipes_and_reports_the_ratio(capsys) -> None:
+    figures = time_to_quality("2d", target=0.2, train_subset=1280, test_subset=2500, epochs=2)
+    printed = capsys.readouterr().out
+    shipped, fast = figures["shipped"], figures["fast"]
+    # the shipped recipe stops once it reaches the target; the fast one trains to its end
+    assert shipped["epoch_reached"] == 1 and shipped["final_recon"] is None
+    assert fast["epoch_reached"] in (1, 2) and 0 < fast["final_recon"] < 0.2
+    assert (shipped["batch_size"], fast["batch_size"]) == (64, 128)
+    assert f"fast / shipped = {fast['seconds_to_target'] / shipped['seconds_to_target']:.3f}" in printed
+    epochs_printed = [line.split(":")[0] for line in printed.splitlines() if " epoch " in line and " s, " in line]
+    assert epochs_printed == ["shipped epoch   1", "fast    epoch   1", "fast    epoch   2"]
+
+
+def test_the_reference_comparison_needs_a_clone_of_the_reference_and_says_so_before_benchmarking(
+    tmp_path: Path, capsys
+) -> None:
+    assert main(["benchmark", "--reference", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"error: {tmp_path} has no trainer.py and utils.py: clone the reference implementation "
+        "(github.com/Ganesh2609/VariationalAutoencoder) there"
+    )
+    assert "seconds per epoch" not in captured.out
