@@ -157,7 +157,9 @@ def test_time_to_quality_races_both_recipes_and_reports_the_ratio(capsys) -> Non
     assert shipped["epoch_reached"] == 1 and shipped["final_recon"] is None
     assert fast["epoch_reached"] in (1, 2) and 0 < fast["final_recon"] < 0.2
     assert (shipped["batch_size"], fast["batch_size"]) == (64, 128)
-    assert f"fast / shipped = {fast['seconds_to_target'] / shipped['seconds_to_target']:.3f}" in printed
+    ratio = fast["cpu_seconds_to_target"] / shipped["cpu_seconds_to_target"]
+    assert f"time to test recon 0.2, fast / shipped: {ratio:.3f} in CPU seconds" in printed
+    assert 0 < shipped["cpu_seconds_to_target"] <= shipped["cpu_seconds_per_epoch"] * 1.001
     epochs_printed = [line.split(":")[0] for line in printed.splitlines() if " epoch " in line and " s, " in line]
     assert epochs_printed == ["shipped epoch   1", "fast    epoch   1", "fast    epoch   2"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.config import RECIPES, TrainConfig
+from vae_lib.config import RECIPES, SHIPPED_RECIPES, TrainConfig
 from vae_lib.data import load_dataset
 from vae_lib.evaluate import evaluate
 from vae_lib.prepare_data import DataError, prepare_mnist
@@ -98,8 +98,8 @@ def _train(args: argparse.Namespace) -> None:
         )
         return
     print(
-        f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device}; "
-        f"checkpoints in {out}/"
+        f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device} "
+        f"in {'bf16 autocast' if trainer.autocast is not None else 'fp32'} (--precision); checkpoints in {out}/"
     )
     trainer.fit(remaining)
 
@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
-        help="start from a shipped model's recorded settings; options given beside it override them",
+        help="start from a shipped model's recorded settings (2d, 8d) or their faster versions (2d-fast, 8d-fast, "
+        "see the README's Speed section); options given beside it override them",
     )
     train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
@@ -230,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_command = commands.add_parser(
         "reproduce", help="retrain the shipped models from their recipes and report"
     )
-    reproduce_command.add_argument("recipes", nargs="*", choices=sorted(RECIPES), default=sorted(RECIPES))
+    reproduce_command.add_argument("recipes", nargs="*", choices=SHIPPED_RECIPES, default=list(SHIPPED_RECIPES))
     reproduce_command.add_argument(
         "--report-only", action="store_true", help="only print the shipped models' metrics and redraw their figures"
     )

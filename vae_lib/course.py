@@ -32,8 +32,9 @@ SMOKE_SETTINGS = {
     "keep_epochs": (),
 }
 # Default: a short live run (600 steps on a third of MNIST, a few minutes on a laptop CPU): long enough to
-# watch the curves fall and the latent space form; the notebooks then go on with the shipped model.
-LIVE_SETTINGS = {"train_subset": 19200, "epochs": 2, "log_every": 50, "keep_epochs": ()}
+# watch the curves fall and the latent space form; the notebooks then go on with the shipped model. It trains
+# in bf16 where the CPU computes it natively (about 1.5x faster), in fp32 elsewhere.
+LIVE_SETTINGS = {"train_subset": 19200, "epochs": 2, "log_every": 50, "keep_epochs": (), "precision": "auto"}
 
 
 def load_mnist(train: bool) -> ImageDataset:
