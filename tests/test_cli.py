@@ -197,3 +197,13 @@ def test_evaluating_an_empty_checkpoint_is_one_error_line(tmp_path: Path, capsys
     assert capsys.readouterr().err == (
         f"error: {tmp_path / 'checkpoint.pt'} is empty (0 bytes): delete it and retrain, or use another checkpoint\n"
     )
+
+
+def test_train_says_its_numerics_and_which_epochs_were_evaluated_on_part_of_the_test_set(tmp_path, capsys) -> None:
+    options = ["--epochs", "2", "--epoch-test-images", "100", "--precision", "fp32"]
+    assert main(["train", *options, "--out", str(tmp_path / "run"), *SMALL, *NARROW]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("training a 2-D VAE") and " in fp32 (--precision)" in line for line in lines)
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2
+    assert "on the first 100 test images" in epochs[0] and "test images" not in epochs[1]

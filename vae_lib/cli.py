@@ -28,9 +28,12 @@ class EpochPrinter(TrainingHook):
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         record = trainer.history.epochs[-1]
+        subset = (
+            f" on the first {record.test_images} test images" if record.test_images < len(trainer.test_data) else ""
+        )
         print(
             f"epoch {record.epoch:3d}/{trainer.config.epochs}  test total {record.test_total:.4f}  "
-            f"recon {record.test_recon:.4f}  kl {record.test_kl:.2f}  ({record.seconds:.0f} s)",
+            f"recon {record.test_recon:.4f}  kl {record.test_kl:.2f}{subset}  ({record.seconds:.0f} s)",
             flush=True,
         )
 
