@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lib import TrainConfig, Trainer, evaluate, train_step
+from vae_lib import TrainConfig, Trainer, evaluate, open_run, train_step
 from vae_lib.benchmark import full_test_recon, time_to_quality
 from vae_lib.cli import config_from_args, main
 from vae_lib.config import RECIPES
@@ -102,6 +102,20 @@ def test_the_trainer_trains_in_the_configured_precision_and_fp32_turns_autocast_
         assert set(dtypes[8 * trainer.steps_per_epoch :]) == {torch.float32}  # evaluation stays in fp32
         for handle in handles:
             handle.remove()
+
+
+def test_a_resumed_run_trains_in_the_precision_it_is_resumed_with(small_train, small_test, tmp_path) -> None:
+    config = replace(CONFIG, precision="fp32", log_every=1000, epochs=1)
+    data = {"train_data": small_train, "test_data": small_test, "progress": False}
+    Trainer(config, run_dir=tmp_path, **data).fit(1)
+    reports: list[str] = []
+    trainer = open_run(replace(config, precision="bf16", epochs=2), tmp_path, report=reports.append, **data)
+    assert reports == ["changed on resume: epochs: 1 vs 2", "changed on resume: precision: 'fp32' vs 'bf16'"]
+    dtypes, handles = _layer_dtypes(trainer.model)
+    trainer.fit(1)
+    assert set(dtypes[: 8 * trainer.steps_per_epoch]) == {torch.bfloat16}
+    for handle in handles:
+        handle.remove()
 
 
 def test_runs_saved_before_precision_existed_continue_in_fp32(small_train, small_test, tmp_path) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 
 from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.data import load_dataset
-from vae_lib.device import NATIVE_BF16_FLAGS, cpu_flags
+from vae_lib.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name
 from vae_lib.evaluate import evaluate
 from vae_lib.model import IMAGE_SIZE, VAE
 from vae_lib.settings import data_dir
@@ -155,7 +155,7 @@ def run_benchmark(
     samples_per_second = {label: config.batch_size / seconds for label, seconds in step_seconds.items()}
     gflop_per_image = training_gflop_per_image(config.build_model())
     matmul = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
-    numerics = "bf16" if trainer.autocast is not None else "fp32"
+    numerics = "bf16" if autocast_dtype(short_run.precision, trainer.device) is not None else "fp32"
     fractions = {
         "fp32": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
         "auto": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
@@ -215,11 +215,6 @@ def run_benchmark(
 # The test reconstruction each latent size must reach in the time-to-quality race: the seed's 2-D best, and
 # for 8-D a level the shipped recipe reaches (the seed's 0.0211 was measured on EMNIST, see the README).
 QUALITY_TARGETS = {"2d": 0.0732, "8d": 0.0300}
-
-
-def numerics_of(trainer: Trainer) -> str:
-    """Return the numerics a trainer computes in: 'bf16 autocast' or 'fp32'."""
-    return "bf16 autocast" if trainer.autocast is not None else "fp32"
 
 
 def full_test_recon(trainer: Trainer) -> float:
@@ -289,8 +284,9 @@ def time_to_quality(
             "cpu_seconds_per_epoch": cpu_seconds[label] / trainer.epoch,
             "final_recon": full_test_recon(trainer) if finished else None,
         }
+        numerics = numerics_name(config.precision, trainer.device)
         print(
-            f"{label:7} {numerics_of(trainer):13} batch {config.batch_size:3d} lr {config.learning_rate:.2g}: "
+            f"{label:7} {numerics:13} batch {config.batch_size:3d} lr {config.learning_rate:.2g}: "
             f"{cpu_seconds[label] / trainer.epoch:.1f} CPU s per epoch; test recon {target} "
             + (f"at epoch {epoch}, {seconds:.0f} s, {cpu:.0f} CPU s" if epoch else f"not reached in {trainer.epoch}")
             + (f"; final ({config.epochs} epochs) {figures[label]['final_recon']:.5f}" if finished else "")

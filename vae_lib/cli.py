@@ -16,6 +16,7 @@ import torch
 
 from vae_lib.config import RECIPES, SHIPPED_RECIPES, TrainConfig
 from vae_lib.data import load_dataset
+from vae_lib.device import numerics_name
 from vae_lib.evaluate import evaluate
 from vae_lib.prepare_data import DataError, prepare_mnist
 from vae_lib.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
@@ -102,7 +103,7 @@ def _train(args: argparse.Namespace) -> None:
         return
     print(
         f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device} "
-        f"in {'bf16 autocast' if trainer.autocast is not None else 'fp32'} (--precision); checkpoints in {out}/"
+        f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
     trainer.fit(remaining)
 

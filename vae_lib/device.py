@@ -84,3 +84,8 @@ def autocast_dtype(
     if precision == "bf16" or (precision == "auto" and has_native_bf16(device, flags)):
         return torch.bfloat16
     return None
+
+
+def numerics_name(precision: str, device: torch.device | str) -> str:
+    """Return, in words, what a run of this precision computes in on `device`: 'bf16 autocast' or 'fp32'."""
+    return "fp32" if autocast_dtype(precision, device) is None else "bf16 autocast"

@@ -126,7 +126,6 @@ class Trainer:
     ) -> None:
         self.config, self.hooks, self.progress = config, list(hooks), progress
         self.device = choose_device(str(device) if device is not None else None)
-        self.autocast = autocast_dtype(config.precision, self.device)  # None: fp32
         self.train_data, self.test_data = training_data(config, train_data, test_data, self.device)
         self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
         self.run_folder = RunFolder(run_dir) if run_dir is not None else None
@@ -158,14 +157,14 @@ class Trainer:
     def _train_epoch(self, bar: tqdm) -> None:
         """Run one epoch of train_step over shuffled full batches, then evaluate, call hooks and save."""
         config, started = self.config, time.perf_counter()
+        autocast = autocast_dtype(config.precision, self.device)  # None: fp32 (read each epoch: resumes change it)
         self.model.train()
         order = torch.randperm(len(self.train_data), generator=self.shuffle_generator)
         for indices in order[: self.steps_per_epoch * config.batch_size].view(self.steps_per_epoch, -1):
             batch = to_model_input(self.train_data.images[indices], config.channels)
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
-            losses = train_step(self.model, self.optimizer, batch, config.alpha, self.autocast)
-            self.running.add(losses, self.step + 1)
+            self.running.add(train_step(self.model, self.optimizer, batch, config.alpha, autocast), self.step + 1)
             self.step += 1
             if self.step % config.log_every == 0:
                 self._record_steps(started)
@@ -179,9 +178,8 @@ class Trainer:
         test = evaluate(self.model, test_images, config.alpha, seed=config.seed)
         self.train_seconds += time.perf_counter() - started
         lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
-        self.history.epochs.append(
-            EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_images))
-        )
+        record = EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_images))
+        self.history.epochs.append(record)
         for hook in self.hooks:
             hook.on_epoch_end(self)
         state = self.state_dict()
