@@ -20,7 +20,7 @@ from torch import nn
 
 from vae_lib.config import RECIPES, TrainConfig
 from vae_lib.data import load_dataset
-from vae_lib.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name
+from vae_lib.device import NATIVE_BF16_FLAGS, cpu_flags, numerics_name
 from vae_lib.evaluate import evaluate
 from vae_lib.model import IMAGE_SIZE, VAE
 from vae_lib.settings import data_dir
@@ -155,7 +155,8 @@ def run_benchmark(
     samples_per_second = {label: config.batch_size / seconds for label, seconds in step_seconds.items()}
     gflop_per_image = training_gflop_per_image(config.build_model())
     matmul = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
-    numerics = "bf16" if autocast_dtype(short_run.precision, trainer.device) is not None else "fp32"
+    chosen = numerics_name(short_run.precision, trainer.device)  # "bf16 autocast" or "fp32"
+    numerics = "fp32" if chosen == "fp32" else "bf16"
     fractions = {
         "fp32": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
         "auto": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
@@ -181,7 +182,6 @@ def run_benchmark(
         "explorer_8d_median_ms": latency_8d[0],
         "explorer_8d_p95_ms": latency_8d[1],
     }
-    chosen = "bf16 autocast" if numerics == "bf16" else "fp32"
     print(f"CPU: {cpu_description()}")
     print(f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps")
     print(f"precision auto trains in {chosen} here")
