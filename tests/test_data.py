@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from vae_lib import DataError, load_dataset, to_model_input
-from vae_lib.prepare_data import MNIST_RAW_MD5, _idx_bytes, _NumpyOnlyUnpickler, md5_of, mnist_problems, mnist_raw_dir
+from vae_lib.prepare_data import (
+    MNIST_RAW_MD5,
+    _idx_bytes,
+    _NumpyOnlyUnpickler,
+    md5_of,
+    mnist_problems,
+    mnist_raw_dir,
+    read_idx,
+)
 
 
 def test_prepared_mnist_files_are_the_official_ones() -> None:
@@ -155,3 +163,17 @@ def test_pickle_with_the_wrong_hash_is_never_unpickled(tmp_path: Path) -> None:
         pickle.dump(os.getcwd, stream)
     with pytest.raises(DataError, match="sha256"):
         data._write_mnist_from_pickle(pickle_gz, tmp_path / "raw")
+
+
+def test_idx_files_read_back_what_was_written_and_damaged_ones_say_how_to_fix_them(tmp_path: Path) -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(_idx_bytes(images))
+    assert np.array_equal(read_idx(path), images) and read_idx(path).shape == (2, 3, 4)
+
+    path.write_bytes(_idx_bytes(images)[:-1])
+    with pytest.raises(DataError, match=r"cut short or too long for its shape \(2, 3, 4\).*make data"):
+        read_idx(path)
+    path.write_bytes(b"PK\x03\x04 a zip, not an IDX file")
+    with pytest.raises(DataError, match="not an IDX file of unsigned bytes.*make data"):
+        read_idx(path)

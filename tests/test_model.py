@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from vae_lib import VAE
+from vae_lib.device import place_model
 
 
 @pytest.mark.parametrize("latent_dim", [2, 8])
@@ -62,3 +63,36 @@ def test_sample_draws_from_the_prior_with_a_generator() -> None:
 def test_bad_latent_dim_is_rejected(bad) -> None:
     with pytest.raises(ValueError, match="latent_dim"):
         VAE(latent_dim=bad)
+
+
+def _layouts_reaching_the_encoder_output_and_decoder(model: VAE, images: torch.Tensor) -> tuple[bool, bool]:
+    """Run a forward and backward pass; return whether the encoder's features got their gradient, and the
+    decoder its input, in channels-last layout."""
+    seen = {}
+
+    def watch_gradient(module: torch.nn.Module, inputs: tuple, features: torch.Tensor) -> None:
+        features.register_hook(lambda gradient: seen.update(gradient=gradient))
+
+    model.encoder.register_forward_hook(watch_gradient)
+    model.decoder.register_forward_pre_hook(lambda module, inputs: seen.update(decoder_input=inputs[0]))
+    torch.manual_seed(1)  # the same noise in z for every model
+    reconstruction, mean, log_var = model(images)
+    (reconstruction.square().mean() + log_var.exp().mean()).backward()
+    return tuple(seen[name].is_contiguous(memory_format=torch.channels_last) for name in ("gradient", "decoder_input"))
+
+
+def test_a_placed_vae_keeps_channels_last_across_the_flatten_and_computes_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    images = torch.rand(16, 1, 28, 28) * 2 - 1
+    moved, placed = VAE(latent_dim=2), VAE(latent_dim=2)
+    placed.load_state_dict(moved.state_dict())
+    moved = moved.to(memory_format=torch.channels_last)
+    placed = place_model(place_model(placed, "cpu"), "cpu")  # placing twice adds nothing twice
+    assert len(placed.encoder._forward_hooks) == len(placed.decoder._forward_pre_hooks) == 1
+
+    # Moved alone, the flatten between convolutions and linear layers hands both sides NCHW tensors.
+    assert _layouts_reaching_the_encoder_output_and_decoder(moved, images) == (False, False)
+    assert _layouts_reaching_the_encoder_output_and_decoder(placed, images) == (True, True)
+    for (name, moved_parameter), placed_parameter in zip(moved.named_parameters(), placed.parameters(), strict=True):
+        scale = moved_parameter.grad.abs().max()
+        assert torch.allclose(moved_parameter.grad, placed_parameter.grad, rtol=0, atol=1e-5 * scale), name

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vae_lib.model import IMAGE_SIZE
-from vae_lib.prepare_data import DataError, mnist_problems
+from vae_lib.prepare_data import DataError, mnist_problems, mnist_raw_dir, read_idx
 from vae_lib.settings import data_dir
 
 MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
@@ -42,16 +42,19 @@ class ImageDataset:
 
 
 def _load_mnist(root: Path, train: bool) -> ImageDataset:
-    from torchvision import datasets
-
     problems = mnist_problems(root)
     if problems:
         raise DataError(
             "MNIST is not ready: " + "; ".join(problems) + ".\n"
             "Run `python -m vae_lib prepare-data mnist` (or `make data`) to download and check it."
         )
-    dataset = datasets.MNIST(root, train=train, download=False)
-    return ImageDataset(dataset.data, dataset.targets.long(), MNIST_CLASS_NAMES, "mnist")
+    prefix = "train" if train else "t10k"
+    images, labels = (
+        read_idx(mnist_raw_dir(root) / f"{prefix}-{kind}-ubyte") for kind in ("images-idx3", "labels-idx1")
+    )
+    return ImageDataset(
+        torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), MNIST_CLASS_NAMES, "mnist"
+    )
 
 
 def emnist_files(split: str, root: Path | None = None) -> list[Path]:

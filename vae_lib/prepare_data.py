@@ -75,6 +75,19 @@ def _idx_bytes(array: np.ndarray) -> bytes:
     return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """Return the uint8 array an IDX file holds (what _idx_bytes writes); a DataError if it is not one."""
+    content = Path(path).read_bytes()
+    ndim = content[3] if len(content) >= 4 else 0
+    header_size = 4 + 4 * ndim
+    if len(content) < header_size or content[:3] != b"\x00\x00\x08" or ndim == 0:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes; prepare the data again (make data)")
+    shape = tuple(int(size) for size in np.frombuffer(content, dtype=">i4", count=ndim, offset=4))
+    if len(content) - header_size != int(np.prod(shape)):
+        raise DataError(f"{path} is cut short or too long for its shape {shape}; prepare the data again (make data)")
+    return np.frombuffer(content, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else, so a tampered file cannot run code."""
 
