@@ -11,7 +11,7 @@ import torch
 
 from vae_lib import TrainConfig, Trainer, evaluate, open_run, train_step
 from vae_lib.benchmark import full_test_recon, time_to_quality
-from vae_lib.cli import config_from_args, main
+from vae_lib.cli import build_parser, config_from_args, main
 from vae_lib.config import RECIPES
 from vae_lib.data import to_model_input
 from vae_lib.device import autocast_dtype, cpu_flags, has_native_bf16
@@ -172,6 +172,18 @@ def test_time_to_quality_races_both_recipes_and_reports_the_ratio(capsys) -> Non
     assert 0 < shipped["cpu_seconds_to_target"] <= shipped["cpu_seconds_per_epoch"] * 1.001
     epochs_printed = [line.split(":")[0] for line in printed.splitlines() if "CPU s, test recon" in line]
     assert epochs_printed == ["shipped epoch   1", "fast    epoch   1", "fast    epoch   2"]
+
+
+def test_the_race_can_give_the_fast_recipe_a_shorter_schedule(capsys) -> None:
+    figures = time_to_quality("8d", target=0.5, fast_epochs=1, train_subset=640, test_subset=500, epochs=3)
+    printed = capsys.readouterr().out
+    assert "final (1 epochs)" in printed and figures["fast"]["final_recon"] is not None
+    epochs_printed = [line.split(":")[0] for line in printed.splitlines() if "CPU s, test recon" in line]
+    assert epochs_printed == ["shipped epoch   1", "fast    epoch   1"]
+    parser = build_parser()
+    assert parser.parse_args(["benchmark", "--time-to-quality", "2d", "--fast-epochs", "30"]).fast_epochs == 30
+    with pytest.raises(SystemExit):
+        parser.parse_args(["benchmark", "--time-to-quality", "2d", "--fast-epochs", "0"])
 
 
 def test_the_reference_comparison_needs_a_clone_of_the_reference_and_says_so_before_benchmarking(

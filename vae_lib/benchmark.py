@@ -227,7 +227,12 @@ def full_test_recon(trainer: Trainer) -> float:
 
 
 def time_to_quality(
-    name: str, target: float | None = None, to_the_end: bool = False, device: str | None = None, **changes: object
+    name: str,
+    target: float | None = None,
+    to_the_end: bool = False,
+    device: str | None = None,
+    fast_epochs: int | None = None,
+    **changes: object,
 ) -> dict[str, dict[str, float | int | None]]:
     """Race the shipped recipe `name` ('2d' or '8d') against its -fast version, an epoch of each in turn, until
     each reaches test reconstruction `target` (QUALITY_TARGETS by default); the fast one trains to its end, to
@@ -235,7 +240,8 @@ def time_to_quality(
 
     Each recipe's training and own evaluation are timed twice: wall-clock seconds, and the CPU seconds this
     process spent, which other jobs on a shared machine hardly change. The whole-test-set check of a fast
-    recipe's epochs is not timed. `changes` alter both recipes alike (tests use train_subset and epochs).
+    recipe's epochs is not timed. `changes` alter both recipes alike (tests use train_subset and epochs);
+    `fast_epochs` gives the fast recipe a run of that many epochs, over which its cosine schedule decays.
     """
     target = QUALITY_TARGETS[name] if target is None else target
     data = {
@@ -244,10 +250,12 @@ def time_to_quality(
         "device": device,
         "progress": False,
     }
-    trainers = {
-        label: Trainer(replace(RECIPES[recipe], **changes), **data)
-        for label, recipe in (("shipped", name), ("fast", f"{name}-fast"))
+    configs = {
+        label: replace(RECIPES[recipe], **changes) for label, recipe in (("shipped", name), ("fast", f"{name}-fast"))
     }
+    if fast_epochs is not None:
+        configs["fast"] = replace(configs["fast"], epochs=fast_epochs, keep_epochs=())
+    trainers = {label: Trainer(config, **data) for label, config in configs.items()}
     cpu_seconds = dict.fromkeys(trainers, 0.0)
     reached: dict[str, tuple[int, float, float] | None] = dict.fromkeys(trainers)
     print(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")

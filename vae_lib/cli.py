@@ -177,7 +177,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if args.time_to_quality:
         for name in args.time_to_quality:
-            time_to_quality(name, to_the_end=args.to_the_end, device=args.device)
+            time_to_quality(name, to_the_end=args.to_the_end, device=args.device, fast_epochs=args.fast_epochs)
         return
     if args.reference:
         check_reference(Path(args.reference))  # before the benchmark, not after it
@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     benchmark.add_argument(
         "--to-the-end", action="store_true", help="with --time-to-quality: train both recipes to their last epoch"
+    )
+    benchmark.add_argument(
+        "--fast-epochs",
+        type=_integer_at_least(1),
+        metavar="N",
+        help="with --time-to-quality: train the -fast recipe for N epochs (its cosine schedule decays over them)",
     )
     benchmark.set_defaults(run=_benchmark)
 
