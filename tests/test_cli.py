@@ -113,6 +113,7 @@ def test_benchmark_prints_every_figure(capsys) -> None:
         "matmul: fp32 ",
         "seconds per epoch",
         "samples per second",
+        "channels-last kept across the flatten: a step takes x",
         "% of the fp32 one",
         "snapshots every 200 steps",
         "10-frame mp4",
@@ -121,6 +122,7 @@ def test_benchmark_prints_every_figure(capsys) -> None:
         assert phrase in printed
     assert figures["samples_per_second"] > 0 and 0 < figures["fraction_of_matmul"] < 2
     assert figures["snapshot_time_ratio"] > 0.5 and figures["explorer_8d_p95_ms"] > 0
+    assert 0.2 < figures["layout_step_ratio"] < 5 and 0.2 < figures["fp32_layout_step_ratio"] < 5
 
 
 def test_an_out_naming_a_file_is_refused_before_training(tmp_path: Path, capsys) -> None:

@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from vae_lib.config import RECIPES, TrainConfig
-from vae_lib.data import load_dataset
-from vae_lib.device import NATIVE_BF16_FLAGS, cpu_flags, numerics_name
+from vae_lib.data import load_dataset, to_model_input
+from vae_lib.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name, place_model
 from vae_lib.evaluate import evaluate
+from vae_lib.loss import DEFAULT_ALPHA
 from vae_lib.model import IMAGE_SIZE, VAE
 from vae_lib.settings import data_dir
 from vae_lib.snapshots import SnapshotRecorder
-from vae_lib.train import Trainer, TrainingHook
+from vae_lib.train import Trainer, TrainingHook, train_step
 
 MATMUL_SIZE = 4096
 
@@ -121,6 +122,21 @@ def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[floa
     return statistics.median(times), float(np.percentile(times, 95))
 
 
+def layout_step_ratio(batch: torch.Tensor, autocast: torch.dtype | None, rounds: int = 40) -> float:
+    """Return the CPU time of training steps on a VAE placed as training places it (channels-last kept across
+    the flatten) over that of the same steps on one only moved to channels-last; 3 steps of each in turn."""
+    models = [VAE(latent_dim=2).to(memory_format=torch.channels_last), place_model(VAE(latent_dim=2), "cpu")]
+    optimizers = [torch.optim.Adam(model.parameters()) for model in models]
+    seconds = [0.0, 0.0]
+    for round_index in range(rounds + 1):
+        for index in (0, 1) if round_index % 2 == 0 else (1, 0):
+            started = time.process_time()
+            for _ in range(3):
+                train_step(models[index], optimizers[index], batch, DEFAULT_ALPHA, autocast)
+            seconds[index] += (time.process_time() - started) if round_index else 0.0  # round 0 warms up
+    return seconds[1] / seconds[0]
+
+
 def run_benchmark(
     steps: int = 400, device: str | None = None, video_frames: int = 200, explorer_updates: int = 200
 ) -> dict[str, float]:
@@ -161,6 +177,12 @@ def run_benchmark(
         "fp32": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
         "auto": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
     }
+    if trainer.device.type == "cpu":  # CPU seconds say nothing of a GPU's time
+        batch = to_model_input(train_data.images[: config.batch_size])
+        layout = {
+            label: layout_step_ratio(batch, autocast_dtype(label, trainer.device), rounds=max(2, steps // 10))
+            for label in ("fp32", "auto")
+        }
     latency_2d = explorer_latency_ms(trainer.model, test_data, explorer_updates)
     latency_8d = explorer_latency_ms(VAE(latent_dim=8), test_data, explorer_updates)
     figures = {
@@ -194,6 +216,12 @@ def run_benchmark(
         f"training samples per second: fp32 {samples_per_second['fp32']:.0f}, {chosen} "
         f"{samples_per_second['auto']:.0f} (x{samples_per_second['auto'] / samples_per_second['fp32']:.2f})"
     )
+    if trainer.device.type == "cpu":
+        figures |= {"layout_step_ratio": layout["auto"], "fp32_layout_step_ratio": layout["fp32"]}
+        print(
+            f"channels-last kept across the flatten: a step takes x{layout['fp32']:.3f} the CPU time in fp32, "
+            f"x{layout['auto']:.3f} in {chosen}, of a step without it"
+        )
     print(f"model: {gflop_per_image:.4f} GFLOP per image (forward + backward)")
     print(
         f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {matmul['fp32']:.0f} GFLOP/s, bf16 {matmul['bf16']:.0f} GFLOP/s; "
