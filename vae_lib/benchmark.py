@@ -177,6 +177,7 @@ def run_benchmark(
         "fp32": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
         "auto": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
     }
+    layout: dict[str, float] = {}  # step-time ratios of the channels-last hooks, by numerics; CPU only
     if trainer.device.type == "cpu":  # CPU seconds say nothing of a GPU's time
         batch = to_model_input(train_data.images[: config.batch_size])
         layout = {
@@ -216,7 +217,7 @@ def run_benchmark(
         f"training samples per second: fp32 {samples_per_second['fp32']:.0f}, {chosen} "
         f"{samples_per_second['auto']:.0f} (x{samples_per_second['auto'] / samples_per_second['fp32']:.2f})"
     )
-    if trainer.device.type == "cpu":
+    if layout:
         figures |= {"layout_step_ratio": layout["auto"], "fp32_layout_step_ratio": layout["fp32"]}
         print(
             f"channels-last kept across the flatten: a step takes x{layout['fp32']:.3f} the CPU time in fp32, "
