@@ -54,6 +54,22 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
     assert has_native_bf16("cpu", cpu_flags(cpuinfo)) and not has_native_bf16("cpu", frozenset({"avx2"}))
 
 
+def test_the_cpu_description_names_the_model_numbers_and_native_bf16(tmp_path: Path) -> None:
+    from vae_lib.benchmark import cpu_description
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\ncpu family\t: 6\nmodel\t\t: 143\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+        "flags\t\t: fpu avx512_bf16 amx_bf16\n"
+    )
+    assert cpu_description(cpuinfo) == (
+        "Intel(R) Xeon(R) Processor (family 6, model 143), native bf16: yes (amx_bf16, avx512_bf16)"
+    )
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Apple M2\nflags\t\t: fpu\n")
+    assert cpu_description(cpuinfo) == "Apple M2, native bf16: no"
+    assert cpu_description(tmp_path / "missing") == "unknown CPU (no /proc/cpuinfo)"
+
+
 def test_on_cuda_auto_asks_the_gpu_whether_it_has_bf16(monkeypatch) -> None:
     for supported, expected in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)

@@ -48,15 +48,21 @@ class StepClock(TrainingHook):
         self.seconds = time.perf_counter() - self.started
 
 
-def cpu_description() -> str:
-    """Return the CPU's model name and whether it computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo."""
+def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """Return the CPU's model name, family and model numbers, and whether it computes bf16 natively (AVX512-BF16
+    or AMX), from /proc/cpuinfo. The numbers tell apart CPUs that a virtual machine names alike."""
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        lines = cpuinfo.read_text().splitlines()
     except OSError:
         return "unknown CPU (no /proc/cpuinfo)"
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
-    native = sorted(cpu_flags() & NATIVE_BF16_FLAGS)
-    return f"{model}, native bf16: {'yes (' + ', '.join(native) + ')' if native else 'no'}"
+
+    def first(key: str) -> str | None:
+        return next((line.split(":", 1)[1].strip() for line in lines if line.split(":", 1)[0].strip() == key), None)
+
+    name, family, model = first("model name") or "unknown CPU", first("cpu family"), first("model")
+    numbers = f" (family {family}, model {model})" if family and model else ""
+    native = sorted(cpu_flags(cpuinfo) & NATIVE_BF16_FLAGS)
+    return f"{name}{numbers}, native bf16: {'yes (' + ', '.join(native) + ')' if native else 'no'}"
 
 
 def matmul_gflops(repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
