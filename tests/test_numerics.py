@@ -156,12 +156,13 @@ def test_epochs_but_the_last_evaluate_the_first_epoch_test_images(small_train, s
     assert last.test_recon == full_test_recon(trainer) == evaluate(trainer.model, small_test.images, seed=0)["recon"]
 
 
-def test_the_fast_recipes_change_only_numerics_and_evaluation() -> None:
+def test_the_fast_recipes_change_only_numerics_evaluation_and_the_weight_average() -> None:
+    changed = ("precision", "epoch_test_images", "ema_decay")
     for name in ("2d", "8d"):
         shipped, fast = RECIPES[name], RECIPES[f"{name}-fast"]
-        assert (shipped.precision, shipped.epoch_test_images) == ("fp32", 0)
-        assert (fast.precision, fast.epoch_test_images) == ("auto", 2000)
-        others = tuple(f for f in shipped.to_dict() if f not in ("precision", "epoch_test_images"))
+        assert (shipped.precision, shipped.epoch_test_images, shipped.ema_decay) == ("fp32", 0, 0.0)
+        assert (fast.precision, fast.epoch_test_images, fast.ema_decay) == ("auto", 2000, 0.998)
+        others = tuple(f for f in shipped.to_dict() if f not in changed)
         assert shipped.differences(fast, others) == []
 
 
@@ -169,7 +170,7 @@ def test_the_command_line_turns_each_speedup_off() -> None:
     from vae_lib.cli import build_parser
 
     args = build_parser().parse_args(
-        ["train", "--recipe", "2d-fast", "--precision", "fp32", "--epoch-test-images", "0"]
+        ["train", "--recipe", "2d-fast", "--precision", "fp32", "--epoch-test-images", "0", "--ema-decay", "0"]
     )
     assert config_from_args(args) == RECIPES["2d"]
     with pytest.raises(SystemExit):

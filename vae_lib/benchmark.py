@@ -258,7 +258,8 @@ def full_test_recon(trainer: Trainer) -> float:
     record = trainer.history.epochs[-1]
     if record.test_images in (None, len(trainer.test_data)):
         return record.test_recon
-    return evaluate(trainer.model, trainer.test_data.images, trainer.config.alpha, seed=trainer.config.seed)["recon"]
+    config = trainer.config
+    return evaluate(trainer.evaluated_model, trainer.test_data.images, config.alpha, seed=config.seed)["recon"]
 
 
 def time_to_quality(

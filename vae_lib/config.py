@@ -71,6 +71,11 @@ class TrainConfig:
     keep_epochs: tuple[int, ...] = setting(
         (), "epochs whose checkpoint is also kept as epoch_NNN.pt", minimum=1, nargs="*"
     )
+    ema_decay: float = setting(
+        0.0,
+        "keep an exponential moving average of the weights, with this decay per step, and evaluate and save it as "
+        "the model (0: off; 0.998 averages over about the last 500 steps)",
+    )
     precision: str = setting(
         "auto",
         "auto: bf16 autocast where the device computes bf16 natively (a CUDA GPU, a CPU with AVX512-BF16 or AMX), "
@@ -95,6 +100,11 @@ class TrainConfig:
         if not (isinstance(self.final_lr_fraction, int | float) and 0 <= self.final_lr_fraction <= 1):
             raise ValueError(
                 f"final_lr_fraction must lie in [0, 1] (a fraction of the learning rate), got {self.final_lr_fraction}"
+            )
+        if not (isinstance(self.ema_decay, int | float) and 0 <= self.ema_decay < 1):
+            raise ValueError(
+                f"ema_decay must lie in [0, 1) (0 turns the weight average off; 0.998 is a typical decay), "
+                f"got {self.ema_decay}"
             )
         for item in fields(self):
             minimum, choices = item.metadata["minimum"], item.metadata["choices"]
@@ -162,8 +172,9 @@ class TrainConfig:
 
 # The recorded settings of the shipped models (outputs/checkpoints/), used by `--recipe` and `make reproduce`;
 # they were trained in fp32. The -fast recipes are the same runs in bf16 autocast where the CPU computes it
-# natively (fp32 elsewhere), evaluating 2,000 test images after each epoch but the last: the README's Speed
-# section gives their time to the same quality (`benchmark --time-to-quality`).
+# natively (fp32 elsewhere), evaluating 2,000 test images after each epoch but the last, with the model an
+# exponential moving average of the weights: the README's Speed section gives their time to the same quality
+# (`benchmark --time-to-quality`).
 RECIPES = {
     "2d": TrainConfig(
         latent_dim=2, learning_rate=2e-3, lr_schedule="cosine", epochs=40, keep_epochs=(1, 20, 40), precision="fp32"
@@ -173,7 +184,7 @@ RECIPES = {
     ),
 }
 SHIPPED_RECIPES = tuple(RECIPES)
-FAST_SETTINGS = {"precision": "auto", "epoch_test_images": 2000}
+FAST_SETTINGS = {"precision": "auto", "epoch_test_images": 2000, "ema_decay": 0.998}
 RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in list(RECIPES.items())}
 # The seed's best test reconstruction for each latent size (after 128 and 32 epochs): the bar to beat.
 SEED_BEST_RECON = {2: 0.0732, 8: 0.0211}

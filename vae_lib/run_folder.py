@@ -36,6 +36,9 @@ CHECKPOINT_KIND = "vae_lib.checkpoint"
 REQUIRED_KEYS = ("kind", "config", "model", "epoch", "step", "history")
 # What an exported checkpoint leaves out: it can be used and shared, not continued.
 TRAINING_ONLY_KEYS = ("optimizer", "rng")
+# With a weight average (TrainConfig.ema_decay), "model" holds the average, which is what the run produced, and
+# this key the weights the optimizer trains, which only continuing the run needs; an export leaves it out too.
+TRAINED_WEIGHTS_KEY = "trained_model"
 # The sha256 of a checkpoint's other contents; files written before it existed have none and are still read.
 CHECKSUM_KEY = "checksum"
 # How a file being written is named until it is complete; a name ending so is a leftover when no one holds the lock.
@@ -265,6 +268,7 @@ class TrainingRun(Protocol):
 
     config: TrainConfig
     model: nn.Module
+    evaluated_model: nn.Module
     optimizer: torch.optim.Optimizer
     shuffle_generator: torch.Generator
     epoch: int
@@ -280,7 +284,9 @@ def capture_training_state(run: TrainingRun) -> dict:
         "shuffle": run.shuffle_generator.get_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
-    parts = {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng}
+    parts = {"model": run.evaluated_model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng}
+    if run.evaluated_model is not run.model:
+        parts[TRAINED_WEIGHTS_KEY] = run.model.state_dict()
     counters = {"epoch": run.epoch, "step": run.step, "train_seconds": run.train_seconds}
     return copy.deepcopy({"config": run.config.to_dict(), **parts, **counters, "history": run.history.to_dict()})
 
@@ -293,7 +299,9 @@ def restore_training_state(run: TrainingRun, state: dict) -> None:
             f"this checkpoint was exported without {' and '.join(missing)} state, so it cannot continue training; "
             "load it with vae_lib.load_model to use the model, or retrain"
         )
-    run.model.load_state_dict(state["model"])
+    run.evaluated_model.load_state_dict(state["model"])
+    if run.evaluated_model is not run.model:
+        run.model.load_state_dict(state[TRAINED_WEIGHTS_KEY])
     run.optimizer.load_state_dict(state["optimizer"])
     run.epoch, run.step, run.train_seconds = state["epoch"], state["step"], state["train_seconds"]
     run.history = History.from_dict(state["history"])
@@ -457,5 +465,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", latent_dim:
 def export_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Write a copy of a checkpoint for sharing: config, weights, epoch and history, without optimizer or RNG state."""
     state = read_checkpoint(source)
-    shared = {key: value for key, value in state.items() if key not in ("kind", *TRAINING_ONLY_KEYS)}
+    left_out = ("kind", *TRAINING_ONLY_KEYS, TRAINED_WEIGHTS_KEY)
+    shared = {key: value for key, value in state.items() if key not in left_out}
     return save_checkpoint(shared, target)

@@ -51,7 +51,7 @@ def take_snapshot(
     reconstruction_count: int,
 ) -> Snapshot:
     """Return a Snapshot of the trainer's model now; the model's training mode is left as it was."""
-    model = trainer.model
+    model = trainer.evaluated_model
     means = encode_means(model, test_images)
     latest = trainer.history.steps[-1] if trainer.history.steps else None
     losses = {name: float(getattr(latest, name)) if latest else np.nan for name in _LOSS_NAMES}

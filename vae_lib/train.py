@@ -106,6 +106,33 @@ class RunningLosses:
         return means
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm statistics (Polyak averaging).
+
+    After step t the average weighs the weights after step t by (1 - decay) and its own past by decay, with
+    Adam's bias correction: it is the decay-weighted mean of the weights after steps 1..t, so a short run's
+    average is not pulled towards the initial weights. It smooths out the noise of the last few hundred steps,
+    so its test error is lower than the trained weights' while the learning rate is still high
+    (TrainConfig.ema_decay; the README's Speed section measures it).
+    """
+
+    def __init__(self, trained: nn.Module, decay: float) -> None:
+        self.model, self.decay = copy.deepcopy(trained), decay
+        self.model.requires_grad_(False)
+        # state_dict() tensors share storage with the modules', and loading a checkpoint copies into them in place
+        self._pairs = list(zip(self.model.state_dict().values(), trained.state_dict().values()))
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        """Fold in the trained weights after `step` (1-based) steps; integer buffers (BatchNorm's counts) are copied."""
+        weight = (1 - self.decay) / (1 - self.decay**step)  # 1 at step 1: the average starts at the weights
+        for average, current in self._pairs:
+            if average.is_floating_point():
+                average.lerp_(current, weight)
+            else:
+                average.copy_(current)
+
+
 class Trainer:
     """Trains a VAE with train_step: call fit(epochs) as often as you like to continue. The model and optimizer
     are built from the config unless given; with a run_dir each epoch's state is saved, to resume exactly,
@@ -132,10 +159,17 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model = place_model(model if model is not None else config.build_model(), self.device)
         self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        self.weight_average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
         self.shuffle_generator = torch.Generator().manual_seed(config.seed)
         self.epoch, self.step, self.train_seconds, self.history = 0, 0, 0.0, History()
         self.running = RunningLosses(self.device)
         self._last_complete_state = self.state_dict()
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """Return the model the test metrics and the checkpoint's weights are of: the weight average with
+        config.ema_decay, else the trained model itself."""
+        return self.weight_average.model if self.weight_average is not None else self.model
 
     def fit(self, epochs: int) -> History:
         """Train `epochs` more epochs and return the history. Ctrl-C (or a notebook's stop button) rolls the
@@ -166,6 +200,8 @@ class Trainer:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
             self.running.add(train_step(self.model, self.optimizer, batch, config.alpha, autocast), self.step + 1)
             self.step += 1
+            if self.weight_average is not None:
+                self.weight_average.update(self.step)
             if self.step % config.log_every == 0:
                 self._record_steps(started)
                 bar.set_postfix(loss=f"{self.history.steps[-1].train_total:.4f}")
@@ -175,7 +211,7 @@ class Trainer:
         self._stop_if_diverged()
         self.epoch += 1
         test_images = epoch_test_images(config, self.epoch, self.test_data)
-        test = evaluate(self.model, test_images, config.alpha, seed=config.seed)
+        test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
         self.train_seconds += time.perf_counter() - started
         lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
         record = EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_images))
@@ -191,7 +227,8 @@ class Trainer:
         """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
         self._stop_if_diverged()
         seconds, config = self.train_seconds + time.perf_counter() - epoch_started, self.config
-        test = evaluate(self.model, self.test_data.images[: config.step_test_images], config.alpha, seed=config.seed)
+        test_images = self.test_data.images[: config.step_test_images]
+        test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
         record = StepRecord.of(self.step, self.steps_per_epoch, seconds, self.running.take_means(), test)
         self.history.steps.append(record)
 

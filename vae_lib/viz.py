@@ -324,7 +324,7 @@ class LiveTrainingPlot(TrainingHook):
         )
         axis.grid(alpha=0.3)
         originals = to_pixels(self.images)
-        reconstructions = to_pixels(reconstruct(trainer.model, self.images))
+        reconstructions = to_pixels(reconstruct(trainer.evaluated_model, self.images))
         for image_axis, pixels, name in (
             (self.original_axis, originals, "test images"),
             (self.reconstruction_axis, reconstructions, "reconstructions"),

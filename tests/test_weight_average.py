@@ -1,0 +1,111 @@
+"""The exponential moving average of the weights (TrainConfig.ema_decay): its arithmetic, what is evaluated and
+saved, exact resumes, exports, and runs without it or from before it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from vae_lib import TrainConfig, Trainer, evaluate, load_model, open_run, read_checkpoint
+from vae_lib.cli import build_parser, config_from_args
+from vae_lib.run_folder import TRAINED_WEIGHTS_KEY, CheckpointError, export_checkpoint
+from vae_lib.train import WeightAverage
+
+CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64, ema_decay=0.9)
+
+
+def _trainer(small_train, small_test, run_dir: Path | None = None, config: TrainConfig = CONFIG) -> Trainer:
+    return Trainer(config, train_data=small_train, test_data=small_test, run_dir=run_dir, device="cpu", progress=False)
+
+
+def test_the_average_is_the_decay_weighted_mean_of_the_weights_after_each_step() -> None:
+    trained = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    average = WeightAverage(trained, decay=0.75)
+    averaged = average.model.state_dict()
+    for step, value in enumerate((1.0, 5.0, 3.0), start=1):
+        with torch.no_grad():
+            trained[0].weight.fill_(value)
+            trained[1].running_var.fill_(2 * value)
+            trained[1].num_batches_tracked.fill_(step)
+        average.update(step)
+        if step == 1:  # the first step's weights, not the initial ones
+            assert torch.equal(averaged["0.weight"], torch.ones(2, 2))
+    # weights 0.75^2, 0.75, 1 on the three steps' values, normalised by their sum; BatchNorm statistics alike
+    expected = (0.5625 * 1.0 + 0.75 * 5.0 + 1.0 * 3.0) / (0.5625 + 0.75 + 1.0)
+    assert torch.allclose(averaged["0.weight"], torch.full((2, 2), expected))
+    assert torch.allclose(averaged["1.running_var"], torch.full((2,), 2 * expected))
+    assert int(averaged["1.num_batches_tracked"]) == 3
+    assert not any(parameter.requires_grad for parameter in average.model.parameters())
+
+
+def test_the_history_and_the_checkpoint_are_of_the_average(small_train, small_test, tmp_path) -> None:
+    trainer = _trainer(small_train, small_test, tmp_path)
+    trainer.fit(2)
+    assert trainer.evaluated_model is trainer.weight_average.model
+    averaged = evaluate(trainer.evaluated_model, small_test.images, CONFIG.alpha)["recon"]
+    trained = evaluate(trainer.model, small_test.images, CONFIG.alpha)["recon"]
+    assert trainer.history.epochs[-1].test_recon == pytest.approx(averaged, rel=1e-12)
+    assert abs(averaged - trained) > 1e-4  # after 16 steps at decay 0.9 the two differ
+    saved = read_checkpoint(tmp_path / "checkpoint.pt")
+    for name, tensor in trainer.evaluated_model.state_dict().items():
+        assert torch.equal(saved["model"][name], tensor), name
+        assert torch.equal(saved[TRAINED_WEIGHTS_KEY][name], trainer.model.state_dict()[name]), name
+    loaded = load_model(tmp_path / "checkpoint.pt")
+    assert evaluate(loaded, small_test.images, CONFIG.alpha)["recon"] == pytest.approx(averaged, rel=1e-6)
+
+
+def test_resume_with_the_average_matches_uninterrupted_run(small_train, small_test, tmp_path) -> None:
+    straight = _trainer(small_train, small_test, tmp_path / "straight")
+    straight.fit(2)
+    _trainer(small_train, small_test, tmp_path / "halves").fit(1)
+    resumed = Trainer.resume(
+        tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test, progress=False
+    )
+    resumed.fit(1)
+    for first, second in ((straight.model, resumed.model), (straight.evaluated_model, resumed.evaluated_model)):
+        for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+            assert torch.equal(a, b), name
+    assert [e.test_recon for e in straight.history.epochs] == [e.test_recon for e in resumed.history.epochs]
+
+
+def test_an_export_keeps_the_average_and_leaves_out_the_trained_weights(small_train, small_test, tmp_path) -> None:
+    trainer = _trainer(small_train, small_test, tmp_path / "run")
+    trainer.fit(1)
+    exported = read_checkpoint(export_checkpoint(tmp_path / "run" / "checkpoint.pt", tmp_path / "shared.pt"))
+    assert TRAINED_WEIGHTS_KEY not in exported and "optimizer" not in exported
+    for name, tensor in trainer.evaluated_model.state_dict().items():
+        assert torch.equal(exported["model"][name], tensor), name
+    with pytest.raises(CheckpointError, match="cannot continue training"):
+        Trainer.resume(tmp_path / "shared.pt", train_data=small_train, test_data=small_test, progress=False)
+
+
+def test_without_a_decay_the_trained_model_is_the_evaluated_one(small_train, small_test, tmp_path) -> None:
+    trainer = _trainer(small_train, small_test, tmp_path, replace(CONFIG, ema_decay=0.0))
+    trainer.fit(1)
+    assert trainer.weight_average is None and trainer.evaluated_model is trainer.model
+    assert TRAINED_WEIGHTS_KEY not in read_checkpoint(tmp_path / "checkpoint.pt")
+    stored = CONFIG.to_dict()
+    del stored["ema_decay"]  # a checkpoint written before the setting existed
+    assert TrainConfig.from_dict(stored).ema_decay == 0.0
+
+
+def test_changing_the_decay_of_a_saved_run_is_refused(small_train, small_test, tmp_path) -> None:
+    _trainer(small_train, small_test, tmp_path).fit(1)
+    with pytest.raises(CheckpointError, match="ema_decay: 0.9 vs 0.99"):
+        open_run(replace(CONFIG, ema_decay=0.99), tmp_path, train_data=small_train, test_data=small_test)
+
+
+@pytest.mark.parametrize("decay", [-0.1, 1.0, 1.5, float("nan")])
+def test_a_decay_outside_zero_to_one_is_refused(decay: float) -> None:
+    with pytest.raises(ValueError, match=r"ema_decay must lie in \[0, 1\)"):
+        TrainConfig(ema_decay=decay)
+
+
+def test_the_command_line_sets_the_decay() -> None:
+    args = build_parser().parse_args(["train", "--recipe", "2d-fast", "--ema-decay", "0"])
+    assert config_from_args(args).ema_decay == 0.0
+    assert config_from_args(build_parser().parse_args(["train", "--ema-decay", "0.99"])).ema_decay == 0.99
