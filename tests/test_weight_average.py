@@ -10,7 +10,17 @@ import pytest
 import torch
 from torch import nn
 
-from vae_lib import TrainConfig, Trainer, evaluate, load_model, open_run, read_checkpoint
+from vae_lib import (
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+    TrainingHook,
+    TrainingInterrupted,
+    evaluate,
+    load_model,
+    open_run,
+    read_checkpoint,
+)
 from vae_lib.cli import build_parser, config_from_args
 from vae_lib.run_folder import TRAINED_WEIGHTS_KEY, CheckpointError, export_checkpoint
 from vae_lib.train import WeightAverage
@@ -18,8 +28,29 @@ from vae_lib.train import WeightAverage
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64, ema_decay=0.9)
 
 
-def _trainer(small_train, small_test, run_dir: Path | None = None, config: TrainConfig = CONFIG) -> Trainer:
-    return Trainer(config, train_data=small_train, test_data=small_test, run_dir=run_dir, device="cpu", progress=False)
+def _trainer(small_train, small_test, run_dir: Path | None = None, config: TrainConfig = CONFIG, hooks=()) -> Trainer:
+    data = {"train_data": small_train, "test_data": small_test, "device": "cpu", "progress": False}
+    return Trainer(config, run_dir=run_dir, hooks=hooks, **data)
+
+
+def _assert_same(first: nn.Module, second: nn.Module) -> None:
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+class _AtStep(TrainingHook):
+    """Once, after step `step`: raise KeyboardInterrupt, or poison the trained weights with NaN."""
+
+    def __init__(self, step: int, action: str) -> None:
+        self.step, self.action, self.done = step, action, False
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        if trainer.step == self.step and not self.done:
+            self.done = True
+            if self.action == "interrupt":
+                raise KeyboardInterrupt
+            with torch.no_grad():
+                trainer.model.to_latent.weight.fill_(float("nan"))
 
 
 def test_the_average_is_the_decay_weighted_mean_of_the_weights_after_each_step() -> None:
@@ -66,10 +97,59 @@ def test_resume_with_the_average_matches_uninterrupted_run(small_train, small_te
         tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test, progress=False
     )
     resumed.fit(1)
-    for first, second in ((straight.model, resumed.model), (straight.evaluated_model, resumed.evaluated_model)):
-        for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
-            assert torch.equal(a, b), name
+    _assert_same(straight.model, resumed.model)
+    _assert_same(straight.evaluated_model, resumed.evaluated_model)
     assert [e.test_recon for e in straight.history.epochs] == [e.test_recon for e in resumed.history.epochs]
+    assert [e.test_recon for e in straight.history.steps] == [e.test_recon for e in resumed.history.steps]
+
+
+def test_the_average_changes_nothing_in_the_training_itself(small_train, small_test) -> None:
+    averaged = _trainer(small_train, small_test)
+    averaged.fit(2)
+    plain = _trainer(small_train, small_test, config=replace(CONFIG, ema_decay=0.0))
+    plain.fit(2)
+    _assert_same(averaged.model, plain.model)
+    assert [s.train_total for s in averaged.history.steps] == [s.train_total for s in plain.history.steps]
+    # the step records' test estimates are of the average, on the first step_test_images images
+    estimate = evaluate(averaged.evaluated_model, small_test.images[: CONFIG.step_test_images], CONFIG.alpha)
+    assert averaged.history.steps[-1].test_recon == pytest.approx(estimate["recon"], rel=1e-12)
+    assert averaged.history.steps[-1].test_recon != plain.history.steps[-1].test_recon
+
+
+@pytest.mark.parametrize("action", ["interrupt", "poison"])
+def test_a_rollback_restores_the_average_too(small_train, small_test, tmp_path, action: str) -> None:
+    trainer = _trainer(small_train, small_test, tmp_path / "run", hooks=[_AtStep(11, action)])
+    with pytest.raises(TrainingInterrupted if action == "interrupt" else TrainingDivergedError):
+        trainer.fit(2)
+    after_one = _trainer(small_train, small_test)
+    after_one.fit(1)
+    assert trainer.epoch == 1 and trainer.step == 8
+    _assert_same(trainer.model, after_one.model)
+    _assert_same(trainer.evaluated_model, after_one.evaluated_model)
+
+
+def test_a_state_with_an_average_is_refused_by_a_trainer_without_one(small_train, small_test, tmp_path) -> None:
+    _trainer(small_train, small_test, tmp_path).fit(1)
+    state = read_checkpoint(tmp_path / "checkpoint.pt")
+    plain = _trainer(small_train, small_test, config=replace(CONFIG, ema_decay=0.0))
+    with pytest.raises(CheckpointError, match="saved by a run with a weight average"):
+        plain.load_state_dict(state)
+    del state[TRAINED_WEIGHTS_KEY]
+    with pytest.raises(CheckpointError, match="saved by a run without a weight average"):
+        _trainer(small_train, small_test).load_state_dict(state)
+
+
+def test_the_average_follows_a_model_moved_after_it_was_made() -> None:
+    trained = nn.Linear(2, 2)
+    average = WeightAverage(trained, decay=0.5)
+    trained.to(torch.float64)  # new parameter tensors: an average holding the old ones would stop following
+    average.model.to(torch.float64)
+    start = average.model.weight.clone()
+    with torch.no_grad():
+        trained.weight.fill_(3.0)
+    average.update(2)  # (1 - 0.5) / (1 - 0.5^2) = 2/3 of the way towards the moved model's weights
+    assert torch.allclose(average.model.weight, start + 2 / 3 * (3.0 - start))
+    assert not average.model.training
 
 
 def test_an_export_keeps_the_average_and_leaves_out_the_trained_weights(small_train, small_test, tmp_path) -> None:

@@ -21,7 +21,7 @@ RESUMABLE_FIELDS = ("epochs", "log_every", "step_test_images", "epoch_test_image
 # Settings stored by checkpoints of earlier versions, and the field each became.
 RENAMED_FIELDS = {"schedule_epochs": "epochs"}
 # Settings that checkpoints of earlier versions lack, and the value those runs used.
-ADDED_FIELDS = {"precision": "fp32"}
+ADDED_FIELDS = {"precision": "fp32", "ema_decay": 0.0}
 
 
 def setting(
@@ -103,7 +103,7 @@ class TrainConfig:
             )
         if not (isinstance(self.ema_decay, int | float) and 0 <= self.ema_decay < 1):
             raise ValueError(
-                f"ema_decay must lie in [0, 1) (0 turns the weight average off; 0.998 is a typical decay), "
+                "ema_decay must lie in [0, 1) (0 turns the weight average off; 0.998 is a typical decay), "
                 f"got {self.ema_decay}"
             )
         for item in fields(self):

@@ -34,10 +34,10 @@ from vae_lib.model import VAE
 
 CHECKPOINT_KIND = "vae_lib.checkpoint"
 REQUIRED_KEYS = ("kind", "config", "model", "epoch", "step", "history")
-# What an exported checkpoint leaves out: it can be used and shared, not continued.
+# What an exported checkpoint leaves out (with TRAINED_WEIGHTS_KEY): it can be used and shared, not continued.
 TRAINING_ONLY_KEYS = ("optimizer", "rng")
 # With a weight average (TrainConfig.ema_decay), "model" holds the average, which is what the run produced, and
-# this key the weights the optimizer trains, which only continuing the run needs; an export leaves it out too.
+# this key the weights the optimizer trains, which only continuing the run needs.
 TRAINED_WEIGHTS_KEY = "trained_model"
 # The sha256 of a checkpoint's other contents; files written before it existed have none and are still read.
 CHECKSUM_KEY = "checksum"
@@ -268,13 +268,16 @@ class TrainingRun(Protocol):
 
     config: TrainConfig
     model: nn.Module
-    evaluated_model: nn.Module
     optimizer: torch.optim.Optimizer
     shuffle_generator: torch.Generator
     epoch: int
     step: int
     train_seconds: float
     history: History
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """The model the checkpoint's "model" weights are of: a weight average, or `model` itself."""
 
 
 def capture_training_state(run: TrainingRun) -> dict:
@@ -299,8 +302,15 @@ def restore_training_state(run: TrainingRun, state: dict) -> None:
             f"this checkpoint was exported without {' and '.join(missing)} state, so it cannot continue training; "
             "load it with vae_lib.load_model to use the model, or retrain"
         )
+    averaging = run.evaluated_model is not run.model
+    if averaging != (TRAINED_WEIGHTS_KEY in state):
+        saved, here = ("without", "with") if averaging else ("with", "without")
+        raise CheckpointError(
+            f"this state was saved by a run {saved} a weight average (ema_decay) and cannot continue in a trainer "
+            f"{here} one: resume it with the config it holds (Trainer.resume)"
+        )
     run.evaluated_model.load_state_dict(state["model"])
-    if run.evaluated_model is not run.model:
+    if averaging:
         run.model.load_state_dict(state[TRAINED_WEIGHTS_KEY])
     run.optimizer.load_state_dict(state["optimizer"])
     run.epoch, run.step, run.train_seconds = state["epoch"], state["step"], state["train_seconds"]
@@ -421,8 +431,13 @@ def check_intact(state: dict, path: Path) -> None:
             f"{path} is corrupt: its contents no longer match the checksum written with them "
             "(the file changed on disk); use another checkpoint, e.g. a kept epoch_NNN.pt, or retrain"
         )
-    weights = state["model"] if isinstance(state["model"], dict) else {}
-    broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    weights = [state[key] for key in ("model", TRAINED_WEIGHTS_KEY) if isinstance(state.get(key), dict)]
+    broken = [
+        name
+        for part in weights
+        for name, tensor in part.items()
+        if tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
     if broken:
         raise CheckpointError(
             f"{path} holds NaN or infinite weights ({', '.join(broken)}): the file is corrupt, use another checkpoint"

@@ -50,7 +50,8 @@ def take_snapshot(
     grid_dims: tuple[int, int],
     reconstruction_count: int,
 ) -> Snapshot:
-    """Return a Snapshot of the trainer's model now; the model's training mode is left as it was."""
+    """Return a Snapshot of the trainer's evaluated model now (its weight average, if it keeps one); the model's
+    training mode is left as it was."""
     model = trainer.evaluated_model
     means = encode_means(model, test_images)
     latest = trainer.history.steps[-1] if trainer.history.steps else None

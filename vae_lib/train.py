@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -107,26 +108,28 @@ class RunningLosses:
 
 
 class WeightAverage:
-    """An exponential moving average of a model's weights and BatchNorm statistics (Polyak averaging).
+    """An exponential moving average of a model's weights and BatchNorm statistics.
 
     After step t the average weighs the weights after step t by (1 - decay) and its own past by decay, with
     Adam's bias correction: it is the decay-weighted mean of the weights after steps 1..t, so a short run's
     average is not pulled towards the initial weights. It smooths out the noise of the last few hundred steps,
     so its test error is lower than the trained weights' while the learning rate is still high
-    (TrainConfig.ema_decay; the README's Speed section measures it).
+    (TrainConfig.ema_decay; the README's Speed section measures it). Its BatchNorm statistics are the average
+    of the trained model's, not recomputed for the averaged weights.
     """
 
     def __init__(self, trained: nn.Module, decay: float) -> None:
-        self.model, self.decay = copy.deepcopy(trained), decay
+        self.trained, self.decay = trained, decay
+        self.model = copy.deepcopy(trained).eval()  # never trained: BatchNorm must not update its statistics
         self.model.requires_grad_(False)
-        # state_dict() tensors share storage with the modules', and loading a checkpoint copies into them in place
-        self._pairs = list(zip(self.model.state_dict().values(), trained.state_dict().values()))
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         """Fold in the trained weights after `step` (1-based) steps; integer buffers (BatchNorm's counts) are copied."""
         weight = (1 - self.decay) / (1 - self.decay**step)  # 1 at step 1: the average starts at the weights
-        for average, current in self._pairs:
+        # Looked up at each update: moving a model (.to) gives its parameters and buffers new tensors.
+        averages = chain(self.model.parameters(), self.model.buffers())
+        for average, current in zip(averages, chain(self.trained.parameters(), self.trained.buffers())):
             if average.is_floating_point():
                 average.lerp_(current, weight)
             else:
