@@ -210,8 +210,11 @@ class _SyncCounter(TrainingHook):
         self.reads = 0
 
 
-def test_a_training_step_never_reads_from_the_device_between_records(small_train, small_test, tmp_path, monkeypatch):
-    config = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99])  # the weight average's update reads nothing either
+def test_a_training_step_never_reads_from_the_device_between_records(
+    small_train, small_test, tmp_path, monkeypatch, ema_decay: float
+):
+    config = TrainConfig(batch_size=64, log_every=4, step_test_images=64, ema_decay=ema_decay)
     counter = _SyncCounter(monkeypatch)
     _trainer(small_train, small_test, None, hooks=[counter], config=config).fit(2)
     steps_without_record = [reads for step, reads in counter.per_step if step % 4 and (step - 1) % 8]
