@@ -1,4 +1,5 @@
-"""Training: `train_step`, one optimisation step of the VAE, and the Trainer that runs epochs of it.
+"""Training: `train_step`, one optimisation step of the VAE, the Trainer that runs epochs of it, and the
+WeightAverage it keeps of the weights when a config asks for one (ema_decay).
 
 The Trainer orchestrates and nothing else: it shuffles, steps, evaluates, records the history and
 writes checkpoints. Whatever watches training (snapshots, live plots, printing) is a TrainingHook.
