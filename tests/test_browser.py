@@ -22,9 +22,9 @@ import pytest
 import torch
 
 from vae_lib import load_model
-from vae_lib.course import shipped_checkpoint
-from vae_lib.explorer import IMAGE_SCALE
-from vae_lib.settings import REPO_ROOT, outputs_dir
+from vae_lib.core.settings import REPO_ROOT, outputs_dir
+from vae_lib.course.notebooks import shipped_checkpoint
+from vae_lib.pictures.explorer import IMAGE_SCALE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = "04_latent_explorer.ipynb"

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from vae_lib import History, TrainConfig, load_model, read_checkpoint
-from vae_lib.cli import main
-from vae_lib.run_folder import RunFolder, save_checkpoint
+from vae_lib.core.run_folder import RunFolder, save_checkpoint
+from vae_lib.tools.cli import main
 
 SMALL = ["--train-subset", "256", "--test-subset", "128"]
 NARROW = ["--widths", "4", "8", "8", "8"]
@@ -100,7 +100,7 @@ def test_evaluating_a_non_checkpoint_fails_clearly(tmp_path: Path) -> None:
 
 def test_benchmark_prints_every_figure(capsys) -> None:
     from vae_lib import VAE
-    from vae_lib.benchmark import run_benchmark, training_gflop_per_image
+    from vae_lib.tools.benchmark import run_benchmark, training_gflop_per_image
 
     # forward multiply-adds counted by hand: convs 5,531,904 + transposed convs 6,936,832 + linear layers 37,632;
     # 2 FLOP each, backward twice the forward: 0.0750 GFLOP per image, the figure DESIGN.md gives

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vae_lib import DataError, load_dataset, to_model_input
-from vae_lib.prepare_data import (
+from vae_lib.core.download import (
     MNIST_RAW_MD5,
     _idx_bytes,
     _NumpyOnlyUnpickler,
@@ -136,7 +136,7 @@ def test_unknown_dataset_names_are_rejected(name: str, tmp_path: Path) -> None:
 
 def test_pickle_route_rebuilds_the_official_files(tmp_path: Path, monkeypatch) -> None:
     """The registry route's last step, on a tiny pickle of the same layout (values k/256)."""
-    from vae_lib import prepare_data as data
+    from vae_lib.core import download as data
 
     generator = np.random.default_rng(1)
     parts = []
@@ -156,7 +156,7 @@ def test_pickle_route_rebuilds_the_official_files(tmp_path: Path, monkeypatch) -
 
 
 def test_pickle_with_the_wrong_hash_is_never_unpickled(tmp_path: Path) -> None:
-    from vae_lib import prepare_data as data
+    from vae_lib.core import download as data
 
     pickle_gz = tmp_path / "mnist.pkl.gz"
     with gzip.open(pickle_gz, "wb") as stream:

@@ -4,7 +4,7 @@ must run the test command README.md gives."""
 import re
 import tomllib
 
-from vae_lib.settings import REPO_ROOT
+from vae_lib.core.settings import REPO_ROOT
 
 
 def test_environment_yml_pip_list_equals_pyproject_dependencies() -> None:

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from vae_lib import VAE, active_dimensions, train_step, vae_loss
-from vae_lib.exercises import (
+from vae_lib.core.latent import interpolation_latents
+from vae_lib.core.objective import kl_per_dimension
+from vae_lib.course.exercises import (
     CheckResult,
     check_active_units,
     check_interpolate,
@@ -15,8 +17,6 @@ from vae_lib.exercises import (
     check_sample_prior,
     check_training_step,
 )
-from vae_lib.latent import interpolation_latents
-from vae_lib.loss import kl_per_dimension
 
 
 def assert_fails_with(result: CheckResult, *phrases: str) -> None:

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from vae_lib import VAE
-from vae_lib.evaluate import encode_means
-from vae_lib.explorer import IMAGE_SCALE, STRIP_STEPS, LatentExplorer
+from vae_lib.core.evaluate import encode_means
+from vae_lib.pictures.explorer import IMAGE_SCALE, STRIP_STEPS, LatentExplorer
 
 
 def _pixels(png: bytes) -> np.ndarray:

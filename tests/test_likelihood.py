@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from vae_lib import vae_loss
-from vae_lib.likelihood import (
+from vae_lib.core.likelihood import (
     beta_of,
     decoder_variance,
     gaussian_log_likelihood,

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from vae_lib import VAE
-from vae_lib.device import place_model
+from vae_lib.core.device import place_model
 
 
 @pytest.mark.parametrize("latent_dim", [2, 8])

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from vae_lib.config import RECIPES
-from vae_lib.course import LIVE_SETTINGS, SMOKE_SETTINGS, notebook_config, notebook_run_dir
-from vae_lib.settings import REPO_ROOT
+from vae_lib.core.config import RECIPES
+from vae_lib.core.settings import REPO_ROOT
+from vae_lib.course.notebooks import LIVE_SETTINGS, SMOKE_SETTINGS, notebook_config, notebook_run_dir
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 

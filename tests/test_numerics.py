@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from vae_lib import TrainConfig, Trainer, evaluate, open_run, train_step
-from vae_lib.benchmark import full_test_recon, time_to_quality
-from vae_lib.cli import build_parser, config_from_args, main
-from vae_lib.config import RECIPES
-from vae_lib.data import to_model_input
-from vae_lib.device import autocast_dtype, cpu_flags, has_native_bf16
-from vae_lib.history import History
-from vae_lib.run_folder import read_checkpoint
+from vae_lib.core.config import RECIPES
+from vae_lib.core.data import to_model_input
+from vae_lib.core.device import autocast_dtype, cpu_flags, has_native_bf16
+from vae_lib.core.history import History
+from vae_lib.core.run_folder import read_checkpoint
+from vae_lib.tools.benchmark import full_test_recon, time_to_quality
+from vae_lib.tools.cli import build_parser, config_from_args, main
 
 SAPPHIRE_RAPIDS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
 ZEN_4 = frozenset({"avx2", "avx512f", "avx512_bf16"})
@@ -55,7 +55,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path: Path) -> None:
 
 
 def test_the_cpu_description_names_the_model_numbers_and_native_bf16(tmp_path: Path) -> None:
-    from vae_lib.benchmark import cpu_description
+    from vae_lib.tools.benchmark import cpu_description
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
@@ -167,7 +167,7 @@ def test_the_fast_recipes_change_only_numerics_evaluation_and_the_weight_average
 
 
 def test_the_command_line_turns_each_speedup_off() -> None:
-    from vae_lib.cli import build_parser
+    from vae_lib.tools.cli import build_parser
 
     args = build_parser().parse_args(
         ["train", "--recipe", "2d-fast", "--precision", "fp32", "--epoch-test-images", "0", "--ema-decay", "0"]

@@ -15,17 +15,17 @@ import pytest
 import torch
 
 from vae_lib import CheckpointError, History, TrainConfig, Trainer, open_run, read_checkpoint
-from vae_lib.cli import main
-from vae_lib.run_folder import RunFolder, RunLock
-from vae_lib.settings import REPO_ROOT
-from vae_lib.snapshots import SnapshotRecorder
+from vae_lib.core.run_folder import RunFolder, RunLock
+from vae_lib.core.settings import REPO_ROOT
+from vae_lib.pictures.snapshots import SnapshotRecorder
+from vae_lib.tools.cli import main
 
 # A narrow model on a few hundred images: each epoch takes a moment, so the faults are what the tests spend time on.
 TINY = TrainConfig(widths=(4, 8, 8, 8), batch_size=32, log_every=2, step_test_images=32, keep_epochs=(1, 2))
 TINY_OPTIONS = ["--train-subset", "256", "--test-subset", "128", "--widths", "4", "8", "8", "8", "--device", "cpu"]
 HOLD_THE_LOCK = (
     "import sys\n"
-    "from vae_lib.run_folder import RunFolder, RunLock\n"
+    "from vae_lib.core.run_folder import RunFolder, RunLock\n"
     "with RunLock(RunFolder(sys.argv[1])):\n"
     "    print('holding', flush=True)\n"
     "    sys.stdin.readline()\n"

@@ -7,8 +7,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from vae_lib.settings import REPO_ROOT
-from vae_lib.student import (
+from vae_lib.core.settings import REPO_ROOT
+from vae_lib.course.student import (
     BEGIN_SOLUTION,
     STUDENT_FOLDER,
     is_exercise_cell,

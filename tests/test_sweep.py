@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 
 from vae_lib import load_model, read_checkpoint
-from vae_lib.run_folder import config_of, history_of
-from vae_lib.sweep import (
+from vae_lib.core.run_folder import config_of, history_of
+from vae_lib.tools.sweep import (
     SWEEP_ALPHAS,
     SWEEP_EPOCHS,
     SWEEP_LATENT_DIMS,
@@ -19,7 +19,7 @@ from vae_lib.sweep import (
 
 
 def test_the_sweep_command_trains_ships_and_does_not_retrain_a_finished_point(tmp_path, monkeypatch) -> None:
-    import vae_lib.sweep as sweep
+    import vae_lib.tools.sweep as sweep
 
     monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path))
     tiny = sweep.sweep_config

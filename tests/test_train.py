@@ -16,7 +16,7 @@ from vae_lib import (
     open_run,
     read_checkpoint,
 )
-from vae_lib.data import to_model_input
+from vae_lib.core.data import to_model_input
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 

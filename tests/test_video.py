@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from vae_lib import CheckpointError, RunFolder, TrainConfig, Trainer
-from vae_lib.cli import main
-from vae_lib.latent import LatentProjection
-from vae_lib.snapshots import SnapshotRecorder, load_snapshots, save_snapshot
-from vae_lib.video import FRAME_SIZE, FrameRenderer, make_run_video, still_frames, video_info
+from vae_lib.core.latent import LatentProjection
+from vae_lib.pictures.snapshots import SnapshotRecorder, load_snapshots, save_snapshot
+from vae_lib.pictures.video import FRAME_SIZE, FrameRenderer, make_run_video, still_frames, video_info
+from vae_lib.tools.cli import main
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import numpy as np
 from matplotlib.colors import to_hex
 
-from vae_lib import viz
+from vae_lib.pictures import viz
 
 
 def test_the_latent_scatter_draws_classes_interleaved_and_names_each_in_the_legend() -> None:

@@ -21,9 +21,9 @@ from vae_lib import (
     open_run,
     read_checkpoint,
 )
-from vae_lib.cli import build_parser, config_from_args
-from vae_lib.run_folder import TRAINED_WEIGHTS_KEY, CheckpointError, export_checkpoint
-from vae_lib.train import WeightAverage
+from vae_lib.core.run_folder import TRAINED_WEIGHTS_KEY, CheckpointError, export_checkpoint
+from vae_lib.core.train import WeightAverage
+from vae_lib.tools.cli import build_parser, config_from_args
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64, ema_decay=0.9)
 

@@ -2,6 +2,6 @@
 
 import sys
 
-from vae_lib.cli import main
+from vae_lib.tools.cli import main
 
 sys.exit(main())

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_lib.model import IMAGE_SIZE
-from vae_lib.settings import data_dir
+from vae_lib.core.model import IMAGE_SIZE
+from vae_lib.core.settings import data_dir
 
 # md5 of the official uncompressed IDX files; torchvision.datasets.MNIST reads them from MNIST/raw/.
 MNIST_RAW_MD5 = {

@@ -14,12 +14,12 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vae_lib.data import to_pixels
-from vae_lib.evaluate import reconstruct
-from vae_lib.history import History
-from vae_lib.latent import LatentProjection, decode_grid, dimension_label, traversal_images
-from vae_lib.model import IMAGE_SIZE, VAE
-from vae_lib.train import Trainer, TrainingHook
+from vae_lib.core.data import to_pixels
+from vae_lib.core.evaluate import reconstruct
+from vae_lib.core.history import History
+from vae_lib.core.latent import LatentProjection, decode_grid, dimension_label, traversal_images
+from vae_lib.core.model import IMAGE_SIZE, VAE
+from vae_lib.core.train import Trainer, TrainingHook
 
 CLASS_COLOURS = [
     "#1f77b4",
@@ -396,7 +396,7 @@ def plot_samples_and_scatter(
     seed: int = 0,
 ) -> Figure:
     """Return, for each point (a row), images decoded from prior samples beside the test images' latent means."""
-    from vae_lib.evaluate import encode_means
+    from vae_lib.core.evaluate import encode_means
 
     figure, axes = plt.subplots(
         len(points), 2, figsize=(10, 2.6 * len(points)), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1]}

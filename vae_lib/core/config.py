@@ -9,9 +9,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from vae_lib.device import PRECISIONS
-from vae_lib.loss import DEFAULT_ALPHA
-from vae_lib.model import DEFAULT_WIDTHS, VAE
+from vae_lib.core.device import PRECISIONS
+from vae_lib.core.model import DEFAULT_WIDTHS, VAE
+from vae_lib.core.objective import DEFAULT_ALPHA
 
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that change what the model is; a checkpoint can only continue a run that agrees on them.

@@ -8,15 +8,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from vae_lib.cli import EpochPrinter
-from vae_lib.config import RECIPES, SEED_BEST_RECON
-from vae_lib.course import shipped_checkpoint
-from vae_lib.data import load_dataset
-from vae_lib.evaluate import evaluate
-from vae_lib.run_folder import RunFolder, export_checkpoint, history_of, load_model, read_checkpoint
-from vae_lib.settings import outputs_dir
-from vae_lib.snapshots import SnapshotRecorder
-from vae_lib.train import Trainer, open_run
+from vae_lib.core.config import RECIPES, SEED_BEST_RECON
+from vae_lib.core.data import load_dataset
+from vae_lib.core.evaluate import evaluate
+from vae_lib.core.run_folder import RunFolder, export_checkpoint, history_of, load_model, read_checkpoint
+from vae_lib.core.settings import outputs_dir
+from vae_lib.core.train import Trainer, open_run
+from vae_lib.course.notebooks import shipped_checkpoint
+from vae_lib.pictures.snapshots import SnapshotRecorder
+from vae_lib.tools.cli import EpochPrinter
 
 SNAPSHOT_EVERY = 200
 
@@ -34,7 +34,7 @@ def train_recipe(name: str, run_dir: Path) -> Trainer:
 
 def ship(name: str, run_dir: Path) -> None:
     """Export a finished run's final and kept checkpoints and its video into outputs/."""
-    from vae_lib.video import make_run_video
+    from vae_lib.pictures.video import make_run_video
 
     run_folder = RunFolder(run_dir)
     export_checkpoint(run_folder.checkpoint, shipped_checkpoint(name))
@@ -72,9 +72,9 @@ def write_figures(names: list[str]) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
-    from vae_lib import viz
-    from vae_lib.course import shipped_epochs
-    from vae_lib.evaluate import reconstruct
+    from vae_lib.core.evaluate import reconstruct
+    from vae_lib.course.notebooks import shipped_epochs
+    from vae_lib.pictures import viz
 
     folder = outputs_dir() / "figures"
     folder.mkdir(parents=True, exist_ok=True)

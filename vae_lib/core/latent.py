@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vae_lib.data import to_pixels
-from vae_lib.evaluate import inference
-from vae_lib.model import VAE
+from vae_lib.core.data import to_pixels
+from vae_lib.core.evaluate import inference
+from vae_lib.core.model import VAE
 
 
 @dataclass(frozen=True)

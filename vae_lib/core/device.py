@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vae_lib.model import VAE
+from vae_lib.core.model import VAE
 
 SUPPORTED_DEVICE_TYPES = ("cuda", "mps", "cpu")
 # A run's `precision`: auto (bf16 autocast where the device computes bf16 natively, else fp32), bf16 or fp32.

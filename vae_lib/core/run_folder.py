@@ -27,10 +27,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from vae_lib.config import TrainConfig
-from vae_lib.device import place_model
-from vae_lib.history import History
-from vae_lib.model import VAE
+from vae_lib.core.config import TrainConfig
+from vae_lib.core.device import place_model
+from vae_lib.core.history import History
+from vae_lib.core.model import VAE
 
 CHECKPOINT_KIND = "vae_lib.checkpoint"
 REQUIRED_KEYS = ("kind", "config", "model", "epoch", "step", "history")
@@ -75,7 +75,7 @@ class RunFolder:
 
     @property
     def snapshots(self) -> Path:
-        """Return the folder of latent-space snapshots (vae_lib.snapshots)."""
+        """Return the folder of latent-space snapshots (vae_lib.pictures.snapshots)."""
         return self.path / "snapshots"
 
     def snapshot(self, step: int) -> Path:
@@ -92,7 +92,7 @@ class RunFolder:
 
     @property
     def video(self) -> Path:
-        """Return the mp4 of the latent space evolving (vae_lib.video)."""
+        """Return the mp4 of the latent space evolving (vae_lib.pictures.video)."""
         return self.path / "latent_evolution.mp4"
 
     @property

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from vae_lib.config import RECIPES, TrainConfig
-from vae_lib.data import ImageDataset, load_dataset
-from vae_lib.history import History
-from vae_lib.prepare_data import mnist_problems, prepare_mnist
-from vae_lib.run_folder import history_of, read_checkpoint
-from vae_lib.settings import outputs_dir, smoke_mode
-from vae_lib.train import Trainer, TrainingHook, open_run
+from vae_lib.core.config import RECIPES, TrainConfig
+from vae_lib.core.data import ImageDataset, load_dataset
+from vae_lib.core.download import mnist_problems, prepare_mnist
+from vae_lib.core.history import History
+from vae_lib.core.run_folder import history_of, read_checkpoint
+from vae_lib.core.settings import outputs_dir, smoke_mode
+from vae_lib.core.train import Trainer, TrainingHook, open_run
 
 SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt"}
 # Smoke mode: a few hundred steps on a slice of MNIST, so a notebook runs in seconds.

@@ -18,11 +18,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vae_lib.history import StepRecord
-from vae_lib.latent import LatentProjection, dimension_label
-from vae_lib.run_folder import RunFolder, history_of, read_checkpoint, replaced_atomically
-from vae_lib.snapshots import Snapshot, load_snapshots
-from vae_lib.viz import TOTAL_LABEL, class_colour, image_grid
+from vae_lib.core.history import StepRecord
+from vae_lib.core.latent import LatentProjection, dimension_label
+from vae_lib.core.run_folder import RunFolder, history_of, read_checkpoint, replaced_atomically
+from vae_lib.pictures.snapshots import Snapshot, load_snapshots
+from vae_lib.pictures.viz import TOTAL_LABEL, class_colour, image_grid
 
 FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no padding
 

@@ -2,7 +2,7 @@
 
 Images stay uint8 (N x 28 x 28) until a batch is drawn; `to_model_input` turns a whole batch into
 floats in [-1, 1], the range of the decoder's tanh, and `to_pixels` turns model output back into
-uint8. No per-image Python work anywhere. Getting the files onto disk is vae_lib.prepare_data's job.
+uint8. No per-image Python work anywhere. Getting the files onto disk is vae_lib.core.download's job.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_lib.model import IMAGE_SIZE
-from vae_lib.prepare_data import DataError, mnist_problems, mnist_raw_dir, read_idx
-from vae_lib.settings import data_dir
+from vae_lib.core.download import DataError, mnist_problems, mnist_raw_dir, read_idx
+from vae_lib.core.model import IMAGE_SIZE
+from vae_lib.core.settings import data_dir
 
 MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
 EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")

@@ -20,13 +20,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vae_lib.config import RESUMABLE_FIELDS, TrainConfig
-from vae_lib.data import ImageDataset, load_dataset, to_model_input
-from vae_lib.device import autocast_dtype, choose_device, place_model
-from vae_lib.evaluate import evaluate
-from vae_lib.history import EpochRecord, History, StepRecord
-from vae_lib.loss import vae_loss
-from vae_lib.run_folder import (
+from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
+from vae_lib.core.data import ImageDataset, load_dataset, to_model_input
+from vae_lib.core.device import autocast_dtype, choose_device, place_model
+from vae_lib.core.evaluate import evaluate
+from vae_lib.core.history import EpochRecord, History, StepRecord
+from vae_lib.core.objective import vae_loss
+from vae_lib.core.run_folder import (
     CheckpointError,
     RunFolder,
     RunLock,

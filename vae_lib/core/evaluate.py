@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import torch
 
-from vae_lib.data import ImageDataset, to_model_input
-from vae_lib.loss import DEFAULT_ALPHA, kl_per_dimension, vae_loss
-from vae_lib.model import VAE
+from vae_lib.core.data import ImageDataset, to_model_input
+from vae_lib.core.model import VAE
+from vae_lib.core.objective import DEFAULT_ALPHA, kl_per_dimension, vae_loss
 
 
 @contextmanager

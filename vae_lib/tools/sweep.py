@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.config import RECIPES, TrainConfig
-from vae_lib.data import ImageDataset
-from vae_lib.device import place_model
-from vae_lib.evaluate import active_dimensions, encode_means, kl_by_dimension
-from vae_lib.model import VAE
-from vae_lib.run_folder import RunFolder, export_checkpoint, history_of, model_from_state, read_checkpoint
-from vae_lib.settings import outputs_dir
-from vae_lib.train import TrainingHook, open_run
+from vae_lib.core.config import RECIPES, TrainConfig
+from vae_lib.core.data import ImageDataset
+from vae_lib.core.device import place_model
+from vae_lib.core.evaluate import active_dimensions, encode_means, kl_by_dimension
+from vae_lib.core.model import VAE
+from vae_lib.core.run_folder import RunFolder, export_checkpoint, history_of, model_from_state, read_checkpoint
+from vae_lib.core.settings import outputs_dir
+from vae_lib.core.train import TrainingHook, open_run
 
 SWEEP_ALPHAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 SWEEP_LATENT_DIMS = (2, 8)

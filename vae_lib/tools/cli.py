@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.config import RECIPES, SHIPPED_RECIPES, TrainConfig
-from vae_lib.data import load_dataset
-from vae_lib.device import numerics_name
-from vae_lib.evaluate import evaluate
-from vae_lib.prepare_data import DataError, prepare_mnist
-from vae_lib.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
-from vae_lib.settings import REPO_ROOT, outputs_dir
-from vae_lib.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run
+from vae_lib.core.config import RECIPES, SHIPPED_RECIPES, TrainConfig
+from vae_lib.core.data import load_dataset
+from vae_lib.core.device import numerics_name
+from vae_lib.core.download import DataError, prepare_mnist
+from vae_lib.core.evaluate import evaluate
+from vae_lib.core.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
+from vae_lib.core.settings import REPO_ROOT, outputs_dir
+from vae_lib.core.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run
 
 
 class EpochPrinter(TrainingHook):
@@ -89,7 +89,7 @@ def _train(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else outputs_dir() / "runs" / (args.recipe or f"{config.latent_dim}d")
     hooks: list[TrainingHook] = [EpochPrinter()]
     if args.snapshot_every:
-        from vae_lib.snapshots import SnapshotRecorder
+        from vae_lib.pictures.snapshots import SnapshotRecorder
 
         hooks.append(SnapshotRecorder(out, load_dataset(config.dataset, train=False), every=args.snapshot_every))
     trainer = open_run(config, out, report=print, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
@@ -117,7 +117,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     for name, value in metrics.items():
         print(f"  test {name:14s} {value:.6f}")
     if args.log_likelihood:
-        from vae_lib.likelihood import decoder_variance, importance_log_weights, log_likelihood_bounds
+        from vae_lib.core.likelihood import decoder_variance, importance_log_weights, log_likelihood_bounds
 
         variance = decoder_variance(config.alpha)
         counts = [1, 10, 100, 1000]
@@ -131,7 +131,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> None:
-    from vae_lib.sweep import run_sweep
+    from vae_lib.tools.sweep import run_sweep
 
     hooks = [EpochPrinter()]
     shipped = run_sweep(
@@ -141,7 +141,7 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _video(args: argparse.Namespace) -> None:
-    from vae_lib.video import make_run_video
+    from vae_lib.pictures.video import make_run_video
 
     result = make_run_video(args.run_dir, fps=args.fps, gif=args.gif)
     made = ", ".join(str(result[kind]) for kind in ("mp4", "gif") if kind in result)
@@ -149,7 +149,7 @@ def _video(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from vae_lib.reproduce import report, reproduce, write_figures
+    from vae_lib.tools.reproduce import report, reproduce, write_figures
 
     if args.report_only:
         for name in args.recipes:
@@ -164,14 +164,14 @@ def _prepare_data(args: argparse.Namespace) -> None:
 
 
 def _student_notebooks(args: argparse.Namespace) -> None:
-    from vae_lib.student import write_student_notebooks
+    from vae_lib.course.notebooks.student import write_student_notebooks
 
     for path in write_student_notebooks(Path(args.notebooks)):
         print(f"wrote {path}")
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from vae_lib.benchmark import check_reference, compare_with_reference, run_benchmark, time_to_quality
+    from vae_lib.tools.benchmark import check_reference, compare_with_reference, run_benchmark, time_to_quality
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(train)
     train.set_defaults(run=_train)
 
-    from vae_lib.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
+    from vae_lib.tools.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 
     sweep = commands.add_parser("sweep", help="train the KL-weight sweep of notebook 06 (resumes) and ship its models")
     sweep.add_argument("--latent-dims", type=_integer_at_least(1), nargs="+", default=list(SWEEP_LATENT_DIMS))

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from vae_lib.config import RECIPES, TrainConfig
-from vae_lib.data import load_dataset, to_model_input
-from vae_lib.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name, place_model
-from vae_lib.evaluate import evaluate
-from vae_lib.loss import DEFAULT_ALPHA
-from vae_lib.model import IMAGE_SIZE, VAE
-from vae_lib.settings import data_dir
-from vae_lib.snapshots import SnapshotRecorder
-from vae_lib.train import Trainer, TrainingHook, train_step
+from vae_lib.core.config import RECIPES, TrainConfig
+from vae_lib.core.data import load_dataset, to_model_input
+from vae_lib.core.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name, place_model
+from vae_lib.core.evaluate import evaluate
+from vae_lib.core.model import IMAGE_SIZE, VAE
+from vae_lib.core.objective import DEFAULT_ALPHA
+from vae_lib.core.settings import data_dir
+from vae_lib.core.train import Trainer, TrainingHook, train_step
+from vae_lib.pictures.snapshots import SnapshotRecorder
 
 MATMUL_SIZE = 4096
 
@@ -104,7 +104,7 @@ def training_gflop_per_image(model: VAE) -> float:
 
 def time_video(run_dir: Path, frame_count: int = 200) -> float:
     """Return the seconds to draw and encode `frame_count` frames of a run's snapshots (cycled) as mp4."""
-    from vae_lib.video import frames_of_run, write_mp4
+    from vae_lib.pictures.video import frames_of_run, write_mp4
 
     started = time.perf_counter()
     snapshots, renderer = frames_of_run(run_dir)
@@ -115,7 +115,7 @@ def time_video(run_dir: Path, frame_count: int = 200) -> float:
 
 def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[float, float]:
     """Return the median and 95th percentile milliseconds of one slider move (decode and redraw) in the explorer."""
-    from vae_lib.explorer import LatentExplorer
+    from vae_lib.pictures.explorer import LatentExplorer
 
     explorer = LatentExplorer(model.eval(), test_data)
     values = np.random.default_rng(0).uniform(-2.5, 2.5, size=updates)

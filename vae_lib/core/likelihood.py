@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import torch
 
-from vae_lib.data import to_model_input
-from vae_lib.evaluate import inference
-from vae_lib.model import IMAGE_SIZE, VAE
+from vae_lib.core.data import to_model_input
+from vae_lib.core.evaluate import inference
+from vae_lib.core.model import IMAGE_SIZE, VAE
 
 
 def decoder_variance(alpha: float, pixels: int = IMAGE_SIZE * IMAGE_SIZE) -> float:

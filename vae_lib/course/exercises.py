@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vae_lib.data import to_model_input
-from vae_lib.evaluate import active_dimensions
-from vae_lib.latent import interpolation_latents
-from vae_lib.loss import kl_per_dimension, vae_loss
-from vae_lib.model import VAE
-from vae_lib.train import train_step
+from vae_lib.core.data import to_model_input
+from vae_lib.core.evaluate import active_dimensions
+from vae_lib.core.latent import interpolation_latents
+from vae_lib.core.model import VAE
+from vae_lib.core.objective import kl_per_dimension, vae_loss
+from vae_lib.core.train import train_step
 
 # A small model keeps the training-step check to seconds; any VAE trains with the same step.
 CHECK_WIDTHS = (4, 8, 8, 16)

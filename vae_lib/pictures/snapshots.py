@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vae_lib.data import ImageDataset, to_pixels
-from vae_lib.evaluate import encode_means
-from vae_lib.latent import decode_grid, decode_latents
-from vae_lib.run_folder import CheckpointError, RunFolder, replaced_atomically
-from vae_lib.train import Trainer, TrainingHook
+from vae_lib.core.data import ImageDataset, to_pixels
+from vae_lib.core.evaluate import encode_means
+from vae_lib.core.latent import decode_grid, decode_latents
+from vae_lib.core.run_folder import CheckpointError, RunFolder, replaced_atomically
+from vae_lib.core.train import Trainer, TrainingHook
 
 _LOSS_NAMES = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl")
 
@@ -35,7 +35,7 @@ class Snapshot:
     latent_means: np.ndarray  # float16, images x latent_dim
     labels: np.ndarray  # uint8, images
     grid: np.ndarray  # uint8, rows x columns x 28 x 28: decoded latent grid
-    grid_values: np.ndarray  # float32, the latent values along each grid axis (see vae_lib.latent)
+    grid_values: np.ndarray  # float32, the latent values along each grid axis (see vae_lib.core.latent)
     grid_dims: tuple[int, int]  # the two latent dimensions the grid varies (others held at 0)
     originals: np.ndarray  # uint8, count x 28 x 28
     reconstructions: np.ndarray  # uint8, count x 28 x 28 (decoded from the mean)

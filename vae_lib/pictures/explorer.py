@@ -17,11 +17,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from vae_lib.data import ImageDataset
-from vae_lib.evaluate import encode_means
-from vae_lib.latent import LatentProjection, decode_latents, interpolation_images, traversal_images
-from vae_lib.model import IMAGE_SIZE, VAE
-from vae_lib.viz import draw_class_scatter
+from vae_lib.core.data import ImageDataset
+from vae_lib.core.evaluate import encode_means
+from vae_lib.core.latent import LatentProjection, decode_latents, interpolation_images, traversal_images
+from vae_lib.core.model import IMAGE_SIZE, VAE
+from vae_lib.pictures.viz import draw_class_scatter
 
 IMAGE_SCALE = 8  # the decoded 28 x 28 image is shown 224 x 224, each pixel an 8 x 8 block
 STRIP_STEPS = 9
