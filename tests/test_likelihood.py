@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from vae_lib import vae_loss
+from vae_lib.core.objective import gaussian_log_likelihood
 from vae_lib.core.likelihood import (
     beta_of,
     decoder_variance,
-    gaussian_log_likelihood,
     importance_log_weights,
     log_likelihood_bounds,
 )
@@ -41,19 +41,19 @@ def test_the_loss_is_the_gaussian_negative_elbo_scaled_by_the_decoder_variance()
 class LinearGaussian(nn.Module):
     """z ~ N(0, 1), x = z w + noise of variance s^2; encode returns the exact posterior q(z | x), widened by `widen`."""
 
-    latent_dim, channels = 1, 1
+    latent_dim, channels, likelihood, needs_labels = 1, 1, "gaussian", False
 
     def __init__(self, variance: float, widen: float = 1.0) -> None:
         super().__init__()
         self.w = nn.Parameter(0.04 * torch.linspace(-1, 1, PIXELS).view(1, 1, 28, 28))
         self.variance, self.widen = variance, widen
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         precision = 1 + self.w.pow(2).sum() / self.variance
         mean = (images * self.w).flatten(1).sum(dim=1, keepdim=True) / self.variance / precision
         return mean, torch.log(self.widen / precision).expand_as(mean)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def decoder_output(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return latents.view(-1, 1, 1, 1) * self.w
 
     def exact_log_likelihood(self, image: torch.Tensor) -> float:

@@ -11,17 +11,17 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from vae_lib.core.device import PRECISIONS
 from vae_lib.core.model import DEFAULT_WIDTHS, VAE
-from vae_lib.core.objective import DEFAULT_ALPHA
+from vae_lib.core.objective import DEFAULT_ALPHA, LIKELIHOODS
 
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that change what the model is; a checkpoint can only continue a run that agrees on them.
-MODEL_FIELDS = ("latent_dim", "channels", "widths", "dataset")
+MODEL_FIELDS = ("latent_dim", "channels", "widths", "likelihood", "dataset")
 # Settings a run may change when it is resumed (a longer run, other records); any other change is refused.
 RESUMABLE_FIELDS = ("epochs", "log_every", "step_test_images", "epoch_test_images", "keep_epochs", "precision")
 # Settings stored by checkpoints of earlier versions, and the field each became.
 RENAMED_FIELDS = {"schedule_epochs": "epochs"}
 # Settings that checkpoints of earlier versions lack, and the value those runs used.
-ADDED_FIELDS = {"precision": "fp32", "ema_decay": 0.0}
+ADDED_FIELDS = {"precision": "fp32", "ema_decay": 0.0, "likelihood": "gaussian"}
 
 
 def setting(
@@ -50,6 +50,11 @@ class TrainConfig:
     channels: int = setting(1, "image channels (1 for MNIST and EMNIST)", minimum=1)
     widths: tuple[int, ...] = setting(
         DEFAULT_WIDTHS, "the encoder's four channel counts, mirrored by the decoder", minimum=1, nargs=4
+    )
+    likelihood: str = setting(
+        "gaussian",
+        "the decoder's likelihood: gaussian (the seed's 0.5 MSE, tanh output) or bernoulli (BCE with logits, nats)",
+        choices=tuple(LIKELIHOODS),
     )
     dataset: str = setting("mnist", "mnist or emnist-<split>")
     alpha: float = setting(DEFAULT_ALPHA, "weight of the KL term")
@@ -121,7 +126,7 @@ class TrainConfig:
 
     def build_model(self) -> VAE:
         """Return a freshly initialised VAE of this configuration's shape."""
-        return VAE(latent_dim=self.latent_dim, channels=self.channels, widths=self.widths)
+        return VAE(self.latent_dim, self.channels, self.widths, self.likelihood)
 
     def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
         """Return the learning rate of optimisation step `step` (0-based) under this schedule."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +21,23 @@ from vae_lib.core.settings import data_dir
 MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
 EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 EMNIST_SOURCE = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
+
+
+class Batch(NamedTuple):
+    """A batch as training and evaluation see it: images (model input, N x C x 28 x 28) and their labels (N),
+    or None for images without labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+
+
+def as_batch(batch: Batch | tuple[torch.Tensor, torch.Tensor | None] | torch.Tensor) -> Batch:
+    """Return `batch` as a Batch: an (images, labels) pair as it is, a tensor alone as images without labels."""
+    if isinstance(batch, torch.Tensor):
+        return Batch(batch)
+    if isinstance(batch, tuple) and len(batch) == 2:
+        return Batch(*batch)
+    raise TypeError(f"a batch is a tensor of images or an (images, labels) pair, got {type(batch).__name__}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Test metrics computed the seed's way (z sampled with a fixed seed, every image counted), and the
 per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL
-and the active dimensions.
+and the active dimensions. Every function takes images alone, an ImageDataset or a Batch; a model that needs
+labels (LatentModel.needs_labels) must be given them.
 """
 
 from __future__ import annotations
@@ -10,13 +11,21 @@ from contextlib import contextmanager
 
 import torch
 
-from vae_lib.core.data import ImageDataset, to_model_input
-from vae_lib.core.model import VAE
-from vae_lib.core.objective import DEFAULT_ALPHA, kl_per_dimension, vae_loss
+from vae_lib.core.data import Batch, ImageDataset, to_model_input
+from vae_lib.core.model import LatentModel
+from vae_lib.core.objective import (
+    DEFAULT_ALPHA,
+    kl_per_dimension,
+    reconstruction_loss,
+    reconstruction_per_image,
+    vae_loss,
+)
+
+Images = torch.Tensor | ImageDataset | Batch
 
 
 @contextmanager
-def inference(model: VAE) -> Iterator[torch.device]:
+def inference(model: LatentModel) -> Iterator[torch.device]:
     """Run a block with the model in eval mode and without gradients; restore its mode after. Yields its device."""
     was_training = model.training
     model.eval()
@@ -27,8 +36,29 @@ def inference(model: VAE) -> Iterator[torch.device]:
         model.train(was_training)
 
 
-def _images_of(images: torch.Tensor | ImageDataset) -> torch.Tensor:
-    return images.images if isinstance(images, ImageDataset) else images
+def labelled(images: Images) -> Batch:
+    """Return images as a Batch of uint8 or model images and their labels (None where there are none)."""
+    if isinstance(images, ImageDataset):
+        return Batch(images.images, images.labels)
+    if isinstance(images, Batch):
+        return images
+    return Batch(images)
+
+
+def batches(
+    model: LatentModel, images: Images, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield (model input, labels) on `device`, `batch_size` images at a time; a model that needs labels and is
+    given none gets a ValueError that says what to pass."""
+    _check_batch_size(batch_size)
+    pixels, labels = labelled(images)
+    if model.needs_labels and labels is None:
+        raise ValueError(
+            "this model is conditioned on labels: pass an ImageDataset or a Batch(images, labels), not images alone"
+        )
+    for start in range(0, len(pixels), batch_size):
+        part = to_model_input(pixels[start : start + batch_size], model.channels).to(device)
+        yield part, None if labels is None else labels[start : start + batch_size].to(device)
 
 
 def _check_batch_size(batch_size: int) -> None:
@@ -38,8 +68,8 @@ def _check_batch_size(batch_size: int) -> None:
 
 
 def evaluate(
-    model: VAE,
-    images: torch.Tensor | ImageDataset,
+    model: LatentModel,
+    images: Images,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
     batch_size: int = 256,
@@ -47,12 +77,10 @@ def evaluate(
     """Return {'total', 'recon', 'kl', 'recon_at_mean'} averaged over every image.
 
     total, recon and kl use z sampled from q(z|x) with noise from `seed` (the seed's way);
-    recon_at_mean decodes z = mean, the deterministic reconstruction error.
-    The global random state is left as it was, so evaluating never changes a training run.
+    recon_at_mean decodes z = mean, the deterministic reconstruction error. The reconstruction term is the
+    model's likelihood's. The global random state is left as it was, so evaluating never changes a training run.
     """
-    _check_batch_size(batch_size)
-    images = _images_of(images)
-    count = int(images.shape[0])
+    count = len(labelled(images).images)
     if count == 0:
         raise ValueError("evaluate needs at least one image")
     recon_sum = kl_sum = recon_at_mean_sum = 0.0
@@ -60,12 +88,10 @@ def evaluate(
         rng_devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(seed)
-            for start in range(0, count, batch_size):
-                batch = to_model_input(images[start : start + batch_size], model.channels).to(device)
-                mean, log_var = model.encode(batch)
-                reconstruction = model.decode(model.reparameterise(mean, log_var))
-                _, recon, kl = vae_loss(batch, reconstruction, mean, log_var, alpha)
-                recon_at_mean = 0.5 * torch.nn.functional.mse_loss(model.decode(mean), batch)
+            for batch, labels in batches(model, images, batch_size, device):
+                output, mean, log_var = model(batch, labels)
+                _, recon, kl = vae_loss(batch, output, mean, log_var, alpha, model.likelihood)
+                recon_at_mean = reconstruction_loss(batch, model.decoder_output(mean, labels), model.likelihood)
                 recon_sum += recon.item() * len(batch)
                 kl_sum += kl.item() * len(batch)
                 recon_at_mean_sum += recon_at_mean.item() * len(batch)
@@ -73,49 +99,50 @@ def evaluate(
     return {"total": recon + alpha * kl, "recon": recon, "kl": kl, "recon_at_mean": recon_at_mean_sum / count}
 
 
-def encode_means(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
+def encode_means(model: LatentModel, images: Images, batch_size: int = 256) -> torch.Tensor:
     """Return the posterior means (N x latent_dim) of images, on the CPU."""
-    _check_batch_size(batch_size)
+    with inference(model) as device:
+        return torch.cat(
+            [model.encode(batch, labels)[0].cpu() for batch, labels in batches(model, images, batch_size, device)]
+        )
+
+
+def reconstruct(model: LatentModel, images: Images, batch_size: int = 256) -> torch.Tensor:
+    """Return the deterministic reconstructions (z = mean) of images, N x C x 28 x 28 in [-1, 1], on the CPU."""
     with inference(model) as device:
         return torch.cat(
             [
-                model.encode(to_model_input(part, model.channels).to(device))[0].cpu()
-                for part in _images_of(images).split(batch_size)
+                model.decode(model.encode(batch, labels)[0], labels).cpu()
+                for batch, labels in batches(model, images, batch_size, device)
             ]
         )
 
 
-def reconstruct(model: VAE, images: torch.Tensor) -> torch.Tensor:
-    """Return the deterministic reconstructions (z = mean) of images, N x C x 28 x 28 in [-1, 1], on the CPU."""
+def per_class_recon_error(model: LatentModel, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
+    """Return the mean reconstruction term (z = mean, the model's likelihood's) of each class, one value per class."""
     with inference(model) as device:
-        return model.decode(model.encode(to_model_input(images, model.channels).to(device))[0]).cpu()
-
-
-def per_class_recon_error(model: VAE, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
-    """Return the mean reconstruction error 0.5 * MSE (z = mean) of each class, one value per class."""
-    _check_batch_size(batch_size)
-    errors = torch.cat(
-        [
-            0.5 * (reconstruct(model, part) - to_model_input(part, model.channels)).pow(2).flatten(1).mean(dim=1)
-            for part in dataset.images.split(batch_size)
-        ]
-    )
+        errors = torch.cat(
+            [
+                reconstruction_per_image(
+                    batch, model.decoder_output(model.encode(batch, labels)[0], labels), model.likelihood
+                ).cpu()
+                for batch, labels in batches(model, dataset, batch_size, device)
+            ]
+        )
     class_count = len(dataset.class_names)
     sums = torch.zeros(class_count, dtype=torch.float64).index_add_(0, dataset.labels, errors.double())
     counts = torch.bincount(dataset.labels, minlength=class_count).double()
     return sums / counts.clamp(min=1)
 
 
-def kl_by_dimension(model: VAE, images: torch.Tensor | ImageDataset, batch_size: int = 256) -> torch.Tensor:
+def kl_by_dimension(model: LatentModel, images: Images, batch_size: int = 256) -> torch.Tensor:
     """Return each latent dimension's KL to the prior, averaged over images: near 0 means the dimension is unused."""
-    _check_batch_size(batch_size)
-    images = _images_of(images)
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
     with inference(model) as device:
-        for part in images.split(batch_size):
-            mean, log_var = model.encode(to_model_input(part, model.channels).to(device))
-            total += kl_per_dimension(mean, log_var).double().cpu() * len(part)
-    return total / len(images)
+        for batch, labels in batches(model, images, batch_size, device):
+            mean, log_var = model.encode(batch, labels)
+            total += kl_per_dimension(mean, log_var).double().cpu() * len(batch)
+    return total / len(labelled(images).images)
 
 
 def active_dimensions(latent_means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:

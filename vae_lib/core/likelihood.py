@@ -1,8 +1,9 @@
 """The loss read as a likelihood: the KL weight as a decoder variance, and log p(x) in nats, bounded by the ELBO
 and estimated by importance sampling (Burda, Grosse & Salakhutdinov 2016), which tightens as samples grow.
 
-These are densities of continuous images in [-1, 1] under a Gaussian decoder: they do not compare with the
-figures papers report for binarised MNIST (about 80-90 nats), which are probabilities of 0/1 pixels.
+Under a Gaussian decoder these are densities of continuous images in [-1, 1]: they do not compare with the
+figures papers report for binarised MNIST (about 80-90 nats), which a Bernoulli decoder gives: probabilities
+of 0/1 pixels. The decoder's log-likelihood comes from vae_lib.core.objective.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections.abc import Sequence
 
 import torch
 
-from vae_lib.core.data import to_model_input
-from vae_lib.core.evaluate import inference
-from vae_lib.core.model import IMAGE_SIZE, VAE
+from vae_lib.core.evaluate import Images, batches, inference
+from vae_lib.core.model import IMAGE_SIZE, LatentModel, reparameterise
+from vae_lib.core.objective import log_likelihood
 
 
 def decoder_variance(alpha: float, pixels: int = IMAGE_SIZE * IMAGE_SIZE) -> float:
@@ -28,13 +29,6 @@ def beta_of(alpha: float, pixels: int = IMAGE_SIZE * IMAGE_SIZE) -> float:
     return pixels * alpha
 
 
-def gaussian_log_likelihood(images: torch.Tensor, reconstructions: torch.Tensor, variance: float) -> torch.Tensor:
-    """Return log N(images | reconstructions, variance I) in nats, one value per image."""
-    pixels = images[0].numel()
-    squared_error = (images - reconstructions).pow(2).flatten(1).sum(dim=1)
-    return -0.5 * squared_error / variance - 0.5 * pixels * math.log(2 * math.pi * variance)
-
-
 def standard_normal_log_density(latents: torch.Tensor) -> torch.Tensor:
     """Return log N(latents | 0, I) summed over the last dimension."""
     return -0.5 * (latents.pow(2) + math.log(2 * math.pi)).sum(dim=-1)
@@ -46,23 +40,25 @@ def posterior_log_density(latents: torch.Tensor, mean: torch.Tensor, log_var: to
 
 
 def importance_log_weights(
-    model: VAE, images: torch.Tensor, samples: int, variance: float, seed: int = 0
+    model: LatentModel, images: Images, samples: int, variance: float | None = None, seed: int = 0
 ) -> torch.Tensor:
     """Return log p(x | z) + log p(z) - log q(z | x) for `samples` draws z ~ q(z | x) per image (images x samples).
 
     Their mean is an estimate of the ELBO; their log-mean-exp, of log p(x) (an importance-sampled bound).
+    log p(x | z) is the model's likelihood's: a Gaussian decoder needs its `variance` (decoder_variance).
     """
     rows = []
     generator = torch.Generator().manual_seed(seed)
     with inference(model) as device:
-        for image in to_model_input(images, model.channels):
-            mean, log_var = (part.cpu() for part in model.encode(image[None].to(device)))
+        for image, label in batches(model, images, 1, device):
+            mean, log_var = (part.cpu() for part in model.encode(image, label))
             noise = torch.randn(samples, model.latent_dim, generator=generator)
-            latents = mean + noise * (0.5 * log_var).exp()
-            decoded = model.decode(latents.to(device)).cpu()
-            log_likelihood = gaussian_log_likelihood(image.expand_as(decoded), decoded, variance)
+            latents = reparameterise(mean, log_var, noise)
+            labels = None if label is None else label.expand(samples)
+            output = model.decoder_output(latents.to(device), labels).cpu()
+            log_likelihoods = log_likelihood(image.cpu().expand_as(output), output, model.likelihood, variance)
             rows.append(
-                log_likelihood + standard_normal_log_density(latents) - posterior_log_density(latents, mean, log_var)
+                log_likelihoods + standard_normal_log_density(latents) - posterior_log_density(latents, mean, log_var)
             )
     return torch.stack(rows)
 

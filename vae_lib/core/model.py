@@ -1,17 +1,56 @@
-"""The convolutional VAE: encoder to (mean, log-variance), reparameterisation, decoder.
+"""The convolutional VAE: encoder to (mean, log-variance), reparameterisation, decoder; and LatentModel, what
+training, evaluation and the figures need of any model (a conditional one included).
 
-The shape follows the seed project: conv -> ReLU -> BatchNorm blocks, 28 -> 28 -> 14 -> 7 -> 7.
+The shape follows the seed project: conv -> ReLU -> BatchNorm blocks, 28 -> 28 -> 14 -> 7 -> 7. The decoder's
+last layer follows its likelihood (vae_lib.core.objective): tanh for gaussian, logits for bernoulli.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
+
+from vae_lib.core.objective import likelihood_named
 
 IMAGE_SIZE = 28
 DEFAULT_WIDTHS = (16, 32, 64, 128)
 # The encoder halves the image twice (strides 1, 2, 2, 1), so features are 7 x 7.
 FEATURE_SIZE = IMAGE_SIZE // 4
+
+
+def reparameterise(mean: torch.Tensor, log_var: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Return z = mean + sigma * eps, differentiable in mean and log_var; eps ~ N(0, I) unless `noise` gives it."""
+    noise = torch.randn_like(mean) if noise is None else noise
+    return mean + noise * torch.exp(0.5 * log_var)
+
+
+class LatentModel(Protocol):
+    """What training, evaluation and the figures need of a model; VAE is one.
+
+    A model that needs the labels of its images (a conditional VAE) says so with `needs_labels`, and is then
+    always given them; other models are given them too, and may ignore them.
+    """
+
+    latent_dim: int
+    channels: int
+    likelihood: str  # the name of the decoder's likelihood (vae_lib.core.objective.LIKELIHOODS)
+    needs_labels: bool
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the posterior's (mean, log_var), each N x latent_dim."""
+
+    def decoder_output(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the likelihood's parameters for each latent (images for gaussian, logits for bernoulli)."""
+
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the decoded images in [-1, 1]."""
+
+    def __call__(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (decoder output, mean, log_var) for a batch, z sampled from q(z|x)."""
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, transposed: bool) -> nn.Sequential:
@@ -27,10 +66,19 @@ def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: i
 class VAE(nn.Module):
     """Convolutional variational autoencoder for 28 x 28 images in [-1, 1].
 
-    `widths` are the encoder's four channel counts; the decoder mirrors them.
+    `widths` are the encoder's four channel counts; the decoder mirrors them. `likelihood` names the decoder's
+    likelihood, which sets its last layer. It uses no labels (needs_labels is False) and ignores any it is given.
     """
 
-    def __init__(self, latent_dim: int = 2, channels: int = 1, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
+    needs_labels = False
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        channels: int = 1,
+        widths: tuple[int, ...] = DEFAULT_WIDTHS,
+        likelihood: str = "gaussian",
+    ) -> None:
         super().__init__()
         if not isinstance(latent_dim, int) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
@@ -42,6 +90,8 @@ class VAE(nn.Module):
         self.latent_dim = latent_dim
         self.channels = channels
         self.widths = widths
+        self.likelihood = likelihood
+        head = likelihood_named(likelihood).head()
         w1, w2, w3, w4 = widths
         self.feature_shape = (w4, FEATURE_SIZE, FEATURE_SIZE)
         feature_count = w4 * FEATURE_SIZE * FEATURE_SIZE
@@ -59,30 +109,33 @@ class VAE(nn.Module):
             _conv_block(w3, w2, 4, 2, transposed=True),  # 7 -> 14
             _conv_block(w2, w1, 4, 2, transposed=True),  # 14 -> 28
             nn.ConvTranspose2d(w1, channels, kernel_size=3, stride=1, padding=1),
-            nn.Tanh(),
+            head,
         )
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the posterior's (mean, log_var), each N x latent_dim."""
         features = self.encoder(images).flatten(1)
         mean, log_var = self.to_latent(features).chunk(2, dim=1)
         return mean, log_var
 
-    @staticmethod
-    def reparameterise(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-        """Return z = mean + sigma * eps with eps ~ N(0, I), differentiable in mean and log_var."""
-        return mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+    reparameterise = staticmethod(reparameterise)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Return images in [-1, 1], N x channels x 28 x 28, decoded from N x latent_dim latents."""
+    def decoder_output(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the likelihood's parameters, N x channels x 28 x 28: images in [-1, 1] (gaussian) or logits."""
         features = self.from_latent(latents).view(-1, *self.feature_shape)
         return self.decoder(features)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return (reconstruction, mean, log_var) for N x channels x 28 x 28 images in [-1, 1]."""
+    def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Return images in [-1, 1], N x channels x 28 x 28, decoded from N x latent_dim latents."""
+        return likelihood_named(self.likelihood).to_images(self.decoder_output(latents))
+
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (decoder output, mean, log_var) for N x channels x 28 x 28 images in [-1, 1]; the decoder's
+        output is the reconstruction for gaussian, its logits for bernoulli."""
         mean, log_var = self.encode(images)
-        reconstruction = self.decode(self.reparameterise(mean, log_var))
-        return reconstruction, mean, log_var
+        return self.decoder_output(reparameterise(mean, log_var)), mean, log_var
 
     @torch.no_grad()
     def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,21 +1,94 @@
-"""The VAE loss exactly as the seed defines it: 0.5 * MSE plus alpha times the closed-form KL.
+"""The objective in one place: the KL to the prior, the decoder's likelihood p(x|z) (its reconstruction term and
+its log-likelihood in nats), and the loss that weighs the two. Training, evaluation and the likelihood bounds
+all take them from here.
 
-With images in [-1, 1] this is not an ELBO in nats; it is the seed's scale, kept so numbers compare.
+Two likelihoods: `gaussian`, the seed's 0.5 * MSE on images in [-1, 1] (a Gaussian of fixed variance up to a
+constant and a scale: not in nats), and `bernoulli`, binary cross-entropy with logits on pixels in [0, 1],
+summed over pixels (nats per image).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 DEFAULT_ALPHA = 0.001
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """A decoder's likelihood: what its last layer outputs, how that output becomes an image in [-1, 1], and the
+    reconstruction term the loss minimises, per image and averaged over a batch."""
+
+    name: str
+    recon_label: str  # how figures and tables name the reconstruction term
+    head: Callable[[], nn.Module]  # the decoder's last layer
+    to_images: Callable[[torch.Tensor], torch.Tensor]
+    per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    batch_mean: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _gaussian_per_image(images: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Return 0.5 * the mean squared error over each image's pixels."""
+    return 0.5 * (output - images).pow(2).flatten(1).mean(dim=1)
+
+
+def _gaussian_batch_mean(images: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Return 0.5 * the mean squared error over pixels and batch: the seed's reconstruction term."""
+    return 0.5 * F.mse_loss(output, images)
+
+
+def _bernoulli_per_image(images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Return -log Bernoulli(x | sigmoid(logits)) summed over each image's pixels (nats), x = (images + 1) / 2."""
+    targets = (images + 1) / 2  # [-1, 1] -> [0, 1]; binarised images are exactly 0 and 1
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1).sum(dim=1)
+
+
+def _bernoulli_to_images(logits: torch.Tensor) -> torch.Tensor:
+    """Return the decoder's mean image, 2 * sigmoid(logits) - 1, in [-1, 1]."""
+    return torch.sigmoid(logits) * 2 - 1
+
+
+LIKELIHOODS = {
+    "gaussian": Likelihood(
+        "gaussian", "0.5 MSE", nn.Tanh, lambda output: output, _gaussian_per_image, _gaussian_batch_mean
+    ),
+    "bernoulli": Likelihood(
+        "bernoulli",
+        "BCE (nats)",
+        nn.Identity,
+        _bernoulli_to_images,
+        _bernoulli_per_image,
+        lambda images, logits: _bernoulli_per_image(images, logits).mean(),
+    ),
+}
+
+
+def likelihood_named(name: str) -> Likelihood:
+    """Return the likelihood called `name`, or a ValueError listing the ones there are."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {name!r}: choose one of {', '.join(LIKELIHOODS)}")
+    return LIKELIHOODS[name]
 
 
 def kl_per_dimension(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
     """Return KL(q(z|x) || N(0, I)) for each latent dimension, averaged over the batch."""
     return -0.5 * (1 + log_var - mean.pow(2) - log_var.exp()).mean(dim=0)
+
+
+def reconstruction_loss(images: torch.Tensor, output: torch.Tensor, likelihood: str = "gaussian") -> torch.Tensor:
+    """Return the reconstruction term of `likelihood` averaged over the batch (decoder output against images)."""
+    return likelihood_named(likelihood).batch_mean(images, output)
+
+
+def reconstruction_per_image(images: torch.Tensor, output: torch.Tensor, likelihood: str = "gaussian") -> torch.Tensor:
+    """Return the reconstruction term of `likelihood` for each image (N values)."""
+    return likelihood_named(likelihood).per_image(images, output)
 
 
 def vae_loss(
@@ -24,16 +97,37 @@ def vae_loss(
     mean: torch.Tensor,
     log_var: torch.Tensor,
     alpha: float = DEFAULT_ALPHA,
+    likelihood: str = "gaussian",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (total, reconstruction, kl) with total = reconstruction + alpha * kl.
 
-    reconstruction = 0.5 * mean squared error over pixels and batch;
+    reconstruction: the likelihood's term averaged over the batch (gaussian: 0.5 * mean squared error over
+    pixels and batch; bernoulli: BCE with logits summed over pixels); `reconstruction` is the decoder's output
+    (images for gaussian, logits for bernoulli).
     kl = -0.5 * sum over latent dims of (1 + log_var - mean^2 - exp(log_var)), averaged over the batch.
     """
     _check_loss_inputs(images, reconstruction, mean, log_var, alpha)
-    reconstruction_loss = 0.5 * F.mse_loss(reconstruction, images)
+    reconstruction_term = reconstruction_loss(images, reconstruction, likelihood)
     kl = kl_per_dimension(mean, log_var).sum()
-    return reconstruction_loss + alpha * kl, reconstruction_loss, kl
+    return reconstruction_term + alpha * kl, reconstruction_term, kl
+
+
+def gaussian_log_likelihood(images: torch.Tensor, reconstructions: torch.Tensor, variance: float) -> torch.Tensor:
+    """Return log N(images | reconstructions, variance I) in nats, one value per image."""
+    pixels = images[0].numel()
+    squared_error = (images - reconstructions).pow(2).flatten(1).sum(dim=1)
+    return -0.5 * squared_error / variance - 0.5 * pixels * math.log(2 * math.pi * variance)
+
+
+def log_likelihood(
+    images: torch.Tensor, output: torch.Tensor, likelihood: str, variance: float | None = None
+) -> torch.Tensor:
+    """Return log p(x | z) in nats, one value per image: a Gaussian needs its `variance`, a Bernoulli none."""
+    if likelihood == "gaussian":
+        if variance is None:
+            raise ValueError("a Gaussian decoder's log-likelihood needs its variance (likelihood.decoder_variance)")
+        return gaussian_log_likelihood(images, output, variance)
+    return -reconstruction_per_image(images, output, likelihood)
 
 
 def _check_loss_inputs(

@@ -21,9 +21,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
-from vae_lib.core.data import ImageDataset, load_dataset, to_model_input
+from vae_lib.core.data import Batch, ImageDataset, as_batch, load_dataset, to_model_input
 from vae_lib.core.device import autocast_dtype, choose_device, place_model
 from vae_lib.core.evaluate import evaluate
+from vae_lib.core.model import LatentModel
 from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.objective import vae_loss
 from vae_lib.core.run_folder import (
@@ -41,21 +42,23 @@ from vae_lib.core.run_folder import (
 
 
 def train_step(
-    model: nn.Module,
+    model: LatentModel,
     optimizer: torch.optim.Optimizer,
-    batch: torch.Tensor,
+    batch: Batch | torch.Tensor,
     alpha: float,
     autocast: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Take one optimisation step on a batch of images in [-1, 1]; return its (total, recon, kl) losses.
+    """Take one optimisation step on a batch, (images in [-1, 1], labels) or images alone; return its
+    (total, recon, kl) losses, the reconstruction term being the model's likelihood's.
 
     With `autocast` (torch.bfloat16) the forward pass computes in that dtype where it is safe, and the loss
     in fp32 (device.autocast_dtype chooses). The losses come back as detached tensors, still on the model's
     device: reading them is up to the caller.
     """
-    with torch.autocast(batch.device.type, dtype=autocast, enabled=autocast is not None):
-        reconstruction, mean, log_var = model(batch)  # encode, sample z = mean + sigma * eps, decode
-    total, recon, kl = vae_loss(batch, reconstruction.float(), mean.float(), log_var.float(), alpha)
+    images, labels = as_batch(batch)
+    with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
+        output, mean, log_var = model(images, labels)  # encode, sample z = mean + sigma * eps, decode
+    total, recon, kl = vae_loss(images, output.float(), mean.float(), log_var.float(), alpha, model.likelihood)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
@@ -199,7 +202,9 @@ class Trainer:
         self.model.train()
         order = torch.randperm(len(self.train_data), generator=self.shuffle_generator)
         for indices in order[: self.steps_per_epoch * config.batch_size].view(self.steps_per_epoch, -1):
-            batch = to_model_input(self.train_data.images[indices], config.channels)
+            batch = Batch(
+                to_model_input(self.train_data.images[indices], config.channels), self.train_data.labels[indices]
+            )
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
             self.running.add(train_step(self.model, self.optimizer, batch, config.alpha, autocast), self.step + 1)
@@ -231,7 +236,7 @@ class Trainer:
         """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
         self._stop_if_diverged()
         seconds, config = self.train_seconds + time.perf_counter() - epoch_started, self.config
-        test_images = self.test_data.images[: config.step_test_images]
+        test_images = self.test_data.subset(config.step_test_images)
         test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
         record = StepRecord.of(self.step, self.steps_per_epoch, seconds, self.running.take_means(), test)
         self.history.steps.append(record)
@@ -305,15 +310,15 @@ def training_data(
     train_data, test_data = _subset(train_data, config.train_subset), _subset(test_data, config.test_subset)
     if len(train_data) < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training images")
-    return replace(train_data, images=train_data.images.to(device)), test_data
+    return replace(train_data, images=train_data.images.to(device), labels=train_data.labels.to(device)), test_data
 
 
-def epoch_test_images(config: TrainConfig, epoch: int, test_data: ImageDataset) -> torch.Tensor:
+def epoch_test_images(config: TrainConfig, epoch: int, test_data: ImageDataset) -> ImageDataset:
     """Return the test images evaluated after `epoch`: the first config.epoch_test_images of them (0: all),
     and all of them after the run's last epoch, so a finished run's record covers the whole test set."""
     if config.epoch_test_images == 0 or epoch >= config.epochs:
-        return test_data.images
-    return test_data.images[: config.epoch_test_images]
+        return test_data
+    return test_data.subset(config.epoch_test_images)
 
 
 def run_lock(run_folder: RunFolder | None) -> AbstractContextManager:
