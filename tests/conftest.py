@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vae_lib.core.data import ImageDataset, load_dataset
+from vae_lib.core.data import ImageDataset
+from vae_lib.core.datasets import load_dataset
 
 
 @pytest.fixture(scope="session")

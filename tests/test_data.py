@@ -10,20 +10,19 @@ import pytest
 import torch
 
 from vae_lib import DataError, load_dataset, to_model_input
-from vae_lib.core.download import (
-    MNIST_RAW_MD5,
-    _idx_bytes,
-    _NumpyOnlyUnpickler,
-    md5_of,
-    mnist_problems,
-    mnist_raw_dir,
-    read_idx,
-)
+from vae_lib.core.data import idx_bytes, read_idx
+from vae_lib.core.datasets import MNIST
+from vae_lib.core.download import _NumpyOnlyUnpickler, md5_of
+from vae_lib.core.settings import data_dir
+
+
+def mnist_raw_dir() -> Path:
+    return data_dir() / MNIST.folder
 
 
 def test_prepared_mnist_files_are_the_official_ones() -> None:
     raw = mnist_raw_dir()
-    assert {name: md5_of(raw / name) for name in MNIST_RAW_MD5} == MNIST_RAW_MD5
+    assert {name: md5_of(raw / name) for name in MNIST.md5} == MNIST.md5 and len(MNIST.md5) == 4
 
 
 def test_mnist_loads_as_uint8_tensors_with_the_official_counts(mnist_train, mnist_test) -> None:
@@ -74,7 +73,7 @@ def test_corrupt_mnist_file_is_detected_and_named(tmp_path: Path) -> None:
     data = bytearray(target.read_bytes())
     data[5000] ^= 0xFF
     target.write_bytes(bytes(data))
-    assert mnist_problems(root) == [f"{target} is corrupt (md5 differs from the official file)"]
+    assert MNIST.problems(root) == [f"{target} is corrupt (md5 differs from the official file)"]
     with pytest.raises(DataError, match="t10k-images-idx3-ubyte is corrupt"):
         load_dataset("mnist", train=False, root=root)
 
@@ -95,11 +94,11 @@ def _write_emnist(root: Path, split: str, train_count: int, test_count: int, cor
     for part, count in (("train", train_count), ("test", test_count)):
         images = generator.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
         labels = generator.integers(0, 47, size=count, dtype=np.uint8)
-        image_bytes = _idx_bytes(images)
+        image_bytes = idx_bytes(images)
         if corrupt:
             image_bytes = image_bytes[:-100]
         (raw / f"emnist-{split}-{part}-images-idx3-ubyte").write_bytes(image_bytes)
-        (raw / f"emnist-{split}-{part}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+        (raw / f"emnist-{split}-{part}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
         if part == "train":
             stored = torch.from_numpy(images)
     return stored
@@ -168,10 +167,10 @@ def test_pickle_with_the_wrong_hash_is_never_unpickled(tmp_path: Path) -> None:
 def test_idx_files_read_back_what_was_written_and_damaged_ones_say_how_to_fix_them(tmp_path: Path) -> None:
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     path = tmp_path / "images-idx3-ubyte"
-    path.write_bytes(_idx_bytes(images))
+    path.write_bytes(idx_bytes(images))
     assert np.array_equal(read_idx(path), images) and read_idx(path).shape == (2, 3, 4)
 
-    path.write_bytes(_idx_bytes(images)[:-1])
+    path.write_bytes(idx_bytes(images)[:-1])
     with pytest.raises(DataError, match=r"cut short or too long for its shape \(2, 3, 4\).*make data"):
         read_idx(path)
     path.write_bytes(b"PK\x03\x04 a zip, not an IDX file")

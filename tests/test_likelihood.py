@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from vae_lib import vae_loss
-from vae_lib.core.objective import gaussian_log_likelihood
 from vae_lib.core.likelihood import (
     beta_of,
     decoder_variance,
     importance_log_weights,
     log_likelihood_bounds,
 )
+from vae_lib.core.objective import gaussian_log_likelihood
 
 PIXELS = 28 * 28
 

@@ -1,16 +1,23 @@
 """vae_lib: a small convolutional VAE for teaching, with the tools the notebooks call.
 
-The names below are the public API. Beside them, notebooks use a few submodules, each for one kind of
-thing: `vae_lib.pictures.viz` (figures), `vae_lib.core.latent` (grids, traversals, interpolation), `vae_lib.pictures.explorer`
-(the widget), `vae_lib.course.notebooks` (the notebooks' shared data, runs and shipped checkpoints), `vae_lib.pictures.video` and
-`vae_lib.pictures.snapshots` (training videos), `vae_lib.course.exercises` (the checks of the exercises), and for notebook 06
-`vae_lib.tools.sweep` (the KL-weight sweep) and `vae_lib.core.likelihood` (alpha as a decoder variance, bounds on log p(x)).
+The package comes in four groups, each built only on the ones before it:
+
+- `vae_lib.core`: the model (`model`), the objective (`objective`), the data (`data`, `datasets`, `download`),
+  the configuration (`config`), training (`train`, `hooks`), checkpoints (`checkpoint`, `run_folder`, `files`)
+  and the measurements (`evaluate`, `latent`, `likelihood`);
+- `vae_lib.pictures`: figures (`viz`), snapshots and videos of training (`snapshots`, `video`), the explorer
+  widget (`explorer`);
+- `vae_lib.course`: what the notebooks share (`notebooks`), the shipped models and quality targets (`shipped`),
+  the exercises' checks (`exercises`) and the student-notebook generator (`student`);
+- `vae_lib.tools`: the command line (`cli`) and what only it runs (`reproduce`, `benchmark`, `sweep`).
+
+The names below are the public API; notebooks also import from the submodules above.
 """
 
 from vae_lib.core.config import RECIPES, TrainConfig
-from vae_lib.core.data import ImageDataset, load_dataset, to_model_input, to_pixels
+from vae_lib.core.data import Batch, DataError, ImageDataset, to_model_input, to_pixels
+from vae_lib.core.datasets import DATASETS, DatasetEntry, load_dataset, prepare_dataset
 from vae_lib.core.device import choose_device
-from vae_lib.core.download import DataError, prepare_mnist
 from vae_lib.core.evaluate import (
     active_dimensions,
     encode_means,
@@ -20,20 +27,25 @@ from vae_lib.core.evaluate import (
     reconstruct,
 )
 from vae_lib.core.history import EpochRecord, History, StepRecord
-from vae_lib.core.model import VAE
-from vae_lib.core.objective import kl_per_dimension, vae_loss
+from vae_lib.core.model import VAE, LatentModel, reparameterise
+from vae_lib.core.objective import LIKELIHOODS, kl_per_dimension, reconstruction_loss, vae_loss
 from vae_lib.core.run_folder import CheckpointError, RunFolder, load_model, read_checkpoint
 from vae_lib.core.settings import outputs_dir, smoke_mode
 from vae_lib.core.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run, train_step
 
 __all__ = [
+    "DATASETS",
+    "LIKELIHOODS",
     "RECIPES",
     "VAE",
+    "Batch",
     "CheckpointError",
     "DataError",
+    "DatasetEntry",
     "EpochRecord",
     "History",
     "ImageDataset",
+    "LatentModel",
     "RunFolder",
     "StepRecord",
     "TrainConfig",
@@ -52,9 +64,11 @@ __all__ = [
     "open_run",
     "outputs_dir",
     "per_class_recon_error",
-    "prepare_mnist",
+    "prepare_dataset",
     "read_checkpoint",
     "reconstruct",
+    "reparameterise",
+    "reconstruction_loss",
     "smoke_mode",
     "to_model_input",
     "to_pixels",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from vae_lib.core.datasets import DATASETS, DEFAULT_DATASET
 from vae_lib.core.device import PRECISIONS
 from vae_lib.core.model import DEFAULT_WIDTHS, VAE
 from vae_lib.core.objective import DEFAULT_ALPHA, LIKELIHOODS
@@ -47,7 +48,7 @@ class TrainConfig:
     """A run's settings. Defaults are the seed's recipe (Adam 1e-3, batch 64, alpha 0.001, constant rate)."""
 
     latent_dim: int = setting(2, "size of the latent space", minimum=1)
-    channels: int = setting(1, "image channels (1 for MNIST and EMNIST)", minimum=1)
+    channels: int = setting(1, "image channels (1 for the grey images of every registered dataset)", minimum=1)
     widths: tuple[int, ...] = setting(
         DEFAULT_WIDTHS, "the encoder's four channel counts, mirrored by the decoder", minimum=1, nargs=4
     )
@@ -56,7 +57,7 @@ class TrainConfig:
         "the decoder's likelihood: gaussian (the seed's 0.5 MSE, tanh output) or bernoulli (BCE with logits, nats)",
         choices=tuple(LIKELIHOODS),
     )
-    dataset: str = setting("mnist", "mnist or emnist-<split>")
+    dataset: str = setting(DEFAULT_DATASET, f"a dataset of the registry: {', '.join(DATASETS)}")
     alpha: float = setting(DEFAULT_ALPHA, "weight of the KL term")
     epochs: int = setting(32, "epochs the run trains in all (a cosine schedule decays over them)", minimum=1)
     learning_rate: float = setting(1e-3, "Adam's (initial) learning rate", flag="--lr")

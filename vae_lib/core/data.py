@@ -1,8 +1,9 @@
-"""Datasets as uint8 tensors in memory (MNIST, EMNIST), and the two pixel conventions.
+"""Images in memory and on disk: ImageDataset (uint8 images, labels, class names), the Batch training sees, the
+IDX file format datasets ship in, and the two pixel conventions.
 
 Images stay uint8 (N x 28 x 28) until a batch is drawn; `to_model_input` turns a whole batch into
 floats in [-1, 1], the range of the decoder's tanh, and `to_pixels` turns model output back into
-uint8. No per-image Python work anywhere. Getting the files onto disk is vae_lib.core.download's job.
+uint8. No per-image Python work anywhere. Which datasets there are is vae_lib.core.datasets's business.
 """
 
 from __future__ import annotations
@@ -14,13 +15,31 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from vae_lib.core.download import DataError, mnist_problems, mnist_raw_dir, read_idx
 from vae_lib.core.model import IMAGE_SIZE
-from vae_lib.core.settings import data_dir
 
-MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
-EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
-EMNIST_SOURCE = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
+
+class DataError(RuntimeError):
+    """A dataset is missing, corrupt or unknown; the message says what to do."""
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Return an array of uint8 as an IDX file (the format MNIST ships in)."""
+    type_code = 0x08  # unsigned byte
+    header = np.array([type_code << 8 | array.ndim, *array.shape], dtype=">i4").tobytes()
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Return the uint8 array an IDX file holds (what idx_bytes writes); a DataError if it is not one."""
+    content = Path(path).read_bytes()
+    ndim = content[3] if len(content) >= 4 else 0
+    header_size = 4 + 4 * ndim
+    if len(content) < header_size or content[:3] != b"\x00\x00\x08" or ndim == 0:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes; prepare the data again (make data)")
+    shape = tuple(int(size) for size in np.frombuffer(content, dtype=">i4", count=ndim, offset=4))
+    if len(content) - header_size != int(np.prod(shape)):
+        raise DataError(f"{path} is cut short or too long for its shape {shape}; prepare the data again (make data)")
+    return np.frombuffer(content, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
 class Batch(NamedTuple):
@@ -57,78 +76,6 @@ class ImageDataset:
         if count < 1:
             raise ValueError(f"a subset needs at least one image, got {count}")
         return ImageDataset(self.images[:count], self.labels[:count], self.class_names, self.name)
-
-
-def _load_mnist(root: Path, train: bool) -> ImageDataset:
-    problems = mnist_problems(root)
-    if problems:
-        raise DataError(
-            "MNIST is not ready: " + "; ".join(problems) + ".\n"
-            "Run `python -m vae_lib prepare-data mnist` (or `make data`) to download and check it."
-        )
-    prefix = "train" if train else "t10k"
-    images, labels = (
-        read_idx(mnist_raw_dir(root) / f"{prefix}-{kind}-ubyte") for kind in ("images-idx3", "labels-idx1")
-    )
-    return ImageDataset(
-        torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64)), MNIST_CLASS_NAMES, "mnist"
-    )
-
-
-def emnist_files(split: str, root: Path | None = None) -> list[Path]:
-    """Return the four IDX files torchvision expects for an EMNIST split."""
-    raw = (root or data_dir()) / "EMNIST" / "raw"
-    return [
-        raw / f"emnist-{split}-{part}-{kind}-ubyte"
-        for part in ("train", "test")
-        for kind in ("images-idx3", "labels-idx1")
-    ]
-
-
-def _load_emnist(root: Path, split: str, train: bool) -> ImageDataset:
-    from torchvision import datasets
-
-    if split not in EMNIST_SPLITS:
-        raise DataError(f"unknown EMNIST split {split!r}; choose one of {', '.join(EMNIST_SPLITS)}")
-    files = emnist_files(split, root)
-    missing = [path for path in files if not path.exists()]
-    if missing:
-        raise DataError(
-            f"EMNIST '{split}' files are missing: {', '.join(str(p) for p in missing)}.\n"
-            f"Download {EMNIST_SOURCE}, unzip it, gunzip the emnist-{split}-*.gz files from its gzip/ folder "
-            f"and put the four uncompressed files in {missing[0].parent}/."
-        )
-    try:
-        dataset = datasets.EMNIST(root, split=split, train=train, download=False)
-    except Exception as error:
-        raise DataError(
-            f"EMNIST '{split}' files under {files[0].parent} are corrupt ({error}); "
-            f"replace them with fresh copies from {EMNIST_SOURCE}"
-        ) from error
-    # EMNIST's files store each image transposed; flip them so letters read upright.
-    images = dataset.data.transpose(1, 2).contiguous()
-    return ImageDataset(images, dataset.targets.long(), tuple(dataset.classes), f"emnist-{split}")
-
-
-def load_dataset(name: str = "mnist", train: bool = True, root: Path | None = None) -> ImageDataset:
-    """Return a dataset by name: 'mnist' or 'emnist-<split>' (byclass, bymerge, balanced, letters, digits, mnist)."""
-    root = Path(root) if root is not None else data_dir()
-    if name == "mnist":
-        dataset = _load_mnist(root, train)
-    elif name.startswith("emnist-"):
-        dataset = _load_emnist(root, name.removeprefix("emnist-"), train)
-    else:
-        raise DataError(f"unknown dataset {name!r}; use 'mnist' or 'emnist-<split>'")
-    if dataset.images.dtype != torch.uint8 or tuple(dataset.images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(
-            f"{name} images should be uint8 N x {IMAGE_SIZE} x {IMAGE_SIZE}, got "
-            f"{dataset.images.dtype} {tuple(dataset.images.shape)}; the files are not MNIST-style IDX"
-        )
-    if len(dataset.labels) != len(dataset.images):
-        raise DataError(
-            f"{name} has {len(dataset.images)} images but {len(dataset.labels)} labels; the files do not match"
-        )
-    return dataset
 
 
 def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:

@@ -21,11 +21,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
-from vae_lib.core.data import Batch, ImageDataset, as_batch, load_dataset, to_model_input
+from vae_lib.core.data import Batch, ImageDataset, as_batch, to_model_input
+from vae_lib.core.datasets import load_dataset
 from vae_lib.core.device import autocast_dtype, choose_device, place_model
 from vae_lib.core.evaluate import evaluate
-from vae_lib.core.model import LatentModel
 from vae_lib.core.history import EpochRecord, History, StepRecord
+from vae_lib.core.model import LatentModel
 from vae_lib.core.objective import vae_loss
 from vae_lib.core.run_folder import (
     CheckpointError,

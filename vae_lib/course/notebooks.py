@@ -14,8 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from vae_lib.core.config import RECIPES, TrainConfig
-from vae_lib.core.data import ImageDataset, load_dataset
-from vae_lib.core.download import mnist_problems, prepare_mnist
+from vae_lib.core.data import ImageDataset
+from vae_lib.core.datasets import DEFAULT_DATASET, load_prepared
 from vae_lib.core.history import History
 from vae_lib.core.run_folder import history_of, read_checkpoint
 from vae_lib.core.settings import outputs_dir, smoke_mode
@@ -38,11 +38,9 @@ LIVE_SETTINGS = {"train_subset": 19200, "epochs": 2, "log_every": 50, "keep_epoc
 
 
 def load_mnist(train: bool) -> ImageDataset:
-    """Return MNIST's training or test images, downloading and checking the files first if they are missing."""
-    if mnist_problems():
-        print("MNIST is not prepared yet: fetching and checking it (once, about a minute)")
-        prepare_mnist(log=print)
-    return load_dataset("mnist", train=train)
+    """Return the course's dataset (MNIST), training or test images, fetching and checking the files first if
+    they are missing."""
+    return load_prepared(DEFAULT_DATASET, train=train, report=print)
 
 
 def notebook_config(recipe: str, full_recipe: bool = False) -> TrainConfig:

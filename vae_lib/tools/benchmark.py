@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from vae_lib.core.config import RECIPES, TrainConfig
-from vae_lib.core.data import load_dataset, to_model_input
+from vae_lib.core.data import to_model_input
+from vae_lib.core.datasets import DEFAULT_DATASET, load_dataset
 from vae_lib.core.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name, place_model
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.model import IMAGE_SIZE, VAE
@@ -149,7 +150,7 @@ def run_benchmark(
     """Train the seed's model for `steps` steps on MNIST in fp32, in the numerics `precision="auto"` picks
     here, and with snapshots; print and return the figures."""
     config = TrainConfig()
-    train_data, test_data = load_dataset("mnist", train=True), load_dataset("mnist", train=False)
+    train_data, test_data = load_dataset(DEFAULT_DATASET, train=True), load_dataset(DEFAULT_DATASET, train=False)
     full_epoch_steps = len(train_data) // config.batch_size
     short_run = TrainConfig(train_subset=steps * config.batch_size)
     fp32_run = replace(short_run, precision="fp32")
@@ -281,8 +282,8 @@ def time_to_quality(
     """
     target = QUALITY_TARGETS[name] if target is None else target
     data = {
-        "train_data": load_dataset("mnist", train=True),
-        "test_data": load_dataset("mnist", train=False),
+        "train_data": load_dataset(DEFAULT_DATASET, train=True),
+        "test_data": load_dataset(DEFAULT_DATASET, train=False),
         "device": device,
         "progress": False,
     }

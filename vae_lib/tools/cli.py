@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES, TrainConfig
-from vae_lib.core.data import load_dataset
+from vae_lib.core.data import DataError
+from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
 from vae_lib.core.device import numerics_name
-from vae_lib.core.download import DataError, prepare_mnist
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
 from vae_lib.core.settings import REPO_ROOT, outputs_dir
@@ -160,7 +160,8 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 
 def _prepare_data(args: argparse.Namespace) -> None:
-    print(f"MNIST ready in {prepare_mnist(log=print)}/ (md5 checked)")
+    folder = prepare_dataset(args.dataset, report=print)
+    print(f"{dataset_entry(args.dataset).title} ready in {folder}/ (checked)")
 
 
 def _student_notebooks(args: argparse.Namespace) -> None:
@@ -242,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce_command.set_defaults(run=_reproduce)
 
     prepare = commands.add_parser("prepare-data", help="download and check a dataset")
-    prepare.add_argument("dataset", choices=["mnist"])
+    prepare.add_argument("dataset", choices=[name for name, entry in DATASETS.items() if entry.prepare is not None])
     prepare.set_defaults(run=_prepare_data)
 
     benchmark = commands.add_parser("benchmark", help="measure training speed against this machine's matmul rate")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from vae_lib.core.config import RECIPES, SEED_BEST_RECON
-from vae_lib.core.data import load_dataset
+from vae_lib.core.datasets import load_dataset
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.run_folder import RunFolder, export_checkpoint, history_of, load_model, read_checkpoint
 from vae_lib.core.settings import outputs_dir
