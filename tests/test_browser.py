@@ -23,7 +23,7 @@ import torch
 
 from vae_lib import load_model
 from vae_lib.core.settings import REPO_ROOT, outputs_dir
-from vae_lib.course.notebooks import shipped_checkpoint
+from vae_lib.course.shipped import shipped_checkpoint
 from vae_lib.pictures.explorer import IMAGE_SCALE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vae_lib import CheckpointError, TrainConfig, Trainer, load_model
-from vae_lib.core.run_folder import save_checkpoint
+from vae_lib.core.checkpoint import save_checkpoint
 
 
 @pytest.fixture(scope="module")

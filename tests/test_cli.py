@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vae_lib import History, TrainConfig, load_model, read_checkpoint
-from vae_lib.core.run_folder import RunFolder, save_checkpoint
+from vae_lib.core.checkpoint import save_checkpoint
+from vae_lib.core.run_folder import RunFolder
 from vae_lib.tools.cli import main
 
 SMALL = ["--train-subset", "256", "--test-subset", "128"]
@@ -105,7 +106,7 @@ def test_benchmark_prints_every_figure(capsys) -> None:
     # forward multiply-adds counted by hand: convs 5,531,904 + transposed convs 6,936,832 + linear layers 37,632;
     # 2 FLOP each, backward twice the forward: 0.0750 GFLOP per image, the figure DESIGN.md gives
     assert training_gflop_per_image(VAE(latent_dim=2)) == pytest.approx(6 * 12_506_368 / 1e9)
-    figures = run_benchmark(steps=20, video_frames=10, explorer_updates=20)
+    figures = run_benchmark(print, steps=20, video_frames=10, explorer_updates=20)
     printed = capsys.readouterr().out
     for phrase in (
         "CPU: ",

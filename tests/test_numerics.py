@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from vae_lib import TrainConfig, Trainer, evaluate, open_run, train_step
+from vae_lib.core.checkpoint import read_checkpoint
 from vae_lib.core.config import RECIPES
 from vae_lib.core.data import to_model_input
 from vae_lib.core.device import autocast_dtype, cpu_flags, has_native_bf16
 from vae_lib.core.history import History
-from vae_lib.core.run_folder import read_checkpoint
 from vae_lib.tools.benchmark import full_test_recon, time_to_quality
 from vae_lib.tools.cli import build_parser, config_from_args, main
 
@@ -178,7 +178,7 @@ def test_the_command_line_turns_each_speedup_off() -> None:
 
 
 def test_time_to_quality_races_both_recipes_and_reports_the_ratio(capsys) -> None:
-    figures = time_to_quality("2d", target=0.2, train_subset=1280, test_subset=2500, epochs=2)
+    figures = time_to_quality("2d", print, target=0.2, train_subset=1280, test_subset=2500, epochs=2)
     printed = capsys.readouterr().out
     shipped, fast = figures["shipped"], figures["fast"]
     # the shipped recipe stops once it reaches the target; the fast one trains to its end
@@ -192,7 +192,7 @@ def test_time_to_quality_races_both_recipes_and_reports_the_ratio(capsys) -> Non
 
 
 def test_the_race_can_give_the_fast_recipe_a_shorter_schedule(capsys) -> None:
-    figures = time_to_quality("8d", target=0.5, fast_epochs=1, train_subset=640, test_subset=500, epochs=3)
+    figures = time_to_quality("8d", print, target=0.5, fast_epochs=1, train_subset=640, test_subset=500, epochs=3)
     printed = capsys.readouterr().out
     assert "final (1 epochs)" in printed and figures["fast"]["final_recon"] is not None
     epochs_printed = [line.split(":")[0] for line in printed.splitlines() if "CPU s, test recon" in line]

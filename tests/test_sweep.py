@@ -6,16 +6,16 @@ from dataclasses import replace
 import pytest
 
 from vae_lib import load_model, read_checkpoint
-from vae_lib.core.run_folder import config_of, history_of
-from vae_lib.tools.sweep import (
+from vae_lib.core.checkpoint import config_of, history_of
+from vae_lib.course.sweep import (
     SWEEP_ALPHAS,
     SWEEP_EPOCHS,
     SWEEP_LATENT_DIMS,
     load_sweep,
-    run_sweep,
     sweep_checkpoint,
     sweep_config,
 )
+from vae_lib.tools.sweep import run_sweep
 
 
 def test_the_sweep_command_trains_ships_and_does_not_retrain_a_finished_point(tmp_path, monkeypatch) -> None:

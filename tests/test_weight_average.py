@@ -21,7 +21,8 @@ from vae_lib import (
     open_run,
     read_checkpoint,
 )
-from vae_lib.core.run_folder import TRAINED_WEIGHTS_KEY, CheckpointError, export_checkpoint
+from vae_lib.core.checkpoint import TRAINED_WEIGHTS_KEY, export_checkpoint
+from vae_lib.core.files import CheckpointError
 from vae_lib.core.train import WeightAverage
 from vae_lib.tools.cli import build_parser, config_from_args
 

@@ -14,6 +14,7 @@ The package comes in four groups, each built only on the ones before it:
 The names below are the public API; notebooks also import from the submodules above.
 """
 
+from vae_lib.core.checkpoint import load_model, read_checkpoint
 from vae_lib.core.config import RECIPES, TrainConfig
 from vae_lib.core.data import Batch, DataError, ImageDataset, to_model_input, to_pixels
 from vae_lib.core.datasets import DATASETS, DatasetEntry, load_dataset, prepare_dataset
@@ -26,12 +27,14 @@ from vae_lib.core.evaluate import (
     per_class_recon_error,
     reconstruct,
 )
+from vae_lib.core.files import CheckpointError
 from vae_lib.core.history import EpochRecord, History, StepRecord
+from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import VAE, LatentModel, reparameterise
 from vae_lib.core.objective import LIKELIHOODS, kl_per_dimension, reconstruction_loss, vae_loss
-from vae_lib.core.run_folder import CheckpointError, RunFolder, load_model, read_checkpoint
+from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import outputs_dir, smoke_mode
-from vae_lib.core.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run, train_step
+from vae_lib.core.train import Trainer, TrainingDivergedError, TrainingInterrupted, open_run, train_step
 
 __all__ = [
     "DATASETS",

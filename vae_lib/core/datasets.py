@@ -123,6 +123,11 @@ def dataset_entry(name: str) -> DatasetEntry:
     return DATASETS[name]
 
 
+def legend_title(dataset: ImageDataset) -> str:
+    """Return what a legend of a dataset's classes is titled ('digit' for MNIST); 'class' for an unregistered one."""
+    return DATASETS[dataset.name].legend_title if dataset.name in DATASETS else "class"
+
+
 def load_dataset(name: str = DEFAULT_DATASET, train: bool = True, root: Path | None = None) -> ImageDataset:
     """Return a registered dataset's training or test split, its files checked first."""
     entry = dataset_entry(name)

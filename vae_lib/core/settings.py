@@ -25,3 +25,13 @@ def outputs_dir() -> Path:
 def smoke_mode() -> bool:
     """Return True when VAE_SMOKE is set to a true value: notebooks then train for seconds, not minutes."""
     return os.environ.get(SMOKE_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def runs_dir() -> Path:
+    """Return the folder training runs are kept in (outputs/runs/), each in a run folder of its own."""
+    return outputs_dir() / "runs"
+
+
+def shipped_dir() -> Path:
+    """Return the folder of the checkpoints shipped with the repository (outputs/checkpoints/)."""
+    return outputs_dir() / "checkpoints"

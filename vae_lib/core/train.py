@@ -20,26 +20,25 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from vae_lib.core.checkpoint import (
+    TRAINED_WEIGHTS_KEY,
+    TRAINING_ONLY_KEYS,
+    config_of,
+    continued_config,
+    read_checkpoint,
+    save_epoch,
+)
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
 from vae_lib.core.data import Batch, ImageDataset, as_batch, to_model_input
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.device import autocast_dtype, choose_device, place_model
 from vae_lib.core.evaluate import evaluate
+from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.history import EpochRecord, History, StepRecord
+from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import LatentModel
 from vae_lib.core.objective import vae_loss
-from vae_lib.core.run_folder import (
-    CheckpointError,
-    RunFolder,
-    RunLock,
-    capture_training_state,
-    config_of,
-    continued_config,
-    read_checkpoint,
-    replaced_atomically,
-    restore_training_state,
-    save_epoch,
-)
+from vae_lib.core.run_folder import RunFolder, RunLock
 
 
 def train_step(
@@ -72,19 +71,6 @@ class TrainingDivergedError(RuntimeError):
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C or a notebook's stop button: the trainer is back at its last complete epoch; the message says where."""
-
-
-class TrainingHook:
-    """Something that watches training. Override the methods you need; each gets the trainer."""
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        """Called when fit() starts (also after an interrupted fit rolled back)."""
-
-    def on_step_end(self, trainer: Trainer) -> None:
-        """Called after every optimisation step; trainer.step is the number of steps done."""
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        """Called after an epoch's test evaluation, before its checkpoint is written."""
 
 
 class RunningLosses:
@@ -254,6 +240,14 @@ class Trainer:
                 "then fit again"
             )
 
+    def remaining_epochs(self) -> int:
+        """Return how many epochs the run still has to go to finish its schedule (config.epochs; at least 0)."""
+        return max(0, self.config.epochs - self.epoch)
+
+    def finish(self) -> History:
+        """Train the epochs left in the run's schedule (none if it is finished) and return the history."""
+        return self.fit(self.remaining_epochs()) if self.remaining_epochs() else self.history
+
     def state_dict(self) -> dict:
         """Return everything needed to continue this run exactly: config, weights, optimizer, counters, history, RNG."""
         return capture_training_state(self)
@@ -357,3 +351,44 @@ def describe_changes(saved: TrainConfig, continued: TrainConfig, step: int, step
 def _subset(dataset: ImageDataset, count: int) -> ImageDataset:
     """Return the first `count` images of a dataset, or all of it when count is 0."""
     return dataset.subset(count) if 0 < count < len(dataset) else dataset
+
+
+def capture_training_state(run: Trainer) -> dict:
+    """Return (a copy of) what a training checkpoint holds: everything needed to continue the run exactly."""
+    rng = {
+        "torch": torch.get_rng_state(),
+        "shuffle": run.shuffle_generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+    parts = {"model": run.evaluated_model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng}
+    if run.evaluated_model is not run.model:
+        parts[TRAINED_WEIGHTS_KEY] = run.model.state_dict()
+    counters = {"epoch": run.epoch, "step": run.step, "train_seconds": run.train_seconds}
+    return copy.deepcopy({"config": run.config.to_dict(), **parts, **counters, "history": run.history.to_dict()})
+
+
+def restore_training_state(run: Trainer, state: dict) -> None:
+    """Load a captured state into a run: weights, optimizer, counters, history and random state."""
+    missing = [key for key in TRAINING_ONLY_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"this checkpoint was exported without {' and '.join(missing)} state, so it cannot continue training; "
+            "load it with vae_lib.load_model to use the model, or retrain"
+        )
+    averaging = run.evaluated_model is not run.model
+    if averaging != (TRAINED_WEIGHTS_KEY in state):
+        saved, here = ("without", "with") if averaging else ("with", "without")
+        raise CheckpointError(
+            f"this state was saved by a run {saved} a weight average (ema_decay) and cannot continue in a trainer "
+            f"{here} one: resume it with the config it holds (Trainer.resume)"
+        )
+    run.evaluated_model.load_state_dict(state["model"])
+    if averaging:
+        run.model.load_state_dict(state[TRAINED_WEIGHTS_KEY])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.epoch, run.step, run.train_seconds = state["epoch"], state["step"], state["train_seconds"]
+    run.history = History.from_dict(state["history"])
+    torch.set_rng_state(state["rng"]["torch"])
+    run.shuffle_generator.set_state(state["rng"]["shuffle"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])

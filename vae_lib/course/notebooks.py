@@ -1,6 +1,6 @@
 """What the notebooks share: the data (prepared on first use), the run each training notebook makes
-and the shipped checkpoints, so every notebook names them the same way. These helpers may print: they speak
-to the learner.
+and the shipped checkpoints, so every notebook names them the same way. What these helpers tell the learner goes
+to a `report` callable, print unless told otherwise.
 
 A training notebook runs one of three ways: a short live run by default (a lab's few minutes), the shipped
 model's full recipe when the notebook's switch asks for it, or a few seconds' run in smoke mode (for tests).
@@ -15,13 +15,27 @@ from pathlib import Path
 
 from vae_lib.core.config import RECIPES, TrainConfig
 from vae_lib.core.data import ImageDataset
-from vae_lib.core.datasets import DEFAULT_DATASET, load_prepared
-from vae_lib.core.history import History
-from vae_lib.core.run_folder import history_of, read_checkpoint
-from vae_lib.core.settings import outputs_dir, smoke_mode
-from vae_lib.core.train import Trainer, TrainingHook, open_run
+from vae_lib.core.datasets import DEFAULT_DATASET, Report, load_prepared
+from vae_lib.core.hooks import TrainingHook
+from vae_lib.core.settings import runs_dir, smoke_mode
+from vae_lib.core.train import Trainer, open_run
+from vae_lib.course.shipped import QUALITY_TARGETS, SHIPPED_MODELS, shipped_checkpoint, shipped_epochs, shipped_history
 
-SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt"}
+# The notebooks import the shipped models' names from here too.
+__all__ = [
+    "LIVE_SETTINGS",
+    "QUALITY_TARGETS",
+    "SHIPPED_MODELS",
+    "SMOKE_SETTINGS",
+    "load_mnist",
+    "notebook_config",
+    "notebook_run_dir",
+    "notebook_trainer",
+    "shipped_checkpoint",
+    "shipped_epochs",
+    "shipped_history",
+]
+
 # Smoke mode: a few hundred steps on a slice of MNIST, so a notebook runs in seconds.
 SMOKE_SETTINGS = {
     "train_subset": 2048,
@@ -37,10 +51,10 @@ SMOKE_SETTINGS = {
 LIVE_SETTINGS = {"train_subset": 19200, "epochs": 2, "log_every": 50, "keep_epochs": (), "precision": "auto"}
 
 
-def load_mnist(train: bool) -> ImageDataset:
+def load_mnist(train: bool, report: Report = print) -> ImageDataset:
     """Return the course's dataset (MNIST), training or test images, fetching and checking the files first if
     they are missing."""
-    return load_prepared(DEFAULT_DATASET, train=train, report=print)
+    return load_prepared(DEFAULT_DATASET, train=train, report=report)
 
 
 def notebook_config(recipe: str, full_recipe: bool = False) -> TrainConfig:
@@ -58,38 +72,18 @@ def notebook_run_dir(recipe: str, full_recipe: bool = False) -> Path:
         name = f"smoke_notebook_{recipe}"
     else:
         name = f"notebook_{recipe}" if full_recipe else f"live_notebook_{recipe}"
-    return outputs_dir() / "runs" / name
+    return runs_dir() / name
 
 
-def notebook_trainer(recipe: str, hooks: Sequence[TrainingHook] = (), full_recipe: bool = False) -> Trainer:
+def notebook_trainer(
+    recipe: str, hooks: Sequence[TrainingHook] = (), full_recipe: bool = False, report: Report = print
+) -> Trainer:
     """Return the notebook's trainer. A full-recipe run continues the notebook's earlier one if it was saved and
-    is never overwritten; a short live run and a smoke run always start afresh."""
+    is never overwritten; a short live run and a smoke run always start afresh. `report` says which it is."""
     run_dir = notebook_run_dir(recipe, full_recipe)
     if smoke_mode() or not full_recipe:
         shutil.rmtree(run_dir, ignore_errors=True)
     trainer = open_run(notebook_config(recipe, full_recipe), run_dir, hooks=hooks)
     if trainer.epoch:
-        print(f"continuing the run saved in {run_dir} at epoch {trainer.epoch}")
+        report(f"continuing the run saved in {run_dir} at epoch {trainer.epoch}")
     return trainer
-
-
-def remaining_epochs(trainer: Trainer) -> int:
-    """Return how many epochs the trainer still has to go to finish its schedule (at least 0)."""
-    return max(0, trainer.config.epochs - trainer.epoch)
-
-
-def shipped_checkpoint(name: str, epoch: int | None = None) -> Path:
-    """Return the path of a shipped model ('2d' or '8d'), or of its checkpoint kept at `epoch`."""
-    final = outputs_dir() / "checkpoints" / SHIPPED_MODELS[name]
-    return final if epoch is None else final.with_name(f"{final.stem}_epoch_{epoch:03d}.pt")
-
-
-def shipped_history(name: str) -> History:
-    """Return the training history stored in a shipped model's checkpoint ('2d' or '8d')."""
-    return history_of(read_checkpoint(shipped_checkpoint(name)))
-
-
-def shipped_epochs(name: str) -> list[int]:
-    """Return the epochs at which a shipped model's checkpoints were kept (the recipes keep the last one too)."""
-    final = shipped_checkpoint(name)
-    return sorted(int(path.stem.rsplit("_", 1)[1]) for path in final.parent.glob(f"{final.stem}_epoch_*.pt"))

@@ -12,15 +12,20 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from vae_lib.core.data import ImageDataset, to_pixels
 from vae_lib.core.evaluate import encode_means
+from vae_lib.core.files import CheckpointError, replaced_atomically
+from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.latent import decode_grid, decode_latents
-from vae_lib.core.run_folder import CheckpointError, RunFolder, replaced_atomically
-from vae_lib.core.train import Trainer, TrainingHook
+from vae_lib.core.run_folder import RunFolder
+
+if TYPE_CHECKING:  # only for annotations: pictures do not depend on the trainer
+    from vae_lib.core.train import Trainer
 
 _LOSS_NAMES = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl")
 

@@ -18,9 +18,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
+from vae_lib.core.datasets import DATASETS
+from vae_lib.core.files import replaced_atomically
 from vae_lib.core.history import StepRecord
 from vae_lib.core.latent import LatentProjection, dimension_label
-from vae_lib.core.run_folder import RunFolder, history_of, read_checkpoint, replaced_atomically
+from vae_lib.core.run_folder import RunFolder
 from vae_lib.pictures.snapshots import Snapshot, load_snapshots
 from vae_lib.pictures.viz import TOTAL_LABEL, class_colour, image_grid
 
@@ -124,8 +127,11 @@ def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:
     """Return a run's snapshots and a renderer set up with its history and class names."""
     snapshots = load_snapshots(run_dir)
     checkpoint = RunFolder(run_dir).checkpoint
-    history_steps = history_of(read_checkpoint(checkpoint)).steps if checkpoint.exists() else []
-    class_names = [str(label) for label in range(int(max(s.labels.max() for s in snapshots)) + 1)]
+    state = read_checkpoint(checkpoint) if checkpoint.exists() else None
+    history_steps = history_of(state).steps if state is not None else []
+    dataset = DATASETS.get(config_of(state).dataset) if state is not None else None
+    label_count = int(max(s.labels.max() for s in snapshots)) + 1
+    class_names = list(dataset.class_names) if dataset is not None else [str(label) for label in range(label_count)]
     return snapshots, FrameRenderer(snapshots, history_steps, class_names)
 
 

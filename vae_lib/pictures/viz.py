@@ -6,7 +6,8 @@ axes are labelled.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,11 +16,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from vae_lib.core.data import to_pixels
+from vae_lib.core.datasets import legend_title
 from vae_lib.core.evaluate import reconstruct
 from vae_lib.core.history import History
+from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.latent import LatentProjection, decode_grid, dimension_label, traversal_images
 from vae_lib.core.model import IMAGE_SIZE, VAE
-from vae_lib.core.train import Trainer, TrainingHook
+
+if TYPE_CHECKING:  # only for annotations: pictures do not depend on the trainer
+    from vae_lib.core.train import Trainer
 
 CLASS_COLOURS = [
     "#1f77b4",
@@ -191,16 +196,17 @@ def plot_metrics(history: History, title: str = "training metrics") -> Figure:
     return figure
 
 
-def plot_time_to_quality(histories: dict[str, History], targets: dict[str, float]) -> Figure:
-    """Return test reconstruction against wall-clock minutes for each run, with its target (if any) dashed."""
+def plot_time_to_quality(histories: dict[str, History], targets: Mapping[str, tuple[float, str]]) -> Figure:
+    """Return test reconstruction against wall-clock minutes for each run, with its target (if any) dashed:
+    `targets` gives a run's (test reconstruction, what it is), e.g. vae_lib.course.shipped.QUALITY_TARGETS."""
     figure, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 3.8), squeeze=False)
     for axis, (name, history) in zip(axes[0], histories.items()):
         minutes = [r.seconds / 60 for r in history.epochs]
         recon = [r.test_recon for r in history.epochs]
         axis.plot(minutes, recon, "o-", color="tab:blue", markersize=3, label="test reconstruction")
-        target = targets.get(name)
+        target, target_label = targets.get(name, (None, ""))
         if target is not None:
-            axis.axhline(target, color="tab:red", linestyle="--", label=f"reference implementation's best {target}")
+            axis.axhline(target, color="tab:red", linestyle="--", label=f"{target_label} {target}")
             reached = history.seconds_to_target(target)
             if reached is not None:
                 axis.axvline(reached / 60, color="0.4", linestyle=":", label=f"reached after {reached / 60:.1f} min")
@@ -418,7 +424,7 @@ def plot_samples_and_scatter(
         xlabel, ylabel = projection.axis_labels
         scatter_axis.set(xlabel=xlabel, ylabel=ylabel, title=f"α = {point.alpha:g}: latent means of test images")
         scatter_axis.title.set_fontsize(9)
-    figure.legend(handles=handles, fontsize=8, loc="center right", title="digit", frameon=False)
+    figure.legend(handles=handles, fontsize=8, loc="center right", title=legend_title(test_data), frameon=False)
     figure.tight_layout(rect=(0, 0, 0.87, 1))
     return figure
 

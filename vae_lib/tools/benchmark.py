@@ -1,5 +1,5 @@
-"""Speed figures printed in one run: seconds per MNIST epoch, samples/s, the model's GFLOP/s as a fraction
-of an fp32 4096 x 4096 matmul, the cost of recording snapshots (as a ratio of two runs), the time to draw
+"""Speed figures measured in one run and reported as text: seconds per epoch, samples/s, the model's GFLOP/s as a
+fraction of an fp32 4096 x 4096 matmul, the cost of recording snapshots (as a ratio of two runs), the time to draw
 and encode a 200-frame video, and the latency of one explorer slider update.
 """
 
@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,11 +24,15 @@ from vae_lib.core.data import to_model_input
 from vae_lib.core.datasets import DEFAULT_DATASET, load_dataset
 from vae_lib.core.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name, place_model
 from vae_lib.core.evaluate import evaluate
+from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE
 from vae_lib.core.objective import DEFAULT_ALPHA
 from vae_lib.core.settings import data_dir
-from vae_lib.core.train import Trainer, TrainingHook, train_step
+from vae_lib.core.train import Trainer, train_step
+from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.pictures.snapshots import SnapshotRecorder
+
+Report = Callable[[str], None]
 
 MATMUL_SIZE = 4096
 
@@ -145,18 +150,46 @@ def layout_step_ratio(batch: torch.Tensor, autocast: torch.dtype | None, rounds:
 
 
 def run_benchmark(
-    steps: int = 400, device: str | None = None, video_frames: int = 200, explorer_updates: int = 200
+    report: Report, steps: int = 400, device: str | None = None, video_frames: int = 200, explorer_updates: int = 200
 ) -> dict[str, float]:
-    """Train the seed's model for `steps` steps on MNIST in fp32, in the numerics `precision="auto"` picks
-    here, and with snapshots; print and return the figures."""
+    """Train the seed's model for `steps` steps on the course's dataset in fp32, in the numerics
+    `precision="auto"` picks here, and with snapshots; report and return the figures."""
     config = TrainConfig()
     train_data, test_data = load_dataset(DEFAULT_DATASET, train=True), load_dataset(DEFAULT_DATASET, train=False)
-    full_epoch_steps = len(train_data) // config.batch_size
     short_run = TrainConfig(train_subset=steps * config.batch_size)
-    fp32_run = replace(short_run, precision="fp32")
     data = {"train_data": train_data, "test_data": test_data, "device": device, "progress": False}
-    Trainer(TrainConfig(train_subset=50 * config.batch_size), **data).fit(1)
-    # The runs alternate (A B C A B C), so drift in the machine's speed hits each alike.
+    Trainer(TrainConfig(train_subset=50 * config.batch_size), **data).fit(1)  # warm up
+    timings = time_short_runs(short_run, data, video_frames)
+    trainer = timings.pop("trainer")
+    started = time.perf_counter()
+    evaluate(trainer.model, test_data)
+    test_seconds = time.perf_counter() - started
+    chosen = numerics_name(short_run.precision, trainer.device)  # "bf16 autocast" or "fp32"
+    figures = speed_figures(timings, test_seconds, len(train_data) // config.batch_size, steps, chosen)
+    if trainer.device.type == "cpu":  # CPU seconds say nothing of a GPU's time
+        batch = to_model_input(train_data.images[: config.batch_size])
+        layout = {
+            label: layout_step_ratio(batch, autocast_dtype(label, trainer.device), rounds=max(2, steps // 10))
+            for label in ("fp32", "auto")
+        }
+        figures |= {"layout_step_ratio": layout["auto"], "fp32_layout_step_ratio": layout["fp32"]}
+    for name, model in (("2d", trainer.model), ("8d", VAE(latent_dim=8))):
+        median, p95 = explorer_latency_ms(model, test_data, explorer_updates)
+        figures |= {f"explorer_{name}_median_ms": median, f"explorer_{name}_p95_ms": p95}
+    context = (
+        f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps"
+    )
+    report_speed(figures, chosen, context, video_frames, report)
+    return figures
+
+
+def time_short_runs(short_run: TrainConfig, data: dict, video_frames: int) -> dict:
+    """Time short runs in fp32 and in the numerics `precision auto` picks, then with snapshots, alternating
+    (A B C A B C) so drift in the machine's speed hits each alike; time a video of the snapshots.
+
+    Returns the best seconds per step of each numerics, the training seconds with and without snapshots, the
+    video's seconds and the last plain trainer."""
+    fp32_run = replace(short_run, precision="fp32")
     plain_seconds, recorded_seconds, clocks = [], [], {"auto": [], "fp32": []}
     with tempfile.TemporaryDirectory() as run_dir:
         for _ in range(2):
@@ -165,92 +198,89 @@ def run_benchmark(
                 trainer = Trainer(run, hooks=[clocks[label][-1]], **data)
                 trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
             plain_seconds.append(trainer.train_seconds)
-            recorder = SnapshotRecorder(run_dir, test_data, every=200)
+            recorder = SnapshotRecorder(run_dir, data["test_data"], every=200)
             recorded = Trainer(short_run, run_dir=run_dir, hooks=[recorder], **data)
             recorded.fit(1)
             recorded_seconds.append(recorded.train_seconds)
-        snapshot_ratio = sum(recorded_seconds) / sum(plain_seconds)
         video_seconds = time_video(Path(run_dir), video_frames)
-    step_seconds = {label: min(clock.seconds for clock in runs) / steps for label, runs in clocks.items()}
-    started = time.perf_counter()
-    evaluate(trainer.model, test_data.images)
-    test_seconds = time.perf_counter() - started
-    samples_per_second = {label: config.batch_size / seconds for label, seconds in step_seconds.items()}
-    gflop_per_image = training_gflop_per_image(config.build_model())
-    matmul = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
-    chosen = numerics_name(short_run.precision, trainer.device)  # "bf16 autocast" or "fp32"
-    numerics = "fp32" if chosen == "fp32" else "bf16"
-    fractions = {
-        "fp32": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
-        "auto": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
+    steps = trainer.steps_per_epoch
+    return {
+        "step_seconds": {label: min(clock.seconds for clock in runs) / steps for label, runs in clocks.items()},
+        "plain_seconds": sum(plain_seconds),
+        "recorded_seconds": sum(recorded_seconds),
+        "video_seconds": video_seconds,
+        "trainer": trainer,
     }
-    layout: dict[str, float] = {}  # step-time ratios of the channels-last hooks, by numerics; CPU only
-    if trainer.device.type == "cpu":  # CPU seconds say nothing of a GPU's time
-        batch = to_model_input(train_data.images[: config.batch_size])
-        layout = {
-            label: layout_step_ratio(batch, autocast_dtype(label, trainer.device), rounds=max(2, steps // 10))
-            for label in ("fp32", "auto")
-        }
-    latency_2d = explorer_latency_ms(trainer.model, test_data, explorer_updates)
-    latency_8d = explorer_latency_ms(VAE(latent_dim=8), test_data, explorer_updates)
-    figures = {
-        "seconds_per_epoch": full_epoch_steps * step_seconds["auto"] + test_seconds,
-        "train_seconds_per_epoch": full_epoch_steps * step_seconds["auto"],
-        "fp32_seconds_per_epoch": full_epoch_steps * step_seconds["fp32"] + test_seconds,
+
+
+def speed_figures(timings: dict, test_seconds: float, epoch_steps: int, steps: int, chosen: str) -> dict[str, float]:
+    """Return the benchmark's figures from the short runs' timings: an epoch's seconds, samples per second and
+    their fraction of this machine's matmul rate in fp32 and in the chosen numerics, snapshot and video costs."""
+    step_seconds, batch_size = timings["step_seconds"], TrainConfig().batch_size
+    samples_per_second = {label: batch_size / seconds for label, seconds in step_seconds.items()}
+    gflop_per_image = training_gflop_per_image(TrainConfig().build_model())
+    matmul = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
+    numerics = "fp32" if chosen == "fp32" else "bf16"
+    return {
+        "seconds_per_epoch": epoch_steps * step_seconds["auto"] + test_seconds,
+        "train_seconds_per_epoch": epoch_steps * step_seconds["auto"],
+        "fp32_seconds_per_epoch": epoch_steps * step_seconds["fp32"] + test_seconds,
         "test_seconds": test_seconds,
         "samples_per_second": samples_per_second["auto"],
         "fp32_samples_per_second": samples_per_second["fp32"],
         "gflop_per_image": gflop_per_image,
         "matmul_gflops": matmul["fp32"],
         "matmul_bf16_gflops": matmul["bf16"],
-        "fraction_of_matmul": fractions["auto"],
-        "fp32_fraction_of_matmul": fractions["fp32"],
-        "snapshot_time_ratio": snapshot_ratio,
-        "video_seconds": video_seconds,
-        "explorer_2d_median_ms": latency_2d[0],
-        "explorer_2d_p95_ms": latency_2d[1],
-        "explorer_8d_median_ms": latency_8d[0],
-        "explorer_8d_p95_ms": latency_8d[1],
+        "fraction_of_matmul": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
+        "fp32_fraction_of_matmul": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
+        "snapshot_time_ratio": timings["recorded_seconds"] / timings["plain_seconds"],
+        "recorded_seconds": timings["recorded_seconds"],
+        "plain_seconds": timings["plain_seconds"],
+        "video_seconds": timings["video_seconds"],
     }
-    print(f"CPU: {cpu_description()}")
-    print(f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps")
-    print(f"precision auto trains in {chosen} here")
-    print(
+
+
+def report_speed(figures: dict[str, float], chosen: str, context: str, video_frames: int, report: Report) -> None:
+    """Report the benchmark's figures as lines of text."""
+    ratio = figures["samples_per_second"] / figures["fp32_samples_per_second"]
+    report(f"CPU: {cpu_description()}")
+    report(context)
+    report(f"precision auto trains in {chosen} here")
+    report(
         f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} in {chosen} "
-        f"(train {figures['train_seconds_per_epoch']:.1f}, test {test_seconds:.1f}); "
+        f"(train {figures['train_seconds_per_epoch']:.1f}, test {figures['test_seconds']:.1f}); "
         f"{figures['fp32_seconds_per_epoch']:.1f} in fp32"
     )
-    print(
-        f"training samples per second: fp32 {samples_per_second['fp32']:.0f}, {chosen} "
-        f"{samples_per_second['auto']:.0f} (x{samples_per_second['auto'] / samples_per_second['fp32']:.2f})"
+    report(
+        f"training samples per second: fp32 {figures['fp32_samples_per_second']:.0f}, {chosen} "
+        f"{figures['samples_per_second']:.0f} (x{ratio:.2f})"
     )
-    if layout:
-        figures |= {"layout_step_ratio": layout["auto"], "fp32_layout_step_ratio": layout["fp32"]}
-        print(
-            f"channels-last kept across the flatten: a step takes x{layout['fp32']:.3f} the CPU time in fp32, "
-            f"x{layout['auto']:.3f} in {chosen}, of a step without it"
+    if "layout_step_ratio" in figures:
+        report(
+            f"channels-last kept across the flatten: a step takes x{figures['fp32_layout_step_ratio']:.3f} the CPU "
+            f"time in fp32, x{figures['layout_step_ratio']:.3f} in {chosen}, of a step without it"
         )
-    print(f"model: {gflop_per_image:.4f} GFLOP per image (forward + backward)")
-    print(
-        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {matmul['fp32']:.0f} GFLOP/s, bf16 {matmul['bf16']:.0f} GFLOP/s; "
-        f"training in fp32 runs at {100 * fractions['fp32']:.0f}% of the fp32 one"
-        + (f", in bf16 autocast at {100 * fractions['auto']:.0f}% of the bf16 one" if numerics == "bf16" else "")
+    report(f"model: {figures['gflop_per_image']:.4f} GFLOP per image (forward + backward)")
+    report(
+        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {figures['matmul_gflops']:.0f} GFLOP/s, bf16 "
+        f"{figures['matmul_bf16_gflops']:.0f} GFLOP/s; training in fp32 runs at "
+        f"{100 * figures['fp32_fraction_of_matmul']:.0f}% of the fp32 one"
+        + (
+            f", in bf16 autocast at {100 * figures['fraction_of_matmul']:.0f}% of the bf16 one"
+            if chosen != "fp32"
+            else ""
+        )
     )
-    print(
-        f"snapshots every 200 steps: training time x{snapshot_ratio:.3f} of the same runs without them "
-        f"({sum(recorded_seconds):.1f} s against {sum(plain_seconds):.1f} s, two runs each)"
+    report(
+        f"snapshots every 200 steps: training time x{figures['snapshot_time_ratio']:.3f} of the same runs without "
+        f"them ({figures['recorded_seconds']:.1f} s against {figures['plain_seconds']:.1f} s, two runs each)"
     )
-    print(f"drawing and encoding a {video_frames}-frame mp4: {video_seconds:.1f} s")
-    print(
-        f"explorer slider update (decode + redraw): 2-D median {latency_2d[0]:.1f} ms, p95 {latency_2d[1]:.1f} ms; "
-        f"8-D median {latency_8d[0]:.1f} ms, p95 {latency_8d[1]:.1f} ms"
+    report(f"drawing and encoding a {video_frames}-frame mp4: {figures['video_seconds']:.1f} s")
+    report(
+        f"explorer slider update (decode + redraw): 2-D median {figures['explorer_2d_median_ms']:.1f} ms, "
+        f"p95 {figures['explorer_2d_p95_ms']:.1f} ms; 8-D median {figures['explorer_8d_median_ms']:.1f} ms, "
+        f"p95 {figures['explorer_8d_p95_ms']:.1f} ms"
     )
-    return figures
-
-
-# The test reconstruction each latent size must reach in the time-to-quality race: the seed's 2-D best, and
-# for 8-D a level the shipped recipe reaches (the seed's 0.0211 was measured on EMNIST, see the README).
-QUALITY_TARGETS = {"2d": 0.0732, "8d": 0.0300}
 
 
 def full_test_recon(trainer: Trainer) -> float:
@@ -260,11 +290,12 @@ def full_test_recon(trainer: Trainer) -> float:
     if record.test_images in (None, len(trainer.test_data)):
         return record.test_recon
     config = trainer.config
-    return evaluate(trainer.evaluated_model, trainer.test_data.images, config.alpha, seed=config.seed)["recon"]
+    return evaluate(trainer.evaluated_model, trainer.test_data, config.alpha, seed=config.seed)["recon"]
 
 
 def time_to_quality(
     name: str,
+    report: Report,
     target: float | None = None,
     to_the_end: bool = False,
     device: str | None = None,
@@ -273,14 +304,14 @@ def time_to_quality(
 ) -> dict[str, dict[str, float | int | None]]:
     """Race the shipped recipe `name` ('2d' or '8d') against its -fast version, an epoch of each in turn, until
     each reaches test reconstruction `target` (QUALITY_TARGETS by default); the fast one trains to its end, to
-    show its final reconstruction (both do with `to_the_end`). Print each epoch and the table; return the figures.
+    show its final reconstruction (both do with `to_the_end`). Report each epoch and the table; return the figures.
 
     Each recipe's training and own evaluation are timed twice: wall-clock seconds, and the CPU seconds this
     process spent, which other jobs on a shared machine hardly change. The whole-test-set check of a fast
     recipe's epochs is not timed. `changes` alter both recipes alike (tests use train_subset and epochs);
     `fast_epochs` gives the fast recipe a run of that many epochs, over which its cosine schedule decays.
     """
-    target = QUALITY_TARGETS[name] if target is None else target
+    target = QUALITY_TARGETS[name].recon if target is None else target
     data = {
         "train_data": load_dataset(DEFAULT_DATASET, train=True),
         "test_data": load_dataset(DEFAULT_DATASET, train=False),
@@ -293,9 +324,37 @@ def time_to_quality(
     if fast_epochs is not None:
         configs["fast"] = replace(configs["fast"], epochs=fast_epochs, keep_epochs=())
     trainers = {label: Trainer(config, **data) for label, config in configs.items()}
+    report(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")
+    cpu_seconds, reached = race(trainers, target, to_the_end, report)
+    figures = {label: race_figures(trainer, cpu_seconds[label], reached[label]) for label, trainer in trainers.items()}
+    for label, trainer in trainers.items():
+        config, result = trainer.config, figures[label]
+        epoch, seconds, cpu = result["epoch_reached"], result["seconds_to_target"], result["cpu_seconds_to_target"]
+        report(
+            f"{label:7} {numerics_name(config.precision, trainer.device):13} batch {config.batch_size:3d} "
+            f"lr {config.learning_rate:.2g}: {result['cpu_seconds_per_epoch']:.1f} CPU s per epoch; "
+            f"test recon {target} "
+            + (f"at epoch {epoch}, {seconds:.0f} s, {cpu:.0f} CPU s" if epoch else f"not reached in {trainer.epoch}")
+            + (f"; final ({config.epochs} epochs) {result['final_recon']:.5f}" if result["final_recon"] else "")
+        )
+    shipped, fast = figures["shipped"], figures["fast"]
+    if shipped["epoch_reached"] and fast["epoch_reached"]:
+        report(
+            f"time to test recon {target}, fast / shipped: "
+            f"{fast['cpu_seconds_to_target'] / shipped['cpu_seconds_to_target']:.3f} in CPU seconds, "
+            f"{fast['seconds_to_target'] / shipped['seconds_to_target']:.3f} in wall-clock seconds"
+        )
+    return figures
+
+
+def race(
+    trainers: dict[str, Trainer], target: float, to_the_end: bool, report: Report
+) -> tuple[dict[str, float], dict[str, tuple[int, float, float] | None]]:
+    """Train the trainers an epoch each in turn until each reaches `target` (the fast one, or all with
+    `to_the_end`, to their last epoch); return each one's CPU seconds and (epoch, seconds, CPU seconds) at the
+    target, None where it was not reached."""
     cpu_seconds = dict.fromkeys(trainers, 0.0)
     reached: dict[str, tuple[int, float, float] | None] = dict.fromkeys(trainers)
-    print(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")
     while True:
         running = [
             label
@@ -303,7 +362,7 @@ def time_to_quality(
             if trainer.epoch < trainer.config.epochs and (to_the_end or label == "fast" or reached[label] is None)
         ]
         if not running:
-            break
+            return cpu_seconds, reached
         for label in running:
             trainer, started = trainers[label], time.process_time()
             trainer.fit(1)
@@ -311,39 +370,28 @@ def time_to_quality(
             recon = full_test_recon(trainer)
             if recon <= target and reached[label] is None:
                 reached[label] = (trainer.epoch, trainer.train_seconds, cpu_seconds[label])
-            print(
+            report(
                 f"{label:7} epoch {trainer.epoch:3d}: {trainer.train_seconds:7.1f} s, {cpu_seconds[label]:7.1f} "
-                f"CPU s, test recon {recon:.5f}",
-                flush=True,
+                f"CPU s, test recon {recon:.5f}"
             )
-    figures = {}
-    for label, trainer in trainers.items():
-        config, finished = trainer.config, trainer.epoch == trainer.config.epochs
-        epoch, seconds, cpu = reached[label] or (None, None, None)
-        figures[label] = {
-            "batch_size": config.batch_size,
-            "learning_rate": config.learning_rate,
-            "epoch_reached": epoch,
-            "seconds_to_target": seconds,
-            "cpu_seconds_to_target": cpu,
-            "cpu_seconds_per_epoch": cpu_seconds[label] / trainer.epoch,
-            "final_recon": full_test_recon(trainer) if finished else None,
-        }
-        numerics = numerics_name(config.precision, trainer.device)
-        print(
-            f"{label:7} {numerics:13} batch {config.batch_size:3d} lr {config.learning_rate:.2g}: "
-            f"{cpu_seconds[label] / trainer.epoch:.1f} CPU s per epoch; test recon {target} "
-            + (f"at epoch {epoch}, {seconds:.0f} s, {cpu:.0f} CPU s" if epoch else f"not reached in {trainer.epoch}")
-            + (f"; final ({config.epochs} epochs) {figures[label]['final_recon']:.5f}" if finished else "")
-        )
-    shipped, fast = figures["shipped"], figures["fast"]
-    if shipped["epoch_reached"] and fast["epoch_reached"]:
-        print(
-            f"time to test recon {target}, fast / shipped: "
-            f"{fast['cpu_seconds_to_target'] / shipped['cpu_seconds_to_target']:.3f} in CPU seconds, "
-            f"{fast['seconds_to_target'] / shipped['seconds_to_target']:.3f} in wall-clock seconds"
-        )
-    return figures
+
+
+def race_figures(
+    trainer: Trainer, cpu_seconds: float, reached: tuple[int, float, float] | None
+) -> dict[str, float | int | None]:
+    """Return one racer's figures: its settings, when it reached the target, its CPU seconds per epoch and, if it
+    finished its schedule, its final test reconstruction."""
+    epoch, seconds, cpu = reached or (None, None, None)
+    finished = trainer.epoch == trainer.config.epochs
+    return {
+        "batch_size": trainer.config.batch_size,
+        "learning_rate": trainer.config.learning_rate,
+        "epoch_reached": epoch,
+        "seconds_to_target": seconds,
+        "cpu_seconds_to_target": cpu,
+        "cpu_seconds_per_epoch": cpu_seconds / trainer.epoch,
+        "final_recon": full_test_recon(trainer) if finished else None,
+    }
 
 
 # One epoch of the reference implementation's own trainer (ModularTrainer, with its logging, plots, video frames
@@ -393,7 +441,7 @@ def check_reference(reference: Path) -> None:
         raise ValueError("the reference trainer imports cv2: pip install opencv-python-headless, then run again")
 
 
-def compare_with_reference(reference: Path, rounds: int = 2) -> dict[str, float]:
+def compare_with_reference(reference: Path, report: Report, rounds: int = 2) -> dict[str, float]:
     """Time one MNIST epoch of the reference implementation's trainer against one epoch of this project's CLI
     with the reference's settings (`train --latent-dim 2 --epochs 1`, in the numerics `precision auto` picks,
     and again with `--precision fp32`), each a whole command from start to exit, in `rounds` rounds of
@@ -412,10 +460,10 @@ def compare_with_reference(reference: Path, rounds: int = 2) -> dict[str, float]
             with tempfile.TemporaryDirectory() as work:
                 ours = ["--epochs", "1", "--out", str(Path(work) / "run")] if label.startswith("vae_lib") else []
                 seconds[label].append(timed_command(commands[label] + ours, Path(work)))
-            print(f"round {round_index + 1}: {label}: {seconds[label][-1]:.1f} s", flush=True)
+            report(f"round {round_index + 1}: {label}: {seconds[label][-1]:.1f} s")
     medians = {label: statistics.median(times) for label, times in seconds.items()}
     reference_seconds = medians.pop("reference ModularTrainer")
-    print(f"one MNIST epoch, whole command, median of {rounds}: reference {reference_seconds:.1f} s")
+    report(f"one epoch, whole command, median of {rounds}: reference {reference_seconds:.1f} s")
     for label, median in medians.items():
-        print(f"  {label}: {median:.1f} s, {reference_seconds / median:.2f}x faster than the reference")
+        report(f"  {label}: {median:.1f} s, {reference_seconds / median:.2f}x faster than the reference")
     return {"reference_seconds": reference_seconds, **medians}

@@ -14,29 +14,24 @@ from pathlib import Path
 
 import torch
 
+from vae_lib.core.checkpoint import config_of, load_model, read_checkpoint
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES, TrainConfig
 from vae_lib.core.data import DataError
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
 from vae_lib.core.device import numerics_name
 from vae_lib.core.evaluate import evaluate
-from vae_lib.core.run_folder import CheckpointError, RunFolder, config_of, load_model, read_checkpoint
-from vae_lib.core.settings import REPO_ROOT, outputs_dir
-from vae_lib.core.train import Trainer, TrainingDivergedError, TrainingHook, TrainingInterrupted, open_run
+from vae_lib.core.files import CheckpointError
+from vae_lib.core.hooks import EpochReporter, TrainingHook
+from vae_lib.core.run_folder import RunFolder
+from vae_lib.core.settings import REPO_ROOT, runs_dir
+from vae_lib.core.train import TrainingDivergedError, TrainingInterrupted, open_run
+from vae_lib.course.shipped import QUALITY_TARGETS
+from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 
 
-class EpochPrinter(TrainingHook):
-    """Prints one line of test metrics after each epoch."""
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        record = trainer.history.epochs[-1]
-        subset = (
-            f" on the first {record.test_images} test images" if record.test_images < len(trainer.test_data) else ""
-        )
-        print(
-            f"epoch {record.epoch:3d}/{trainer.config.epochs}  test total {record.test_total:.4f}  "
-            f"recon {record.test_recon:.4f}  kl {record.test_kl:.2f}{subset}  ({record.seconds:.0f} s)",
-            flush=True,
-        )
+def say(line: str) -> None:
+    """Print a line of progress at once, also when the output goes to a log file."""
+    print(line, flush=True)
 
 
 def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
@@ -86,16 +81,16 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _train(args: argparse.Namespace) -> None:
     config = config_from_args(args)
-    out = Path(args.out) if args.out else outputs_dir() / "runs" / (args.recipe or f"{config.latent_dim}d")
-    hooks: list[TrainingHook] = [EpochPrinter()]
+    out = Path(args.out) if args.out else runs_dir() / (args.recipe or f"{config.latent_dim}d")
+    hooks: list[TrainingHook] = [EpochReporter(say)]
     if args.snapshot_every:
         from vae_lib.pictures.snapshots import SnapshotRecorder
 
         hooks.append(SnapshotRecorder(out, load_dataset(config.dataset, train=False), every=args.snapshot_every))
-    trainer = open_run(config, out, report=print, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
+    trainer = open_run(config, out, report=say, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
     if trainer.epoch:
         print(f"resuming {RunFolder(out).checkpoint} at epoch {trainer.epoch}")
-    remaining = trainer.config.epochs - trainer.epoch
+    remaining = trainer.remaining_epochs()
     if remaining < 1:
         print(
             f"{RunFolder(out).checkpoint} already has {trainer.epoch} epochs (asked for {config.epochs}); nothing to do"
@@ -105,7 +100,7 @@ def _train(args: argparse.Namespace) -> None:
         f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device} "
         f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
-    trainer.fit(remaining)
+    trainer.finish()
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -133,9 +128,9 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     from vae_lib.tools.sweep import run_sweep
 
-    hooks = [EpochPrinter()]
+    hooks = [EpochReporter(say)]
     shipped = run_sweep(
-        args.latent_dims, args.alphas, hooks=hooks, report=print, device=args.device, progress=sys.stderr.isatty()
+        args.latent_dims, args.alphas, hooks=hooks, report=say, device=args.device, progress=sys.stderr.isatty()
     )
     print(f"{len(shipped)} sweep models in {shipped[0].parent}/")
 
@@ -149,18 +144,18 @@ def _video(args: argparse.Namespace) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> None:
-    from vae_lib.tools.reproduce import report, reproduce, write_figures
+    from vae_lib.tools.reproduce import report_shipped, reproduce, write_figures
 
     if args.report_only:
         for name in args.recipes:
-            report(name)
+            report_shipped(name, say)
         write_figures(args.recipes)
     else:
-        reproduce(args.recipes)
+        reproduce(args.recipes, say)
 
 
 def _prepare_data(args: argparse.Namespace) -> None:
-    folder = prepare_dataset(args.dataset, report=print)
+    folder = prepare_dataset(args.dataset, report=say)
     print(f"{dataset_entry(args.dataset).title} ready in {folder}/ (checked)")
 
 
@@ -178,13 +173,13 @@ def _benchmark(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     if args.time_to_quality:
         for name in args.time_to_quality:
-            time_to_quality(name, to_the_end=args.to_the_end, device=args.device, fast_epochs=args.fast_epochs)
+            time_to_quality(name, say, to_the_end=args.to_the_end, device=args.device, fast_epochs=args.fast_epochs)
         return
     if args.reference:
         check_reference(Path(args.reference))  # before the benchmark, not after it
-    run_benchmark(steps=args.steps, device=args.device)
+    run_benchmark(say, steps=args.steps, device=args.device)
     if args.reference:
-        compare_with_reference(Path(args.reference))
+        compare_with_reference(Path(args.reference), say)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,8 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--snapshot-every", type=_integer_at_least(0), default=0, metavar="STEPS", help=snapshots)
     add_config_options(train)
     train.set_defaults(run=_train)
-
-    from vae_lib.tools.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 
     sweep = commands.add_parser("sweep", help="train the KL-weight sweep of notebook 06 (resumes) and ship its models")
     sweep.add_argument("--latent-dims", type=_integer_at_least(1), nargs="+", default=list(SWEEP_LATENT_DIMS))
@@ -256,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("2d", "8d"),
         metavar="RECIPE",
         help="instead, race the shipped recipe (2d or 8d) against its -fast version to a test reconstruction "
-        "(2d: 0.0732, 8d: 0.0300) and print both times and their ratio (tens of minutes each)",
+        f"({', '.join(f'{name}: {target.recon}' for name, target in QUALITY_TARGETS.items())}) and print both times "
+        "and their ratio (tens of minutes each)",
     )
     benchmark.add_argument(
         "--reference",

@@ -1,38 +1,40 @@
 """Retrain the shipped models from their recipes, export them to outputs/checkpoints, make their videos,
-and print their test metrics and the time each took to reach the seed's best reconstruction.
+and report their test metrics and the time each took to reach its quality target.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from vae_lib.core.config import RECIPES, SEED_BEST_RECON
+from vae_lib.core.checkpoint import export_checkpoint, history_of, load_model, read_checkpoint
+from vae_lib.core.config import RECIPES
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.evaluate import evaluate
-from vae_lib.core.run_folder import RunFolder, export_checkpoint, history_of, load_model, read_checkpoint
-from vae_lib.core.settings import outputs_dir
+from vae_lib.core.hooks import EpochReporter
+from vae_lib.core.run_folder import RunFolder
+from vae_lib.core.settings import outputs_dir, runs_dir
 from vae_lib.core.train import Trainer, open_run
-from vae_lib.course.notebooks import shipped_checkpoint
+from vae_lib.course.shipped import QUALITY_TARGETS, shipped_checkpoint, shipped_epochs
 from vae_lib.pictures.snapshots import SnapshotRecorder
-from vae_lib.tools.cli import EpochPrinter
 
+Report = Callable[[str], None]
 SNAPSHOT_EVERY = 200
 
 
-def train_recipe(name: str, run_dir: Path) -> Trainer:
+def train_recipe(name: str, run_dir: Path, report: Report) -> Trainer:
     """Train (or finish training) a recipe in run_dir, recording snapshots for its video."""
     config = RECIPES[name]
     test_data = load_dataset(config.dataset, train=False)
-    hooks = [SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY), EpochPrinter()]
-    trainer = open_run(config, run_dir, report=print, test_data=test_data, hooks=hooks, progress=sys.stderr.isatty())
-    if trainer.epoch < config.epochs:
-        trainer.fit(config.epochs - trainer.epoch)
+    hooks = [SnapshotRecorder(run_dir, test_data, every=SNAPSHOT_EVERY), EpochReporter(report)]
+    trainer = open_run(config, run_dir, report=report, test_data=test_data, hooks=hooks, progress=sys.stderr.isatty())
+    trainer.finish()
     return trainer
 
 
-def ship(name: str, run_dir: Path) -> None:
+def ship(name: str, run_dir: Path, report: Report) -> None:
     """Export a finished run's final and kept checkpoints and its video into outputs/."""
     from vae_lib.pictures.video import make_run_video
 
@@ -46,23 +48,22 @@ def ship(name: str, run_dir: Path) -> None:
     for kind in ("mp4", "gif"):
         if kind in video:
             shutil.copyfile(video[kind], videos / f"latent_{name}.{kind}")
-    print(f"{name}: video of {video['frames']} frames made in {video['seconds']:.1f} s")
+    report(f"{name}: video of {video['frames']} frames made in {video['seconds']:.1f} s")
 
 
-def report(name: str) -> dict[str, float]:
-    """Print and return a shipped model's test metrics and its time to the seed's best reconstruction."""
+def report_shipped(name: str, report: Report) -> dict[str, float]:
+    """Report and return a shipped model's test metrics and its time to its quality target."""
     path = shipped_checkpoint(name)
     state = read_checkpoint(path)
-    model = load_model(path)
-    metrics = evaluate(model, load_dataset("mnist", train=False).images)
-    target = SEED_BEST_RECON[model.latent_dim]
+    metrics = evaluate(load_model(path), load_dataset(RECIPES[name].dataset, train=False))
+    target = QUALITY_TARGETS[name]
     history = history_of(state)
-    reached = history.seconds_to_target(target)
+    reached = history.seconds_to_target(target.recon)
     when = f"reached after {reached / 60:.1f} min" if reached is not None else "not reached"
-    print(
+    report(
         f"{name}: {state['epoch']} epochs in {history.epochs[-1].seconds / 60:.1f} min; "
         f"test total {metrics['total']:.4f}, recon {metrics['recon']:.4f}, KL {metrics['kl']:.2f}; "
-        f"seed's best recon {target}: {when}"
+        f"{target.label} {target.recon}: {when}"
     )
     return {**metrics, "seconds_to_target": reached if reached is not None else float("nan")}
 
@@ -73,15 +74,13 @@ def write_figures(names: list[str]) -> list[Path]:
 
     matplotlib.use("Agg")
     from vae_lib.core.evaluate import reconstruct
-    from vae_lib.course.notebooks import shipped_epochs
     from vae_lib.pictures import viz
 
     folder = outputs_dir() / "figures"
     folder.mkdir(parents=True, exist_ok=True)
-    test_data = load_dataset("mnist", train=False)
-    originals = test_data.images[:12]
     written, histories = [], {}
     for name in names:
+        originals = load_dataset(RECIPES[name].dataset, train=False).images[:12]
         histories[name] = history_of(read_checkpoint(shipped_checkpoint(name)))
         figure = viz.plot_metrics(histories[name], title=f"{name.upper()} model: training metrics")
         written.append(folder / f"metrics_{name}.png")
@@ -95,20 +94,19 @@ def write_figures(names: list[str]) -> list[Path]:
         )
         written.append(folder / f"reconstructions_{name}.png")
         figure.savefig(written[-1], dpi=90)
-    targets = {name: SEED_BEST_RECON[RECIPES[name].latent_dim] for name in names}
-    figure = viz.plot_time_to_quality(histories, targets)
+    figure = viz.plot_time_to_quality(histories, {name: QUALITY_TARGETS[name] for name in names})
     written.append(folder / "time_to_quality.png")
     figure.savefig(written[-1], dpi=90)
     return written
 
 
-def reproduce(names: list[str], run_root: Path | None = None) -> None:
+def reproduce(names: list[str], report: Report, run_root: Path | None = None) -> None:
     """Train, ship and report each named recipe, and redraw the README's figures."""
-    run_root = run_root or outputs_dir() / "runs"
+    run_root = run_root or runs_dir()
     for name in names:
         run_dir = run_root / f"recipe_{name}"
-        train_recipe(name, run_dir)
-        ship(name, run_dir)
+        train_recipe(name, run_dir, report)
+        ship(name, run_dir, report)
     for name in names:
-        report(name)
+        report_shipped(name, report)
     write_figures(names)

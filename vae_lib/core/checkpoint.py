@@ -1,0 +1,194 @@
+"""The checkpoint format: one plain dict (config, weights, optimizer, epoch, history, RNG state) with a sha256 of
+its contents, written atomically and read with `torch.load(weights_only=True)`, so loading one cannot run code;
+and what is read from one: its config, its history, its model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from vae_lib.core.config import TrainConfig
+from vae_lib.core.device import place_model
+from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomically
+from vae_lib.core.history import History
+from vae_lib.core.model import VAE
+from vae_lib.core.run_folder import RunFolder
+
+CHECKPOINT_KIND = "vae_lib.checkpoint"
+REQUIRED_KEYS = ("kind", "config", "model", "epoch", "step", "history")
+# What an exported checkpoint leaves out (with TRAINED_WEIGHTS_KEY): it can be used and shared, not continued.
+TRAINING_ONLY_KEYS = ("optimizer", "rng")
+# With a weight average (TrainConfig.ema_decay), "model" holds the average, which is what the run produced, and
+# this key the weights the optimizer trains, which only continuing the run needs.
+TRAINED_WEIGHTS_KEY = "trained_model"
+# The sha256 of a checkpoint's other contents; training checkpoints written before it existed have none.
+CHECKSUM_KEY = "checksum"
+
+
+def continued_config(checkpoint: Path, requested: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
+    """Return the (saved, continued) configs of a run resumed with `requested` settings.
+
+    Refuses, with a CheckpointError naming each differing setting, another model or a change that is not resumable.
+    """
+    saved = config_of(read_checkpoint(checkpoint))
+    if saved.differences(requested):
+        raise CheckpointError(
+            f"{checkpoint} belongs to another model ({'; '.join(saved.differences(requested))}): "
+            "choose another run folder, or match its settings to continue it"
+        )
+    try:
+        return saved, saved.continued_as(requested)
+    except ValueError as error:
+        raise CheckpointError(
+            f"{checkpoint} was trained with other settings ({error}): choose another run folder, "
+            "or give the run's own settings to continue it"
+        ) from error
+
+
+def save_checkpoint(state: dict, path: str | Path) -> Path:
+    """Write `state` and its checksum to `path` atomically (temporary file, then rename); return the path."""
+    path = Path(path)
+    contents = {"kind": CHECKPOINT_KIND, **{key: value for key, value in state.items() if key != CHECKSUM_KEY}}
+    with replaced_atomically(path) as temporary, open(temporary, "wb") as stream:
+        torch.save({**contents, CHECKSUM_KEY: content_digest(contents)}, stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+    return path
+
+
+def save_epoch(state: dict, run_folder: RunFolder, keep: bool) -> None:
+    """Write an epoch's state: first its kept copy (if `keep`), then the checkpoint a run resumes from.
+
+    In this order the checkpoint is never ahead of the kept epochs: a process killed between the two writes
+    resumes from the epoch before, and retraining the epoch writes the same state again.
+    """
+    if keep:
+        save_checkpoint(state, run_folder.kept_epoch(state["epoch"]))
+    save_checkpoint(state, run_folder.checkpoint)
+
+
+def content_digest(value: object) -> str:
+    """Return the sha256 (hex) of a checkpoint's contents: tensors by dtype, shape and bytes, the rest by value."""
+    digest = hashlib.sha256()
+    for chunk in _content_chunks(value):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _content_chunks(value: object) -> Iterator[bytes]:
+    """Yield the bytes a digest of `value` is taken over, recursing into dicts (keys sorted), lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)  # the same bytes whatever the memory layout
+        yield f"tensor {tensor.dtype} {tuple(value.shape)};".encode()
+        yield tensor.view(torch.uint8).numpy().tobytes()
+    elif isinstance(value, dict):
+        yield f"dict {len(value)};".encode()
+        for key in sorted(value, key=repr):
+            yield from _content_chunks(key)
+            yield from _content_chunks(value[key])
+    elif isinstance(value, list | tuple):
+        yield f"sequence {len(value)};".encode()
+        for item in value:
+            yield from _content_chunks(item)
+    else:
+        yield f"{type(value).__name__} {value!r};".encode()
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Return a checkpoint's dict after checking that the file is one of ours, intact, with finite weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path}: train a model first (python -m vae_lib train ...) or check the path"
+        )
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): delete it and retrain, or use another checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path} is not a vae_lib checkpoint (torch.load could not read it: {failure_reason(error)}); "
+            "it may be truncated or another kind of file: use a checkpoint.pt written by vae_lib"
+        ) from error
+    if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
+        raise CheckpointError(
+            f"{path} is a torch file but not a vae_lib checkpoint: use a checkpoint.pt written by vae_lib"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path} is an incomplete vae_lib checkpoint (missing {missing}); retrain or use another file"
+        )
+    check_intact(state, path)
+    return state
+
+
+def check_intact(state: dict, path: Path) -> None:
+    """Raise a CheckpointError if a checkpoint's contents differ from its checksum or its weights are not finite.
+
+    The checksum is taken out of `state`. A file without one was written by an earlier vae_lib: only its weights
+    are checked.
+    """
+    stored = state.pop(CHECKSUM_KEY, None)
+    if stored is not None and stored != content_digest(state):
+        raise CheckpointError(
+            f"{path} is corrupt: its contents no longer match the checksum written with them "
+            "(the file changed on disk); use another checkpoint, e.g. a kept epoch_NNN.pt, or retrain"
+        )
+    weights = [state[key] for key in ("model", TRAINED_WEIGHTS_KEY) if isinstance(state.get(key), dict)]
+    broken = [
+        name
+        for part in weights
+        for name, tensor in part.items()
+        if tensor.is_floating_point() and not tensor.isfinite().all()
+    ]
+    if broken:
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights ({', '.join(broken)}): the file is corrupt, use another checkpoint"
+        )
+
+
+def config_of(state: dict) -> TrainConfig:
+    """Return the TrainConfig stored in a checkpoint dict."""
+    return TrainConfig.from_dict(state["config"])
+
+
+def history_of(state: dict) -> History:
+    """Return the History stored in a checkpoint dict."""
+    return History.from_dict(state["history"])
+
+
+def model_from_state(state: dict, source: str | Path = "checkpoint") -> VAE:
+    """Return the VAE a checkpoint dict describes, with its weights loaded."""
+    model = config_of(state).build_model()
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights in {source} do not fit the model its config describes: {error}") from error
+    return model
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu", latent_dim: int | None = None) -> VAE:
+    """Return the trained VAE stored at `path`, in eval mode; `latent_dim`, if given, must match it."""
+    state = read_checkpoint(path)
+    config = config_of(state)
+    if latent_dim is not None and config.latent_dim != latent_dim:
+        raise CheckpointError(
+            f"{path} holds a {config.latent_dim}-D model, not the {latent_dim}-D one asked for: "
+            "pick the matching checkpoint"
+        )
+    model = model_from_state(state, path)
+    return place_model(model, device).eval()
+
+
+def export_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Write a copy of a checkpoint for sharing: config, weights, epoch and history, without optimizer or RNG state."""
+    state = read_checkpoint(source)
+    left_out = ("kind", *TRAINING_ONLY_KEYS, TRAINED_WEIGHTS_KEY)
+    shared = {key: value for key, value in state.items() if key not in left_out}
+    return save_checkpoint(shared, target)

@@ -1,0 +1,61 @@
+"""Files written whole or not at all: a temporary file beside the target, renamed over it when complete, and the
+error every run file's problem becomes (CheckpointError), naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+# How a file being written is named until it is complete; a name ending so is a leftover when no one holds the lock.
+PARTIAL_SUFFIX = ".partial"
+
+
+class CheckpointError(RuntimeError):
+    """A run folder's file is missing, unreadable, corrupt, unwritable, for another model or in use by another
+    process; the message names the file and says what to do."""
+
+
+def failure_reason(error: BaseException) -> str:
+    """Return the one-line cause of a failed read or write: the OSError's text if there is one in the chain."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+@contextmanager
+def replaced_atomically(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write; when the block succeeds it replaces `path` in one rename.
+
+    If the block fails, the temporary file is removed and `path` is left as it was; a failed write (disk full,
+    no permission) becomes a CheckpointError naming the file.
+    """
+    temporary: Path | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
+        os.close(descriptor)
+        temporary = Path(name)
+        yield temporary
+        os.chmod(temporary, 0o644)  # mkstemp creates 0600; run files are meant to be shared
+        os.replace(temporary, path)
+    except BaseException as error:
+        _discard(temporary)
+        if isinstance(error, OSError | RuntimeError) and not isinstance(error, CheckpointError):
+            raise CheckpointError(
+                f"could not write {path} ({failure_reason(error)}); nothing was overwritten: free some space or fix "
+                "the folder, then run again"
+            ) from error
+        raise
+
+
+def _discard(temporary: Path | None) -> None:
+    """Remove a temporary file if there is one."""
+    if temporary is not None:
+        temporary.unlink(missing_ok=True)
