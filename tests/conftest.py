@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -27,6 +29,21 @@ def small_train(mnist_train: ImageDataset) -> ImageDataset:
 @pytest.fixture(scope="session")
 def small_test(mnist_test: ImageDataset) -> ImageDataset:
     return mnist_test.subset(256)
+
+
+@pytest.fixture(scope="session")
+def flip_exponent_bit() -> Callable[[bytes, torch.Tensor], bytes]:
+    """Return a function that flips the top exponent bit of a weight's first value in a checkpoint's bytes."""
+    return _flip_exponent_bit
+
+
+def _flip_exponent_bit(data: bytes, weight: torch.Tensor) -> bytes:
+    """Return the file's bytes with the top exponent bit of the weight's first value flipped, as bit rot would."""
+    start = data.find(weight.contiguous().numpy().tobytes()[:64])
+    assert start > 0
+    flipped = bytearray(data)
+    flipped[start + 3] ^= 0x40  # float32, little-endian: byte 3 holds the sign and the exponent's top bits
+    return bytes(flipped)
 
 
 @pytest.fixture(autouse=True)

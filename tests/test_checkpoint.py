@@ -120,20 +120,11 @@ def test_an_exported_checkpoint_without_optimizer_cannot_resume(
         Trainer.resume(tmp_path / "exported.pt", train_data=small_train, test_data=small_test, progress=False)
 
 
-def _flip_exponent_bit(data: bytes, weight: torch.Tensor) -> bytes:
-    """Return the file's bytes with the top exponent bit of the weight's first value flipped, as bit rot would."""
-    start = data.find(weight.contiguous().numpy().tobytes()[:64])
-    assert start > 0
-    flipped = bytearray(data)
-    flipped[start + 3] ^= 0x40  # float32, little-endian: byte 3 holds the sign and the exponent's top bits
-    return bytes(flipped)
-
-
-def test_a_flipped_exponent_bit_is_caught_by_the_checksum(trained: Trainer, tmp_path: Path) -> None:
+def test_a_flipped_exponent_bit_is_caught_by_the_checksum(trained: Trainer, tmp_path: Path, flip_exponent_bit) -> None:
     data = trained.run_folder.checkpoint.read_bytes()
     weight = trained.model.to_latent.weight.detach()
     corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(_flip_exponent_bit(data, weight))
+    corrupt.write_bytes(flip_exponent_bit(data, weight))
     stored = torch.load(corrupt, weights_only=True)["model"]["to_latent.weight"]
     assert abs(stored[0, 0].item()) > 1e30 and torch.isfinite(stored).all()  # torch.load alone sees nothing wrong
     with pytest.raises(CheckpointError) as failure:
@@ -142,7 +133,16 @@ def test_a_flipped_exponent_bit_is_caught_by_the_checksum(trained: Trainer, tmp_
     assert "\n" not in str(failure.value)
 
 
-def test_a_checkpoint_of_an_earlier_version_without_checksum_loads_if_its_weights_are_finite(
+def test_an_exported_checkpoint_without_checksum_is_refused(trained: Trainer, tmp_path: Path) -> None:
+    state = torch.load(trained.run_folder.checkpoint, weights_only=True)
+    for key in ("optimizer", "rng", "checksum"):
+        del state[key]
+    torch.save(state, tmp_path / "unchecked.pt")
+    with pytest.raises(CheckpointError, match="unchecked.pt is an exported checkpoint without a checksum"):
+        load_model(tmp_path / "unchecked.pt")
+
+
+def test_a_training_checkpoint_of_an_earlier_version_without_checksum_loads_if_its_weights_are_finite(
     trained: Trainer, tmp_path: Path
 ) -> None:
     state = torch.load(trained.run_folder.checkpoint, weights_only=True)

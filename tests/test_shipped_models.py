@@ -1,10 +1,13 @@
 """The trained models the repository ships: loadable from the file alone, small, with their history, and as good
 as recorded. Test metrics are over all 10,000 MNIST test images, the seed's way (z sampled with seed 0)."""
 
-import pytest
+from pathlib import Path
 
-from vae_lib import evaluate, load_model, read_checkpoint
-from vae_lib.core.checkpoint import config_of, history_of
+import pytest
+import torch
+
+from vae_lib import CheckpointError, evaluate, load_model, read_checkpoint
+from vae_lib.core.checkpoint import CHECKSUM_KEY, TRAINING_ONLY_KEYS, config_of, content_digest, history_of
 from vae_lib.core.config import RECIPES
 from vae_lib.core.settings import outputs_dir
 from vae_lib.course.shipped import QUALITY_TARGETS, shipped_checkpoint, shipped_epochs
@@ -54,3 +57,20 @@ def test_shipped_8d_model_reconstructs_as_recorded_and_far_better_than_2d(shippe
     # what holds on MNIST: 0.0289 after 32 epochs, and less than half the 2-D model's 0.0726.
     assert shipped_metrics["8d"]["recon"] <= 0.0290
     assert shipped_metrics["8d"]["recon"] <= 0.5 * shipped_metrics["2d"]["recon"]
+
+
+@pytest.mark.parametrize("path", sorted((outputs_dir() / "checkpoints").glob("*.pt")), ids=lambda path: path.name)
+def test_every_shipped_checkpoint_carries_a_checksum_of_its_contents(path: Path) -> None:
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    checksum = stored.pop(CHECKSUM_KEY)
+    assert checksum == content_digest(stored) and len(checksum) == 64
+    assert TRAINING_ONLY_KEYS[0] not in stored  # exported: refused without its checksum
+
+
+def test_one_flipped_bit_in_a_shipped_model_is_refused(tmp_path: Path, flip_exponent_bit) -> None:
+    path = shipped_checkpoint("2d")
+    weight = load_model(path).to_latent.weight.detach()
+    corrupt = tmp_path / path.name
+    corrupt.write_bytes(flip_exponent_bit(path.read_bytes(), weight))
+    with pytest.raises(CheckpointError, match="is corrupt: its contents no longer match the checksum"):
+        load_model(corrupt)

@@ -131,10 +131,15 @@ def read_checkpoint(path: str | Path) -> dict:
 def check_intact(state: dict, path: Path) -> None:
     """Raise a CheckpointError if a checkpoint's contents differ from its checksum or its weights are not finite.
 
-    The checksum is taken out of `state`. A file without one was written by an earlier vae_lib: only its weights
-    are checked.
+    The checksum is taken out of `state`. An exported checkpoint (the shipped kind: no optimizer state) must carry
+    one; a training checkpoint without one was written by an earlier vae_lib, and only its weights are checked.
     """
     stored = state.pop(CHECKSUM_KEY, None)
+    if stored is None and not all(key in state for key in TRAINING_ONLY_KEYS):
+        raise CheckpointError(
+            f"{path} is an exported checkpoint without a checksum, so a changed byte in it could not be told: "
+            "export it again from its run (vae_lib.core.checkpoint.export_checkpoint), or retrain"
+        )
     if stored is not None and stored != content_digest(state):
         raise CheckpointError(
             f"{path} is corrupt: its contents no longer match the checksum written with them "
