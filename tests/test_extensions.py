@@ -1,0 +1,151 @@
+"""The three extensions the layout is built for, each a small local change: a Bernoulli decoder (one likelihood
+name), a label-conditioned model (a model that says it needs labels; trainer and evaluation unchanged), and a new
+dataset (one registry entry)."""
+
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_lib import DATASETS, VAE, Batch, DatasetEntry, TrainConfig, Trainer, evaluate, load_dataset, load_model
+from vae_lib.core.config import ADDED_FIELDS
+from vae_lib.core.data import DataError, idx_bytes
+from vae_lib.core.datasets import legend_title
+from vae_lib.core.likelihood import importance_log_weights, log_likelihood_bounds
+from vae_lib.core.objective import log_likelihood, vae_loss
+
+
+def _binary_images(count: int, seed: int = 0) -> torch.Tensor:
+    return (torch.rand(count, 1, 28, 28, generator=torch.Generator().manual_seed(seed)) > 0.7).float() * 2 - 1
+
+
+def test_the_bernoulli_term_is_bce_with_logits_summed_over_pixels_and_averaged_over_images() -> None:
+    generator = torch.Generator().manual_seed(1)
+    images, logits = _binary_images(4), torch.randn(4, 1, 28, 28, generator=generator)
+    mean, log_var = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
+    total, recon, kl = vae_loss(images, logits, mean, log_var, 0.5, likelihood="bernoulli")
+    pixels = (images + 1) / 2
+    by_hand = -(pixels * torch.log(torch.sigmoid(logits)) + (1 - pixels) * torch.log(1 - torch.sigmoid(logits)))
+    assert recon.item() == pytest.approx(by_hand.flatten(1).sum(1).mean().item(), rel=1e-5)
+    assert recon.item() > 784 * 0.5  # nats per image: hundreds for random logits, not a per-pixel mean
+    assert total.item() == pytest.approx(recon.item() + 0.5 * kl.item(), rel=1e-6)
+    assert torch.allclose(log_likelihood(images, logits, "bernoulli"), -by_hand.flatten(1).sum(1), rtol=1e-5)
+
+
+def test_a_bernoulli_model_outputs_logits_and_decodes_images_in_the_unit_range() -> None:
+    torch.manual_seed(0)
+    model = TrainConfig(latent_dim=3, likelihood="bernoulli").build_model().eval()
+    latents = torch.randn(5, 3) * 3
+    logits = model.decoder_output(latents)
+    assert isinstance(model.decoder[-1], torch.nn.Identity) and isinstance(VAE().decoder[-1], torch.nn.Tanh)
+    assert torch.allclose(model.decode(latents), 2 * torch.sigmoid(logits) - 1)
+    with torch.no_grad():
+        model.decoder[-2].weight.mul_(100)  # logits are unbounded, where a tanh would stop at 1
+    assert model.decoder_output(latents).abs().max() > 1
+
+
+def test_a_bernoulli_run_trains_saves_and_bounds_log_p_x_in_nats(small_train, small_test, tmp_path: Path) -> None:
+    config = TrainConfig(latent_dim=4, likelihood="bernoulli", epochs=1, log_every=4, step_test_images=64)
+    trainer = Trainer(config, train_data=small_train, test_data=small_test, run_dir=tmp_path, progress=False)
+    first = evaluate(trainer.model, small_test)["recon"]
+    trainer.fit(1)
+    model = load_model(tmp_path / "checkpoint.pt")
+    assert model.likelihood == "bernoulli" and trainer.history.epochs[-1].test_recon < first
+    log_weights = importance_log_weights(model, small_test.images[:3], 10)  # a Bernoulli needs no variance
+    bounds = log_likelihood_bounds(log_weights, [1, 10])
+    assert -784 * math.log(2) < bounds[1] <= bounds[10] + 1.0 < 0
+
+
+def test_checkpoints_from_before_the_likelihood_setting_read_as_gaussian() -> None:
+    stored = TrainConfig().to_dict()
+    del stored["likelihood"]
+    assert ADDED_FIELDS["likelihood"] == "gaussian" and TrainConfig.from_dict(stored).likelihood == "gaussian"
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        TrainConfig(likelihood="poisson")
+
+
+class ConditionalVAE(VAE):
+    """The VAE with the one-hot label added to the encoder's features and to z (Sohn et al. 2015), in 20 lines."""
+
+    needs_labels = True
+
+    def __init__(self, latent_dim: int = 2, classes: int = 10) -> None:
+        super().__init__(latent_dim)
+        self.classes, self.labels_seen = classes, 0
+        features = self.to_latent.in_features
+        self.to_latent = torch.nn.Linear(features + classes, 2 * latent_dim)
+        self.from_latent = torch.nn.Linear(latent_dim + classes, features)
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.labels_seen += len(labels)
+        features = torch.cat([self.encoder(images).flatten(1), F.one_hot(labels, self.classes).float()], dim=1)
+        return self.to_latent(features).chunk(2, dim=1)
+
+    def decoder_output(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        codes = torch.cat([latents, F.one_hot(labels, self.classes).float()], dim=1)
+        return self.decoder(self.from_latent(codes).view(-1, *self.feature_shape))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        mean, log_var = self.encode(images, labels)
+        return self.decoder_output(self.reparameterise(mean, log_var), labels), mean, log_var
+
+
+def test_a_label_conditioned_model_trains_and_evaluates_with_the_unchanged_trainer(small_train, small_test) -> None:
+    torch.manual_seed(0)
+    model = ConditionalVAE()
+    config = TrainConfig(epochs=1, log_every=4, step_test_images=64)
+    trainer = Trainer(config, model=model, train_data=small_train, test_data=small_test, progress=False)
+    before = evaluate(model, small_test)["recon"]
+    trainer.fit(1)
+    assert model.labels_seen > len(small_train) and evaluate(model, small_test)["recon"] < before
+    batch = Batch(small_test.images[:8], small_test.labels[:8])
+    assert evaluate(model, batch)["recon"] > 0
+    with pytest.raises(ValueError, match="conditioned on labels: pass an ImageDataset or a Batch"):
+        evaluate(model, small_test.images)
+
+
+FASHION_CLASSES = ("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot")
+
+
+def _fashion_entry(tmp_path: Path) -> DatasetEntry:
+    """A Fashion-MNIST-shaped dataset on synthetic IDX files: the one entry a new dataset needs."""
+    folder = tmp_path / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True)
+    generator = np.random.default_rng(0)
+    files = {}
+    for split, count in (("train", 256), ("t10k", 64)):
+        images = generator.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+        labels = generator.integers(0, 10, size=count, dtype=np.uint8)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            (folder / f"{split}-{kind}-ubyte").write_bytes(idx_bytes(array))
+        files["train" if split == "train" else "test"] = (f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte")
+    md5 = {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for pair in files.values() for name in pair}
+    return DatasetEntry(
+        name="fashion-mnist",
+        title="Fashion-MNIST",
+        folder="FashionMNIST/raw",
+        files=files,
+        md5=md5,
+        class_names=FASHION_CLASSES,
+        legend_title="garment",
+        how_to_get="Download the four files of github.com/zalandoresearch/fashion-mnist into {folder}/.",
+    )
+
+
+def test_a_new_dataset_is_one_registry_entry(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(DATASETS, "fashion-mnist", _fashion_entry(tmp_path))
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path))
+    test = load_dataset("fashion-mnist", train=False)
+    assert len(test) == 64 and test.class_names == FASHION_CLASSES and legend_title(test) == "garment"
+    config = TrainConfig(dataset="fashion-mnist", epochs=1, log_every=2, step_test_images=32)
+    trainer = Trainer(config, progress=False)
+    trainer.fit(1)
+    assert len(trainer.train_data) == 256 and trainer.history.epochs[-1].test_images == 64
+    target = tmp_path / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    target.write_bytes(target.read_bytes()[:-1] + b"\x03")
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is corrupt(.|\n)*zalandoresearch"):
+        load_dataset("fashion-mnist", train=False)
