@@ -160,7 +160,7 @@ def _prepare_data(args: argparse.Namespace) -> None:
 
 
 def _student_notebooks(args: argparse.Namespace) -> None:
-    from vae_lib.course.notebooks.student import write_student_notebooks
+    from vae_lib.course.student import write_student_notebooks
 
     for path in write_student_notebooks(Path(args.notebooks)):
         print(f"wrote {path}")
