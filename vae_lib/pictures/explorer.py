@@ -89,7 +89,7 @@ class LatentExplorer:
         self.test_data = test_data
         self.limit = limit
         self.generator = torch.Generator().manual_seed(seed)
-        self.test_means = encode_means(model, test_data.images[:scatter_images])
+        self.test_means = encode_means(model, test_data.subset(scatter_images))
         means = self.test_means.numpy()
         self.projection = projection or LatentProjection.fit(means)
         self.scatter = ScatterCanvas(
@@ -99,66 +99,76 @@ class LatentExplorer:
             self.projection.axis_labels,
         )
         self._holding = False
+        controls = self._build_sliders(model.latent_dim)
+        side = f"{IMAGE_SIZE * IMAGE_SCALE}px"
+        self.decoded = widgets.Image(format="png", layout=widgets.Layout(width=side, height=side, margin="0 12px"))
+        self.decoded.add_class("vae-decoded")
+        self.scatter_view = widgets.Image(format="png")
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox(
+                    [controls, self.decoded, self.scatter_view], layout=widgets.Layout(align_items="flex-start")
+                ),
+                self._build_traversal(model.latent_dim),
+                *self._build_interpolation(len(test_data)),
+            ]
+        )
+        self.update()
+        self.interpolate()
 
+    def _build_sliders(self, latent_dim: int) -> widgets.VBox:
+        """Make one slider per latent dimension and the sample and reset buttons; return them as a column."""
         self.sliders = [
             widgets.FloatSlider(
                 value=0.0,
-                min=-limit,
-                max=limit,
+                min=-self.limit,
+                max=self.limit,
                 step=0.05,
                 description=f"z{dim + 1}",
                 continuous_update=True,
                 readout_format=".2f",
                 layout=widgets.Layout(width="320px"),
             )
-            for dim in range(model.latent_dim)
+            for dim in range(latent_dim)
         ]
         for dim, slider in enumerate(self.sliders):
             slider.add_class(f"vae-slider-z{dim + 1}")
             slider.observe(self._on_slider, names="value")
-        side = f"{IMAGE_SIZE * IMAGE_SCALE}px"
-        self.decoded = widgets.Image(format="png", layout=widgets.Layout(width=side, height=side, margin="0 12px"))
-        self.decoded.add_class("vae-decoded")
-        self.scatter_view = widgets.Image(format="png")
-        self.traversal_dim = widgets.Dropdown(
-            options=[(f"z{d + 1}", d) for d in range(model.latent_dim)],
-            value=0,
-            description="traverse",
-            layout=widgets.Layout(width="180px"),
-        )
-        self.traversal_dim.observe(lambda change: self.update(), names="value")
-        self.traversal_view = widgets.Image(format="png")
-        self.first_index = widgets.BoundedIntText(
-            value=0, min=0, max=len(test_data) - 1, description="from image", layout=widgets.Layout(width="180px")
-        )
-        self.second_index = widgets.BoundedIntText(
-            value=1, min=0, max=len(test_data) - 1, description="to image", layout=widgets.Layout(width="180px")
-        )
-        interpolate_button = widgets.Button(description="interpolate", icon="arrows-h")
-        random_pair_button = widgets.Button(description="random pair", icon="random")
-        interpolate_button.on_click(lambda _: self.interpolate())
-        random_pair_button.on_click(lambda _: self.random_pair())
-        self.interpolation_view = widgets.Image(format="png")
         sample_button = widgets.Button(
             description="sample from prior", icon="dice", button_style="info", layout=widgets.Layout(width="160px")
         )
         reset_button = widgets.Button(description="reset", icon="undo", layout=widgets.Layout(width="100px"))
         sample_button.on_click(lambda _: self.sample_prior())
         reset_button.on_click(lambda _: self.reset())
+        return widgets.VBox([*self.sliders, widgets.HBox([sample_button, reset_button])])
 
-        controls = widgets.VBox([*self.sliders, widgets.HBox([sample_button, reset_button])])
-        self.widget = widgets.VBox(
-            [
-                widgets.HBox(
-                    [controls, self.decoded, self.scatter_view], layout=widgets.Layout(align_items="flex-start")
-                ),
-                widgets.HBox([self.traversal_dim, self.traversal_view]),
-                widgets.HBox([self.first_index, self.second_index, interpolate_button, random_pair_button]),
-                self.interpolation_view,
-            ]
+    def _build_traversal(self, latent_dim: int) -> widgets.HBox:
+        """Make the traversal's dimension menu and strip; return them as a row."""
+        self.traversal_dim = widgets.Dropdown(
+            options=[(f"z{d + 1}", d) for d in range(latent_dim)],
+            value=0,
+            description="traverse",
+            layout=widgets.Layout(width="180px"),
         )
-        self.update()
-        self.interpolate()
+        self.traversal_dim.observe(lambda change: self.update(), names="value")
+        self.traversal_view = widgets.Image(format="png")
+        return widgets.HBox([self.traversal_dim, self.traversal_view])
+
+    def _build_interpolation(self, image_count: int) -> list[widgets.Widget]:
+        """Make the interpolation's image choices, buttons and strip; return the row of controls and the strip."""
+        self.first_index = widgets.BoundedIntText(
+            value=0, min=0, max=image_count - 1, description="from image", layout=widgets.Layout(width="180px")
+        )
+        self.second_index = widgets.BoundedIntText(
+            value=1, min=0, max=image_count - 1, description="to image", layout=widgets.Layout(width="180px")
+        )
+        interpolate_button = widgets.Button(description="interpolate", icon="arrows-h")
+        random_pair_button = widgets.Button(description="random pair", icon="random")
+        interpolate_button.on_click(lambda _: self.interpolate())
+        random_pair_button.on_click(lambda _: self.random_pair())
+        self.interpolation_view = widgets.Image(format="png")
+        row = widgets.HBox([self.first_index, self.second_index, interpolate_button, random_pair_button])
+        return [row, self.interpolation_view]
 
     @property
     def latent(self) -> torch.Tensor:

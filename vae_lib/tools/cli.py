@@ -187,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vae_lib", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _add_training_commands(commands)
+    _add_checkpoint_commands(commands)
+    _add_measuring_commands(commands)
+    return parser
+
+
+def _add_training_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the commands that train: train, sweep and video."""
     train = commands.add_parser("train", help="train a VAE (resumes if --out already holds a checkpoint)")
     train.add_argument(
         "--recipe",
@@ -213,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--gif", action="store_true", help="also write a GIF for READMEs")
     video.set_defaults(run=_video)
 
+
+def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the commands about checkpoints and data: evaluate, reproduce and prepare-data."""
     evaluate_command = commands.add_parser("evaluate", help="print a checkpoint's test metrics")
     evaluate_command.add_argument("checkpoint")
     evaluate_command.add_argument("--device")
@@ -239,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("dataset", choices=[name for name, entry in DATASETS.items() if entry.prepare is not None])
     prepare.set_defaults(run=_prepare_data)
 
+
+def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the benchmark and the student-notebook generator."""
     benchmark = commands.add_parser("benchmark", help="measure training speed against this machine's matmul rate")
     benchmark.add_argument("--steps", type=_integer_at_least(1), default=400)
     benchmark.add_argument("--device")
@@ -274,7 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     student.add_argument("--notebooks", default=str(REPO_ROOT / "notebooks"), help="the instructor notebooks' folder")
     student.set_defaults(run=_student_notebooks)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
