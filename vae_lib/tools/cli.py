@@ -146,6 +146,10 @@ def _video(args: argparse.Namespace) -> None:
 def _reproduce(args: argparse.Namespace) -> None:
     from vae_lib.tools.reproduce import report_shipped, reproduce, write_figures
 
+    args.recipes = args.recipes or list(SHIPPED_RECIPES)
+    unknown = sorted(set(args.recipes) - set(SHIPPED_RECIPES))
+    if unknown:
+        raise ValueError(f"unknown recipes {unknown}: choose from {', '.join(SHIPPED_RECIPES)}")
     if args.report_only:
         for name in args.recipes:
             report_shipped(name, say)
@@ -240,7 +244,12 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     reproduce_command = commands.add_parser(
         "reproduce", help="retrain the shipped models from their recipes and report"
     )
-    reproduce_command.add_argument("recipes", nargs="*", choices=SHIPPED_RECIPES, default=list(SHIPPED_RECIPES))
+    reproduce_command.add_argument(
+        "recipes",
+        nargs="*",
+        metavar="RECIPE",
+        help=f"the recipes to reproduce: {', '.join(SHIPPED_RECIPES)} (default: all)",
+    )
     reproduce_command.add_argument(
         "--report-only", action="store_true", help="only print the shipped models' metrics and redraw their figures"
     )
