@@ -14,11 +14,15 @@ $(INSTALLED): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e '.[test]'
 	touch $@
 
-# Regenerate requirements.lock from pyproject.toml (its dependencies, the test extra and the torch pins) with uv.
+# Regenerate requirements.lock from pyproject.toml (its dependencies, the test extra and the torch pins) with uv,
+# and its copy for Binder and JupyterHub (repo2docker reads binder/requirements.txt).
 lock:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 -o requirements.lock
+	head -n 2 binder/requirements.txt > binder/requirements.txt.partial
+	cat requirements.lock >> binder/requirements.txt.partial
+	mv binder/requirements.txt.partial binder/requirements.txt
 
 data: $(INSTALLED)
 	$(BIN)/python -m vae_lib prepare-data mnist

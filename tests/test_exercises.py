@@ -3,6 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.distributions import Normal
+from torch.distributions import kl_divergence as distribution_kl
 
 from vae_lib import VAE, active_dimensions, train_step, vae_loss
 from vae_lib.core.latent import interpolation_latents
@@ -39,6 +41,18 @@ def test_the_reparameterisation_reference_passes_also_when_the_noise_is_drawn_an
 
 
 @pytest.mark.parametrize(
+    "right",
+    [
+        lambda mean, log_var: Normal(mean, torch.exp(0.5 * log_var)).rsample(),
+        lambda mean, log_var: mean + log_var.exp().sqrt() * torch.normal(torch.zeros_like(mean), 1.0),
+    ],
+    ids=["Normal.rsample", "sqrt of the variance, torch.normal noise"],
+)
+def test_a_reparameterisation_written_another_way_passes(right) -> None:
+    assert check_reparameterise(right).passed
+
+
+@pytest.mark.parametrize(
     ("wrong", "phrase"),
     [
         (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.exp(), "scaled by the variance"),
@@ -49,10 +63,28 @@ def test_the_reparameterisation_reference_passes_also_when_the_noise_is_drawn_an
         (lambda mean, log_var: torch.randn_like(mean) * log_var.mul(0.5).exp(), "the mean is not added"),
         (lambda mean, log_var: torch.normal(mean.detach(), log_var.mul(0.5).exp().detach()), "no gradient"),
         (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.mul(0.5).exp().detach(), "dz/dlog_var"),
+        (lambda mean, log_var: mean + torch.rand_like(mean) * log_var.mul(0.5).exp(), "ε is uniform"),
+        # the right mean and spread, the wrong distribution: only the shape of ε's distribution tells
+        (lambda mean, log_var: mean + (torch.rand_like(mean) - 0.5) * 12**0.5 * log_var.mul(0.5).exp(), "ε is uniform"),
+        (lambda mean, log_var: mean + (torch.randn_like(mean) + 1) * log_var.mul(0.5).exp(), "not 0: ε ~ N(0, I)"),
+        (lambda mean, log_var: 2 * mean + torch.randn_like(mean) * log_var.mul(0.5).exp(), "the average z is 2·μ"),
+        (lambda mean, log_var: mean + 2 * torch.randn_like(mean) * log_var.mul(0.5).exp(), "z spreads 2 times σ"),
+        (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.mul(0.25).exp(), "σ to the power 0.5"),
+        (lambda mean, log_var: mean + torch.randn(len(mean), 1) * log_var.mul(0.5).exp(), "share one ε"),
+        (lambda mean, log_var: mean + torch.randn(mean.shape[1]) * log_var.mul(0.5).exp(), "shared by all the images"),
+        (lambda mean, log_var: (torch.manual_seed(0), reparameterise(mean, log_var))[1], "a seed is set inside"),
+        (lambda mean, log_var: reparameterise(mean, log_var).detach().numpy(), "should be a tensor, got ndarray"),
     ],
 )
 def test_reparameterisation_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_reparameterise(wrong), phrase)
+
+
+def test_noise_of_the_wrong_distribution_is_measured_by_its_distance_from_a_normal_one() -> None:
+    result = check_reparameterise(lambda mean, log_var: mean + torch.rand_like(mean) * log_var.mul(0.5).exp())
+    # U(0, 1) standardised against N(0, 1): the largest gap of the two distribution functions is about 0.059
+    distance = float(result.details.split("Kolmogorov-Smirnov distance ")[1].split(" ")[0])
+    assert 0.05 < distance < 0.07
 
 
 def test_the_checks_leave_the_global_random_state_alone() -> None:
@@ -77,6 +109,19 @@ def test_the_kl_reference_passes_and_a_pass_reads_as_one_line() -> None:
 
 
 @pytest.mark.parametrize(
+    "right",
+    [
+        lambda m, v: distribution_kl(Normal(m, v.mul(0.5).exp()), Normal(torch.zeros_like(m), 1.0)).sum(1).mean(),
+        lambda m, v: 0.5 * (m.pow(2) + v.exp() - v - 1).sum(-1).mean(),
+        lambda m, v: (-0.5 * (1 + v - m * m - torch.exp(v))).mean(0).sum(),
+    ],
+    ids=["torch.distributions", "rearranged", "averaged over images first"],
+)
+def test_a_kl_written_another_way_passes(right) -> None:
+    assert check_kl_divergence(right).passed
+
+
+@pytest.mark.parametrize(
     ("wrong", "phrase"),
     [
         (lambda m, v: -torch.sum(1 + v - m**2 - v.exp(), dim=1).mean(), "the factor ½ is missing"),
@@ -88,10 +133,48 @@ def test_the_kl_reference_passes_and_a_pass_reads_as_one_line() -> None:
         (lambda m, v: -0.5 * torch.sum(1 + 2 * v - m**2 - (2 * v).exp(), dim=1).mean(), "log σ used where"),
         (lambda m, v: -0.5 * torch.sum(v - m**2 - v.exp(), dim=1).mean(), "the 1 inside the sum"),
         (lambda m, v: -0.5 * torch.sum(1 + v - m**2 - v.exp(), dim=1), "one KL per image"),
+        (lambda m, v: -0.5 * (1 + v - m**2 - v.exp()), "one value per image and dimension"),
+        (lambda m, v: -0.5 * torch.sum(1 + v - m - v.exp(), dim=1).mean(), "μ is not squared"),
+        (lambda m, v: -0.5 * torch.sum(1 + v - m.abs() - v.exp(), dim=1).mean(), "grows like |μ|"),
+        (lambda m, v: -0.5 * torch.sum(1 + v + m**2 - v.exp(), dim=1).mean(), "the μ² term has the wrong sign"),
+        (lambda m, v: -0.5 * torch.sum(1 - m**2 - v.exp(), dim=1).mean(), "the log σ² (log_var) term is missing"),
+        (lambda m, v: -0.5 * torch.sum(1 + v - m**2, dim=1).mean(), "the σ² (exp(log_var)) term is missing"),
+        (
+            lambda m, v: -0.5 * torch.sum(1 - v - m**2 - v.exp(), dim=1).mean(),
+            "the log σ² (log_var) term has the wrong",
+        ),
+        (lambda m, v: -0.25 * torch.sum(1 + v - m**2 - v.exp(), dim=1).mean(), "0.5 times the right value"),
+        (lambda m, v: -0.5 * torch.sum(1 + v - m**2 - v.exp(), dim=0).mean(), "summed over the batch"),
+        (lambda m, v: kl(m, v).item(), "should be a tensor, got float"),
+        (lambda m, v: kl(m, v).detach(), "carries no gradient"),
+        (lambda m, v: kl(m, v).detach().numpy(), "should be a tensor, got ndarray"),
+        (lambda m, v: kl(m.detach(), v), "the wrong gradient with respect to mean"),
     ],
 )
 def test_kl_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_kl_divergence(wrong), phrase)
+
+
+def test_a_kl_that_sums_over_images_and_averages_over_dimensions_is_told_both() -> None:
+    result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 + v - m**2 - v.exp(), dim=0).mean())
+    assert_fails_with(result, "summed over the batch instead of averaged", "averaged over the latent dimensions")
+
+
+def test_a_kl_returned_as_a_float_fails_because_the_loss_needs_its_gradient() -> None:
+    result = check_kl_divergence(lambda m, v: float(kl(m, v)))
+    assert_fails_with(result, "cuts the gradient", "the loss backpropagates through the KL")
+
+
+def test_the_kl_hint_on_an_unsquared_mean_quotes_what_mu_adds() -> None:
+    # -½(1 + log σ² - μ - σ²) grows by μ/2 as μ moves from 0: -0.5 for μ = -1, +0.5 for μ = 1
+    result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 + v - m - v.exp(), dim=1).mean())
+    assert_fails_with(result, "yours adds -0.5 and 0.5")
+
+
+def test_a_kl_wrong_only_where_the_case_hides_it_is_caught_by_its_gradient() -> None:
+    # In the first case log σ² = (ln 0.5, ln 2) sums to 0, so leaving log_var out gives the right value there.
+    result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 - m**2 - v.exp(), dim=1).mean())
+    assert_fails_with(result, "right value but the wrong gradient with respect to log_var", "log σ² (log_var) term")
 
 
 def test_a_failed_kl_check_says_which_case_and_expected_against_got() -> None:
@@ -115,12 +198,33 @@ def test_the_loss_reference_passes() -> None:
     assert check_loss(vae_loss).passed
 
 
-def _loss_with(recon_of=None, total_of=None, kl_of=kl):
+def _kl_of_distributions(mean, log_var):
+    posterior = Normal(mean, log_var.mul(0.5).exp())
+    return distribution_kl(posterior, Normal(torch.zeros_like(mean), 1.0)).sum(dim=1).mean()
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        lambda x, y, m, v, a: [0.5 * F.mse_loss(x, y) + a * kl(m, v), 0.5 * F.mse_loss(x, y), kl(m, v)],
+        lambda x, y, m, v, a: (
+            ((x - y) ** 2).mean() / 2 + _kl_of_distributions(m, v) * a,
+            ((x - y) ** 2).mean() / 2,
+            _kl_of_distributions(m, v),
+        ),
+    ],
+    ids=["a list, the arguments of mse_loss swapped", "by hand, torch.distributions"],
+)
+def test_a_loss_written_another_way_passes(right) -> None:
+    assert check_loss(right).passed
+
+
+def _loss_with(recon_of=None, total_of=None, kl_of=kl, order=(0, 1, 2)):
     def wrong(images, reconstruction, mean, log_var, alpha):
         recon = (recon_of or (lambda x, y: 0.5 * F.mse_loss(y, x)))(images, reconstruction)
         kl_term = kl_of(mean, log_var)
         total = (total_of or (lambda r, k, a: r + a * k))(recon, kl_term, alpha)
-        return total, recon, kl_term
+        return tuple((total, recon, kl_term)[index] for index in order)
 
     return wrong
 
@@ -137,10 +241,29 @@ def _loss_with(recon_of=None, total_of=None, kl_of=kl):
         (_loss_with(total_of=lambda r, k, a: r + k), "alpha is missing"),
         (_loss_with(total_of=lambda r, k, a: a * r + k), "alpha weighs the reconstruction"),
         (_loss_with(kl_of=lambda m, v: -0.5 * torch.sum(1 + v - m**2 - v.exp())), "Check your KL"),
+        (_loss_with(order=(1, 2, 0)), "yours returns (reconstruction, kl, total)"),
+        (_loss_with(order=(0, 2, 1)), "yours returns (total, kl, reconstruction)"),
+        (_loss_with(total_of=lambda r, k, a: r + 0.001 * k), "alpha is ignored: the KL is weighted by 0.001"),
+        (_loss_with(total_of=lambda r, k, a: r + a * a * k), "the KL's weight in the total is 1e-06, 0.25"),
+        (_loss_with(total_of=lambda r, k, a: 2 * (r + a * k)), "the total is multiplied by 2"),
+        (_loss_with(recon_of=lambda x, y: 0.5 * (x - y).abs().mean()), "the error is not squared"),
+        (_loss_with(recon_of=lambda x, y: 0.5 * ((x - y) ** 4).mean()), "multiplied the term by 16, not 4"),
+        (_loss_with(recon_of=lambda x, y: F.mse_loss(y, x, reduction="sum") / len(x)), "pixels, the factor ½ missing"),
+        (_loss_with(recon_of=lambda x, y: 0.5 * ((x - y) ** 2).sum() / 784), "summed over the batch"),
+        (_loss_with(total_of=lambda r, k, a: (r + a * k).item()), "the total should be a tensor, got float"),
+        (_loss_with(total_of=lambda r, k, a: (r + a * k).detach()), "the total carries no gradient"),
+        (_loss_with(recon_of=lambda x, y: 0.5 * F.mse_loss(y, x).item()), "the reconstruction should be a tensor"),
+        (_loss_with(kl_of=lambda m, v: -0.5 * torch.sum(1 + v - m - v.exp(), dim=1).mean()), "μ is not squared"),
+        (_loss_with(total_of=lambda r, k, a: r.detach() + a * k), "wrong gradient with respect to reconstruction"),
     ],
 )
 def test_loss_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_loss(wrong), phrase)
+
+
+def test_an_absolute_error_is_told_by_what_doubling_the_error_does() -> None:
+    result = check_loss(_loss_with(recon_of=lambda x, y: 0.5 * (x - y).abs().mean()))
+    assert_fails_with(result, "doubling every pixel's error doubled the term instead of multiplying it by 4")
 
 
 def test_a_loss_that_returns_one_number_is_told_to_return_three() -> None:
@@ -163,19 +286,65 @@ def test_a_loop_of_a_few_hundred_learner_steps_matches_train_step(small_train) -
     assert check_training_step(step, small_train.images, steps=200).passed
 
 
-def _step_with(*, zero_grad=True, optimizer_step=True, loss_of=None, detach=True):
+def step_by_hand_zeroing_at_the_end(model, optimizer, batch, alpha):
+    model.train()
+    reconstruction, mean, log_var = model(batch)
+    recon = ((reconstruction - batch) ** 2).mean() / 2
+    kl_term = 0.5 * (mean.pow(2) + log_var.exp() - log_var - 1).sum(dim=1).mean()
+    total = recon + alpha * kl_term
+    total.backward()
+    optimizer.step()
+    model.zero_grad(set_to_none=False)
+    return total.detach(), recon.detach(), kl_term.detach()
+
+
+def test_a_step_written_another_way_with_zero_grad_at_the_end_passes(small_train) -> None:
+    assert check_training_step(step_by_hand_zeroing_at_the_end, small_train.images, steps=200).passed
+
+
+def _step_with(*, zero_grad=True, optimizer_step=True, loss_of=None, detach=True, alpha_of=None, steps=1):
     def wrong(model, optimizer, batch, alpha):
         reconstruction, mean, log_var = model(batch)
-        total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
-        minimised = loss_of(total, recon, kl_term) if loss_of else total
+        total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha_of or alpha)
+        minimised = loss_of(total, recon, kl_term, alpha) if loss_of else total
         if zero_grad:
             optimizer.zero_grad()
         minimised.backward()
-        if optimizer_step:
+        for _ in range(steps if optimizer_step else 0):
             optimizer.step()
         return (minimised, recon, kl_term) if not detach else (minimised.detach(), recon.detach(), kl_term.detach())
 
     return wrong
+
+
+def _step_in_eval_mode(model, optimizer, batch, alpha):
+    model.eval()
+    return step(model, optimizer, batch, alpha)
+
+
+def _forward_in_eval_mode(model, optimizer, batch, alpha):
+    model.eval()
+    reconstruction, mean, log_var = model(batch)
+    model.train()
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _zero_grad_between_backward_and_step(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    total.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _two_forward_passes(model, optimizer, batch, alpha):
+    model(batch)
+    return train_step(model, optimizer, batch, alpha)
 
 
 @pytest.mark.parametrize(
@@ -183,9 +352,24 @@ def _step_with(*, zero_grad=True, optimizer_step=True, loss_of=None, detach=True
     [
         (_step_with(zero_grad=False), "optimizer.zero_grad() is missing"),
         (_step_with(optimizer_step=False), "optimizer.step() is missing"),
-        (_step_with(loss_of=lambda total, recon, kl_term: recon), "the KL term is left out"),
-        (_step_with(loss_of=lambda total, recon, kl_term: recon + kl_term), "alpha is missing"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: recon), "the KL term is left out"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: recon + kl_term), "alpha is missing"),
         (_step_with(detach=False), "still carry their graph"),
+        (_step_in_eval_mode, "model.eval() is called in the training step"),
+        (_forward_in_eval_mode, "the forward pass ran in eval mode"),
+        (_step_with(steps=2), "optimizer.step() was called 2 times for one batch"),
+        (_step_with(alpha_of=0.001), "alpha is ignored: the KL is weighted by 0.001"),
+        (_step_with(alpha_of=0.01), "alpha is ignored: the KL is weighted by 0.01"),  # the alpha the long run uses
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: -total), "the wrong sign"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: recon - alpha * kl_term), "the KL is subtracted"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: alpha * recon + kl_term), "alpha weighs the recon"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: 2 * total), "the minimised loss is multiplied by 2"),
+        (_zero_grad_between_backward_and_step, "zero_grad() is called between backward() and step()"),
+        (_two_forward_passes, "the loss comes from another forward pass"),
+        (
+            lambda model, optimizer, batch, alpha: train_step(model, optimizer, batch, alpha)[::-1],
+            "yours returns (kl, reconstruction, total)",
+        ),
     ],
 )
 def test_training_step_mistakes_are_named(wrong, phrase, small_train) -> None:

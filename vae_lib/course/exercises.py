@@ -1,6 +1,9 @@
 """Checks for the course's exercises: each runs a learner's function on a few cases against vae_lib's reference
 and returns a CheckResult: a pass, or the case that failed, expected against got, and the mistake it looks like.
 
+A failed check then probes the parts of the formula one at a time (the KL with only μ changing, only σ² changing,
+one image against many; the loss with two alphas and a doubled error; the distribution of the noise; the gradients
+a training step hands the optimizer), so the hint names the wrong part even for a mistake nobody listed.
 The checks never print; a notebook shows the returned result. Their randomness is seeded and leaves the
 global random state as it was.
 """
@@ -8,6 +11,7 @@ global random state as it was.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +32,10 @@ CHECK_BATCH_SIZE = 16
 CHECK_ALPHA = 0.01
 CHECK_LEARNING_RATE = 1e-3
 REPARAMETERISATION_SAMPLES = 20_000
+# Two weights of the KL: a loss or a step that uses its alpha argument treats them differently.
+PROBE_ALPHAS = (0.001, 0.5)
+# Standardised draws of N(0, 1) lie within this Kolmogorov-Smirnov distance of it (20,000 draws: about 0.005).
+NORMAL_DISTANCE_LIMIT = 0.02
 # What a mistake would have returned, paired with the hint that names it.
 Mistake = tuple[str, torch.Tensor]
 
@@ -72,13 +80,24 @@ def _as_tensor(value: object) -> torch.Tensor | None:
     return None
 
 
+def _as_number(value: object) -> float:
+    """Return a learner's value as one float: NaN when it is not a single number."""
+    tensor = _as_tensor(value)
+    return tensor.item() if tensor is not None and tensor.numel() == 1 else math.nan
+
+
 def _show(value: torch.Tensor) -> str:
-    """Return a short text of a tensor: its value if it is one number, else its shape and first values."""
-    if value.numel() == 1:
+    """Return a short text of a tensor: its value if it is a single number, else its shape and first values."""
+    if value.dim() == 0:
         return f"{value.item():.6g}"
     flat = [f"{number:.4g}" for number in value.flatten()[:6].tolist()]
     more = ", ..." if value.numel() > 6 else ""
     return f"shape {tuple(value.shape)}, values [{', '.join(flat)}{more}]"
+
+
+def _numbers(values: Sequence[float]) -> str:
+    """Return numbers as a short comma-separated text."""
+    return ", ".join(f"{value:.4g}" for value in values)
 
 
 def _close(got: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-6) -> bool:
@@ -87,20 +106,97 @@ def _close(got: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-4, atol: 
     return got.shape == expected.shape and torch.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
 
 
-def _compare(case: str, what: str, value: object, expected: torch.Tensor, mistakes: Sequence[Mistake] = ()) -> str:
-    """Return '' when `value` matches `expected`, else which case failed, expected against got, and a hint."""
+def _near(
+    got: Sequence[float] | float, expected: Sequence[float] | float, rtol: float = 1e-3, atol: float = 1e-6
+) -> bool:
+    """Return True when numbers agree to a relative tolerance (what the probes of a formula compare)."""
+    got_tensor = torch.as_tensor(got, dtype=torch.float64)
+    expected_tensor = torch.as_tensor(expected, dtype=torch.float64).expand_as(got_tensor)
+    return bool(torch.allclose(got_tensor, expected_tensor, rtol=rtol, atol=atol))
+
+
+def _with_hints(message: str, hints: Sequence[str]) -> str:
+    """Return a failure message followed by the hints that name what looks wrong, the first as 'Looks like'."""
+    lines = [message] + [f"{'Looks like' if index == 0 else 'And'}: {hint}" for index, hint in enumerate(hints)]
+    return "\n".join(lines)
+
+
+def _kind_failure(case: str, what: str, value: object, why: str, needs_graph: bool = True) -> str:
+    """Return '' when `value` is a tensor (carrying a gradient when `needs_graph`), else a message and a hint."""
+    if isinstance(value, torch.Tensor):
+        if not needs_graph or value.requires_grad:
+            return ""
+        return _with_hints(
+            f"Case *{case}*: {what} carries no gradient.",
+            [f"it is detached (.detach(), torch.no_grad(), or rebuilt with torch.tensor(...)), but {why}."],
+        )
+    if isinstance(value, int | float):
+        hint = f"it was turned into a Python number (.item() or float()), which cuts the gradient, but {why}."
+    else:
+        hint = f"return a torch tensor computed with torch operations (no .numpy() or .tolist()): {why}."
+    return _with_hints(f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}.", [hint])
+
+
+def _compare(
+    case: str,
+    what: str,
+    value: object,
+    expected: torch.Tensor,
+    mistakes: Sequence[Mistake] = (),
+    diagnose: Callable[[], list[str]] | None = None,
+) -> str:
+    """Return '' when `value` matches `expected`, else which case failed, expected against got, and hints.
+
+    The hint is the first listed mistake `value` equals, else what `diagnose` finds by probing the learner's code.
+    """
     got = _as_tensor(value)
     if got is None:
         return f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}."
     if _close(got, expected):
         return ""
     message = f"Case *{case}*: {what} expected {_show(expected.detach().double())}, got {_show(got)}."
-    hint = next((hint for hint, wrong in mistakes if _close(got, wrong)), None)
-    if hint is None and got.shape != expected.shape:
-        hint = f"the shape is {tuple(got.shape)}, expected {tuple(expected.shape)}."
-    if hint is None and torch.isnan(got).any():
-        hint = "the result is NaN: is a logarithm taken of something that can be negative or zero?"
-    return message + (f"\nLooks like: {hint}" if hint else "")
+    hints = [hint for hint, wrong in mistakes if _close(got, wrong)][:1]
+    if not hints and diagnose is not None:
+        hints = diagnose()
+    if not hints and got.shape != expected.shape:
+        hints = [f"the shape is {tuple(got.shape)}, expected {tuple(expected.shape)}."]
+    if not hints and torch.isnan(got).any():
+        hints = ["the result is NaN: is a logarithm taken of something that can be negative or zero?"]
+    return _with_hints(message, hints)
+
+
+def _gradient_failure(
+    case: str,
+    what: str,
+    value: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
+    expected: torch.Tensor,
+    diagnose: Callable[[], list[str]] | None = None,
+) -> str:
+    """Return '' when `value` has the gradients `expected` has with respect to each named input, else which differ.
+
+    A formula that is right only at this case (a term that happens to add up to 0) is named by `diagnose`.
+    """
+    leaves = list(inputs.values())
+    got = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+    wanted = torch.autograd.grad(expected.sum(), leaves, allow_unused=True)
+    wrong = [
+        name
+        for name, got_gradient, wanted_gradient, leaf in zip(inputs, got, wanted, leaves)
+        if not torch.allclose(
+            (torch.zeros_like(leaf) if got_gradient is None else got_gradient).double(),
+            (torch.zeros_like(leaf) if wanted_gradient is None else wanted_gradient).double(),
+            rtol=1e-3,
+            atol=1e-6,
+        )
+    ]
+    if not wrong:
+        return ""
+    hints = diagnose() if diagnose is not None else []
+    return _with_hints(
+        f"Case *{case}*: {what} has the right value but the wrong gradient with respect to {' and '.join(wrong)}.",
+        hints or [f"part of it is detached (.detach(), .item(), numpy) or computed from a copy of {wrong[0]}."],
+    )
 
 
 def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckResult:
@@ -119,33 +215,108 @@ def _small_model(latent_dim: int, seed: int) -> VAE:
 
 
 def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckResult:
-    """Check z = reparameterise(mean, log_var): its shape, its mean and spread over many draws, its gradients."""
+    """Check z = reparameterise(mean, log_var): its shape, its noise's distribution over many draws, its gradients."""
     return _result("reparameterisation", _reparameterise_failures(reparameterise), "z = μ + σ·ε, with gradients.")
 
 
 def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
-    """Yield a failure message for each property the learner's reparameterise gets wrong."""
+    """Yield a failure message for each property the learner's reparameterise gets wrong, one part at a time."""
     means = torch.tensor([2.0, -1.0, 0.0])
     variances = torch.tensor([0.25, 4.0, 9.0])
     mean = means.repeat(REPARAMETERISATION_SAMPLES, 1).requires_grad_()
     log_var = variances.log().repeat(REPARAMETERISATION_SAMPLES, 1).requires_grad_()
     with _seeded(0):
         z = reparameterise(mean, log_var)
+        z_again = reparameterise(mean, log_var)
     case = f"{REPARAMETERISATION_SAMPLES} draws with μ = (2, -1, 0), σ² = (0.25, 4, 9)"
+    why = "the decoder's gradient reaches the encoder through z"
+    if not isinstance(z, torch.Tensor):
+        yield _kind_failure(case, "z", z, why)
+        return
     yield _compare(case, "z's shape", torch.tensor(tuple(z.shape)), torch.tensor(tuple(mean.shape)))
-    spread, centre = z.detach().double().std(dim=0), z.detach().double().mean(dim=0)
-    yield _spread_failure(case, spread, variances.double(), z, log_var)
-    if not torch.allclose(centre, means.double(), atol=0.1):
-        yield (
-            f"Case *{case}*: the average z expected ≈ {_show(means)}, got {_show(centre)}.\n"
-            "Looks like: the mean is not added: z = mean + σ·ε."
+    draws = z.detach().double()
+    sigma = variances.double().sqrt()
+    spread, centre = draws.std(dim=0), draws.mean(dim=0)
+    if torch.allclose(spread, torch.zeros_like(spread), atol=1e-6):
+        yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var)
+        return
+    yield _distribution_failure(case, (draws - centre) / spread)
+    yield _centre_failure(case, centre, means.double(), sigma)
+    yield _spread_failure(case, spread, variances.double())
+    yield _independence_failure(case, draws)
+    if isinstance(z_again, torch.Tensor) and torch.equal(z_again.detach().double(), draws):
+        yield _with_hints(
+            "Case *two calls with the same inputs*: z is the same both times.",
+            ["the noise is drawn once and reused, or a seed is set inside the function: draw a new ε on every call."],
         )
-    yield _gradient_failure(z, mean, log_var)
+    yield _gradient_failure_of_z(z, mean, log_var)
 
 
-def _spread_failure(
-    case: str, spread: torch.Tensor, variances: torch.Tensor, z: torch.Tensor, log_var: torch.Tensor
+def _no_spread_failure(
+    case: str, draws: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor, log_var: torch.Tensor
 ) -> str:
+    """Return the message for z that does not vary over draws: no noise at all, or one ε shared by every image."""
+    message = f"Case *{case}*: z's standard deviation over the draws expected ≈ {_show(sigma)}, got 0."
+    noise = (draws[0] - means) / sigma
+    uses_log_var = z.requires_grad and torch.autograd.grad(z.sum(), log_var, retain_graph=True, allow_unused=True)[0]
+    if not (isinstance(uses_log_var, torch.Tensor) and uses_log_var.abs().sum() > 0):
+        hint = "z is not random: add noise, z = mean + σ·ε with ε ~ N(0, I) (torch.randn_like(mean))."
+    elif torch.allclose(noise, noise[0].expand_as(noise), rtol=1e-4):
+        hint = "one ε is shared by every element: draw a fresh ε per element with torch.randn_like(mean)."
+    else:
+        hint = (
+            "one ε is shared by all the images (a draw per dimension only): draw a fresh ε per element with "
+            "torch.randn_like(mean)."
+        )
+    return _with_hints(message, [hint])
+
+
+def _normal_distance(standardised: torch.Tensor) -> float:
+    """Return the largest Kolmogorov-Smirnov distance between a column of draws and N(0, 1)."""
+    ordered = standardised.sort(dim=0).values
+    count = len(ordered)
+    normal_cdf = 0.5 * (1 + torch.erf(ordered / math.sqrt(2)))
+    ranks = torch.arange(1, count + 1, dtype=ordered.dtype).unsqueeze(1)
+    return max((ranks / count - normal_cdf).max().item(), (normal_cdf - (ranks - 1) / count).max().item())
+
+
+def _distribution_failure(case: str, standardised: torch.Tensor) -> str:
+    """Return '' when the draws of z, standardised per dimension, look like N(0, 1), else what ε looks like."""
+    distance = _normal_distance(standardised)
+    if distance < NORMAL_DISTANCE_LIMIT:
+        return ""
+    message = (
+        f"Case *{case}*: the draws of z are not normally distributed (Kolmogorov-Smirnov distance {distance:.3f} "
+        f"from a normal distribution, expected below {NORMAL_DISTANCE_LIMIT})."
+    )
+    if standardised.abs().max() < 1.8:  # a uniform variable lies within √3 ≈ 1.73 standard deviations of its mean
+        hint = "ε is uniform: torch.rand / torch.rand_like draw from U(0, 1); ε ~ N(0, I) is torch.randn_like(mean)."
+    else:
+        hint = "ε is not drawn from a normal distribution: ε ~ N(0, I) is torch.randn_like(mean)."
+    return _with_hints(message, [hint])
+
+
+def _centre_failure(case: str, centre: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> str:
+    """Return '' when z averages to μ, else whether the mean is missing, added k times, or ε is off-centre."""
+    tolerance = 0.05 * sigma  # the average of 20,000 draws is within about 0.007 σ of its expectation
+    if ((centre - means).abs() < tolerance).all():
+        return ""
+    message = f"Case *{case}*: the average z expected ≈ {_show(means)}, got {_show(centre)}."
+    offset = (centre - means) / sigma  # in units of σ: what ε averages to if z = μ + σ·ε
+    moving = means != 0
+    times_mean = centre[moving] / means[moving]
+    if (centre.abs() < tolerance).all():
+        hint = "the mean is not added: z = mean + σ·ε."
+    elif ((offset - offset.mean()).abs() < 0.05).all():
+        hint = f"ε averages to {offset.mean().item():.2g}, not 0: ε ~ N(0, I) has mean 0 (torch.randn_like(mean))."
+    elif ((times_mean - times_mean[0]).abs() < 0.05).all() and (centre[~moving].abs() < tolerance[~moving]).all():
+        hint = f"the average z is {times_mean[0].item():.2g}·μ: z = mean + σ·ε adds the mean once."
+    else:
+        hint = "z should average to μ over many draws: z = mean + σ·ε with ε of mean 0."
+    return _with_hints(message, [hint])
+
+
+def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor) -> str:
     """Return '' when z's standard deviation over draws is σ, else a message naming the scale used instead."""
     sigma = variances.sqrt()
     if torch.allclose(spread, sigma, rtol=0.03):
@@ -158,20 +329,35 @@ def _spread_failure(
         "exp(-0.5 · log_var) is 1/σ: the sign in the exponent is wrong.": 1 / sigma,
     }
     hint = next((hint for hint, scale in candidates.items() if torch.allclose(spread, scale, rtol=0.03)), None)
-    if hint is None and torch.allclose(spread, torch.zeros(3, dtype=torch.float64), atol=1e-6):
-        uses_log_var = (
-            z.requires_grad and torch.autograd.grad(z.sum(), log_var, retain_graph=True, allow_unused=True)[0]
-        )
+    ratio = spread / sigma
+    # log spread = power · log σ + log factor: how z's spread grows with σ
+    power, log_factor = torch.linalg.lstsq(
+        torch.stack([sigma.log(), torch.ones_like(sigma)], dim=1), spread.log().unsqueeze(1)
+    ).solution.squeeze(1)
+    if hint is None and torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=0.03):
         hint = (
-            "one ε is shared by every element: draw a fresh ε per element with torch.randn_like(mean)."
-            if isinstance(uses_log_var, torch.Tensor) and uses_log_var.abs().sum() > 0
-            else "z is not random: add noise, z = mean + σ·ε with ε ~ N(0, I) (torch.randn_like(mean))."
+            f"z spreads {ratio.mean().item():.3g} times σ: ε should have standard deviation 1 (torch.randn_like), "
+            "and σ = exp(0.5 · log_var) with no further factor."
         )
+    elif hint is None and torch.allclose(log_factor.exp() * sigma**power, spread, rtol=0.03):
+        hint = f"z spreads as σ to the power {power.item():.2g}, not as σ: σ = exp(0.5 · log_var)."
     message = f"Case *{case}*: z's standard deviation over the draws expected ≈ {_show(sigma)}, got {_show(spread)}."
-    return message + (f"\nLooks like: {hint}" if hint else "")
+    return _with_hints(message, [hint] if hint else [])
 
 
-def _gradient_failure(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> str:
+def _independence_failure(case: str, draws: torch.Tensor) -> str:
+    """Return '' when z's dimensions vary independently over the draws, else a message on the shared noise."""
+    correlation = torch.corrcoef(draws.T)
+    largest = (correlation - torch.eye(len(correlation), dtype=correlation.dtype)).abs().max().item()
+    if largest < 0.1:
+        return ""
+    return _with_hints(
+        f"Case *{case}*: z's dimensions move together over the draws (correlation {largest:.2f}, expected ≈ 0).",
+        ["the dimensions of each image share one ε: draw one ε per element with torch.randn_like(mean)."],
+    )
+
+
+def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> str:
     """Return '' when dz/dmean = 1 and dz/dlog_var = (z - mean) / 2, else a message on the missing gradient."""
     case = "gradients of z"
     if not z.requires_grad:
@@ -193,42 +379,20 @@ def _gradient_failure(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor
 
 # --- the closed-form KL -------------------------------------------------------------------------------------
 
+# The probes of a KL's parts: a batch of three images of two dimensions, one image of three dimensions, and single
+# elements where only μ varies (σ² = 2: every reading of log_var as σ, σ² or log σ is defined there) or only σ².
+KL_PROBE_BATCH = ([[1.0, -0.5], [-2.0, 0.3], [0.5, 1.5]], [[0.7, -0.5], [0.2, 1.0], [-1.2, 0.4]])
+KL_PROBE_IMAGE = ([[1.0, -2.0, 0.5]], [[0.7, -0.5, 1.2]])
+KL_PROBE_POINTS = ((1.0, 0.7), (-2.0, -0.5), (0.5, 2.0), (1.5, -1.5))
+KL_PROBE_MEANS = (-2.0, -1.0, 1.0, 2.0)
+KL_PROBE_LOG_VARIANCE = math.log(2.0)
+KL_PROBE_VARIANCES = (0.25, 0.5, 2.0, 4.0)
+KL_WHY = "the loss backpropagates through the KL to train the encoder: build it from mean and log_var"
 
-def _kl_terms(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """Return 1 + log σ² - μ² - σ² per image and dimension."""
-    return 1 + log_var - mean.pow(2) - log_var.exp()
 
-
-def kl_mistakes(mean: torch.Tensor, log_var: torch.Tensor) -> list[Mistake]:
-    """Return what the common mistakes in the closed-form KL give for these inputs, each with its hint."""
-    terms = _kl_terms(mean, log_var)
-    sigma_read = log_var  # the argument read as σ, as σ² or as log σ instead of log σ²
-    return [
-        ("the factor ½ is missing: KL = -½ Σ (1 + log σ² - μ² - σ²).", -terms.sum(dim=1).mean()),
-        ("summed over the batch instead of averaged: take .mean() over images.", -0.5 * terms.sum()),
-        ("averaged over the latent dimensions: sum over dimensions, average over images.", -0.5 * terms.mean()),
-        ("the sign is wrong: a KL is never negative.", 0.5 * terms.sum(dim=1).mean()),
-        ("the 1 inside the sum is missing.", -0.5 * (terms - 1).sum(dim=1).mean()),
-        (
-            "σ used where log σ² is expected: `log_var` is log σ² already, so σ² = exp(log_var).",
-            -0.5 * (1 + torch.log(sigma_read**2) - mean**2 - sigma_read**2).sum(dim=1).mean(),
-        ),
-        (
-            "σ² used where log σ² is expected: `log_var` is log σ² already, so σ² = exp(log_var).",
-            -0.5 * (1 + torch.log(sigma_read) - mean**2 - sigma_read).sum(dim=1).mean(),
-        ),
-        (
-            "log σ used where log σ² is expected: σ² = exp(log_var), not exp(2 · log_var).",
-            -0.5 * (1 + 2 * log_var - mean**2 - (2 * log_var).exp()).sum(dim=1).mean(),
-        ),
-        (
-            "σ used where σ² is expected in the last term: σ² = exp(log_var).",
-            -0.5 * (1 + log_var - mean**2 - (0.5 * log_var).exp()).sum(dim=1).mean(),
-        ),
-        ("one KL per image: average them over the batch.", -0.5 * terms.sum(dim=1)),
-        ("one KL per latent dimension: sum them over dimensions.", -0.5 * terms.mean(dim=0)),
-        ("one value per image and dimension: sum over dimensions, average over images.", -0.5 * terms),
-    ]
+def _kl_of_one(mean: float, log_var: float) -> float:
+    """Return the closed-form KL of one latent dimension of one image."""
+    return -0.5 * (1 + log_var - mean**2 - math.exp(log_var))
 
 
 def kl_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -245,21 +409,186 @@ def kl_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 def check_kl_divergence(kl_divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckResult:
-    """Check KL(q(z|x) || N(0, I)) summed over latent dimensions and averaged over the batch."""
-    failures = (
-        _compare(
-            name,
-            "the KL",
-            kl_divergence(mean, log_var),
-            kl_per_dimension(mean, log_var).sum(),
-            kl_mistakes(mean, log_var),
-        )
-        for name, (mean, log_var) in kl_cases().items()
+    """Check KL(q(z|x) || N(0, I)) summed over latent dimensions and averaged over the batch, and its gradient."""
+    return _result(
+        "closed-form KL", _kl_failures(kl_divergence), "KL = -½ Σ (1 + log σ² - μ² - σ²), averaged over the batch."
     )
-    return _result("closed-form KL", failures, "KL = -½ Σ (1 + log σ² - μ² - σ²), averaged over the batch.")
+
+
+def _kl_failures(kl_divergence: Callable) -> Iterator[str]:
+    """Yield a failure message for each case where the learner's KL is not a tensor of the right value and gradient."""
+    for name, (mean, log_var) in kl_cases().items():
+        leaves = {"mean": mean.clone().requires_grad_(), "log_var": log_var.clone().requires_grad_()}
+        got = kl_divergence(leaves["mean"].clone(), leaves["log_var"].clone())
+        expected = kl_per_dimension(leaves["mean"], leaves["log_var"]).sum()
+        if not isinstance(got, torch.Tensor):
+            yield _kind_failure(name, "the KL", got, KL_WHY)
+            return
+        yield _compare(name, "the KL", got, expected, diagnose=lambda: _kl_hints(kl_divergence))
+        yield _kind_failure(name, "the KL", got, KL_WHY)
+        yield _gradient_failure(name, "the KL", got, leaves, expected, diagnose=lambda: _kl_hints(kl_divergence))
+
+
+def _kl_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
+    """Return what is wrong with a KL function, found part by part: its shape, its two reductions, μ's part, σ²'s part.
+
+    Each part is probed on its own: one image against many, one dimension against many, single elements where only
+    μ or only σ² changes; a mistake nobody listed is still named by the part it is in.
+    """
+    batch = _as_tensor(kl_divergence(*map(torch.tensor, KL_PROBE_BATCH)))
+    if batch is None:
+        return []
+    if batch.numel() != 1:
+        return [_kl_shape_hint(tuple(batch.shape))]
+
+    def element(mean: float, log_var: float) -> float:
+        return _as_number(kl_divergence(torch.tensor([[mean]]), torch.tensor([[log_var]])))
+
+    return _kl_reduction_hints(kl_divergence, batch.item()) + _kl_element_hints(element)
+
+
+def _kl_shape_hint(shape: tuple[int, ...]) -> str:
+    """Return the hint for a KL that is not one number, from its shape (3 images of 2 dimensions went in)."""
+    images, dimensions = len(KL_PROBE_BATCH[0]), len(KL_PROBE_BATCH[0][0])
+    return {
+        (images,): "one KL per image: average them over the batch.",
+        (dimensions,): "one KL per latent dimension: sum them over dimensions.",
+        (images, dimensions): "one value per image and dimension: sum over dimensions, average over images.",
+    }.get(shape, f"the KL should be one number; for {images} images of {dimensions} dimensions it has shape {shape}.")
+
+
+def _kl_reduction_hints(kl_divergence: Callable, batch: float) -> list[str]:
+    """Return hints on how the learner's KL combines images (an average) and dimensions (a sum)."""
+    hints = []
+    means, log_vars = KL_PROBE_BATCH
+    images = [_as_number(kl_divergence(torch.tensor([m]), torch.tensor([v]))) for m, v in zip(means, log_vars)]
+    if not _near(batch, sum(images) / len(images)):
+        if _near(batch, sum(images)):
+            hints.append("summed over the batch instead of averaged: take .mean() over images.")
+        else:
+            hints.append(
+                f"one image against many: a batch's KL should be the average of its images' KLs, "
+                f"{sum(images) / len(images):.4g}, got {batch:.4g}: sum over dimensions, then .mean() over images."
+            )
+    (image_means,), (image_log_vars,) = KL_PROBE_IMAGE
+    whole = _as_number(kl_divergence(*map(torch.tensor, KL_PROBE_IMAGE)))
+    dimensions = [
+        _as_number(kl_divergence(torch.tensor([[m]]), torch.tensor([[v]]))) for m, v in zip(image_means, image_log_vars)
+    ]
+    if not _near(whole, sum(dimensions)):
+        if _near(whole, sum(dimensions) / len(dimensions)):
+            hints.append("averaged over the latent dimensions: sum over dimensions, average over images.")
+        else:
+            hints.append(
+                f"one dimension against many: an image's KL should be the sum of its dimensions' KLs, "
+                f"{sum(dimensions):.4g}, got {whole:.4g}."
+            )
+    return hints
+
+
+def _kl_element_hints(element: Callable[[float, float], float]) -> list[str]:
+    """Return hints on the learner's KL of a single element: an overall factor, the part in μ, the part in σ²."""
+    got = [element(mean, log_var) for mean, log_var in KL_PROBE_POINTS]
+    expected = [_kl_of_one(mean, log_var) for mean, log_var in KL_PROBE_POINTS]
+    if _near(got, expected):
+        return []
+    ratios = [value / right for value, right in zip(got, expected)]
+    if all(math.isfinite(ratio) for ratio in ratios) and _near(ratios, ratios[0]):
+        factor = ratios[0]
+        named = {
+            2.0: "the factor ½ is missing: KL = -½ Σ (1 + log σ² - μ² - σ²).",
+            -1.0: "the sign is wrong: a KL is never negative.",
+            -2.0: "the sign is wrong and the factor ½ is missing: KL = -½ Σ (1 + log σ² - μ² - σ²).",
+        }
+        default = f"the KL is {factor:.4g} times the right value everywhere: KL = -½ Σ (1 + log σ² - μ² - σ²)."
+        return [next((hint for value, hint in named.items() if _near(factor, value)), default)]
+    return _kl_mean_hints(element) + _kl_variance_hints(element)
+
+
+def _kl_mean_hints(element: Callable[[float, float], float]) -> list[str]:
+    """Return a hint when the KL does not grow by ½μ² as μ moves away from 0 with σ² fixed."""
+    fixed = KL_PROBE_LOG_VARIANCE
+    growth = [element(mean, fixed) - element(0.0, fixed) for mean in KL_PROBE_MEANS]
+    expected = [0.5 * mean**2 for mean in KL_PROBE_MEANS]
+    if _near(growth, expected):
+        return []
+    if not _near(growth, growth[::-1]):  # KL_PROBE_MEANS is symmetric: μ and -μ must give the same KL
+        return [
+            f"μ is not squared: with σ² fixed, μ = -1 and μ = 1 must give the same KL (½μ² more than μ = 0), "
+            f"yours adds {growth[1]:.4g} and {growth[2]:.4g}: use mean.pow(2)."
+        ]
+    weights = [value / mean**2 for value, mean in zip(growth, KL_PROBE_MEANS)]
+    if _near(weights, weights[0]):
+        if _near(weights[0], -0.5):
+            return ["the μ² term has the wrong sign: -½(1 + log σ² - μ² - σ²) adds +½μ² to the KL."]
+        return [f"the μ² term has weight {weights[0]:.4g}: the KL grows by ½μ² as μ moves from 0."]
+    if _near(growth[3] / growth[2], 2.0):
+        return ["the KL grows like |μ|, not like μ²: use mean.pow(2)."]
+    return [
+        f"the part in μ is wrong: with σ² fixed, μ = {_numbers(KL_PROBE_MEANS)} should add "
+        f"{_numbers(expected)} to the KL (½μ²), yours adds {_numbers(growth)}."
+    ]
+
+
+def _kl_variance_hints(element: Callable[[float, float], float]) -> list[str]:
+    """Return hints when the KL with μ = 0 is not ½(σ² - log σ² - 1): how log_var is read, or which term is off."""
+    log_vars = torch.tensor(KL_PROBE_VARIANCES, dtype=torch.float64).log()
+    got = torch.tensor([element(0.0, log_var) for log_var in log_vars.tolist()], dtype=torch.float64)
+    expected = -0.5 * (1 + log_vars - log_vars.exp())
+    if _close(got, expected, rtol=1e-3):
+        return []
+    readings = {  # log_var read as something it is not, and what the KL with μ = 0 becomes
+        "σ used where log σ² is expected: `log_var` is log σ² already, so σ² = exp(log_var).": -0.5
+        * (1 + torch.log(log_vars**2) - log_vars**2),
+        "σ² used where log σ² is expected: `log_var` is log σ² already, so σ² = exp(log_var).": -0.5
+        * (1 + torch.log(log_vars) - log_vars),
+        "log σ used where log σ² is expected: σ² = exp(log_var), not exp(2 · log_var).": -0.5
+        * (1 + 2 * log_vars - (2 * log_vars).exp()),
+        "σ used where σ² is expected in the last term: σ² = exp(log_var).": -0.5
+        * (1 + log_vars - (0.5 * log_vars).exp()),
+    }
+    named = [hint for hint, wrong in readings.items() if _close(got, wrong, rtol=1e-3)]
+    if named:
+        return named
+    if torch.isfinite(got).all():
+        # The KL with μ = 0 is a · 1 + b · log σ² + c · σ², with (a, b, c) = (-½, -½, ½): find the learner's.
+        basis = torch.stack([torch.ones_like(log_vars), log_vars, log_vars.exp()], dim=1)
+        weights = torch.linalg.lstsq(basis, got.unsqueeze(1)).solution.squeeze(1)
+        if _close(basis @ weights, got, rtol=1e-3, atol=1e-5):
+            return _kl_term_hints(weights.tolist())
+    return [
+        f"the part in σ² is wrong: with μ = 0 the KL should be ½(σ² - log σ² - 1), for σ² = "
+        f"{_numbers(KL_PROBE_VARIANCES)}: {_numbers(expected.tolist())}; yours: {_numbers(got.tolist())}."
+    ]
+
+
+def _kl_term_hints(weights: list[float]) -> list[str]:
+    """Return a hint for each term of -½(1 + log σ² - σ²) whose weight in the learner's KL is not the right one."""
+    constant, log_variance, variance = weights
+    hints = []
+    if not _near(constant, -0.5, rtol=1e-2, atol=1e-4):
+        if _near(constant, 0.0, rtol=1e-2, atol=1e-4):
+            hints.append("the 1 inside the sum is missing: when q equals the prior N(0, I) the KL must be 0.")
+        else:
+            hints.append(
+                f"the constant term is off: when q equals the prior N(0, I) the KL must be 0, not {constant + 0.5:.4g}."
+            )
+    for weight, right, term in ((log_variance, -0.5, "log σ² (log_var)"), (variance, 0.5, "σ² (exp(log_var))")):
+        if _near(weight, right, rtol=1e-2, atol=1e-4):
+            continue
+        if _near(weight, 0.0, rtol=1e-2, atol=1e-4):
+            hints.append(f"the {term} term is missing.")
+        elif _near(weight, -right, rtol=1e-2, atol=1e-4):
+            hints.append(f"the {term} term has the wrong sign.")
+        else:
+            hints.append(f"the {term} term has weight {weight:.4g} in the KL, expected {right:g}.")
+    return hints
 
 
 # --- the loss -----------------------------------------------------------------------------------------------
+
+LOSS_NAMES = ("total", "reconstruction", "kl")
+LOSS_WHY = "the training step calls total.backward(): build the total from the inputs with torch operations"
 
 
 def loss_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]]:
@@ -284,28 +613,6 @@ def loss_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
     }
 
 
-def _reconstruction_mistakes(images: torch.Tensor, recon: torch.Tensor) -> list[Mistake]:
-    """Return what the common mistakes in the reconstruction term give, each with its hint."""
-    pixels, count = images[0].numel(), len(images)
-    return [
-        ("summed over pixels instead of averaged: 0.5 · mean over pixels and images (F.mse_loss).", recon * pixels),
-        ("summed over pixels and images: average over both (F.mse_loss's default).", recon * pixels * count),
-        ("summed over the batch: average over images too.", recon * count),
-        ("the factor ½ is missing from the reconstruction term.", 2 * recon),
-        ("the sign is wrong: the squared error is a cost, to be minimised.", -recon),
-    ]
-
-
-def _total_mistakes(recon: torch.Tensor, kl: torch.Tensor, alpha: float) -> list[Mistake]:
-    """Return what the common mistakes in combining the terms give, each with its hint."""
-    return [
-        ("the wrong sign: minimise reconstruction + alpha · KL (the negative of the ELBO).", -(recon + alpha * kl)),
-        ("the KL is subtracted: it is a penalty, added with weight alpha.", recon - alpha * kl),
-        ("alpha is missing: total = reconstruction + alpha · KL.", recon + kl),
-        ("alpha weighs the reconstruction instead of the KL.", alpha * recon + kl),
-    ]
-
-
 def check_loss(
     loss_function: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
 ) -> CheckResult:
@@ -314,22 +621,164 @@ def check_loss(
 
 
 def _loss_failures(loss_function: Callable) -> Iterator[str]:
-    """Yield a failure message for each case where the learner's loss differs from vae_loss."""
+    """Yield a failure message for each case where the learner's loss differs from vae_loss, naming the wrong part."""
     for name, (images, reconstruction, mean, log_var, alpha) in loss_cases().items():
-        returned = loss_function(images, reconstruction, mean, log_var, alpha)
+        inputs = {"reconstruction": reconstruction, "mean": mean, "log_var": log_var}
+        leaves = {key: value.clone().requires_grad_() for key, value in inputs.items()}
+        returned = loss_function(images, *(leaf.clone() for leaf in leaves.values()), alpha)
         if not (isinstance(returned, tuple | list) and len(returned) == 3):
             yield f"Case *{name}*: expected three values (total, reconstruction, kl), got {type(returned).__name__}."
             return
+        expected = vae_loss(images, *leaves.values(), alpha)
+        yield _order_failure(name, "the values", returned, expected)
+        for label, value in zip(LOSS_NAMES, returned):
+            yield _kind_failure(name, f"the {label}", value, LOSS_WHY, needs_graph=label == "total")
         total, recon, kl = returned
-        expected_total, expected_recon, expected_kl = vae_loss(images, reconstruction, mean, log_var, alpha)
         yield _compare(
-            name, "the reconstruction term", recon, expected_recon, _reconstruction_mistakes(images, expected_recon)
+            name,
+            "the reconstruction term",
+            recon,
+            expected[1],
+            diagnose=lambda: _reconstruction_hints(lambda x, y: loss_function(x, y, *_prior_code(len(x)), 0.001)[1]),
         )
-        kl_hints = [
-            (f"{hint} (Check your KL with check_kl_divergence.)", wrong) for hint, wrong in kl_mistakes(mean, log_var)
+        yield _compare(name, "the KL term", kl, expected[2], diagnose=lambda: _loss_kl_hints(loss_function))
+        yield _compare(name, "the total", total, expected[0], diagnose=lambda: _total_hints(loss_function))
+        yield _gradient_failure(
+            name, "the total", total, leaves, expected[0], diagnose=lambda: _total_hints(loss_function)
+        )
+
+
+def _order_failure(case: str, what: str, returned: Sequence[object], expected: Sequence[torch.Tensor]) -> str:
+    """Return '' unless the returned values are (total, reconstruction, kl) in another order."""
+    matches = []
+    for own, value in zip(LOSS_NAMES, returned):
+        got = _as_tensor(value)
+        equal = [name for name, right in zip(LOSS_NAMES, expected) if got is not None and _close(got, right)]
+        matches.append(own if own in equal else next(iter(equal), "?"))
+    named = [match for match in matches if match != "?"]
+    if all(match in ("?", own) for match, own in zip(matches, LOSS_NAMES)) or len(set(named)) < len(named):
+        return ""
+    return _with_hints(
+        f"Case *{case}*: {what} come back in the wrong order.",
+        [f"return (total, reconstruction, kl); yours returns ({', '.join(matches)})."],
+    )
+
+
+def _prior_code(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the mean and log-variance of `count` codes equal to the prior: a KL of 0, whatever its formula."""
+    return torch.zeros(count, 2), torch.zeros(count, 2)
+
+
+def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
+    """Return what is wrong with a reconstruction term, probed part by part: its sign, the square, its two means."""
+    generator = torch.Generator().manual_seed(1)
+    image, drawn = torch.rand(2, 1, 1, 28, 28, generator=generator) * 2 - 1
+    term = _as_number(reconstruction_term(image, drawn))
+    right = 0.5 * (image - drawn).pow(2).mean().item()
+    if not math.isfinite(term):
+        return []
+    if term < 0:
+        return ["the sign is wrong: the squared error is a cost, to be minimised."]
+    doubled = _as_number(reconstruction_term(image, image + 2 * (drawn - image))) / term
+    if not _near(doubled, 4.0):
+        if _near(doubled, 2.0):
+            return [
+                "the error is not squared: doubling every pixel's error doubled the term instead of multiplying it "
+                "by 4 (an absolute error?): 0.5 · mean((x - x̂)²), as F.mse_loss computes."
+            ]
+        return [f"doubling every pixel's error multiplied the term by {doubled:.4g}, not 4: square the error."]
+    copies = 3
+    per_copy = _as_number(reconstruction_term(image.repeat(copies, 1, 1, 1), drawn.repeat(copies, 1, 1, 1))) / term
+    summed_images = _near(per_copy, copies)
+    pixels = image.numel()
+    scale = term / right
+    summed_pixels = scale > pixels / 4  # a sum over the 784 pixels, whatever else multiplies it
+    factor = scale / pixels if summed_pixels else scale
+    named = {
+        (True, False, 1.0): "summed over pixels instead of averaged: 0.5 · mean over pixels and images (F.mse_loss).",
+        (True, True, 1.0): "summed over pixels and images: average over both (F.mse_loss's default).",
+        (False, True, 1.0): "summed over the batch: average over images too.",
+        (False, False, 2.0): "the factor ½ is missing from the reconstruction term.",
+    }
+    hint = next(
+        (text for (p, i, f), text in named.items() if (p, i) == (summed_pixels, summed_images) and _near(factor, f)),
+        None,
+    )
+    if hint:
+        return [hint]
+    parts = ["summed over pixels"] * summed_pixels + ["summed over images"] * summed_images
+    if not _near(factor, 1.0):
+        parts.append("the factor ½ missing" if _near(factor, 2.0) else f"{factor:.4g} times the right size")
+    return [f"{', '.join(parts)}: the term is 0.5 · mean((x - x̂)²), a mean over pixels and images."]
+
+
+def _loss_kl_hints(loss_function: Callable) -> list[str]:
+    """Return what is wrong with the KL term a loss function returns, probed as check_kl_divergence probes a KL."""
+
+    def kl_of(mean: torch.Tensor, log_var: torch.Tensor) -> object:
+        images = torch.zeros(len(mean), 1, 28, 28)
+        return loss_function(images, images.clone(), mean, log_var, 0.001)[2]
+
+    return [f"{hint} (Check your KL with check_kl_divergence.)" for hint in _kl_hints(kl_of)]
+
+
+def _total_hints(loss_function: Callable) -> list[str]:
+    """Return what is wrong with how a loss function combines its two terms, from two inputs at each of two alphas."""
+    generator = torch.Generator().manual_seed(2)
+    images = torch.rand(3, 1, 1, 28, 28, generator=generator) * 2 - 1
+    probes = [  # a large error with a small KL, a small error with a large KL, and one to confirm the fit
+        (images[0], -images[0], torch.tensor([[0.1, -0.1]]), torch.tensor([[0.0, 0.1]])),
+        (images[1], 0.9 * images[1], torch.tensor([[2.0, -3.0]]), torch.tensor([[-2.0, 1.0]])),
+        (images[2], images[0], torch.tensor([[1.0, 0.5]]), torch.tensor([[0.5, -0.5]])),
+    ]
+    recon_weights, kl_weights = [], []
+    for alpha in PROBE_ALPHAS:
+        values = torch.tensor([[_as_number(value) for value in loss_function(*probe, alpha)] for probe in probes])
+        totals, terms = values[:, 0].double(), values[:, 1:].double()
+        weights = torch.linalg.lstsq(terms[:2], totals[:2].unsqueeze(1)).solution.squeeze(1)
+        if not torch.isfinite(values).all() or not _near(terms[2] @ weights, totals[2]):
+            return ["the total is not a sum of your reconstruction and KL terms: total = reconstruction + alpha · KL."]
+        recon_weights.append(weights[0].item())
+        kl_weights.append(weights[1].item())
+    return _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the total")
+
+
+def _weight_hints(
+    recon_weights: Sequence[float], kl_weights: Sequence[float], alphas: Sequence[float], loss: str
+) -> list[str]:
+    """Return what is wrong with a loss = a · reconstruction + b · KL, given a and b measured at several alphas."""
+    a, b, alpha = (torch.tensor(values, dtype=torch.float64) for values in (recon_weights, kl_weights, alphas))
+
+    def near(x: torch.Tensor, y: torch.Tensor | float) -> bool:
+        return _near(x.tolist(), torch.as_tensor(y, dtype=torch.float64).expand_as(x).tolist(), rtol=0.01, atol=1e-5)
+
+    if near(a, 1.0) and near(b, alpha):
+        return []
+    named = [
+        (-1.0, -alpha, "the wrong sign: minimise reconstruction + alpha · KL (the negative of the ELBO)."),
+        (1.0, -alpha, "the KL is subtracted: it is a penalty, added with weight alpha."),
+        (1.0, 0.0, f"the KL term is left out of {loss}: {loss} = reconstruction + alpha · KL."),
+        (1.0, 1.0, "alpha is missing: minimise reconstruction + alpha · KL."),
+        (alpha, 1.0, "alpha weighs the reconstruction instead of the KL."),
+    ]
+    hint = next((text for recon, kl, text in named if near(a, recon) and near(b, kl)), None)
+    if hint:
+        return [hint]
+    if near(a, 1.0) and near(b, b[0].item()):
+        return [
+            f"alpha is ignored: the KL is weighted by {b[0].item():.4g} whatever alpha is (a number written in?): "
+            "weigh it with the alpha argument."
         ]
-        yield _compare(name, "the KL term", kl, expected_kl, kl_hints)
-        yield _compare(name, "the total", total, expected_total, _total_mistakes(expected_recon, expected_kl, alpha))
+    if near(a, a[0].item()) and near(b, a[0].item() * alpha):
+        return [f"{loss} is multiplied by {a[0].item():.4g}: minimise reconstruction + alpha · KL as it is."]
+    hints = []
+    if not near(a, 1.0):
+        hints.append(f"the reconstruction's weight in {loss} is {_numbers(a.tolist())}, expected 1.")
+    if not near(b, alpha):
+        hints.append(
+            f"the KL's weight in {loss} is {_numbers(b.tolist())} for alpha = {_numbers(alphas)}: it is alpha."
+        )
+    return hints
 
 
 # --- the training step --------------------------------------------------------------------------------------
@@ -346,6 +795,13 @@ class TrainingRun:
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """Return a copy of the model's parameters (BatchNorm's running statistics change in any forward pass)."""
     return {name: value.detach().clone() for name, value in model.named_parameters()}
+
+
+def _fresh_training(seed: int) -> tuple[VAE, torch.optim.Optimizer]:
+    """Return a small VAE in training mode and its Adam optimizer, the same for the same seed."""
+    with _seeded(seed):
+        model = VAE(latent_dim=2, widths=CHECK_WIDTHS)
+    return model, torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
 
 
 def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> TrainingRun:
@@ -367,17 +823,158 @@ def _same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor
     return all(torch.allclose(first[name].double(), second[name].double(), rtol=1e-3, atol=1e-5) for name in first)
 
 
-def _step_without_zero_grad(model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, alpha: float):
-    """The training step with zero_grad forgotten: gradients pile up from step to step."""
-    reconstruction, mean, log_var = model(batch)
-    total, recon, kl = vae_loss(batch, reconstruction, mean, log_var, alpha)
-    total.backward()
-    optimizer.step()
-    return total.detach(), recon.detach(), kl.detach()
+def _flat_gradients(model: nn.Module) -> torch.Tensor:
+    """Return the model's gradients as one float64 vector, zeros where a parameter has none."""
+    return torch.cat(
+        [(torch.zeros_like(p) if p.grad is None else p.grad).detach().flatten() for p in model.parameters()]
+    ).double()
 
 
-def _step_failures(learner: TrainingRun, reference: TrainingRun, images: torch.Tensor) -> Iterator[str]:
-    """Yield a failure message for the first way the learner's run departs from train_step's."""
+def _running_statistics(model: nn.Module) -> torch.Tensor:
+    """Return BatchNorm's running means and variances as one vector (a forward pass in training mode moves them)."""
+    return torch.cat(
+        [buffer.detach().flatten().double() for name, buffer in model.named_buffers() if "running" in name]
+    )
+
+
+@dataclass
+class StepProbe:
+    """What one call of a training step did: what it returned, what optimizer.step() saw, the model's mode."""
+
+    returned: object
+    gradients: list[torch.Tensor]  # the model's gradients at each optimizer.step() call
+    training: bool  # the model's mode after the call
+    batchnorm_moved: bool  # whether the forward pass ran in training mode
+
+
+def _probe_step(
+    step: Callable, model: nn.Module, optimizer: torch.optim.Optimizer, batch: torch.Tensor, alpha: float, seed: int
+) -> StepProbe:
+    """Call step(model, optimizer, batch, alpha) once with the noise of `seed`, recording what optimizer.step() saw."""
+    gradients: list[torch.Tensor] = []
+    hook = optimizer.register_step_pre_hook(lambda *_: gradients.append(_flat_gradients(model)))
+    statistics = _running_statistics(model)
+    try:
+        with _seeded(seed):
+            returned = step(model, optimizer, batch, alpha)
+    finally:
+        hook.remove()
+    return StepProbe(returned, gradients, model.training, not torch.equal(statistics, _running_statistics(model)))
+
+
+@dataclass
+class LossGradients:
+    """One forward pass of a model: its (total, reconstruction, kl) losses and the gradients of the two terms."""
+
+    losses: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+
+
+def _loss_gradients(model: nn.Module, batch: torch.Tensor, alpha: float, seed: int) -> LossGradients:
+    """Return the losses and each term's gradient for a copy of the model in training mode, with the noise of `seed`."""
+    twin = copy.deepcopy(model).train()
+    with _seeded(seed):
+        reconstruction, mean, log_var = twin(batch)
+    losses = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    parameters = list(twin.parameters())
+
+    def gradient(loss: torch.Tensor) -> torch.Tensor:
+        parts = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(parameters, parts)])
+
+    return LossGradients(
+        tuple(loss.detach() for loss in losses), gradient(losses[1]).double(), gradient(losses[2]).double()
+    )
+
+
+def _relative_gap(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """Return |got - expected| / |expected|: how far one gradient is from another."""
+    return ((got - expected).norm() / expected.norm().clamp_min(1e-12)).item()
+
+
+def _step_mechanics_failure(probe: StepProbe) -> str:
+    """Return '' when one call ran the forward pass in training mode and took one step on a nonzero gradient."""
+    if not probe.training:
+        return _with_hints(
+            "Step 1: the model is in eval mode after the step.",
+            [
+                "model.eval() is called in the training step: a step trains in training mode (BatchNorm normalises "
+                "with the batch's statistics and updates its running averages); eval mode is for evaluating."
+            ],
+        )
+    if not probe.batchnorm_moved:
+        return _with_hints(
+            "Step 1: BatchNorm's running statistics did not change.",
+            ["the forward pass ran in eval mode (model.eval() before model(batch)): run it in training mode."],
+        )
+    if not probe.gradients:
+        return _with_hints("Step 1: the weights did not change.", ["optimizer.step() is missing."])
+    if len(probe.gradients) > 1:
+        return _with_hints(
+            f"Step 1: optimizer.step() was called {len(probe.gradients)} times for one batch.",
+            ["one optimisation step per batch: call optimizer.step() once."],
+        )
+    if probe.gradients[0].abs().max() == 0:
+        return _with_hints(
+            "Step 1: the gradients were zero when optimizer.step() ran.",
+            [
+                "backward() is not called, or zero_grad() is called between backward() and step(): zero the "
+                "gradients first, then backward(), then step()."
+            ],
+        )
+    return ""
+
+
+def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
+    """Yield failures found by single calls of the step: its mode, its optimizer steps, the loss it minimises at two
+    alphas, its zero_grad, and the losses it returns."""
+    indices = torch.arange(2 * CHECK_BATCH_SIZE) % len(images)
+    first_batch, second_batch = to_model_input(images[indices]).split(CHECK_BATCH_SIZE)
+    recon_weights, kl_weights, probes = [], [], []
+    for alpha in PROBE_ALPHAS:
+        model, optimizer = _fresh_training(1)
+        reference = _loss_gradients(model, first_batch, alpha, seed=2)
+        probe = _probe_step(step, model, optimizer, first_batch, alpha, seed=2)
+        failure = _step_mechanics_failure(probe)
+        if failure:
+            yield failure
+            return
+        basis = torch.stack([reference.reconstruction, reference.kl], dim=1)
+        weights = torch.linalg.lstsq(basis, probe.gradients[0].unsqueeze(1)).solution.squeeze(1)
+        if _relative_gap(basis @ weights, probe.gradients[0]) > 1e-2:
+            yield _with_hints(
+                "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
+                [
+                    "the loss comes from another forward pass, or from other values: run model(batch) once, take the "
+                    "loss of its outputs, then backward()."
+                ],
+            )
+            return
+        recon_weights.append(weights[0].item())
+        kl_weights.append(weights[1].item())
+        probes.append((model, optimizer, probe, reference))
+    hints = _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss")
+    if hints:
+        yield _with_hints(
+            "Step 1: the gradients optimizer.step() used are not those of reconstruction + alpha · KL.", hints
+        )
+        return
+    model, optimizer, first, reference = probes[0]
+    yield _order_failure("step 1", "the losses", first.returned, reference.losses)
+    alpha = PROBE_ALPHAS[0]
+    following = _loss_gradients(model, second_batch, alpha, seed=3)
+    second = _probe_step(step, model, optimizer, second_batch, alpha, seed=3)
+    expected = following.reconstruction + alpha * following.kl
+    if second.gradients and _relative_gap(second.gradients[0], expected + first.gradients[0]) < 1e-3:
+        yield _with_hints(
+            "Step 2: the gradients optimizer.step() used hold step 1's gradients too.",
+            ["optimizer.zero_grad() is missing, so gradients add up from step to step."],
+        )
+
+
+def _step_failures(step: Callable, learner: TrainingRun, reference: TrainingRun, images: torch.Tensor) -> Iterator[str]:
+    """Yield a failure message for the first way the learner's step departs from train_step's."""
     first = learner.losses[0]
     if not (isinstance(first, tuple | list) and len(first) == 3):
         yield f"Step 1: expected three losses (total, reconstruction, kl), got {type(first).__name__}."
@@ -387,32 +984,12 @@ def _step_failures(learner: TrainingRun, reference: TrainingRun, images: torch.T
             "Step 1: the returned losses still carry their graph.\n"
             "Looks like: return total.detach(), ... (or .item()), so each step's graph is freed."
         )
-    total, recon, kl = reference.losses[0]
-    loss_mistakes = [
-        ("the KL term is left out of the loss that is minimised.", recon),
-        ("alpha is missing: minimise reconstruction + alpha · KL.", recon + kl),
-    ]
-    yield _compare("step 1", "the total loss", first[0], total, loss_mistakes)
-    if _same_weights(learner.weights[1], learner.weights[0]):
-        yield (
-            "Step 1: the weights did not change.\nLooks like: optimizer.step() is missing, or zero_grad() is called "
-            "between backward() and step(): zero the gradients first, then backward(), then step()."
-        )
-    if not _same_weights(learner.weights[1], reference.weights[1]):
-        yield (
-            "Step 1: the weights after one step differ from train_step's.\n"
-            "Looks like: backward() is not called on the total loss, or the model is not in training mode."
-        )
-    if not _same_weights(learner.weights[2], reference.weights[2]):
-        accumulated = run_training_steps(_step_without_zero_grad, images, 2)
-        forgot_zero_grad = _same_weights(learner.weights[2], accumulated.weights[2])
-        yield "Step 2: the weights after two steps differ from train_step's." + (
-            "\nLooks like: optimizer.zero_grad() is missing, so gradients add up from step to step."
-            if forgot_zero_grad
-            else ""
-        )
+    yield from _probe_failures(step, images)
     for index, (got, expected) in enumerate(zip(learner.losses, reference.losses), start=1):
         yield _compare(f"step {index}", "the total loss", got[0], expected[0])
+    for index in (1, 2):
+        if not _same_weights(learner.weights[index], reference.weights[index]):
+            yield f"Step {index}: the weights after {index} step(s) differ from train_step's."
     if not _same_weights(learner.weights[-1], reference.weights[-1]):
         yield f"After {len(learner.losses)} steps the weights differ from train_step's."
 
@@ -422,11 +999,12 @@ def check_training_step(
     images: torch.Tensor,
     steps: int = 200,
 ) -> CheckResult:
-    """Check that `steps` calls of training_step train a small VAE exactly as vae_lib's train_step does."""
+    """Check that `steps` calls of training_step train a small VAE exactly as vae_lib's train_step does, and probe
+    single calls for the model's mode, the number of optimizer steps, the loss minimised at two alphas and zero_grad."""
     learner = run_training_steps(training_step, images, steps)
     reference = run_training_steps(train_step, images, steps)
     note = f"{steps} steps on {len(images)} images give the same losses and weights as train_step."
-    return _result("the training step", _step_failures(learner, reference, images), note)
+    return _result("the training step", _step_failures(training_step, learner, reference, images), note)
 
 
 # --- sampling from the prior --------------------------------------------------------------------------------
