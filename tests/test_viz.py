@@ -23,3 +23,9 @@ def test_the_latent_scatter_draws_classes_interleaved_and_names_each_in_the_lege
     assert sorted(drawn_colours) == sorted(viz.class_colour(label) for label in labels)
     assert [text.get_text() for text in axis.get_legend().get_texts()] == [str(digit) for digit in range(10)]
     assert axis.get_xlabel() and axis.get_ylabel() and axis.get_title()
+
+
+def test_figures_name_the_reconstruction_term_of_the_model_s_likelihood() -> None:
+    assert viz.recon_label() == "reconstruction (0.5 MSE)" and viz.total_label() == "total loss (0.5 MSE + alpha KL)"
+    assert viz.recon_label("bernoulli") == "reconstruction (BCE, nats per image)"
+    assert viz.total_label("bernoulli") == "total loss (BCE + alpha KL)"

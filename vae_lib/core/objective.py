@@ -27,6 +27,7 @@ class Likelihood:
 
     name: str
     recon_label: str  # how figures and tables name the reconstruction term
+    units: str  # the term's units, where it has any
     head: Callable[[], nn.Module]  # the decoder's last layer
     to_images: Callable[[torch.Tensor], torch.Tensor]
     per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -56,11 +57,12 @@ def _bernoulli_to_images(logits: torch.Tensor) -> torch.Tensor:
 
 LIKELIHOODS = {
     "gaussian": Likelihood(
-        "gaussian", "0.5 MSE", nn.Tanh, lambda output: output, _gaussian_per_image, _gaussian_batch_mean
+        "gaussian", "0.5 MSE", "", nn.Tanh, lambda output: output, _gaussian_per_image, _gaussian_batch_mean
     ),
     "bernoulli": Likelihood(
         "bernoulli",
-        "BCE (nats)",
+        "BCE",
+        "nats per image",
         nn.Identity,
         _bernoulli_to_images,
         _bernoulli_per_image,

@@ -19,13 +19,14 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
+from vae_lib.core.config import TrainConfig
 from vae_lib.core.datasets import DATASETS
 from vae_lib.core.files import replaced_atomically
 from vae_lib.core.history import StepRecord
 from vae_lib.core.latent import LatentProjection, dimension_label
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.pictures.snapshots import Snapshot, load_snapshots
-from vae_lib.pictures.viz import TOTAL_LABEL, class_colour, image_grid
+from vae_lib.pictures.viz import class_colour, image_grid, total_label
 
 FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no padding
 
@@ -34,7 +35,11 @@ class FrameRenderer:
     """Draws Snapshots into RGB frames of FRAME_SIZE, reusing one figure."""
 
     def __init__(
-        self, snapshots: Sequence[Snapshot], history_steps: Sequence[StepRecord], class_names: Sequence[str]
+        self,
+        snapshots: Sequence[Snapshot],
+        history_steps: Sequence[StepRecord],
+        class_names: Sequence[str],
+        likelihood: str = "gaussian",
     ) -> None:
         final = snapshots[-1]
         latent_dim = final.latent_means.shape[1]
@@ -98,7 +103,7 @@ class FrameRenderer:
             values = np.concatenate([self.train_values, self.test_values])
             low_loss, high_loss = np.nanmin(values), np.nanpercentile(values, 98)
             loss_axes.set_ylim(low_loss * 0.95, high_loss * 1.05)
-        loss_axes.set(xlabel="step", ylabel=TOTAL_LABEL, title="loss so far")
+        loss_axes.set(xlabel="step", ylabel=total_label(likelihood), title="loss so far")
         loss_axes.legend(loc="upper right", fontsize=8)
         loss_axes.grid(alpha=0.3)
         self.title = self.figure.suptitle("")
@@ -129,10 +134,11 @@ def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:
     checkpoint = RunFolder(run_dir).checkpoint
     state = read_checkpoint(checkpoint) if checkpoint.exists() else None
     history_steps = history_of(state).steps if state is not None else []
-    dataset = DATASETS.get(config_of(state).dataset) if state is not None else None
+    config = config_of(state) if state is not None else TrainConfig()
+    dataset = DATASETS.get(config.dataset) if state is not None else None
     label_count = int(max(s.labels.max() for s in snapshots)) + 1
     class_names = list(dataset.class_names) if dataset is not None else [str(label) for label in range(label_count)]
-    return snapshots, FrameRenderer(snapshots, history_steps, class_names)
+    return snapshots, FrameRenderer(snapshots, history_steps, class_names, config.likelihood)
 
 
 def write_mp4(frames: Iterator[np.ndarray], path: str | Path, fps: int = 12) -> Path:

@@ -22,6 +22,7 @@ from vae_lib.core.history import History
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.latent import LatentProjection, decode_grid, dimension_label, traversal_images
 from vae_lib.core.model import IMAGE_SIZE, VAE
+from vae_lib.core.objective import likelihood_named
 
 if TYPE_CHECKING:  # only for annotations: pictures do not depend on the trainer
     from vae_lib.core.train import Trainer
@@ -38,10 +39,18 @@ CLASS_COLOURS = [
     "#bcbd22",
     "#17becf",
 ]  # matplotlib's tab10
-# How every figure names the loss's terms.
-RECON_LABEL = "reconstruction (0.5 MSE)"
 KL_LABEL = "KL (nats)"
-TOTAL_LABEL = "total loss (0.5 MSE + alpha KL)"
+
+
+def recon_label(likelihood: str = "gaussian") -> str:
+    """Return how figures name the reconstruction term of a likelihood: 'reconstruction (0.5 MSE)' for gaussian."""
+    term = likelihood_named(likelihood)
+    return f"reconstruction ({term.recon_label}{', ' + term.units if term.units else ''})"
+
+
+def total_label(likelihood: str = "gaussian") -> str:
+    """Return how figures name the total loss of a likelihood: 'total loss (0.5 MSE + alpha KL)' for gaussian."""
+    return f"total loss ({likelihood_named(likelihood).recon_label} + alpha KL)"
 
 
 def class_colour(index: int) -> str:
@@ -163,11 +172,12 @@ def plot_reconstructions(originals: torch.Tensor, reconstructions: dict[str, tor
     return figure
 
 
-def plot_metrics(history: History, title: str = "training metrics") -> Figure:
+def plot_metrics(history: History, title: str = "training metrics", likelihood: str = "gaussian") -> Figure:
     """Return total, reconstruction and KL against epochs: train (step records) and test (each epoch)."""
     steps, epochs = history.steps, history.epochs
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for axis, name, label in zip(axes, ("total", "recon", "kl"), (TOTAL_LABEL, RECON_LABEL, KL_LABEL)):
+    labels = (total_label(likelihood), recon_label(likelihood), KL_LABEL)
+    for axis, name, label in zip(axes, ("total", "recon", "kl"), labels):
         if steps:
             axis.plot(
                 [r.epoch for r in steps],
@@ -196,7 +206,9 @@ def plot_metrics(history: History, title: str = "training metrics") -> Figure:
     return figure
 
 
-def plot_time_to_quality(histories: dict[str, History], targets: Mapping[str, tuple[float, str]]) -> Figure:
+def plot_time_to_quality(
+    histories: dict[str, History], targets: Mapping[str, tuple[float, str]], likelihood: str = "gaussian"
+) -> Figure:
     """Return test reconstruction against wall-clock minutes for each run, with its target (if any) dashed:
     `targets` gives a run's (test reconstruction, what it is), e.g. vae_lib.course.shipped.QUALITY_TARGETS."""
     figure, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 3.8), squeeze=False)
@@ -213,7 +225,7 @@ def plot_time_to_quality(histories: dict[str, History], targets: Mapping[str, tu
         low = min(recon) if target is None else min(min(recon), target)
         axis.set(
             xlabel="wall-clock minutes (training + test pass each epoch)",
-            ylabel=f"test {RECON_LABEL}",
+            ylabel=f"test {recon_label(likelihood)}",
             title=f"{name.upper()} model: time to quality",
             ylim=(low * 0.95, max(recon) * 1.02),
         )
@@ -258,7 +270,9 @@ def plot_traversals(model: VAE, base: torch.Tensor | None = None, limit: float =
     return figure
 
 
-def plot_per_class_error(errors: dict[str, torch.Tensor | np.ndarray], class_names: Sequence[str]) -> Figure:
+def plot_per_class_error(
+    errors: dict[str, torch.Tensor | np.ndarray], class_names: Sequence[str], likelihood: str = "gaussian"
+) -> Figure:
     """Return grouped bars: each model's mean reconstruction error for each class."""
     figure, axis = plt.subplots(figsize=(9, 3.4))
     width = 0.8 / len(errors)
@@ -272,7 +286,10 @@ def plot_per_class_error(errors: dict[str, torch.Tensor | np.ndarray], class_nam
             label=name,
         )
     axis.set(
-        xticks=positions, xlabel="class", ylabel=f"{RECON_LABEL}, z = mean", title="reconstruction error per class"
+        xticks=positions,
+        xlabel="class",
+        ylabel=f"{recon_label(likelihood)}, z = mean",
+        title="reconstruction error per class",
     )
     axis.set_xticklabels(class_names)
     axis.legend(fontsize=8)
@@ -325,7 +342,7 @@ class LiveTrainingPlot(TrainingHook):
             axis.legend(fontsize=8)
         axis.set(
             xlabel="epoch",
-            ylabel=RECON_LABEL,
+            ylabel=recon_label(trainer.model.likelihood),
             title=f"epoch {trainer.step / trainer.steps_per_epoch:.2f}, step {trainer.step}",
         )
         axis.grid(alpha=0.3)
@@ -384,7 +401,7 @@ def plot_rate_distortion(points: Sequence) -> Figure:
     axis.set_xscale("symlog", linthresh=1)
     axis.set(
         xlabel="rate: test KL(q(z|x) ‖ p(z)), nats (symmetric log scale)",
-        ylabel=f"distortion: test {RECON_LABEL}",
+        ylabel=f"distortion: test {recon_label(points[0].model.likelihood)}",
         title="rate against distortion as the KL weight alpha varies",
     )
     axis.grid(alpha=0.3)
