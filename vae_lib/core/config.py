@@ -9,20 +9,20 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from vae_lib.core.datasets import DATASETS, DEFAULT_DATASET
+from vae_lib.core.datasets import DATASETS, DEFAULT_DATASET, dataset_entry
 from vae_lib.core.device import PRECISIONS
-from vae_lib.core.model import DEFAULT_WIDTHS, VAE
+from vae_lib.core.model import DEFAULT_WIDTHS, VAE, ConditionalVAE
 from vae_lib.core.objective import DEFAULT_ALPHA, LIKELIHOODS
 
 LR_SCHEDULES = ("constant", "cosine")
 # Settings that change what the model is; a checkpoint can only continue a run that agrees on them.
-MODEL_FIELDS = ("latent_dim", "channels", "widths", "likelihood", "dataset")
+MODEL_FIELDS = ("latent_dim", "channels", "widths", "likelihood", "conditional", "dataset")
 # Settings a run may change when it is resumed (a longer run, other records); any other change is refused.
 RESUMABLE_FIELDS = ("epochs", "log_every", "step_test_images", "epoch_test_images", "keep_epochs", "precision")
 # Settings stored by checkpoints of earlier versions, and the field each became.
 RENAMED_FIELDS = {"schedule_epochs": "epochs"}
 # Settings that checkpoints of earlier versions lack, and the value those runs used.
-ADDED_FIELDS = {"precision": "fp32", "ema_decay": 0.0, "likelihood": "gaussian"}
+ADDED_FIELDS = {"precision": "fp32", "ema_decay": 0.0, "likelihood": "gaussian", "conditional": False}
 
 
 def setting(
@@ -56,6 +56,9 @@ class TrainConfig:
         "gaussian",
         "the decoder's likelihood: gaussian (the seed's 0.5 MSE, tanh output) or bernoulli (BCE with logits, nats)",
         choices=tuple(LIKELIHOODS),
+    )
+    conditional: bool = setting(
+        False, "a conditional VAE: encoder and decoder are given each image's one-hot class label (Sohn et al. 2015)"
     )
     dataset: str = setting(DEFAULT_DATASET, f"a dataset of the registry: {', '.join(DATASETS)}")
     alpha: float = setting(DEFAULT_ALPHA, "weight of the KL term")
@@ -122,11 +125,17 @@ class TrainConfig:
                     isinstance(number, bool) or not isinstance(number, int) or number < minimum
                 ):
                     raise ValueError(f"{item.name} must be an integer >= {minimum}, got {number!r}")
+        if not isinstance(self.conditional, bool):
+            raise ValueError(f"conditional must be True or False, got {self.conditional!r}")
         if len(self.widths) != len(DEFAULT_WIDTHS):
             raise ValueError(f"widths must be {len(DEFAULT_WIDTHS)} channel counts, got {self.widths}")
 
     def build_model(self) -> VAE:
-        """Return a freshly initialised VAE of this configuration's shape."""
+        """Return a freshly initialised VAE of this configuration's shape (a ConditionalVAE with `conditional`, with
+        one class per class of the dataset)."""
+        if self.conditional:
+            classes = len(dataset_entry(self.dataset).class_names)
+            return ConditionalVAE(self.latent_dim, self.channels, self.widths, self.likelihood, classes)
         return VAE(self.latent_dim, self.channels, self.widths, self.likelihood)
 
     def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
@@ -192,3 +201,6 @@ RECIPES = {
 SHIPPED_RECIPES = tuple(RECIPES)
 FAST_SETTINGS = {"precision": "auto", "epoch_test_images": 2000, "ema_decay": 0.998}
 RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in list(RECIPES.items())}
+# The conditional 2-D model of notebook 08 (outputs/checkpoints/cvae_2d.pt): the -fast recipe, given the labels,
+# over 20 epochs (the class no longer has to be stored in z, so it needs fewer).
+RECIPES["cvae-2d"] = replace(RECIPES["2d-fast"], conditional=True, epochs=20, keep_epochs=(1, 20))

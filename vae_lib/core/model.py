@@ -127,19 +127,69 @@ class VAE(nn.Module):
 
     def decode(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Return images in [-1, 1], N x channels x 28 x 28, decoded from N x latent_dim latents."""
-        return likelihood_named(self.likelihood).to_images(self.decoder_output(latents))
+        return likelihood_named(self.likelihood).to_images(self.decoder_output(latents, labels))
 
     def forward(
         self, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (decoder output, mean, log_var) for N x channels x 28 x 28 images in [-1, 1]; the decoder's
         output is the reconstruction for gaussian, its logits for bernoulli."""
-        mean, log_var = self.encode(images)
-        return self.decoder_output(reparameterise(mean, log_var)), mean, log_var
+        mean, log_var = self.encode(images, labels)
+        return self.decoder_output(reparameterise(mean, log_var), labels), mean, log_var
 
     @torch.no_grad()
-    def sample(self, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Return `count` images decoded from latents drawn from the prior N(0, I)."""
+    def sample(
+        self, count: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return `count` images decoded from latents drawn from the prior N(0, I) (with `labels`, as those classes)."""
         device = next(self.parameters()).device
         latents = torch.randn(count, self.latent_dim, generator=generator, device=device)
-        return self.decode(latents)
+        return self.decode(latents, None if labels is None else labels.to(device))
+
+
+class ConditionalVAE(VAE):
+    """A VAE given each image's class (Sohn, Lee & Yan 2015): the one-hot label is appended to the encoder's
+    flattened features and to z. With the class given, the latent space is free to hold what the label does not
+    say, the style (slant, thickness): one z decoded with every label writes each class in the same style."""
+
+    needs_labels = True
+
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        channels: int = 1,
+        widths: tuple[int, ...] = DEFAULT_WIDTHS,
+        likelihood: str = "gaussian",
+        classes: int = 10,
+    ) -> None:
+        super().__init__(latent_dim, channels, widths, likelihood)
+        if not isinstance(classes, int) or classes < 2:
+            raise ValueError(f"a conditional VAE needs at least two classes, got {classes!r}")
+        self.classes = classes
+        feature_count = self.to_latent.in_features
+        self.to_latent = nn.Linear(feature_count + classes, 2 * latent_dim)
+        self.from_latent = nn.Linear(latent_dim + classes, feature_count)
+
+    def one_hot(self, labels: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """Return the labels as one-hot rows in `like`'s dtype; a ValueError says what to pass when there are none."""
+        if labels is None:
+            raise ValueError(
+                "a conditional VAE needs each image's label: pass labels, a Batch(images, labels) or an ImageDataset"
+            )
+        if labels.shape != like.shape[:1] or labels.min() < 0 or labels.max() >= self.classes:
+            raise ValueError(
+                f"labels must be one class index in [0, {self.classes}) per row ({like.shape[0]} rows), "
+                f"got shape {tuple(labels.shape)}"
+            )
+        return nn.functional.one_hot(labels.long(), self.classes).to(like.dtype)
+
+    def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the posterior's (mean, log_var) given the images and their labels, each N x latent_dim."""
+        features = self.encoder(images).flatten(1)
+        mean, log_var = self.to_latent(torch.cat([features, self.one_hot(labels, features)], dim=1)).chunk(2, dim=1)
+        return mean, log_var
+
+    def decoder_output(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Return the likelihood's parameters for latents decoded as the given labels' classes."""
+        codes = torch.cat([latents, self.one_hot(labels, latents)], dim=1)
+        return self.decoder(self.from_latent(codes).view(-1, *self.feature_shape))

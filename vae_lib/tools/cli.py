@@ -60,6 +60,12 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             value_type = _integer_at_least(meta["minimum"])
         default = " ".join(map(str, item.default)) if isinstance(item.default, tuple) else str(item.default)
         flags = [f"--{item.name.replace('_', '-')}", *([meta["flag"]] if meta["flag"] else [])]
+        if kind is bool:  # --conditional / --no-conditional
+            help_text = f"{meta['help']} (default: {'on' if item.default else 'off'})"
+            parser.add_argument(
+                *flags, dest=item.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
+            continue
         parser.add_argument(
             *flags,
             dest=item.name,
@@ -97,7 +103,7 @@ def _train(args: argparse.Namespace) -> None:
         )
         return
     print(
-        f"training a {config.latent_dim}-D VAE on {config.dataset} for {remaining} epochs on {trainer.device} "
+        f"training a {config.latent_dim}-D {'conditional VAE' if config.conditional else 'VAE'} on {config.dataset} for {remaining} epochs on {trainer.device} "
         f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
     trainer.finish()
