@@ -102,8 +102,9 @@ def _train(args: argparse.Namespace) -> None:
             f"{RunFolder(out).checkpoint} already has {trainer.epoch} epochs (asked for {config.epochs}); nothing to do"
         )
         return
+    kind = "conditional VAE" if config.conditional else "VAE"
     print(
-        f"training a {config.latent_dim}-D {'conditional VAE' if config.conditional else 'VAE'} on {config.dataset} for {remaining} epochs on {trainer.device} "
+        f"training a {config.latent_dim}-D {kind} on {config.dataset} for {remaining} epochs on {trainer.device} "
         f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
     trainer.finish()
