@@ -4,6 +4,7 @@ dataset (one registry entry)."""
 
 import hashlib
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,11 @@ import torch.nn.functional as F
 
 from vae_lib import DATASETS, VAE, Batch, DatasetEntry, TrainConfig, Trainer, evaluate, load_dataset, load_model
 from vae_lib.core.config import ADDED_FIELDS
-from vae_lib.core.data import DataError, idx_bytes
+from vae_lib.core.data import DataError, binarise, binarised, idx_bytes
 from vae_lib.core.datasets import legend_title
 from vae_lib.core.likelihood import importance_log_weights, log_likelihood_bounds
 from vae_lib.core.objective import log_likelihood, vae_loss
+from vae_lib.core.train import evaluation_data
 
 
 def _binary_images(count: int, seed: int = 0) -> torch.Tensor:
@@ -58,6 +60,34 @@ def test_a_bernoulli_run_trains_saves_and_bounds_log_p_x_in_nats(small_train, sm
     log_weights = importance_log_weights(model, small_test.images[:3], 10)  # a Bernoulli needs no variance
     bounds = log_likelihood_bounds(log_weights, [1, 10])
     assert -784 * math.log(2) < bounds[1] <= bounds[10] + 1.0 < 0
+
+
+def test_dynamic_binarisation_draws_new_pixels_each_batch_and_the_test_set_is_binarised_once(small_train) -> None:
+    images = small_train.images[:64]
+    first, second = binarise(images), binarise(images)
+    assert set(first.unique().tolist()) <= {0, 255} and not torch.equal(first, second)
+    ink = images.float().div(255).mean().item()
+    assert abs(first.float().div(255).mean().item() - ink) < 0.01  # each pixel is 1 with its grey level's probability
+    assert torch.equal(binarised(small_train).images, binarised(small_train).images)
+    config = TrainConfig(binarise=True, likelihood="bernoulli", alpha=1.0, test_subset=32)
+    test = evaluation_data(config, small_train)
+    assert len(test) == 32 and torch.equal(test.images, binarised(small_train.subset(32)).images)
+
+
+def test_evaluate_bounds_a_bernoulli_model_in_nats_on_the_fixed_binarisation(tmp_path: Path, capsys) -> None:
+    from vae_lib.tools.cli import main
+
+    config = TrainConfig(
+        latent_dim=3, likelihood="bernoulli", binarise=True, alpha=1.0, train_subset=256, test_subset=64
+    )
+    trainer = Trainer(replace(config, epochs=1, log_every=2, step_test_images=32), run_dir=tmp_path, progress=False)
+    trainer.fit(1)
+    assert main(["evaluate", str(tmp_path / "checkpoint.pt"), "--log-likelihood", "4", "--samples", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "binarised with seed 0" in printed and "Bernoulli decoder, first 4 test images" in printed
+    bounds = [float(line.split(":")[1].split()[0]) for line in printed.splitlines() if line.strip().startswith("k =")]
+    # k = 1, 10, 100: negative (probabilities of 0/1 images), rising with k as the bound tightens
+    assert len(bounds) == 3 and all(-1000 < bound < 0 for bound in bounds) and bounds[0] < bounds[2]
 
 
 def test_checkpoints_from_before_the_likelihood_setting_read_as_gaussian() -> None:

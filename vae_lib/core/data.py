@@ -78,6 +78,25 @@ class ImageDataset:
         return ImageDataset(self.images[:count], self.labels[:count], self.class_names, self.name)
 
 
+# The seed of the one fixed binarisation of a test set: every evaluation of a Bernoulli model sees the same 0/1 images.
+TEST_BINARISATION_SEED = 0
+
+
+def binarise(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Return uint8 images of 0 and 255: each pixel is 255 with probability grey / 255 (a sample of the Bernoulli
+    whose mean is the grey image). Without a generator it draws from torch's global random state on the images'
+    device, as training's dynamic binarisation does (a fresh sample for every batch)."""
+    probabilities = images.float().div(255)
+    noise = torch.rand(probabilities.shape, generator=generator, device=images.device)
+    return (noise < probabilities).to(torch.uint8) * 255
+
+
+def binarised(dataset: ImageDataset, seed: int = TEST_BINARISATION_SEED) -> ImageDataset:
+    """Return a dataset's images binarised once with a fixed seed (the static binarisation of a test set)."""
+    images = binarise(dataset.images.cpu(), torch.Generator().manual_seed(seed)).to(dataset.images.device)
+    return ImageDataset(images, dataset.labels, dataset.class_names, dataset.name)
+
+
 def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
     """Return a float32 batch N x channels x 28 x 28 in [-1, 1].
 

@@ -12,8 +12,9 @@ import math
 from collections.abc import Sequence
 
 import torch
+from tqdm.auto import tqdm
 
-from vae_lib.core.evaluate import Images, batches, inference
+from vae_lib.core.evaluate import Images, batches, inference, labelled
 from vae_lib.core.model import IMAGE_SIZE, LatentModel, reparameterise
 from vae_lib.core.objective import log_likelihood
 
@@ -40,17 +41,25 @@ def posterior_log_density(latents: torch.Tensor, mean: torch.Tensor, log_var: to
 
 
 def importance_log_weights(
-    model: LatentModel, images: Images, samples: int, variance: float | None = None, seed: int = 0
+    model: LatentModel,
+    images: Images,
+    samples: int,
+    variance: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Return log p(x | z) + log p(z) - log q(z | x) for `samples` draws z ~ q(z | x) per image (images x samples).
 
     Their mean is an estimate of the ELBO; their log-mean-exp, of log p(x) (an importance-sampled bound).
     log p(x | z) is the model's likelihood's: a Gaussian decoder needs its `variance` (decoder_variance).
+    `progress` shows a progress bar over the images.
     """
     rows = []
     generator = torch.Generator().manual_seed(seed)
     with inference(model) as device:
-        for image, label in batches(model, images, 1, device):
+        for image, label in tqdm(
+            batches(model, images, 1, device), total=len(labelled(images).images), disable=not progress
+        ):
             mean, log_var = (part.cpu() for part in model.encode(image, label))
             noise = torch.randn(samples, model.latent_dim, generator=generator)
             latents = reparameterise(mean, log_var, noise)

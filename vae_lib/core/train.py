@@ -29,7 +29,7 @@ from vae_lib.core.checkpoint import (
     save_epoch,
 )
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
-from vae_lib.core.data import Batch, ImageDataset, as_batch, to_model_input
+from vae_lib.core.data import Batch, ImageDataset, as_batch, binarise, binarised, to_model_input
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.device import autocast_dtype, choose_device, place_model
 from vae_lib.core.evaluate import evaluate
@@ -189,9 +189,10 @@ class Trainer:
         self.model.train()
         order = torch.randperm(len(self.train_data), generator=self.shuffle_generator)
         for indices in order[: self.steps_per_epoch * config.batch_size].view(self.steps_per_epoch, -1):
-            batch = Batch(
-                to_model_input(self.train_data.images[indices], config.channels), self.train_data.labels[indices]
-            )
+            images = self.train_data.images[indices]
+            if config.binarise:
+                images = binarise(images)  # dynamic binarisation: a fresh 0/1 sample of the batch at every step
+            batch = Batch(to_model_input(images, config.channels), self.train_data.labels[indices])
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
             self.running.add(train_step(self.model, self.optimizer, batch, config.alpha, autocast), self.step + 1)
@@ -301,11 +302,18 @@ def training_data(
     The training images move to `device`: on a GPU the whole dataset lives there and batches never cross the bus.
     """
     train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
-    test_data = load_dataset(config.dataset, train=False) if test_data is None else test_data
-    train_data, test_data = _subset(train_data, config.train_subset), _subset(test_data, config.test_subset)
+    train_data, test_data = _subset(train_data, config.train_subset), evaluation_data(config, test_data)
     if len(train_data) < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training images")
     return replace(train_data, images=train_data.images.to(device), labels=train_data.labels.to(device)), test_data
+
+
+def evaluation_data(config: TrainConfig, test_data: ImageDataset | None = None) -> ImageDataset:
+    """Return the test images a run is evaluated on: the given or the config's, cut to its subset, and binarised
+    once with the fixed seed (data.TEST_BINARISATION_SEED) when the config binarises."""
+    test_data = load_dataset(config.dataset, train=False) if test_data is None else test_data
+    test_data = _subset(test_data, config.test_subset)
+    return binarised(test_data) if config.binarise else test_data
 
 
 def epoch_test_images(config: TrainConfig, epoch: int, test_data: ImageDataset) -> ImageDataset:

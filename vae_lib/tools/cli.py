@@ -16,7 +16,7 @@ import torch
 
 from vae_lib.core.checkpoint import config_of, load_model, read_checkpoint
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES, TrainConfig
-from vae_lib.core.data import DataError
+from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset, binarised
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
 from vae_lib.core.device import numerics_name
 from vae_lib.core.evaluate import evaluate
@@ -114,22 +114,30 @@ def _evaluate(args: argparse.Namespace) -> None:
     config = config_of(read_checkpoint(args.checkpoint))
     model = load_model(args.checkpoint, device=args.device or "cpu")
     test_data = load_dataset(config.dataset, train=False)
-    metrics = evaluate(model, test_data.images, config.alpha, seed=args.seed)
-    print(f"{args.checkpoint}: {config.latent_dim}-D model, {len(test_data)} {config.dataset} test images")
+    if config.binarise:
+        test_data = binarised(test_data)
+    metrics = evaluate(model, test_data, config.alpha, seed=args.seed)
+    binarisation = f", binarised with seed {TEST_BINARISATION_SEED}" if config.binarise else ""
+    print(
+        f"{args.checkpoint}: {config.latent_dim}-D model, {len(test_data)} {config.dataset} test images{binarisation}"
+    )
     for name, value in metrics.items():
         print(f"  test {name:14s} {value:.6f}")
     if args.log_likelihood:
-        from vae_lib.core.likelihood import decoder_variance, importance_log_weights, log_likelihood_bounds
+        _print_log_likelihood(model, config, test_data.subset(args.log_likelihood), args.samples)
 
-        variance = decoder_variance(config.alpha)
-        counts = [1, 10, 100, 1000]
-        log_weights = importance_log_weights(model, test_data.images[: args.log_likelihood], counts[-1], variance)
-        print(
-            f"  log p(x) in nats per image, Gaussian decoder of variance {variance:.4g}, "
-            f"first {len(log_weights)} test images (k = 1 is the ELBO):"
-        )
-        for count, bound in log_likelihood_bounds(log_weights, counts).items():
-            print(f"    k = {count:4d}: {bound:.2f}")
+
+def _print_log_likelihood(model: torch.nn.Module, config: TrainConfig, test_data: ImageDataset, samples: int) -> None:
+    """Print the importance-sampled bounds on log p(x), in nats per image, for k = 1, 10, ... up to `samples`."""
+    from vae_lib.core.likelihood import decoder_variance, importance_log_weights, log_likelihood_bounds
+
+    variance = decoder_variance(config.alpha) if config.likelihood == "gaussian" else None
+    counts = [count for count in (1, 10, 100, 1000, 5000) if count <= samples and samples % count == 0]
+    log_weights = importance_log_weights(model, test_data, samples, variance, progress=sys.stderr.isatty())
+    decoder = f"Gaussian decoder of variance {variance:.4g}" if variance is not None else "Bernoulli decoder"
+    print(f"  log p(x) in nats per image, {decoder}, first {len(log_weights)} test images (k = 1 is the ELBO):")
+    for count, bound in log_likelihood_bounds(log_weights, counts).items():
+        print(f"    k = {count:4d}: {bound:.2f} nats")
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -244,7 +252,15 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
         type=_integer_at_least(1),
         default=0,
         metavar="IMAGES",
-        help="also bound log p(x) on the first IMAGES test images with k = 1, 10, 100, 1000 importance samples",
+        help="also bound log p(x) on the first IMAGES test images with k = 1, 10, ... importance samples",
+    )
+    evaluate_command.add_argument(
+        "--samples",
+        type=_integer_at_least(1),
+        default=1000,
+        metavar="K",
+        help="importance samples per image for --log-likelihood; bounds are printed for k = 1, 10, 100, 1000, 5000 "
+        "up to K (default: 1000; 5000 for the published tables)",
     )
     evaluate_command.set_defaults(run=_evaluate)
 
