@@ -12,6 +12,7 @@ from vae_lib.core.objective import kl_per_dimension
 from vae_lib.course.exercises import (
     CheckResult,
     check_active_units,
+    check_bernoulli_reconstruction,
     check_interpolate,
     check_kl_divergence,
     check_loss,
@@ -490,3 +491,55 @@ def test_an_unfinished_exercise_raises_not_implemented_error() -> None:
 
     with pytest.raises(NotImplementedError):
         check_kl_divergence(unfinished)
+
+
+# --- the Bernoulli reconstruction term (notebook 07) ------------------------------------------------------
+
+
+def _bce_sum(images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    targets = (images + 1) / 2
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=(1, 2, 3)).mean()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _bce_sum,
+        lambda x, logits: (
+            -torch.distributions.Bernoulli(logits=logits, validate_args=False)
+            .log_prob((x + 1) / 2)
+            .flatten(1)
+            .sum(1)
+            .mean()
+        ),
+        lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="sum") / len(x),
+        lambda x, logits: (F.softplus(logits) - logits * (x + 1) / 2).flatten(1).sum(1).mean(),
+    ],
+    ids=["bce with logits", "torch.distributions", "sum then divide", "softplus rearranged"],
+)
+def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
+    result = check_bernoulli_reconstruction(answer)
+    assert result.passed, result.details
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (lambda x, logits: _bce_sum(x, logits) / 784, "a mean over pixels"),
+        (lambda x, logits: -_bce_sum(x, logits), "the sign"),
+        (lambda x, logits: _bce_sum(x, logits) * len(x), "summed over images"),
+        (lambda x, logits: _bce_sum(x, torch.sigmoid(logits)), "probabilities passed as logits"),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean(),
+            "the targets",
+        ),
+        (lambda x, logits: _bce_sum(x, logits).item(), "turned into a Python number"),
+        (lambda x, logits: _bce_sum(x, logits.detach()), "carries no gradient"),
+        # not among the listed mistakes: an average over pixels taken with torch.mean over everything
+        (lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2), "a mean over pixels"),
+    ],
+    ids=["pixel mean", "sign", "image sum", "probabilities", "targets in [-1, 1]", "float", "detached", "mean all"],
+)
+def test_wrong_bernoulli_terms_get_a_hint_that_names_the_mistake(answer, hint: str) -> None:
+    result = check_bernoulli_reconstruction(answer)
+    assert not result.passed and hint in result.details, result.details
