@@ -226,7 +226,7 @@ RECIPES["bernoulli"] = TrainConfig(
     alpha=1.0,
     learning_rate=1e-3,
     lr_schedule="cosine",
-    epochs=40,
-    keep_epochs=(1, 10, 40),
+    epochs=30,
+    keep_epochs=(1, 10, 30),
     **FAST_SETTINGS,
 )

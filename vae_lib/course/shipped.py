@@ -12,7 +12,7 @@ from vae_lib.core.history import History
 from vae_lib.core.run_folder import KEPT_EPOCH_PREFIX, epoch_of_kept, kept_epoch_stem
 from vae_lib.core.settings import shipped_dir
 
-SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt"}
+SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt", "bernoulli": "vae_bernoulli.pt"}
 
 
 class QualityTarget(NamedTuple):
@@ -28,6 +28,35 @@ QUALITY_TARGETS = {
     "2d": QualityTarget(0.0732, "reference implementation's best"),
     "8d": QualityTarget(0.0300, "quality target on MNIST"),
 }
+
+
+class PublishedBound(NamedTuple):
+    """A published test negative log-likelihood of binarised MNIST, in nats, and the setting it was measured in."""
+
+    source: str
+    model: str
+    setting: str
+    nats: float
+
+
+# What a Bernoulli VAE of binarised MNIST is compared with (notebook 07 and the README). Lower is better.
+PUBLISHED_NLL = (
+    PublishedBound(
+        "Burda et al. 2016, Table 1", "VAE trained with k = 1", "dynamic binarisation, MLP 784-200-200-50", 86.76
+    ),
+    PublishedBound(
+        "Burda et al. 2016, Table 1", "VAE trained with k = 5", "dynamic binarisation, MLP 784-200-200-50", 86.47
+    ),
+    PublishedBound(
+        "Burda et al. 2016, Table 1", "VAE trained with k = 50", "dynamic binarisation, MLP 784-200-200-50", 86.35
+    ),
+    PublishedBound(
+        "Burda et al. 2016, Table 1", "IWAE trained with k = 50", "dynamic binarisation, MLP 784-200-200-50", 84.78
+    ),
+    PublishedBound("pythae benchmark", "VAE", "static binarisation, latent 40, 500 epochs", 89.78),
+)
+# All of these were estimated with 5,000 importance samples per test image.
+PUBLISHED_SAMPLES = 5000
 
 
 def shipped_checkpoint(name: str, epoch: int | None = None) -> Path:
