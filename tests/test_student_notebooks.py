@@ -1,13 +1,21 @@
-"""The student notebooks: exactly what the generator makes of the instructor notebooks, and, run in smoke mode,
-stopped only by NotImplementedError, and only at their exercise cells."""
+"""The student notebooks: exactly what the generator makes of the instructor notebooks, and, run in smoke mode from a
+plain copy of the repository in a Python that has the pinned packages but not vae_lib (what Binder, a JupyterHub
+pulling the repository, or a clone opened in any Jupyter gives a learner), stopped only by NotImplementedError, and
+only at their exercise cells."""
 
 import json
+import os
+import shutil
+import site
+import subprocess
+import venv
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from vae_lib.core.settings import REPO_ROOT
+from vae_lib.core.settings import REPO_ROOT, data_dir
 from vae_lib.course.student import (
     BEGIN_SOLUTION,
     STUDENT_FOLDER,
@@ -71,12 +79,124 @@ def test_the_course_has_at_least_six_exercises_each_with_a_solution_and_a_check(
     assert all(cell["metadata"]["nbgrader"]["solution"] for cell in solutions), "nbgrader reads solution cells by this"
 
 
-@pytest.mark.parametrize("path", STUDENT_NOTEBOOKS, ids=lambda path: path.name)
-def test_a_student_notebook_in_smoke_mode_stops_only_at_its_exercises(path, monkeypatch) -> None:
-    monkeypatch.setenv("VAE_SMOKE", "1")  # the kernel inherits the environment
+# Left out of the copy: what a clone does not have (the environment, prepared data, runs, caches).
+NOT_IN_A_CLONE = {".git", ".venv", "data", "runs", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
+COPY_KERNEL = "plain-copy"
+
+
+def repository_files() -> list[str]:
+    """Return the repository's files a clone would hold: git's tracked and unignored files, else a walk without
+    NOT_IN_A_CLONE."""
+    if shutil.which("git") and (REPO_ROOT / ".git").exists():
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout.split("\0")
+        return [name for name in listed if name and (REPO_ROOT / name).is_file()]
+    return [
+        str(path.relative_to(REPO_ROOT))
+        for path in REPO_ROOT.rglob("*")
+        if path.is_file() and not NOT_IN_A_CLONE & set(path.relative_to(REPO_ROOT).parts)
+    ]
+
+
+def setup_cell_source() -> str:
+    """Return the notebooks' first code cell, the one that finds vae_lib: the same in every instructor notebook."""
+    sources = set()
+    for path in INSTRUCTOR_NOTEBOOKS:
+        first = next(cell for cell in json.loads(path.read_text())["cells"] if cell["cell_type"] == "code")
+        assert "setup" in first["metadata"].get("tags", []), path.name
+        sources.add("".join(first["source"]))
+    assert len(sources) == 1, "every notebook starts with the same setup cell"
+    return sources.pop()
+
+
+def environment_without_vae_lib() -> dict[str, str]:
+    """Return this process's environment without PYTHONPATH, which could point at a vae_lib."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+
+
+@pytest.fixture(scope="module")
+def plain_copy(tmp_path_factory) -> dict[str, Path]:
+    """A copy of the repository and a fresh virtual environment that sees the pinned packages but not vae_lib.
+
+    The fresh environment's one .pth file lists this environment's site-packages as a path: Python adds that folder
+    to sys.path without running the .pth files inside it, so vae_lib's editable-install hook stays off, as on a
+    machine that installed requirements.lock and nothing else.
+    """
+    root = tmp_path_factory.mktemp("plain_copy").resolve()
+    venv.EnvBuilder(with_pip=False).create(root / "venv")
+    python = next(
+        path for path in (root / "venv" / "bin" / "python", root / "venv" / "Scripts" / "python.exe") if path.exists()
+    )
+    fresh_site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout.strip()
+    Path(fresh_site, "pinned_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    environment = environment_without_vae_lib()
+    probe = subprocess.run(  # from a folder outside any copy: `python -c` puts the current folder on sys.path
+        [python, "-c", "import ipykernel, torch, vae_lib"], cwd=root, env=environment, capture_output=True
+    )
+    assert b"No module named 'vae_lib'" in probe.stderr, "the fresh environment must see the packages but not vae_lib"
+    repository = root / "repository"
+    for name in repository_files():
+        (repository / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / name, repository / name)
+    kernels = root / "jupyter"
+    kernel_dir = kernels / "kernels" / COPY_KERNEL
+    kernel_dir.mkdir(parents=True)
+    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (kernel_dir / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": COPY_KERNEL, "language": "python"})
+    )
+    return {"python": python, "repository": repository, "kernels": kernels}
+
+
+def test_the_setup_cell_finds_the_copys_vae_lib_or_says_what_to_do(plain_copy, tmp_path) -> None:
+    cell = setup_cell_source() + "\nimport vae_lib\nprint(vae_lib.__file__)\n"
+    inside = plain_copy["repository"] / "notebooks" / STUDENT_FOLDER
+    found = subprocess.run(
+        [plain_copy["python"], "-c", cell],
+        cwd=inside,
+        env=environment_without_vae_lib(),
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()) == plain_copy["repository"] / "vae_lib" / "__init__.py"
+    outside = subprocess.run(
+        [plain_copy["python"], "-c", setup_cell_source()],
+        cwd=tmp_path,
+        env=environment_without_vae_lib(),
+        capture_output=True,
+        text=True,
+    )
+    assert outside.returncode == 0 and outside.stdout.count("\n") == 1, outside.stdout  # one line
+    assert "run `pip install -e .` in the repository's folder" in outside.stdout
+
+
+@pytest.mark.parametrize("name", [path.name for path in STUDENT_NOTEBOOKS])
+def test_a_student_notebook_run_from_a_plain_copy_stops_only_at_its_exercises(name, plain_copy, monkeypatch) -> None:
+    # The kernel inherits this environment: smoke mode, the prepared data, no PYTHONPATH, the copy's kernel.
+    monkeypatch.setenv("VAE_SMOKE", "1")
+    monkeypatch.setenv("VAE_DATA_DIR", str(data_dir().resolve()))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.setenv("JUPYTER_PATH", str(plain_copy["kernels"]))
+    path = plain_copy["repository"] / "notebooks" / STUDENT_FOLDER / name
     notebook = nbformat.reads(path.read_text(), as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell("import vae_lib\nprint(vae_lib.__file__)"))
     client = NotebookClient(
-        notebook, timeout=600, allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+        notebook,
+        timeout=600,
+        allow_errors=True,
+        kernel_name=COPY_KERNEL,
+        resources={"metadata": {"path": str(path.parent)}},
     )
     client.execute()
     errors = {
@@ -93,3 +213,5 @@ def test_a_student_notebook_in_smoke_mode_stops_only_at_its_exercises(path, monk
     }
     assert set(errors.values()) <= {"NotImplementedError"}, errors
     assert set(errors) == exercise_checks, "each check of an unsolved exercise stops, and nothing else does"
+    imported_from = Path(notebook.cells[-1]["outputs"][0]["text"].strip())
+    assert imported_from == plain_copy["repository"] / "vae_lib" / "__init__.py", "the copy's own vae_lib"
