@@ -172,6 +172,14 @@ def plot_reconstructions(originals: torch.Tensor, reconstructions: dict[str, tor
     return figure
 
 
+def _test_label(epochs: Sequence) -> str:
+    """Return the legend of the per-epoch test figures: on every test image, or on a first part of them but the last."""
+    counts = {record.test_images for record in epochs[:-1]} - {None, epochs[-1].test_images}
+    if not counts:
+        return "test (every test image)"
+    return f"test (first {min(counts):,} test images; the last epoch: all)"
+
+
 def plot_metrics(history: History, title: str = "training metrics", likelihood: str = "gaussian") -> Figure:
     """Return total, reconstruction and KL against epochs: train (step records) and test (each epoch)."""
     steps, epochs = history.steps, history.epochs
@@ -193,7 +201,7 @@ def plot_metrics(history: History, title: str = "training metrics", likelihood: 
                 "o-",
                 color="tab:orange",
                 markersize=3,
-                label="test (every test image)",
+                label=_test_label(epochs),
             )
         axis.set(xlabel="epoch", ylabel=label, title=label)
         if name != "kl" and epochs:
