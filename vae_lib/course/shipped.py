@@ -12,7 +12,7 @@ from vae_lib.core.history import History
 from vae_lib.core.run_folder import KEPT_EPOCH_PREFIX, epoch_of_kept, kept_epoch_stem
 from vae_lib.core.settings import shipped_dir
 
-SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt"}
+SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt", "cvae-2d": "cvae_2d.pt"}
 
 
 class QualityTarget(NamedTuple):
