@@ -49,7 +49,9 @@ def test_the_pad_holds_what_the_browser_sent_and_clears() -> None:
 def test_a_stroke_updates_the_input_the_point_and_the_reconstruction(explorer: DrawingExplorer) -> None:
     explorer.pad.clear()
     blank_scatter = _pixels(explorer.scatter_view.value)
+    threads = torch.get_num_threads()
     explorer.pad.show(SEVEN)
+    assert torch.get_num_threads() == threads, "the update runs on one thread and gives the others back"
     reading = explorer.reading
     image = drawing_to_image(SEVEN)
     assert np.array_equal(reading.image, image)
