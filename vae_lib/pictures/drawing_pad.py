@@ -35,7 +35,7 @@ GUESS = -1  # the label menu's "let the conditional model guess"
 
 # The canvas: white ink on black paper, as the datasets store images. Pointer events cover mouse, pen and touch;
 # `touch-action: none` keeps a finger from scrolling the page instead of drawing. Only the end of a stroke (or
-# the clear button) sends the pixels: one message a stroke, not one a mouse move.
+# the clear button) sends the pixels: one message a stroke, not one a mouse move. Pixels set from Python are painted.
 PAD_MODULE = """
 function render({ model, el }) {
   const size = model.get("size");
@@ -96,7 +96,17 @@ function render({ model, el }) {
   clear.addEventListener("click", () => { blank(); send(new Uint8Array(0)); });
   model.on("change:pixels", () => {
     const pixels = model.get("pixels");
-    if (!pixels || pixels.byteLength === 0) blank();
+    if (!pixels || pixels.byteLength !== size * size) {
+      blank();
+      return;
+    }
+    const grey = new Uint8Array(pixels.buffer, pixels.byteOffset, pixels.byteLength);
+    const rgba = pen.createImageData(size, size);
+    for (let index = 0; index < grey.length; index++) {
+      rgba.data.fill(grey[index], 4 * index, 4 * index + 3);
+      rgba.data[4 * index + 3] = 255;
+    }
+    pen.putImageData(rgba, 0, 0);
   });
   el.classList.add("vae-pad");
   el.append(canvas, clear);
