@@ -548,3 +548,5 @@ def test_an_unfinished_exercise_raises_not_implemented_error() -> None:
 
     with pytest.raises(NotImplementedError):
         check_kl_divergence(unfinished)
+    with pytest.raises(NotImplementedError):  # although the decoder-input check turns a RuntimeError into a hint
+        check_decoder_input(lambda latents, labels, classes: unfinished(latents, labels))
