@@ -131,3 +131,16 @@ def test_the_class_grid_and_the_rewrites_show_every_class(conditional_model, sma
     assert np.array_equal(rewrites.axes[11].images[0].get_array(), small_test.images[1].numpy())
     plt.close(grid)
     plt.close(rewrites)
+
+
+def test_the_shipped_conditional_model_keeps_the_style_and_leaves_the_class_to_the_label(mnist_test) -> None:
+    from vae_lib import load_model
+    from vae_lib.course.shipped import shipped_checkpoint
+
+    plain, conditional = (load_model(shipped_checkpoint(name)) for name in ("2d", "cvae-2d"))
+    images = mnist_test.subset(2000)
+    chance = chance_agreement(images.labels)
+    assert neighbour_class_agreement(encode_means(plain, images), images.labels) > 0.6  # the plane sorts classes
+    assert neighbour_class_agreement(encode_means(conditional, images), images.labels) < chance + 0.1
+    guesses = likeliest_classes(conditional, mnist_test.images[:300])
+    assert (guesses == mnist_test.labels[:300]).double().mean() > 0.85, "its loss reads the class of a test image"
