@@ -208,8 +208,8 @@ class DrawingExplorer:
         self.latent_text.add_class("vae-drawing-latent")
         views = widgets.VBox(
             [
-                widgets.HBox([self._captioned(self.input_view, "what the model sees (28 x 28)")]),
-                widgets.HBox([self._captioned(self.reconstruction_view, "its reconstruction")]),
+                self._captioned(self.input_view, "what the model sees (28 x 28)"),
+                self._captioned(self.reconstruction_view, "its reconstruction"),
                 self.latent_text,
             ]
         )
