@@ -143,4 +143,4 @@ def test_the_shipped_conditional_model_keeps_the_style_and_leaves_the_class_to_t
     assert neighbour_class_agreement(encode_means(plain, images), images.labels) > 0.6  # the plane sorts classes
     assert neighbour_class_agreement(encode_means(conditional, images), images.labels) < chance + 0.1
     guesses = likeliest_classes(conditional, mnist_test.images[:300])
-    assert (guesses == mnist_test.labels[:300]).double().mean() > 0.85, "its loss reads the class of a test image"
+    assert (guesses == mnist_test.labels[:300]).double().mean() > 0.9, "its loss reads the class of a test image"
