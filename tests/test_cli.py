@@ -119,10 +119,13 @@ def test_benchmark_prints_every_figure(capsys) -> None:
         "snapshots every 200 steps",
         "10-frame mp4",
         "explorer slider update",
+        "drawing pad, stroke end to every view updated",
     ):
         assert phrase in printed
     assert figures["samples_per_second"] > 0 and 0 < figures["fraction_of_matmul"] < 2
     assert figures["snapshot_time_ratio"] > 0.5 and figures["explorer_8d_p95_ms"] > 0
+    assert 0 < figures["drawing_pad_median_ms"] <= figures["drawing_pad_p95_ms"]
+    assert figures["drawing_pad_updates"] == 20
     assert 0.2 < figures["layout_step_ratio"] < 5 and 0.2 < figures["fp32_layout_step_ratio"] < 5
 
 

@@ -74,10 +74,12 @@ def grid_latents(
     return latents
 
 
-def decode_latents(model: VAE, latents: torch.Tensor) -> np.ndarray:
-    """Return uint8 images (... x 28 x 28) decoded from latents of any leading shape (... x latent_dim)."""
+def decode_latents(model: VAE, latents: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
+    """Return uint8 images (... x 28 x 28) decoded from latents of any leading shape (... x latent_dim), each as the
+    class `labels` gives it (one label per latent, that leading shape) for a model that needs labels."""
     with inference(model) as device:
-        images = model.decode(latents.reshape(-1, model.latent_dim).float().to(device))
+        flat_labels = None if labels is None else labels.reshape(-1).to(device)
+        images = model.decode(latents.reshape(-1, model.latent_dim).float().to(device), flat_labels)
     return to_pixels(images).reshape(*latents.shape[:-1], *images.shape[-2:])
 
 

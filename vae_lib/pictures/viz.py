@@ -15,13 +15,19 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vae_lib.core.data import to_pixels
+from vae_lib.core.conditional import (
+    chance_agreement,
+    decode_as_every_class,
+    neighbour_class_agreement,
+    rewrite_in_every_class,
+)
+from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.datasets import legend_title
-from vae_lib.core.evaluate import reconstruct
+from vae_lib.core.evaluate import encode_means, reconstruct
 from vae_lib.core.history import History
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.latent import LatentProjection, decode_grid, dimension_label, traversal_images
-from vae_lib.core.model import IMAGE_SIZE, VAE
+from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE, LatentModel
 from vae_lib.core.objective import likelihood_named
 
 if TYPE_CHECKING:  # only for annotations: pictures do not depend on the trainer
@@ -498,3 +504,86 @@ def plot_log_likelihood_bounds(bounds: dict[str, dict[int, float]]) -> Figure:
     axis.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def plot_latent_space_comparison(
+    models: Mapping[str, LatentModel], test_data: ImageDataset, scatter_images: int = 2000, neighbours: int = 10
+) -> Figure:
+    """Return one scatter per model of the test images' latent means coloured by class, each titled with how often
+    an image's nearest neighbours in that space share its class (a conditional model's need not keep the class)."""
+    subset = test_data.subset(min(scatter_images, len(test_data)))
+    labels = subset.labels
+    figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
+    for axis, (name, model) in zip(axes[0], models.items()):
+        means = encode_means(model, subset)
+        agreement = neighbour_class_agreement(means, labels, neighbours)
+        projection = LatentProjection.fit(means.numpy())
+        handles = draw_class_scatter(axis, projection(means.numpy()), labels.numpy(), subset.class_names)
+        xlabel, ylabel = projection.axis_labels
+        title = f"{name}\n{agreement:.0%} of {neighbours} nearest neighbours share the class"
+        axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
+        axis.set_aspect("equal", adjustable="datalim")
+    figure.legend(handles=handles, fontsize=8, loc="center right", title=legend_title(subset), frameon=False)
+    figure.suptitle(
+        f"latent means of {len(subset)} test images; neighbours picked at random would agree "
+        f"{chance_agreement(labels):.0%} of the time"
+    )
+    figure.tight_layout(rect=(0, 0, 0.9, 1))
+    return figure
+
+
+def plot_every_class(
+    images: np.ndarray,
+    class_names: Sequence[str],
+    row_labels: Sequence[str],
+    originals: np.ndarray | None = None,
+    title: str = "",
+) -> Figure:
+    """Return rows x classes images (rows x K x 28 x 28 uint8), the columns titled with the class names and each row
+    labelled; `originals` (rows x 28 x 28), when given, fill a first column of their own."""
+    rows, classes = images.shape[:2]
+    columns = classes + (originals is not None)
+    figure, axes = plt.subplots(rows, columns, figsize=(0.8 * columns + 1.4, 0.85 * rows + 0.6), squeeze=False)
+    for row in range(rows):
+        shown = ([originals[row]] if originals is not None else []) + list(images[row])
+        for column, pixels in enumerate(shown):
+            axis = axes[row, column]
+            axis.imshow(pixels, cmap="gray", vmin=0, vmax=255)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[row, 0].set_ylabel(row_labels[row], rotation=0, ha="right", va="center", fontsize=8)
+    titles = (["original"] if originals is not None else []) + [str(name) for name in class_names]
+    for axis, name in zip(axes[0], titles):
+        axis.set_title(name, fontsize=9)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_class_grid(model: ConditionalVAE, latents: torch.Tensor, class_names: Sequence[str]) -> Figure:
+    """Return the grid of z x label: each latent (a row) decoded as every class (the columns)."""
+    row_labels = [f"z = ({', '.join(f'{value:+.1f}' for value in latent)})" for latent in latents.tolist()]
+    return plot_every_class(
+        decode_as_every_class(model, latents),
+        class_names,
+        row_labels,
+        title="one z per row, decoded with each label: the style stays, the class changes",
+    )
+
+
+def plot_rewrites(model: ConditionalVAE, images: ImageDataset | Batch, class_names: Sequence[str]) -> Figure:
+    """Return labelled images (left) rewritten in every class: each encoded with its own label, its latent mean
+    decoded with each label."""
+    batch = Batch(images.images, images.labels)
+    means, rewrites = rewrite_in_every_class(model, batch)
+    row_labels = [
+        f"{class_names[int(label)]}: z = ({', '.join(f'{value:+.1f}' for value in mean)})"
+        for label, mean in zip(batch.labels.tolist(), means.tolist())
+    ]
+    return plot_every_class(
+        rewrites,
+        class_names,
+        row_labels,
+        originals=to_pixels(batch.images),
+        title="each image encoded with its own label, then decoded with every label",
+    )

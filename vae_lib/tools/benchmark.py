@@ -1,6 +1,6 @@
 """Speed figures measured in one run and reported as text: seconds per epoch, samples/s, the model's GFLOP/s as a
 fraction of an fp32 4096 x 4096 matmul, the cost of recording snapshots (as a ratio of two runs), the time to draw
-and encode a 200-frame video, and the latency of one explorer slider update.
+and encode a 200-frame video, the latency of one explorer slider update and of one drawing-pad stroke.
 """
 
 from __future__ import annotations
@@ -134,6 +134,29 @@ def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[floa
     return statistics.median(times), float(np.percentile(times, 95))
 
 
+def drawing_pad_latency_ms(
+    model: VAE, conditional_model: VAE, test_data, updates: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """Return the median and 95th percentile milliseconds from a stroke's pixels reaching the Python side of the
+    drawing pad to every view updated (the 28 x 28 image, the latent point, the reconstruction, the conditional
+    model's guess and its ten rewrites), over `updates` drawings of three random strokes each."""
+    from vae_lib.core.drawing import draw_strokes
+    from vae_lib.pictures.drawing_pad import PAD_SIZE, DrawingExplorer
+
+    explorer = DrawingExplorer(model.eval(), test_data, conditional_model.eval())
+    rng = np.random.default_rng(seed)
+    drawings = [
+        draw_strokes(rng.uniform(30, PAD_SIZE - 30, size=(3, 4, 2)).tolist(), PAD_SIZE).tobytes()
+        for _ in range(updates)
+    ]
+    times = []
+    for pixels in drawings:
+        started = time.perf_counter()
+        explorer.pad.pixels = pixels  # what the browser's message sets; the pad's observer updates every view
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), float(np.percentile(times, 95))
+
+
 def layout_step_ratio(batch: torch.Tensor, autocast: torch.dtype | None, rounds: int = 40) -> float:
     """Return the CPU time of training steps on a VAE placed as training places it (channels-last kept across
     the flatten) over that of the same steps on one only moved to channels-last; 3 steps of each in turn."""
@@ -176,6 +199,9 @@ def run_benchmark(
     for name, model in (("2d", trainer.model), ("8d", VAE(latent_dim=8))):
         median, p95 = explorer_latency_ms(model, test_data, explorer_updates)
         figures |= {f"explorer_{name}_median_ms": median, f"explorer_{name}_p95_ms": p95}
+    conditional_model = replace(config, conditional=True).build_model()  # untrained: the same work as trained
+    median, p95 = drawing_pad_latency_ms(trainer.model, conditional_model, test_data, explorer_updates)
+    figures |= {"drawing_pad_median_ms": median, "drawing_pad_p95_ms": p95, "drawing_pad_updates": explorer_updates}
     context = (
         f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps"
     )
@@ -280,6 +306,11 @@ def report_speed(figures: dict[str, float], chosen: str, context: str, video_fra
         f"explorer slider update (decode + redraw): 2-D median {figures['explorer_2d_median_ms']:.1f} ms, "
         f"p95 {figures['explorer_2d_p95_ms']:.1f} ms; 8-D median {figures['explorer_8d_median_ms']:.1f} ms, "
         f"p95 {figures['explorer_8d_p95_ms']:.1f} ms"
+    )
+    report(
+        f"drawing pad, stroke end to every view updated (Python side, plain and conditional 2-D models): median "
+        f"{figures['drawing_pad_median_ms']:.1f} ms, p95 {figures['drawing_pad_p95_ms']:.1f} ms over "
+        f"{figures['drawing_pad_updates']:.0f} strokes"
     )
 
 

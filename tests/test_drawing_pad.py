@@ -1,0 +1,112 @@
+"""The drawing pad, driven from Python as the browser drives it: pixels arrive at a stroke's end and every view
+updates from them (tests/test_browser.py draws on it in JupyterLab)."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vae_lib import VAE, Batch
+from vae_lib.core.conditional import decode_as_every_class, likeliest_classes
+from vae_lib.core.data import to_pixels
+from vae_lib.core.datasets import legend_title
+from vae_lib.core.drawing import draw_strokes, drawing_to_image
+from vae_lib.core.evaluate import encode_means, reconstruct
+from vae_lib.core.model import ConditionalVAE
+from vae_lib.pictures.drawing_pad import GUESS, PAD_SIZE, REWRITE_SCALE, VIEW_SCALE, DrawingExplorer, DrawingPad
+
+WIDTHS = (4, 8, 8, 16)
+SEVEN = draw_strokes([[(70, 60), (210, 60), (120, 240)]])
+ZERO = draw_strokes([[(140, 40), (80, 80), (70, 150), (90, 220), (140, 240), (190, 220), (210, 150), (140, 40)]])
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+@pytest.fixture(scope="module")
+def explorer(small_test) -> DrawingExplorer:
+    torch.manual_seed(0)
+    plain = VAE(latent_dim=2, widths=WIDTHS).eval()
+    conditional = ConditionalVAE(latent_dim=2, widths=WIDTHS).eval()
+    return DrawingExplorer(plain, small_test, conditional, scatter_images=200)
+
+
+def test_the_pad_holds_what_the_browser_sent_and_clears() -> None:
+    pad = DrawingPad()
+    assert pad.drawing.shape == (PAD_SIZE, PAD_SIZE) and not pad.drawing.any()
+    pad.show(SEVEN)
+    assert np.array_equal(pad.drawing, SEVEN)
+    # The browser's message carries a binary buffer: it arrives as a memoryview and is kept as bytes.
+    pad.set_state({"pixels": memoryview(ZERO.tobytes())})
+    assert np.array_equal(pad.drawing, ZERO)
+    pad.clear()
+    assert pad.pixels == b"" and not pad.drawing.any()
+
+
+def test_a_stroke_updates_the_input_the_point_and_the_reconstruction(explorer: DrawingExplorer) -> None:
+    explorer.pad.clear()
+    blank_scatter = _pixels(explorer.scatter_view.value)
+    threads = torch.get_num_threads()
+    explorer.pad.show(SEVEN)
+    assert torch.get_num_threads() == threads, "the update runs on one thread and gives the others back"
+    reading = explorer.reading
+    image = drawing_to_image(SEVEN)
+    assert np.array_equal(reading.image, image)
+    assert np.array_equal(_pixels(explorer.input_view.value)[::VIEW_SCALE, ::VIEW_SCALE], image)
+    latent = encode_means(explorer.model, torch.from_numpy(image)[None])[0]
+    assert np.allclose(reading.latent, latent.numpy())
+    assert explorer.latent_text.value == f"z = ({latent[0]:.2f}, {latent[1]:.2f})"
+    expected = to_pixels(reconstruct(explorer.model, torch.from_numpy(image)[None]))[0]
+    assert np.abs(reading.reconstruction.astype(int) - expected.astype(int)).max() <= 1
+    assert np.array_equal(
+        _pixels(explorer.reconstruction_view.value)[::VIEW_SCALE, ::VIEW_SCALE], reading.reconstruction
+    )
+    marked = _pixels(explorer.scatter_view.value)
+    assert (marked != blank_scatter).any(axis=2).sum() > 50  # the ring and cross of the marker
+
+    explorer.pad.show(ZERO)
+    assert not np.allclose(explorer.reading.latent, latent.numpy()), "another drawing lands elsewhere"
+    assert not np.array_equal(_pixels(explorer.scatter_view.value), marked)
+
+
+def test_the_conditional_rewrite_shows_the_drawing_as_every_class(explorer: DrawingExplorer) -> None:
+    explorer.label_choice.value = GUESS
+    explorer.pad.show(SEVEN)
+    pixels = torch.from_numpy(drawing_to_image(SEVEN))[None]
+    guess = int(likeliest_classes(explorer.conditional_model, pixels)[0])
+    reading = explorer.reading
+    assert reading.label == guess and reading.rewrites.shape == (10, 28, 28)
+    style = encode_means(explorer.conditional_model, Batch(pixels, torch.tensor([guess])))
+    assert np.array_equal(reading.rewrites, decode_as_every_class(explorer.conditional_model, style)[0])
+    assert len(explorer.rewrite_views) == 10
+    shown = [_pixels(view.value)[::REWRITE_SCALE, ::REWRITE_SCALE] for view in explorer.rewrite_views]
+    assert all(np.array_equal(image, rewrite) for image, rewrite in zip(shown, reading.rewrites))
+    assert "reads it as" in explorer.rewrite_text.value
+
+    explorer.label_choice.value = (guess + 3) % 10  # the learner says which class it is
+    assert explorer.reading.label == (guess + 3) % 10 and "encoded as" in explorer.rewrite_text.value
+    assert not np.array_equal(explorer.reading.rewrites, reading.rewrites)
+    explorer.label_choice.value = GUESS
+
+
+def test_a_clear_pad_shows_no_point_and_invites_a_drawing(explorer: DrawingExplorer, small_test) -> None:
+    explorer.pad.show(SEVEN)
+    explorer.pad.clear()
+    reading = explorer.reading
+    assert reading.latent is None and reading.rewrites is None and not reading.image.any()
+    assert np.array_equal(_pixels(explorer.scatter_view.value), explorer.scatter.pixels)
+    assert not _pixels(explorer.reconstruction_view.value).any()
+    assert explorer.latent_text.value.startswith(f"draw a {legend_title(small_test)} on the pad")
+    assert all(not _pixels(view.value).any() for view in explorer.rewrite_views)
+
+
+def test_without_a_conditional_model_there_is_no_rewrite(small_test) -> None:
+    torch.manual_seed(0)
+    explorer = DrawingExplorer(VAE(latent_dim=8, widths=WIDTHS).eval(), small_test, scatter_images=200)
+    reading = explorer.update(ZERO)
+    assert reading.latent.shape == (8,) and reading.label is None and reading.rewrites is None
+    assert explorer.projection.axes.shape == (8, 2)  # eight dimensions are shown in the plane of their PCA
+    assert len(explorer.widget.children) == 1

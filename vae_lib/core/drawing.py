@@ -1,0 +1,87 @@
+"""A drawing turned into a model input the way MNIST's images were made, and strokes rasterised into a drawing.
+
+LeCun et al. scaled each digit's bounding box so its longer side is 20 pixels (keeping the aspect ratio, with
+anti-aliasing) and placed it in a 28 x 28 field with its centre of mass at the centre.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vae_lib.core.model import IMAGE_SIZE
+
+# The longer side of the ink's bounding box after scaling (the MNIST recipe's 20 of 28 pixels).
+INK_BOX = 20
+# The pixel the centre of mass is moved to, by a whole-pixel shift: MNIST's test images have theirs at row 13.99,
+# column 14.01 on average, spread by 0.29 pixels, the spread a rounded shift leaves.
+CENTRE = IMAGE_SIZE // 2
+# Canvas values at or below this count as paper, not ink (anti-aliased edges of strokes are kept above it).
+PAPER_LEVEL = 0
+
+
+def ink_bounding_box(drawing: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Return (top, bottom, left, right) of the ink, bottom and right exclusive; None for a drawing without ink."""
+    ink = np.asarray(drawing) > PAPER_LEVEL
+    rows, columns = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    """Return the (row, column) centre of mass of an image's values; the image's centre when it is empty."""
+    weights = np.asarray(image, dtype=np.float64)
+    total = weights.sum()
+    if total <= 0:
+        return (weights.shape[0] - 1) / 2, (weights.shape[1] - 1) / 2
+    rows, columns = np.arange(weights.shape[0]), np.arange(weights.shape[1])
+    return float(weights.sum(axis=1) @ rows / total), float(weights.sum(axis=0) @ columns / total)
+
+
+def drawing_to_image(drawing: np.ndarray) -> np.ndarray:
+    """Return a 28 x 28 uint8 image of a drawing (H x W, ink bright on dark paper, uint8 or floats in [0, 1]),
+    made as MNIST's were: cropped to the ink, the longer side scaled to 20 pixels with anti-aliasing, the centre of
+    mass moved to pixel (14, 14). A drawing without ink gives an all-zero image."""
+    drawing = np.asarray(drawing)
+    if drawing.ndim != 2:
+        raise ValueError(f"a drawing is one grey image, H x W, got shape {drawing.shape}")
+    if drawing.dtype != np.uint8:
+        drawing = (np.clip(np.nan_to_num(drawing.astype(np.float64)), 0, 1) * 255).round().astype(np.uint8)
+    image = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    box = ink_bounding_box(drawing)
+    if box is None:
+        return image
+    top, bottom, left, right = box
+    height, width = bottom - top, right - left
+    scale = INK_BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))  # PIL sizes are (width, height)
+    # Bilinear resampling averages over the whole footprint of each new pixel when it shrinks: anti-aliased.
+    ink = np.asarray(Image.fromarray(drawing[top:bottom, left:right]).resize(size, Image.Resampling.BILINEAR))
+    row, column = centre_of_mass(ink)
+    _paste(image, ink, CENTRE - round(row), CENTRE - round(column))
+    return image
+
+
+def _paste(image: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
+    """Write `patch` into `image` with its top-left corner at (top, left), cutting off what falls outside."""
+    rows = slice(max(top, 0), min(top + patch.shape[0], image.shape[0]))
+    columns = slice(max(left, 0), min(left + patch.shape[1], image.shape[1]))
+    image[rows, columns] = patch[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left]
+
+
+def draw_strokes(strokes: Sequence[Sequence[tuple[float, float]]], size: int = 280, width: int = 18) -> np.ndarray:
+    """Return a size x size uint8 drawing of strokes (each a list of (x, y) points on the canvas) in white ink of
+    `width` pixels on black, with round ends: what the drawing pad's canvas holds after those strokes."""
+    canvas = Image.new("L", (size, size), 0)
+    pen = ImageDraw.Draw(canvas)
+    for stroke in strokes:
+        points = [(float(x), float(y)) for x, y in stroke]
+        if len(points) > 1:
+            pen.line(points, fill=255, width=width, joint="curve")
+        radius = width / 2
+        for x, y in (points[0], points[-1]):
+            pen.ellipse((x - radius, y - radius, x + radius, y + radius), fill=255)
+    return np.asarray(canvas)
