@@ -9,6 +9,7 @@ import torch
 from vae_lib import CheckpointError, evaluate, load_model, read_checkpoint
 from vae_lib.core.checkpoint import CHECKSUM_KEY, TRAINING_ONLY_KEYS, config_of, content_digest, history_of
 from vae_lib.core.config import RECIPES
+from vae_lib.core.data import binarised
 from vae_lib.core.settings import outputs_dir
 from vae_lib.course.shipped import QUALITY_TARGETS, shipped_checkpoint, shipped_epochs
 
@@ -74,3 +75,26 @@ def test_one_flipped_bit_in_a_shipped_model_is_refused(tmp_path: Path, flip_expo
     corrupt.write_bytes(flip_exponent_bit(path.read_bytes(), weight))
     with pytest.raises(CheckpointError, match="is corrupt: its contents no longer match the checksum"):
         load_model(corrupt)
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "cvae-2d"])
+def test_the_notebook_models_are_small_and_measure_what_their_history_recorded(name: str, mnist_test) -> None:
+    path = shipped_checkpoint(name)
+    assert path.stat().st_size < 5_000_000
+    state = read_checkpoint(path)
+    config, final = config_of(state), history_of(state).epochs[-1]
+    assert config == RECIPES[name] and final.epoch == config.epochs and final.test_images == len(mnist_test)
+    test_data = binarised(mnist_test) if config.binarise else mnist_test
+    metrics = evaluate(load_model(path), test_data, config.alpha, seed=config.seed)
+    assert metrics["recon"] == pytest.approx(final.test_recon, rel=1e-4)
+    assert metrics["kl"] == pytest.approx(final.test_kl, rel=1e-4)
+
+
+def test_the_bernoulli_model_is_within_the_target_in_nats_and_the_conditional_one_beats_the_plain_2d(
+    mnist_test,
+) -> None:
+    bernoulli = history_of(read_checkpoint(shipped_checkpoint("bernoulli"))).epochs[-1]
+    assert bernoulli.test_total < 91  # the negative ELBO in nats; the k = 5,000 bound is about 5 nats lower
+    conditional = history_of(read_checkpoint(shipped_checkpoint("cvae-2d"))).epochs[-1]
+    plain = history_of(read_checkpoint(shipped_checkpoint("2d"))).epochs[-1]
+    assert conditional.test_recon < plain.test_recon - 0.005  # knowing the class leaves z free for the style
