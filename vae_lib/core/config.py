@@ -147,7 +147,7 @@ class TrainConfig:
         one class per class of the dataset)."""
         if self.conditional:
             classes = len(dataset_entry(self.dataset).class_names)
-            return ConditionalVAE(self.latent_dim, self.channels, self.widths, self.likelihood, classes)
+            return ConditionalVAE(self.latent_dim, self.channels, self.widths, self.likelihood, classes=classes)
         return VAE(self.latent_dim, self.channels, self.widths, self.likelihood)
 
     def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:

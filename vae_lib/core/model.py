@@ -7,7 +7,7 @@ last layer follows its likelihood (vae_lib.core.objective): tanh for gaussian, l
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -154,21 +154,15 @@ class ConditionalVAE(VAE):
 
     needs_labels = True
 
-    def __init__(
-        self,
-        latent_dim: int = 2,
-        channels: int = 1,
-        widths: tuple[int, ...] = DEFAULT_WIDTHS,
-        likelihood: str = "gaussian",
-        classes: int = 10,
-    ) -> None:
-        super().__init__(latent_dim, channels, widths, likelihood)
+    def __init__(self, *args: Any, classes: int = 10, **options: Any) -> None:
+        """Build the VAE of `args` and `options` (as VAE's), conditioned on `classes` one-hot labels."""
+        super().__init__(*args, **options)
         if not isinstance(classes, int) or classes < 2:
             raise ValueError(f"a conditional VAE needs at least two classes, got {classes!r}")
         self.classes = classes
         feature_count = self.to_latent.in_features
-        self.to_latent = nn.Linear(feature_count + classes, 2 * latent_dim)
-        self.from_latent = nn.Linear(latent_dim + classes, feature_count)
+        self.to_latent = nn.Linear(feature_count + classes, 2 * self.latent_dim)
+        self.from_latent = nn.Linear(self.latent_dim + classes, feature_count)
 
     def one_hot(self, labels: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """Return the labels as one-hot rows in `like`'s dtype; a ValueError says what to pass when there are none."""
