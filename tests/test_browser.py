@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +159,9 @@ def _open_and_run(page, base: str, token: str, notebook: str) -> None:
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
 
 
-def test_explorer_slider_redraws_the_decoded_image_in_jupyterlab(jupyter_lab) -> None:
+@contextmanager
+def notebook_page(jupyter_lab: tuple[str, str], notebook: str) -> Iterator:
+    """Yield a headless Chromium page with `notebook` open in JupyterLab and all its cells run; close it after."""
     from playwright.sync_api import sync_playwright
 
     base, token = jupyter_lab
@@ -165,37 +169,42 @@ def test_explorer_slider_redraws_the_decoded_image_in_jupyterlab(jupyter_lab) ->
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            _open_and_run(page, base, token, NOTEBOOK)
-            slider = page.locator(".vae-slider-z1").first
-            decoded = page.locator("img.vae-decoded").first
-            slider.wait_for(timeout=180_000)
-            page.wait_for_function("(img) => img.src && img.complete", arg=decoded.element_handle(), timeout=60_000)
-            before = _image_pixels(page, decoded)
-
-            page.evaluate(
-                """(img) => {
-                    window.vaeTimes = [];
-                    document.addEventListener('keydown', () => { window.vaeKeyTime = performance.now(); }, true);
-                    new MutationObserver(() => window.vaeTimes.push(performance.now() - window.vaeKeyTime))
-                        .observe(img, {attributes: true, attributeFilter: ['src']});
-                }""",
-                decoded.element_handle(),
-            )
-            handle = slider.locator(".noUi-handle").first
-            handle.focus()
-            presses = 8
-            for press in range(presses):
-                page.keyboard.press("ArrowRight")
-                page.wait_for_function(f"() => window.vaeTimes.length >= {press + 1}", timeout=30_000)
-            latencies = page.evaluate("window.vaeTimes")
-            page.wait_for_timeout(300)
-            after = _image_pixels(page, decoded)
-            readouts = [float(page.locator(f".vae-slider-z{dim} .widget-readout").first.inner_text()) for dim in (1, 2)]
-            decoded.scroll_into_view_if_needed()
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.locator(".jp-OutputArea-output", has=decoded).first.screenshot(path=str(SCREENSHOT))
+            _open_and_run(page, base, token, notebook)
+            yield page
         finally:
             browser.close()
+
+
+def test_explorer_slider_redraws_the_decoded_image_in_jupyterlab(jupyter_lab) -> None:
+    with notebook_page(jupyter_lab, NOTEBOOK) as page:
+        slider = page.locator(".vae-slider-z1").first
+        decoded = page.locator("img.vae-decoded").first
+        slider.wait_for(timeout=180_000)
+        page.wait_for_function("(img) => img.src && img.complete", arg=decoded.element_handle(), timeout=60_000)
+        before = _image_pixels(page, decoded)
+
+        page.evaluate(
+            """(img) => {
+                window.vaeTimes = [];
+                document.addEventListener('keydown', () => { window.vaeKeyTime = performance.now(); }, true);
+                new MutationObserver(() => window.vaeTimes.push(performance.now() - window.vaeKeyTime))
+                    .observe(img, {attributes: true, attributeFilter: ['src']});
+            }""",
+            decoded.element_handle(),
+        )
+        handle = slider.locator(".noUi-handle").first
+        handle.focus()
+        presses = 8
+        for press in range(presses):
+            page.keyboard.press("ArrowRight")
+            page.wait_for_function(f"() => window.vaeTimes.length >= {press + 1}", timeout=30_000)
+        latencies = page.evaluate("window.vaeTimes")
+        page.wait_for_timeout(300)
+        after = _image_pixels(page, decoded)
+        readouts = [float(page.locator(f".vae-slider-z{dim} .widget-readout").first.inner_text()) for dim in (1, 2)]
+        decoded.scroll_into_view_if_needed()
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.locator(".jp-OutputArea-output", has=decoded).first.screenshot(path=str(SCREENSHOT))
 
     assert readouts[0] == pytest.approx(0.05 * presses) and readouts[1] == 0.0
     assert not np.array_equal(before, after), "moving the slider did not change the decoded image"
@@ -240,70 +249,61 @@ def _latent_shown(page) -> tuple[float, float]:
 
 
 def test_strokes_drawn_on_the_pad_move_the_latent_point_and_are_rewritten_as_every_class(jupyter_lab) -> None:
-    from playwright.sync_api import sync_playwright
+    with notebook_page(jupyter_lab, DRAWING_NOTEBOOK) as page:
+        canvas = page.locator("canvas.vae-pad-canvas").first
+        canvas.wait_for(timeout=180_000)
+        latent_text = page.locator(".vae-drawing-latent").first
+        reconstruction = page.locator("img.vae-drawing-reconstruction").first
+        scatter = page.locator("img.vae-drawing-scatter").first
+        # The notebook's last cell puts a 7 on the pad from Python: wait for it, then start from a clear pad.
+        page.get_by_text("the conditional model reads it as a").first.wait_for(timeout=180_000)
+        canvas.scroll_into_view_if_needed()
+        page.locator("button.vae-pad-clear").first.click()
+        page.wait_for_function(
+            "(el) => el.innerText.startsWith('draw a')", arg=latent_text.element_handle(), timeout=30_000
+        )
+        assert not _canvas_pixels(page, canvas).any(), "clear blanks the canvas"
+        page.evaluate(
+            """(text) => {
+                window.vaeTimes = [];
+                let shown = text.innerText;
+                document.addEventListener('pointerup', () => { window.vaeStrokeEnd = performance.now(); }, true);
+                new MutationObserver(() => {
+                    const now = text.innerText;
+                    if (now.startsWith('z = (') && now !== shown) {
+                        window.vaeTimes.push(performance.now() - window.vaeStrokeEnd);
+                    }
+                    shown = now;
+                }).observe(text, {subtree: true, childList: true, characterData: true});
+            }""",
+            latent_text.element_handle(),
+        )
 
-    base, token = jupyter_lab
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1100})
-            _open_and_run(page, base, token, DRAWING_NOTEBOOK)
-            canvas = page.locator("canvas.vae-pad-canvas").first
-            canvas.wait_for(timeout=180_000)
-            latent_text = page.locator(".vae-drawing-latent").first
-            reconstruction = page.locator("img.vae-drawing-reconstruction").first
-            scatter = page.locator("img.vae-drawing-scatter").first
-            # The notebook's last cell puts a 7 on the pad from Python: wait for it, then start from a clear pad.
-            page.get_by_text("the conditional model reads it as a").first.wait_for(timeout=180_000)
-            canvas.scroll_into_view_if_needed()
+        readings = []
+        for strokes in (SEVEN, THREE):
             page.locator("button.vae-pad-clear").first.click()
             page.wait_for_function(
                 "(el) => el.innerText.startsWith('draw a')", arg=latent_text.element_handle(), timeout=30_000
             )
-            assert not _canvas_pixels(page, canvas).any(), "clear blanks the canvas"
-            page.evaluate(
-                """(text) => {
-                    window.vaeTimes = [];
-                    let shown = text.innerText;
-                    document.addEventListener('pointerup', () => { window.vaeStrokeEnd = performance.now(); }, true);
-                    new MutationObserver(() => {
-                        const now = text.innerText;
-                        if (now.startsWith('z = (') && now !== shown) {
-                            window.vaeTimes.push(performance.now() - window.vaeStrokeEnd);
-                        }
-                        shown = now;
-                    }).observe(text, {subtree: true, childList: true, characterData: true});
-                }""",
-                latent_text.element_handle(),
+            updates = page.evaluate("window.vaeTimes.length") + len(strokes)  # each stroke's end updates
+            _draw(page, canvas, strokes)
+            page.wait_for_function(f"() => window.vaeTimes.length >= {updates}", timeout=30_000)
+            page.wait_for_timeout(500)  # the images' messages arrive with the text's
+            readings.append(
+                {
+                    "canvas": _canvas_pixels(page, canvas),
+                    "latent": _latent_shown(page),
+                    "reconstruction": _image_pixels(page, reconstruction, VIEW_SCALE),
+                    "scatter": _image_pixels(page, scatter, 1),
+                }
             )
-
-            readings = []
-            for strokes in (SEVEN, THREE):
-                page.locator("button.vae-pad-clear").first.click()
-                page.wait_for_function(
-                    "(el) => el.innerText.startsWith('draw a')", arg=latent_text.element_handle(), timeout=30_000
-                )
-                updates = page.evaluate("window.vaeTimes.length") + len(strokes)  # each stroke's end updates
-                _draw(page, canvas, strokes)
-                page.wait_for_function(f"() => window.vaeTimes.length >= {updates}", timeout=30_000)
-                page.wait_for_timeout(500)  # the images' messages arrive with the text's
-                readings.append(
-                    {
-                        "canvas": _canvas_pixels(page, canvas),
-                        "latent": _latent_shown(page),
-                        "reconstruction": _image_pixels(page, reconstruction, VIEW_SCALE),
-                        "scatter": _image_pixels(page, scatter, 1),
-                    }
-                )
-            rewrites = page.locator("img.vae-drawing-rewrite")
-            rewrite_count = rewrites.count()
-            rewrite_sources = [rewrites.nth(index).get_attribute("src") for index in range(rewrite_count)]
-            rewrite_text = page.locator(".vae-drawing-rewrite-text").first.inner_text()
-            latencies = page.evaluate("window.vaeTimes")
-            DRAWING_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.locator(".jp-OutputArea-output", has=canvas).first.screenshot(path=str(DRAWING_SCREENSHOT))
-        finally:
-            browser.close()
+        rewrites = page.locator("img.vae-drawing-rewrite")
+        rewrite_count = rewrites.count()
+        rewrite_sources = [rewrites.nth(index).get_attribute("src") for index in range(rewrite_count)]
+        rewrite_text = page.locator(".vae-drawing-rewrite-text").first.inner_text()
+        latencies = page.evaluate("window.vaeTimes")
+        DRAWING_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.locator(".jp-OutputArea-output", has=canvas).first.screenshot(path=str(DRAWING_SCREENSHOT))
 
     seven, three = readings
     assert seven["canvas"].any() and three["canvas"].any()
