@@ -180,7 +180,9 @@ def prepare_dataset(name: str = DEFAULT_DATASET, root: Path | None = None, repor
 
 def load_prepared(name: str = DEFAULT_DATASET, train: bool = True, report: Report | None = None) -> ImageDataset:
     """Return a dataset's split, preparing its files first if they are missing (`report` says so)."""
-    if dataset_entry(name).problems() and report is not None:
-        report(f"{dataset_entry(name).title} is not prepared yet: fetching and checking it (once, about a minute)")
-    prepare_dataset(name, report=report)
+    entry = dataset_entry(name)
+    if entry.problems():  # checked here and again by load_dataset, as before: the md5 of four files
+        if report is not None:
+            report(f"{entry.title} is not prepared yet: fetching and checking it (once, about a minute)")
+        prepare_dataset(name, report=report)
     return load_dataset(name, train=train)

@@ -1182,7 +1182,7 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
         returned = bernoulli_reconstruction(images, leaf)
         yield _kind_failure(name, "the reconstruction term", returned, BERNOULLI_WHY)
         expected = reconstruction_loss(images, leaf, "bernoulli")
-        diagnose = lambda images=images, logits=logits: _bernoulli_hints(bernoulli_reconstruction, images, logits)  # noqa: E731
+        diagnose = partial(_bernoulli_hints, bernoulli_reconstruction, images, logits)
         yield _compare(
             name, "the reconstruction term", returned, expected, _bernoulli_mistakes(images, logits), diagnose
         )

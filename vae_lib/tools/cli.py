@@ -16,7 +16,7 @@ import torch
 
 from vae_lib.core.checkpoint import config_of, load_model, read_checkpoint
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES, TrainConfig
-from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset, binarised
+from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
 from vae_lib.core.device import numerics_name
 from vae_lib.core.evaluate import evaluate
@@ -24,7 +24,7 @@ from vae_lib.core.files import CheckpointError
 from vae_lib.core.hooks import EpochReporter, TrainingHook
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT, runs_dir
-from vae_lib.core.train import TrainingDivergedError, TrainingInterrupted, open_run
+from vae_lib.core.train import TrainingDivergedError, TrainingInterrupted, evaluation_data, open_run
 from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 
@@ -113,9 +113,7 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     config = config_of(read_checkpoint(args.checkpoint))
     model = load_model(args.checkpoint, device=args.device or "cpu")
-    test_data = load_dataset(config.dataset, train=False)
-    if config.binarise:
-        test_data = binarised(test_data)
+    test_data = evaluation_data(replace(config, test_subset=0))  # every test image, binarised as in training
     metrics = evaluate(model, test_data, config.alpha, seed=args.seed)
     binarisation = f", binarised with seed {TEST_BINARISATION_SEED}" if config.binarise else ""
     print(
