@@ -82,12 +82,19 @@ def test_evaluate_bounds_a_bernoulli_model_in_nats_on_the_fixed_binarisation(tmp
     )
     trainer = Trainer(replace(config, epochs=1, log_every=2, step_test_images=32), run_dir=tmp_path, progress=False)
     trainer.fit(1)
-    assert main(["evaluate", str(tmp_path / "checkpoint.pt"), "--log-likelihood", "4", "--samples", "100"]) == 0
+    command = ["evaluate", str(tmp_path / "checkpoint.pt"), "--log-likelihood", "4", "--samples", "100"]
+    assert main([*command, "--bounds-file", str(tmp_path / "bounds.pt")]) == 0
     printed = capsys.readouterr().out
     assert "binarised with seed 0" in printed and "Bernoulli decoder, first 4 test images" in printed
-    bounds = [float(line.split(":")[1].split()[0]) for line in printed.splitlines() if line.strip().startswith("k =")]
+    bound_lines = [line for line in printed.splitlines() if line.strip().startswith("k =")]
+    bounds = [float(line.split(":")[1].split()[0]) for line in bound_lines]
     # k = 1, 10, 100: negative (probabilities of 0/1 images), rising with k as the bound tightens
     assert len(bounds) == 3 and all(-1000 < bound < 0 for bound in bounds) and bounds[0] < bounds[2]
+    assert all(float(line.split("standard error")[1].strip(" )")) > 0 for line in bound_lines)
+    assert main([*command, "--bounds-file", str(tmp_path / "bounds.pt")]) == 0  # finds every image done
+    again = capsys.readouterr()
+    assert "4 of 4 images done" in again.out
+    assert [line for line in again.out.splitlines() if line.strip().startswith("k =")] == bound_lines
 
 
 def test_checkpoints_from_before_the_likelihood_setting_read_as_gaussian() -> None:

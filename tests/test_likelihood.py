@@ -2,18 +2,23 @@
 log p(x), checked against a linear Gaussian model whose log p(x) and posterior are known exactly."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from vae_lib import vae_loss
+from vae_lib.core.files import CheckpointError
 from vae_lib.core.likelihood import (
     beta_of,
+    bound_images,
     decoder_variance,
     importance_log_weights,
     log_likelihood_bounds,
+    per_image_bounds,
 )
+from vae_lib.core.model import VAE
 from vae_lib.core.objective import gaussian_log_likelihood
 
 PIXELS = 28 * 28
@@ -90,3 +95,42 @@ def test_with_a_wider_posterior_the_bound_rises_with_k_towards_log_p_x() -> None
 def test_sample_counts_that_do_not_split_the_samples_are_refused() -> None:
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         log_likelihood_bounds(torch.zeros(2, 10), [3])
+
+
+def _small_bernoulli_model_and_images() -> tuple[VAE, torch.Tensor]:
+    torch.manual_seed(0)
+    model = VAE(latent_dim=3, widths=(4, 4, 8, 8), likelihood="bernoulli")
+    images = (torch.rand(120, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.2).to(torch.uint8) * 255
+    return model, images
+
+
+def test_bounding_in_parts_in_two_processes_gives_the_bounds_of_one_pass() -> None:
+    model, images = _small_bernoulli_model_and_images()
+    counts = [1, 4, 20]
+    one_pass = per_image_bounds(importance_log_weights(model, images, 20, seed=5), counts)
+    in_parts = bound_images(model, images, 20, counts, seed=5, report=lambda line: None)
+    in_two_processes = bound_images(model, images, 20, counts, seed=5, workers=2, report=lambda line: None)
+    assert in_parts.shape == (120, 3) and torch.equal(in_parts, one_pass) and torch.equal(in_two_processes, one_pass)
+    assert bool((in_parts[:, 0] < in_parts[:, 2]).float().mean() > 0.9)  # the bound tightens with k for most images
+    later_images = per_image_bounds(importance_log_weights(model, images[70:], 20, seed=5, first_index=70), counts)
+    assert torch.equal(later_images, one_pass[70:])  # image i's samples depend only on seed + i
+
+
+def test_a_stopped_bounding_continues_from_its_file_and_refuses_another_setting(tmp_path: Path) -> None:
+    model, images = _small_bernoulli_model_and_images()
+    path = tmp_path / "bounds.pt"
+    full = bound_images(model, images, 20, [1, 20], save_to=path, report=lambda line: None)
+    saved = torch.load(path, weights_only=True)
+    assert torch.equal(saved["bounds"], full)
+    saved["bounds"][50:] = math.nan  # as if stopped after the first part of 50 images
+    saved["bounds"][0, 0] = 123.0  # a value the run cannot compute, to show the first part is not redone
+    torch.save(saved, path)
+    lines: list[str] = []
+    continued = bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)
+    assert lines == [f"continuing from {path}: 50 of 120 images done"]
+    assert continued[0, 0] == 123.0 and torch.equal(continued[1:], full[1:])
+    with pytest.raises(CheckpointError, match="holds bounds for another samples: pass another file, or delete it"):
+        bound_images(model, images, 40, [1, 20], save_to=path, report=lines.append)
+    path.write_bytes(b"not a file of bounds")
+    with pytest.raises(CheckpointError, match="could not read the saved bounds .* delete it to start again"):
+        bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)

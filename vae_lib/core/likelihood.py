@@ -9,12 +9,18 @@ of 0/1 pixels. The decoder's log-likelihood comes from vae_lib.core.objective.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from vae_lib.core.checkpoint import content_digest
+from vae_lib.core.data import Batch
 from vae_lib.core.evaluate import Images, batches, inference, labelled
+from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomically
 from vae_lib.core.model import IMAGE_SIZE, LatentModel, reparameterise
 from vae_lib.core.objective import log_likelihood
 
@@ -40,6 +46,11 @@ def posterior_log_density(latents: torch.Tensor, mean: torch.Tensor, log_var: to
     return -0.5 * ((latents - mean).pow(2) / log_var.exp() + log_var + math.log(2 * math.pi)).sum(dim=-1)
 
 
+# Latents decoded per call: small enough that each layer's activations stay in the CPU's cache (250 decoded 1.36x
+# faster than 5,000 at once on a 2-core AMD EPYC), large enough to keep the convolutions efficient.
+DECODE_CHUNK = 250
+
+
 def importance_log_weights(
     model: LatentModel,
     images: Images,
@@ -47,24 +58,32 @@ def importance_log_weights(
     variance: float | None = None,
     seed: int = 0,
     progress: bool = False,
+    first_index: int = 0,
 ) -> torch.Tensor:
     """Return log p(x | z) + log p(z) - log q(z | x) for `samples` draws z ~ q(z | x) per image (images x samples).
 
     Their mean is an estimate of the ELBO; their log-mean-exp, of log p(x) (an importance-sampled bound).
     log p(x | z) is the model's likelihood's: a Gaussian decoder needs its `variance` (decoder_variance).
+    Image i draws its samples from a generator seeded with seed + first_index + i, where `first_index` is the
+    position of the first image in its dataset: any split of a dataset into parts draws the same samples.
     `progress` shows a progress bar over the images.
     """
     rows = []
-    generator = torch.Generator().manual_seed(seed)
     with inference(model) as device:
-        for image, label in tqdm(
-            batches(model, images, 1, device), total=len(labelled(images).images), disable=not progress
+        for index, (image, label) in enumerate(
+            tqdm(batches(model, images, 1, device), total=len(labelled(images).images), disable=not progress)
         ):
+            generator = torch.Generator().manual_seed(seed + first_index + index)
             mean, log_var = (part.cpu() for part in model.encode(image, label))
             noise = torch.randn(samples, model.latent_dim, generator=generator)
             latents = reparameterise(mean, log_var, noise)
-            labels = None if label is None else label.expand(samples)
-            output = model.decoder_output(latents.to(device), labels).cpu()
+            labels = None if label is None else label.expand(DECODE_CHUNK)
+            output = torch.cat(
+                [
+                    model.decoder_output(part.to(device), None if labels is None else labels[: len(part)]).cpu()
+                    for part in latents.split(DECODE_CHUNK)
+                ]
+            )
             log_likelihoods = log_likelihood(image.cpu().expand_as(output), output, model.likelihood, variance)
             rows.append(
                 log_likelihoods + standard_normal_log_density(latents) - posterior_log_density(latents, mean, log_var)
@@ -72,17 +91,130 @@ def importance_log_weights(
     return torch.stack(rows)
 
 
-def log_likelihood_bounds(log_weights: torch.Tensor, sample_counts: Sequence[int]) -> dict[int, float]:
-    """Return, for each k, the mean importance-sampled bound log (1/k) sum_k w on log p(x), in nats per image.
+def per_image_bounds(log_weights: torch.Tensor, sample_counts: Sequence[int]) -> torch.Tensor:
+    """Return each image's importance-sampled bound on log p(x) for each k, images x len(sample_counts), in nats.
 
     The samples of each image are split into groups of k and the bounds of the groups averaged, so every
     k uses all samples; k = 1 is the ELBO. The bound rises towards log p(x) as k grows.
     """
     images, samples = log_weights.shape
-    bounds = {}
+    columns = []
     for count in sample_counts:
         if samples % count:
             raise ValueError(f"{samples} samples per image do not split into groups of {count}")
         groups = log_weights.double().view(images, samples // count, count)
-        bounds[count] = float((torch.logsumexp(groups, dim=2) - math.log(count)).mean())
+        columns.append((torch.logsumexp(groups, dim=2) - math.log(count)).mean(dim=1))
+    return torch.stack(columns, dim=1)
+
+
+def log_likelihood_bounds(log_weights: torch.Tensor, sample_counts: Sequence[int]) -> dict[int, float]:
+    """Return, for each k, the mean over images of per_image_bounds: the bound on log p(x) in nats per image."""
+    means = per_image_bounds(log_weights, sample_counts).mean(dim=0)
+    return {count: float(mean) for count, mean in zip(sample_counts, means)}
+
+
+BOUNDS_KIND = "vae_lib.log_likelihood_bounds"
+# Images bounded per part of a long evaluation: a part is saved when it ends, so a stopped run loses at most one.
+BOUND_PART = 50
+
+
+def bound_images(
+    model: LatentModel,
+    images: Images,
+    samples: int,
+    sample_counts: Sequence[int],
+    variance: float | None = None,
+    seed: int = 0,
+    save_to: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = False,
+    report: Callable[[str], None] = print,
+) -> torch.Tensor:
+    """Return per_image_bounds for every image (images x len(sample_counts), nats), 50 images at a time.
+
+    The samples are those of importance_log_weights (image i seeded with seed + i), so the result does not depend on
+    `workers` (processes, each on one thread) nor on stopping and continuing. With `save_to`, the bounds are written
+    there after each part, and a run given a file of the same model, images and settings continues from it.
+    """
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    pixels, labels = labelled(images)
+    key = {
+        "model": content_digest(model.state_dict()),
+        "images": content_digest([pixels, labels]),
+        "samples": samples,
+        "sample_counts": list(sample_counts),
+        "variance": variance,
+        "seed": seed,
+    }
+    bounds = torch.full((len(pixels), len(sample_counts)), math.nan, dtype=torch.float64)
+    path = None if save_to is None else Path(save_to)
+    if path is not None and path.exists():
+        bounds = _read_bounds(path, key)
+        report(f"continuing from {path}: {int((~bounds[:, 0].isnan()).sum())} of {len(pixels)} images done")
+    starts = [start for start in range(0, len(pixels), BOUND_PART) if bounds[start, 0].isnan()]
+    tasks = [(model, _part(pixels, labels, start), samples, sample_counts, variance, seed, start) for start in starts]
+    with tqdm(total=len(pixels), initial=len(pixels) - len(starts) * BOUND_PART, disable=not progress) as bar:
+        for start, part_bounds in _bounded_parts(tasks, workers):
+            bounds[start : start + len(part_bounds)] = part_bounds
+            if path is not None:
+                _write_bounds(path, key, bounds)
+            bar.update(len(part_bounds))
     return bounds
+
+
+def _part(pixels: torch.Tensor, labels: torch.Tensor | None, start: int) -> Batch:
+    """Return the BOUND_PART images from `start` and their labels."""
+    end = start + BOUND_PART
+    return Batch(pixels[start:end], None if labels is None else labels[start:end])
+
+
+def _bound_part(
+    model: LatentModel,
+    images: Batch,
+    samples: int,
+    sample_counts: Sequence[int],
+    variance: float | None,
+    seed: int,
+    first_index: int,
+) -> tuple[int, torch.Tensor]:
+    """Return (first_index, per-image bounds) of one part of the images."""
+    log_weights = importance_log_weights(model, images, samples, variance, seed, first_index=first_index)
+    return first_index, per_image_bounds(log_weights, sample_counts)
+
+
+def _bounded_parts(tasks: list[tuple], workers: int) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (first index, bounds) of each task as it ends: in this process, or in `workers` processes."""
+    if workers == 1:
+        for task in tasks:
+            yield _bound_part(*task)
+        return
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
+        for future in as_completed([pool.submit(_bound_part, *task) for task in tasks]):
+            yield future.result()
+
+
+def _read_bounds(path: Path, key: dict) -> torch.Tensor:
+    """Return the bounds saved in `path`; a CheckpointError if it is unreadable or for other images or settings."""
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"could not read the saved bounds {path} ({failure_reason(error)}): delete it to start again"
+        ) from error
+    if not isinstance(saved, dict) or saved.get("kind") != BOUNDS_KIND:
+        raise CheckpointError(f"{path} is not a file of saved bounds: pass another file, or delete it")
+    if saved.get("key") != key:
+        changed = sorted(name for name in key if saved.get("key", {}).get(name) != key[name])
+        raise CheckpointError(
+            f"{path} holds bounds for another {', '.join(changed)}: pass another file, or delete it to start again"
+        )
+    return saved["bounds"]
+
+
+def _write_bounds(path: Path, key: dict, bounds: torch.Tensor) -> None:
+    """Save the bounds so far (NaN rows are images not yet bounded) atomically."""
+    with replaced_atomically(path) as temporary:
+        torch.save({"kind": BOUNDS_KIND, "key": key, "bounds": bounds}, temporary)
