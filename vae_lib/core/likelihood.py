@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -139,14 +140,7 @@ def bound_images(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     pixels, labels = labelled(images)
-    key = {
-        "model": content_digest(model.state_dict()),
-        "images": content_digest([pixels, labels]),
-        "samples": samples,
-        "sample_counts": list(sample_counts),
-        "variance": variance,
-        "seed": seed,
-    }
+    key = bounds_key(model, images, samples, sample_counts, variance, seed)
     bounds = torch.full((len(pixels), len(sample_counts)), math.nan, dtype=torch.float64)
     path = None if save_to is None else Path(save_to)
     if path is not None and path.exists():
@@ -154,13 +148,35 @@ def bound_images(
         report(f"continuing from {path}: {int((~bounds[:, 0].isnan()).sum())} of {len(pixels)} images done")
     starts = [start for start in range(0, len(pixels), BOUND_PART) if bounds[start, 0].isnan()]
     tasks = [(model, _part(pixels, labels, start), samples, sample_counts, variance, seed, start) for start in starts]
-    with tqdm(total=len(pixels), initial=len(pixels) - len(starts) * BOUND_PART, disable=not progress) as bar:
+    done = int((~bounds[:, 0].isnan()).sum())
+    with tqdm(total=len(pixels), initial=done, unit="image", disable=not progress) as bar:
         for start, part_bounds in _bounded_parts(tasks, workers):
             bounds[start : start + len(part_bounds)] = part_bounds
             if path is not None:
                 _write_bounds(path, key, bounds)
             bar.update(len(part_bounds))
     return bounds
+
+
+def bounds_key(
+    model: LatentModel,
+    images: Images,
+    samples: int,
+    sample_counts: Sequence[int],
+    variance: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Return what a file of saved bounds is of: digests of the model's weights and of the images, and the settings.
+    A run continues a file only if its key is the same."""
+    pixels, labels = labelled(images)
+    return {
+        "model": content_digest(model.state_dict()),
+        "images": content_digest([pixels, labels]),
+        "samples": samples,
+        "sample_counts": list(sample_counts),
+        "variance": variance,
+        "seed": seed,
+    }
 
 
 def _part(pixels: torch.Tensor, labels: torch.Tensor | None, start: int) -> Batch:
@@ -196,8 +212,17 @@ def _bounded_parts(tasks: list[tuple], workers: int) -> Iterator[tuple[int, torc
             yield future.result()
 
 
-def _read_bounds(path: Path, key: dict) -> torch.Tensor:
-    """Return the bounds saved in `path`; a CheckpointError if it is unreadable or for other images or settings."""
+class SavedBounds(NamedTuple):
+    """A --bounds-file's contents: what was bounded (model and images digests, samples, sample counts, variance,
+    seed) and the bounds, images x len(sample_counts) nats, NaN for images not yet bounded."""
+
+    key: dict
+    bounds: torch.Tensor
+
+
+def read_saved_bounds(path: str | Path) -> SavedBounds:
+    """Return the bounds saved by bound_images; a CheckpointError, saying what to do, if the file is not one."""
+    path = Path(path)
     try:
         saved = torch.load(path, weights_only=True)
     except Exception as error:
@@ -206,12 +231,30 @@ def _read_bounds(path: Path, key: dict) -> torch.Tensor:
         ) from error
     if not isinstance(saved, dict) or saved.get("kind") != BOUNDS_KIND:
         raise CheckpointError(f"{path} is not a file of saved bounds: pass another file, or delete it")
-    if saved.get("key") != key:
-        changed = sorted(name for name in key if saved.get("key", {}).get(name) != key[name])
+    return SavedBounds(saved["key"], saved["bounds"])
+
+
+def bound_summary(bounds: torch.Tensor, sample_counts: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """Return, for each k, the mean bound over images (nats per image) and its standard error.
+
+    `bounds` are bound_images' (images x len(sample_counts)); images not yet bounded (NaN) are refused.
+    """
+    if bounds.isnan().any():
+        raise ValueError(f"{int(bounds.isnan().any(dim=1).sum())} images are not bounded yet: finish the run first")
+    count = len(bounds)
+    errors = bounds.std(dim=0) / math.sqrt(count) if count > 1 else torch.full((bounds.shape[1],), math.nan)
+    return {k: (float(mean), float(error)) for k, mean, error in zip(sample_counts, bounds.mean(dim=0), errors)}
+
+
+def _read_bounds(path: Path, key: dict) -> torch.Tensor:
+    """Return the bounds saved in `path`; a CheckpointError if it is unreadable or for other images or settings."""
+    saved = read_saved_bounds(path)
+    if saved.key != key:
+        changed = sorted(name for name in key if saved.key.get(name) != key[name])
         raise CheckpointError(
             f"{path} holds bounds for another {', '.join(changed)}: pass another file, or delete it to start again"
         )
-    return saved["bounds"]
+    return saved.bounds
 
 
 def _write_bounds(path: Path, key: dict, bounds: torch.Tensor) -> None:

@@ -9,10 +9,14 @@ from typing import NamedTuple
 
 from vae_lib.core.checkpoint import history_of, read_checkpoint
 from vae_lib.core.history import History
+from vae_lib.core.likelihood import SavedBounds, read_saved_bounds
 from vae_lib.core.run_folder import KEPT_EPOCH_PREFIX, epoch_of_kept, kept_epoch_stem
-from vae_lib.core.settings import shipped_dir
+from vae_lib.core.settings import outputs_dir, shipped_dir
 
 SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt", "bernoulli": "vae_bernoulli.pt", "cvae-2d": "cvae_2d.pt"}
+# A shipped model's bounds on log p(x) for k = 1 ... 5,000 on each of the 10,000 test images (outputs/metrics/), by
+# `python -m vae_lib evaluate CHECKPOINT --log-likelihood 10000 --samples 5000 --bounds-file FILE`.
+SHIPPED_BOUNDS = {"bernoulli": "vae_bernoulli_bounds.pt"}
 
 
 class QualityTarget(NamedTuple):
@@ -74,3 +78,8 @@ def shipped_epochs(name: str) -> list[int]:
     """Return the epochs at which a shipped model's checkpoints were kept (the recipes keep the last one too)."""
     final = shipped_checkpoint(name)
     return sorted(epoch_of_kept(path) for path in final.parent.glob(f"{final.stem}_{KEPT_EPOCH_PREFIX}*.pt"))
+
+
+def shipped_bounds(name: str) -> SavedBounds:
+    """Return the per-image importance-sampled bounds shipped for a model ('bernoulli'), as evaluate saved them."""
+    return read_saved_bounds(outputs_dir() / "metrics" / SHIPPED_BOUNDS[name])

@@ -506,6 +506,28 @@ def plot_log_likelihood_bounds(bounds: dict[str, dict[int, float]]) -> Figure:
     return figure
 
 
+def plot_negative_log_likelihoods(
+    nll: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], references: Mapping[str, float]
+) -> Figure:
+    """Return the per-image negative log-likelihoods (nats) as a histogram, with their mean and `references`
+    (name: nats) marked, beside each class's mean."""
+    figure, (spread, by_class) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    spread.hist(nll.numpy(), bins=80, color="0.6")
+    spread.axvline(float(nll.mean()), color="black", label=f"this model's mean, {float(nll.mean()):.2f}")
+    for index, (name, nats) in enumerate(references.items()):
+        spread.axvline(nats, color=class_colour(index), linestyle="--", label=f"{name}, {nats:.2f}")
+    spread.set(xlabel="negative log-likelihood of one test image, nats", ylabel="test images")
+    spread.set_title("one bound per test image", fontsize=10)
+    spread.legend(fontsize=8)
+    means = [float(nll[labels == index].mean()) for index in range(len(class_names))]
+    by_class.bar(range(len(class_names)), means, color=[class_colour(index) for index in range(len(class_names))])
+    by_class.set_xticks(range(len(class_names)), class_names)
+    by_class.set(xlabel="class", ylabel="mean negative log-likelihood, nats")
+    by_class.set_title("by class: a 1 has few bits of ink to explain", fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
 def plot_latent_space_comparison(
     models: Mapping[str, LatentModel], test_data: ImageDataset, scatter_images: int = 2000, neighbours: int = 10
 ) -> Figure:

@@ -7,7 +7,6 @@ Every setting has a working default; the command line only overrides.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import typing
 from dataclasses import fields, replace
@@ -130,7 +129,7 @@ def _print_log_likelihood(
     model: torch.nn.Module, config: TrainConfig, test_data: ImageDataset, args: argparse.Namespace
 ) -> None:
     """Print the importance-sampled bounds on log p(x), in nats per image, for k = 1, 10, ... up to --samples."""
-    from vae_lib.core.likelihood import bound_images, decoder_variance
+    from vae_lib.core.likelihood import bound_images, bound_summary, decoder_variance
 
     variance = decoder_variance(config.alpha) if config.likelihood == "gaussian" else None
     counts = [count for count in (1, 10, 100, 1000, 5000) if count <= args.samples and args.samples % count == 0]
@@ -148,9 +147,8 @@ def _print_log_likelihood(
     )
     decoder = f"Gaussian decoder of variance {variance:.4g}" if variance is not None else "Bernoulli decoder"
     print(f"  log p(x) in nats per image, {decoder}, first {len(bounds)} test images (k = 1 is the ELBO):")
-    for count, column in zip(counts, bounds.T):
-        error = float(column.std()) / len(column) ** 0.5 if len(column) > 1 else math.nan
-        print(f"    k = {count:4d}: {float(column.mean()):.2f} nats (standard error {error:.2f})")
+    for count, (mean, error) in bound_summary(bounds, counts).items():
+        print(f"    k = {count:4d}: {mean:.2f} nats (standard error {error:.2f})")
 
 
 def _sweep(args: argparse.Namespace) -> None:
