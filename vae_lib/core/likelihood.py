@@ -140,15 +140,18 @@ def bound_images(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     pixels, labels = labelled(images)
-    key = bounds_key(model, images, samples, sample_counts, variance, seed)
+    settings = {"samples": samples, "sample_counts": list(sample_counts), "variance": variance, "seed": seed}
+    key = bounds_key(model, images, settings)
     bounds = torch.full((len(pixels), len(sample_counts)), math.nan, dtype=torch.float64)
     path = None if save_to is None else Path(save_to)
-    if path is not None and path.exists():
+    continuing = path is not None and path.exists()
+    if continuing:
         bounds = _read_bounds(path, key)
-        report(f"continuing from {path}: {int((~bounds[:, 0].isnan()).sum())} of {len(pixels)} images done")
+    done = int((~bounds[:, 0].isnan()).sum())
+    if continuing:
+        report(f"continuing from {path}: {done} of {len(pixels)} images done")
     starts = [start for start in range(0, len(pixels), BOUND_PART) if bounds[start, 0].isnan()]
     tasks = [(model, _part(pixels, labels, start), samples, sample_counts, variance, seed, start) for start in starts]
-    done = int((~bounds[:, 0].isnan()).sum())
     with tqdm(total=len(pixels), initial=done, unit="image", disable=not progress) as bar:
         for start, part_bounds in _bounded_parts(tasks, workers):
             bounds[start : start + len(part_bounds)] = part_bounds
@@ -158,25 +161,11 @@ def bound_images(
     return bounds
 
 
-def bounds_key(
-    model: LatentModel,
-    images: Images,
-    samples: int,
-    sample_counts: Sequence[int],
-    variance: float | None = None,
-    seed: int = 0,
-) -> dict:
-    """Return what a file of saved bounds is of: digests of the model's weights and of the images, and the settings.
-    A run continues a file only if its key is the same."""
+def bounds_key(model: LatentModel, images: Images, settings: dict) -> dict:
+    """Return what a file of saved bounds is of: digests of the model's weights and of the images, and the
+    `settings` (samples, sample counts, variance, seed). A run continues a file only if its key is the same."""
     pixels, labels = labelled(images)
-    return {
-        "model": content_digest(model.state_dict()),
-        "images": content_digest([pixels, labels]),
-        "samples": samples,
-        "sample_counts": list(sample_counts),
-        "variance": variance,
-        "seed": seed,
-    }
+    return {"model": content_digest(model.state_dict()), "images": content_digest([pixels, labels]), **settings}
 
 
 def _part(pixels: torch.Tensor, labels: torch.Tensor | None, start: int) -> Batch:
