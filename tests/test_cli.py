@@ -99,6 +99,21 @@ def test_evaluating_a_non_checkpoint_fails_clearly(tmp_path: Path) -> None:
     assert "is not a vae_lib checkpoint" in result.stderr
 
 
+def test_the_profile_of_an_epoch_accounts_for_its_time_by_part(capsys) -> None:
+    from vae_lib.tools.benchmark import STEP_PARTS, profile_epoch
+
+    figures = profile_epoch(print, "2d-fast", steps=8)
+    printed = capsys.readouterr().out
+    assert "one epoch of the 2d-fast recipe (8 steps" in printed and "of a " in printed and "matmul's" in printed
+    parts = ["batch", "average", "test", "save", "outside"] + [part for part, _ in STEP_PARTS]
+    accounted = sum(figures[part] for part in parts)
+    # The parts' self times add up to the epoch's wall-clock time, less what the profiler did not see.
+    assert 0.7 * figures["epoch_seconds"] < accounted <= figures["epoch_seconds"] * 1.01
+    assert figures["convolutions, backward"] > figures["convolutions, forward"] > 0  # backward is twice the work
+    assert figures["optimizer (Adam step, zero_grad)"] > 0 and figures["test"] > 0 and figures["batch"] > 0
+    assert figures["conv_linear_gflops"] > 0 and figures["matmul_gflops"] > 0
+
+
 def test_benchmark_prints_every_figure(capsys) -> None:
     from vae_lib import VAE
     from vae_lib.tools.benchmark import run_benchmark, training_gflop_per_image

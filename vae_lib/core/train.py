@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from vae_lib.core.checkpoint import (
@@ -39,6 +40,15 @@ from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import LatentModel
 from vae_lib.core.objective import vae_loss
 from vae_lib.core.run_folder import RunFolder, RunLock
+
+# The names under which a training epoch's parts show in a torch.profiler trace (`benchmark --profile` reads them).
+PROFILE_SCOPES = {
+    "batch": "vae_lib: batch",
+    "step": "vae_lib: train_step",
+    "average": "vae_lib: weight average",
+    "test": "vae_lib: test pass",
+    "save": "vae_lib: saving",
+}
 
 
 def train_step(
@@ -189,16 +199,20 @@ class Trainer:
         self.model.train()
         order = torch.randperm(len(self.train_data), generator=self.shuffle_generator)
         for indices in order[: self.steps_per_epoch * config.batch_size].view(self.steps_per_epoch, -1):
-            images = self.train_data.images[indices]
-            if config.binarise:
-                images = binarise(images)  # dynamic binarisation: a fresh 0/1 sample of the batch at every step
-            batch = Batch(to_model_input(images, config.channels), self.train_data.labels[indices])
+            with record_function(PROFILE_SCOPES["batch"]):
+                images = self.train_data.images[indices]
+                if config.binarise:
+                    images = binarise(images)  # dynamic binarisation: a fresh 0/1 sample of the batch at every step
+                batch = Batch(to_model_input(images, config.channels), self.train_data.labels[indices])
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
-            self.running.add(train_step(self.model, self.optimizer, batch, config.alpha, autocast), self.step + 1)
+            with record_function(PROFILE_SCOPES["step"]):
+                losses = train_step(self.model, self.optimizer, batch, config.alpha, autocast)
+            self.running.add(losses, self.step + 1)
             self.step += 1
             if self.weight_average is not None:
-                self.weight_average.update(self.step)
+                with record_function(PROFILE_SCOPES["average"]):
+                    self.weight_average.update(self.step)
             if self.step % config.log_every == 0:
                 self._record_steps(started)
                 bar.set_postfix(loss=f"{self.history.steps[-1].train_total:.4f}")
@@ -208,16 +222,18 @@ class Trainer:
         self._stop_if_diverged()
         self.epoch += 1
         test_images = epoch_test_images(config, self.epoch, self.test_data)
-        test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
+        with record_function(PROFILE_SCOPES["test"]):
+            test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
         self.train_seconds += time.perf_counter() - started
         lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
         record = EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_images))
         self.history.epochs.append(record)
         for hook in self.hooks:
             hook.on_epoch_end(self)
-        state = self.state_dict()
-        if self.run_folder is not None:
-            save_epoch(state, self.run_folder, keep=self.epoch in config.keep_epochs)
+        with record_function(PROFILE_SCOPES["save"]):
+            state = self.state_dict()
+            if self.run_folder is not None:
+                save_epoch(state, self.run_folder, keep=self.epoch in config.keep_epochs)
         self._last_complete_state = state  # only once saved: Ctrl-C during a save rolls back to what is on disk
 
     def _record_steps(self, epoch_started: float) -> None:
@@ -225,7 +241,8 @@ class Trainer:
         self._stop_if_diverged()
         seconds, config = self.train_seconds + time.perf_counter() - epoch_started, self.config
         test_images = self.test_data.subset(config.step_test_images)
-        test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
+        with record_function(PROFILE_SCOPES["test"]):
+            test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
         record = StepRecord.of(self.step, self.steps_per_epoch, seconds, self.running.take_means(), test)
         self.history.steps.append(record)
 

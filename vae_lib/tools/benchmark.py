@@ -28,7 +28,7 @@ from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE
 from vae_lib.core.objective import DEFAULT_ALPHA
 from vae_lib.core.settings import data_dir
-from vae_lib.core.train import Trainer, train_step
+from vae_lib.core.train import PROFILE_SCOPES, Trainer, train_step
 from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.pictures.snapshots import SnapshotRecorder
 
@@ -106,6 +106,96 @@ def training_gflop_per_image(model: VAE) -> float:
     for handle in handles:
         handle.remove()
     return 3 * 2 * multiply_adds / 1e9
+
+
+# What the ops of a training step are counted as, the first whose test an op passes; `scopes` are the names of the
+# profiler ranges around the op (Adam's step and zero_grad record their own), innermost first.
+STEP_PARTS: tuple[tuple[str, Callable[[str, list[str]], bool]], ...] = (
+    (
+        "optimizer (Adam step, zero_grad)",
+        lambda op, scopes: any(name.startswith("Optimizer.") for name in [op, *scopes]),
+    ),
+    ("convolutions, backward", lambda op, scopes: "convolution_backward" in op),
+    ("convolutions, forward", lambda op, scopes: "conv" in op),
+    ("linear layers", lambda op, scopes: op in ("aten::mm", "aten::addmm", "aten::linear")),
+    ("batch norm", lambda op, scopes: "batch_norm" in op),
+    ("ReLU", lambda op, scopes: op in ("aten::relu", "aten::clamp_min", "aten::threshold_backward")),
+    ("copies and layout changes", lambda op, scopes: "copy" in op or op in ("aten::contiguous", "aten::clone")),
+    ("the rest (loss, sampling z, autograd bookkeeping)", lambda op, scopes: True),
+)
+
+
+def profile_epoch(
+    report: Report, recipe: str = "2d-fast", steps: int | None = None, device: str | None = None
+) -> dict[str, float]:
+    """Profile one epoch of `recipe` as the Trainer runs it (or its first `steps` steps) and report where its time
+    goes: the batches, the training step split by kind of op, the weight average, the test passes and the saving,
+    in seconds per epoch; and the rate of the convolutions and linear layers against this CPU's matmul.
+
+    Return seconds per epoch by part (and by part of the step), the step's GFLOP/s and that rate's fraction of the
+    4096 x 4096 fp32 matmul's. The profiler's own cost per op (microseconds) is in the figures.
+    """
+    config = RECIPES[recipe]
+    if steps is not None:
+        config = replace(config, train_subset=steps * config.batch_size, log_every=min(config.log_every, steps))
+    train_data, test_data = load_dataset(config.dataset, train=True), load_dataset(config.dataset, train=False)
+    data = {"train_data": train_data, "test_data": test_data, "device": device, "progress": False}
+    Trainer(replace(config, train_subset=20 * config.batch_size, epoch_test_images=256), **data).fit(1)  # warm up
+    trainer = Trainer(config, **data)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
+        started = time.perf_counter()
+        trainer.fit(1)
+        epoch_seconds = time.perf_counter() - started
+    seconds = _seconds_by_part(profiler.events())
+    figures = {"epoch_seconds": epoch_seconds, "steps": trainer.steps_per_epoch} | seconds
+    compute = seconds["convolutions, forward"] + seconds["convolutions, backward"] + seconds["linear layers"]
+    gflop = training_gflop_per_image(trainer.model) * config.batch_size * trainer.steps_per_epoch
+    matmul_dtype = autocast_dtype(config.precision, trainer.device) or torch.float32
+    figures |= {"conv_linear_gflops": gflop / compute, "matmul_gflops": matmul_gflops(dtype=matmul_dtype)}
+    _report_profile(figures, recipe, numerics_name(config.precision, trainer.device), report)
+    return figures
+
+
+def _seconds_by_part(events: list) -> dict[str, float]:
+    """Return the self CPU seconds of a profiled epoch by part: PROFILE_SCOPES' ranges, the step by STEP_PARTS,
+    and what falls in no range ("outside")."""
+    totals = {name: 0.0 for name in PROFILE_SCOPES} | {part: 0.0 for part, _ in STEP_PARTS} | {"outside": 0.0}
+    scope_of = {label: name for name, label in PROFILE_SCOPES.items()}
+    for event in events:
+        scopes, parent = [], event.cpu_parent
+        while parent is not None:
+            scopes.append(parent.name)
+            parent = parent.cpu_parent
+        if event.name in scope_of:  # a range's own bookkeeping
+            scopes.insert(0, event.name)
+        scope = next((scope_of[name] for name in scopes if name in scope_of), "outside")
+        if scope == "step":
+            scope = next(part for part, test in STEP_PARTS if test(event.name, scopes))
+        totals[scope] += event.self_cpu_time_total / 1e6
+    return totals
+
+
+def _report_profile(figures: dict[str, float], recipe: str, numerics: str, report: Report) -> None:
+    """Report profile_epoch's figures as a table of seconds per epoch."""
+    total = figures["epoch_seconds"]
+    settings = f"{figures['steps']:.0f} steps, {numerics}, {torch.get_num_threads()} threads"
+    report(f"one epoch of the {recipe} recipe ({settings}), profiled: {total:.1f} s")
+    step_parts = [part for part, _ in STEP_PARTS]
+    step_seconds = sum(figures[part] for part in step_parts)
+    rows = [("batches (indexing, binarising, to float)", figures["batch"]), ("training step", step_seconds)]
+    rows += [(f"  {part}", figures[part]) for part in step_parts]
+    rows += [
+        ("weight average", figures["average"]),
+        ("test passes", figures["test"]),
+        ("saving the checkpoint", figures["save"]),
+        ("outside these (the loop, learning rate, loss records)", figures["outside"]),
+    ]
+    for name, seconds in rows:
+        report(f"  {name:56s} {seconds:7.2f} s  {seconds / total:6.1%}")
+    rate, peak = figures["conv_linear_gflops"], figures["matmul_gflops"]
+    report(
+        f"  convolutions and linear layers: {rate:.1f} GFLOP/s, {rate / peak:.0%} of a {numerics} matmul's {peak:.1f}"
+    )
 
 
 def time_video(run_dir: Path, frame_count: int = 200) -> float:

@@ -197,10 +197,19 @@ def _student_notebooks(args: argparse.Namespace) -> None:
 
 
 def _benchmark(args: argparse.Namespace) -> None:
-    from vae_lib.tools.benchmark import check_reference, compare_with_reference, run_benchmark, time_to_quality
+    from vae_lib.tools.benchmark import (
+        check_reference,
+        compare_with_reference,
+        profile_epoch,
+        run_benchmark,
+        time_to_quality,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.profile:
+        profile_epoch(say, recipe=args.profile, device=args.device)
+        return
     if args.time_to_quality:
         for name in args.time_to_quality:
             time_to_quality(name, say, to_the_end=args.to_the_end, device=args.device, fast_epochs=args.fast_epochs)
@@ -334,6 +343,12 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
         type=_integer_at_least(1),
         metavar="N",
         help="with --time-to-quality: train the -fast recipe for N epochs (its cosine schedule decays over them)",
+    )
+    benchmark.add_argument(
+        "--profile",
+        choices=sorted(RECIPES),
+        metavar="RECIPE",
+        help="instead, profile one epoch of RECIPE (e.g. 2d-fast) and print where its time goes",
     )
     benchmark.set_defaults(run=_benchmark)
 
