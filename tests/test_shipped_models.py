@@ -1,6 +1,7 @@
 """The trained models the repository ships: loadable from the file alone, small, with their history, and as good
 as recorded. Test metrics are over all 10,000 MNIST test images, the seed's way (z sampled with seed 0)."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ import torch
 from vae_lib import CheckpointError, evaluate, load_model, read_checkpoint
 from vae_lib.core.checkpoint import CHECKSUM_KEY, TRAINING_ONLY_KEYS, config_of, content_digest, history_of
 from vae_lib.core.config import RECIPES
+from vae_lib.core.likelihood import bound_summary, importance_log_weights, per_image_bounds
 from vae_lib.core.settings import outputs_dir
 from vae_lib.core.train import evaluation_data
-from vae_lib.course.shipped import QUALITY_TARGETS, shipped_checkpoint, shipped_epochs
+from vae_lib.course.shipped import QUALITY_TARGETS, shipped_bounds, shipped_checkpoint, shipped_epochs
 
 # The seed project's best test figures (2-D after 128 epochs, 8-D after 32).
 SEED_BEST_TOTAL = {"2d": 0.0802, "8d": 0.0424}
@@ -37,7 +39,11 @@ def test_shipped_checkpoint_is_small_and_complete(name: str) -> None:
 
 
 def test_everything_shipped_under_outputs_fits_in_45_mb() -> None:
-    shipped = [path for folder in ("checkpoints", "videos", "figures") for path in (outputs_dir() / folder).iterdir()]
+    shipped = [
+        path
+        for folder in ("checkpoints", "videos", "figures", "metrics")
+        for path in (outputs_dir() / folder).iterdir()
+    ]
     assert sum(path.stat().st_size for path in shipped) < 45_000_000
 
 
@@ -98,3 +104,31 @@ def test_the_bernoulli_model_is_within_the_target_in_nats_and_the_conditional_on
     conditional = history_of(read_checkpoint(shipped_checkpoint("cvae-2d"))).epochs[-1]
     plain = history_of(read_checkpoint(shipped_checkpoint("2d"))).epochs[-1]
     assert conditional.test_recon < plain.test_recon - 0.005  # knowing the class leaves z free for the style
+
+
+def test_the_shipped_bounds_are_this_model_s_on_every_binarised_test_image_and_the_readme_s(mnist_test) -> None:
+    saved = shipped_bounds("bernoulli")
+    model = load_model(shipped_checkpoint("bernoulli"))
+    test_data = evaluation_data(replace(RECIPES["bernoulli"], test_subset=0), mnist_test)  # as evaluate binarises
+    assert saved.key == {
+        "model": content_digest(model.state_dict()),
+        "images": content_digest([test_data.images, test_data.labels]),
+        "samples": 5000,
+        "sample_counts": [1, 10, 100, 1000, 5000],
+        "variance": None,
+        "seed": 0,
+    }
+    assert saved.bounds.shape == (10000, 5) and not saved.bounds.isnan().any()
+    # Three images bounded again here give the shipped figures: the first, one in the middle, the last.
+    for index in (0, 5123, 9999):
+        again = importance_log_weights(model, test_data.images[index : index + 1], 5000, first_index=index)
+        assert torch.allclose(per_image_bounds(again, [1, 10, 100, 1000, 5000])[0], saved.bounds[index], atol=1e-3)
+    summary = bound_summary(saved.bounds, saved.key["sample_counts"])
+    means = [mean for mean, _ in summary.values()]
+    assert means == sorted(means)  # the bound tightens as k grows
+    negative_elbo = history_of(read_checkpoint(shipped_checkpoint("bernoulli"))).epochs[-1].test_total
+    assert abs(-summary[1][0] - negative_elbo) < 0.3  # k = 1 is the ELBO (evaluate draws one z per image)
+    nll, error = -summary[5000][0], summary[5000][1]
+    assert nll <= 89  # the issue's target
+    readme = (outputs_dir().parent / "README.md").read_text()
+    assert f"**{nll:.2f} ± {error:.2f}** (all 10,000 test images)" in readme
