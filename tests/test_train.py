@@ -253,3 +253,27 @@ def test_ctrl_c_during_a_checkpoint_write_tells_the_truth(
     assert trainer.epoch == at_call - 1
     assert (read_checkpoint(checkpoint)["epoch"] if checkpoint.exists() else 0) == trainer.epoch
     assert sorted(path.name for path in tmp_path.iterdir()) == (["checkpoint.pt"] if at_call > 1 else [])
+
+
+def test_max_grad_norm_scales_a_larger_gradient_down_to_that_norm_and_leaves_a_smaller_one(small_train) -> None:
+    from vae_lib.core.train import train_step
+
+    batch = to_model_input(small_train.images[:64], 1)
+
+    def sgd_step_length(max_grad_norm: float) -> float:
+        torch.manual_seed(0)
+        model = TrainConfig().build_model()
+        before = [parameter.detach().clone() for parameter in model.parameters()]
+        train_step(model, torch.optim.SGD(model.parameters(), lr=1.0), batch, 1e-3, None, max_grad_norm)
+        return math.sqrt(sum((p.detach() - b).pow(2).sum().item() for p, b in zip(model.parameters(), before)))
+
+    unclipped = sgd_step_length(0.0)  # with SGD at rate 1 a step moves the weights by the gradient itself
+    assert unclipped > 0.1
+    assert sgd_step_length(0.01) == pytest.approx(0.01, rel=1e-4)
+    assert sgd_step_length(2 * unclipped) == pytest.approx(unclipped, rel=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-1.0, math.inf, math.nan])
+def test_a_negative_or_infinite_max_grad_norm_is_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="max_grad_norm must be a finite number >= 0"):
+        TrainConfig(max_grad_norm=bad)

@@ -28,6 +28,7 @@ ADDED_FIELDS = {
     "likelihood": "gaussian",
     "conditional": False,
     "binarise": False,
+    "max_grad_norm": 0.0,
 }
 
 
@@ -91,6 +92,11 @@ class TrainConfig:
     keep_epochs: tuple[int, ...] = setting(
         (), "epochs whose checkpoint is also kept as epoch_NNN.pt", minimum=1, nargs="*"
     )
+    max_grad_norm: float = setting(
+        0.0,
+        "scale each step's gradient down to this norm when it is larger (0: never); the sweep's collapsed points "
+        "need it (vae_lib.course.sweep)",
+    )
     ema_decay: float = setting(
         0.0,
         "keep an exponential moving average of the weights, with this decay per step, and evaluate and save it as "
@@ -120,6 +126,10 @@ class TrainConfig:
         if not (isinstance(self.final_lr_fraction, int | float) and 0 <= self.final_lr_fraction <= 1):
             raise ValueError(
                 f"final_lr_fraction must lie in [0, 1] (a fraction of the learning rate), got {self.final_lr_fraction}"
+            )
+        if not (isinstance(self.max_grad_norm, int | float) and 0 <= self.max_grad_norm < math.inf):
+            raise ValueError(
+                f"max_grad_norm must be a finite number >= 0 (0 never clips the gradient), got {self.max_grad_norm}"
             )
         if not (isinstance(self.ema_decay, int | float) and 0 <= self.ema_decay < 1):
             raise ValueError(

@@ -57,13 +57,15 @@ def train_step(
     batch: Batch | torch.Tensor,
     alpha: float,
     autocast: torch.dtype | None = None,
+    max_grad_norm: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Take one optimisation step on a batch, (images in [-1, 1], labels) or images alone; return its
     (total, recon, kl) losses, the reconstruction term being the model's likelihood's.
 
     With `autocast` (torch.bfloat16) the forward pass computes in that dtype where it is safe, and the loss
-    in fp32 (device.autocast_dtype chooses). The losses come back as detached tensors, still on the model's
-    device: reading them is up to the caller.
+    in fp32 (device.autocast_dtype chooses). With `max_grad_norm` > 0 a gradient whose norm (over all the
+    parameters) is larger is scaled down to that norm before the step. The losses come back as detached
+    tensors, still on the model's device: reading them is up to the caller.
     """
     images, labels = as_batch(batch)
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
@@ -71,6 +73,8 @@ def train_step(
     total, recon, kl = vae_loss(images, output.float(), mean.float(), log_var.float(), alpha, model.likelihood)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
+    if max_grad_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     return total.detach(), recon.detach(), kl.detach()
 
@@ -207,7 +211,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
             with record_function(PROFILE_SCOPES["step"]):
-                losses = train_step(self.model, self.optimizer, batch, config.alpha, autocast)
+                losses = train_step(self.model, self.optimizer, batch, config.alpha, autocast, config.max_grad_norm)
             self.running.add(losses, self.step + 1)
             self.step += 1
             if self.weight_average is not None:
