@@ -1,5 +1,6 @@
-"""The KL-weight sweep of notebook 06: its command trains, resumes and ships; the shipped points are complete and
-show what the weight does (rate falls and active units vanish as alpha grows)."""
+"""The KL-weight sweep of notebook 06: its command trains, resumes and ships; the shipped points are complete, had
+nearly stopped improving, and show what the weight does (as alpha grows the rate falls, the distortion rises and
+active units vanish)."""
 
 from dataclasses import replace
 
@@ -7,6 +8,7 @@ import pytest
 
 from vae_lib import load_model, read_checkpoint
 from vae_lib.core.checkpoint import config_of, history_of
+from vae_lib.core.config import RECIPES
 from vae_lib.course.sweep import (
     SWEEP_ALPHAS,
     SWEEP_EPOCHS,
@@ -15,6 +17,7 @@ from vae_lib.course.sweep import (
     sweep_checkpoint,
     sweep_config,
 )
+from vae_lib.pictures import viz
 from vae_lib.tools.sweep import run_sweep
 
 
@@ -62,14 +65,35 @@ def test_the_rate_falls_and_the_distortion_rises_as_the_kl_weight_grows(points, 
     assert [point.alpha for point in chosen] == sorted(SWEEP_ALPHAS)
     rates = [point.test_kl for point in chosen]
     assert rates == sorted(rates, reverse=True)
-    # From 1e-4 on, for both sizes; below it only the 8-D model gains (notebook 06 shows the 2-D exception).
-    distortions = [point.test_recon for point in chosen if point.alpha >= 1e-4 or latent_dim == 8]
-    assert distortions == sorted(distortions)
+    distortions = [point.test_recon for point in chosen]
+    if latent_dim == 2:
+        # Below 1e-4 the two dimensions, not the KL, limit a 2-D model's distortion: the curve is flat there, to
+        # within what another 16 epochs would still change (0.0728 at 1e-5 against 0.0726 at 1e-4).
+        assert abs(distortions[0] - distortions[1]) < 0.0005
+        distortions = distortions[1:]
+    assert all(later - earlier > 0.0005 for earlier, later in zip(distortions, distortions[1:]))
 
 
-def test_after_two_epochs_the_2d_near_autoencoder_reconstructs_worse_than_alpha_1e_4(points) -> None:
-    by_alpha = {point.alpha: point for point in points if point.latent_dim == 2}
-    assert by_alpha[1e-5].test_recon > by_alpha[1e-4].test_recon and by_alpha[1e-5].test_kl > 4 * by_alpha[1e-4].test_kl
+@pytest.mark.parametrize("latent_dim", SWEEP_LATENT_DIMS)
+@pytest.mark.parametrize("alpha", SWEEP_ALPHAS)
+def test_every_point_had_nearly_stopped_improving_over_its_last_epochs(latent_dim: int, alpha: float) -> None:
+    # The records of every epoch but the last are over the same first 2,000 test images (the last one's over all).
+    config = sweep_config(latent_dim, alpha)
+    records = [
+        record
+        for record in history_of(read_checkpoint(sweep_checkpoint(latent_dim, alpha))).epochs
+        if record.test_images == config.epoch_test_images
+    ]
+    assert [record.epoch for record in records] == list(range(1, config.epochs))
+    last_quarter_gain = records[-1 - config.epochs // 4].test_recon - records[-1].test_recon
+    assert -0.0005 < last_quarter_gain < 0.002
+
+
+def test_the_sweep_s_settings_are_the_2d_fast_recipe_with_its_own_length_weight_and_size() -> None:
+    config = sweep_config(8, 0.01)
+    assert (config.latent_dim, config.alpha, config.epochs, config.keep_epochs) == (8, 0.01, 16, (8,))
+    assert replace(config, latent_dim=2, alpha=0.001, epochs=40, keep_epochs=(1, 20, 40)) == RECIPES["2d-fast"]
+    assert [sweep_config(2, alpha).max_grad_norm for alpha in SWEEP_ALPHAS] == [0.0, 0.0, 0.0, 0.0, 5.0]
 
 
 @pytest.mark.parametrize("latent_dim", SWEEP_LATENT_DIMS)
@@ -78,3 +102,15 @@ def test_the_smallest_weight_uses_every_dimension_and_the_largest_collapses(poin
     assert chosen[min(SWEEP_ALPHAS)].active_units == latent_dim
     assert chosen[max(SWEEP_ALPHAS)].active_units == 0
     assert chosen[max(SWEEP_ALPHAS)].test_kl < 0.1
+    assert chosen[max(SWEEP_ALPHAS)].kl_per_dimension.max() < 0.05
+
+
+def test_the_training_figure_draws_each_point_s_record_after_every_epoch(points) -> None:
+    figure = viz.plot_sweep_training(points)
+    for axis, latent_dim in zip(figure.axes, SWEEP_LATENT_DIMS, strict=True):
+        chosen = [point for point in points if point.latent_dim == latent_dim]
+        lines = axis.get_lines()
+        assert len(lines) == 2 * len(chosen) and "2,000 test images" in axis.get_title()
+        for point, line, last in zip(chosen, lines[::2], lines[1::2], strict=True):
+            assert list(line.get_ydata()) == [record.test_recon for record in point.history.epochs[:-1]]
+            assert list(last.get_xdata()) == [SWEEP_EPOCHS] and list(last.get_ydata()) == [point.test_recon]

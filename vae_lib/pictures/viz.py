@@ -424,6 +424,36 @@ def plot_rate_distortion(points: Sequence) -> Figure:
     return figure
 
 
+def plot_sweep_training(points: Sequence) -> Figure:
+    """Return each sweep point's test reconstruction after every epoch, a panel per latent size, a line per weight.
+
+    `points` are sweep.SweepPoint-like: latent_dim, alpha, history. The records of the epochs before the last cover
+    the run's first epoch_test_images test images (a line); the last epoch's covers every test image (a marker).
+    """
+    latent_dims = sorted({point.latent_dim for point in points})
+    figure, axes = plt.subplots(1, len(latent_dims), figsize=(6.2 * len(latent_dims), 4.2), squeeze=False)
+    for axis, latent_dim in zip(axes[0], latent_dims, strict=True):
+        chosen = sorted((point for point in points if point.latent_dim == latent_dim), key=lambda point: point.alpha)
+        first_images = chosen[0].history.epochs[0].test_images or 0
+        for index, point in enumerate(chosen):
+            *records, last = point.history.epochs
+            colour = class_colour(index)
+            axis.plot(
+                [r.epoch for r in records], [r.test_recon for r in records], color=colour, label=f"α={point.alpha:g}"
+            )
+            axis.plot([last.epoch], [last.test_recon], marker="o", color=colour)
+        axis.set_yscale("log")
+        axis.set(
+            xlabel="epoch",
+            ylabel=f"test {recon_label(chosen[0].model.likelihood)} (log scale)",
+            title=f"{latent_dim}-D: each epoch on the first {first_images:,} test images, the last (dot) on all",
+        )
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def plot_samples_and_scatter(
     points: Sequence,
     test_data,
