@@ -203,6 +203,31 @@ def test_the_race_can_give_the_fast_recipe_a_shorter_schedule(capsys) -> None:
         parser.parse_args(["benchmark", "--time-to-quality", "2d", "--fast-epochs", "0"])
 
 
+def test_the_race_can_be_between_any_recipes_named_by_themselves(capsys) -> None:
+    racers = ("2d-fast", "2d")
+    figures = time_to_quality("2d", print, target=0.2, racers=racers, train_subset=1280, test_subset=2500, epochs=2)
+    printed = capsys.readouterr().out
+    assert list(figures) == list(racers)
+    # the first racer stops at the target; the other trains to its end and is compared with the first
+    assert figures["2d-fast"]["epoch_reached"] == 1 and figures["2d-fast"]["final_recon"] is None
+    assert figures["2d"]["final_recon"] is not None and figures["2d"]["epoch_reached"] in (1, 2)
+    ratio = figures["2d"]["cpu_seconds_to_target"] / figures["2d-fast"]["cpu_seconds_to_target"]
+    assert f"time to test recon 0.2, 2d / 2d-fast: {ratio:.3f} in CPU seconds" in printed
+    epochs_printed = [line.split(":")[0] for line in printed.splitlines() if "CPU s, test recon" in line]
+    assert epochs_printed == ["2d-fast epoch   1", "2d      epoch   1", "2d      epoch   2"]
+    with pytest.raises(ValueError, match="two or more different recipes"):
+        time_to_quality("2d", print, racers=("2d-fast",))
+    with pytest.raises(ValueError, match="--fast-epochs shortens the 2d-fast recipe"):
+        time_to_quality("2d", print, racers=("2d", "8d"), fast_epochs=3)
+    parser = build_parser()
+    assert parser.parse_args(["benchmark", "--time-to-quality", "2d", "--racers", "2d-fast", "2d"]).racers == [
+        "2d-fast",
+        "2d",
+    ]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["benchmark", "--time-to-quality", "2d", "--racers", "2d-slow"])
+
+
 def test_the_reference_comparison_needs_a_clone_of_the_reference_and_says_so_before_benchmarking(
     tmp_path: Path, capsys
 ) -> None:

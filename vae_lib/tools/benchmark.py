@@ -421,16 +421,20 @@ def time_to_quality(
     to_the_end: bool = False,
     device: str | None = None,
     fast_epochs: int | None = None,
+    racers: tuple[str, ...] | None = None,
     **changes: object,
 ) -> dict[str, dict[str, float | int | None]]:
-    """Race the shipped recipe `name` ('2d' or '8d') against its -fast version, an epoch of each in turn, until
-    each reaches test reconstruction `target` (QUALITY_TARGETS by default); the fast one trains to its end, to
-    show its final reconstruction (both do with `to_the_end`). Report each epoch and the table; return the figures.
+    """Race recipes of the model `name` ('2d' or '8d'), an epoch of each in turn, until each reaches test
+    reconstruction `target` (QUALITY_TARGETS by default). By default the racers are the shipped recipe
+    ("shipped") and its -fast version ("fast"); `racers` names RECIPES to race instead, each under its own name.
+    The first racer stops at the target, the others train to their end to show their final reconstruction (all
+    do with `to_the_end`). Report each epoch and the table; return the figures by racer.
 
     Each recipe's training and own evaluation are timed twice: wall-clock seconds, and the CPU seconds this
-    process spent, which other jobs on a shared machine hardly change. The whole-test-set check of a fast
-    recipe's epochs is not timed. `changes` alter both recipes alike (tests use train_subset and epochs);
-    `fast_epochs` gives the fast recipe a run of that many epochs, over which its cosine schedule decays.
+    process spent, which other jobs on a shared machine hardly change. The whole-test-set check of a recipe's
+    epochs that evaluate fewer test images is not timed. `changes` alter every recipe alike (tests use
+    train_subset and epochs); `fast_epochs` gives the -fast recipe a run of that many epochs, over which its
+    cosine schedule decays.
     """
     target = QUALITY_TARGETS[name].recon if target is None else target
     data = {
@@ -439,48 +443,57 @@ def time_to_quality(
         "device": device,
         "progress": False,
     }
-    configs = {
-        label: replace(RECIPES[recipe], **changes) for label, recipe in (("shipped", name), ("fast", f"{name}-fast"))
-    }
+    labels = {recipe: recipe for recipe in racers} if racers else {"shipped": name, "fast": f"{name}-fast"}
+    if len(labels) < 2 or not set(labels.values()) <= set(RECIPES):
+        raise ValueError(f"race two or more different recipes of {', '.join(sorted(RECIPES))}, got {racers}")
+    configs = {label: replace(RECIPES[recipe], **changes) for label, recipe in labels.items()}
     if fast_epochs is not None:
-        configs["fast"] = replace(configs["fast"], epochs=fast_epochs, keep_epochs=())
+        fast = [label for label, recipe in labels.items() if recipe == f"{name}-fast"]
+        if not fast:
+            raise ValueError(f"--fast-epochs shortens the {name}-fast recipe, which is not among the racers {racers}")
+        configs[fast[0]] = replace(configs[fast[0]], epochs=fast_epochs, keep_epochs=())
     trainers = {label: Trainer(config, **data) for label, config in configs.items()}
     report(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")
     cpu_seconds, reached = race(trainers, target, to_the_end, report)
     figures = {label: race_figures(trainer, cpu_seconds[label], reached[label]) for label, trainer in trainers.items()}
+    width = max(len(label) for label in trainers)
     for label, trainer in trainers.items():
         config, result = trainer.config, figures[label]
         epoch, seconds, cpu = result["epoch_reached"], result["seconds_to_target"], result["cpu_seconds_to_target"]
         report(
-            f"{label:7} {numerics_name(config.precision, trainer.device):13} batch {config.batch_size:3d} "
+            f"{label:{width}} {numerics_name(config.precision, trainer.device):13} batch {config.batch_size:3d} "
             f"lr {config.learning_rate:.2g}: {result['cpu_seconds_per_epoch']:.1f} CPU s per epoch; "
             f"test recon {target} "
             + (f"at epoch {epoch}, {seconds:.0f} s, {cpu:.0f} CPU s" if epoch else f"not reached in {trainer.epoch}")
             + (f"; final ({config.epochs} epochs) {result['final_recon']:.5f}" if result["final_recon"] else "")
         )
-    shipped, fast = figures["shipped"], figures["fast"]
-    if shipped["epoch_reached"] and fast["epoch_reached"]:
-        report(
-            f"time to test recon {target}, fast / shipped: "
-            f"{fast['cpu_seconds_to_target'] / shipped['cpu_seconds_to_target']:.3f} in CPU seconds, "
-            f"{fast['seconds_to_target'] / shipped['seconds_to_target']:.3f} in wall-clock seconds"
-        )
+    first, *others = figures
+    for other in others:
+        if figures[first]["epoch_reached"] and figures[other]["epoch_reached"]:
+            report(
+                f"time to test recon {target}, {other} / {first}: "
+                f"{figures[other]['cpu_seconds_to_target'] / figures[first]['cpu_seconds_to_target']:.3f} in CPU "
+                f"seconds, {figures[other]['seconds_to_target'] / figures[first]['seconds_to_target']:.3f} in "
+                "wall-clock seconds"
+            )
     return figures
 
 
 def race(
     trainers: dict[str, Trainer], target: float, to_the_end: bool, report: Report
 ) -> tuple[dict[str, float], dict[str, tuple[int, float, float] | None]]:
-    """Train the trainers an epoch each in turn until each reaches `target` (the fast one, or all with
-    `to_the_end`, to their last epoch); return each one's CPU seconds and (epoch, seconds, CPU seconds) at the
+    """Train the trainers an epoch each in turn until each reaches `target` (all but the first to their last
+    epoch, or all with `to_the_end`); return each one's CPU seconds and (epoch, seconds, CPU seconds) at the
     target, None where it was not reached."""
     cpu_seconds = dict.fromkeys(trainers, 0.0)
     reached: dict[str, tuple[int, float, float] | None] = dict.fromkeys(trainers)
+    first = next(iter(trainers))
+    width = max(len(label) for label in trainers)
     while True:
         running = [
             label
             for label, trainer in trainers.items()
-            if trainer.epoch < trainer.config.epochs and (to_the_end or label == "fast" or reached[label] is None)
+            if trainer.epoch < trainer.config.epochs and (to_the_end or label != first or reached[label] is None)
         ]
         if not running:
             return cpu_seconds, reached
@@ -492,7 +505,7 @@ def race(
             if recon <= target and reached[label] is None:
                 reached[label] = (trainer.epoch, trainer.train_seconds, cpu_seconds[label])
             report(
-                f"{label:7} epoch {trainer.epoch:3d}: {trainer.train_seconds:7.1f} s, {cpu_seconds[label]:7.1f} "
+                f"{label:{width}} epoch {trainer.epoch:3d}: {trainer.train_seconds:7.1f} s, {cpu_seconds[label]:7.1f} "
                 f"CPU s, test recon {recon:.5f}"
             )
 

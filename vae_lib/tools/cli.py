@@ -212,7 +212,9 @@ def _benchmark(args: argparse.Namespace) -> None:
         return
     if args.time_to_quality:
         for name in args.time_to_quality:
-            time_to_quality(name, say, to_the_end=args.to_the_end, device=args.device, fast_epochs=args.fast_epochs)
+            racers = tuple(args.racers) if args.racers else None
+            options = {"to_the_end": args.to_the_end, "fast_epochs": args.fast_epochs, "racers": racers}
+            time_to_quality(name, say, device=args.device, **options)
         return
     if args.reference:
         check_reference(Path(args.reference))  # before the benchmark, not after it
@@ -343,6 +345,14 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
         type=_integer_at_least(1),
         metavar="N",
         help="with --time-to-quality: train the -fast recipe for N epochs (its cosine schedule decays over them)",
+    )
+    benchmark.add_argument(
+        "--racers",
+        nargs="+",
+        choices=sorted(RECIPES),
+        metavar="RECIPE",
+        help="with --time-to-quality: race these recipes instead (the first stops at the target, the others train "
+        "to their end), e.g. --racers 2d-fast 2d-lab",
     )
     benchmark.add_argument(
         "--profile",
