@@ -177,6 +177,19 @@ def test_the_command_line_turns_each_speedup_off() -> None:
         build_parser().parse_args(["train", "--precision", "fp16"])
 
 
+def test_the_lab_recipe_is_the_fast_one_with_its_schedule_over_13_epochs() -> None:
+    fast, lab = RECIPES["2d-fast"], RECIPES["2d-lab"]
+    assert fast.differences(lab, tuple(f for f in fast.to_dict() if f not in ("epochs", "keep_epochs"))) == []
+    assert lab.epochs == 13
+    steps_per_epoch = 60_000 // lab.batch_size
+    # the cosine decays over the 13 epochs, not the fast recipe's 40: half-way at 6.5, the floor at the end
+    assert lab.learning_rate_at(13 * steps_per_epoch // 2, steps_per_epoch) == pytest.approx(
+        0.51 * lab.learning_rate, rel=1e-3
+    )
+    assert lab.learning_rate_at(13 * steps_per_epoch, steps_per_epoch) == pytest.approx(0.02 * lab.learning_rate)
+    assert fast.learning_rate_at(13 * steps_per_epoch, steps_per_epoch) > 0.7 * fast.learning_rate
+
+
 def test_time_to_quality_races_both_recipes_and_reports_the_ratio(capsys) -> None:
     figures = time_to_quality("2d", print, target=0.2, train_subset=1280, test_subset=2500, epochs=2)
     printed = capsys.readouterr().out

@@ -240,8 +240,9 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--recipe",
         choices=sorted(RECIPES),
-        help="start from a shipped model's recorded settings (2d, 8d) or their faster versions (2d-fast, 8d-fast, "
-        "see the README's Speed section); options given beside it override them",
+        help="start from a shipped model's recorded settings (2d, 8d, bernoulli, cvae-2d), their faster versions "
+        "(2d-fast, 8d-fast) or the five-minute 2d-lab (see the README's Speed section); options given beside it "
+        "override them",
     )
     train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
