@@ -241,6 +241,17 @@ def test_the_race_can_be_between_any_recipes_named_by_themselves(capsys) -> None
         parser.parse_args(["benchmark", "--time-to-quality", "2d", "--racers", "2d-slow"])
 
 
+def test_each_racer_takes_the_path_of_its_run_alone(mnist_train, mnist_test) -> None:
+    changes = {"train_subset": 640, "test_subset": 500, "epochs": 2}
+    racers = ("2d", "2d-fast")
+    figures = time_to_quality("2d", lambda line: None, target=0.0, to_the_end=True, racers=racers, **changes)
+    for recipe in racers:
+        alone = Trainer(replace(RECIPES[recipe], **changes), train_data=mnist_train, test_data=mnist_test)
+        alone.fit(2)
+        # the same z draws as alone, although the other racer trained between its epochs
+        assert figures[recipe]["final_recon"] == full_test_recon(alone)
+
+
 def test_the_reference_comparison_needs_a_clone_of_the_reference_and_says_so_before_benchmarking(
     tmp_path: Path, capsys
 ) -> None:

@@ -33,6 +33,7 @@ from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.pictures.snapshots import SnapshotRecorder
 
 Report = Callable[[str], None]
+RandomState = tuple[torch.Tensor, list[torch.Tensor] | None]  # torch's global generators: the CPU's, the GPUs'
 
 MATMUL_SIZE = 4096
 
@@ -452,9 +453,12 @@ def time_to_quality(
         if not fast:
             raise ValueError(f"--fast-epochs shortens the {name}-fast recipe, which is not among the racers {racers}")
         configs[fast[0]] = replace(configs[fast[0]], epochs=fast_epochs, keep_epochs=())
-    trainers = {label: Trainer(config, **data) for label, config in configs.items()}
+    trainers, streams = {}, {}
+    for label, config in configs.items():
+        trainers[label] = Trainer(config, **data)
+        streams[label] = _random_state()  # where this recipe's run alone would start drawing
     report(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")
-    cpu_seconds, reached = race(trainers, target, to_the_end, report)
+    cpu_seconds, reached = race(trainers, target, to_the_end, report, streams)
     figures = {label: race_figures(trainer, cpu_seconds[label], reached[label]) for label, trainer in trainers.items()}
     width = max(len(label) for label in trainers)
     for label, trainer in trainers.items():
@@ -480,13 +484,22 @@ def time_to_quality(
 
 
 def race(
-    trainers: dict[str, Trainer], target: float, to_the_end: bool, report: Report
+    trainers: dict[str, Trainer],
+    target: float,
+    to_the_end: bool,
+    report: Report,
+    streams: dict[str, RandomState] | None = None,
 ) -> tuple[dict[str, float], dict[str, tuple[int, float, float] | None]]:
     """Train the trainers an epoch each in turn until each reaches `target` (all but the first to their last
     epoch, or all with `to_the_end`); return each one's CPU seconds and (epoch, seconds, CPU seconds) at the
-    target, None where it was not reached."""
+    target, None where it was not reached.
+
+    Each trainer draws z (and binarises) from a random stream of its own, starting from its entry in `streams`
+    (by default where the global one is now), so its path does not depend on how long the others train: it is
+    the path of its run alone."""
     cpu_seconds = dict.fromkeys(trainers, 0.0)
     reached: dict[str, tuple[int, float, float] | None] = dict.fromkeys(trainers)
+    streams = dict(streams) if streams is not None else dict.fromkeys(trainers, _random_state())
     first = next(iter(trainers))
     width = max(len(label) for label in trainers)
     while True:
@@ -499,7 +512,9 @@ def race(
             return cpu_seconds, reached
         for label in running:
             trainer, started = trainers[label], time.process_time()
+            _set_random_state(streams[label])
             trainer.fit(1)
+            streams[label] = _random_state()
             cpu_seconds[label] += time.process_time() - started
             recon = full_test_recon(trainer)
             if recon <= target and reached[label] is None:
@@ -508,6 +523,18 @@ def race(
                 f"{label:{width}} epoch {trainer.epoch:3d}: {trainer.train_seconds:7.1f} s, {cpu_seconds[label]:7.1f} "
                 f"CPU s, test recon {recon:.5f}"
             )
+
+
+def _random_state() -> RandomState:
+    """Return the state of torch's global random generators: the CPU's, and the GPUs' where there are any."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+def _set_random_state(state: RandomState) -> None:
+    """Restore a state of _random_state()."""
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
 
 
 def race_figures(
