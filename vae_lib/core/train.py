@@ -382,13 +382,25 @@ def _subset(dataset: ImageDataset, count: int) -> ImageDataset:
     return dataset.subset(count) if 0 < count < len(dataset) else dataset
 
 
-def capture_training_state(run: Trainer) -> dict:
-    """Return (a copy of) what a training checkpoint holds: everything needed to continue the run exactly."""
-    rng = {
+def global_random_state() -> dict[str, Any]:
+    """Return torch's global random state, which draws z in training: the CPU generator's, and the GPUs' once CUDA
+    is in use."""
+    return {
         "torch": torch.get_rng_state(),
-        "shuffle": run.shuffle_generator.get_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
+
+
+def set_global_random_state(state: dict[str, Any]) -> None:
+    """Restore a state of global_random_state() (or a checkpoint's "rng", which holds one)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def capture_training_state(run: Trainer) -> dict:
+    """Return (a copy of) what a training checkpoint holds: everything needed to continue the run exactly."""
+    rng = {**global_random_state(), "shuffle": run.shuffle_generator.get_state()}
     parts = {"model": run.evaluated_model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng}
     if run.evaluated_model is not run.model:
         parts[TRAINED_WEIGHTS_KEY] = run.model.state_dict()
@@ -417,7 +429,5 @@ def restore_training_state(run: Trainer, state: dict) -> None:
     run.optimizer.load_state_dict(state["optimizer"])
     run.epoch, run.step, run.train_seconds = state["epoch"], state["step"], state["train_seconds"]
     run.history = History.from_dict(state["history"])
-    torch.set_rng_state(state["rng"]["torch"])
+    set_global_random_state(state["rng"])
     run.shuffle_generator.set_state(state["rng"]["shuffle"])
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])

@@ -28,12 +28,11 @@ from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE
 from vae_lib.core.objective import DEFAULT_ALPHA
 from vae_lib.core.settings import data_dir
-from vae_lib.core.train import PROFILE_SCOPES, Trainer, train_step
+from vae_lib.core.train import PROFILE_SCOPES, Trainer, global_random_state, set_global_random_state, train_step
 from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.pictures.snapshots import SnapshotRecorder
 
 Report = Callable[[str], None]
-RandomState = tuple[torch.Tensor, list[torch.Tensor] | None]  # torch's global generators: the CPU's, the GPUs'
 
 MATMUL_SIZE = 4096
 
@@ -456,7 +455,7 @@ def time_to_quality(
     trainers, streams = {}, {}
     for label, config in configs.items():
         trainers[label] = Trainer(config, **data)
-        streams[label] = _random_state()  # where this recipe's run alone would start drawing
+        streams[label] = global_random_state()  # where this recipe's run alone would start drawing
     report(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")
     cpu_seconds, reached = race(trainers, target, to_the_end, report, streams)
     figures = {label: race_figures(trainer, cpu_seconds[label], reached[label]) for label, trainer in trainers.items()}
@@ -488,7 +487,7 @@ def race(
     target: float,
     to_the_end: bool,
     report: Report,
-    streams: dict[str, RandomState] | None = None,
+    streams: dict[str, dict] | None = None,
 ) -> tuple[dict[str, float], dict[str, tuple[int, float, float] | None]]:
     """Train the trainers an epoch each in turn until each reaches `target` (all but the first to their last
     epoch, or all with `to_the_end`); return each one's CPU seconds and (epoch, seconds, CPU seconds) at the
@@ -499,7 +498,7 @@ def race(
     the path of its run alone."""
     cpu_seconds = dict.fromkeys(trainers, 0.0)
     reached: dict[str, tuple[int, float, float] | None] = dict.fromkeys(trainers)
-    streams = dict(streams) if streams is not None else dict.fromkeys(trainers, _random_state())
+    streams = dict(streams) if streams is not None else dict.fromkeys(trainers, global_random_state())
     first = next(iter(trainers))
     width = max(len(label) for label in trainers)
     while True:
@@ -512,9 +511,9 @@ def race(
             return cpu_seconds, reached
         for label in running:
             trainer, started = trainers[label], time.process_time()
-            _set_random_state(streams[label])
+            set_global_random_state(streams[label])
             trainer.fit(1)
-            streams[label] = _random_state()
+            streams[label] = global_random_state()
             cpu_seconds[label] += time.process_time() - started
             recon = full_test_recon(trainer)
             if recon <= target and reached[label] is None:
@@ -523,18 +522,6 @@ def race(
                 f"{label:{width}} epoch {trainer.epoch:3d}: {trainer.train_seconds:7.1f} s, {cpu_seconds[label]:7.1f} "
                 f"CPU s, test recon {recon:.5f}"
             )
-
-
-def _random_state() -> RandomState:
-    """Return the state of torch's global random generators: the CPU's, and the GPUs' where there are any."""
-    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-
-
-def _set_random_state(state: RandomState) -> None:
-    """Restore a state of _random_state()."""
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
 
 
 def race_figures(

@@ -211,9 +211,9 @@ def _benchmark(args: argparse.Namespace) -> None:
         profile_epoch(say, recipe=args.profile, device=args.device)
         return
     if args.time_to_quality:
+        racers = tuple(args.racers) if args.racers else None
+        options = {"to_the_end": args.to_the_end, "fast_epochs": args.fast_epochs, "racers": racers}
         for name in args.time_to_quality:
-            racers = tuple(args.racers) if args.racers else None
-            options = {"to_the_end": args.to_the_end, "fast_epochs": args.fast_epochs, "racers": racers}
             time_to_quality(name, say, device=args.device, **options)
         return
     if args.reference:
