@@ -112,6 +112,16 @@ def test_the_profile_of_an_epoch_accounts_for_its_time_by_part(capsys) -> None:
     assert figures["convolutions, backward"] > figures["convolutions, forward"] > 0  # backward is twice the work
     assert figures["optimizer (Adam step, zero_grad)"] > 0 and figures["test"] > 0 and figures["batch"] > 0
     assert figures["conv_linear_gflops"] > 0 and figures["matmul_gflops"] > 0
+    # The gap to the matmul's peak: the layers' time at that peak and the three parts of the rest make the epoch.
+    gap = ["at_matmul_peak", "gap_conv_linear_below_peak", "gap_other_step_ops", "gap_outside_step"]
+    assert sum(figures[part] for part in gap) == pytest.approx(figures["epoch_seconds"])
+    assert all(figures[part] > 0 for part in gap)
+    assert figures["at_matmul_peak"] == pytest.approx(
+        figures["conv_linear_gflops"]
+        / figures["matmul_gflops"]
+        * (figures["convolutions, forward"] + figures["convolutions, backward"] + figures["linear layers"])
+    )
+    assert "gap: the same layers running below that peak" in printed
 
 
 def test_benchmark_prints_every_figure(capsys) -> None:

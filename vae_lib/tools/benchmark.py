@@ -152,8 +152,24 @@ def profile_epoch(
     gflop = training_gflop_per_image(trainer.model) * config.batch_size * trainer.steps_per_epoch
     matmul_dtype = autocast_dtype(config.precision, trainer.device) or torch.float32
     figures |= {"conv_linear_gflops": gflop / compute, "matmul_gflops": matmul_gflops(dtype=matmul_dtype)}
+    figures |= gap_to_matmul_peak(figures, gflop)
     _report_profile(figures, recipe, numerics_name(config.precision, trainer.device), report)
     return figures
+
+
+def gap_to_matmul_peak(figures: dict[str, float], gflop: float) -> dict[str, float]:
+    """Split a profiled epoch's seconds into what it would take if its convolutions and linear layers (`gflop` in
+    all) ran at the matmul's peak, and the three parts of the rest: those layers running below that peak, the
+    step's other ops (none of them a matmul), and the work outside the step. The four add up to the epoch."""
+    compute = figures["convolutions, forward"] + figures["convolutions, backward"] + figures["linear layers"]
+    step = sum(figures[part] for part, _ in STEP_PARTS)
+    at_peak = gflop / figures["matmul_gflops"]
+    return {
+        "at_matmul_peak": at_peak,
+        "gap_conv_linear_below_peak": compute - at_peak,
+        "gap_other_step_ops": step - compute,
+        "gap_outside_step": figures["epoch_seconds"] - step,
+    }
 
 
 def _seconds_by_part(events: list) -> dict[str, float]:
@@ -196,6 +212,14 @@ def _report_profile(figures: dict[str, float], recipe: str, numerics: str, repor
     report(
         f"  convolutions and linear layers: {rate:.1f} GFLOP/s, {rate / peak:.0%} of a {numerics} matmul's {peak:.1f}"
     )
+    report(f"the epoch against the matmul's peak ({total:.1f} s):")
+    for name, key in (
+        ("the convolutions and linear layers at the matmul's peak", "at_matmul_peak"),
+        ("gap: the same layers running below that peak", "gap_conv_linear_below_peak"),
+        ("gap: the step's other ops (batch norm, ReLU, Adam, ...)", "gap_other_step_ops"),
+        ("gap: outside the step (batches, average, tests, profiler)", "gap_outside_step"),
+    ):
+        report(f"  {name:56s} {figures[key]:7.2f} s  {figures[key] / total:6.1%}")
 
 
 def time_video(run_dir: Path, frame_count: int = 200) -> float:
