@@ -58,8 +58,10 @@ reproduce: data
 sweep: data
 	$(BIN)/python -m vae_lib sweep
 
-# The student notebooks (solutions replaced by `raise NotImplementedError`) from the instructor notebooks.
+# The student notebooks (solutions replaced by `raise NotImplementedError`) from the instructor notebooks, after
+# setting each saved progress bar's text to its final state.
 student: $(INSTALLED)
+	$(BIN)/python -m vae_lib settle-progress-bars
 	$(BIN)/python -m vae_lib student-notebooks
 
 clean:

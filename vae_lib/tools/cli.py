@@ -196,6 +196,14 @@ def _student_notebooks(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _settle_progress_bars(args: argparse.Namespace) -> None:
+    from vae_lib.course.progress_bars import settle_notebook_files
+
+    paths = [Path(path) for path in args.notebooks] or sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+    for path, changed in settle_notebook_files(paths).items():
+        print(f"{path}: {changed} progress bar text{'s' if changed != 1 else ''} set to the final state")
+
+
 def _benchmark(args: argparse.Namespace) -> None:
     from vae_lib.tools.benchmark import (
         check_reference,
@@ -368,6 +376,14 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
     )
     student.add_argument("--notebooks", default=str(REPO_ROOT / "notebooks"), help="the instructor notebooks' folder")
     student.set_defaults(run=_student_notebooks)
+
+    settle = commands.add_parser(
+        "settle-progress-bars",
+        help="after executing notebooks for commit: make each progress bar's saved text its final state "
+        "(what viewers without widgets show)",
+    )
+    settle.add_argument("notebooks", nargs="*", help="notebook files (default: the instructor notebooks)")
+    settle.set_defaults(run=_settle_progress_bars)
 
 
 def main(argv: list[str] | None = None) -> int:
