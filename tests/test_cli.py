@@ -140,6 +140,7 @@ def test_benchmark_prints_every_figure(capsys) -> None:
         "seconds per epoch",
         "samples per second",
         "channels-last kept across the flatten: a step takes x",
+        "freed memory kept by malloc (keep_freed_memory): a step takes x",
         "% of the fp32 one",
         "snapshots every 200 steps",
         "10-frame mp4",
@@ -152,6 +153,8 @@ def test_benchmark_prints_every_figure(capsys) -> None:
     assert 0 < figures["drawing_pad_median_ms"] <= figures["drawing_pad_p95_ms"]
     assert figures["drawing_pad_updates"] == 20
     assert 0.2 < figures["layout_step_ratio"] < 5 and 0.2 < figures["fp32_layout_step_ratio"] < 5
+    assert 0.2 < figures["kept_memory_step_ratio"] < 5 and 0.2 < figures["fp32_kept_memory_step_ratio"] < 5
+    assert figures["kept_memory_page_faults"] < figures["returned_memory_page_faults"] / 10
 
 
 def test_an_out_naming_a_file_is_refused_before_training(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,7 @@
+import json
 import math
+import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -277,3 +280,39 @@ def test_max_grad_norm_scales_a_larger_gradient_down_to_that_norm_and_leaves_a_s
 def test_a_negative_or_infinite_max_grad_norm_is_refused(bad: float) -> None:
     with pytest.raises(ValueError, match="max_grad_norm must be a finite number >= 0"):
         TrainConfig(max_grad_norm=bad)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory changes glibc's malloc, used on Linux")
+def test_kept_freed_memory_spares_each_step_the_page_faults_of_its_activations() -> None:
+    from vae_lib.tools.benchmark import STEP_COSTS
+
+    faults = {}
+    for keep in ("return", "keep"):  # each in a fresh process: malloc's settings hold until it exits
+        command = [sys.executable, "-c", STEP_COSTS, keep, "10", "2"]
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        faults[keep] = json.loads(result.stdout.strip().splitlines()[-1])["fp32"]["page_faults"]
+    # returned to the kernel, a step's activations and gradients (several MB) are mapped in afresh at every step
+    assert faults["return"] > 1000
+    assert faults["keep"] < faults["return"] / 20
+
+
+def test_freed_memory_is_kept_only_where_malloc_is_glibcs(monkeypatch) -> None:
+    from vae_lib.core import device
+
+    monkeypatch.setattr(device.platform, "libc_ver", lambda: ("", ""))  # musl, or no C library platform knows
+    assert device.keep_freed_memory() is False
+    monkeypatch.setattr(device.platform, "system", lambda: "Darwin")
+    assert device.keep_freed_memory() is False
+
+
+@pytest.mark.parametrize("device, calls", [("cpu", 1), ("meta", 0)])
+def test_a_trainer_on_the_cpu_keeps_freed_memory(small_train, small_test, monkeypatch, device, calls) -> None:
+    from vae_lib.core import train
+
+    kept = []
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: kept.append(True) or True)
+    monkeypatch.setattr(train, "choose_device", lambda name: torch.device(device))
+    monkeypatch.setattr(train, "training_data", lambda config, train_data, test_data, on: (train_data, test_data))
+    monkeypatch.setattr(train, "place_model", lambda model, on: model)
+    Trainer(CONFIG, train_data=small_train, test_data=small_test, progress=False)
+    assert len(kept) == calls

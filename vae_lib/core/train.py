@@ -32,7 +32,7 @@ from vae_lib.core.checkpoint import (
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
 from vae_lib.core.data import Batch, ImageDataset, as_batch, binarise, binarised, to_model_input
 from vae_lib.core.datasets import load_dataset
-from vae_lib.core.device import autocast_dtype, choose_device, place_model
+from vae_lib.core.device import autocast_dtype, choose_device, keep_freed_memory, place_model
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.history import EpochRecord, History, StepRecord
@@ -161,6 +161,8 @@ class Trainer:
     ) -> None:
         self.config, self.hooks, self.progress = config, list(hooks), progress
         self.device = choose_device(str(device) if device is not None else None)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # a step's freed activations are reused, not faulted in afresh (about 0.85 the time)
         self.train_data, self.test_data = training_data(config, train_data, test_data, self.device)
         self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
         self.run_folder = RunFolder(run_dir) if run_dir is not None else None

@@ -6,6 +6,8 @@ and encode a 200-frame video, the latency of one explorer slider update and of o
 from __future__ import annotations
 
 import importlib.util
+import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,7 +24,14 @@ from torch import nn
 from vae_lib.core.config import RECIPES, TrainConfig
 from vae_lib.core.data import to_model_input
 from vae_lib.core.datasets import DEFAULT_DATASET, load_dataset
-from vae_lib.core.device import NATIVE_BF16_FLAGS, autocast_dtype, cpu_flags, numerics_name, place_model
+from vae_lib.core.device import (
+    NATIVE_BF16_FLAGS,
+    autocast_dtype,
+    cpu_flags,
+    keep_freed_memory,
+    numerics_name,
+    place_model,
+)
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE
@@ -286,6 +295,56 @@ def layout_step_ratio(batch: torch.Tensor, autocast: torch.dtype | None, rounds:
     return seconds[1] / seconds[0]
 
 
+def step_costs(keep: bool, steps: int, precisions: tuple[str, ...] = ("fp32", "auto")) -> dict[str, dict]:
+    """Return, for each precision, the CPU seconds and minor page faults (pages the kernel mapped in afresh) per
+    training step of the 2-D VAE at batch 64, in this process, after keep_freed_memory() if `keep`. Call it in a
+    fresh process: keeping freed memory holds for the rest of the process and cannot be undone."""
+    if keep and not keep_freed_memory():
+        raise RuntimeError("keep_freed_memory() needs glibc's malloc (Linux), which this process does not use")
+    batch = torch.rand(TrainConfig().batch_size, 1, IMAGE_SIZE, IMAGE_SIZE) * 2 - 1
+    costs = {}
+    for precision in precisions:
+        torch.manual_seed(0)
+        model = place_model(VAE(latent_dim=2), "cpu")
+        optimizer, autocast = torch.optim.Adam(model.parameters()), autocast_dtype(precision, "cpu")
+        for _ in range(5):  # warm up: oneDNN picks its kernels, the heap grows to a step's size
+            train_step(model, optimizer, batch, DEFAULT_ALPHA, autocast)
+        faults, started = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+        for _ in range(steps):
+            train_step(model, optimizer, batch, DEFAULT_ALPHA, autocast)
+        costs[precision] = {
+            "cpu_seconds": (time.process_time() - started) / steps,
+            "page_faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps,
+        }
+    return costs
+
+
+STEP_COSTS = "import json, sys; from vae_lib.tools.benchmark import step_costs; import torch; " + (
+    "torch.set_num_threads(int(sys.argv[3])); print(json.dumps(step_costs(sys.argv[1] == 'keep', int(sys.argv[2]))))"
+)
+
+
+def freed_memory_figures(steps: int = 100, rounds: int = 2) -> dict[str, float]:
+    """Return the CPU time of a training step with keep_freed_memory() over that of one without it, in fp32 and in
+    the numerics `precision auto` picks, and the page faults per step of each: fresh processes at this process's
+    thread count, `rounds` of each in alternating order."""
+    totals = {(keep, key): 0.0 for keep in ("keep", "return") for key in ("fp32", "auto", "fp32_faults")}
+    for round_index in range(rounds):
+        for keep in ("return", "keep") if round_index % 2 == 0 else ("keep", "return"):
+            command = [sys.executable, "-c", STEP_COSTS, keep, str(steps), str(torch.get_num_threads())]
+            result = subprocess.run(command, capture_output=True, text=True, check=True)
+            costs = json.loads(result.stdout.strip().splitlines()[-1])
+            totals[keep, "fp32"] += costs["fp32"]["cpu_seconds"]
+            totals[keep, "auto"] += costs["auto"]["cpu_seconds"]
+            totals[keep, "fp32_faults"] += costs["fp32"]["page_faults"] / rounds
+    return {
+        "kept_memory_step_ratio": totals["keep", "auto"] / totals["return", "auto"],
+        "fp32_kept_memory_step_ratio": totals["keep", "fp32"] / totals["return", "fp32"],
+        "kept_memory_page_faults": totals["keep", "fp32_faults"],
+        "returned_memory_page_faults": totals["return", "fp32_faults"],
+    }
+
+
 def run_benchmark(
     report: Report, steps: int = 400, device: str | None = None, video_frames: int = 200, explorer_updates: int = 200
 ) -> dict[str, float]:
@@ -310,6 +369,8 @@ def run_benchmark(
             for label in ("fp32", "auto")
         }
         figures |= {"layout_step_ratio": layout["auto"], "fp32_layout_step_ratio": layout["fp32"]}
+        if keep_freed_memory():  # glibc only
+            figures |= freed_memory_figures(steps=max(20, steps // 4))
     for name, model in (("2d", trainer.model), ("8d", VAE(latent_dim=8))):
         median, p95 = explorer_latency_ms(model, test_data, explorer_updates)
         figures |= {f"explorer_{name}_median_ms": median, f"explorer_{name}_p95_ms": p95}
@@ -399,6 +460,14 @@ def report_speed(figures: dict[str, float], chosen: str, context: str, video_fra
         report(
             f"channels-last kept across the flatten: a step takes x{figures['fp32_layout_step_ratio']:.3f} the CPU "
             f"time in fp32, x{figures['layout_step_ratio']:.3f} in {chosen}, of a step without it"
+        )
+    if "kept_memory_step_ratio" in figures:
+        report(
+            "freed memory kept by malloc (keep_freed_memory): a step takes "
+            f"x{figures['fp32_kept_memory_step_ratio']:.3f} the CPU time in fp32, "
+            f"x{figures['kept_memory_step_ratio']:.3f} in {chosen}, of a step whose freed memory goes back to the "
+            f"kernel ({figures['kept_memory_page_faults']:.0f} against "
+            f"{figures['returned_memory_page_faults']:.0f} page faults a step in fp32)"
         )
     report(f"model: {figures['gflop_per_image']:.4f} GFLOP per image (forward + backward)")
     report(
