@@ -1,6 +1,5 @@
 import json
 import math
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from vae_lib import (
     read_checkpoint,
 )
 from vae_lib.core.data import to_model_input
+from vae_lib.core.device import malloc_is_glibcs
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -282,7 +282,7 @@ def test_a_negative_or_infinite_max_grad_norm_is_refused(bad: float) -> None:
         TrainConfig(max_grad_norm=bad)
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory changes glibc's malloc, used on Linux")
+@pytest.mark.skipif(not malloc_is_glibcs(), reason="keep_freed_memory changes glibc's malloc, used on Linux")
 def test_kept_freed_memory_spares_each_step_the_page_faults_of_its_activations() -> None:
     from vae_lib.tools.benchmark import STEP_COSTS
 

@@ -21,9 +21,9 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 # it is freed, and returns free memory at the heap's top beyond its trim threshold. With the defaults (128 KiB each,
 # raised only as such blocks are freed) the megabytes of activations and gradients a training step frees go back
 # to the kernel, and the next step faults each of their pages in again, zeroed: about 4,500 page faults a step of
-# batch 64. Kept, a CPU step takes about 0.85 of the time (`make benchmark` prints the ratio). Blocks below 64 MiB
-# (a batch's largest activation is 3.2 MB in training, 13 MB in a test pass of 256) come from the heap, and it keeps
-# up to 256 MiB of free memory before returning any.
+# batch 64. Kept, a CPU step takes 0.7-0.9 of the time, by CPU and numerics (`make benchmark` prints it). Blocks
+# below 64 MiB (a batch's largest activation is 3.2 MB in training, 13 MB in a test pass of 256) come from the heap,
+# and it keeps up to 256 MiB of free memory before returning any.
 MALLOC_MMAP_THRESHOLD_BYTES = 64 * 2**20
 MALLOC_TRIM_THRESHOLD_BYTES = 256 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
@@ -89,11 +89,16 @@ def _input_in_channels_last(module: nn.Module, inputs: tuple[torch.Tensor]) -> t
     return (inputs[0].contiguous(memory_format=torch.channels_last),)
 
 
+def malloc_is_glibcs() -> bool:
+    """Return whether this process's malloc is glibc's (Linux with glibc), the one keep_freed_memory can set."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Have glibc's malloc keep the memory a training step frees for the next step instead of returning it to the
     kernel (see MALLOC_MMAP_THRESHOLD_BYTES); return whether it does. It holds for the whole process, and only
     where the C library is glibc (Linux): elsewhere nothing changes and the answer is False."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not malloc_is_glibcs():
         return False
     mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
     return (

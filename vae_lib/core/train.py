@@ -162,7 +162,7 @@ class Trainer:
         self.config, self.hooks, self.progress = config, list(hooks), progress
         self.device = choose_device(str(device) if device is not None else None)
         if self.device.type == "cpu":
-            keep_freed_memory()  # a step's freed activations are reused, not faulted in afresh (about 0.85 the time)
+            keep_freed_memory()  # a step's freed activations are reused, not faulted in afresh (0.7-0.9 the time)
         self.train_data, self.test_data = training_data(config, train_data, test_data, self.device)
         self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
         self.run_folder = RunFolder(run_dir) if run_dir is not None else None

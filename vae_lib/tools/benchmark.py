@@ -29,6 +29,7 @@ from vae_lib.core.device import (
     autocast_dtype,
     cpu_flags,
     keep_freed_memory,
+    malloc_is_glibcs,
     numerics_name,
     place_model,
 )
@@ -369,7 +370,7 @@ def run_benchmark(
             for label in ("fp32", "auto")
         }
         figures |= {"layout_step_ratio": layout["auto"], "fp32_layout_step_ratio": layout["fp32"]}
-        if keep_freed_memory():  # glibc only
+        if malloc_is_glibcs():  # keep_freed_memory works there only
             figures |= freed_memory_figures(steps=max(20, steps // 4))
     for name, model in (("2d", trainer.model), ("8d", VAE(latent_dim=8))):
         median, p95 = explorer_latency_ms(model, test_data, explorer_updates)
