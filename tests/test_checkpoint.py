@@ -1,6 +1,7 @@
 import errno
 import io
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,6 +61,15 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, content: byt
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
         load_model(path)
+
+
+def test_a_pickle_of_code_is_refused_without_advice_to_load_it_unsafely(tmp_path: Path) -> None:
+    path = tmp_path / "code.pt"
+    path.write_bytes(pickle.dumps({"call": print}))
+    with pytest.raises(CheckpointError, match="not the tensors and plain values") as refusal:
+        load_model(path)
+    assert "weights_only" not in str(refusal.value)
+    assert "use a checkpoint.pt written by vae_lib" in str(refusal.value)
 
 
 def test_a_truncated_checkpoint_is_refused(trained: Trainer, tmp_path: Path) -> None:

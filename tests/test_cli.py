@@ -10,7 +10,8 @@ import torch
 from vae_lib import History, TrainConfig, load_model, read_checkpoint
 from vae_lib.core.checkpoint import save_checkpoint
 from vae_lib.core.run_folder import RunFolder
-from vae_lib.tools.cli import main
+from vae_lib.tools import cli
+from vae_lib.tools.cli import build_parser, main
 
 SMALL = ["--train-subset", "256", "--test-subset", "128"]
 NARROW = ["--widths", "4", "8", "8", "8"]
@@ -21,6 +22,16 @@ def untrained_checkpoint(tmp_path: Path) -> Path:
     config = TrainConfig(widths=(4, 8, 8, 8))
     state = {"config": config.to_dict(), "model": config.build_model().state_dict(), "epoch": 0, "step": 0}
     return save_checkpoint({**state, "history": History().to_dict()}, tmp_path / "untrained.pt")
+
+
+def test_the_help_names_every_command(capsys) -> None:
+    commands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    assert len(commands) >= 9
+    usage_line = " | ".join(commands)
+    assert usage_line in " ".join(cli.__doc__.split())
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "each command's --help says more" in " ".join(capsys.readouterr().out.split())
 
 
 def test_one_epoch_cli_run_writes_a_checkpoint_load_model_reads(tmp_path: Path, capsys) -> None:

@@ -1,5 +1,7 @@
-"""Command line: `python -m vae_lib train | evaluate | video | reproduce | prepare-data | benchmark |
-student-notebooks`.
+"""Command line: train, evaluate and film the course's VAEs; each command's --help says more.
+
+`python -m vae_lib train | sweep | video | evaluate | reproduce | prepare-data | benchmark | student-notebooks |
+settle-progress-bars`.
 
 Every setting has a working default; the command line only overrides.
 """
