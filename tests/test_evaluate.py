@@ -43,8 +43,12 @@ def test_evaluate_is_seeded_and_leaves_the_global_rng_alone(model: VAE, small_te
 
 def test_evaluate_restores_training_mode(small_test) -> None:
     model = VAE(latent_dim=2).train()
-    evaluate(model, small_test.images[:8])
+    batch_norm = model.encoder[0][2]
+    statistics = batch_norm.running_mean.clone()
+    in_training_mode = evaluate(model, small_test.images[:8])
     assert model.training
+    assert torch.equal(batch_norm.running_mean, statistics)  # BatchNorm's running statistics used, not updated
+    assert in_training_mode == pytest.approx(evaluate(model.eval(), small_test.images[:8]), rel=1e-5)
 
 
 def test_evaluate_rejects_wrong_image_shapes(model: VAE) -> None:

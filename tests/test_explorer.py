@@ -46,8 +46,12 @@ def test_the_scatter_marker_follows_the_latent_point(explorer: LatentExplorer) -
 
 
 def test_sample_reset_and_clipping(explorer: LatentExplorer) -> None:
+    explorer.generator.manual_seed(5)
     explorer.sample_prior()
-    assert explorer.latent.abs().sum() > 0
+    drawn = torch.randn(2, generator=torch.Generator().manual_seed(5)).clamp(-explorer.limit, explorer.limit)
+    assert torch.allclose(explorer.latent, drawn, atol=1e-6)
+    explorer.sample_prior()
+    assert not torch.allclose(explorer.latent, drawn)  # the next draw, not the same point again
     explorer.reset()
     assert explorer.latent.tolist() == [0.0, 0.0]
     explorer.set_latent([10.0, -10.0])
@@ -70,8 +74,15 @@ def test_interpolation_runs_from_one_test_image_to_the_other(explorer: LatentExp
     start, end = encode_means(explorer.model, small_test.images[[3, 7]]).tolist()
     assert np.abs(strip[:, :28].astype(int) - _expected(explorer.model, start)).max() <= 1
     assert np.abs(strip[:, -28:].astype(int) - _expected(explorer.model, end)).max() <= 1
+    explorer.generator.manual_seed(9)
     explorer.random_pair()
-    assert explorer.first_index.value != explorer.second_index.value
+    expected = torch.randperm(len(small_test), generator=torch.Generator().manual_seed(9))[:2].tolist()
+    assert [explorer.first_index.value, explorer.second_index.value] == expected
+    pairs = set()
+    for _ in range(5):
+        explorer.random_pair()
+        pairs.add((explorer.first_index.value, explorer.second_index.value))
+    assert len(pairs) > 1 and all(first != second for first, second in pairs)
 
 
 def test_the_8d_explorer_has_eight_sliders_and_a_pca_projection(small_test) -> None:

@@ -57,6 +57,10 @@ def test_sample_draws_from_the_prior_with_a_generator() -> None:
     second = model.sample(6, generator=torch.Generator().manual_seed(3))
     assert first.shape == (6, 1, 28, 28)
     assert torch.equal(first, second)
+    with torch.no_grad():  # the same images decoded by hand from N(0, I) draws of that generator
+        expected = model.decode(torch.randn(6, 2, generator=torch.Generator().manual_seed(3)))
+    assert torch.allclose(first, expected, atol=1e-6)
+    assert not torch.allclose(first[0], first[1], atol=1e-3)  # six different latents, not one
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5])

@@ -9,6 +9,7 @@ import pytest
 from vae_lib import load_model, read_checkpoint
 from vae_lib.core.checkpoint import config_of, history_of
 from vae_lib.core.config import RECIPES
+from vae_lib.core.evaluate import evaluate
 from vae_lib.course.sweep import (
     SWEEP_ALPHAS,
     SWEEP_EPOCHS,
@@ -103,6 +104,13 @@ def test_the_smallest_weight_uses_every_dimension_and_the_largest_collapses(poin
     assert chosen[max(SWEEP_ALPHAS)].active_units == 0
     assert chosen[max(SWEEP_ALPHAS)].test_kl < 0.1
     assert chosen[max(SWEEP_ALPHAS)].kl_per_dimension.max() < 0.05
+
+
+def test_the_kl_per_dimension_adds_up_to_the_kl_on_the_same_images(points, mnist_test) -> None:
+    images = mnist_test.subset(1000)
+    for point in points:
+        kl = evaluate(point.model, images, point.alpha)["kl"]
+        assert point.kl_per_dimension.sum().item() == pytest.approx(kl, rel=1e-3, abs=1e-4)
 
 
 def test_the_training_figure_draws_each_point_s_record_after_every_epoch(points) -> None:

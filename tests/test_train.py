@@ -168,6 +168,24 @@ def test_cosine_schedule_decays_to_its_floor(small_train, small_test) -> None:
     assert config.learning_rate_at(100, steps_per_epoch) == pytest.approx(2e-4)
 
 
+def test_each_step_runs_at_the_schedule_s_learning_rate(small_train, small_test) -> None:
+    class OptimizerRates(TrainingHook):
+        def __init__(self) -> None:
+            self.rates: list[float] = []
+
+        def on_step_end(self, trainer: Trainer) -> None:
+            self.rates.append(trainer.optimizer.param_groups[0]["lr"])
+
+    config = TrainConfig(lr_schedule="cosine", epochs=2, learning_rate=2e-3, final_lr_fraction=0.1, log_every=4)
+    seen = OptimizerRates()
+    trainer = Trainer(config, train_data=small_train, test_data=small_test, hooks=[seen], progress=False)
+    trainer.fit(2)
+    steps = 2 * trainer.steps_per_epoch
+    by_hand = [2e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps))) for step in range(steps)]
+    assert seen.rates == pytest.approx(by_hand)
+    assert seen.rates[0] == pytest.approx(2e-3) and 2e-4 < seen.rates[-1] < 2.2e-4  # the last step nears the floor
+
+
 def test_kept_epoch_checkpoints(small_train, small_test, tmp_path) -> None:
     config = TrainConfig(batch_size=64, log_every=4, step_test_images=64, keep_epochs=(1, 3))
     _trainer(small_train, small_test, tmp_path, config=config).fit(3)
@@ -293,7 +311,7 @@ def test_kept_freed_memory_spares_each_step_the_page_faults_of_its_activations()
         faults[keep] = json.loads(result.stdout.strip().splitlines()[-1])["fp32"]["page_faults"]
     # returned to the kernel, a step's activations and gradients (several MB) are mapped in afresh at every step
     assert faults["return"] > 1000
-    assert faults["keep"] < faults["return"] / 20
+    assert faults["keep"] < faults["return"] / 5  # 16 against 4,588 a step when idle; 9x apart on a loaded machine
 
 
 def test_freed_memory_is_kept_only_where_malloc_is_glibcs(monkeypatch) -> None:
@@ -301,7 +319,8 @@ def test_freed_memory_is_kept_only_where_malloc_is_glibcs(monkeypatch) -> None:
 
     monkeypatch.setattr(device.platform, "libc_ver", lambda: ("", ""))  # musl, or no C library platform knows
     assert device.keep_freed_memory() is False
-    monkeypatch.setattr(device.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(device.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(device.platform, "system", lambda: "Darwin")  # glibc reported, but not Linux
     assert device.keep_freed_memory() is False
 
 
