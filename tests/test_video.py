@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from vae_lib import CheckpointError, RunFolder, TrainConfig, Trainer
-from vae_lib.core.latent import LatentProjection
+from vae_lib.core.evaluate import encode_means
+from vae_lib.core.latent import LatentProjection, decode_grid, decode_latents
 from vae_lib.pictures.snapshots import SnapshotRecorder, load_snapshots, save_snapshot
 from vae_lib.pictures.video import FRAME_SIZE, FrameRenderer, make_run_video, still_frames, video_info
 from vae_lib.tools.cli import main
@@ -30,7 +31,7 @@ def _run(run_dir: Path, small_train, small_test, latent_dim: int = 2, epochs: in
 
 
 def test_snapshots_are_taken_every_n_steps_and_at_each_epoch_end(tmp_path, small_train, small_test) -> None:
-    _run(tmp_path, small_train, small_test)  # 8 steps per epoch, 2 epochs
+    trainer = _run(tmp_path, small_train, small_test)  # 8 steps per epoch, 2 epochs
     snapshots = load_snapshots(tmp_path)
     assert [s.step for s in snapshots] == [0, 3, 6, 8, 9, 12, 15, 16]
     last = snapshots[-1]
@@ -39,6 +40,13 @@ def test_snapshots_are_taken_every_n_steps_and_at_each_epoch_end(tmp_path, small
     assert last.reconstructions.shape == last.originals.shape == (10, 28, 28)
     assert np.array_equal(last.labels, small_test.labels[:200].numpy())
     assert not np.isnan(last.losses["test_recon"])  # epoch-end snapshots carry the epoch's test metrics
+    # what the last one holds is the trained model's, recomputed here: latent means, the grid, the reconstructions
+    model = trainer.evaluated_model
+    means = encode_means(model, small_test.images[:200])
+    assert np.allclose(last.latent_means, means.numpy(), rtol=1e-3, atol=1e-3)  # stored as float16
+    assert np.array_equal(last.grid, decode_grid(model, 6, float(last.grid_values[-1]), tuple(last.grid_dims)))
+    assert np.array_equal(last.reconstructions, decode_latents(model, means[:10]))
+    assert np.array_equal(last.originals, small_test.images[:10].numpy())
 
 
 def test_snapshots_from_a_resumed_run_continue_where_they_stopped(tmp_path, small_train, small_test) -> None:
