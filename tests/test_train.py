@@ -51,6 +51,26 @@ def test_training_lowers_the_test_loss(small_train, small_test, tmp_path) -> Non
     assert [record.step for record in history.steps] == [4, 8, 12, 16, 20, 24]
 
 
+def test_each_step_record_holds_the_mean_of_its_steps_losses(small_train, small_test, tmp_path, monkeypatch) -> None:
+    from vae_lib.core import train
+
+    steps_losses = []
+
+    def recording_step(*args, **options):
+        losses = original_step(*args, **options)
+        steps_losses.append([loss.item() for loss in losses])
+        return losses
+
+    original_step = train.train_step
+    monkeypatch.setattr(train, "train_step", recording_step)
+    history = _trainer(small_train, small_test, tmp_path).fit(2)  # a record every 4 steps
+    assert len(steps_losses) == 16 and len(history.steps) == 4
+    for index, record in enumerate(history.steps):
+        by_hand = torch.tensor(steps_losses[4 * index : 4 * index + 4], dtype=torch.float64).mean(dim=0)
+        recorded = [record.train_total, record.train_recon, record.train_kl]
+        assert recorded == pytest.approx(by_hand.tolist(), rel=1e-5)
+
+
 def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path) -> None:
     straight = _trainer(small_train, small_test, tmp_path / "straight")
     straight.fit(2)
