@@ -43,6 +43,12 @@ def test_the_scatter_marker_follows_the_latent_point(explorer: LatentExplorer) -
     assert at_origin.shape == moved.shape and not np.array_equal(at_origin, moved)
     changed_rows, changed_columns = np.nonzero((at_origin != moved).any(axis=2))
     assert changed_rows.size > 50  # the ring left one place and appeared at another
+    scatter = explorer.scatter
+    for point in ([0.0, 0.0], [2.0, -2.0]):  # each ring is centred where the axes draw that point (rows run down),
+        x, y = scatter.transform.transform(np.array([point]))[0]  # or at their edge when it lies outside them
+        x, y = np.clip(x, scatter.left, scatter.right), np.clip(y, scatter.bottom, scatter.top)
+        near = np.hypot(changed_rows - (scatter.height - y), changed_columns - x) < 10
+        assert near.sum() > 20
 
 
 def test_sample_reset_and_clipping(explorer: LatentExplorer) -> None:
