@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from vae_lib import VAE, evaluate, to_model_input, vae_loss
+from vae_lib.core.evaluate import per_class_recon_error
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,18 @@ def test_evaluate_is_seeded_and_leaves_the_global_rng_alone(model: VAE, small_te
     assert torch.equal(torch.get_rng_state(), state)
     assert evaluate(model, small_test.images[:64], seed=1) == first
     assert evaluate(model, small_test.images[:64], seed=2)["recon"] != first["recon"]
+
+
+def test_per_class_error_is_each_class_s_mean_error_at_the_posterior_mean(model: VAE, small_test) -> None:
+    dataset = small_test.subset(100)
+    images = to_model_input(dataset.images)
+    with torch.no_grad():
+        per_image = 0.5 * ((model.decode(model.encode(images)[0]) - images) ** 2).mean(dim=(1, 2, 3))
+    by_hand = [
+        per_image[dataset.labels == digit].mean().item() if (dataset.labels == digit).any() else 0.0
+        for digit in range(10)
+    ]
+    assert per_class_recon_error(model, dataset, batch_size=32).tolist() == pytest.approx(by_hand, rel=1e-5)
 
 
 def test_evaluate_restores_training_mode(small_test) -> None:

@@ -1,0 +1,37 @@
+"""The latent grids and strips the figures and widgets decode: which latent lands in which place."""
+
+import numpy as np
+import pytest
+import torch
+
+from vae_lib import VAE
+from vae_lib.core.latent import decode_latents, dimension_label, grid_latents, traversal_images
+
+
+def test_a_grid_runs_left_to_right_in_its_first_dimension_and_bottom_to_top_in_its_second() -> None:
+    base = torch.tensor([0.0, 0.75, -0.5, 0.0])
+    latents = grid_latents(4, 5, 2.0, dims=(3, 0), base=base)
+    assert latents.shape == (5, 5, 4)
+    assert latents[0, :, 3].tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0]  # columns: the first dimension, rising
+    assert latents[:, 0, 0].tolist() == [2.0, 1.0, 0.0, -1.0, -2.0]  # rows: the second, highest at the top
+    assert (latents[..., 1] == 0.75).all() and (latents[..., 2] == -0.5).all()  # the others as `base` holds them
+    assert base.tolist() == [0.0, 0.75, -0.5, 0.0]  # and `base` itself left alone
+
+
+def test_a_grid_over_a_dimension_the_space_lacks_is_refused() -> None:
+    with pytest.raises(ValueError, match="do not exist in a 2-D latent space"):
+        grid_latents(2, 3, 1.0, dims=(0, 2))
+
+
+def test_a_traversal_decodes_the_base_with_one_dimension_set_to_each_value() -> None:
+    torch.manual_seed(0)
+    model = VAE(latent_dim=3).eval()
+    base = torch.tensor([0.5, -1.0, 0.25])
+    strip = traversal_images(model, base, 1, [-2.0, 0.0, 2.0])
+    by_hand = decode_latents(model, torch.tensor([[0.5, -2.0, 0.25], [0.5, 0.0, 0.25], [0.5, 2.0, 0.25]]))
+    assert strip.shape == (3, 28, 28) and np.array_equal(strip, by_hand)
+    assert not np.array_equal(strip[0], strip[2])
+
+
+def test_dimensions_are_named_from_one() -> None:
+    assert [dimension_label(dim) for dim in (0, 7)] == ["$z_{1}$", "$z_{8}$"]
