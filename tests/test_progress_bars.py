@@ -87,3 +87,17 @@ def test_the_command_rewrites_only_what_changes_and_refuses_a_file_that_is_no_no
     assert main(["settle-progress-bars", str(broken)]) == 2
     assert "is not a notebook" in capsys.readouterr().err
     assert broken.read_text() == '{"cells": ['
+
+
+def test_no_file_is_written_when_one_of_them_is_no_notebook(tmp_path, capsys) -> None:
+    from vae_lib.course.student import notebook_text
+
+    stale, odd = tmp_path / "stale.ipynb", tmp_path / "odd.ipynb"
+    stale.write_text(notebook_text(notebook_with_a_bar(600.0, 600.0)))
+    before = stale.read_text()
+    for content in ('{"cells": [', '{"cells": 5}', "[]"):  # invalid JSON, and JSON that is not a notebook
+        odd.write_text(content)
+        assert main(["settle-progress-bars", str(stale), str(odd)]) == 2
+        assert "odd.ipynb is not a notebook" in capsys.readouterr().err
+        assert stale.read_text() == before and odd.read_text() == content
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["odd.ipynb", "stale.ipynb"]  # no temporary left

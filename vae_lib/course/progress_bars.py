@@ -14,6 +14,7 @@ import html
 import json
 from pathlib import Path
 
+from vae_lib.core.files import replaced_atomically
 from vae_lib.course.student import notebook_text
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -59,14 +60,22 @@ def settle_progress_bars(notebook: dict) -> int:
 
 
 def settle_notebook_files(paths: list[Path]) -> dict[Path, int]:
-    """Settle the progress bars of each notebook file, rewriting only those that change; return the count per file."""
-    counts = {}
+    """Settle the progress bars of each notebook file, rewriting only those that change; return the count per file.
+
+    Every file is read and settled before any is written, so a file that is not a notebook stops the command with
+    nothing written; each write goes through a temporary file, so a full disk leaves the notebook as it was.
+    """
+    settled = {}
     for path in paths:
         try:
             notebook = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not a notebook (invalid JSON: {error}); nothing was written") from error
-        counts[path] = settle_progress_bars(notebook)
-        if counts[path]:
-            path.write_text(notebook_text(notebook))
-    return counts
+            settled[path] = (notebook, settle_progress_bars(notebook))
+        except (json.JSONDecodeError, TypeError, AttributeError, KeyError) as error:
+            raise ValueError(
+                f"{path} is not a notebook ({type(error).__name__}: {error}); nothing was written"
+            ) from error
+    for path, (notebook, changed) in settled.items():
+        if changed:
+            with replaced_atomically(path) as temporary:
+                temporary.write_text(notebook_text(notebook))
+    return {path: changed for path, (_, changed) in settled.items()}
