@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lib import CheckpointError, TrainConfig, Trainer, load_model
+from vae_lib import CheckpointError, TrainConfig, Trainer, load_model, read_checkpoint
 from vae_lib.core.checkpoint import save_checkpoint
 
 
@@ -77,6 +77,11 @@ def test_a_truncated_checkpoint_is_refused(trained: Trainer, tmp_path: Path) -> 
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
         load_model(tmp_path / "cut.pt")
+
+
+def test_a_run_folder_stands_for_its_checkpoint(trained: Trainer) -> None:
+    folder = trained.run_folder.checkpoint.parent
+    assert read_checkpoint(folder)["step"] == read_checkpoint(trained.run_folder.checkpoint)["step"] > 0
 
 
 def test_a_missing_checkpoint_says_to_train_first(tmp_path: Path) -> None:

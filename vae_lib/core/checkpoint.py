@@ -112,8 +112,11 @@ def _load_failure(error: Exception) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict:
-    """Return a checkpoint's dict after checking that the file is one of ours, intact, with finite weights."""
+    """Return a checkpoint's dict after checking that the file is one of ours, intact, with finite weights; `path`
+    may also be a run folder, for its checkpoint.pt."""
     path = Path(path)
+    if path.is_dir() and RunFolder(path).checkpoint.is_file():  # a run folder: its latest checkpoint
+        path = RunFolder(path).checkpoint
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}: train a model first (python -m vae_lib train ...) or check the path"
