@@ -2,6 +2,7 @@
 log p(x), checked against a linear Gaussian model whose log p(x) and posterior are known exactly."""
 
 import math
+import pickle
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,7 @@ def test_a_stopped_bounding_continues_from_its_file_and_refuses_another_setting(
     path.write_bytes(b"not a file of bounds")
     with pytest.raises(CheckpointError, match="could not read the saved bounds .* delete it to start again"):
         bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)
+    path.write_bytes(pickle.dumps({"call": print}))  # a pickle that would run code: refused without torch's advice
+    with pytest.raises(CheckpointError, match="not the tensors and plain values") as refusal:
+        bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)
+    assert "weights_only" not in str(refusal.value)

@@ -28,8 +28,6 @@ TRAINING_ONLY_KEYS = ("optimizer", "rng")
 TRAINED_WEIGHTS_KEY = "trained_model"
 # The sha256 of a checkpoint's other contents; training checkpoints written before it existed have none.
 CHECKSUM_KEY = "checksum"
-# What torch.load's weights-only unpickler writes before its reason when a file holds more than tensors and values.
-WEIGHTS_ONLY_REFUSAL = "WeightsUnpickler error:"
 
 
 def continued_config(checkpoint: Path, requested: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
@@ -101,22 +99,12 @@ def _content_chunks(value: object) -> Iterator[bytes]:
         yield f"{type(value).__name__} {value!r};".encode()
 
 
-def _load_failure(error: Exception) -> str:
-    """Return why torch.load refused a file, without torch's advice to load it again with weights_only=False
-    (which would run whatever code a pickle holds): the weights-only unpickler's own reason, or the first line."""
-    text = str(error)
-    if WEIGHTS_ONLY_REFUSAL in text:
-        lines = text.split(WEIGHTS_ONLY_REFUSAL, 1)[1].strip().splitlines()
-        return f"not the tensors and plain values torch's safe loader reads ({lines[0] if lines else 'no reason'})"
-    return failure_reason(error)
-
-
 def read_checkpoint(path: str | Path) -> dict:
     """Return a checkpoint's dict after checking that the file is one of ours, intact, with finite weights; `path`
     may also be a run folder, for its checkpoint.pt."""
     path = Path(path)
-    if path.is_dir() and RunFolder(path).checkpoint.is_file():  # a run folder: its latest checkpoint
-        path = RunFolder(path).checkpoint
+    if path.is_dir() and (in_folder := RunFolder(path).checkpoint).is_file():  # a run folder: its latest checkpoint
+        path = in_folder
     if not path.is_file():
         raise CheckpointError(
             f"no checkpoint at {path}: train a model first (python -m vae_lib train ...) or check the path"
@@ -127,7 +115,7 @@ def read_checkpoint(path: str | Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(
-            f"{path} is not a vae_lib checkpoint (torch.load could not read it: {_load_failure(error)}); "
+            f"{path} is not a vae_lib checkpoint (torch.load could not read it: {failure_reason(error)}); "
             "it may be truncated or another kind of file: use a checkpoint.pt written by vae_lib"
         ) from error
     if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 # How a file being written is named until it is complete; a name ending so is a leftover when no one holds the lock.
 PARTIAL_SUFFIX = ".partial"
+# What torch.load's weights-only unpickler writes before its reason when a file holds more than tensors and values.
+WEIGHTS_ONLY_REFUSAL = "WeightsUnpickler error:"
 
 
 class CheckpointError(RuntimeError):
@@ -20,13 +22,19 @@ class CheckpointError(RuntimeError):
 
 
 def failure_reason(error: BaseException) -> str:
-    """Return the one-line cause of a failed read or write: the OSError's text if there is one in the chain."""
+    """Return the one-line cause of a failed read or write: the OSError's text if there is one in the chain; for a
+    file torch.load's safe (weights-only) loader refused, that loader's reason, without torch's advice to load it
+    again with weights_only=False, which would run whatever code a pickle holds."""
+    text = str(error)
+    if WEIGHTS_ONLY_REFUSAL in text:
+        lines = text.split(WEIGHTS_ONLY_REFUSAL, 1)[1].strip().splitlines()
+        return f"not the tensors and plain values torch's safe loader reads ({lines[0] if lines else 'no reason'})"
     cause: BaseException | None = error
     while cause is not None and not isinstance(cause, OSError):
         cause = cause.__cause__ or cause.__context__
     if isinstance(cause, OSError) and cause.strerror:
         return cause.strerror
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return (text.strip().splitlines() or [type(error).__name__])[0]
 
 
 @contextmanager
