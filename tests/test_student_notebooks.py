@@ -23,7 +23,9 @@ from vae_lib.course.student import (
     notebook_text,
     strip_solutions,
     student_notebook,
+    write_student_notebooks,
 )
+from vae_lib.tools.cli import main
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 INSTRUCTOR_NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -41,6 +43,51 @@ def test_strip_solutions_keeps_the_code_around_a_solution_and_its_indent() -> No
 def test_unbalanced_solution_markers_are_refused(source: str) -> None:
     with pytest.raises(ValueError, match="SOLUTION"):
         strip_solutions(source)
+
+
+def _write_notebook(path: Path, *sources: str) -> None:
+    """Write a notebook of code cells with these sources, cell i's id being `cell-i`."""
+    cells = [
+        {"cell_type": "code", "id": f"cell-{number}", "metadata": {}, "source": source, "outputs": []}
+        for number, source in enumerate(sources, start=1)
+    ]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+
+
+@pytest.mark.parametrize(
+    ("broken_cell", "problem"),
+    [
+        ("x = 1\n### END SOLUTION\n", "line 2: ### END SOLUTION without ### BEGIN SOLUTION"),
+        ("y = 0\n### BEGIN SOLUTION\nx = 1\n", "line 2: ### BEGIN SOLUTION without ### END SOLUTION"),
+    ],
+)
+def test_an_unmatched_marker_is_named_by_file_cell_and_line_and_nothing_saved_is_overwritten(
+    tmp_path: Path, broken_cell: str, problem: str
+) -> None:
+    _write_notebook(tmp_path / "01_fine.ipynb", "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n")
+    _write_notebook(tmp_path / "02_broken.ipynb", "print(1)\n", broken_cell)
+    saved = tmp_path / STUDENT_FOLDER / "01_fine.ipynb"
+    saved.parent.mkdir()
+    saved.write_text("the student version saved before")
+    with pytest.raises(ValueError) as error:
+        write_student_notebooks(tmp_path)
+    assert str(error.value) == (
+        f"{tmp_path / '02_broken.ipynb'}: cell 2 (id cell-2), {problem}; no student notebook was written"
+    )
+    assert [path.name for path in saved.parent.iterdir()] == ["01_fine.ipynb"]
+    assert saved.read_text() == "the student version saved before"
+
+
+def test_a_folder_without_notebooks_is_refused_with_a_non_zero_exit(tmp_path: Path, capsys) -> None:
+    (tmp_path / "README.md").write_text("not a notebook")
+    assert main(["student-notebooks", "--notebooks", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path} holds no notebooks (*.ipynb): give the folder of the instructor notebooks "
+        "(the repository's notebooks/)\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["README.md"], "no student folder is made"
+    with pytest.raises(ValueError, match="is not a folder"):
+        write_student_notebooks(tmp_path / "missing")
 
 
 def test_the_student_version_clears_exercise_outputs_and_leaves_the_rest() -> None:

@@ -14,12 +14,13 @@ import numpy as np
 import torch
 
 from vae_lib.core.data import DataError, ImageDataset, read_idx
-from vae_lib.core.download import download_mnist, md5_of
+from vae_lib.core.download import download_mnist, md5_of, move_aside
 from vae_lib.core.model import IMAGE_SIZE
 from vae_lib.core.settings import data_dir
 
 Report = Callable[[str], None]
 SPLITS = ("train", "test")
+CORRUPT = "is corrupt (md5 differs from the official file)"
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,23 @@ class DatasetEntry:
         folder = (root or data_dir()) / self.folder
         return [folder / name for split in SPLITS for name in self.files[split]]
 
+    def corrupt_paths(self, root: Path | None = None) -> list[Path]:
+        """Return the files on disk whose md5 differs from the official file's (a file without an md5 is not
+        checked here; reading it checks its format)."""
+        return [
+            path
+            for path in self.paths(root)
+            if path.name in self.md5 and path.exists() and md5_of(path) != self.md5[path.name]
+        ]
+
     def problems(self, root: Path | None = None) -> list[str]:
         """Return what is wrong with the files on disk (empty when all four are there and match their md5)."""
-        found = []
-        for path in self.paths(root):
-            if not path.exists():
-                found.append(f"{path} is missing")
-            elif path.name in self.md5 and md5_of(path) != self.md5[path.name]:
-                found.append(f"{path} is corrupt (md5 differs from the official file)")
-        return found
+        corrupt = self.corrupt_paths(root)
+        return [
+            f"{path} {CORRUPT}" if path in corrupt else f"{path} is missing"
+            for path in self.paths(root)
+            if path in corrupt or not path.exists()
+        ]
 
 
 MNIST = DatasetEntry(
@@ -72,7 +81,10 @@ MNIST = DatasetEntry(
     },
     class_names=tuple(string.digits),
     legend_title="digit",
-    how_to_get="Run `python -m vae_lib prepare-data mnist` (or `make data`) to download and check it.",
+    how_to_get=(
+        "Run `python -m vae_lib prepare-data mnist` (or `make data`) to download and check it; it moves a corrupt "
+        "file aside (renamed <name>.corrupt) and fetches it again."
+    ),
     prepare=download_mnist,
 )
 
@@ -163,14 +175,20 @@ def load_dataset(name: str = DEFAULT_DATASET, train: bool = True, root: Path | N
 
 def prepare_dataset(name: str = DEFAULT_DATASET, root: Path | None = None, report: Report | None = None) -> Path:
     """Make sure a dataset's files are on disk and intact (preparing them if the entry knows how); return their
-    folder. `report`, if given, is told how they were fetched."""
+    folder. A corrupt file is moved aside (vae_lib.core.download.move_aside) before it is fetched again, so the
+    user's file is kept. `report`, if given, is told which files were moved aside and how they were fetched."""
     entry = dataset_entry(name)
     root = Path(root) if root is not None else data_dir()
-    if entry.problems(root):
+    corrupt = entry.corrupt_paths(root)
+    if corrupt or not all(path.exists() for path in entry.paths(root)):
         if entry.prepare is None:
             raise DataError(
                 f"{entry.title} cannot be downloaded from here: {entry.how_to_get.format(folder=root / entry.folder)}"
             )
+        for path in corrupt:
+            kept = move_aside(path)
+            if report is not None:
+                report(f"{path} {CORRUPT}: moved it aside to {kept}; fetching it again")
         entry.prepare(root, report)
     problems = entry.problems(root)
     if problems:

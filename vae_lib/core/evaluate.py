@@ -99,8 +99,15 @@ def evaluate(
     return {"total": recon + alpha * kl, "recon": recon, "kl": kl, "recon_at_mean": recon_at_mean_sum / count}
 
 
+def _require_images(images: Images, function_name: str) -> None:
+    """Raise a ValueError naming the function when it is given no images, whose mean or concatenation is undefined."""
+    if len(labelled(images).images) == 0:
+        raise ValueError(f"{function_name} needs at least one image, got an empty batch or dataset (0 images)")
+
+
 def encode_means(model: LatentModel, images: Images, batch_size: int = 256) -> torch.Tensor:
     """Return the posterior means (N x latent_dim) of images, on the CPU."""
+    _require_images(images, "encode_means")
     with inference(model) as device:
         return torch.cat(
             [model.encode(batch, labels)[0].cpu() for batch, labels in batches(model, images, batch_size, device)]
@@ -109,6 +116,7 @@ def encode_means(model: LatentModel, images: Images, batch_size: int = 256) -> t
 
 def reconstruct(model: LatentModel, images: Images, batch_size: int = 256) -> torch.Tensor:
     """Return the deterministic reconstructions (z = mean) of images, N x C x 28 x 28 in [-1, 1], on the CPU."""
+    _require_images(images, "reconstruct")
     with inference(model) as device:
         return torch.cat(
             [
@@ -120,6 +128,7 @@ def reconstruct(model: LatentModel, images: Images, batch_size: int = 256) -> to
 
 def per_class_recon_error(model: LatentModel, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the mean reconstruction term (z = mean, the model's likelihood's) of each class, one value per class."""
+    _require_images(dataset, "per_class_recon_error")
     with inference(model) as device:
         errors = torch.cat(
             [
@@ -137,6 +146,7 @@ def per_class_recon_error(model: LatentModel, dataset: ImageDataset, batch_size:
 
 def kl_by_dimension(model: LatentModel, images: Images, batch_size: int = 256) -> torch.Tensor:
     """Return each latent dimension's KL to the prior, averaged over images: near 0 means the dimension is unused."""
+    _require_images(images, "kl_by_dimension")
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
     with inference(model) as device:
         for batch, labels in batches(model, images, batch_size, device):
