@@ -224,3 +224,56 @@ def test_kill_9_at_random_moments_then_resume_matches_an_uninterrupted_run(tmp_p
         _assert_same_state(read_checkpoint(tmp_path / "straight" / name), read_checkpoint(run_folder.path / name))
     assert History.from_dict(read_checkpoint(run_folder.checkpoint)["history"]).epochs[-1].epoch == 3
     assert not run_folder.partial_files() and not run_folder.lock.exists()
+
+
+def test_a_new_run_refuses_a_folder_holding_a_saved_run_and_leaves_it_as_it_was(
+    tmp_path, small_train, small_test, capsys
+) -> None:
+    _trainer(tmp_path, small_train, small_test).fit(1)  # keeps epoch 1 beside the checkpoint
+    run_folder = RunFolder(tmp_path)
+    saved = {path.name: path.read_bytes() for path in (run_folder.checkpoint, run_folder.kept_epoch(1))}
+    with pytest.raises(CheckpointError, match=r"already holds a saved run \(checkpoint.pt, epoch_001.pt\).*resume"):
+        _trainer(tmp_path, small_train, small_test)
+    run_folder.checkpoint.unlink()  # kept epochs alone cannot be continued, but must not be overwritten either
+    with pytest.raises(CheckpointError, match=r"holds a saved run \(epoch_001.pt\).*has no checkpoint.pt"):
+        _trainer(tmp_path, small_train, small_test)
+    assert run_folder.kept_epoch(1).read_bytes() == saved["epoch_001.pt"]
+    assert main(["train", "--out", str(tmp_path), "--epochs", "1", *TINY_OPTIONS]) == 2
+    assert "holds a saved run (epoch_001.pt)" in capsys.readouterr().err
+    assert run_folder.kept_epoch(1).read_bytes() == saved["epoch_001.pt"]
+
+
+def test_resuming_into_another_folder_refuses_one_holding_a_saved_run(tmp_path, small_train, small_test) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    _trainer(first, small_train, small_test).fit(1)
+    _trainer(second, small_train, small_test).fit(1)
+    second_checkpoint = RunFolder(second).checkpoint.read_bytes()
+    with pytest.raises(CheckpointError, match="already holds a saved run"):
+        Trainer.resume(RunFolder(first).checkpoint, run_dir=second, train_data=small_train, test_data=small_test)
+    assert RunFolder(second).checkpoint.read_bytes() == second_checkpoint
+    moved = Trainer.resume(
+        RunFolder(first).checkpoint, run_dir=tmp_path / "third", train_data=small_train, test_data=small_test
+    )
+    assert moved.epoch == 1 and moved.run_folder == RunFolder(tmp_path / "third")
+
+
+def test_clear_run_removes_the_runs_files_only_and_not_while_another_writer_holds_the_folder(
+    tmp_path, small_train, small_test
+) -> None:
+    from vae_lib.core.run_folder import clear_run
+
+    recorder = SnapshotRecorder(tmp_path, small_test, every=4, scatter_images=32)
+    Trainer(TINY, train_data=small_train, test_data=small_test, run_dir=tmp_path, hooks=[recorder], progress=False).fit(
+        1
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    run_folder = RunFolder(tmp_path)
+    files = sorted(tmp_path.rglob("*"))
+    assert run_folder.checkpoint in files and run_folder.kept_epoch(1) in files and run_folder.snapshot(4) in files
+    with RunLock(run_folder), pytest.raises(CheckpointError, match="is in use by process"):
+        clear_run(tmp_path)
+    assert sorted(tmp_path.rglob("*")) == files
+    assert clear_run(tmp_path) == tmp_path
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+    _trainer(tmp_path, small_train, small_test).fit(1)  # a new run may start there now

@@ -156,6 +156,7 @@ def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs)
         ({"alpha": float("inf")}, "alpha weights the KL term and must be > 0 \\(and finite\\), got inf"),
         ({"batch_size": 2.5}, "batch_size must be an integer >= 1, got 2.5"),
         ({"seed": "x"}, "seed must be an integer >= 0, got 'x'"),
+        ({"seed": 2**64}, "seed must be an integer from 0 to 2\\*\\*64 - 1 .*, got 18446744073709551616"),
     ],
 )
 def test_bad_settings_are_rejected(settings: dict, message: str) -> None:
@@ -355,3 +356,50 @@ def test_a_trainer_on_the_cpu_keeps_freed_memory(small_train, small_test, monkey
     monkeypatch.setattr(train, "place_model", lambda model, on: model)
     Trainer(CONFIG, train_data=small_train, test_data=small_test, progress=False)
     assert len(kept) == calls
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "message"),
+    [
+        (lambda images: images, "train_step takes model input, float N x 1 x 28 x 28 in \\[-1, 1\\], got torch.uint8"),
+        (lambda images: to_model_input(images)[:, 0], "got torch.float32 \\(8, 28, 28\\): pass your images through"),
+        (lambda images: to_model_input(images).index_fill(0, torch.tensor([3]), math.nan), "NaN or infinite values"),
+        (lambda images: to_model_input(images) * 255, "float images must lie in \\[-1, 1\\]"),
+    ],
+    ids=["uint8", "no channel axis", "nan", "0-255 floats"],
+)
+def test_train_step_refuses_a_batch_that_is_not_model_input_before_the_weights_change(
+    small_train, make_bad, message: str
+) -> None:
+    from vae_lib.core.train import train_step
+
+    torch.manual_seed(0)
+    model = TrainConfig().build_model()
+    optimizer = torch.optim.Adam(model.parameters())
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match=message):
+        train_step(model, optimizer, make_bad(small_train.images[:8]), 1e-3)
+    assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
+    assert not optimizer.state  # no step was taken
+    losses = train_step(model, optimizer, to_model_input(small_train.images[:8]), 1e-3)
+    assert all(math.isfinite(loss.item()) for loss in losses)
+
+
+def test_a_model_that_does_not_fit_the_config_is_refused_and_an_extension_model_is_not(small_train, small_test) -> None:
+    from vae_lib import VAE
+
+    data = {"train_data": small_train, "test_data": small_test, "progress": False}
+    with pytest.raises(ValueError, match=r"it is a VAE \(8-D latent.*the config builds a VAE \(2-D latent"):
+        Trainer(TrainConfig(latent_dim=2), model=VAE(latent_dim=8), **data)
+    with pytest.raises(ValueError, match=r"bernoulli likelihood.*gaussian likelihood"):
+        Trainer(TrainConfig(latent_dim=2), model=VAE(latent_dim=2, likelihood="bernoulli"), **data)
+    with pytest.raises(ValueError, match=r"widths \(4, 8, 8, 8\).*widths \(16, 32, 64, 128\)"):
+        Trainer(TrainConfig(latent_dim=2), model=VAE(latent_dim=2, widths=(4, 8, 8, 8)), **data)
+    with pytest.raises(ValueError, match=r"it is a VAE .* the config builds a ConditionalVAE"):
+        Trainer(TrainConfig(latent_dim=2, conditional=True), model=VAE(latent_dim=2), **data)
+
+    class NarrowerVAE(VAE):  # an extension: the caller's own class, which no config builds
+        pass
+
+    trainer = Trainer(TrainConfig(latent_dim=2), model=NarrowerVAE(latent_dim=2, widths=(4, 8, 8, 8)), **data)
+    assert trainer.fit(1).epochs[-1].test_recon > 0

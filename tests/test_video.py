@@ -3,10 +3,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from vae_lib import CheckpointError, RunFolder, TrainConfig, Trainer
+from vae_lib import Batch, CheckpointError, RunFolder, TrainConfig, Trainer
 from vae_lib.core.evaluate import encode_means
-from vae_lib.core.latent import LatentProjection, decode_grid, decode_latents
+from vae_lib.core.latent import LatentProjection, decode_grid, decode_latents, grid_latents
 from vae_lib.pictures.snapshots import SnapshotRecorder, load_snapshots, save_snapshot
 from vae_lib.pictures.video import FRAME_SIZE, FrameRenderer, make_run_video, still_frames, video_info
 from vae_lib.tools.cli import main
@@ -167,3 +168,37 @@ def test_still_frames_are_the_video_frames_at_the_given_indices() -> None:
     assert [index for index, _ in frames] == [0, 5, video_info(video)["frames"] - 1]
     assert all(frame.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3) and frame.dtype == np.uint8 for _, frame in frames)
     assert not np.array_equal(frames[0][1], frames[-1][1])
+
+
+def test_a_conditional_runs_snapshots_encode_and_decode_with_the_labels(tmp_path, small_train, small_test) -> None:
+    config = TrainConfig(latent_dim=2, conditional=True, widths=(4, 8, 8, 16), log_every=4, step_test_images=64)
+    recorder = SnapshotRecorder(tmp_path, small_test, every=4, scatter_images=100, grid_size=4, grid_class=7)
+    trainer = Trainer(
+        config, train_data=small_train, test_data=small_test, run_dir=tmp_path, hooks=[recorder], progress=False
+    )
+    trainer.fit(1)
+    model = trainer.evaluated_model
+    with torch.no_grad():  # make the label count: after one epoch of a narrow model it hardly does
+        model.from_latent.weight[:, 2:] *= 200
+    recorder.record(trainer)
+    last = load_snapshots(tmp_path)[-1]
+    means = encode_means(model, Batch(small_test.images[:100], small_test.labels[:100]))
+    assert np.abs(last.latent_means.astype(np.float32) - means.numpy()).max() < 1e-2
+    expected = decode_latents(model, means[:10], small_test.labels[:10])
+    assert np.abs(last.reconstructions.astype(int) - expected.astype(int)).max() <= 1
+    as_other_class = decode_latents(model, means[:10], (small_test.labels[:10] + 1) % 10)
+    assert np.abs(last.reconstructions.astype(int) - as_other_class.astype(int)).max() > 20
+    sevens, zeros = (decode_latents(model, grid_latents(2, 4, 2.5), torch.full((4, 4), c)) for c in (7, 0))
+    assert np.abs(last.grid.astype(int) - sevens.astype(int)).max() <= 1
+    assert np.abs(last.grid.astype(int) - zeros.astype(int)).max() > 20
+
+
+def test_snapshots_of_a_1d_latent_space_are_refused_before_training(tmp_path, small_train, small_test) -> None:
+    config = TrainConfig(latent_dim=1, log_every=4, step_test_images=64)
+    recorder = SnapshotRecorder(tmp_path, small_test, every=4)
+    trainer = Trainer(
+        config, train_data=small_train, test_data=small_test, run_dir=tmp_path, hooks=[recorder], progress=False
+    )
+    with pytest.raises(ValueError, match=r"grid over latent dimensions \(0, 1\), which a 1-D latent space"):
+        trainer.fit(1)
+    assert trainer.step == 0 and not RunFolder(tmp_path).checkpoint.exists()

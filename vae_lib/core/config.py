@@ -15,6 +15,7 @@ from vae_lib.core.model import DEFAULT_WIDTHS, VAE, ConditionalVAE
 from vae_lib.core.objective import DEFAULT_ALPHA, LIKELIHOODS
 
 LR_SCHEDULES = ("constant", "cosine")
+MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
 # Settings that change what the model is; a checkpoint can only continue a run that agrees on them.
 MODEL_FIELDS = ("latent_dim", "channels", "widths", "likelihood", "conditional", "dataset")
 # Settings a run may change when it is resumed (a longer run, other records); any other change is refused.
@@ -146,6 +147,10 @@ class TrainConfig:
                     isinstance(number, bool) or not isinstance(number, int) or number < minimum
                 ):
                     raise ValueError(f"{item.name} must be an integer >= {minimum}, got {number!r}")
+        if self.seed > MAX_SEED:
+            raise ValueError(
+                f"seed must be an integer from 0 to 2**64 - 1 (what torch's generators take), got {self.seed}"
+            )
         for name in ("conditional", "binarise"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")

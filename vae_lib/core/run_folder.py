@@ -8,6 +8,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -85,9 +86,55 @@ class RunFolder:
         """Return the lock file naming the process that writes this folder now (RunLock)."""
         return self.path / "run.lock"
 
+    def kept_epochs(self) -> list[Path]:
+        """Return the checkpoints kept for single epochs (TrainConfig.keep_epochs), in epoch order."""
+        return sorted(self.path.glob(f"{KEPT_EPOCH_PREFIX}[0-9]*.pt"))
+
+    def saved_run_files(self) -> list[Path]:
+        """Return the files that hold a saved run's state (its checkpoint and kept epochs): a new run must not
+        write over them."""
+        return [path for path in [self.checkpoint, *self.kept_epochs()] if path.exists()]
+
+    def run_files(self) -> list[Path]:
+        """Return every file and folder a run writes here (checkpoints, snapshots, videos); the lock aside."""
+        named = [self.checkpoint, *self.kept_epochs(), self.snapshots, self.video, self.gif, *self.partial_files()]
+        return [path for path in named if path.exists()]
+
     def partial_files(self) -> list[Path]:
         """Return the temporary files of writes that never completed (a process killed while saving)."""
         return sorted([*self.path.glob(f"*{PARTIAL_SUFFIX}"), *self.snapshots.glob(f"*{PARTIAL_SUFFIX}")])
+
+
+def clear_run(run_dir: str | Path) -> Path:
+    """Remove the files of the run saved in run_dir (run_files: checkpoints, snapshots, videos), so a new run can
+    start there, and return run_dir. Other files are left; a folder another process trains in is refused."""
+    run_folder = RunFolder(run_dir)
+    if run_folder.path.is_dir():
+        with RunLock(run_folder):
+            for path in run_folder.run_files():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return run_folder.path
+
+
+def refuse_saved_run(run_folder: RunFolder) -> None:
+    """Raise a CheckpointError if run_folder holds a saved run's files, which a new run would write over."""
+    saved = run_folder.saved_run_files()
+    if not saved:
+        return
+    names = ", ".join(path.name for path in saved)
+    if run_folder.checkpoint.exists():
+        advice = (
+            f"continue it with Trainer.resume('{run_folder.checkpoint}') or open_run (the train command does), "
+            "choose another folder, or remove that run first (run_folder.clear_run)"
+        )
+    else:
+        advice = (
+            f"it has no {run_folder.checkpoint.name}, so it cannot be continued as it is: move those files out or "
+            f"choose another folder (to continue from a kept epoch, copy it to {run_folder.checkpoint})"
+        )
+    raise CheckpointError(
+        f"{run_folder.path} already holds a saved run ({names}), which a new run would overwrite: {advice}"
+    )
 
 
 class RunLock:

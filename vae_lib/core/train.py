@@ -37,9 +37,9 @@ from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.hooks import TrainingHook
-from vae_lib.core.model import LatentModel
+from vae_lib.core.model import VAE, ConditionalVAE, LatentModel
 from vae_lib.core.objective import vae_loss
-from vae_lib.core.run_folder import RunFolder, RunLock
+from vae_lib.core.run_folder import RunFolder, RunLock, refuse_saved_run
 
 # The names under which a training epoch's parts show in a torch.profiler trace (`benchmark --profile` reads them).
 PROFILE_SCOPES = {
@@ -58,6 +58,7 @@ def train_step(
     alpha: float,
     autocast: torch.dtype | None = None,
     max_grad_norm: float = 0.0,
+    check_batch: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Take one optimisation step on a batch, (images in [-1, 1], labels) or images alone; return its
     (total, recon, kl) losses, the reconstruction term being the model's likelihood's.
@@ -65,9 +66,13 @@ def train_step(
     With `autocast` (torch.bfloat16) the forward pass computes in that dtype where it is safe, and the loss
     in fp32 (device.autocast_dtype chooses). With `max_grad_norm` > 0 a gradient whose norm (over all the
     parameters) is larger is scaled down to that norm before the step. The losses come back as detached
-    tensors, still on the model's device: reading them is up to the caller.
+    tensors, still on the model's device: reading them is up to the caller. A batch that is not model input
+    (check_model_batch) is refused before the weights change; the Trainer, whose batches are, skips that check
+    (`check_batch`), which would make each step wait for the device.
     """
     images, labels = as_batch(batch)
+    if check_batch:
+        check_model_batch(model, images)
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
         output, mean, log_var = model(images, labels)  # encode, sample z = mean + sigma * eps, decode
     total, recon, kl = vae_loss(images, output.float(), mean.float(), log_var.float(), alpha, model.likelihood)
@@ -77,6 +82,19 @@ def train_step(
         nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     return total.detach(), recon.detach(), kl.detach()
+
+
+def check_model_batch(model: LatentModel, images: torch.Tensor) -> None:
+    """Raise a ValueError unless images are a batch the model trains on: floating point, N x C x 28 x 28, finite
+    and in [-1, 1] (data.to_model_input makes one from uint8 images)."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.dtype == torch.uint8 or images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(
+            f"train_step takes model input, float N x {model.channels} x 28 x 28 in [-1, 1], got {images.dtype} "
+            f"{tuple(images.shape)}: pass your images through vae_lib.core.data.to_model_input first"
+        )
+    to_model_input(images, model.channels)  # checks the shape, NaN and the range, with messages that say what to do
 
 
 class TrainingDivergedError(RuntimeError):
@@ -166,7 +184,11 @@ class Trainer:
         self.train_data, self.test_data = training_data(config, train_data, test_data, self.device)
         self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
         self.run_folder = RunFolder(run_dir) if run_dir is not None else None
+        if self.run_folder is not None:
+            refuse_saved_run(self.run_folder)  # Trainer.resume sets its folder after this
         torch.manual_seed(config.seed)
+        if model is not None:
+            check_model_fits(model, config)
         self.model = place_model(model if model is not None else config.build_model(), self.device)
         self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
         self.weight_average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
@@ -213,7 +235,9 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = config.learning_rate_at(self.step, self.steps_per_epoch)
             with record_function(PROFILE_SCOPES["step"]):
-                losses = train_step(self.model, self.optimizer, batch, config.alpha, autocast, config.max_grad_norm)
+                losses = train_step(
+                    self.model, self.optimizer, batch, config.alpha, autocast, config.max_grad_norm, check_batch=False
+                )
             self.running.add(losses, self.step + 1)
             self.step += 1
             if self.weight_average is not None:
@@ -284,10 +308,16 @@ class Trainer:
 
     @classmethod
     def resume(cls, path: str | Path, **options: Any) -> Trainer:
-        """Return a trainer that continues the run saved at `path`; options as for Trainer (run_dir: its folder)."""
+        """Return a trainer that continues the run saved at `path`; options as for Trainer (run_dir: its folder, the
+        default; another folder must not hold a saved run, which the continued run would overwrite)."""
         state = read_checkpoint(path)
-        trainer = cls(config_of(state), **{"run_dir": Path(path).parent, **options})
+        run_dir = options.pop("run_dir", Path(path).parent)
+        run_folder = RunFolder(run_dir) if run_dir is not None else None
+        if run_folder is not None and run_folder.checkpoint.resolve() != Path(path).resolve():
+            refuse_saved_run(run_folder)
+        trainer = cls(config_of(state), **options)
         trainer.load_state_dict(state)
+        trainer.run_folder = run_folder
         return trainer
 
 
@@ -315,6 +345,28 @@ def open_run(
     for change in changes if report else ():
         report(change)
     return trainer
+
+
+def check_model_fits(model: nn.Module, config: TrainConfig) -> None:
+    """Raise a ValueError if `model` is one of the models a config builds (VAE, ConditionalVAE) but not the one
+    `config` builds (class, likelihood, every weight's shape): a checkpoint stores the config, and must rebuild the
+    model it saves. A model of another class (an extension) is the caller's to describe."""
+    if type(model) not in (VAE, ConditionalVAE):
+        return
+    expected = config.build_model()
+    shapes = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    expected_shapes = {name: tuple(tensor.shape) for name, tensor in expected.state_dict().items()}
+    if type(model) is not type(expected) or model.likelihood != expected.likelihood or shapes != expected_shapes:
+        raise ValueError(
+            f"the model given does not fit the config: it is a {describe_model(model)}, the config builds a "
+            f"{describe_model(expected)}; pass a config that describes the model (its checkpoint would hold the "
+            "config), or leave out model= to build it from the config"
+        )
+
+
+def describe_model(model: VAE) -> str:
+    """Return a model's class, latent size, likelihood and widths in words."""
+    return f"{type(model).__name__} ({model.latent_dim}-D latent, {model.likelihood} likelihood, widths {model.widths})"
 
 
 def training_data(

@@ -8,7 +8,6 @@ model's full recipe when the notebook's switch asks for it, or a few seconds' ru
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from vae_lib.core.config import RECIPES, TrainConfig
 from vae_lib.core.data import ImageDataset
 from vae_lib.core.datasets import DEFAULT_DATASET, Report, load_prepared
 from vae_lib.core.hooks import TrainingHook
+from vae_lib.core.run_folder import clear_run
 from vae_lib.core.settings import runs_dir, smoke_mode
 from vae_lib.core.train import Trainer, open_run
 from vae_lib.course.shipped import QUALITY_TARGETS, SHIPPED_MODELS, shipped_checkpoint, shipped_epochs, shipped_history
@@ -82,7 +82,7 @@ def notebook_trainer(
     is never overwritten; a short live run and a smoke run always start afresh. `report` says which it is."""
     run_dir = notebook_run_dir(recipe, full_recipe)
     if smoke_mode() or not full_recipe:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        clear_run(run_dir)  # refused while another process (another notebook's kernel) trains there
     trainer = open_run(notebook_config(recipe, full_recipe), run_dir, hooks=hooks)
     if trainer.epoch:
         report(f"continuing the run saved in {run_dir} at epoch {trainer.epoch}")

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from vae_lib.core.data import ImageDataset, to_pixels
+from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.hooks import TrainingHook
-from vae_lib.core.latent import decode_grid, decode_latents
+from vae_lib.core.latent import decode_latents, grid_latents
 from vae_lib.core.run_folder import RunFolder
 
 if TYPE_CHECKING:  # only for annotations: pictures do not depend on the trainer
@@ -54,11 +54,16 @@ def take_snapshot(
     grid_limit: float,
     grid_dims: tuple[int, int],
     reconstruction_count: int,
+    grid_class: int = 0,
 ) -> Snapshot:
     """Return a Snapshot of the trainer's evaluated model now (its weight average, if it keeps one); the model's
-    training mode is left as it was."""
+    training mode is left as it was. A model conditioned on labels encodes and reconstructs each test image with
+    its own label, and decodes the grid as class `grid_class`."""
     model = trainer.evaluated_model
-    means = encode_means(model, test_images)
+    labels = test_labels if model.needs_labels else None
+    means = encode_means(model, Batch(test_images, labels))
+    grid = grid_latents(model.latent_dim, grid_size, grid_limit, grid_dims)
+    grid_labels = torch.full(grid.shape[:-1], grid_class) if model.needs_labels else None
     latest = trainer.history.steps[-1] if trainer.history.steps else None
     losses = {name: float(getattr(latest, name)) if latest else np.nan for name in _LOSS_NAMES}
     epoch_records = trainer.history.epochs
@@ -70,11 +75,13 @@ def take_snapshot(
         losses=losses,
         latent_means=means.numpy().astype(np.float16),
         labels=test_labels.numpy().astype(np.uint8),
-        grid=decode_grid(model, grid_size, grid_limit, grid_dims),
+        grid=decode_latents(model, grid, grid_labels),
         grid_values=np.linspace(-grid_limit, grid_limit, grid_size, dtype=np.float32),
         grid_dims=grid_dims,
         originals=to_pixels(test_images[:reconstruction_count]),
-        reconstructions=decode_latents(model, means[:reconstruction_count]),
+        reconstructions=decode_latents(
+            model, means[:reconstruction_count], None if labels is None else labels[:reconstruction_count]
+        ),
     )
 
 
@@ -153,7 +160,8 @@ class SnapshotRecorder(TrainingHook):
 
     The same fixed test images are used in every snapshot (the first `scatter_images` of the test
     set), so frames of a video are comparable. On fit start, snapshots newer than the trainer's step
-    (left by an interrupted run) are removed, so a resumed run continues the sequence cleanly.
+    (left by an interrupted run) are removed, so a resumed run continues the sequence cleanly. A model conditioned
+    on labels has its grid decoded as class `grid_class`.
     """
 
     def __init__(
@@ -166,6 +174,7 @@ class SnapshotRecorder(TrainingHook):
         grid_limit: float = 2.5,
         grid_dims: tuple[int, int] = (0, 1),
         reconstruction_count: int = 10,
+        grid_class: int = 0,
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be >= 1 step, got {every}")
@@ -174,7 +183,7 @@ class SnapshotRecorder(TrainingHook):
         self.labels = test_data.labels[:scatter_images]
         self.every = every
         self.grid_size, self.grid_limit, self.grid_dims = grid_size, grid_limit, tuple(grid_dims)
-        self.reconstruction_count = reconstruction_count
+        self.reconstruction_count, self.grid_class = reconstruction_count, grid_class
 
     def record(self, trainer: Trainer) -> None:
         """Take and save a snapshot of the trainer now."""
@@ -186,10 +195,18 @@ class SnapshotRecorder(TrainingHook):
             self.grid_limit,
             self.grid_dims,
             self.reconstruction_count,
+            self.grid_class,
         )
         save_snapshot(snapshot, self.run_folder.path)
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        latent_dim = trainer.evaluated_model.latent_dim
+        if max(self.grid_dims) >= latent_dim:
+            raise ValueError(
+                f"snapshots draw a grid over latent dimensions {self.grid_dims}, which a {latent_dim}-D latent space "
+                "does not have: record snapshots of a model with 2 or more latent dimensions, or train this one "
+                "without them"
+            )
         for path in self.run_folder.snapshot_files():
             if self.run_folder.snapshot_step(path) > trainer.step:
                 path.unlink()
