@@ -252,3 +252,152 @@ def test_train_says_its_numerics_and_which_epochs_were_evaluated_on_part_of_the_
     epochs = [line for line in lines if line.startswith("epoch ")]
     assert len(epochs) == 2
     assert "on the first 100 test images" in epochs[0] and "test images" not in epochs[1]
+
+
+@pytest.mark.parametrize("samples", ["5001", "100000000"])
+def test_more_importance_samples_than_the_largest_printed_k_are_refused_by_the_parser(
+    untrained_checkpoint: Path, capsys, samples: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(untrained_checkpoint), "--log-likelihood", "2", "--samples", samples])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument --samples: must be at most 5000, got {samples}: the bounds are printed for k up to 5000" in (
+        captured.err
+    )
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("kind", ["text", "checkpoint", "folder"])
+def test_a_bounds_file_that_holds_no_saved_bounds_is_refused_before_evaluating_and_left_alone(
+    tmp_path: Path, capsys, untrained_checkpoint: Path, kind: str
+) -> None:
+    other = {"text": tmp_path / "notes.txt", "checkpoint": untrained_checkpoint, "folder": tmp_path / "results"}[kind]
+    if kind == "text":
+        other.write_text("keep me")
+    if kind == "folder":
+        other.mkdir()
+    before = other.read_bytes() if other.is_file() else None
+    command = ["evaluate", str(untrained_checkpoint), "--log-likelihood", "2", "--samples", "10"]
+    assert main([*command, "--bounds-file", str(other)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"error: {other} is not a file of saved bounds: --bounds-file takes a new file, or one an earlier "
+        "--log-likelihood run saved; pass another path\n"
+    )
+    assert captured.out == ""  # refused before the test metrics, not after them
+    assert (other.read_bytes() if other.is_file() else None) == before and other.exists()
+
+
+def _stop_at_the_second_part(monkeypatch) -> None:
+    """Make bounding log p(x) stop with Ctrl-C when it starts its second part of images."""
+    from vae_lib.core import likelihood
+
+    parts, real = [], likelihood.importance_log_weights
+
+    def weights(*args, **kwargs) -> torch.Tensor:
+        parts.append(kwargs["first_index"])
+        if len(parts) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(likelihood, "importance_log_weights", weights)
+
+
+def test_ctrl_c_while_bounding_says_how_many_images_the_bounds_file_keeps(
+    tmp_path: Path, capsys, monkeypatch, untrained_checkpoint: Path
+) -> None:
+    from vae_lib.core.likelihood import BOUND_PART, read_saved_bounds
+
+    _stop_at_the_second_part(monkeypatch)
+    bounds_file = tmp_path / "bounds.pt"
+    command = ["evaluate", str(untrained_checkpoint), "--log-likelihood", str(BOUND_PART + 10), "--samples", "10"]
+    assert main([*command, "--bounds-file", str(bounds_file)]) == 130
+    assert capsys.readouterr().err == (
+        f"stopped while bounding log p(x): the bounds of {BOUND_PART} of {BOUND_PART + 10} images are saved in "
+        f"{bounds_file}; run the same command to continue\n"
+    )
+    assert int((~read_saved_bounds(bounds_file).bounds[:, 0].isnan()).sum()) == BOUND_PART
+
+
+def test_ctrl_c_while_bounding_without_a_bounds_file_says_nothing_was_saved(
+    capsys, monkeypatch, untrained_checkpoint: Path
+) -> None:
+    from vae_lib.core.likelihood import BOUND_PART
+
+    _stop_at_the_second_part(monkeypatch)
+    command = ["evaluate", str(untrained_checkpoint), "--log-likelihood", str(BOUND_PART + 10), "--samples", "10"]
+    assert main(command) == 130
+    assert capsys.readouterr().err == (
+        f"stopped while bounding log p(x) on {BOUND_PART + 10} test images; nothing was saved (--bounds-file FILE "
+        "saves each part's bounds as it ends, and a run given it again continues)\n"
+    )
+
+
+def test_ctrl_c_outside_training_and_bounding_names_the_command_it_stopped(
+    capsys, monkeypatch, untrained_checkpoint: Path
+) -> None:
+    def interrupted(*args, **kwargs) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "evaluate", interrupted)
+    assert main(["evaluate", str(untrained_checkpoint)]) == 130
+    assert capsys.readouterr().err == "stopped: python -m vae_lib evaluate was interrupted before it finished\n"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--racers", "2d-fast", "2d-lab"], "--racers only applies to --time-to-quality, not to the speed benchmark"),
+        (["--to-the-end"], "--to-the-end only applies to --time-to-quality, not to the speed benchmark"),
+        (["--profile", "2d-fast", "--fast-epochs", "3"], "--fast-epochs only applies to --time-to-quality, not to"),
+        (["--profile", "2d-fast", "--steps", "10"], "--steps only applies to the speed benchmark, not to --profile"),
+        (["--time-to-quality", "2d", "--reference", "ref"], "--reference only applies to the speed benchmark, not"),
+        (["--time-to-quality", "2d", "--profile", "2d-fast"], "argument --profile: not allowed with argument"),
+        (["--time-to-quality", "2d", "8d", "--racers", "2d-fast", "2d-lab"], "--racers races to one target"),
+    ],
+)
+def test_a_benchmark_option_the_chosen_benchmark_would_ignore_is_refused(
+    monkeypatch, capsys, options: list[str], message: str
+) -> None:
+    from vae_lib.tools import benchmark
+
+    ran: list[str] = []
+    for name in ("run_benchmark", "time_to_quality", "profile_epoch"):
+        monkeypatch.setattr(benchmark, name, lambda *args, name=name, **kwargs: ran.append(name))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", *options])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith("usage: python -m vae_lib benchmark") and message in error
+    assert ran == []
+
+
+def test_reporting_one_shipped_model_keeps_the_other_s_panel_of_the_time_to_quality_figure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from PIL import Image
+
+    from vae_lib.core.settings import outputs_dir
+    from vae_lib.course.shipped import shipped_history
+    from vae_lib.pictures import viz
+
+    shipped_figure = outputs_dir() / "figures" / "time_to_quality.png"
+    (tmp_path / "checkpoints").mkdir()
+    for path in (outputs_dir() / "checkpoints").glob("vae_[28]d*.pt"):
+        (tmp_path / "checkpoints" / path.name).symlink_to(path)
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path))
+    drawn, draw = [], viz.plot_time_to_quality
+    monkeypatch.setattr(
+        viz, "plot_time_to_quality", lambda histories, targets: drawn.append(histories) or draw(histories, targets)
+    )
+    assert main(["reproduce", "--report-only", "2d"]) == 0
+    assert [list(histories) for histories in drawn] == [["2d", "8d"]]
+    assert drawn[0]["8d"].epochs == shipped_history("8d").epochs
+    figures = tmp_path / "figures"
+    assert sorted(path.name for path in figures.iterdir()) == [
+        "metrics_2d.png",
+        "reconstructions_2d.png",
+        "time_to_quality.png",
+    ]
+    assert Image.open(figures / "time_to_quality.png").size == Image.open(shipped_figure).size  # both panels

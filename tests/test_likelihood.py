@@ -130,10 +130,10 @@ def test_a_stopped_bounding_continues_from_its_file_and_refuses_another_setting(
     continued = bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)
     assert lines == [f"continuing from {path}: 50 of 120 images done"]
     assert continued[0, 0] == 123.0 and torch.equal(continued[1:], full[1:])
-    with pytest.raises(CheckpointError, match="holds bounds for another samples: pass another file, or delete it"):
+    with pytest.raises(CheckpointError, match="holds bounds for another samples: pass another path"):
         bound_images(model, images, 40, [1, 20], save_to=path, report=lines.append)
     path.write_bytes(b"not a file of bounds")
-    with pytest.raises(CheckpointError, match="could not read the saved bounds .* delete it to start again"):
+    with pytest.raises(CheckpointError, match="is not a readable file of saved bounds .*: pass another path"):
         bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)
     path.write_bytes(pickle.dumps({"call": print}))  # a pickle that would run code: refused without torch's advice
     with pytest.raises(CheckpointError, match="not the tensors and plain values") as refusal:

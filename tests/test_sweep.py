@@ -19,21 +19,27 @@ from vae_lib.course.sweep import (
     sweep_config,
 )
 from vae_lib.pictures import viz
+from vae_lib.tools.cli import main
 from vae_lib.tools.sweep import run_sweep
 
 
-def test_the_sweep_command_trains_ships_and_does_not_retrain_a_finished_point(tmp_path, monkeypatch) -> None:
+@pytest.fixture
+def tiny_sweep(tmp_path, monkeypatch) -> None:
+    """Make every point of the sweep one epoch on 256 images, trained and shipped under tmp_path."""
     import vae_lib.tools.sweep as sweep
 
     monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path))
-    tiny = sweep.sweep_config
+    full = sweep.sweep_config
     monkeypatch.setattr(
         sweep,
         "sweep_config",
         lambda latent_dim, alpha: replace(
-            tiny(latent_dim, alpha), train_subset=256, test_subset=128, epochs=1, log_every=2, step_test_images=64
+            full(latent_dim, alpha), train_subset=256, test_subset=128, epochs=1, log_every=2, step_test_images=64
         ),
     )
+
+
+def test_the_sweep_command_trains_ships_and_does_not_retrain_a_finished_point(tiny_sweep) -> None:
     reports: list[str] = []
     shipped = run_sweep([2], [0.01], report=reports.append, device="cpu", progress=False)
     assert [path.name for path in shipped] == ["sweep_2d_alpha0.01.pt"]
@@ -42,6 +48,14 @@ def test_the_sweep_command_trains_ships_and_does_not_retrain_a_finished_point(tm
     assert reports == ["training 2d_alpha0.01 from epoch 0"]
     run_sweep([2], [0.01], report=reports.append, device="cpu", progress=False)
     assert reports == ["training 2d_alpha0.01 from epoch 0"]
+
+
+def test_every_alpha_of_the_sweep_is_checked_before_any_point_trains(tiny_sweep, tmp_path, capsys) -> None:
+    assert main(["sweep", "--latent-dims", "2", "--alphas", "0.01", "-1", "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: alpha weights the KL term and must be > 0 (and finite), got -1.0.")
+    assert captured.out == ""
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no run folder, no shipped point
 
 
 @pytest.mark.parametrize("latent_dim", SWEEP_LATENT_DIMS)

@@ -216,10 +216,11 @@ def read_saved_bounds(path: str | Path) -> SavedBounds:
         saved = torch.load(path, weights_only=True)
     except Exception as error:
         raise CheckpointError(
-            f"could not read the saved bounds {path} ({failure_reason(error)}): delete it to start again"
+            f"{path} is not a readable file of saved bounds ({failure_reason(error)}): pass another path; "
+            "the file is left as it is"
         ) from error
     if not isinstance(saved, dict) or saved.get("kind") != BOUNDS_KIND:
-        raise CheckpointError(f"{path} is not a file of saved bounds: pass another file, or delete it")
+        raise CheckpointError(f"{path} is not a file of saved bounds: pass another path; the file is left as it is")
     return SavedBounds(saved["key"], saved["bounds"])
 
 
@@ -241,7 +242,8 @@ def _read_bounds(path: Path, key: dict) -> torch.Tensor:
     if saved.key != key:
         changed = sorted(name for name in key if saved.key.get(name) != key[name])
         raise CheckpointError(
-            f"{path} holds bounds for another {', '.join(changed)}: pass another file, or delete it to start again"
+            f"{path} holds bounds for another {', '.join(changed)}: pass another path to bound these settings "
+            "(the file keeps the bounds it holds)"
         )
     return saved.bounds
 

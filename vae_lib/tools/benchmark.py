@@ -37,6 +37,7 @@ from vae_lib.core.evaluate import evaluate
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE
 from vae_lib.core.objective import DEFAULT_ALPHA
+from vae_lib.core.run_folder import clear_run
 from vae_lib.core.settings import data_dir
 from vae_lib.core.train import PROFILE_SCOPES, Trainer, global_random_state, set_global_random_state, train_step
 from vae_lib.course.shipped import QUALITY_TARGETS
@@ -400,6 +401,7 @@ def time_short_runs(short_run: TrainConfig, data: dict, video_frames: int) -> di
                 trainer = Trainer(run, hooks=[clocks[label][-1]], **data)
                 trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
             plain_seconds.append(trainer.train_seconds)
+            clear_run(run_dir)  # the round before saved its run there, which a new run refuses to overwrite
             recorder = SnapshotRecorder(run_dir, data["test_data"], every=200)
             recorded = Trainer(short_run, run_dir=run_dir, hooks=[recorder], **data)
             recorded.fit(1)

@@ -12,6 +12,7 @@ import argparse
 import sys
 import typing
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -24,11 +25,20 @@ from vae_lib.core.device import numerics_name
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError
 from vae_lib.core.hooks import EpochReporter, TrainingHook
+from vae_lib.core.likelihood import read_saved_bounds
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT, runs_dir
 from vae_lib.core.train import TrainingDivergedError, TrainingInterrupted, evaluation_data, open_run
 from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
+
+# The k the bounds on log p(x) are printed for. The largest is the most --samples takes: more samples would only
+# average more groups of it, while every image's K samples are decoded and held in memory at once (3 KB each).
+BOUND_SAMPLE_COUNTS = (1, 10, 100, 1000, 5000)
+
+
+class CommandInterrupted(KeyboardInterrupt):
+    """Ctrl-C in a command's work other than training; the message says what stopped and what was kept."""
 
 
 def say(line: str) -> None:
@@ -50,6 +60,17 @@ def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
         return value
 
     return parse
+
+
+def _sample_count(text: str) -> int:
+    """Parse --samples: a positive integer up to the largest k the bounds are printed for."""
+    count, most = _integer_at_least(1)(text), BOUND_SAMPLE_COUNTS[-1]
+    if count > most:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {most}, got {count}: the bounds are printed for k up to {most}, and each image's "
+            "K samples are decoded and held in memory at once"
+        )
+    return count
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +134,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    if args.log_likelihood and args.bounds_file:
+        _check_bounds_file(Path(args.bounds_file))  # before the test metrics, not after them
     config = config_of(read_checkpoint(args.checkpoint))
     model = load_model(args.checkpoint, device=args.device or "cpu")
     test_data = evaluation_data(replace(config, test_subset=0))  # every test image, binarised as in training
@@ -134,23 +157,55 @@ def _print_log_likelihood(
     from vae_lib.core.likelihood import bound_images, bound_summary, decoder_variance
 
     variance = decoder_variance(config.alpha) if config.likelihood == "gaussian" else None
-    counts = [count for count in (1, 10, 100, 1000, 5000) if count <= args.samples and args.samples % count == 0]
-    bounds = bound_images(
-        model,
-        test_data,
-        args.samples,
-        counts,
-        variance,
-        seed=args.seed,
-        save_to=args.bounds_file,
-        workers=args.workers,
-        progress=sys.stderr.isatty(),
-        report=say,
-    )
+    counts = [count for count in BOUND_SAMPLE_COUNTS if count <= args.samples and args.samples % count == 0]
+    try:
+        bounds = bound_images(
+            model,
+            test_data,
+            args.samples,
+            counts,
+            variance,
+            seed=args.seed,
+            save_to=args.bounds_file,
+            workers=args.workers,
+            progress=sys.stderr.isatty(),
+            report=say,
+        )
+    except KeyboardInterrupt:
+        raise CommandInterrupted(_bounding_stopped(args.bounds_file, len(test_data))) from None
     decoder = f"Gaussian decoder of variance {variance:.4g}" if variance is not None else "Bernoulli decoder"
     print(f"  log p(x) in nats per image, {decoder}, first {len(bounds)} test images (k = 1 is the ELBO):")
     for count, (mean, error) in bound_summary(bounds, counts).items():
         print(f"    k = {count:4d}: {mean:.2f} nats (standard error {error:.2f})")
+
+
+def _check_bounds_file(path: Path) -> None:
+    """Raise a CheckpointError unless `path` is new or holds saved bounds: a file of the user's is never ours to
+    suggest deleting."""
+    if not path.exists():
+        return
+    try:
+        read_saved_bounds(path)
+    except CheckpointError:
+        raise CheckpointError(
+            f"{path} is not a file of saved bounds: --bounds-file takes a new file, or one an earlier "
+            "--log-likelihood run saved; pass another path"
+        ) from None
+
+
+def _bounding_stopped(bounds_file: str | None, images: int) -> str:
+    """Return what a Ctrl-C while bounding log p(x) stopped, and how many images' bounds `bounds_file` keeps."""
+    if bounds_file is None:
+        return (
+            f"while bounding log p(x) on {images} test images; nothing was saved (--bounds-file FILE saves each "
+            "part's bounds as it ends, and a run given it again continues)"
+        )
+    path = Path(bounds_file)
+    done = int((~read_saved_bounds(path).bounds[:, 0].isnan()).sum()) if path.exists() else 0
+    return (
+        f"while bounding log p(x): the bounds of {done} of {images} images are saved in {path}; "
+        "run the same command to continue"
+    )
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -206,6 +261,25 @@ def _settle_progress_bars(args: argparse.Namespace) -> None:
         print(f"{path}: {changed} progress bar text{'s' if changed != 1 else ''} set to the final state")
 
 
+# The benchmarks with options that only they read: the options, and how to choose that benchmark.
+SPEED_BENCHMARK = "the speed benchmark"
+BENCHMARK_ONLY_OPTIONS = {
+    "--time-to-quality": (("--to-the-end", "--fast-epochs", "--racers"), "with --time-to-quality 2d (or 8d)"),
+    SPEED_BENCHMARK: (("--steps", "--reference"), "without --time-to-quality and --profile"),
+}
+
+
+def _check_benchmark_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, as a usage error, an option the chosen benchmark would ignore."""
+    chosen = "--time-to-quality" if args.time_to_quality else "--profile" if args.profile else SPEED_BENCHMARK
+    for kind, (options, how) in BENCHMARK_ONLY_OPTIONS.items():
+        for option in options:
+            if kind != chosen and getattr(args, option[2:].replace("-", "_")) not in (None, False):
+                parser.error(f"{option} only applies to {kind}, not to {chosen}: use it {how}, or leave it out")
+    if args.racers and len(args.time_to_quality) > 1:
+        parser.error("--racers races to one target: give --time-to-quality one model (2d or 8d)")
+
+
 def _benchmark(args: argparse.Namespace) -> None:
     from vae_lib.tools.benchmark import (
         check_reference,
@@ -228,7 +302,7 @@ def _benchmark(args: argparse.Namespace) -> None:
         return
     if args.reference:
         check_reference(Path(args.reference))  # before the benchmark, not after it
-    run_benchmark(say, steps=args.steps, device=args.device)
+    run_benchmark(say, device=args.device, **({"steps": args.steps} if args.steps else {}))
     if args.reference:
         compare_with_reference(Path(args.reference), say)
 
@@ -289,11 +363,11 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     )
     evaluate_command.add_argument(
         "--samples",
-        type=_integer_at_least(1),
+        type=_sample_count,
         default=1000,
         metavar="K",
-        help="importance samples per image for --log-likelihood; bounds are printed for k = 1, 10, 100, 1000, 5000 "
-        "up to K (default: 1000; 5000 for the published tables)",
+        help="importance samples per image for --log-likelihood, at most the largest k; bounds are printed for "
+        f"k = {', '.join(map(str, BOUND_SAMPLE_COUNTS))} up to K (default: 1000; 5000 for the published tables)",
     )
     evaluate_command.add_argument(
         "--workers",
@@ -330,10 +404,13 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
 def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
     """Add the benchmark and the student-notebook generator."""
     benchmark = commands.add_parser("benchmark", help="measure training speed against this machine's matmul rate")
-    benchmark.add_argument("--steps", type=_integer_at_least(1), default=400)
+    benchmark.add_argument(
+        "--steps", type=_integer_at_least(1), help="training steps the speed benchmark times (default: 400)"
+    )
     benchmark.add_argument("--device")
     benchmark.add_argument("--threads", type=_integer_at_least(1), help="CPU threads torch uses (default: its own)")
-    benchmark.add_argument(
+    kind = benchmark.add_mutually_exclusive_group()
+    kind.add_argument(
         "--time-to-quality",
         nargs="+",
         choices=("2d", "8d"),
@@ -365,13 +442,13 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
         help="with --time-to-quality: race these recipes instead (the first stops at the target, the others train "
         "to their end), e.g. --racers 2d-fast 2d-lab",
     )
-    benchmark.add_argument(
+    kind.add_argument(
         "--profile",
         choices=sorted(RECIPES),
         metavar="RECIPE",
         help="instead, profile one epoch of RECIPE (e.g. 2d-fast) and print where its time goes",
     )
-    benchmark.set_defaults(run=_benchmark)
+    benchmark.set_defaults(run=_benchmark, check_options=partial(_check_benchmark_options, benchmark))
 
     student = commands.add_parser(
         "student-notebooks", help="write the student notebooks (solutions removed) into notebooks/student/"
@@ -391,6 +468,8 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run a command; errors the user can fix print one clear line and exit with status 2."""
     args = build_parser().parse_args(argv)
+    if hasattr(args, "check_options"):
+        args.check_options(args)
     try:
         args.run(args)
     except (DataError, CheckpointError, TrainingDivergedError, ValueError, OSError) as error:
@@ -399,7 +478,15 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as interrupt:
         print(f"stopped, {interrupt}: run the same command to resume", file=sys.stderr)
         return 130
+    except CommandInterrupted as interrupt:
+        print(f"stopped {interrupt}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("stopped before training began; nothing was changed", file=sys.stderr)
+        stopped = (
+            "stopped before training began; nothing was changed"
+            if args.command == "train"
+            else f"stopped: python -m vae_lib {args.command} was interrupted before it finished"
+        )
+        print(stopped, file=sys.stderr)
         return 130
     return 0

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vae_lib.core.checkpoint import export_checkpoint, history_of, load_model, read_checkpoint
-from vae_lib.core.config import RECIPES
+from vae_lib.core.config import RECIPES, SHIPPED_RECIPES
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.hooks import EpochReporter
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import outputs_dir, runs_dir
 from vae_lib.core.train import Trainer, open_run
-from vae_lib.course.shipped import QUALITY_TARGETS, shipped_checkpoint, shipped_epochs
+from vae_lib.course.shipped import QUALITY_TARGETS, shipped_checkpoint, shipped_epochs, shipped_history
 from vae_lib.pictures.snapshots import SnapshotRecorder
 
 Report = Callable[[str], None]
@@ -69,7 +69,11 @@ def report_shipped(name: str, report: Report) -> dict[str, float]:
 
 
 def write_figures(names: list[str]) -> list[Path]:
-    """Save the README's figures for the shipped models into outputs/figures/ and return their paths."""
+    """Save the README's figures for the named shipped models into outputs/figures/ and return their paths.
+
+    The time-to-quality figure has a panel per shipped checkpoint, named or not: redrawing the figures of one
+    model never drops another's panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,11 +82,10 @@ def write_figures(names: list[str]) -> list[Path]:
 
     folder = outputs_dir() / "figures"
     folder.mkdir(parents=True, exist_ok=True)
-    written, histories = [], {}
+    written = []
     for name in names:
         originals = load_dataset(RECIPES[name].dataset, train=False).images[:12]
-        histories[name] = history_of(read_checkpoint(shipped_checkpoint(name)))
-        figure = viz.plot_metrics(histories[name], title=f"{name.upper()} model: training metrics")
+        figure = viz.plot_metrics(shipped_history(name), title=f"{name.upper()} model: training metrics")
         written.append(folder / f"metrics_{name}.png")
         figure.savefig(written[-1], dpi=90)
         rows = {
@@ -94,7 +97,9 @@ def write_figures(names: list[str]) -> list[Path]:
         )
         written.append(folder / f"reconstructions_{name}.png")
         figure.savefig(written[-1], dpi=90)
-    figure = viz.plot_time_to_quality(histories, {name: QUALITY_TARGETS[name] for name in names})
+    shown = [name for name in SHIPPED_RECIPES if shipped_checkpoint(name).exists()]
+    histories = {name: shipped_history(name) for name in shown}
+    figure = viz.plot_time_to_quality(histories, {name: QUALITY_TARGETS[name] for name in shown})
     written.append(folder / "time_to_quality.png")
     figure.savefig(written[-1], dpi=90)
     return written

@@ -27,15 +27,17 @@ def run_sweep(
     report: Callable[[str], None] | None = None,
     **options: object,
 ) -> list[Path]:
-    """Train (or finish) every point of the sweep, export each to outputs/checkpoints/, and return their paths."""
+    """Train (or finish) every point of the sweep, export each to outputs/checkpoints/, and return their paths.
+
+    Every point's settings are made (and so checked: a bad alpha raises a ValueError) before the first one trains.
+    """
+    configs = {(latent_dim, alpha): sweep_config(latent_dim, alpha) for latent_dim in latent_dims for alpha in alphas}
     shipped = []
-    for latent_dim in latent_dims:
-        for alpha in alphas:
-            config = sweep_config(latent_dim, alpha)
-            trainer = open_run(config, sweep_run_dir(latent_dim, alpha), report=report, hooks=hooks, **options)
-            if trainer.remaining_epochs() and report is not None:
-                report(f"training {sweep_name(latent_dim, alpha)} from epoch {trainer.epoch}")
-            trainer.finish()
-            run_folder = RunFolder(sweep_run_dir(latent_dim, alpha))
-            shipped.append(export_checkpoint(run_folder.checkpoint, sweep_checkpoint(latent_dim, alpha)))
+    for (latent_dim, alpha), config in configs.items():
+        trainer = open_run(config, sweep_run_dir(latent_dim, alpha), report=report, hooks=hooks, **options)
+        if trainer.remaining_epochs() and report is not None:
+            report(f"training {sweep_name(latent_dim, alpha)} from epoch {trainer.epoch}")
+        trainer.finish()
+        run_folder = RunFolder(sweep_run_dir(latent_dim, alpha))
+        shipped.append(export_checkpoint(run_folder.checkpoint, sweep_checkpoint(latent_dim, alpha)))
     return shipped
