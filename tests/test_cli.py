@@ -268,6 +268,30 @@ def test_more_importance_samples_than_the_largest_printed_k_are_refused_by_the_p
     assert captured.out == ""
 
 
+@pytest.mark.parametrize(("option", "value"), [("--samples", "10"), ("--workers", "2"), ("--bounds-file", "bounds.pt")])
+def test_an_option_of_log_likelihood_without_it_is_refused_by_the_parser(
+    untrained_checkpoint: Path, capsys, option: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(untrained_checkpoint), option, value])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"{option} only applies to --log-likelihood IMAGES: add it, or leave {option} out" in captured.err
+    assert captured.out == ""
+
+
+def test_more_log_likelihood_images_than_the_test_set_has_are_said_to_be_cut(
+    untrained_checkpoint: Path, capsys, monkeypatch
+) -> None:
+    from vae_lib.tools import cli
+
+    bounded = []
+    monkeypatch.setattr(cli, "_print_log_likelihood", lambda model, config, images, args: bounded.append(args))
+    assert main(["evaluate", str(untrained_checkpoint), "--log-likelihood", "20000"]) == 0
+    assert "--log-likelihood 20000: the test set has 10000 images; bounding them all" in capsys.readouterr().out
+    assert (bounded[0].samples, bounded[0].workers) == (1000, 1)  # the defaults, filled in by the check
+
+
 @pytest.mark.parametrize("kind", ["text", "checkpoint", "folder"])
 def test_a_bounds_file_that_holds_no_saved_bounds_is_refused_before_evaluating_and_left_alone(
     tmp_path: Path, capsys, untrained_checkpoint: Path, kind: str

@@ -147,7 +147,27 @@ def _evaluate(args: argparse.Namespace) -> None:
     for name, value in metrics.items():
         print(f"  test {name:14s} {value:.6f}")
     if args.log_likelihood:
+        if args.log_likelihood > len(test_data):
+            say(
+                f"--log-likelihood {args.log_likelihood}: the test set has {len(test_data)} images; bounding them all"
+            )
         _print_log_likelihood(model, config, test_data.subset(args.log_likelihood), args)
+
+
+# Defaults of evaluate's options for --log-likelihood, which are None in the parser so that giving one without
+# --log-likelihood can be refused.
+BOUND_OPTION_DEFAULTS = {"samples": 1000, "workers": 1}
+
+
+def _check_evaluate_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse, as a usage error, an option of --log-likelihood given without it; fill in their defaults."""
+    for name, default in BOUND_OPTION_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+        elif not args.log_likelihood:
+            parser.error(f"--{name} only applies to --log-likelihood IMAGES: add it, or leave --{name} out")
+    if args.bounds_file is not None and not args.log_likelihood:
+        parser.error("--bounds-file only applies to --log-likelihood IMAGES: add it, or leave --bounds-file out")
 
 
 def _print_log_likelihood(
@@ -364,7 +384,6 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     evaluate_command.add_argument(
         "--samples",
         type=_sample_count,
-        default=1000,
         metavar="K",
         help="importance samples per image for --log-likelihood, at most the largest k; bounds are printed for "
         f"k = {', '.join(map(str, BOUND_SAMPLE_COUNTS))} up to K (default: 1000; 5000 for the published tables)",
@@ -372,7 +391,6 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     evaluate_command.add_argument(
         "--workers",
         type=_integer_at_least(1),
-        default=1,
         help="processes for --log-likelihood, one thread each (the result does not depend on it; default: 1)",
     )
     evaluate_command.add_argument(
@@ -380,7 +398,7 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="save --log-likelihood's per-image bounds to FILE as they are computed; run again to continue",
     )
-    evaluate_command.set_defaults(run=_evaluate)
+    evaluate_command.set_defaults(run=_evaluate, check_options=partial(_check_evaluate_options, evaluate_command))
 
     reproduce_command = commands.add_parser(
         "reproduce", help="retrain the shipped models from their recipes and report"
