@@ -277,3 +277,20 @@ def test_clear_run_removes_the_runs_files_only_and_not_while_another_writer_hold
     assert clear_run(tmp_path) == tmp_path
     assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
     _trainer(tmp_path, small_train, small_test).fit(1)  # a new run may start there now
+
+
+def test_resuming_a_kept_epoch_in_its_own_folder_refuses_to_rewind_the_later_checkpoint(
+    tmp_path, small_train, small_test
+) -> None:
+    _trainer(tmp_path, small_train, small_test).fit(2)  # keeps epochs 1 and 2; checkpoint.pt holds epoch 2
+    run_folder = RunFolder(tmp_path)
+    latest = run_folder.checkpoint.read_bytes()
+    with pytest.raises(
+        CheckpointError, match=r"already holds a saved run \(checkpoint.pt, epoch_001.pt, epoch_002.pt\)"
+    ):
+        Trainer.resume(run_folder.kept_epoch(1), train_data=small_train, test_data=small_test, progress=False)
+    assert run_folder.checkpoint.read_bytes() == latest
+    elsewhere = Trainer.resume(
+        run_folder.kept_epoch(1), run_dir=tmp_path / "from_epoch_1", train_data=small_train, test_data=small_test
+    )
+    assert elsewhere.epoch == 1
