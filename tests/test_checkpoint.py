@@ -3,13 +3,14 @@ import io
 import os
 import pickle
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from vae_lib import CheckpointError, TrainConfig, Trainer, load_model, read_checkpoint
-from vae_lib.core.checkpoint import save_checkpoint
+from vae_lib.core.checkpoint import continued_config, export_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +178,37 @@ def test_an_empty_checkpoint_is_named_in_one_line(tmp_path: Path) -> None:
     assert str(failure.value) == (
         f"{tmp_path / 'checkpoint.pt'} is empty (0 bytes): delete it and retrain, or use another checkpoint"
     )
+
+
+def test_an_export_keeps_config_weights_counters_and_history_and_leaves_out_the_training_state(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    source = read_checkpoint(trained.run_folder.checkpoint)
+    assert export_checkpoint(trained.run_folder.checkpoint, tmp_path / "shared.pt") == tmp_path / "shared.pt"
+    stored = torch.load(tmp_path / "shared.pt", weights_only=True)
+    kept = {"config", "model", "epoch", "step", "train_seconds", "history"}
+    assert set(stored) == {"kind", "checksum", *kept}  # no optimizer, no rng
+    exported = read_checkpoint(tmp_path / "shared.pt")  # its checksum holds
+    for key in kept - {"model"}:
+        assert exported[key] == source[key], key
+    assert exported["epoch"] == 1 and len(exported["history"]["epochs"]) == 1
+    for name, tensor in source["model"].items():
+        assert torch.equal(exported["model"][name], tensor), name
+
+
+def test_a_corrupt_checkpoint_is_not_exported(trained: Trainer, tmp_path: Path, flip_exponent_bit) -> None:
+    corrupt, weight = tmp_path / "corrupt.pt", trained.model.to_latent.weight.detach()
+    corrupt.write_bytes(flip_exponent_bit(trained.run_folder.checkpoint.read_bytes(), weight))
+    with pytest.raises(CheckpointError, match="corrupt.pt is corrupt"):
+        export_checkpoint(corrupt, tmp_path / "shared.pt")
+    assert not (tmp_path / "shared.pt").exists()  # a fresh checksum would have vouched for the changed weight
+
+
+def test_continuing_applies_the_resumable_settings_and_refuses_the_others_by_name(trained: Trainer) -> None:
+    checkpoint, config = trained.run_folder.checkpoint, trained.config
+    longer = replace(config, epochs=5, log_every=2, keep_epochs=(5,))
+    assert continued_config(checkpoint, longer) == (config, longer)
+    with pytest.raises(CheckpointError, match=r"trained with other settings \(learning_rate: 0.001 vs 0.005\)"):
+        continued_config(checkpoint, replace(config, learning_rate=5e-3))
+    with pytest.raises(CheckpointError, match=r"belongs to another model \(latent_dim: 2 vs 8\): choose"):
+        continued_config(checkpoint, replace(config, latent_dim=8, learning_rate=5e-3))

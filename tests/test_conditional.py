@@ -105,6 +105,20 @@ def test_a_class_loss_is_the_training_loss_of_that_label_at_the_mean(conditional
     assert torch.equal(likeliest_classes(conditional_model, images, alpha=0.01), losses.argmin(dim=1))
 
 
+def test_a_bernoulli_model_s_class_loss_is_its_bernoulli_term_at_the_mean(small_test) -> None:
+    torch.manual_seed(0)
+    model = ConditionalVAE(latent_dim=2, widths=WIDTHS, likelihood="bernoulli").eval()
+    images = small_test.images[:2]
+    losses = class_losses(model, images, alpha=0.5)
+    batch, label = to_model_input(images[:1]), torch.tensor([3])
+    with torch.no_grad():
+        mean, log_var = model.encode(batch, label)
+        recon = reconstruction_loss(batch, model.decoder_output(mean, label), "bernoulli")
+        expected = recon + 0.5 * kl_per_dimension(mean, log_var).sum()
+    assert recon.item() > 100  # nats summed over the pixels, not a Gaussian's 0.5 MSE
+    assert losses[0, 3].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_the_comparison_titles_each_space_with_its_neighbour_agreement(conditional_model, small_test) -> None:
     torch.manual_seed(0)
     plain = VAE(latent_dim=2, widths=WIDTHS).eval()

@@ -3,6 +3,7 @@ pixels, the centre of mass moved to pixel (14, 14)."""
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from vae_lib.core.drawing import CENTRE, INK_BOX, centre_of_mass, draw_strokes, drawing_to_image, ink_bounding_box
 
@@ -75,3 +76,51 @@ def test_strokes_are_drawn_in_white_with_round_ends() -> None:
     assert ink_bounding_box(drawing) == (90, 111, 90, 191)  # 10 pixels of round cap beyond each end
     dot = draw_strokes([[(50, 60)]], width=10)
     assert ink_bounding_box(dot) == (55, 66, 45, 56)
+
+
+def test_strokes_turn_corners_with_round_joints_as_the_pad_s_pen_does() -> None:
+    drawing = draw_strokes(SEVEN, width=18)
+    rows, columns = np.mgrid[:280, :280]
+    for x, y in SEVEN[0]:  # every pixel within 8 of a corner or an end is ink: no notch at the joint
+        assert (drawing[(columns - x) ** 2 + (rows - y) ** 2 <= 8**2] == 255).all()
+
+
+def _blob_with_a_tail() -> np.ndarray:
+    """A disc with a long thin tail below it: its centre of mass is far above the middle of its ink."""
+    canvas = Image.new("L", (280, 280), 0)
+    pen = ImageDraw.Draw(canvas)
+    pen.ellipse((100, 10, 180, 90), fill=255)
+    pen.line([(140, 50), (140, 270)], fill=255, width=2)
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize(
+    ("turns", "box"),
+    [(0, (11, 28, 11, 17)), (1, (11, 17, 0, 18)), (2, (0, 18, 12, 18)), (3, (12, 18, 11, 28))],
+    ids=["tail cut at the bottom", "tail cut at the left", "tail cut at the top", "tail cut at the right"],
+)
+def test_ink_moved_past_the_edge_by_the_centring_is_cut_off(turns, box) -> None:
+    # the 20-pixel patch is placed 2 or 3 pixels past the edge so that the disc's centre of mass lands at (14, 14)
+    image = drawing_to_image(np.rot90(_blob_with_a_tail(), -turns))
+    assert image.shape == (28, 28) and ink_bounding_box(image) == box
+    edge = [image[27], image[:, 0], image[0], image[:, 27]][turns]
+    assert edge.max() > 10  # the tail runs on to the edge
+
+
+def test_float_drawings_are_clipped_to_0_1_before_they_become_grey_levels() -> None:
+    drawing = draw_strokes(SEVEN) / 255.0
+    assert np.array_equal(drawing_to_image(drawing * 3 - 1), drawing_to_image(np.clip(drawing * 3 - 1, 0, 1)))
+    assert drawing_to_image(np.where(drawing > 0, 2.0, -1.0)).max() == 255  # not 510 wrapped to 254
+
+
+def test_float_values_become_the_nearest_grey_level() -> None:
+    drawing = draw_strokes(SEVEN)
+    assert np.array_equal(drawing_to_image(drawing / 255.0 * 0.999), drawing_to_image(drawing))  # 254.7 is 255
+
+
+def test_fine_detail_is_averaged_when_scaled_down_not_sampled() -> None:
+    stripes = np.zeros((280, 280), np.uint8)
+    stripes[40:240, 40:240:2] = 255  # 200 x 199 pixels of ink, every other column: 20 x 20 pixels of half ink
+    image = drawing_to_image(stripes)
+    assert ink_bounding_box(image) == (4, 24, 4, 24)
+    assert (np.abs(image[4:24, 4:24].astype(int) - 128) <= 3).all()  # 0 or 255 if sampled

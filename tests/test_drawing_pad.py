@@ -1,6 +1,7 @@
 """The drawing pad, driven from Python as the browser drives it: pixels arrive at a stroke's end and every view
 updates from them (tests/test_browser.py draws on it in JupyterLab)."""
 
+import inspect
 import io
 
 import numpy as np
@@ -14,8 +15,10 @@ from vae_lib.core.data import to_pixels
 from vae_lib.core.datasets import legend_title
 from vae_lib.core.drawing import draw_strokes, drawing_to_image
 from vae_lib.core.evaluate import encode_means, reconstruct
+from vae_lib.core.latent import LatentProjection
 from vae_lib.core.model import ConditionalVAE
 from vae_lib.pictures.drawing_pad import GUESS, PAD_SIZE, REWRITE_SCALE, VIEW_SCALE, DrawingExplorer, DrawingPad
+from vae_lib.pictures.explorer import ScatterCanvas
 
 WIDTHS = (4, 8, 8, 16)
 SEVEN = draw_strokes([[(70, 60), (210, 60), (120, 240)]])
@@ -110,3 +113,24 @@ def test_without_a_conditional_model_there_is_no_rewrite(small_test) -> None:
     assert reading.latent.shape == (8,) and reading.label is None and reading.rewrites is None
     assert explorer.projection.axes.shape == (8, 2)  # eight dimensions are shown in the plane of their PCA
     assert len(explorer.widget.children) == 1
+
+
+def test_the_pad_s_canvas_and_pen_are_what_draw_strokes_draws_with() -> None:
+    defaults = inspect.signature(draw_strokes).parameters
+    pad = DrawingPad()
+    assert (pad.size, pad.line_width) == (defaults["size"].default, defaults["width"].default) == (280, 18)
+
+
+def test_the_scatter_shows_the_first_test_images_in_their_classes(explorer: DrawingExplorer, small_test) -> None:
+    shown = small_test.subset(200)
+    means = encode_means(explorer.model, shown.images).numpy()
+    projection = LatentProjection.fit(means)
+    expected = ScatterCanvas(projection(means), shown.labels.numpy(), list(shown.class_names), projection.axis_labels)
+    assert np.array_equal(explorer.scatter.pixels, expected.pixels)
+
+
+def test_the_marker_is_drawn_at_the_drawing_s_latent_mean(explorer: DrawingExplorer) -> None:
+    for drawing in (SEVEN, ZERO):
+        explorer.pad.show(drawing)
+        point = explorer.projection(explorer.reading.latent[None])[0]
+        assert np.array_equal(_pixels(explorer.scatter_view.value), explorer.scatter.with_marker(point))

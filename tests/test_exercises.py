@@ -76,6 +76,17 @@ def test_a_reparameterisation_written_another_way_passes(right) -> None:
         (lambda mean, log_var: mean + torch.randn(len(mean), 1) * log_var.mul(0.5).exp(), "share one ε"),
         (lambda mean, log_var: mean + torch.randn(mean.shape[1]) * log_var.mul(0.5).exp(), "shared by all the images"),
         (lambda mean, log_var: (torch.manual_seed(0), reparameterise(mean, log_var))[1], "a seed is set inside"),
+        (lambda mean, log_var: mean, "z is not random"),
+        # a little off, each in one property only: the check's tolerances are tighter than these
+        (lambda mean, log_var: mean + (torch.randn_like(mean) + 0.1) * log_var.mul(0.5).exp(), "not 0: ε ~ N(0, I)"),
+        (lambda mean, log_var: mean + 1.1 * torch.randn_like(mean) * log_var.mul(0.5).exp(), "z spreads 1.1 times σ"),
+        (
+            lambda mean, log_var: (
+                mean
+                + (0.7**0.5 * torch.randn_like(mean) + 0.3**0.5 * torch.randn(len(mean), 1)) * log_var.mul(0.5).exp()
+            ),
+            "z's dimensions move together over the draws (correlation 0.3",
+        ),
         (lambda mean, log_var: reparameterise(mean, log_var).detach().numpy(), "should be a tensor, got ndarray"),
     ],
 )
@@ -391,6 +402,19 @@ def test_a_step_that_departs_late_is_caught_at_the_step_it_departs(small_train) 
     assert_fails_with(check_training_step(drifting, small_train.images, steps=6), "Case *step 4*")
 
 
+def test_a_step_that_departs_only_at_the_last_step_is_caught_by_the_weights_it_leaves(small_train) -> None:
+    calls = []
+
+    def stepping_twice_at_the_end(model, optimizer, batch, alpha):
+        calls.append(1)
+        losses = train_step(model, optimizer, batch, alpha)
+        if len(calls) == 6:  # the losses it returns are right; the weights it leaves are not
+            optimizer.step()
+        return losses
+
+    assert_fails_with(check_training_step(stepping_twice_at_the_end, small_train.images, steps=6), "After 6 steps")
+
+
 # --- sampling from the prior ---
 
 
@@ -595,10 +619,24 @@ def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
         ),
         (lambda x, logits: _bce_sum(x, logits).item(), "turned into a Python number"),
         (lambda x, logits: _bce_sum(x, logits.detach()), "carries no gradient"),
+        (
+            lambda x, logits: (F.softplus(logits.detach()) - logits * (x + 1) / 2).flatten(1).sum(1).mean(),
+            "the right value but the wrong gradient with respect to logits",
+        ),
         # not among the listed mistakes: an average over pixels taken with torch.mean over everything
         (lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2), "a mean over pixels"),
     ],
-    ids=["pixel mean", "sign", "image sum", "probabilities", "targets in [-1, 1]", "float", "detached", "mean all"],
+    ids=[
+        "pixel mean",
+        "sign",
+        "image sum",
+        "probabilities",
+        "targets in [-1, 1]",
+        "float",
+        "detached",
+        "softplus detached",
+        "mean all",
+    ],
 )
 def test_wrong_bernoulli_terms_get_a_hint_that_names_the_mistake(answer, hint: str) -> None:
     result = check_bernoulli_reconstruction(answer)

@@ -14,6 +14,7 @@ from vae_lib.core.files import CheckpointError
 from vae_lib.core.likelihood import (
     beta_of,
     bound_images,
+    bound_summary,
     decoder_variance,
     importance_log_weights,
     log_likelihood_bounds,
@@ -93,14 +94,52 @@ def test_with_a_wider_posterior_the_bound_rises_with_k_towards_log_p_x() -> None
     assert abs(exact - bounds[1000]) < 0.05 * (exact - bounds[1])
 
 
+def test_each_image_draws_its_samples_from_the_seed_plus_its_index_in_the_dataset() -> None:
+    model = LinearGaussian(variance=0.5, widen=4.0)
+    image = _images()[:1]
+    twice = importance_log_weights(model, image.repeat(2, 1, 1), 5, variance=0.5, seed=3)
+    assert not torch.equal(twice[0], twice[1])  # the same image, but the second draws from seed 3 + 1
+    assert torch.equal(twice[1], importance_log_weights(model, image, 5, variance=0.5, seed=4)[0])
+    assert torch.equal(twice[1], importance_log_weights(model, image, 5, variance=0.5, seed=3, first_index=1)[0])
+
+
+def test_the_bounds_average_the_log_mean_weight_of_consecutive_groups_of_k() -> None:
+    # image 0: weights 1, 3, 2, 6, 4, 8; image 1: six equal weights, whose every bound is their log
+    log_weights = torch.tensor([[1.0, 3.0, 2.0, 6.0, 4.0, 8.0], [5.0] * 6]).log()
+    bounds = per_image_bounds(log_weights, [1, 2, 3, 6])
+    # k = 1: mean log weight; k = 2: groups (1, 3), (2, 6), (4, 8) of means 2, 4, 6; k = 3: means 2 and 6
+    image_0 = [math.log(1152) / 6, math.log(48) / 3, math.log(12) / 2, math.log(4)]
+    assert bounds.dtype == torch.float64 and bounds.shape == (2, 4)
+    assert bounds[0].tolist() == pytest.approx(image_0, rel=1e-6)
+    assert bounds[1].tolist() == pytest.approx([math.log(5)] * 4, rel=1e-6)
+    means = log_likelihood_bounds(log_weights, [1, 2, 3, 6])
+    assert list(means.values()) == pytest.approx([(bound + math.log(5)) / 2 for bound in image_0], rel=1e-6)
+
+
+def test_the_summary_is_the_mean_bound_and_its_standard_error_and_refuses_unfinished_bounds() -> None:
+    bounds = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]], dtype=torch.float64)
+    summary = bound_summary(bounds, [1, 10])
+    # standard deviations (n - 1) 2 and sqrt(13), over sqrt(3) images
+    assert summary[1] == pytest.approx((3.0, 2 / math.sqrt(3)))
+    assert summary[10] == pytest.approx((5.0, math.sqrt(13 / 3)))
+    assert math.isnan(bound_summary(bounds[:1], [1, 10])[1][1])  # one image has no standard error
+    bounds[1, 1] = math.nan
+    with pytest.raises(ValueError, match="1 images are not bounded yet: finish the run first"):
+        bound_summary(bounds, [1, 10])
+
+
 def test_sample_counts_that_do_not_split_the_samples_are_refused() -> None:
     with pytest.raises(ValueError, match="do not split into groups of 3"):
         log_likelihood_bounds(torch.zeros(2, 10), [3])
 
 
+def _small_bernoulli_model(seed: int = 0) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(latent_dim=3, widths=(4, 4, 8, 8), likelihood="bernoulli")
+
+
 def _small_bernoulli_model_and_images() -> tuple[VAE, torch.Tensor]:
-    torch.manual_seed(0)
-    model = VAE(latent_dim=3, widths=(4, 4, 8, 8), likelihood="bernoulli")
+    model = _small_bernoulli_model()
     images = (torch.rand(120, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.2).to(torch.uint8) * 255
     return model, images
 
@@ -132,6 +171,10 @@ def test_a_stopped_bounding_continues_from_its_file_and_refuses_another_setting(
     assert continued[0, 0] == 123.0 and torch.equal(continued[1:], full[1:])
     with pytest.raises(CheckpointError, match="holds bounds for another samples: pass another path"):
         bound_images(model, images, 40, [1, 20], save_to=path, report=lines.append)
+    with pytest.raises(CheckpointError, match="holds bounds for another images: pass another path"):
+        bound_images(model, images.flip(0), 20, [1, 20], save_to=path, report=lines.append)
+    with pytest.raises(CheckpointError, match="holds bounds for another model: pass another path"):
+        bound_images(_small_bernoulli_model(1), images, 20, [1, 20], save_to=path, report=lines.append)
     path.write_bytes(b"not a file of bounds")
     with pytest.raises(CheckpointError, match="is not a readable file of saved bounds .*: pass another path"):
         bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)

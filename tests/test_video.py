@@ -1,15 +1,28 @@
 from dataclasses import replace
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
+from matplotlib.colors import to_hex
+from PIL import Image
 
 from vae_lib import Batch, CheckpointError, RunFolder, TrainConfig, Trainer
 from vae_lib.core.evaluate import encode_means
+from vae_lib.core.history import StepRecord
 from vae_lib.core.latent import LatentProjection, decode_grid, decode_latents, grid_latents
-from vae_lib.pictures.snapshots import SnapshotRecorder, load_snapshots, save_snapshot
-from vae_lib.pictures.video import FRAME_SIZE, FrameRenderer, make_run_video, still_frames, video_info
+from vae_lib.pictures.snapshots import Snapshot, SnapshotRecorder, load_snapshots, save_snapshot
+from vae_lib.pictures.video import (
+    FRAME_SIZE,
+    FrameRenderer,
+    make_run_video,
+    mp4_to_gif,
+    still_frames,
+    video_info,
+    write_mp4,
+)
+from vae_lib.pictures.viz import class_colour, image_grid
 from vae_lib.tools.cli import main
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
@@ -202,3 +215,76 @@ def test_snapshots_of_a_1d_latent_space_are_refused_before_training(tmp_path, sm
     with pytest.raises(ValueError, match=r"grid over latent dimensions \(0, 1\), which a 1-D latent space"):
         trainer.fit(1)
     assert trainer.step == 0 and not RunFolder(tmp_path).checkpoint.exists()
+
+
+def _snapshot(step: int, spread: float, seed: int) -> Snapshot:
+    generator = np.random.default_rng(seed)
+    labels = np.arange(60, dtype=np.uint8) % 10
+    return Snapshot(
+        step=step,
+        epoch=step / 10,
+        losses={"test_total": 0.25 + step, "test_recon": 0.125 + step, "test_kl": 12.5 + step},
+        latent_means=(generator.normal(size=(60, 2)) * spread).astype(np.float16),
+        labels=labels,
+        grid=generator.integers(30, 200, size=(3, 3, 28, 28), dtype=np.uint8),  # shown in 0-255 all the same
+        grid_values=np.linspace(-2.0, 2.0, 3, dtype=np.float32),
+        grid_dims=(0, 1),
+        originals=np.zeros((2, 28, 28), np.uint8),
+        reconstructions=np.zeros((2, 28, 28), np.uint8),
+    )
+
+
+def _record(step: int) -> StepRecord:
+    return StepRecord(step, step / 10, 1.0, 2.0 - step / 20, 1.0, 30.0, 3.0 - step / 40, 1.5, 40.0)
+
+
+def test_every_frame_keeps_the_axis_limits_colours_and_grey_range_and_draws_its_own_data() -> None:
+    # the first snapshot is spread widest: limits from the last one alone would cut it off
+    snapshots = [_snapshot(0, 4.0, 0), _snapshot(10, 2.0, 1), _snapshot(20, 1.0, 2)]
+    history = [_record(step) for step in range(2, 21, 2)]
+    renderer = FrameRenderer(snapshots, history, [f"class {c}" for c in range(10)])
+    scatter_axes, grid_axes, loss_axes = renderer.figure.axes[:3]
+    every_point = np.concatenate([s.latent_means.astype(np.float32) for s in snapshots])
+    low, high = np.percentile(every_point, [0.5, 99.5], axis=0)
+    margin = 0.05 * (high - low)
+    losses = [2.0 - step / 20 for step in range(2, 21, 2)] + [3.0 - step / 40 for step in range(2, 21, 2)]
+    for snapshot in snapshots:
+        frame = renderer.render(snapshot)
+        assert frame.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3) and frame.dtype == np.uint8
+        assert scatter_axes.get_xlim() == pytest.approx((low[0] - margin[0], high[0] + margin[0]))
+        assert scatter_axes.get_ylim() == pytest.approx((low[1] - margin[1], high[1] + margin[1]))
+        assert np.array_equal(renderer.scatter.get_offsets(), snapshot.latent_means.astype(np.float32))
+        colours = [to_hex(colour) for colour in renderer.scatter.get_facecolors()]
+        assert colours == [class_colour(label) for label in snapshot.labels.tolist()]
+        # the grid in grey from 0 to 255 whatever its frame holds, row 0 at the top, at z2 = +2
+        assert renderer.grid_image.get_cmap().name == "gray"
+        assert (renderer.grid_image.norm.vmin, renderer.grid_image.norm.vmax) == (0, 255)
+        assert np.array_equal(renderer.grid_image.get_array(), image_grid(snapshot.grid))
+        assert renderer.grid_image.get_extent() == [-2, 2, -2, 2] and renderer.grid_image.origin == "upper"
+        assert grid_axes.get_ylim() == (-2, 2)
+        # the loss curves up to this snapshot's step, the marker at it, the axes fixed for the whole run
+        shown = [record for record in history if record.step <= snapshot.step]
+        assert list(renderer.train_line.get_xdata()) == [record.step for record in shown]
+        assert list(renderer.train_line.get_ydata()) == [record.train_total for record in shown]
+        assert list(renderer.test_line.get_ydata()) == [record.test_total for record in shown]
+        assert list(renderer.marker.get_xdata()) == [snapshot.step, snapshot.step]
+        assert loss_axes.get_xlim() == (0, 20)
+        assert loss_axes.get_ylim() == pytest.approx((min(losses) * 0.95, np.percentile(losses, 98) * 1.05))
+        assert renderer.title.get_text() == (
+            f"epoch {snapshot.step / 10:.2f}   step {snapshot.step}   test recon {0.125 + snapshot.step:.4f}"
+            f"   KL {12.5 + snapshot.step:.2f}   total {0.25 + snapshot.step:.4f}"
+        )
+    legend = scatter_axes.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == [f"class {c}" for c in range(10)]
+    assert [to_hex(handle.get_color()) for handle in legend.legend_handles] == [class_colour(c) for c in range(10)]
+
+
+def test_the_video_plays_at_the_frame_rate_asked_for_and_the_gif_has_the_width_asked_for(tmp_path) -> None:
+    frames = [np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 40 * index, np.uint8) for index in range(6)]
+    video = write_mp4(iter(frames), tmp_path / "six.mp4", fps=3)
+    metadata = next(imageio_ffmpeg.read_frames(str(video)))
+    assert metadata["fps"] == 3 and metadata["duration"] == pytest.approx(2.0, abs=0.05)
+    assert video_info(video)["frames"] == 6
+    for width in (640, 320):
+        with Image.open(mp4_to_gif(video, tmp_path / f"six_{width}.gif", width=width)) as gif:
+            assert gif.size == (width, width * FRAME_SIZE[1] // FRAME_SIZE[0])

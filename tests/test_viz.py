@@ -1,12 +1,16 @@
-"""Figures: a latent scatter whose legend names every class and whose classes are drawn interleaved."""
+"""Figures: class colours, legends, grey ranges, and each decoded image placed where its latent lies."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.colors import to_hex
 
+from vae_lib import VAE
+from vae_lib.core.latent import decode_latents, dimension_label, traversal_images
 from vae_lib.pictures import viz
 
 
@@ -29,3 +33,99 @@ def test_figures_name_the_reconstruction_term_of_the_model_s_likelihood() -> Non
     assert viz.recon_label() == "reconstruction (0.5 MSE)" and viz.total_label() == "total loss (0.5 MSE + alpha KL)"
     assert viz.recon_label("bernoulli") == "reconstruction (BCE, nats per image)"
     assert viz.total_label("bernoulli") == "total loss (BCE + alpha KL)"
+
+
+def _model(latent_dim: int) -> VAE:
+    torch.manual_seed(0)
+    model = VAE(latent_dim=latent_dim, widths=(4, 8, 8, 16)).eval()
+    with torch.no_grad():  # a decoder whose images change clearly with z
+        model.from_latent.weight *= 30
+    return model
+
+
+def test_class_colours_are_tab10_in_order_and_repeat_after_ten_classes() -> None:
+    tab10 = [to_hex(colour) for colour in plt.get_cmap("tab10").colors]
+    assert [viz.class_colour(index) for index in range(12)] == tab10 + tab10[:2]
+
+
+def test_the_scatter_legend_marks_each_class_in_its_colour() -> None:
+    labels = np.array([3, 7, 3, 0])
+    figure = viz.plot_latent_scatter(np.zeros((4, 2)), labels, [f"class {c}" for c in range(10)])
+    legend = figure.axes[0].get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ["class 0", "class 3", "class 7"]
+    assert [to_hex(handle.get_color()) for handle in legend.legend_handles] == [viz.class_colour(c) for c in (0, 3, 7)]
+    plt.close(figure)
+
+
+def test_an_image_grid_tiles_rows_and_columns_in_reading_order_with_bright_padding() -> None:
+    images = np.arange(2 * 3 * 2 * 2, dtype=np.uint8).reshape(2, 3, 2, 2) * 10  # every pixel different
+    grid = viz.image_grid(images)
+    assert grid.shape == (4, 6)
+    for row in range(2):
+        for column in range(3):
+            assert np.array_equal(grid[2 * row : 2 * row + 2, 2 * column : 2 * column + 2], images[row, column])
+    padded = viz.image_grid(images, padding=1)
+    assert padded.shape == (6, 9)
+    assert np.array_equal(padded[3:5, 6:8], images[1, 2])
+    assert (padded[2, :] == images.max()).all() and (padded[:, 2] == images.max()).all()
+
+
+def test_images_are_shown_in_grey_from_0_to_255_whatever_their_range() -> None:
+    images = np.stack([np.full((28, 28), 100, np.uint8), np.linspace(0, 50, 28 * 28).reshape(28, 28).astype(np.uint8)])
+    figure = viz.show_images(images, columns=2, titles=["flat", "dark"])
+    for axis, pixels, title in zip(figure.axes, images, ["flat", "dark"]):
+        (shown,) = axis.images
+        assert shown.get_cmap().name == "gray" and (shown.norm.vmin, shown.norm.vmax) == (0, 255)
+        assert np.array_equal(shown.get_array(), pixels) and axis.get_title() == title
+    plt.close(figure)
+
+
+def test_the_manifold_puts_each_decoded_image_where_its_latent_lies() -> None:
+    model = _model(3)
+    figure = viz.plot_latent_manifold(model, grid_size=3, limit=2.0, dims=(2, 0))
+    axis = figure.axes[0]
+    (shown,) = axis.images
+    assert shown.get_cmap().name == "gray" and (shown.norm.vmin, shown.norm.vmax) == (0, 255)
+    assert shown.get_extent() == [-2, 2, -2, 2] and shown.origin == "upper" and axis.get_ylim() == (-2, 2)
+    assert (axis.get_xlabel(), axis.get_ylabel()) == (dimension_label(2), dimension_label(0))
+    pixels = shown.get_array()
+    # top left: z3 (the x axis) = -2 and z1 (the y axis) = +2; bottom right: z3 = +2, z1 = -2; z2 held at 0
+    top_left, bottom_right = decode_latents(model, torch.tensor([[2.0, 0.0, -2.0], [-2.0, 0.0, 2.0]]))
+    assert np.abs(pixels[:28, :28].astype(int) - top_left.astype(int)).max() <= 1
+    assert np.abs(pixels[-28:, -28:].astype(int) - bottom_right.astype(int)).max() <= 1
+    assert np.abs(top_left.astype(int) - bottom_right.astype(int)).max() > 20
+    plt.close(figure)
+
+
+def test_kl_bars_grey_out_dimensions_below_the_threshold() -> None:
+    figure = viz.plot_kl_per_dimension(np.array([0.5, 0.1, 0.05, 2.0]), threshold=0.1)
+    bars = figure.axes[0].patches
+    assert [bar.get_height() for bar in bars] == [0.5, 0.1, 0.05, 2.0]
+    assert [to_hex(bar.get_facecolor()) for bar in bars] == [to_hex(c) for c in ("tab:blue",) * 2 + ("0.7", "tab:blue")]
+    plt.close(figure)
+
+
+def test_kl_weights_run_from_dark_to_yellow_in_viridis() -> None:
+    colours = viz.weight_colours([0.1, 0.001, 1.0])
+    assert colours[0.001] == plt.cm.viridis(0.0) and colours[0.1] == plt.cm.viridis(0.5)
+    assert colours[1.0] == plt.cm.viridis(1.0)
+
+
+def test_each_traversal_column_is_labelled_with_the_value_it_decodes() -> None:
+    model = _model(2)
+    figure = viz.plot_traversals(model, limit=2.0, steps=5)
+    axis = figure.axes[0]
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["-2.0", "-1.0", "+0.0", "+1.0", "+2.0"]
+    assert [label.get_text() for label in axis.get_yticklabels()] == [dimension_label(0), dimension_label(1)]
+    pixels = axis.images[0].get_array()
+    first_dimension = traversal_images(model, torch.zeros(2), 0, [-2.0, -1.0, 0.0, 1.0, 2.0])
+    assert np.abs(pixels[:28, :28].astype(int) - first_dimension[0].astype(int)).max() <= 1
+    assert np.abs(pixels[:28, -28:].astype(int) - first_dimension[-1].astype(int)).max() <= 1
+    plt.close(figure)
+
+
+def test_video_frames_are_captioned_with_their_place_counted_from_one() -> None:
+    frames = [(0, np.zeros((4, 8, 3), np.uint8)), (7, np.full((4, 8, 3), 255, np.uint8))]
+    figure = viz.show_video_frames(frames, 8, "two frames")
+    assert [axis.get_title() for axis in figure.axes] == ["frame 1 of 8", "frame 8 of 8"]
+    plt.close(figure)

@@ -74,6 +74,34 @@ def test_the_average_is_the_decay_weighted_mean_of_the_weights_after_each_step()
     assert not any(parameter.requires_grad for parameter in average.model.parameters())
 
 
+class _RecordWeights(TrainingHook):
+    """Keeps a copy of the trained model's state after every step."""
+
+    def __init__(self) -> None:
+        self.states: list[dict[str, torch.Tensor]] = []
+
+    def on_step_end(self, trainer: Trainer) -> None:
+        self.states.append({name: tensor.clone() for name, tensor in trainer.model.state_dict().items()})
+
+
+def test_a_trainer_s_average_is_the_decay_weighted_mean_of_the_weights_after_each_of_its_steps(
+    small_train, small_test
+) -> None:
+    config = replace(CONFIG, widths=(4, 8, 8, 8), batch_size=16, log_every=100)
+    recorded = _RecordWeights()
+    trainer = _trainer(small_train.subset(64), small_test.subset(64), config=config, hooks=[recorded])
+    trainer.fit(2)
+    assert len(recorded.states) == trainer.step == 8
+    weights = torch.tensor([0.9**age for age in range(7, -1, -1)], dtype=torch.float64)  # 0.9^7 ... 0.9^0
+    for name, tensor in trainer.weight_average.model.state_dict().items():
+        if tensor.is_floating_point():
+            history = torch.stack([state[name].double() for state in recorded.states])
+            expected = torch.tensordot(weights, history, dims=1) / weights.sum()
+            assert torch.allclose(tensor.double(), expected, rtol=1e-5, atol=1e-6), name
+        else:
+            assert torch.equal(tensor, recorded.states[-1][name]), name
+
+
 def test_the_history_and_the_checkpoint_are_of_the_average(small_train, small_test, tmp_path) -> None:
     trainer = _trainer(small_train, small_test, tmp_path)
     trainer.fit(2)
