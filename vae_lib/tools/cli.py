@@ -148,9 +148,7 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"  test {name:14s} {value:.6f}")
     if args.log_likelihood:
         if args.log_likelihood > len(test_data):
-            say(
-                f"--log-likelihood {args.log_likelihood}: the test set has {len(test_data)} images; bounding them all"
-            )
+            say(f"--log-likelihood {args.log_likelihood}: the test set has {len(test_data)} images; bounding them all")
         _print_log_likelihood(model, config, test_data.subset(args.log_likelihood), args)
 
 
