@@ -89,7 +89,7 @@ def check_model_batch(model: LatentModel, images: torch.Tensor) -> None:
     and in [-1, 1] (data.to_model_input makes one from uint8 images)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.dtype == torch.uint8 or images.dim() != 4 or not images.is_floating_point():
+    if images.dim() != 4 or not images.is_floating_point():  # uint8 included
         raise ValueError(
             f"train_step takes model input, float N x {model.channels} x 28 x 28 in [-1, 1], got {images.dtype} "
             f"{tuple(images.shape)}: pass your images through vae_lib.core.data.to_model_input first"
