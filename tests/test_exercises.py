@@ -94,6 +94,29 @@ def test_reparameterisation_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_reparameterise(wrong), phrase)
 
 
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda mean, log_var: mean + torch.randn_like(mean) * torch.sqrt(log_var),
+        lambda mean, log_var: mean + torch.randn_like(mean) * torch.log(log_var),
+    ],
+    ids=["square root of log_var", "log of log_var"],
+)
+def test_a_square_root_or_log_of_log_var_is_told_it_gives_nan_for_negative_log_variances(wrong) -> None:
+    # σ² = 0.25 has log σ² = -1.39: its dimension of z is NaN, which no distance from a normal distribution measures
+    result = check_reparameterise(wrong)
+    assert_fails_with(
+        result, "z is NaN in the dimensions with σ² = 0.25", "negative log-variances", "exp(0.5 · log_var)"
+    )
+    assert "Kolmogorov-Smirnov" not in result.details and "nan" not in result.details
+
+
+def test_a_standard_deviation_without_its_exp_is_told_the_exp_is_forgotten() -> None:
+    result = check_reparameterise(lambda mean, log_var: mean + torch.randn_like(mean) * 0.5 * log_var)
+    assert_fails_with(result, "Looks like: σ is taken as 0.5 · log_var", "with the exp forgotten")
+    assert "log_var is used as σ" not in result.details
+
+
 def test_noise_of_the_wrong_distribution_is_measured_by_its_distance_from_a_normal_one() -> None:
     result = check_reparameterise(lambda mean, log_var: mean + torch.rand_like(mean) * log_var.mul(0.5).exp())
     # U(0, 1) standardised against N(0, 1): the largest gap of the two distribution functions is about 0.059
@@ -167,6 +190,29 @@ def test_a_kl_written_another_way_passes(right) -> None:
 )
 def test_kl_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_kl_divergence(wrong), phrase)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "where"),
+    [
+        (lambda m, v: -0.5 * torch.sum(1 + torch.log(v) - m**2 - v, dim=1).mean(), "negative or zero (σ² ≤ 1)"),
+        (lambda m, v: -0.5 * torch.sum(1 + v - m**2 - torch.sqrt(v) ** 2, dim=1).mean(), "negative (σ² < 1)"),
+    ],
+    ids=["log of log_var", "square root of log_var"],
+)
+def test_a_kl_that_is_nan_for_negative_log_variances_is_told_so_first(wrong, where) -> None:
+    # The cases and the probes have negative log-variances: no reduction can be judged from the NaN they give there.
+    result = check_kl_divergence(wrong)
+    looks_like = next(line for line in result.details.splitlines() if line.startswith("Looks like"))
+    assert "NaN" in looks_like and f"where log_var is {where}" in looks_like, result.details
+    assert "a log or square root taken of log_var" in looks_like
+    assert "one image against many" not in result.details and "one dimension against many" not in result.details
+    assert "nan, got nan" not in result.details
+
+
+def test_a_kl_that_is_nan_for_negative_log_variances_keeps_the_hint_on_how_log_var_is_read() -> None:
+    result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 + torch.log(v) - m**2 - v, dim=1).mean())
+    assert_fails_with(result, "And: σ² used where log σ² is expected")
 
 
 def test_a_kl_that_sums_over_images_and_averages_over_dimensions_is_told_both() -> None:
@@ -273,6 +319,13 @@ def _loss_with(recon_of=None, total_of=None, kl_of=kl, order=(0, 1, 2)):
 )
 def test_loss_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_loss(wrong), phrase)
+
+
+def test_a_reconstruction_term_right_only_on_28_by_28_images_gets_a_hint_with_no_empty_part() -> None:
+    # 784 written in: right on the probes' 28 × 28 images, wrong on the 2 × 2 case, where every probe agrees
+    result = check_loss(_loss_with(recon_of=lambda x, y: 0.5 * ((x - y) ** 2).sum() / (len(x) * 784)))
+    assert_fails_with(result, "Case *one 2 × 2 image", "is a size written in, such as 784 pixels")
+    assert "Looks like: :" not in result.details and ": :" not in result.details
 
 
 def test_an_absolute_error_is_told_by_what_doubling_the_error_does() -> None:
@@ -390,6 +443,54 @@ def test_training_step_mistakes_are_named(wrong, phrase, small_train) -> None:
     assert_fails_with(check_training_step(wrong, small_train.images, steps=5), phrase)
 
 
+def _step_with_its_own_optimizer(model, optimizer, batch, alpha):
+    own = torch.optim.Adam(model.parameters(), lr=1e-3)
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    own.zero_grad()
+    total.backward()
+    own.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_step_that_makes_its_own_optimizer_is_told_to_use_the_one_it_is_given(small_train) -> None:
+    # its weights change, but the check's probe sees only the optimizer it passes in never step
+    result = check_training_step(_step_with_its_own_optimizer, small_train.images, steps=5)
+    assert_fails_with(result, "the weights changed", "must use the optimizer it is given, not make its own")
+    assert "did not change" not in result.details and "optimizer.step() is missing" not in result.details
+
+
+def _forward_without_gradients(model, optimizer, batch, alpha):
+    with torch.no_grad():
+        reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.backward()  # raises: no graph was recorded
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _loss_detached_before_backward(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.detach().backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_forward_pass_under_no_grad_fails_the_check_and_says_so(small_train) -> None:
+    result = check_training_step(_forward_without_gradients, small_train.images, steps=5)
+    assert_fails_with(result, "Case *step 1*: your function raised RuntimeError", "must not be under torch.no_grad()")
+    assert "cut from the model's graph" not in result.details
+
+
+def test_a_loss_detached_before_backward_is_not_blamed_on_no_grad(small_train) -> None:
+    result = check_training_step(_loss_detached_before_backward, small_train.images, steps=5)
+    assert_fails_with(result, "your function raised RuntimeError", "the loss is cut from the model's graph")
+    assert "torch.no_grad()" not in result.details
+
+
 def test_a_step_that_departs_late_is_caught_at_the_step_it_departs(small_train) -> None:
     calls = []
 
@@ -438,6 +539,59 @@ def test_sampling_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_sample_prior(wrong), phrase)
 
 
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda model, count, g: model.decode(2 * torch.randn(count, model.latent_dim, generator=g)),
+            "the decoder is given 2·z",
+        ),
+        (
+            lambda model, count, g: model.decode(0.5 * torch.randn(count, model.latent_dim, generator=g)),
+            "the decoder is given 0.5·z",
+        ),
+        (lambda model, count, g: model.decode(torch.zeros(count, model.latent_dim)), "every sample decodes z = 0"),
+    ],
+    ids=["2·z", "0.5·z", "zeros"],
+)
+def test_latents_that_are_not_drawn_from_the_standard_normal_are_named(wrong, phrase) -> None:
+    result = check_sample_prior(wrong)
+    assert_fails_with(result, "Case *2-D model", f"Looks like: {phrase}")
+    assert "the generator is not used" not in result.details
+
+
+def test_a_latent_size_written_in_fails_the_check_on_the_other_model_and_says_so() -> None:
+    result = check_sample_prior(lambda model, count, g: model.decode(torch.randn(count, 2, generator=g)))
+    assert_fails_with(
+        result,
+        "Case *8-D model, 4 samples, generator seeded 1*: your function raised RuntimeError",
+        "z has 2 values per sample, where this model's latent space has 8",
+        "model.latent_dim",
+    )
+
+
+def _raises(*_):
+    raise ValueError("a mistake of the learner's")
+
+
+@pytest.mark.parametrize(
+    ("check", "case"),
+    [
+        (check_reparameterise, "20000 draws"),
+        (check_kl_divergence, "one image, μ = (1, -2)"),
+        (check_loss, "3 images of 28 × 28"),
+        (check_sample_prior, "2-D model, 6 samples"),
+        (check_interpolate, "2-D model, 5 steps"),
+        (check_active_units, "500 images"),
+        (check_bernoulli_reconstruction, "four binarised images"),
+        (check_decoder_input, "4 latents of 2-D"),
+    ],
+)
+def test_an_exception_in_the_learners_code_is_a_failed_check_that_names_the_case(check, case) -> None:
+    result = check(_raises)
+    assert_fails_with(result, f"Case *{case}", "your function raised ValueError: a mistake of the learner's")
+
+
 # --- latent interpolation ---
 
 
@@ -483,6 +637,31 @@ def test_interpolation_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_interpolate(wrong), phrase)
 
 
+def _interpolate_in_training_mode(model, start_image, end_image, steps):
+    model.train()
+    return interpolate(model, start_image, end_image, steps)
+
+
+def _interpolate_the_log_variances(model, start_image, end_image, steps):
+    _, log_vars = model.encode(torch.stack([start_image, end_image]))
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return model.decode((1 - weights) * log_vars[0] + weights * log_vars[1])
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_interpolate_in_training_mode, "the model ran in training mode (model.train())"),
+        (_interpolate_the_log_variances, "the path runs between the log-variances"),
+    ],
+    ids=["training mode", "log-variances"],
+)
+def test_an_interpolation_in_training_mode_or_between_log_variances_is_named(wrong, phrase) -> None:
+    result = check_interpolate(wrong)
+    assert_fails_with(result, f"Looks like: {phrase}")
+    assert "z is sampled" not in result.details
+
+
 # --- active units ---
 
 
@@ -509,6 +688,18 @@ def test_the_active_units_reference_passes() -> None:
 )
 def test_active_units_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_active_units(wrong), phrase)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda means, threshold=0.01: means.var(dim=0) < threshold,
+        lambda means, threshold=0.01: means.var(0) <= threshold,
+    ],
+    ids=["<", "<="],
+)
+def test_an_inverted_comparison_of_the_variance_is_named(wrong) -> None:
+    assert_fails_with(check_active_units(wrong), "Looks like: the comparison is the wrong way round")
 
 
 # --- the conditional decoder's input ---

@@ -173,8 +173,10 @@ def _print_log_likelihood(
 ) -> None:
     """Print the importance-sampled bounds on log p(x), in nats per image, for k = 1, 10, ... up to --samples."""
     from vae_lib.core.likelihood import bound_images, bound_summary, decoder_variance
+    from vae_lib.core.model import IMAGE_SIZE
 
-    variance = decoder_variance(config.alpha) if config.likelihood == "gaussian" else None
+    pixels = config.channels * IMAGE_SIZE * IMAGE_SIZE  # the loss's mean runs over every value of an image
+    variance = decoder_variance(config.alpha, pixels) if config.likelihood == "gaussian" else None
     counts = [count for count in BOUND_SAMPLE_COUNTS if count <= args.samples and args.samples % count == 0]
     try:
         bounds = bound_images(
