@@ -1,5 +1,6 @@
 """The exercise checks: the reference passes, and each named mistake is recognised by its hint."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -832,3 +833,143 @@ def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
 def test_wrong_bernoulli_terms_get_a_hint_that_names_the_mistake(answer, hint: str) -> None:
     result = check_bernoulli_reconstruction(answer)
     assert not result.passed and hint in result.details, result.details
+
+
+# --- answers of the wrong dtype, of the wrong kind, or returning the wrong value in the right place ---
+
+
+@pytest.mark.parametrize(
+    ("wrong", "dtype"),
+    [
+        (lambda mean, log_var: mean + torch.from_numpy(np.random.randn(*mean.shape)) * log_var.mul(0.5).exp(), "64"),
+        (lambda mean, log_var: reparameterise(mean, log_var).half(), "16"),
+    ],
+    ids=["numpy noise, float64", "half"],
+)
+def test_a_z_of_another_dtype_than_mean_fails_and_says_so(wrong, dtype) -> None:
+    # numpy's noise is float64: the check crashed on it (Float did not match Double); half failed on its gradient
+    result = check_reparameterise(wrong)
+    assert_fails_with(result, f"z is torch.float{dtype}, where mean is torch.float32", "keep mean's dtype")
+    assert "σ is not computed" not in result.details
+
+
+def test_a_decoder_input_of_float64_fails_because_the_decoder_takes_float32() -> None:
+    result = check_decoder_input(lambda z, y, classes: torch.cat([z, F.one_hot(y, classes).double()], dim=1))
+    assert_fails_with(result, "the decoder input is torch.float64, where z is torch.float32")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda model, optimizer, batch, alpha: (lambda t, r, k: (t, t, t))(
+                *train_step(model, optimizer, batch, alpha)
+            ),
+            "Case *step 1*: the reconstruction loss expected",
+        ),
+        (
+            lambda model, optimizer, batch, alpha: (lambda t, r, k: (t, r, alpha * k))(
+                *train_step(model, optimizer, batch, alpha)
+            ),
+            "Looks like: this is alpha · KL",
+        ),
+    ],
+    ids=["the total three times", "alpha times the KL"],
+)
+def test_a_step_that_returns_a_wrong_reconstruction_or_kl_fails(wrong, phrase, small_train) -> None:
+    # it trains exactly as train_step does; only the losses it reports are wrong (the check compared the total only)
+    assert_fails_with(check_training_step(wrong, small_train.images, steps=5), phrase)
+
+
+def _loss_adding_the_kl_to_the_reconstruction_in_place(images, reconstruction, mean, log_var, alpha):
+    recon = 0.5 * F.mse_loss(reconstruction, images)
+    kl_term = kl(mean, log_var)
+    recon += alpha * kl_term
+    return recon, recon, kl_term
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda x, y, m, v, a: (loss(x, y, m, v, a)[0], loss(x, y, m, v, a)[1], a * kl(m, v)),
+            "Looks like: this is alpha · KL: return the KL itself",
+        ),
+        (_loss_adding_the_kl_to_the_reconstruction_in_place, "Looks like: this is the total loss (after an in-place"),
+        (
+            _loss_with(recon_of=lambda x, y: 0.5 * ((x - y) ** 2).mean(dim=(1, 2, 3))),
+            "for 2 images it has shape (2,)",
+        ),
+    ],
+    ids=["alpha times the KL", "recon += alpha * kl", "one term per image"],
+)
+def test_a_loss_returning_the_wrong_value_in_a_place_is_not_told_a_size_is_written_in(wrong, phrase) -> None:
+    result = check_loss(wrong)
+    assert_fails_with(result, phrase)
+    assert "a size written in" not in result.details and "Check your KL" not in result.details
+
+
+@pytest.mark.parametrize(
+    ("check", "answer", "phrase"),
+    [
+        (check_reparameterise, lambda mean, log_var: None, "returns None: is its `return` line missing?"),
+        (check_kl_divergence, lambda m, v: (kl(m, v), kl_per_dimension(m, v)), "a tuple of 2 values; the KL should"),
+        (check_loss, lambda *args: None, "returns None"),
+        (check_interpolate, lambda model, a, b, steps: list(interpolate(model, a, b, steps)), "a list of 5 values"),
+        (check_decoder_input, lambda z, y, classes: (z, F.one_hot(y, classes)), "a tuple of 2 values"),
+    ],
+    ids=["None", "tuple", "loss None", "list of images", "tuple of tensors"],
+)
+def test_nothing_or_several_values_returned_is_told_so_not_blamed_on_numpy(check, answer, phrase) -> None:
+    result = check(answer)
+    assert_fails_with(result, phrase)
+    assert ".numpy()" not in result.details
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda x, logits: 0.5 * ((torch.tanh(logits) - x) ** 2).flatten(1).sum(1).mean(),
+        lambda x, logits: _bce_sum(torch.sigmoid(x) * 2 - 1, logits),
+    ],
+    ids=["a squared error", "sigmoid of the images as targets"],
+)
+def test_a_term_that_is_not_the_bernoulli_one_is_not_blamed_on_targets_in_minus_one_to_one(wrong) -> None:
+    result = check_bernoulli_reconstruction(wrong)
+    assert_fails_with(result, "a pixel's term is not the Bernoulli's −log p", "softplus(2) = 2.127")
+    assert "not the images in [-1, 1]" not in result.details
+
+
+def test_a_kl_that_divides_by_the_batch_size_less_one_is_told_of_a_division_by_zero() -> None:
+    # infinite on the first case, one image: no log or square root is taken of anything
+    result = check_kl_divergence(lambda m, v: -0.5 * (1 + v - m**2 - v.exp()).sum() / (len(m) - 1))
+    assert_fails_with(result, "got inf", "is something divided by zero")
+    assert "square root" not in result.details
+
+
+def _step_clipping_its_gradients(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_step_that_clips_its_gradients_is_told_they_are_rescaled_not_given_wrong_weights(small_train) -> None:
+    result = check_training_step(_step_clipping_its_gradients, small_train.images, steps=5)
+    assert_fails_with(result, "Looks like: the gradients point as those of reconstruction + alpha · KL do", "clipped")
+    assert "the reconstruction's weight" not in result.details
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda means, threshold=0.01: torch.nonzero(means.var(dim=0) > threshold).flatten(), "these are the indices"),
+        (lambda means, threshold=0.01: (means.var(dim=0) > threshold).sum(), "this is how many dimensions are active"),
+    ],
+    ids=["indices", "count"],
+)
+def test_active_units_returned_as_indices_or_a_count_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_active_units(wrong), f"Looks like: {phrase}")

@@ -185,8 +185,35 @@ def _kind_failure(case: str, what: str, value: object, why: str, needs_graph: bo
     if isinstance(value, int | float):
         hint = f"it was turned into a Python number (.item() or float()), which cuts the gradient, but {why}."
     else:
-        hint = f"return a torch tensor computed with torch operations (no .numpy() or .tolist()): {why}."
+        hint = _not_a_tensor_hint(value, what) or (
+            f"return a torch tensor computed with torch operations (no .numpy() or .tolist()): {why}."
+        )
     return _with_hints(f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}.", [hint])
+
+
+def _not_a_tensor_hint(value: object, what: str) -> str:
+    """Return a hint for a value that is no tensor because nothing was returned, or several values were: else ''."""
+    if value is None:
+        return "your function returns None: is its `return` line missing?"
+    if isinstance(value, tuple | list) and any(isinstance(item, torch.Tensor) for item in value):
+        return (
+            f"your function returns a {type(value).__name__} of {len(value)} values; {what} should be one tensor: "
+            "return only that (torch.stack or torch.cat joins a list of tensors into one)."
+        )
+    return ""
+
+
+def _dtype_failure(case: str, what: str, value: torch.Tensor, dtype: torch.dtype, source: str, how: str) -> str:
+    """Return '' when `value` has `dtype`, the dtype of the input it is made from, else a message naming both.
+
+    The model's weights are float32: a tensor of another dtype makes its next layer raise, even with the right values.
+    """
+    if value.dtype == dtype:
+        return ""
+    return _with_hints(
+        f"Case *{case}*: {what} is {value.dtype}, where {source} is {dtype}.",
+        [f"the model's layers take {dtype} and raise on {value.dtype}: keep {source}'s dtype ({how})."],
+    )
 
 
 def _compare(
@@ -203,7 +230,8 @@ def _compare(
     """
     got = _as_tensor(value)
     if got is None:
-        return f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}."
+        message = f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}."
+        return _with_hints(message, [_not_a_tensor_hint(value, what)])
     if _close(got, expected):
         return ""
     message = f"Case *{case}*: {what} expected {_show(expected.detach().double())}, got {_show(got)}."
@@ -292,6 +320,8 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
         yield _kind_failure(case, "z", z, why)
         return
     yield _compare(case, "z's shape", torch.tensor(tuple(z.shape)), torch.tensor(tuple(mean.shape)))
+    how = "noise from torch.randn_like(mean); no .double(), .half() or numpy, whose arrays are float64"
+    yield _dtype_failure(case, "z", z, mean.dtype, "mean", how)
     draws = z.detach().double()
     non_finite = _non_finite_draws_failure(case, draws, variances.double())
     if non_finite:
@@ -457,8 +487,8 @@ def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.T
     d_mean, d_log_var = torch.autograd.grad(z.sum(), (mean, log_var), allow_unused=True)
     if d_mean is None or not torch.allclose(d_mean, torch.ones_like(mean)):
         return f"Case *{case}*: dz/dmean should be 1 everywhere.\nLooks like: z = mean + σ·ε is not what is computed."
-    expected = 0.5 * (z.detach() - mean.detach())
-    if d_log_var is None or not torch.allclose(d_log_var, expected, rtol=1e-3, atol=1e-5):
+    expected = 0.5 * (z.detach().double() - mean.detach().double())
+    if d_log_var is None or not torch.allclose(d_log_var.double(), expected, rtol=1e-3, atol=1e-5):
         return (
             f"Case *{case}*: dz/dlog_var should be σ·ε/2 = (z - mean)/2.\n"
             "Looks like: σ is not computed from log_var as exp(0.5 · log_var), or is detached."
@@ -580,10 +610,13 @@ def _kl_non_finite_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], o
             "square root taken of mean? The μ term is mean.pow(2)."
         ]
     inputs = ", ".join(f"({mean:g}, {log_var:g})" for mean, log_var in sorted(places))
-    return [
-        f"your KL is {what} for (μ, log σ²) = {inputs}, though the KL is a number for every μ and log σ²: is a log or "
-        "square root taken of something that can be negative or zero?"
-    ]
+    cause = (  # an infinity with no NaN comes from a division by zero more often than from a log of zero
+        "is something divided by zero (a count less one, such as len(mean) - 1, is 0 for one image) or a log taken "
+        "of something that can be zero?"
+        if nans == {False}
+        else "is a log or square root taken of something that can be negative or zero?"
+    )
+    return [f"your KL is {what} for (μ, log σ²) = {inputs}, though the KL is a number for every μ and log σ²: {cause}"]
 
 
 def _kl_shape_hint(shape: tuple[int, ...]) -> str:
@@ -771,7 +804,8 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
         leaves = {key: value.clone().requires_grad_() for key, value in inputs.items()}
         returned = _call(name, loss_function, images, *(leaf.clone() for leaf in leaves.values()), alpha)
         if not (isinstance(returned, tuple | list) and len(returned) == 3):
-            yield f"Case *{name}*: expected three values (total, reconstruction, kl), got {type(returned).__name__}."
+            message = f"Case *{name}*: expected three values (total, reconstruction, kl), got {_count(returned)}."
+            yield _with_hints(message, [_not_a_tensor_hint(returned, "") if returned is None else ""])
             return
         expected = vae_loss(images, *leaves.values(), alpha)
         yield _order_failure(name, "the values", returned, expected)
@@ -783,9 +817,17 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             "the reconstruction term",
             recon,
             expected[1],
+            _returned_loss_mistakes("reconstruction", expected, alpha),
             diagnose=lambda: _reconstruction_hints(lambda x, y: probed(x, y, *_prior_code(len(x)), 0.001)[1]),
         )
-        yield _compare(name, "the KL term", kl, expected[2], diagnose=lambda: _loss_kl_hints(probed))
+        yield _compare(
+            name,
+            "the KL term",
+            kl,
+            expected[2],
+            _returned_loss_mistakes("kl", expected, alpha),
+            diagnose=lambda: _loss_kl_hints(probed),
+        )
         yield _compare(name, "the total", total, expected[0], diagnose=lambda: _total_hints(probed))
         yield _gradient_failure(name, "the total", total, leaves, expected[0], diagnose=lambda: _total_hints(probed))
 
@@ -806,6 +848,13 @@ def _order_failure(case: str, what: str, returned: Sequence[object], expected: S
     )
 
 
+def _count(values: object) -> str:
+    """Return what a function returned in place of three values: how many, or its type."""
+    if isinstance(values, tuple | list):
+        return f"a {type(values).__name__} of {len(values)}"
+    return type(values).__name__
+
+
 def _prior_code(count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the mean and log-variance of `count` codes equal to the prior: a KL of 0, whatever its formula."""
     return torch.zeros(count, 2), torch.zeros(count, 2)
@@ -815,6 +864,12 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
     """Return what is wrong with a reconstruction term, probed part by part: its sign, the square, its two means."""
     generator = torch.Generator().manual_seed(1)
     image, drawn = torch.rand(2, 1, 1, 28, 28, generator=generator) * 2 - 1
+    pair = _as_tensor(reconstruction_term(image.repeat(2, 1, 1, 1), drawn.repeat(2, 1, 1, 1)))
+    if pair is not None and pair.numel() != 1:
+        return [
+            f"the term should be one number; for 2 images it has shape {tuple(pair.shape)}: average over the "
+            "pixels and the images, 0.5 · mean((x - x̂)²)."
+        ]
     term = _as_number(reconstruction_term(image, drawn))
     right = 0.5 * (image - drawn).pow(2).mean().item()
     if not math.isfinite(term):
@@ -1164,6 +1219,12 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
         kl_weights.append(weights[1].item())
         probes.append((model, optimizer, probe, reference))
     hints = _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss")
+    if _rescaled_gradients(recon_weights, kl_weights):
+        hints = [
+            "the gradients point as those of reconstruction + alpha · KL do, but are scaled by "
+            f"{_numbers(recon_weights)} at alpha = {_numbers(PROBE_ALPHAS)}, a factor not the same at the two: "
+            "are they clipped (clip_grad_norm_) or normalised? Step on the gradient as backward() leaves it."
+        ]
     if hints:
         yield _with_hints(
             "Step 1: the gradients optimizer.step() used are not those of reconstruction + alpha · KL.", hints
@@ -1182,13 +1243,21 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
         )
 
 
+def _rescaled_gradients(recon_weights: Sequence[float], kl_weights: Sequence[float]) -> bool:
+    """Return True when the gradients at each alpha are those of reconstruction + alpha · KL times a factor that is
+    not the same at the two alphas: rescaled after backward() (clipped), not a loss multiplied by a number."""
+    ratios = [kl / recon if recon else math.nan for recon, kl in zip(recon_weights, kl_weights)]
+    return _near(ratios, PROBE_ALPHAS, rtol=0.01) and not _near(recon_weights, recon_weights[0], rtol=0.01)
+
+
 def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator[str]:
     """Yield a failure message for the first way `steps` calls of the learner's step depart from train_step's."""
     learner = run_training_steps(step, images, steps)
     reference = run_training_steps(train_step, images, steps)
     first = learner.losses[0]
     if not (isinstance(first, tuple | list) and len(first) == 3):
-        yield f"Step 1: expected three losses (total, reconstruction, kl), got {type(first).__name__}."
+        message = f"Step 1: expected three losses (total, reconstruction, kl), got {_count(first)}."
+        yield _with_hints(message, [_not_a_tensor_hint(first, "") if first is None else ""])
         return
     if any(isinstance(loss, torch.Tensor) and loss.requires_grad for loss in first):
         yield (
@@ -1197,12 +1266,40 @@ def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator
         )
     yield from _probe_failures(step, images)
     for index, (got, expected) in enumerate(zip(learner.losses, reference.losses), start=1):
-        yield _compare(f"step {index}", "the total loss", got[0], expected[0])
+        for label, value, right in zip(LOSS_NAMES, got, expected):
+            what = f"the {'KL' if label == 'kl' else label} loss"
+            yield _compare(f"step {index}", what, value, right, _returned_loss_mistakes(label, expected, CHECK_ALPHA))
     for index in (1, 2):
         if not _same_weights(learner.weights[index], reference.weights[index]):
             yield f"Step {index}: the weights after {index} step(s) differ from train_step's."
     if not _same_weights(learner.weights[-1], reference.weights[-1]):
         yield f"After {len(learner.losses)} steps the weights differ from train_step's."
+
+
+def _returned_loss_mistakes(label: str, expected: Sequence[torch.Tensor], alpha: float) -> list[Mistake]:
+    """Return what a loss or a step that returns another value in place of its `label` loss gives, with hints.
+
+    The total is the right one; the value in the place of the reconstruction or the KL is the total (an in-place
+    `recon += alpha * kl` makes them one tensor) or alpha · KL.
+    """
+    total, _, kl = expected
+    if label == "reconstruction":
+        return [
+            (
+                "this is the total loss (after an in-place `recon += alpha * kl`, the two are one tensor): return "
+                "the reconstruction term itself as the second value.",
+                total,
+            )
+        ]
+    if label == "kl":
+        return [
+            (
+                "this is alpha · KL: return the KL itself as the third value; alpha weighs it only in the total.",
+                alpha * kl,
+            ),
+            ("this is the total loss: return the KL term itself as the third value.", total),
+        ]
+    return []
 
 
 def check_training_step(
@@ -1419,6 +1516,14 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
                 variances < threshold,
             ),
         ]
+        mistakes += [
+            (
+                "these are the indices of the active dimensions: return one True/False per dimension, "
+                "variance > threshold, without torch.nonzero or torch.where.",
+                expected.nonzero().flatten(),
+            ),
+            ("this is how many dimensions are active: return one True/False per dimension.", expected.sum()),
+        ]
         yield _compare(
             name, "the active dimensions", got, expected.double(), [(hint, wrong.double()) for hint, wrong in mistakes]
         )
@@ -1497,14 +1602,22 @@ def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, l
     # pixel costs softplus(2) nats; targets left in [-1, 1] charge it 2 nats more.
     per_black, per_white = (_as_number(bernoulli_reconstruction(image, zero)) for image in (black, white))
     black_at_two = _as_number(bernoulli_reconstruction(black, zero + 2))
+    right_at_two = nn.functional.softplus(torch.tensor(2.0)).item()
     if _near(per_black, -784 * math.log(2)) or _near(per_white, -784 * math.log(2)):
         hints.append("the sign: −log p(x | z) is positive.")
     elif _near(per_white, math.log(2)) and _near(per_black, math.log(2)):
         hints.append("a mean over pixels: sum over the 784 pixels, as log p(x | z) sums over independent pixels.")
-    elif not _near(per_black, per_white) or not _near(black_at_two, 784 * nn.functional.softplus(torch.tensor(2.0))):
+    elif _near(black_at_two, 784 * (right_at_two + 2)):
         hints.append(
             "the targets: a black pixel's target is 0 and a white one's 1, so pass (images + 1) / 2, "
             "not the images in [-1, 1]."
+        )
+    elif not _near(per_black, per_white) or not _near(black_at_two, 784 * right_at_two):
+        hints.append(
+            f"a pixel's term is not the Bernoulli's −log p: at logit 0 a black or a white pixel costs log 2 = 0.6931 "
+            f"nats, and a black pixel (target 0) at logit 2 costs softplus(2) = {right_at_two:.4g}; yours: "
+            f"{_numbers([per_black / 784, per_white / 784, black_at_two / 784])}. Use "
+            "binary_cross_entropy_with_logits(logits, (images + 1) / 2)."
         )
     one = _as_number(bernoulli_reconstruction(images[:1], logits[:1]))
     twice = _as_number(bernoulli_reconstruction(images[:1].repeat(2, 1, 1, 1), logits[:1].repeat(2, 1, 1, 1)))
@@ -1585,8 +1698,11 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
                 hint = "z and the labels are joined along dim 0, the batch (torch.cat's default): append each label "
                 mistakes.append((hint + "to its own row, dim=1.", torch.cat([latents, one_hot], dim=0)))
         width_hints = partial(_decoder_width_hints, got, latents.shape[1], classes)
-        yield _compare(name, "the decoder input", got, expected, mistakes, width_hints) or _kind_failure(
-            name, "the decoder input", got, why
+        how = "one_hot(labels, classes).to(latents.dtype) or .float(), not .double()"
+        yield (
+            _compare(name, "the decoder input", got, expected, mistakes, width_hints)
+            or _kind_failure(name, "the decoder input", got, why)
+            or _dtype_failure(name, "the decoder input", got, latents.dtype, "z", how)
         )
 
 
