@@ -973,3 +973,82 @@ def test_a_step_that_clips_its_gradients_is_told_they_are_rescaled_not_given_wro
 )
 def test_active_units_returned_as_indices_or_a_count_are_named(wrong, phrase) -> None:
     assert_fails_with(check_active_units(wrong), f"Looks like: {phrase}")
+
+
+def _one_sample_at_a_time(model, count, g):
+    return model.decode(torch.stack([torch.randn(model.latent_dim, generator=g) for _ in range(count)]))
+
+
+def _decoded_one_by_one(model, count, g):
+    latents = torch.randn(count, model.latent_dim, generator=g)
+    return torch.cat([model.decode(z.unsqueeze(0)) for z in latents])
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        _one_sample_at_a_time,
+        lambda model, count, g: model.decode(torch.randn(model.latent_dim, count, generator=g).T),
+        lambda model, count, g: model.decode(torch.normal(0.0, 1.0, (count, model.latent_dim), generator=g)),
+        _decoded_one_by_one,
+    ],
+    ids=["one sample at a time", "transposed", "torch.normal", "decoded one by one"],
+)
+def test_a_prior_sample_drawn_with_the_generator_another_way_passes(right) -> None:
+    result = check_sample_prior(right)
+    assert result.passed, result.details
+
+
+def _global_one_at_a_time(model, count, g):
+    return model.decode(torch.stack([torch.randn(model.latent_dim) for _ in range(count)]))
+
+
+def _doubled_one_at_a_time(model, count, g):
+    return model.decode(torch.stack([2 * torch.randn(model.latent_dim, generator=g) for _ in range(count)]))
+
+
+def _uniform_one_at_a_time(model, count, g):
+    return model.decode(torch.stack([torch.rand(model.latent_dim, generator=g) * 2 - 1 for _ in range(count)]))
+
+
+def _same_draw_for_every_sample(model, count, g):
+    return model.decode(torch.randn(1, model.latent_dim, generator=g).expand(count, -1))
+
+
+def _own_generator_one_at_a_time(model, count, g):
+    own = torch.Generator().manual_seed(0)
+    return model.decode(torch.stack([torch.randn(model.latent_dim, generator=own) for _ in range(count)]))
+
+
+def _one_value_for_every_dimension(model, count, g):
+    return model.decode(torch.randn(count, 1, generator=g).repeat(1, model.latent_dim))
+
+
+def _training_mode_one_at_a_time(model, count, g):
+    model.train()
+    return model.decode(torch.stack([torch.randn(model.latent_dim, generator=g) for _ in range(count)]))
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        _global_one_at_a_time,
+        _doubled_one_at_a_time,
+        _uniform_one_at_a_time,
+        _same_draw_for_every_sample,
+        _own_generator_one_at_a_time,
+        _one_value_for_every_dimension,
+        _training_mode_one_at_a_time,
+    ],
+    ids=[
+        "global generator",
+        "2·z",
+        "uniform",
+        "one z for all",
+        "a generator of its own",
+        "one value for every dimension",
+        "training mode",
+    ],
+)
+def test_a_prior_sample_drawn_another_way_still_fails_when_it_is_wrong(wrong) -> None:
+    assert_fails_with(check_sample_prior(wrong), "-D model, ", " samples, generator seeded ")
