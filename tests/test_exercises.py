@@ -445,13 +445,7 @@ def test_training_step_mistakes_are_named(wrong, phrase, small_train) -> None:
 
 
 def _step_with_its_own_optimizer(model, optimizer, batch, alpha):
-    own = torch.optim.Adam(model.parameters(), lr=1e-3)
-    reconstruction, mean, log_var = model(batch)
-    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
-    own.zero_grad()
-    total.backward()
-    own.step()
-    return total.item(), recon.item(), kl_term.item()
+    return step(model, torch.optim.Adam(model.parameters(), lr=1e-3), batch, alpha)
 
 
 def test_a_step_that_makes_its_own_optimizer_is_told_to_use_the_one_it_is_given(small_train) -> None:

@@ -804,8 +804,7 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
         leaves = {key: value.clone().requires_grad_() for key, value in inputs.items()}
         returned = _call(name, loss_function, images, *(leaf.clone() for leaf in leaves.values()), alpha)
         if not (isinstance(returned, tuple | list) and len(returned) == 3):
-            message = f"Case *{name}*: expected three values (total, reconstruction, kl), got {_count(returned)}."
-            yield _with_hints(message, [_not_a_tensor_hint(returned, "") if returned is None else ""])
+            yield _not_three_failure(f"Case *{name}*", "values", returned)
             return
         expected = vae_loss(images, *leaves.values(), alpha)
         yield _order_failure(name, "the values", returned, expected)
@@ -848,11 +847,16 @@ def _order_failure(case: str, what: str, returned: Sequence[object], expected: S
     )
 
 
-def _count(values: object) -> str:
-    """Return what a function returned in place of three values: how many, or its type."""
-    if isinstance(values, tuple | list):
-        return f"a {type(values).__name__} of {len(values)}"
-    return type(values).__name__
+def _not_three_failure(where: str, what: str, returned: object) -> str:
+    """Return the failure of a loss or a step that did not return three values: how many, or its type, and when it
+    returned None, the hint on the missing return."""
+    got = (
+        f"a {type(returned).__name__} of {len(returned)}"
+        if isinstance(returned, tuple | list)
+        else type(returned).__name__
+    )
+    message = f"{where}: expected three {what} (total, reconstruction, kl), got {got}."
+    return _with_hints(message, [_not_a_tensor_hint(returned, "")] if returned is None else [])
 
 
 def _prior_code(count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1256,8 +1260,7 @@ def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator
     reference = run_training_steps(train_step, images, steps)
     first = learner.losses[0]
     if not (isinstance(first, tuple | list) and len(first) == 3):
-        message = f"Step 1: expected three losses (total, reconstruction, kl), got {_count(first)}."
-        yield _with_hints(message, [_not_a_tensor_hint(first, "") if first is None else ""])
+        yield _not_three_failure("Step 1", "losses", first)
         return
     if any(isinstance(loss, torch.Tensor) and loss.requires_grad for loss in first):
         yield (
@@ -1387,20 +1390,13 @@ def _drawn_from_the_prior_another_way(
 def _judged_by_its_latents(
     sample_prior: Callable, model: VAE, count: int, seed: int, decoded: Sequence[torch.Tensor], got: object
 ) -> bool:
-    """The body of _drawn_from_the_prior_another_way, which see."""
-    latent_dim = model.latent_dim
-    if (
-        not isinstance(got, torch.Tensor)
-        or not decoded
-        or any(z.dim() != 2 or z.shape[1] != latent_dim for z in decoded)
-    ):
-        return False
-    latents = torch.cat(list(decoded))
-    if latents.shape != (count, latent_dim):
+    """Return _drawn_from_the_prior_another_way's answer; the learner's code raising raises _LearnerError."""
+    latents = _latents_decoded(decoded, count, model.latent_dim)
+    if latents is None or not isinstance(got, torch.Tensor):
         return False
     with torch.no_grad():
         right = copy.deepcopy(model).eval().decode(latents)
-    if got.shape != right.shape or not _close(got.detach().double(), right, rtol=1e-4, atol=1e-5):
+    if not _close(got.detach().double(), right, rtol=1e-4, atol=1e-5):
         return False
     with _seeded(seed + 12345):  # another global random state: the draw must come from the generator alone
         again = _call("the same generator seed again", sample_prior, model, count, torch.Generator().manual_seed(seed))
@@ -1411,16 +1407,24 @@ def _judged_by_its_latents(
         return False
     with _recording_latents(model) as many:
         _call(f"{PRIOR_DRAWS} samples", sample_prior, model, PRIOR_DRAWS, torch.Generator().manual_seed(seed))
-    if not many or any(z.dim() != 2 or z.shape[1] != latent_dim for z in many):
+    draws = _latents_decoded(many, PRIOR_DRAWS, model.latent_dim)
+    if draws is None or not torch.isfinite(draws).all():
         return False
-    draws = torch.cat(list(many)).double()
-    if draws.shape != (PRIOR_DRAWS, latent_dim) or not torch.isfinite(draws).all():
-        return False
-    correlations = torch.corrcoef(draws.T) - torch.eye(latent_dim, dtype=draws.dtype)
+    draws = draws.double()
+    correlations = torch.corrcoef(draws.T) - torch.eye(model.latent_dim, dtype=draws.dtype)
     return (
         _normal_distance(draws) <= PRIOR_DRAWS_MAX_DISTANCE
         and correlations.abs().max().item() <= PRIOR_DRAWS_MAX_CORRELATION
     )
+
+
+def _latents_decoded(decoded: Sequence[torch.Tensor], count: int, latent_dim: int) -> torch.Tensor | None:
+    """Return the latents a block decoded (_recording_latents), in one or several calls, as one count x latent_dim
+    tensor; None when they are not `count` latents of `latent_dim` values."""
+    if not decoded or any(z.dim() != 2 or z.shape[1] != latent_dim for z in decoded):
+        return None
+    latents = torch.cat(list(decoded))
+    return latents if latents.shape == (count, latent_dim) else None
 
 
 @contextmanager
