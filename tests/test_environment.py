@@ -75,6 +75,16 @@ def test_binder_installs_exactly_the_lock_and_then_vae_lib() -> None:
     assert install_lines == ["python -m pip install --no-cache-dir --no-deps -e ."], "vae_lib, the pins untouched"
 
 
+def test_pyproject_lists_every_package_of_vae_lib() -> None:
+    # setuptools installs only the packages listed: one left out is missing from a non-editable install.
+    listed = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {
+        ".".join(init.parent.relative_to(REPO_ROOT).parts) for init in (REPO_ROOT / "vae_lib").rglob("__init__.py")
+    }
+    assert "vae_lib.course.exercises" in found
+    assert sorted(listed) == sorted(found)
+
+
 def test_binder_python_is_the_one_conda_gets_and_pyproject_allows() -> None:
     from packaging.specifiers import SpecifierSet
 

@@ -1,0 +1,79 @@
+"""The check of exercise 7 (notebook 06), active units: the latent dimensions whose posterior mean varies over the
+images by more than a threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from vae_lib.core.evaluate import active_dimensions
+from vae_lib.course.exercises.checking import (
+    CheckResult,
+    _call,
+    _compare,
+    _result,
+    _show,
+)
+
+
+def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
+    """Return the active-units check's cases, name -> (latent_means, threshold).
+
+    Each dimension's spread and offset are chosen so that each common mistake gives another answer.
+    """
+    generator = torch.Generator().manual_seed(0)
+    spreads = torch.tensor([1.0, 0.3, 0.05, 0.02, 0.003, 0.0])
+    offsets = torch.tensor([-0.5, 2.0, 0.5, -1.0, 3.0, 0.02])
+    noise = torch.randn(500, len(spreads), generator=generator)
+    standardised = (noise - noise.mean(dim=0)) / noise.std(dim=0)
+    latent_means = standardised * spreads + offsets
+    return {
+        "500 images, 6 dimensions, threshold 0.01": (latent_means, 0.01),
+        "the same means, threshold 0.5": (latent_means, 0.5),
+    }
+
+
+def check_active_units(active_units: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
+    """Check active = active_units(latent_means, threshold): the variance over images of each dimension > threshold."""
+    return _result("active units", _active_unit_failures(active_units), "a dimension is active when its mean varies.")
+
+
+def _active_unit_failures(active_units: Callable) -> Iterator[str]:
+    """Yield a failure message for each case where the learner's answer differs from active_dimensions."""
+    for name, (latent_means, threshold) in active_unit_cases().items():
+        got = _call(name, active_units, latent_means.clone(), threshold)
+        expected = active_dimensions(latent_means, threshold)
+        variances = latent_means.double().var(dim=0)
+        if isinstance(got, torch.Tensor) and got.dtype != torch.bool and got.shape == expected.shape:
+            yield (
+                f"Case *{name}*: expected one True/False per dimension, got {got.dtype} values {_show(got.double())}."
+                "\nLooks like: compare each dimension's variance with the threshold: variance > threshold."
+            )
+            return
+        mistakes = [
+            ("the mean is used instead of the variance over images.", latent_means.mean(dim=0) > threshold),
+            ("the standard deviation is used instead of the variance.", variances.sqrt() > threshold),
+            (
+                "the variance is taken over dimensions (one value per image): take it over images, dim=0.",
+                latent_means.double().var(dim=1) > threshold,
+            ),
+            ("the threshold argument is ignored.", variances > 0.01),
+            (
+                "the comparison is the wrong way round: these are the dimensions whose variance is below the "
+                "threshold; a dimension is active when its variance is above it, variance > threshold.",
+                variances < threshold,
+            ),
+        ]
+        mistakes += [
+            (
+                "these are the indices of the active dimensions: return one True/False per dimension, "
+                "variance > threshold, without torch.nonzero or torch.where.",
+                expected.nonzero().flatten(),
+            ),
+            ("this is how many dimensions are active: return one True/False per dimension.", expected.sum()),
+        ]
+        yield _compare(
+            name, "the active dimensions", got, expected.double(), [(hint, wrong.double()) for hint, wrong in mistakes]
+        )

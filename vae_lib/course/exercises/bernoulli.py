@@ -1,0 +1,121 @@
+"""The check of notebook 07's exercise, the Bernoulli reconstruction term: binary cross-entropy with logits on
+(images + 1) / 2, summed over pixels, averaged over images, in nats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import torch
+from torch import nn
+
+from vae_lib.core.objective import reconstruction_loss
+from vae_lib.course.exercises.checking import (
+    CheckResult,
+    Mistake,
+    _as_number,
+    _call,
+    _compare,
+    _gradient_failure,
+    _kind_failure,
+    _near,
+    _numbers,
+    _probing,
+    _result,
+)
+
+BERNOULLI_WHY = "the loss minimised in training must carry its gradient back to the decoder's logits"
+
+
+def bernoulli_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Return named (images in [-1, 1], logits) cases: binarised images, grey ones, one image and many."""
+    generator = torch.Generator().manual_seed(7)
+    binary = (torch.rand(4, 1, 28, 28, generator=generator) > 0.6).float() * 2 - 1
+    grey = torch.rand(3, 1, 28, 28, generator=generator) * 2 - 1
+    return {
+        "four binarised images": (binary, torch.randn(4, 1, 28, 28, generator=generator) * 2),
+        "three grey images": (grey, torch.randn(3, 1, 28, 28, generator=generator)),
+        "one image": (binary[:1], torch.randn(1, 1, 28, 28, generator=generator) * 3),
+    }
+
+
+def check_bernoulli_reconstruction(
+    bernoulli_reconstruction: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> CheckResult:
+    """Check bernoulli_reconstruction(images, logits): BCE with logits on (images + 1) / 2, summed over pixels,
+    averaged over images, in nats."""
+    return _result(
+        "the Bernoulli reconstruction term",
+        _bernoulli_failures(bernoulli_reconstruction),
+        "−log p(x | z) summed over the 784 pixels, averaged over images: nats per image.",
+    )
+
+
+def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
+    """Yield a failure message for each case where the learner's term differs from the objective's, naming the part."""
+    for name, (images, logits) in bernoulli_cases().items():
+        leaf = logits.clone().requires_grad_()
+        returned = _call(name, bernoulli_reconstruction, images, leaf)
+        yield _kind_failure(name, "the reconstruction term", returned, BERNOULLI_WHY)
+        expected = reconstruction_loss(images, leaf, "bernoulli")
+        diagnose = partial(_bernoulli_hints, _probing(bernoulli_reconstruction), images, logits)
+        yield _compare(
+            name, "the reconstruction term", returned, expected, _bernoulli_mistakes(images, logits), diagnose
+        )
+        yield _gradient_failure(name, "the reconstruction term", returned, {"logits": leaf}, expected, diagnose)
+
+
+def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mistake]:
+    """Return what the usual mistakes give on a case, each with the hint that names it."""
+    targets = (images + 1) / 2
+    summed = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1).sum(1)
+    with_probabilities = nn.functional.binary_cross_entropy_with_logits(
+        torch.sigmoid(logits), targets, reduction="none"
+    )
+    return [
+        (
+            "a mean over pixels: sum over the 784 pixels (log p(x | z) is a sum over independent pixels).",
+            summed.mean() / 784,
+        ),
+        ("the sign: the term is −log p(x | z), a positive number of nats.", -summed.mean()),
+        ("summed over images: average over the images of the batch.", summed.sum()),
+        (
+            "probabilities passed as logits: the decoder's output is already a logit; "
+            "binary_cross_entropy_with_logits applies the sigmoid itself.",
+            with_probabilities.flatten(1).sum(1).mean(),
+        ),
+    ]
+
+
+def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, logits: torch.Tensor) -> list[str]:
+    """Probe the learner's term part by part: the targets' range, the sum over pixels, the mean over images."""
+    hints = []
+    black, white, zero = -torch.ones(1, 1, 28, 28), torch.ones(1, 1, 28, 28), torch.zeros(1, 1, 28, 28)
+    # With logit 0 every pixel has probability 1/2: log 2 nats a pixel, black or white alike. With logit 2 a black
+    # pixel costs softplus(2) nats; targets left in [-1, 1] charge it 2 nats more.
+    per_black, per_white = (_as_number(bernoulli_reconstruction(image, zero)) for image in (black, white))
+    black_at_two = _as_number(bernoulli_reconstruction(black, zero + 2))
+    right_at_two = nn.functional.softplus(torch.tensor(2.0)).item()
+    if _near(per_black, -784 * math.log(2)) or _near(per_white, -784 * math.log(2)):
+        hints.append("the sign: −log p(x | z) is positive.")
+    elif _near(per_white, math.log(2)) and _near(per_black, math.log(2)):
+        hints.append("a mean over pixels: sum over the 784 pixels, as log p(x | z) sums over independent pixels.")
+    elif _near(black_at_two, 784 * (right_at_two + 2)):
+        hints.append(
+            "the targets: a black pixel's target is 0 and a white one's 1, so pass (images + 1) / 2, "
+            "not the images in [-1, 1]."
+        )
+    elif not _near(per_black, per_white) or not _near(black_at_two, 784 * right_at_two):
+        hints.append(
+            f"a pixel's term is not the Bernoulli's −log p: at logit 0 a black or a white pixel costs log 2 = 0.6931 "
+            f"nats, and a black pixel (target 0) at logit 2 costs softplus(2) = {right_at_two:.4g}; yours: "
+            f"{_numbers([per_black / 784, per_white / 784, black_at_two / 784])}. Use "
+            "binary_cross_entropy_with_logits(logits, (images + 1) / 2)."
+        )
+    one = _as_number(bernoulli_reconstruction(images[:1], logits[:1]))
+    twice = _as_number(bernoulli_reconstruction(images[:1].repeat(2, 1, 1, 1), logits[:1].repeat(2, 1, 1, 1)))
+    if _near(twice, 2 * one) and not _near(one, 0):
+        hints.append("summed over images: the same image twice should cost what it costs once (average over images).")
+    return hints

@@ -1,0 +1,286 @@
+"""What every exercise check shares: the CheckResult it returns, calling the learner's code so that an exception
+becomes a failed result, comparing against the reference, and the failures and hints common to several checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+
+from vae_lib.core.model import VAE
+
+# A small model keeps the training-step check to seconds; any VAE trains with the same step.
+CHECK_WIDTHS = (4, 8, 8, 16)
+# Two weights of the KL: a loss or a step that uses its alpha argument treats them differently.
+PROBE_ALPHAS = (0.001, 0.5)
+# What a mistake would have returned, paired with the hint that names it.
+Mistake = tuple[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one exercise's check: passed, or what failed and a hint."""
+
+    exercise: str
+    passed: bool
+    details: str = ""
+
+    def __str__(self) -> str:
+        if self.passed:
+            return f"✅ {self.exercise}: passed. {self.details}".rstrip()
+        return f"❌ {self.exercise}: not yet.\n{self.details}"
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_markdown_(self) -> str:
+        """Return the result as Markdown, which JupyterLab and GitHub render."""
+        if self.passed:
+            return f"✅ **{self.exercise}: passed.** {self.details}".rstrip()
+        return f"❌ **{self.exercise}: not yet.** " + self.details.replace("\n", "  \n")
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Run a block with torch's global generator seeded, and restore its state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _as_tensor(value: object) -> torch.Tensor | None:
+    """Return a learner's value as a detached float64 tensor, or None when it is not a number or tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().double().cpu()
+    if isinstance(value, int | float):
+        return torch.tensor(float(value), dtype=torch.float64)
+    return None
+
+
+def _as_number(value: object) -> float:
+    """Return a learner's value as one float: NaN when it is not a single number."""
+    tensor = _as_tensor(value)
+    return tensor.item() if tensor is not None and tensor.numel() == 1 else math.nan
+
+
+def _show(value: torch.Tensor) -> str:
+    """Return a short text of a tensor: its value if it is a single number, else its shape and first values."""
+    if value.dim() == 0:
+        return f"{value.item():.6g}"
+    flat = [f"{number:.4g}" for number in value.flatten()[:6].tolist()]
+    more = ", ..." if value.numel() > 6 else ""
+    return f"shape {tuple(value.shape)}, values [{', '.join(flat)}{more}]"
+
+
+def _numbers(values: Sequence[float]) -> str:
+    """Return numbers as a short comma-separated text."""
+    return ", ".join(f"{value:.4g}" for value in values)
+
+
+def _close(got: torch.Tensor, expected: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-6) -> bool:
+    """Return True when two tensors have the same shape and values (NaN equal to NaN)."""
+    expected = expected.detach().double().cpu()
+    return got.shape == expected.shape and torch.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def _near(
+    got: Sequence[float] | float, expected: Sequence[float] | float, rtol: float = 1e-3, atol: float = 1e-6
+) -> bool:
+    """Return True when numbers agree to a relative tolerance (what the probes of a formula compare)."""
+    got_tensor = torch.as_tensor(got, dtype=torch.float64)
+    expected_tensor = torch.as_tensor(expected, dtype=torch.float64).expand_as(got_tensor)
+    return bool(torch.allclose(got_tensor, expected_tensor, rtol=rtol, atol=atol))
+
+
+def _with_hints(message: str, hints: Sequence[str]) -> str:
+    """Return a failure message followed by the hints that name what looks wrong, the first as 'Looks like'.
+
+    An empty hint is left out, so no line reads 'Looks like: ' with nothing, or nothing but punctuation, after it.
+    """
+    hints = [hint for hint in hints if hint.strip(" :,.")]
+    lines = [message] + [f"{'Looks like' if index == 0 else 'And'}: {hint}" for index, hint in enumerate(hints)]
+    return "\n".join(lines)
+
+
+class _LearnerError(Exception):
+    """The learner's function raised: carries the failure message that names the case, the exception and a hint."""
+
+    def __init__(self, failure: str) -> None:
+        super().__init__(failure)
+        self.failure = failure
+
+
+def _raised_failure(case: str, error: Exception, hints: Sequence[str] = ()) -> str:
+    """Return which case raised what, and the hints on the mistake that raises it."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return _with_hints(f"Case *{case}*: your function raised {type(error).__name__}: {text}", hints)
+
+
+def _call(
+    case: str, function: Callable[..., Any], *arguments: object, hints: Callable[[Exception], list[str]] | None = None
+) -> Any:
+    """Return function(*arguments), the learner's code run on a case; raise _LearnerError when it raises.
+
+    The _LearnerError names the case and the exception, with what `hints` makes of it; `_result` turns it into a
+    failed CheckResult. NotImplementedError passes through: an exercise not done yet stops its check cell.
+    """
+    try:
+        return function(*arguments)
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        raise _LearnerError(_raised_failure(case, error, hints(error) if hints else ())) from error
+
+
+def _probing(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Return the learner's function for a hint's probes: an exception it raises there means no hint, not a crash."""
+    return partial(_call, "a probe of the check", function)
+
+
+def _diagnosed(diagnose: Callable[[], list[str]] | None) -> list[str]:
+    """Return the hints `diagnose` finds by probing the learner's code, or none when that code raises on a probe."""
+    if diagnose is None:
+        return []
+    try:
+        return diagnose()
+    except _LearnerError:
+        return []
+
+
+def _kind_failure(case: str, what: str, value: object, why: str, needs_graph: bool = True) -> str:
+    """Return '' when `value` is a tensor (carrying a gradient when `needs_graph`), else a message and a hint."""
+    if isinstance(value, torch.Tensor):
+        if not needs_graph or value.requires_grad:
+            return ""
+        return _with_hints(
+            f"Case *{case}*: {what} carries no gradient.",
+            [f"it is detached (.detach(), torch.no_grad(), or rebuilt with torch.tensor(...)), but {why}."],
+        )
+    if isinstance(value, int | float):
+        hint = f"it was turned into a Python number (.item() or float()), which cuts the gradient, but {why}."
+    else:
+        hint = _not_a_tensor_hint(value, what) or (
+            f"return a torch tensor computed with torch operations (no .numpy() or .tolist()): {why}."
+        )
+    return _with_hints(f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}.", [hint])
+
+
+def _not_a_tensor_hint(value: object, what: str) -> str:
+    """Return a hint for a value that is no tensor because nothing was returned, or several values were: else ''."""
+    if value is None:
+        return "your function returns None: is its `return` line missing?"
+    if isinstance(value, tuple | list) and any(isinstance(item, torch.Tensor) for item in value):
+        return (
+            f"your function returns a {type(value).__name__} of {len(value)} values; {what} should be one tensor: "
+            "return only that (torch.stack or torch.cat joins a list of tensors into one)."
+        )
+    return ""
+
+
+def _dtype_failure(case: str, what: str, value: torch.Tensor, dtype: torch.dtype, source: str, how: str) -> str:
+    """Return '' when `value` has `dtype`, the dtype of the input it is made from, else a message naming both.
+
+    The model's weights are float32: a tensor of another dtype makes its next layer raise, even with the right values.
+    """
+    if value.dtype == dtype:
+        return ""
+    return _with_hints(
+        f"Case *{case}*: {what} is {value.dtype}, where {source} is {dtype}.",
+        [f"the model's layers take {dtype} and raise on {value.dtype}: keep {source}'s dtype ({how})."],
+    )
+
+
+def _compare(
+    case: str,
+    what: str,
+    value: object,
+    expected: torch.Tensor,
+    mistakes: Sequence[Mistake] = (),
+    diagnose: Callable[[], list[str]] | None = None,
+) -> str:
+    """Return '' when `value` matches `expected`, else which case failed, expected against got, and hints.
+
+    The hint is the first listed mistake `value` equals, else what `diagnose` finds by probing the learner's code.
+    """
+    got = _as_tensor(value)
+    if got is None:
+        message = f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}."
+        return _with_hints(message, [_not_a_tensor_hint(value, what)])
+    if _close(got, expected):
+        return ""
+    message = f"Case *{case}*: {what} expected {_show(expected.detach().double())}, got {_show(got)}."
+    hints = [hint for hint, wrong in mistakes if _close(got, wrong)][:1]
+    if not hints:
+        hints = _diagnosed(diagnose)
+    if not hints and got.shape != expected.shape:
+        hints = [f"the shape is {tuple(got.shape)}, expected {tuple(expected.shape)}."]
+    if not hints and not torch.isfinite(got).all():
+        hints = [
+            "the result is NaN or infinite where the right one is a number: is a logarithm or square root taken of "
+            "something that can be negative or zero?"
+        ]
+    return _with_hints(message, hints)
+
+
+def _gradient_failure(
+    case: str,
+    what: str,
+    value: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
+    expected: torch.Tensor,
+    diagnose: Callable[[], list[str]] | None = None,
+) -> str:
+    """Return '' when `value` has the gradients `expected` has with respect to each named input, else which differ.
+
+    A formula that is right only at this case (a term that happens to add up to 0) is named by `diagnose`.
+    """
+    leaves = list(inputs.values())
+    got = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+    wanted = torch.autograd.grad(expected.sum(), leaves, allow_unused=True)
+    wrong = [
+        name
+        for name, got_gradient, wanted_gradient, leaf in zip(inputs, got, wanted, leaves)
+        if not torch.allclose(
+            (torch.zeros_like(leaf) if got_gradient is None else got_gradient).double(),
+            (torch.zeros_like(leaf) if wanted_gradient is None else wanted_gradient).double(),
+            rtol=1e-3,
+            atol=1e-6,
+        )
+    ]
+    if not wrong:
+        return ""
+    hints = _diagnosed(diagnose)
+    return _with_hints(
+        f"Case *{case}*: {what} has the right value but the wrong gradient with respect to {' and '.join(wrong)}.",
+        hints or [f"part of it is detached (.detach(), .item(), numpy) or computed from a copy of {wrong[0]}."],
+    )
+
+
+def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckResult:
+    """Return the first failure as a failed CheckResult, or a pass; the learner's code raising is a failure too."""
+    try:
+        failure = next((failure for failure in failures if failure), "")
+    except _LearnerError as error:
+        failure = error.failure
+    return CheckResult(exercise, False, failure) if failure else CheckResult(exercise, True, passed_note)
+
+
+def _small_model(latent_dim: int, seed: int) -> VAE:
+    """Return a small randomly initialised VAE in eval mode, the same for the same seed."""
+    with _seeded(seed):
+        return VAE(latent_dim=latent_dim, widths=CHECK_WIDTHS).eval()
+
+
+def _normal_distance(standardised: torch.Tensor) -> float:
+    """Return the largest Kolmogorov-Smirnov distance between a column of draws and N(0, 1)."""
+    ordered = standardised.sort(dim=0).values
+    count = len(ordered)
+    normal_cdf = 0.5 * (1 + torch.erf(ordered / math.sqrt(2)))
+    ranks = torch.arange(1, count + 1, dtype=ordered.dtype).unsqueeze(1)
+    return max((ranks / count - normal_cdf).max().item(), (normal_cdf - (ranks - 1) / count).max().item())

@@ -1,0 +1,126 @@
+"""The check of notebook 08's exercise, the conditional decoder's input: each latent with its one-hot class label
+appended, what a conditional VAE's decoder is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import torch
+from torch import nn
+
+from vae_lib.course.exercises.checking import (
+    CheckResult,
+    _call,
+    _compare,
+    _dtype_failure,
+    _kind_failure,
+    _result,
+)
+
+
+def decoder_input_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
+    """Return the decoder-input check's cases, name -> (latents, labels, classes).
+
+    The first case's labels stop short of the last class, so one-hot rows as wide as the batch's largest label differ
+    from rows as wide as the classes; the last has as many latent dimensions as classes, so joining along the batch
+    does not fail there but doubles the rows.
+    """
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "4 latents of 2-D, labels 3, 0, 2, 1 of 10 classes": (
+            torch.randn(4, 2, generator=generator),
+            torch.tensor([3, 0, 2, 1]),
+            10,
+        ),
+        "3 latents of 8-D, labels 9, 0, 9 of 10 classes": (
+            torch.randn(3, 8, generator=generator),
+            torch.tensor([9, 0, 9]),
+            10,
+        ),
+        "2 latents of 5-D, labels 4, 2 of 5 classes": (torch.randn(2, 5, generator=generator), torch.tensor([4, 2]), 5),
+    }
+
+
+def check_decoder_input(decoder_input: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> CheckResult:
+    """Check codes = decoder_input(latents, labels, classes): each latent with its one-hot label appended (dim 1),
+    what a conditional VAE's decoder is given."""
+    return _result(
+        "the conditional decoder's input", _decoder_input_failures(decoder_input), "z, then its one-hot label."
+    )
+
+
+def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
+    """Yield a failure message for each case where the learner's decoder input differs from z and the one-hot label."""
+    for name, (latents, labels, classes) in decoder_input_cases().items():
+        latents = latents.clone().requires_grad_()
+        one_hot = nn.functional.one_hot(labels, classes).to(latents.dtype)
+        expected = torch.cat([latents, one_hot], dim=1)
+        got = _call(name, decoder_input, latents, labels.clone(), classes, hints=_decoder_input_error_hints)
+        why = "the gradient of the loss must reach z through it"
+        kind = _kind_failure(name, "the decoder input", got, why, needs_graph=False)
+        if kind:
+            yield kind
+            return
+        with torch.no_grad():
+            mistakes = [
+                (
+                    "each label is appended as one number, its index: append it one-hot, `classes` values with a 1 "
+                    "at the label (torch.nn.functional.one_hot(labels, classes)).",
+                    torch.cat([latents, labels.view(-1, 1).to(latents.dtype)], dim=1),
+                ),
+                (
+                    "the one-hot rows are as wide as the batch's largest label + 1 (one_hot(labels) guesses the width "
+                    "from the batch): give it the number of classes, one_hot(labels, classes).",
+                    torch.cat([latents, nn.functional.one_hot(labels).to(latents.dtype)], dim=1),
+                ),
+                ("the label is left out: the decoder is given z alone, so it cannot know the class.", latents),
+                (
+                    "z is left out: the decoder is given the label alone, so every image of a class is the same.",
+                    one_hot,
+                ),
+                (
+                    "the label comes first: the model's layer takes z first, then the one-hot label.",
+                    torch.cat([one_hot, latents], dim=1),
+                ),
+            ]
+            if latents.shape[1] == classes:  # otherwise torch.cat refuses to join them along the batch
+                hint = "z and the labels are joined along dim 0, the batch (torch.cat's default): append each label "
+                mistakes.append((hint + "to its own row, dim=1.", torch.cat([latents, one_hot], dim=0)))
+        width_hints = partial(_decoder_width_hints, got, latents.shape[1], classes)
+        how = "one_hot(labels, classes).to(latents.dtype) or .float(), not .double()"
+        yield (
+            _compare(name, "the decoder input", got, expected, mistakes, width_hints)
+            or _kind_failure(name, "the decoder input", got, why)
+            or _dtype_failure(name, "the decoder input", got, latents.dtype, "z", how)
+        )
+
+
+def _decoder_width_hints(got: torch.Tensor, latent_dim: int, classes: int) -> list[str]:
+    """Return a hint on rows of the wrong width: how many values follow z, against one per class."""
+    if got.dim() != 2 or got.shape[1] == latent_dim + classes:
+        return []
+    return [
+        f"each row has {got.shape[1]} values: z's {latent_dim} and {got.shape[1] - latent_dim} more, where the one-hot "
+        f"label needs {classes}, one per class: one_hot(labels, classes)."
+    ]
+
+
+def _decoder_input_error_hints(error: Exception) -> list[str]:
+    """Return the hint on the mistake that raises this error in torch.cat or one_hot."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    hints = {
+        "must match except in dimension 0": (
+            "torch.cat joined z and the labels along dim 0, the batch (its default), where their rows differ in "
+            "width: append each label to its own row, dim=1."
+        ),
+        "only applicable to index tensor": (
+            "one_hot takes the labels as integers (torch.long), as they are given: do not turn them into floats first."
+        ),
+        "smaller than num_classes": (
+            "the one-hot rows are narrower than the labels need: give one_hot the number of classes, "
+            "one_hot(labels, classes)."
+        ),
+    }
+    return [hint for phrase, hint in hints.items() if phrase in text]

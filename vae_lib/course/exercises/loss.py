@@ -1,0 +1,282 @@
+"""The check of exercise 3 (notebook 01), the VAE loss (total, reconstruction, kl): probed with two alphas and a
+doubled error, so a wrong reconstruction term is told from a wrong weight or a wrong sum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from vae_lib.core.objective import vae_loss
+from vae_lib.course.exercises.checking import (
+    PROBE_ALPHAS,
+    CheckResult,
+    Mistake,
+    _as_number,
+    _as_tensor,
+    _call,
+    _close,
+    _compare,
+    _gradient_failure,
+    _kind_failure,
+    _near,
+    _not_a_tensor_hint,
+    _numbers,
+    _probing,
+    _result,
+    _with_hints,
+)
+from vae_lib.course.exercises.kl_divergence import (
+    _kl_hints,
+)
+
+LOSS_NAMES = ("total", "reconstruction", "kl")
+LOSS_WHY = "the training step calls total.backward(): build the total from the inputs with torch operations"
+
+
+def loss_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]]:
+    """Return the loss check's cases, name -> (images, reconstruction, mean, log_var, alpha)."""
+    generator = torch.Generator().manual_seed(0)
+    batch = (3, 1, 28, 28)
+    return {
+        "3 images of 28 × 28, alpha 0.001": (
+            torch.rand(batch, generator=generator) * 2 - 1,
+            torch.rand(batch, generator=generator) * 2 - 1,
+            torch.randn(3, 2, generator=generator),
+            torch.rand(3, 2, generator=generator) - 1,
+            0.001,
+        ),
+        "one 2 × 2 image, alpha 0.1": (
+            torch.tensor([[[[0.5, -1.0], [1.0, 0.0]]]]),
+            torch.tensor([[[[0.0, -1.0], [0.5, 0.5]]]]),
+            torch.tensor([[1.0, -2.0]]),
+            torch.tensor([[1.0, 4.0]]).log(),
+            0.1,
+        ),
+    }
+
+
+def check_loss(
+    loss_function: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> CheckResult:
+    """Check (total, reconstruction, kl) = loss_function(images, reconstruction, mean, log_var, alpha)."""
+    return _result("the loss", _loss_failures(loss_function), "total = 0.5 · MSE + alpha · KL.")
+
+
+def _loss_failures(loss_function: Callable) -> Iterator[str]:
+    """Yield a failure message for each case where the learner's loss differs from vae_loss, naming the wrong part."""
+    probed = _probing(loss_function)
+    for name, (images, reconstruction, mean, log_var, alpha) in loss_cases().items():
+        inputs = {"reconstruction": reconstruction, "mean": mean, "log_var": log_var}
+        leaves = {key: value.clone().requires_grad_() for key, value in inputs.items()}
+        returned = _call(name, loss_function, images, *(leaf.clone() for leaf in leaves.values()), alpha)
+        if not (isinstance(returned, tuple | list) and len(returned) == 3):
+            yield _not_three_failure(f"Case *{name}*", "values", returned)
+            return
+        expected = vae_loss(images, *leaves.values(), alpha)
+        yield _order_failure(name, "the values", returned, expected)
+        for label, value in zip(LOSS_NAMES, returned):
+            yield _kind_failure(name, f"the {label}", value, LOSS_WHY, needs_graph=label == "total")
+        total, recon, kl = returned
+        yield _compare(
+            name,
+            "the reconstruction term",
+            recon,
+            expected[1],
+            _returned_loss_mistakes("reconstruction", expected, alpha),
+            diagnose=lambda: _reconstruction_hints(lambda x, y: probed(x, y, *_prior_code(len(x)), 0.001)[1]),
+        )
+        yield _compare(
+            name,
+            "the KL term",
+            kl,
+            expected[2],
+            _returned_loss_mistakes("kl", expected, alpha),
+            diagnose=lambda: _loss_kl_hints(probed),
+        )
+        yield _compare(name, "the total", total, expected[0], diagnose=lambda: _total_hints(probed))
+        yield _gradient_failure(name, "the total", total, leaves, expected[0], diagnose=lambda: _total_hints(probed))
+
+
+def _order_failure(case: str, what: str, returned: Sequence[object], expected: Sequence[torch.Tensor]) -> str:
+    """Return '' unless the returned values are (total, reconstruction, kl) in another order."""
+    matches = []
+    for own, value in zip(LOSS_NAMES, returned):
+        got = _as_tensor(value)
+        equal = [name for name, right in zip(LOSS_NAMES, expected) if got is not None and _close(got, right)]
+        matches.append(own if own in equal else next(iter(equal), "?"))
+    named = [match for match in matches if match != "?"]
+    if all(match in ("?", own) for match, own in zip(matches, LOSS_NAMES)) or len(set(named)) < len(named):
+        return ""
+    return _with_hints(
+        f"Case *{case}*: {what} come back in the wrong order.",
+        [f"return (total, reconstruction, kl); yours returns ({', '.join(matches)})."],
+    )
+
+
+def _not_three_failure(where: str, what: str, returned: object) -> str:
+    """Return the failure of a loss or a step that did not return three values: how many, or its type, and when it
+    returned None, the hint on the missing return."""
+    got = (
+        f"a {type(returned).__name__} of {len(returned)}"
+        if isinstance(returned, tuple | list)
+        else type(returned).__name__
+    )
+    message = f"{where}: expected three {what} (total, reconstruction, kl), got {got}."
+    return _with_hints(message, [_not_a_tensor_hint(returned, "")] if returned is None else [])
+
+
+def _returned_loss_mistakes(label: str, expected: Sequence[torch.Tensor], alpha: float) -> list[Mistake]:
+    """Return what a loss or a step that returns another value in place of its `label` loss gives, with hints.
+
+    The total is the right one; the value in the place of the reconstruction or the KL is the total (an in-place
+    `recon += alpha * kl` makes them one tensor) or alpha · KL.
+    """
+    total, _, kl = expected
+    if label == "reconstruction":
+        return [
+            (
+                "this is the total loss (after an in-place `recon += alpha * kl`, the two are one tensor): return "
+                "the reconstruction term itself as the second value.",
+                total,
+            )
+        ]
+    if label == "kl":
+        return [
+            (
+                "this is alpha · KL: return the KL itself as the third value; alpha weighs it only in the total.",
+                alpha * kl,
+            ),
+            ("this is the total loss: return the KL term itself as the third value.", total),
+        ]
+    return []
+
+
+def _prior_code(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the mean and log-variance of `count` codes equal to the prior: a KL of 0, whatever its formula."""
+    return torch.zeros(count, 2), torch.zeros(count, 2)
+
+
+def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
+    """Return what is wrong with a reconstruction term, probed part by part: its sign, the square, its two means."""
+    generator = torch.Generator().manual_seed(1)
+    image, drawn = torch.rand(2, 1, 1, 28, 28, generator=generator) * 2 - 1
+    pair = _as_tensor(reconstruction_term(image.repeat(2, 1, 1, 1), drawn.repeat(2, 1, 1, 1)))
+    if pair is not None and pair.numel() != 1:
+        return [
+            f"the term should be one number; for 2 images it has shape {tuple(pair.shape)}: average over the "
+            "pixels and the images, 0.5 · mean((x - x̂)²)."
+        ]
+    term = _as_number(reconstruction_term(image, drawn))
+    right = 0.5 * (image - drawn).pow(2).mean().item()
+    if not math.isfinite(term):
+        return []
+    if term < 0:
+        return ["the sign is wrong: the squared error is a cost, to be minimised."]
+    doubled = _as_number(reconstruction_term(image, image + 2 * (drawn - image))) / term
+    if not _near(doubled, 4.0):
+        if _near(doubled, 2.0):
+            return [
+                "the error is not squared: doubling every pixel's error doubled the term instead of multiplying it "
+                "by 4 (an absolute error?): 0.5 · mean((x - x̂)²), as F.mse_loss computes."
+            ]
+        return [f"doubling every pixel's error multiplied the term by {doubled:.4g}, not 4: square the error."]
+    copies = 3
+    per_copy = _as_number(reconstruction_term(image.repeat(copies, 1, 1, 1), drawn.repeat(copies, 1, 1, 1))) / term
+    summed_images = _near(per_copy, copies)
+    pixels = image.numel()
+    scale = term / right
+    summed_pixels = scale > pixels / 4  # a sum over the 784 pixels, whatever else multiplies it
+    factor = scale / pixels if summed_pixels else scale
+    named = {
+        (True, False, 1.0): "summed over pixels instead of averaged: 0.5 · mean over pixels and images (F.mse_loss).",
+        (True, True, 1.0): "summed over pixels and images: average over both (F.mse_loss's default).",
+        (False, True, 1.0): "summed over the batch: average over images too.",
+        (False, False, 2.0): "the factor ½ is missing from the reconstruction term.",
+    }
+    hint = next(
+        (text for (p, i, f), text in named.items() if (p, i) == (summed_pixels, summed_images) and _near(factor, f)),
+        None,
+    )
+    if hint:
+        return [hint]
+    parts = ["summed over pixels"] * summed_pixels + ["summed over images"] * summed_images
+    if not _near(factor, 1.0):
+        parts.append("the factor ½ missing" if _near(factor, 2.0) else f"{factor:.4g} times the right size")
+    if not parts:  # right on these 28 × 28 probes, whatever the failed case got wrong
+        return [
+            "the term agrees with 0.5 · mean((x - x̂)²) on the check's 28 × 28 probe images, but not on this case: "
+            "is a size written in, such as 784 pixels or a batch size? A mean, as F.mse_loss takes, fits any size."
+        ]
+    return [f"{', '.join(parts)}: the term is 0.5 · mean((x - x̂)²), a mean over pixels and images."]
+
+
+def _loss_kl_hints(loss_function: Callable) -> list[str]:
+    """Return what is wrong with the KL term a loss function returns, probed as check_kl_divergence probes a KL."""
+
+    def kl_of(mean: torch.Tensor, log_var: torch.Tensor) -> object:
+        images = torch.zeros(len(mean), 1, 28, 28)
+        return loss_function(images, images.clone(), mean, log_var, 0.001)[2]
+
+    return [f"{hint} (Check your KL with check_kl_divergence.)" for hint in _kl_hints(kl_of)]
+
+
+def _total_hints(loss_function: Callable) -> list[str]:
+    """Return what is wrong with how a loss function combines its two terms, from two inputs at each of two alphas."""
+    generator = torch.Generator().manual_seed(2)
+    images = torch.rand(3, 1, 1, 28, 28, generator=generator) * 2 - 1
+    probes = [  # a large error with a small KL, a small error with a large KL, and one to confirm the fit
+        (images[0], -images[0], torch.tensor([[0.1, -0.1]]), torch.tensor([[0.0, 0.1]])),
+        (images[1], 0.9 * images[1], torch.tensor([[2.0, -3.0]]), torch.tensor([[-2.0, 1.0]])),
+        (images[2], images[0], torch.tensor([[1.0, 0.5]]), torch.tensor([[0.5, -0.5]])),
+    ]
+    recon_weights, kl_weights = [], []
+    for alpha in PROBE_ALPHAS:
+        values = torch.tensor([[_as_number(value) for value in loss_function(*probe, alpha)] for probe in probes])
+        totals, terms = values[:, 0].double(), values[:, 1:].double()
+        weights = torch.linalg.lstsq(terms[:2], totals[:2].unsqueeze(1)).solution.squeeze(1)
+        if not torch.isfinite(values).all() or not _near(terms[2] @ weights, totals[2]):
+            return ["the total is not a sum of your reconstruction and KL terms: total = reconstruction + alpha · KL."]
+        recon_weights.append(weights[0].item())
+        kl_weights.append(weights[1].item())
+    return _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the total")
+
+
+def _weight_hints(
+    recon_weights: Sequence[float], kl_weights: Sequence[float], alphas: Sequence[float], loss: str
+) -> list[str]:
+    """Return what is wrong with a loss = a · reconstruction + b · KL, given a and b measured at several alphas."""
+    a, b, alpha = (torch.tensor(values, dtype=torch.float64) for values in (recon_weights, kl_weights, alphas))
+
+    def near(x: torch.Tensor, y: torch.Tensor | float) -> bool:
+        return _near(x.tolist(), torch.as_tensor(y, dtype=torch.float64).expand_as(x).tolist(), rtol=0.01, atol=1e-5)
+
+    if near(a, 1.0) and near(b, alpha):
+        return []
+    named = [
+        (-1.0, -alpha, "the wrong sign: minimise reconstruction + alpha · KL (the negative of the ELBO)."),
+        (1.0, -alpha, "the KL is subtracted: it is a penalty, added with weight alpha."),
+        (1.0, 0.0, f"the KL term is left out of {loss}: {loss} = reconstruction + alpha · KL."),
+        (1.0, 1.0, "alpha is missing: minimise reconstruction + alpha · KL."),
+        (alpha, 1.0, "alpha weighs the reconstruction instead of the KL."),
+    ]
+    hint = next((text for recon, kl, text in named if near(a, recon) and near(b, kl)), None)
+    if hint:
+        return [hint]
+    if near(a, 1.0) and near(b, b[0].item()):
+        return [
+            f"alpha is ignored: the KL is weighted by {b[0].item():.4g} whatever alpha is (a number written in?): "
+            "weigh it with the alpha argument."
+        ]
+    if near(a, a[0].item()) and near(b, a[0].item() * alpha):
+        return [f"{loss} is multiplied by {a[0].item():.4g}: minimise reconstruction + alpha · KL as it is."]
+    hints = []
+    if not near(a, 1.0):
+        hints.append(f"the reconstruction's weight in {loss} is {_numbers(a.tolist())}, expected 1.")
+    if not near(b, alpha):
+        hints.append(
+            f"the KL's weight in {loss} is {_numbers(b.tolist())} for alpha = {_numbers(alphas)}: it is alpha."
+        )
+    return hints

@@ -1,0 +1,176 @@
+"""The check of exercise 5 (notebook 02), images sampled from the prior: z ~ N(0, I) drawn with the generator given,
+decoded in eval mode; z drawn with it another way passes, judged by the latents the decoder is given.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+
+import torch
+
+from vae_lib.core.model import VAE
+from vae_lib.course.exercises.checking import (
+    CheckResult,
+    _call,
+    _close,
+    _compare,
+    _LearnerError,
+    _near,
+    _normal_distance,
+    _result,
+    _seeded,
+    _small_model,
+)
+
+
+def check_sample_prior(
+    sample_prior: Callable[[VAE, int, torch.Generator], torch.Tensor],
+) -> CheckResult:
+    """Check images = sample_prior(model, count, generator): decoded from z ~ N(0, I) drawn with `generator`."""
+    return _result("sampling from the prior", _sample_failures(sample_prior), "z ~ N(0, I), decoded.")
+
+
+def _sample_failures(sample_prior: Callable) -> Iterator[str]:
+    """Yield a failure message for each case where the learner's samples differ from images decoded here from
+    z ~ N(0, I) drawn with the same generator (worked out apart from VAE.sample, which the reference calls)."""
+    for latent_dim, count, seed in ((2, 6, 0), (8, 4, 1)):
+        name = f"{latent_dim}-D model, {count} samples, generator seeded {seed}"
+        model = _small_model(latent_dim, seed)
+        latents = torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            expected = model.decode(latents)
+        with _recording_latents(model) as decoded:
+            hints = partial(_latent_width_hints, decoded, latent_dim)
+            got = _call(name, sample_prior, model, count, torch.Generator().manual_seed(seed), hints=hints)
+        training_mode = copy.deepcopy(model).train()
+        with torch.no_grad():
+            mistakes = [
+                (
+                    "these are the latents z: return the images the decoder draws from them.",
+                    torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed)),
+                ),
+                (
+                    "torch.rand draws from the uniform U(0, 1); the prior is N(0, I): torch.randn.",
+                    model.decode(torch.rand(count, latent_dim, generator=torch.Generator().manual_seed(seed))),
+                ),
+                (
+                    "decoded in training mode, where BatchNorm normalises with the batch's own statistics: "
+                    "leave the model in eval mode.",
+                    training_mode.decode(torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))),
+                ),
+            ]
+        failure = _compare(name, "the images", got, expected, mistakes, partial(_prior_latent_hints, decoded, latents))
+        if failure and _drawn_from_the_prior_another_way(sample_prior, model, count, seed, decoded, got):
+            failure = ""
+        if failure and "Looks like" not in failure and isinstance(got, torch.Tensor) and got.shape == expected.shape:
+            again = _call(name, sample_prior, model, count, torch.Generator().manual_seed(seed))
+            if not torch.equal(got.detach(), again.detach()):
+                failure += "\nLooks like: the generator is not used: pass generator=generator to torch.randn."
+        yield failure
+
+
+# Draws of z for judging a prior sample drawn another way than torch.randn(count, latent_dim): enough that a
+# Kolmogorov-Smirnov distance above PRIOR_DRAWS_MAX_DISTANCE (p < 0.001 for N(0, 1) draws) rules N(0, 1) out.
+PRIOR_DRAWS = 2000
+PRIOR_DRAWS_MAX_DISTANCE = 1.95 / math.sqrt(PRIOR_DRAWS)
+PRIOR_DRAWS_MAX_CORRELATION = 0.1
+
+
+def _drawn_from_the_prior_another_way(
+    sample_prior: Callable, model: VAE, count: int, seed: int, decoded: Sequence[torch.Tensor], got: object
+) -> bool:
+    """Return True when the learner's images are right though not torch.randn(count, latent_dim)'s: z drawn from
+    N(0, I) with the generator some other way (one sample at a time, transposed, torch.normal), judged by what the
+    decoder was given. The images must be the eval-mode decoding of those latents; the same generator seed must give
+    the same images whatever the global random state, another seed other images; and PRIOR_DRAWS draws must look
+    N(0, I): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the dimensions uncorrelated. The learner's
+    code raising on one of these calls means no."""
+    try:
+        return _judged_by_its_latents(sample_prior, model, count, seed, decoded, got)
+    except _LearnerError:
+        return False
+
+
+def _judged_by_its_latents(
+    sample_prior: Callable, model: VAE, count: int, seed: int, decoded: Sequence[torch.Tensor], got: object
+) -> bool:
+    """Return _drawn_from_the_prior_another_way's answer; the learner's code raising raises _LearnerError."""
+    latents = _latents_decoded(decoded, count, model.latent_dim)
+    if latents is None or not isinstance(got, torch.Tensor):
+        return False
+    with torch.no_grad():
+        right = copy.deepcopy(model).eval().decode(latents)
+    if not _close(got.detach().double(), right, rtol=1e-4, atol=1e-5):
+        return False
+    with _seeded(seed + 12345):  # another global random state: the draw must come from the generator alone
+        again = _call("the same generator seed again", sample_prior, model, count, torch.Generator().manual_seed(seed))
+        other = _call("another generator seed", sample_prior, model, count, torch.Generator().manual_seed(seed + 1))
+    if not isinstance(again, torch.Tensor) or not torch.equal(again.detach(), got.detach()):
+        return False
+    if not isinstance(other, torch.Tensor) or other.shape != got.shape or torch.equal(other.detach(), got.detach()):
+        return False
+    with _recording_latents(model) as many:
+        _call(f"{PRIOR_DRAWS} samples", sample_prior, model, PRIOR_DRAWS, torch.Generator().manual_seed(seed))
+    draws = _latents_decoded(many, PRIOR_DRAWS, model.latent_dim)
+    if draws is None or not torch.isfinite(draws).all():
+        return False
+    draws = draws.double()
+    correlations = torch.corrcoef(draws.T) - torch.eye(model.latent_dim, dtype=draws.dtype)
+    return (
+        _normal_distance(draws) <= PRIOR_DRAWS_MAX_DISTANCE
+        and correlations.abs().max().item() <= PRIOR_DRAWS_MAX_CORRELATION
+    )
+
+
+def _latents_decoded(decoded: Sequence[torch.Tensor], count: int, latent_dim: int) -> torch.Tensor | None:
+    """Return the latents a block decoded (_recording_latents), in one or several calls, as one count x latent_dim
+    tensor; None when they are not `count` latents of `latent_dim` values."""
+    if not decoded or any(z.dim() != 2 or z.shape[1] != latent_dim for z in decoded):
+        return None
+    latents = torch.cat(list(decoded))
+    return latents if latents.shape == (count, latent_dim) else None
+
+
+@contextmanager
+def _recording_latents(model: VAE) -> Iterator[list[torch.Tensor]]:
+    """Record the latents the model decodes in a block: what reaches its first decoder layer, model.from_latent."""
+    decoded: list[torch.Tensor] = []
+    hook = model.from_latent.register_forward_pre_hook(lambda _, inputs: decoded.append(inputs[0].detach().clone()))
+    try:
+        yield decoded
+    finally:
+        hook.remove()
+
+
+def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
+    """Return a hint when the learner's code raised after decoding latents as wide as another model's latent space."""
+    widths = [latents.shape[-1] for latents in decoded if latents.dim() == 2 and latents.shape[-1] != latent_dim]
+    if not widths:
+        return []
+    return [
+        f"z has {widths[0]} values per sample, where this model's latent space has {latent_dim}: is the latent size "
+        "written in? Draw z with torch.randn(count, model.latent_dim, generator=generator)."
+    ]
+
+
+def _prior_latent_hints(decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> list[str]:
+    """Return what is wrong with the latents the learner decoded, against the z ~ N(0, I) the generator gives."""
+    if len(decoded) != 1 or decoded[0].shape != latents.shape:
+        return []
+    got, right = decoded[0].double(), latents.double()
+    if not got.any():
+        return [
+            "every sample decodes z = 0, the prior's mean, so all are the same image: draw z ~ N(0, I) with "
+            "torch.randn(count, model.latent_dim, generator=generator)."
+        ]
+    scale = ((got * right).sum() / (right * right).sum()).item()
+    if _close(got, scale * right) and not _near(scale, 1.0):
+        return [
+            f"the decoder is given {scale:.3g}·z: z ~ N(0, I) has standard deviation 1, so decode "
+            "torch.randn(count, model.latent_dim, generator=generator) as it is."
+        ]
+    return []

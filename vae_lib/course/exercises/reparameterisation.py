@@ -1,0 +1,214 @@
+"""The check of exercise 1 (notebook 01), the reparameterisation trick z = μ + σ·ε: judged by the distribution
+of 20,000 draws, so any way of drawing ε passes, and by the gradients z hands back to μ and log σ².
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from vae_lib.course.exercises.checking import (
+    CheckResult,
+    _call,
+    _compare,
+    _dtype_failure,
+    _kind_failure,
+    _normal_distance,
+    _numbers,
+    _result,
+    _seeded,
+    _show,
+    _with_hints,
+)
+
+REPARAMETERISATION_SAMPLES = 20_000
+# Standardised draws of N(0, 1) lie within this Kolmogorov-Smirnov distance of it (20,000 draws: about 0.005).
+NORMAL_DISTANCE_LIMIT = 0.02
+
+
+def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckResult:
+    """Check z = reparameterise(mean, log_var): its shape, its noise's distribution over many draws, its gradients."""
+    return _result("reparameterisation", _reparameterise_failures(reparameterise), "z = μ + σ·ε, with gradients.")
+
+
+def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
+    """Yield a failure message for each property the learner's reparameterise gets wrong, one part at a time."""
+    means = torch.tensor([2.0, -1.0, 0.0])
+    variances = torch.tensor([0.25, 4.0, 9.0])
+    mean = means.repeat(REPARAMETERISATION_SAMPLES, 1).requires_grad_()
+    log_var = variances.log().repeat(REPARAMETERISATION_SAMPLES, 1).requires_grad_()
+    case = f"{REPARAMETERISATION_SAMPLES} draws with μ = (2, -1, 0), σ² = (0.25, 4, 9)"
+    with _seeded(0):
+        z = _call(case, reparameterise, mean, log_var)
+        z_again = _call("two calls with the same inputs", reparameterise, mean, log_var)
+    why = "the decoder's gradient reaches the encoder through z"
+    if not isinstance(z, torch.Tensor):
+        yield _kind_failure(case, "z", z, why)
+        return
+    yield _compare(case, "z's shape", torch.tensor(tuple(z.shape)), torch.tensor(tuple(mean.shape)))
+    how = "noise from torch.randn_like(mean); no .double(), .half() or numpy, whose arrays are float64"
+    yield _dtype_failure(case, "z", z, mean.dtype, "mean", how)
+    draws = z.detach().double()
+    non_finite = _non_finite_draws_failure(case, draws, variances.double())
+    if non_finite:
+        yield non_finite
+        return
+    sigma = variances.double().sqrt()
+    spread, centre = draws.std(dim=0), draws.mean(dim=0)
+    if torch.allclose(spread, torch.zeros_like(spread), atol=1e-6):
+        yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var)
+        return
+    yield _distribution_failure(case, (draws - centre) / spread)
+    yield _centre_failure(case, centre, means.double(), sigma)
+    yield _spread_failure(case, spread, variances.double())
+    yield _independence_failure(case, draws)
+    if isinstance(z_again, torch.Tensor) and torch.equal(z_again.detach().double(), draws):
+        yield _with_hints(
+            "Case *two calls with the same inputs*: z is the same both times.",
+            ["the noise is drawn once and reused, or a seed is set inside the function: draw a new ε on every call."],
+        )
+    yield _gradient_failure_of_z(z, mean, log_var)
+
+
+def _no_spread_failure(
+    case: str, draws: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor, log_var: torch.Tensor
+) -> str:
+    """Return the message for z that does not vary over draws: no noise at all, or one ε shared by every image."""
+    message = f"Case *{case}*: z's standard deviation over the draws expected ≈ {_show(sigma)}, got 0."
+    noise = (draws[0] - means) / sigma
+    uses_log_var = z.requires_grad and torch.autograd.grad(z.sum(), log_var, retain_graph=True, allow_unused=True)[0]
+    if not (isinstance(uses_log_var, torch.Tensor) and uses_log_var.abs().sum() > 0):
+        hint = "z is not random: add noise, z = mean + σ·ε with ε ~ N(0, I) (torch.randn_like(mean))."
+    elif torch.allclose(noise, noise[0].expand_as(noise), rtol=1e-4):
+        hint = "one ε is shared by every element: draw a fresh ε per element with torch.randn_like(mean)."
+    else:
+        hint = (
+            "one ε is shared by all the images (a draw per dimension only): draw a fresh ε per element with "
+            "torch.randn_like(mean)."
+        )
+    return _with_hints(message, [hint])
+
+
+def _non_finite_draws_failure(case: str, draws: torch.Tensor, variances: torch.Tensor) -> str:
+    """Return '' when every draw of z is a number, else in which dimensions it is NaN or infinite, and why.
+
+    σ = exp(½ log σ²) is finite for every log σ²; a square root or log of log_var is NaN where log σ² < 0 (σ² < 1).
+    """
+    bad = ~torch.isfinite(draws).all(dim=0)
+    if not bad.any():
+        return ""
+    what = "NaN" if torch.isnan(draws[:, bad]).any() else "infinite"
+    log_variances = variances.log()
+    message = (
+        f"Case *{case}*: z is {what} in the dimensions with σ² = {_numbers(variances[bad].tolist())} "
+        f"(log σ² = {_numbers(log_variances[bad].tolist())}), where it should be a number."
+    )
+    if torch.equal(bad, log_variances < 0):
+        hint = (
+            f"z is {what} for the negative log-variances (σ² < 1) only: is a square root or log taken of log_var? "
+            "log_var is log σ², which is negative whenever σ² < 1; σ = exp(0.5 · log_var) is defined for every "
+            "log_var."
+        )
+    else:
+        hint = "is a square root or log taken of something that can be negative or zero? σ = exp(0.5 · log_var)."
+    return _with_hints(message, [hint])
+
+
+def _distribution_failure(case: str, standardised: torch.Tensor) -> str:
+    """Return '' when the draws of z, standardised per dimension, look like N(0, 1), else what ε looks like."""
+    distance = _normal_distance(standardised)
+    if distance < NORMAL_DISTANCE_LIMIT:
+        return ""
+    message = (
+        f"Case *{case}*: the draws of z are not normally distributed (Kolmogorov-Smirnov distance {distance:.3f} "
+        f"from a normal distribution, expected below {NORMAL_DISTANCE_LIMIT})."
+    )
+    if standardised.abs().max() < 1.8:  # a uniform variable lies within √3 ≈ 1.73 standard deviations of its mean
+        hint = "ε is uniform: torch.rand / torch.rand_like draw from U(0, 1); ε ~ N(0, I) is torch.randn_like(mean)."
+    else:
+        hint = "ε is not drawn from a normal distribution: ε ~ N(0, I) is torch.randn_like(mean)."
+    return _with_hints(message, [hint])
+
+
+def _centre_failure(case: str, centre: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> str:
+    """Return '' when z averages to μ, else whether the mean is missing, added k times, or ε is off-centre."""
+    tolerance = 0.05 * sigma  # the average of 20,000 draws is within about 0.007 σ of its expectation
+    if ((centre - means).abs() < tolerance).all():
+        return ""
+    message = f"Case *{case}*: the average z expected ≈ {_show(means)}, got {_show(centre)}."
+    offset = (centre - means) / sigma  # in units of σ: what ε averages to if z = μ + σ·ε
+    moving = means != 0
+    times_mean = centre[moving] / means[moving]
+    if (centre.abs() < tolerance).all():
+        hint = "the mean is not added: z = mean + σ·ε."
+    elif ((offset - offset.mean()).abs() < 0.05).all():
+        hint = f"ε averages to {offset.mean().item():.2g}, not 0: ε ~ N(0, I) has mean 0 (torch.randn_like(mean))."
+    elif ((times_mean - times_mean[0]).abs() < 0.05).all() and (centre[~moving].abs() < tolerance[~moving]).all():
+        hint = f"the average z is {times_mean[0].item():.2g}·μ: z = mean + σ·ε adds the mean once."
+    else:
+        hint = "z should average to μ over many draws: z = mean + σ·ε with ε of mean 0."
+    return _with_hints(message, [hint])
+
+
+def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor) -> str:
+    """Return '' when z's standard deviation over draws is σ, else a message naming the scale used instead."""
+    sigma = variances.sqrt()
+    if torch.allclose(spread, sigma, rtol=0.03):
+        return ""
+    candidates = {
+        "the noise is scaled by the variance exp(log_var); scale it by the standard deviation "
+        "σ = exp(0.5 · log_var).": variances,
+        "log_var is used as σ; σ = exp(0.5 · log_var).": variances.log().abs(),
+        "σ is taken as 0.5 · log_var, ½ · log σ², with the exp forgotten: σ = exp(0.5 · log_var).": 0.5
+        * variances.log().abs(),
+        "ε is not scaled by σ = exp(0.5 · log_var).": torch.ones(3, dtype=torch.float64),
+        "exp(-0.5 · log_var) is 1/σ: the sign in the exponent is wrong.": 1 / sigma,
+    }
+    hint = next((hint for hint, scale in candidates.items() if torch.allclose(spread, scale, rtol=0.03)), None)
+    ratio = spread / sigma
+    # log spread = power · log σ + log factor: how z's spread grows with σ
+    power, log_factor = torch.linalg.lstsq(
+        torch.stack([sigma.log(), torch.ones_like(sigma)], dim=1), spread.log().unsqueeze(1)
+    ).solution.squeeze(1)
+    if hint is None and torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=0.03):
+        hint = (
+            f"z spreads {ratio.mean().item():.3g} times σ: ε should have standard deviation 1 (torch.randn_like), "
+            "and σ = exp(0.5 · log_var) with no further factor."
+        )
+    elif hint is None and torch.allclose(log_factor.exp() * sigma**power, spread, rtol=0.03):
+        hint = f"z spreads as σ to the power {power.item():.2g}, not as σ: σ = exp(0.5 · log_var)."
+    message = f"Case *{case}*: z's standard deviation over the draws expected ≈ {_show(sigma)}, got {_show(spread)}."
+    return _with_hints(message, [hint] if hint else [])
+
+
+def _independence_failure(case: str, draws: torch.Tensor) -> str:
+    """Return '' when z's dimensions vary independently over the draws, else a message on the shared noise."""
+    correlation = torch.corrcoef(draws.T)
+    largest = (correlation - torch.eye(len(correlation), dtype=correlation.dtype)).abs().max().item()
+    if largest < 0.1:
+        return ""
+    return _with_hints(
+        f"Case *{case}*: z's dimensions move together over the draws (correlation {largest:.2f}, expected ≈ 0).",
+        ["the dimensions of each image share one ε: draw one ε per element with torch.randn_like(mean)."],
+    )
+
+
+def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> str:
+    """Return '' when dz/dmean = 1 and dz/dlog_var = (z - mean) / 2, else a message on the missing gradient."""
+    case = "gradients of z"
+    if not z.requires_grad:
+        return (
+            f"Case *{case}*: z carries no gradient.\nLooks like: z is drawn with torch.normal or detached; "
+            "compute it as mean + σ·ε so gradients reach mean and log_var."
+        )
+    d_mean, d_log_var = torch.autograd.grad(z.sum(), (mean, log_var), allow_unused=True)
+    if d_mean is None or not torch.allclose(d_mean, torch.ones_like(mean)):
+        return f"Case *{case}*: dz/dmean should be 1 everywhere.\nLooks like: z = mean + σ·ε is not what is computed."
+    expected = 0.5 * (z.detach().double() - mean.detach().double())
+    if d_log_var is None or not torch.allclose(d_log_var.double(), expected, rtol=1e-3, atol=1e-5):
+        return (
+            f"Case *{case}*: dz/dlog_var should be σ·ε/2 = (z - mean)/2.\n"
+            "Looks like: σ is not computed from log_var as exp(0.5 · log_var), or is detached."
+        )
+    return ""

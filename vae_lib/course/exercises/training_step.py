@@ -1,0 +1,343 @@
+"""The check of exercise 4 (notebook 01), one training step: 200 steps against vae_lib's train_step from the same
+weights, and single calls probing the model's mode, the optimizer's steps and the gradients it is handed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from vae_lib.core.data import to_model_input
+from vae_lib.core.model import VAE
+from vae_lib.core.objective import vae_loss
+from vae_lib.core.train import train_step
+from vae_lib.course.exercises.checking import (
+    CHECK_WIDTHS,
+    PROBE_ALPHAS,
+    CheckResult,
+    _call,
+    _compare,
+    _near,
+    _numbers,
+    _result,
+    _seeded,
+    _with_hints,
+)
+from vae_lib.course.exercises.loss import (
+    LOSS_NAMES,
+    _not_three_failure,
+    _order_failure,
+    _returned_loss_mistakes,
+    _weight_hints,
+)
+
+CHECK_BATCH_SIZE = 16
+CHECK_ALPHA = 0.01
+CHECK_LEARNING_RATE = 1e-3
+
+
+@dataclass
+class TrainingRun:
+    """What a few hundred steps of a training step did: the losses it returned and the weights it left."""
+
+    losses: list[object]
+    weights: list[dict[str, torch.Tensor]]  # after 0, 1 and 2 steps, and at the end
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Return a copy of the model's parameters (BatchNorm's running statistics change in any forward pass)."""
+    return {name: value.detach().clone() for name, value in model.named_parameters()}
+
+
+def _fresh_training(seed: int) -> tuple[VAE, torch.optim.Optimizer]:
+    """Return a small VAE in training mode and its Adam optimizer, the same for the same seed."""
+    with _seeded(seed):
+        model = VAE(latent_dim=2, widths=CHECK_WIDTHS)
+    return model, torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
+
+
+def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> TrainingRun:
+    """Return what `steps` calls of step(model, optimizer, batch, alpha) do to a small VAE, from fixed seeds.
+
+    A step that raises raises _LearnerError, which names the step and the exception.
+    """
+    order = torch.randint(len(images), (steps, CHECK_BATCH_SIZE), generator=torch.Generator().manual_seed(0))
+    with _seeded(0):
+        model = VAE(latent_dim=2, widths=CHECK_WIDTHS)
+        optimizer = torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
+        run = TrainingRun([], [_weights(model)])
+        with _recording_grad_mode(model) as grad_modes:
+            for index, indices in enumerate(order):
+                batch = to_model_input(images[indices])
+                hints = partial(_step_error_hints, grad_modes)
+                run.losses.append(_call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints))
+                if index < 2 or index == steps - 1:
+                    run.weights.append(_weights(model))
+    return run
+
+
+@contextmanager
+def _recording_grad_mode(model: nn.Module) -> Iterator[list[bool]]:
+    """Record, for each forward pass of the model in a block, whether gradients were on (off under torch.no_grad())."""
+    grad_modes: list[bool] = []
+    hook = model.register_forward_pre_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    try:
+        yield grad_modes
+    finally:
+        hook.remove()
+
+
+def _step_error_hints(grad_modes: Sequence[bool], error: Exception) -> list[str]:
+    """Return a hint on why a training step raised, from the error and whether its forward pass recorded a graph."""
+    text = str(error)
+    if "does not require grad" in text:
+        if grad_modes and not grad_modes[-1]:
+            return [
+                "the forward pass ran under torch.no_grad() (or torch.inference_mode()), so it recorded no graph for "
+                "backward() to follow: the forward pass must not be under torch.no_grad(), which is for evaluating."
+            ]
+        return [
+            "the loss is cut from the model's graph before backward() (.detach(), .item(), or rebuilt with "
+            "torch.tensor(...)): call backward() on the loss computed from model(batch)."
+        ]
+    if "backward through the graph a second time" in text:
+        return ["backward() is called twice on one forward pass: call it once per step, on the total loss."]
+    return []
+
+
+def _same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    """Return True when two weight dicts hold the same values (to float rounding)."""
+    return all(torch.allclose(first[name].double(), second[name].double(), rtol=1e-3, atol=1e-5) for name in first)
+
+
+def _flat_gradients(model: nn.Module) -> torch.Tensor:
+    """Return the model's gradients as one float64 vector, zeros where a parameter has none."""
+    return torch.cat(
+        [(torch.zeros_like(p) if p.grad is None else p.grad).detach().flatten() for p in model.parameters()]
+    ).double()
+
+
+def _running_statistics(model: nn.Module) -> torch.Tensor:
+    """Return BatchNorm's running means and variances as one vector (a forward pass in training mode moves them)."""
+    return torch.cat(
+        [buffer.detach().flatten().double() for name, buffer in model.named_buffers() if "running" in name]
+    )
+
+
+@dataclass
+class StepProbe:
+    """What one call of a training step did: what it returned, what optimizer.step() saw, the model's mode."""
+
+    returned: object
+    gradients: list[torch.Tensor]  # the model's gradients at each optimizer.step() call
+    training: bool  # the model's mode after the call
+    batchnorm_moved: bool  # whether the forward pass ran in training mode
+    weights_changed: bool  # whether any weight changed, by the optimizer given or by any other means
+
+
+def _probe_step(
+    step: Callable,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    alpha: float,
+    seed: int,
+    case: str = "step 1",
+) -> StepProbe:
+    """Call step(model, optimizer, batch, alpha) once with the noise of `seed`, recording what optimizer.step() saw.
+
+    The hook is on the optimizer passed in: an optimizer the step makes itself is seen only by the weights it moves.
+    """
+    gradients: list[torch.Tensor] = []
+    hook = optimizer.register_step_pre_hook(lambda *_: gradients.append(_flat_gradients(model)))
+    statistics, weights = _running_statistics(model), _weights(model)
+    try:
+        with _seeded(seed), _recording_grad_mode(model) as grad_modes:
+            hints = partial(_step_error_hints, grad_modes)
+            returned = _call(case, step, model, optimizer, batch, alpha, hints=hints)
+    finally:
+        hook.remove()
+    after = _weights(model)
+    return StepProbe(
+        returned,
+        gradients,
+        model.training,
+        not torch.equal(statistics, _running_statistics(model)),
+        any(not torch.equal(weights[name], after[name]) for name in weights),
+    )
+
+
+@dataclass
+class LossGradients:
+    """One forward pass of a model: its (total, reconstruction, kl) losses and the gradients of the two terms."""
+
+    losses: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    reconstruction: torch.Tensor
+    kl: torch.Tensor
+
+
+def _loss_gradients(model: nn.Module, batch: torch.Tensor, alpha: float, seed: int) -> LossGradients:
+    """Return the losses and each term's gradient for a copy of the model in training mode, with the noise of `seed`."""
+    twin = copy.deepcopy(model).train()
+    with _seeded(seed):
+        reconstruction, mean, log_var = twin(batch)
+    losses = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    parameters = list(twin.parameters())
+
+    def gradient(loss: torch.Tensor) -> torch.Tensor:
+        parts = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(parameters, parts)])
+
+    return LossGradients(
+        tuple(loss.detach() for loss in losses), gradient(losses[1]).double(), gradient(losses[2]).double()
+    )
+
+
+def _relative_gap(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """Return |got - expected| / |expected|: how far one gradient is from another."""
+    return ((got - expected).norm() / expected.norm().clamp_min(1e-12)).item()
+
+
+def _step_mechanics_failure(probe: StepProbe) -> str:
+    """Return '' when one call ran the forward pass in training mode and took one step on a nonzero gradient."""
+    if not probe.training:
+        return _with_hints(
+            "Step 1: the model is in eval mode after the step.",
+            [
+                "model.eval() is called in the training step: a step trains in training mode (BatchNorm normalises "
+                "with the batch's statistics and updates its running averages); eval mode is for evaluating."
+            ],
+        )
+    if not probe.batchnorm_moved:
+        return _with_hints(
+            "Step 1: BatchNorm's running statistics did not change.",
+            ["the forward pass ran in eval mode (model.eval() before model(batch)): run it in training mode."],
+        )
+    if not probe.gradients and probe.weights_changed:
+        return _with_hints(
+            "Step 1: the weights changed, but the optimizer the step is given never took a step.",
+            [
+                "the step must use the optimizer it is given, not make its own (or change the weights by hand): "
+                "call optimizer.zero_grad(), total.backward() and optimizer.step() on the `optimizer` argument. An "
+                "optimizer made anew in each step also forgets Adam's running averages from one step to the next."
+            ],
+        )
+    if not probe.gradients:
+        return _with_hints("Step 1: the weights did not change.", ["optimizer.step() is missing."])
+    if len(probe.gradients) > 1:
+        return _with_hints(
+            f"Step 1: optimizer.step() was called {len(probe.gradients)} times for one batch.",
+            ["one optimisation step per batch: call optimizer.step() once."],
+        )
+    if probe.gradients[0].abs().max() == 0:
+        return _with_hints(
+            "Step 1: the gradients were zero when optimizer.step() ran.",
+            [
+                "backward() is not called, or zero_grad() is called between backward() and step(): zero the "
+                "gradients first, then backward(), then step()."
+            ],
+        )
+    return ""
+
+
+def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
+    """Yield failures found by single calls of the step: its mode, its optimizer steps, the loss it minimises at two
+    alphas, its zero_grad, and the losses it returns."""
+    indices = torch.arange(2 * CHECK_BATCH_SIZE) % len(images)
+    first_batch, second_batch = to_model_input(images[indices]).split(CHECK_BATCH_SIZE)
+    recon_weights, kl_weights, probes = [], [], []
+    for alpha in PROBE_ALPHAS:
+        model, optimizer = _fresh_training(1)
+        reference = _loss_gradients(model, first_batch, alpha, seed=2)
+        probe = _probe_step(step, model, optimizer, first_batch, alpha, seed=2)
+        failure = _step_mechanics_failure(probe)
+        if failure:
+            yield failure
+            return
+        basis = torch.stack([reference.reconstruction, reference.kl], dim=1)
+        weights = torch.linalg.lstsq(basis, probe.gradients[0].unsqueeze(1)).solution.squeeze(1)
+        if _relative_gap(basis @ weights, probe.gradients[0]) > 1e-2:
+            yield _with_hints(
+                "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
+                [
+                    "the loss comes from another forward pass, or from other values: run model(batch) once, take the "
+                    "loss of its outputs, then backward()."
+                ],
+            )
+            return
+        recon_weights.append(weights[0].item())
+        kl_weights.append(weights[1].item())
+        probes.append((model, optimizer, probe, reference))
+    hints = _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss")
+    if _rescaled_gradients(recon_weights, kl_weights):
+        hints = [
+            "the gradients point as those of reconstruction + alpha · KL do, but are scaled by "
+            f"{_numbers(recon_weights)} at alpha = {_numbers(PROBE_ALPHAS)}, a factor not the same at the two: "
+            "are they clipped (clip_grad_norm_) or normalised? Step on the gradient as backward() leaves it."
+        ]
+    if hints:
+        yield _with_hints(
+            "Step 1: the gradients optimizer.step() used are not those of reconstruction + alpha · KL.", hints
+        )
+        return
+    model, optimizer, first, reference = probes[0]
+    yield _order_failure("step 1", "the losses", first.returned, reference.losses)
+    alpha = PROBE_ALPHAS[0]
+    following = _loss_gradients(model, second_batch, alpha, seed=3)
+    second = _probe_step(step, model, optimizer, second_batch, alpha, seed=3, case="step 2")
+    expected = following.reconstruction + alpha * following.kl
+    if second.gradients and _relative_gap(second.gradients[0], expected + first.gradients[0]) < 1e-3:
+        yield _with_hints(
+            "Step 2: the gradients optimizer.step() used hold step 1's gradients too.",
+            ["optimizer.zero_grad() is missing, so gradients add up from step to step."],
+        )
+
+
+def _rescaled_gradients(recon_weights: Sequence[float], kl_weights: Sequence[float]) -> bool:
+    """Return True when the gradients at each alpha are those of reconstruction + alpha · KL times a factor that is
+    not the same at the two alphas: rescaled after backward() (clipped), not a loss multiplied by a number."""
+    ratios = [kl / recon if recon else math.nan for recon, kl in zip(recon_weights, kl_weights)]
+    return _near(ratios, PROBE_ALPHAS, rtol=0.01) and not _near(recon_weights, recon_weights[0], rtol=0.01)
+
+
+def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator[str]:
+    """Yield a failure message for the first way `steps` calls of the learner's step depart from train_step's."""
+    learner = run_training_steps(step, images, steps)
+    reference = run_training_steps(train_step, images, steps)
+    first = learner.losses[0]
+    if not (isinstance(first, tuple | list) and len(first) == 3):
+        yield _not_three_failure("Step 1", "losses", first)
+        return
+    if any(isinstance(loss, torch.Tensor) and loss.requires_grad for loss in first):
+        yield (
+            "Step 1: the returned losses still carry their graph.\n"
+            "Looks like: return total.detach(), ... (or .item()), so each step's graph is freed."
+        )
+    yield from _probe_failures(step, images)
+    for index, (got, expected) in enumerate(zip(learner.losses, reference.losses), start=1):
+        for label, value, right in zip(LOSS_NAMES, got, expected):
+            what = f"the {'KL' if label == 'kl' else label} loss"
+            yield _compare(f"step {index}", what, value, right, _returned_loss_mistakes(label, expected, CHECK_ALPHA))
+    for index in (1, 2):
+        if not _same_weights(learner.weights[index], reference.weights[index]):
+            yield f"Step {index}: the weights after {index} step(s) differ from train_step's."
+    if not _same_weights(learner.weights[-1], reference.weights[-1]):
+        yield f"After {len(learner.losses)} steps the weights differ from train_step's."
+
+
+def check_training_step(
+    training_step: Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor, float], tuple],
+    images: torch.Tensor,
+    steps: int = 200,
+) -> CheckResult:
+    """Check that `steps` calls of training_step train a small VAE exactly as vae_lib's train_step does, and probe
+    single calls for the model's mode, the number of optimizer steps, the loss minimised at two alphas and zero_grad."""
+    note = f"{steps} steps on {len(images)} images give the same losses and weights as train_step."
+    return _result("the training step", _step_failures(training_step, images, steps), note)
