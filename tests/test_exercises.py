@@ -112,6 +112,24 @@ def test_a_square_root_or_log_of_log_var_is_told_it_gives_nan_for_negative_log_v
     assert "Kolmogorov-Smirnov" not in result.details and "nan" not in result.details
 
 
+@pytest.mark.parametrize("bound", [1.0, 2.0, 3.0])
+def test_clipped_noise_is_named_as_clipped_even_where_its_spread_and_distribution_pass(bound) -> None:
+    # at ±1 the draws looked uniform, at ±2 only their spread was off, at ±3 the check passed
+    result = check_reparameterise(
+        lambda mean, log_var: mean + torch.randn_like(mean).clamp(-bound, bound) * log_var.mul(0.5).exp()
+    )
+    assert_fails_with(result, "Looks like: ε is clipped", "sit at exactly the same lowest or highest value")
+    assert "uniform" not in result.details
+
+
+def test_a_standard_deviation_shared_by_the_dimensions_is_named() -> None:
+    result = check_reparameterise(
+        lambda mean, log_var: mean + torch.randn_like(mean) * log_var.mul(0.5).exp().mean(dim=1, keepdim=True)
+    )
+    assert_fails_with(result, "z spreads the same in every dimension (≈ 1.83) where σ differs", "elementwise")
+    assert "to the power" not in result.details
+
+
 def test_a_standard_deviation_without_its_exp_is_told_the_exp_is_forgotten() -> None:
     result = check_reparameterise(lambda mean, log_var: mean + torch.randn_like(mean) * 0.5 * log_var)
     assert_fails_with(result, "Looks like: σ is taken as 0.5 · log_var", "with the exp forgotten")
@@ -226,6 +244,17 @@ def test_a_kl_returned_as_a_float_fails_because_the_loss_needs_its_gradient() ->
     assert_fails_with(result, "cuts the gradient", "the loss backpropagates through the KL")
 
 
+@pytest.mark.parametrize(
+    "rounding",
+    [torch.floor, torch.round, lambda value: value.long(), lambda value: value // 1],
+    ids=["floor", "round", "long", "floor division"],
+)
+def test_a_kl_rounded_to_whole_numbers_is_told_so(rounding) -> None:
+    # the check's own probe of μ divided by a rounded KL's zero growth and raised ZeroDivisionError
+    result = check_kl_divergence(lambda m, v: rounding(kl(m, v)))
+    assert_fails_with(result, "the KL comes out as whole numbers", "Keep it a floating-point tensor")
+
+
 def test_the_kl_hint_on_an_unsquared_mean_quotes_what_mu_adds() -> None:
     # -½(1 + log σ² - μ - σ²) grows by μ/2 as μ moves from 0: -0.5 for μ = -1, +0.5 for μ = 1
     result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 + v - m - v.exp(), dim=1).mean())
@@ -327,6 +356,24 @@ def test_a_reconstruction_term_right_only_on_28_by_28_images_gets_a_hint_with_no
     result = check_loss(_loss_with(recon_of=lambda x, y: 0.5 * ((x - y) ** 2).sum() / (len(x) * 784)))
     assert_fails_with(result, "Case *one 2 × 2 image", "is a size written in, such as 784 pixels")
     assert "Looks like: :" not in result.details and ": :" not in result.details
+
+
+@pytest.mark.parametrize(
+    ("recon_of", "phrase"),
+    [
+        (lambda x, y: 0.5 * F.mse_loss(y, (x + 1) / 2), "the images are rescaled to [0, 1], (x + 1) / 2"),
+        (lambda x, y: 0.5 * F.mse_loss((y + 1) / 2, x), "the reconstruction is rescaled to [0, 1], (x̂ + 1) / 2"),
+        (lambda x, y: 0.5 * F.mse_loss((y + 1) / 2, (x + 1) / 2), "0.25 times the right size (x and x̂ both rescaled"),
+        (lambda x, y: 0.5 * F.mse_loss(y, x) + 0.01, "the term is 0.01, not 0, when the reconstruction equals"),
+        (lambda x, y: 0.5 * F.mse_loss(y, x) * 0, "the term is 0 where the reconstruction differs from the image"),
+    ],
+    ids=["images rescaled", "reconstruction rescaled", "both rescaled", "an offset", "always 0"],
+)
+def test_a_reconstruction_term_of_rescaled_pixels_or_not_0_at_a_perfect_reconstruction_is_named(recon_of, phrase):
+    # the first two were told to square the error; the last raised ZeroDivisionError in the check
+    result = check_loss(_loss_with(recon_of=recon_of))
+    assert_fails_with(result, f"Looks like: {phrase}")
+    assert "square the error" not in result.details
 
 
 def test_an_absolute_error_is_told_by_what_doubling_the_error_does() -> None:
@@ -632,6 +679,32 @@ def test_interpolation_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_interpolate(wrong), phrase)
 
 
+def _slerp(model, start_image, end_image, steps):
+    start, end = _encode_pair(model, start_image, end_image)
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    angle = torch.acos(F.cosine_similarity(start, end, dim=0).clamp(-1, 1))
+    return model.decode((torch.sin((1 - weights) * angle) * start + torch.sin(weights * angle) * end) / angle.sin())
+
+
+def _interpolate_unevenly(model, start_image, end_image, steps):
+    start, end = _encode_pair(model, start_image, end_image)
+    weights = torch.linspace(0, 1, steps).pow(2).view(-1, 1)
+    return model.decode((1 - weights) * start + weights * end)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_slerp, "Looks like: the path starts and ends at the two means, but its codes leave the straight line"),
+        (_interpolate_unevenly, "Looks like: the codes lie on the line between the means, but at t = 0, 0.0625,"),
+    ],
+    ids=["slerp", "uneven straight line"],
+)
+def test_a_path_off_the_straight_line_or_uneven_along_it_is_named(wrong, phrase) -> None:
+    # a spherical interpolation passed the 2-D case: a random model's means pointed almost the same way
+    assert_fails_with(check_interpolate(wrong), "Case *2-D model, 5 steps*", phrase)
+
+
 def _interpolate_in_training_mode(model, start_image, end_image, steps):
     model.train()
     return interpolate(model, start_image, end_image, steps)
@@ -740,6 +813,10 @@ def test_a_decoder_input_written_another_way_passes(right) -> None:
         (lambda z, y, classes: torch.cat([z, F.one_hot(y, classes - 1).float()], dim=1), "needs 10, one per class"),
         (lambda z, y, classes: torch.cat([z, F.one_hot(y, 3).float()], dim=1), "narrower than the labels"),
         (lambda z, y, classes: decoder_input(z.detach(), y, classes), "carries no gradient"),
+        (lambda z, y, classes: decoder_input(z, (y + 1) % classes, classes), "each 1 sits one place after its label"),
+        (lambda z, y, classes: decoder_input(z, (y - 1) % classes, classes), "each 1 sits one place before its label"),
+        (lambda z, y, classes: decoder_input(z, y + 1, classes), "each 1 sits one place after its label"),
+        (lambda z, y, classes: decoder_input(z, y - 1, classes), "a label became negative (labels - 1?)"),
         (lambda z, y, classes: decoder_input(z, y, classes).tolist(), "should be a tensor"),
     ],
 )

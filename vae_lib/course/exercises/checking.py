@@ -277,6 +277,17 @@ def _small_model(latent_dim: int, seed: int) -> VAE:
         return VAE(latent_dim=latent_dim, widths=CHECK_WIDTHS).eval()
 
 
+@contextmanager
+def _recording_latents(model: VAE) -> Iterator[list[torch.Tensor]]:
+    """Record the latents the model decodes in a block: what reaches its first decoder layer, model.from_latent."""
+    decoded: list[torch.Tensor] = []
+    hook = model.from_latent.register_forward_pre_hook(lambda _, inputs: decoded.append(inputs[0].detach().clone()))
+    try:
+        yield decoded
+    finally:
+        hook.remove()
+
+
 def _normal_distance(standardised: torch.Tensor) -> float:
     """Return the largest Kolmogorov-Smirnov distance between a column of draws and N(0, 1)."""
     ordered = standardised.sort(dim=0).values

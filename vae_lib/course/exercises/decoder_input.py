@@ -85,6 +85,13 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
                     torch.cat([one_hot, latents], dim=1),
                 ),
             ]
+            for shift, way in ((1, "after"), (-1, "before")):  # labels count from 0, as one_hot's positions do
+                shifted = nn.functional.one_hot((labels + shift) % classes, classes).to(latents.dtype)
+                hint = (
+                    f"each 1 sits one place {way} its label: labels count from 0 to classes - 1, as one_hot's "
+                    "positions do; give one_hot the labels as they are."
+                )
+                mistakes.append((hint, torch.cat([latents, shifted], dim=1)))
             if latents.shape[1] == classes:  # otherwise torch.cat refuses to join them along the batch
                 hint = "z and the labels are joined along dim 0, the batch (torch.cat's default): append each label "
                 mistakes.append((hint + "to its own row, dim=1.", torch.cat([latents, one_hot], dim=0)))
@@ -120,7 +127,11 @@ def _decoder_input_error_hints(error: Exception) -> list[str]:
         ),
         "smaller than num_classes": (
             "the one-hot rows are narrower than the labels need: give one_hot the number of classes, "
-            "one_hot(labels, classes)."
+            "one_hot(labels, classes), and the labels as they are, 0 to classes - 1 (not labels + 1)."
+        ),
+        "must be non-negative": (
+            "a label became negative (labels - 1?): labels count from 0 to classes - 1, as one_hot's positions do; "
+            "give one_hot the labels as they are."
         ),
     }
     return [hint for phrase, hint in hints.items() if phrase in text]

@@ -94,11 +94,32 @@ def _kl_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> 
         return non_finite
     if batch.numel() != 1:
         return non_finite + [_kl_shape_hint(tuple(batch.shape))]
+    rounded = _kl_rounded_hints(kl_divergence)
+    if rounded:  # no part of the formula can be judged from whole numbers
+        return non_finite + rounded
 
     def element(mean: float, log_var: float) -> float:
         return _as_number(kl_divergence(torch.tensor([[mean]]), torch.tensor([[log_var]])))
 
     return non_finite + _kl_reduction_hints(kl_divergence, batch.item()) + _kl_element_hints(element)
+
+
+def _kl_rounded_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
+    """Return a hint when the KL comes out as whole numbers (an integer tensor, or rounded) on single elements
+    whose right KL has a fraction."""
+    got, expected = [], []
+    for mean, log_var in KL_PROBE_POINTS:
+        value = _as_tensor(kl_divergence(torch.tensor([[mean]]), torch.tensor([[log_var]])))
+        if value is None or value.numel() != 1 or not torch.isfinite(value).all():
+            return []
+        got.append(value.double().item())
+        expected.append(_kl_of_one(mean, log_var))
+    if not all(value == round(value) for value in got) or all(value == round(value) for value in expected):
+        return []
+    return [
+        f"the KL comes out as whole numbers: {_numbers(got)} where the right values are {_numbers(expected)}. Is it "
+        "rounded or made an integer (round, floor, int(), .long(), //)? Keep it a floating-point tensor."
+    ]
 
 
 def _kl_non_finite_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
@@ -224,7 +245,7 @@ def _kl_mean_hints(element: Callable[[float, float], float]) -> list[str]:
         if _near(weights[0], -0.5):
             return ["the μ² term has the wrong sign: -½(1 + log σ² - μ² - σ²) adds +½μ² to the KL."]
         return [f"the μ² term has weight {weights[0]:.4g}: the KL grows by ½μ² as μ moves from 0."]
-    if _near(growth[3] / growth[2], 2.0):
+    if growth[2] != 0 and _near(growth[3] / growth[2], 2.0):
         return ["the KL grows like |μ|, not like μ²: use mean.pow(2)."]
     return [
         f"the part in μ is wrong: with σ² fixed, μ = {_numbers(KL_PROBE_MEANS)} should add "

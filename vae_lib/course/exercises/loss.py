@@ -175,6 +175,11 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
         return []
     if term < 0:
         return ["the sign is wrong: the squared error is a cost, to be minimised."]
+    compared = _compared_hints(reconstruction_term, image)
+    if compared:
+        return compared
+    if term == 0:
+        return ["the term is 0 where the reconstruction differs from the image: 0.5 · mean((x - x̂)²)."]
     doubled = _as_number(reconstruction_term(image, image + 2 * (drawn - image))) / term
     if not _near(doubled, 4.0):
         if _near(doubled, 2.0):
@@ -203,7 +208,12 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
     if hint:
         return [hint]
     parts = ["summed over pixels"] * summed_pixels + ["summed over images"] * summed_images
-    if not _near(factor, 1.0):
+    if _near(factor, 0.25):
+        parts.append(
+            "0.25 times the right size (x and x̂ both rescaled to [0, 1], (x + 1) / 2? That halves every error: "
+            "compare them in [-1, 1], as they are given)"
+        )
+    elif not _near(factor, 1.0):
         parts.append("the factor ½ missing" if _near(factor, 2.0) else f"{factor:.4g} times the right size")
     if not parts:  # right on these 28 × 28 probes, whatever the failed case got wrong
         return [
@@ -211,6 +221,29 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
             "is a size written in, such as 784 pixels or a batch size? A mean, as F.mse_loss takes, fits any size."
         ]
     return [f"{', '.join(parts)}: the term is 0.5 · mean((x - x̂)²), a mean over pixels and images."]
+
+
+def _compared_hints(
+    reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object], image: torch.Tensor
+) -> list[str]:
+    """Return a hint when the term is not 0 for a reconstruction equal to the image: what it compares instead (the
+    images or the reconstruction rescaled to [0, 1]), else ''."""
+    at_rest = _as_number(reconstruction_term(image, image.clone()))
+    if not math.isfinite(at_rest) or abs(at_rest) < 1e-6:
+        return []
+    rescaled = {
+        "the images are rescaled to [0, 1], (x + 1) / 2, and the reconstruction is not: the decoder's tanh output is "
+        "in [-1, 1], as the images are given; compare x̂ with x as they are.": (image + 1) / 2,
+        "the reconstruction is rescaled to [0, 1], (x̂ + 1) / 2, and the images are not: both are in [-1, 1] as "
+        "they are given; compare x̂ with x as they are.": 2 * image - 1,
+    }
+    for hint, matching in rescaled.items():
+        if abs(_as_number(reconstruction_term(image, matching))) < 1e-6:
+            return [hint]
+    return [
+        f"the term is {at_rest:.4g}, not 0, when the reconstruction equals the image: compare x̂ with the images x "
+        "themselves, 0.5 · mean((x - x̂)²)."
+    ]
 
 
 def _loss_kl_hints(loss_function: Callable) -> list[str]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -21,6 +20,7 @@ from vae_lib.course.exercises.checking import (
     _LearnerError,
     _near,
     _normal_distance,
+    _recording_latents,
     _result,
     _seeded,
     _small_model,
@@ -133,17 +133,6 @@ def _latents_decoded(decoded: Sequence[torch.Tensor], count: int, latent_dim: in
         return None
     latents = torch.cat(list(decoded))
     return latents if latents.shape == (count, latent_dim) else None
-
-
-@contextmanager
-def _recording_latents(model: VAE) -> Iterator[list[torch.Tensor]]:
-    """Record the latents the model decodes in a block: what reaches its first decoder layer, model.from_latent."""
-    decoded: list[torch.Tensor] = []
-    hook = model.from_latent.register_forward_pre_hook(lambda _, inputs: decoded.append(inputs[0].detach().clone()))
-    try:
-        yield decoded
-    finally:
-        hook.remove()
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:

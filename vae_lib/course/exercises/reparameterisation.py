@@ -25,6 +25,9 @@ from vae_lib.course.exercises.checking import (
 REPARAMETERISATION_SAMPLES = 20_000
 # Standardised draws of N(0, 1) lie within this Kolmogorov-Smirnov distance of it (20,000 draws: about 0.005).
 NORMAL_DISTANCE_LIMIT = 0.02
+# Normal draws do not repeat: when this share of a dimension's draws sits at exactly its lowest or highest value
+# (20 of 20,000), the noise was clipped there.
+CLIPPED_SHARE = 0.001
 
 
 def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckResult:
@@ -59,9 +62,12 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     if torch.allclose(spread, torch.zeros_like(spread), atol=1e-6):
         yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var)
         return
-    yield _distribution_failure(case, (draws - centre) / spread)
+    clipped = _clipped_hint(draws)
+    yield _distribution_failure(case, (draws - centre) / spread, clipped)
     yield _centre_failure(case, centre, means.double(), sigma)
-    yield _spread_failure(case, spread, variances.double())
+    yield _spread_failure(case, spread, variances.double(), clipped)
+    if clipped:  # a clamp far out (at ±3) leaves the spread and the distance within their tolerances
+        yield _with_hints(f"Case *{case}*: the draws of z are cut off at their lowest or highest value.", [clipped])
     yield _independence_failure(case, draws)
     if isinstance(z_again, torch.Tensor) and torch.equal(z_again.detach().double(), draws):
         yield _with_hints(
@@ -115,8 +121,23 @@ def _non_finite_draws_failure(case: str, draws: torch.Tensor, variances: torch.T
     return _with_hints(message, [hint])
 
 
-def _distribution_failure(case: str, standardised: torch.Tensor) -> str:
-    """Return '' when the draws of z, standardised per dimension, look like N(0, 1), else what ε looks like."""
+def _clipped_hint(draws: torch.Tensor) -> str:
+    """Return a hint when the draws of some dimension of z pile up at their lowest or highest value, as clipped
+    noise does (torch.clamp), else ''."""
+    at_lowest = (draws == draws.min(dim=0).values).double().mean(dim=0)
+    at_highest = (draws == draws.max(dim=0).values).double().mean(dim=0)
+    share = torch.maximum(at_lowest, at_highest).max().item()
+    if share < CLIPPED_SHARE:
+        return ""
+    return (
+        f"ε is clipped: {share:.1%} of a dimension's draws of z sit at exactly the same lowest or highest value, "
+        "where normal draws never repeat (a clamp of ε or z?): use ε = torch.randn_like(mean) as it is drawn."
+    )
+
+
+def _distribution_failure(case: str, standardised: torch.Tensor, clipped: str = "") -> str:
+    """Return '' when the draws of z, standardised per dimension, look like N(0, 1), else what ε looks like
+    (`clipped`, the hint on clipped draws, when they are)."""
     distance = _normal_distance(standardised)
     if distance < NORMAL_DISTANCE_LIMIT:
         return ""
@@ -124,7 +145,9 @@ def _distribution_failure(case: str, standardised: torch.Tensor) -> str:
         f"Case *{case}*: the draws of z are not normally distributed (Kolmogorov-Smirnov distance {distance:.3f} "
         f"from a normal distribution, expected below {NORMAL_DISTANCE_LIMIT})."
     )
-    if standardised.abs().max() < 1.8:  # a uniform variable lies within √3 ≈ 1.73 standard deviations of its mean
+    if clipped:
+        hint = clipped
+    elif standardised.abs().max() < 1.8:  # a uniform variable lies within √3 ≈ 1.73 standard deviations of its mean
         hint = "ε is uniform: torch.rand / torch.rand_like draw from U(0, 1); ε ~ N(0, I) is torch.randn_like(mean)."
     else:
         hint = "ε is not drawn from a normal distribution: ε ~ N(0, I) is torch.randn_like(mean)."
@@ -151,8 +174,9 @@ def _centre_failure(case: str, centre: torch.Tensor, means: torch.Tensor, sigma:
     return _with_hints(message, [hint])
 
 
-def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor) -> str:
-    """Return '' when z's standard deviation over draws is σ, else a message naming the scale used instead."""
+def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, clipped: str = "") -> str:
+    """Return '' when z's standard deviation over draws is σ, else a message naming the scale used instead
+    (`clipped`, the hint on clipped draws, when they are: clipping narrows the spread)."""
     sigma = variances.sqrt()
     if torch.allclose(spread, sigma, rtol=0.03):
         return ""
@@ -165,8 +189,11 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor) ->
         "ε is not scaled by σ = exp(0.5 · log_var).": torch.ones(3, dtype=torch.float64),
         "exp(-0.5 · log_var) is 1/σ: the sign in the exponent is wrong.": 1 / sigma,
     }
-    hint = next((hint for hint, scale in candidates.items() if torch.allclose(spread, scale, rtol=0.03)), None)
+    hint = clipped or next(
+        (hint for hint, scale in candidates.items() if torch.allclose(spread, scale, rtol=0.03)), None
+    )
     ratio = spread / sigma
+    same_everywhere = torch.allclose(spread, spread.mean().expand_as(spread), rtol=0.03)
     # log spread = power · log σ + log factor: how z's spread grows with σ
     power, log_factor = torch.linalg.lstsq(
         torch.stack([sigma.log(), torch.ones_like(sigma)], dim=1), spread.log().unsqueeze(1)
@@ -175,6 +202,12 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor) ->
         hint = (
             f"z spreads {ratio.mean().item():.3g} times σ: ε should have standard deviation 1 (torch.randn_like), "
             "and σ = exp(0.5 · log_var) with no further factor."
+        )
+    elif hint is None and same_everywhere:
+        hint = (
+            f"z spreads the same in every dimension (≈ {spread.mean().item():.3g}) where σ differs: is σ averaged or "
+            "summed over the dimensions, or one σ used for all? Scale each dimension's ε by its own "
+            "σ = exp(0.5 · log_var), elementwise."
         )
     elif hint is None and torch.allclose(log_factor.exp() * sigma**power, spread, rtol=0.03):
         hint = f"z spreads as σ to the power {power.item():.2g}, not as σ: σ = exp(0.5 · log_var)."
