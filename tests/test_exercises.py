@@ -480,7 +480,7 @@ def _two_forward_passes(model, optimizer, batch, alpha):
         (_step_with(loss_of=lambda total, recon, kl_term, alpha: alpha * recon + kl_term), "alpha weighs the recon"),
         (_step_with(loss_of=lambda total, recon, kl_term, alpha: 2 * total), "the minimised loss is multiplied by 2"),
         (_zero_grad_between_backward_and_step, "zero_grad() is called between backward() and step()"),
-        (_two_forward_passes, "the loss comes from another forward pass"),
+        (_two_forward_passes, "or a loss from another forward pass"),
         (
             lambda model, optimizer, batch, alpha: train_step(model, optimizer, batch, alpha)[::-1],
             "yours returns (kl, reconstruction, total)",
@@ -1123,3 +1123,227 @@ def _training_mode_one_at_a_time(model, count, g):
 )
 def test_a_prior_sample_drawn_another_way_still_fails_when_it_is_wrong(wrong) -> None:
     assert_fails_with(check_sample_prior(wrong), "-D model, ", " samples, generator seeded ")
+
+
+# --- a third pass: answers that crashed a check, got the wrong verdict or a false hint ---
+
+
+def _noise_scaled_in_place(mean, log_var):
+    sigma = torch.exp(0.5 * log_var)
+    sigma.mul_(torch.randn_like(sigma))  # exp's output, which its backward needs
+    return mean + sigma
+
+
+def _kl_in_place(mean, log_var):
+    terms = log_var.exp()
+    terms.sub_(log_var).sub_(1).add_(mean.pow(2))
+    return 0.5 * terms.sum(dim=1).mean()
+
+
+def _bernoulli_clamped_in_place(images, logits):
+    probabilities = torch.sigmoid(logits)
+    probabilities.clamp_(1e-6, 1 - 1e-6)
+    return F.binary_cross_entropy(probabilities, (images + 1) / 2, reduction="sum") / len(images)
+
+
+def _backward_inside(function):
+    def answer(*arguments):
+        result = function(*arguments)
+        (result[0] if isinstance(result, tuple) else result).sum().backward()
+        return result
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("check", "answer", "phrase"),
+    [
+        (
+            check_reparameterise,
+            _noise_scaled_in_place,
+            "a tensor autograd saved for the backward pass is changed in place",
+        ),
+        (check_kl_divergence, _kl_in_place, "a tensor autograd saved for the backward pass is changed in place"),
+        (
+            check_bernoulli_reconstruction,
+            _bernoulli_clamped_in_place,
+            "a tensor autograd saved for the backward pass is changed in place",
+        ),
+        (check_reparameterise, _backward_inside(reparameterise), "backward() is already called inside your function"),
+        (check_kl_divergence, _backward_inside(kl), "backward() is already called inside your function"),
+        (check_loss, _backward_inside(loss), "backward() is already called inside your function"),
+    ],
+    ids=["reparameterise", "kl", "bernoulli", "reparameterise, backward", "kl, backward", "loss, backward"],
+)
+def test_a_result_whose_backward_fails_is_a_failed_check_that_says_why(check, answer, phrase) -> None:
+    # the checks' gradient comparison raised the learner's RuntimeError
+    assert_fails_with(check(answer), "fails:", f"Looks like: {phrase}")
+
+
+def test_a_loss_whose_total_is_nan_where_its_terms_are_not_is_told_so() -> None:
+    # the hint's least-squares fit raised on the NaN total
+    nan_kl = lambda m, v: -0.5 * torch.sum(1 + torch.log(v) - m**2 - v, dim=1).mean()  # noqa: E731
+    result = check_loss(lambda x, y, m, v, a: (loss(x, y, m, v, a)[0] + a * nan_kl(m, v), *loss(x, y, m, v, a)[1:]))
+    assert_fails_with(result, "the total is NaN or infinite where your reconstruction and KL terms are numbers")
+
+
+def test_a_step_minimising_a_nan_loss_is_told_its_gradients_are_nan(small_train) -> None:
+    def nan_step(model, optimizer, batch, alpha):
+        reconstruction, mean, log_var = model(batch)
+        total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+        optimizer.zero_grad()
+        (recon + alpha * (kl_term - 1e9).sqrt()).backward()
+        optimizer.step()
+        return total.detach(), recon.detach(), kl_term.detach()
+
+    assert_fails_with(check_training_step(nan_step, small_train.images, steps=5), "used are NaN or infinite")
+
+
+def _closure_step(model, optimizer, batch, alpha):
+    losses = []
+
+    def closure():
+        optimizer.zero_grad()
+        losses[:] = vae_loss(batch, *model(batch), alpha)
+        losses[0].backward()
+        return losses[0]
+
+    optimizer.step(closure)
+    return tuple(value.detach() for value in losses)
+
+
+def _step_in_float64(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch.double(), reconstruction.double(), mean.double(), log_var.double(), alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _step_with_the_kl_of_distributions(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    recon = 0.5 * F.mse_loss(reconstruction, batch)
+    kl_term = _kl_of_distributions(mean, log_var)
+    total = recon + alpha * kl_term
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+@pytest.mark.parametrize(
+    "right", [_closure_step, _step_in_float64, _step_with_the_kl_of_distributions], ids=["closure", "float64", "KL"]
+)
+def test_a_right_step_written_another_way_passes_over_200_steps(right, small_train) -> None:
+    # the closure's gradients were read before Adam called it; float rounding that differs grew to a few percent
+    # of a single step's KL by step 30-200, which the step-by-step comparison failed
+    assert check_training_step(right, small_train.images, steps=200).passed
+
+
+def test_a_step_that_trains_differently_after_the_exact_steps_fails_on_its_mean_losses(small_train) -> None:
+    def stalling(model, optimizer, batch, alpha):
+        steps_taken = max((int(state["step"]) for state in optimizer.state.values()), default=0)
+        if steps_taken < 20:  # the check's single-call probes start from fresh optimizers
+            return train_step(model, optimizer, batch, alpha)
+        with torch.no_grad():  # stops training after step 20, returning the losses of a forward pass
+            return vae_loss(batch, *model(batch), alpha)
+
+    assert_fails_with(check_training_step(stalling, small_train.images, steps=60), "Steps 21-40: the mean")
+
+
+def test_a_decoder_input_cut_from_z_and_made_a_leaf_again_fails() -> None:
+    result = check_decoder_input(lambda z, y, c: decoder_input(z.detach(), y, c).requires_grad_())
+    assert_fails_with(result, "the right value but the wrong gradient with respect to latents")
+
+
+def test_a_decoder_input_in_half_precision_is_told_its_dtype() -> None:
+    result = check_decoder_input(lambda z, y, c: decoder_input(z, y, c).half())
+    assert_fails_with(result, "the decoder input is torch.float16, where z is torch.float32")
+
+
+def test_answers_that_change_their_inputs_in_place_are_judged_on_what_they_return() -> None:
+    # the checks computed the expected values from the images the answer had changed
+    def bernoulli_in_place(images, logits):
+        images += 1
+        images /= 2
+        return F.binary_cross_entropy_with_logits(logits, images, reduction="none").sum(dim=(1, 2, 3)).mean()
+
+    def loss_in_place(images, reconstruction, mean, log_var, alpha):
+        difference = images.sub_(reconstruction)
+        recon = 0.5 * difference.pow(2).mean()
+        return recon + alpha * kl(mean, log_var), recon, kl(mean, log_var)
+
+    assert check_bernoulli_reconstruction(bernoulli_in_place).passed
+    assert check_loss(loss_in_place).passed
+
+
+def test_a_sample_that_seeds_the_generator_again_fails_and_is_told_so() -> None:
+    # seeded from the generator's initial seed, it drew the same z at every call, and passed
+    def reseeding(model, count, generator):
+        torch.manual_seed(generator.initial_seed())
+        return model.decode(torch.randn(count, model.latent_dim))
+
+    assert_fails_with(check_sample_prior(reseeding), "the first draws of a generator seeded 0 afresh")
+
+
+def test_a_dimension_of_z_without_noise_is_named_not_called_clipped() -> None:
+    result = check_reparameterise(lambda m, v: m + torch.randn_like(m) * torch.sqrt(v).nan_to_num())
+    assert_fails_with(result, "z does not vary over the draws in the dimensions with σ² = 0.25", "σ is 0 where")
+    assert "clipped" not in result.details and "nan" not in result.details
+
+
+def test_a_z_cut_from_its_inputs_and_made_a_leaf_again_is_told_it_is_detached() -> None:
+    result = check_reparameterise(lambda m, v: reparameterise(m, v).detach().requires_grad_())
+    assert_fails_with(result, "z has no gradient with respect to mean or log_var", ".detach().requires_grad_()")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int32])
+def test_active_units_of_the_right_dimensions_in_another_dtype_are_told_to_keep_the_booleans(dtype) -> None:
+    result = check_active_units(lambda means, threshold: (means.var(dim=0) > threshold).to(dtype))
+    assert_fails_with(result, f"the right dimensions, made {dtype}: return the comparison's booleans")
+
+
+def test_a_loss_or_step_returning_none_in_one_place_is_told_which() -> None:
+    result = check_loss(lambda x, y, m, v, a: (*loss(x, y, m, v, a)[:2], None))
+    assert_fails_with(result, "the kl returned is None", "return each loss itself in its place")
+    assert "`return` line missing" not in result.details
+
+
+@pytest.mark.parametrize(
+    ("check", "answer"),
+    [
+        (check_kl_divergence, lambda m, v: {"kl": kl(m, v)}),
+        (check_decoder_input, lambda z, y, c: {"codes": decoder_input(z, y, c)}),
+    ],
+    ids=["kl", "decoder input"],
+)
+def test_a_dict_returned_is_told_so(check, answer) -> None:
+    assert_fails_with(check(answer), "your function returns a dict")
+
+
+def test_a_step_with_its_own_wrong_kl_is_pointed_at_the_formula_checks(small_train) -> None:
+    def wrong_kl_step(model, optimizer, batch, alpha):
+        reconstruction, mean, log_var = model(batch)
+        recon = 0.5 * F.mse_loss(reconstruction, batch)
+        kl_term = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.mul(0.5).exp(), dim=1).mean()  # σ for σ²
+        optimizer.zero_grad()
+        (recon + alpha * kl_term).backward()
+        optimizer.step()
+        return (recon + alpha * kl_term).item(), recon.item(), kl_term.item()
+
+    result = check_training_step(wrong_kl_step, small_train.images, steps=5)
+    assert_fails_with(result, "a loss or KL formula of your own that differs (check_loss and check_kl_divergence")
+
+
+def test_a_bernoulli_term_of_torch_distributions_refusing_grey_targets_is_told_validate_args() -> None:
+    from torch.distributions import Bernoulli
+
+    def validated(images, logits):
+        return -Bernoulli(logits=logits).log_prob((images + 1) / 2).sum(dim=(1, 2, 3)).mean()
+
+    def unvalidated(images, logits):
+        return -Bernoulli(logits=logits, validate_args=False).log_prob((images + 1) / 2).sum(dim=(1, 2, 3)).mean()
+
+    assert_fails_with(check_bernoulli_reconstruction(validated), "raised ValueError", "pass validate_args=False")
+    assert check_bernoulli_reconstruction(unvalidated).passed

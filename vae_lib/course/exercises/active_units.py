@@ -47,9 +47,13 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
         expected = active_dimensions(latent_means, threshold)
         variances = latent_means.double().var(dim=0)
         if isinstance(got, torch.Tensor) and got.dtype != torch.bool and got.shape == expected.shape:
+            if torch.equal(got.double(), expected.double()):
+                hint = f"the right dimensions, made {got.dtype}: return the comparison's booleans as they are."
+            else:
+                hint = "compare each dimension's variance with the threshold: variance > threshold."
             yield (
                 f"Case *{name}*: expected one True/False per dimension, got {got.dtype} values {_show(got.double())}."
-                "\nLooks like: compare each dimension's variance with the threshold: variance > threshold."
+                f"\nLooks like: {hint}"
             )
             return
         mistakes = [

@@ -57,7 +57,7 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
     """Yield a failure message for each case where the learner's term differs from the objective's, naming the part."""
     for name, (images, logits) in bernoulli_cases().items():
         leaf = logits.clone().requires_grad_()
-        returned = _call(name, bernoulli_reconstruction, images, leaf)
+        returned = _call(name, bernoulli_reconstruction, images, leaf, hints=_bernoulli_error_hints)
         yield _kind_failure(name, "the reconstruction term", returned, BERNOULLI_WHY)
         expected = reconstruction_loss(images, leaf, "bernoulli")
         diagnose = partial(_bernoulli_hints, _probing(bernoulli_reconstruction), images, logits)
@@ -65,6 +65,17 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
             name, "the reconstruction term", returned, expected, _bernoulli_mistakes(images, logits), diagnose
         )
         yield _gradient_failure(name, "the reconstruction term", returned, {"logits": leaf}, expected, diagnose)
+
+
+def _bernoulli_error_hints(error: Exception) -> list[str]:
+    """Return the hint on torch.distributions.Bernoulli refusing grey targets, the error it raises on them."""
+    if "support" not in str(error):
+        return []
+    return [
+        "torch.distributions.Bernoulli refuses targets other than 0 and 1, and a grey image's (x + 1) / 2 lies in "
+        "between: pass validate_args=False, or use F.binary_cross_entropy_with_logits, which takes any target in "
+        "[0, 1]."
+    ]
 
 
 def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mistake]:

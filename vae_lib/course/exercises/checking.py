@@ -128,8 +128,11 @@ def _call(
     """Return function(*arguments), the learner's code run on a case; raise _LearnerError when it raises.
 
     The _LearnerError names the case and the exception, with what `hints` makes of it; `_result` turns it into a
-    failed CheckResult. NotImplementedError passes through: an exercise not done yet stops its check cell.
+    failed CheckResult. NotImplementedError passes through: an exercise not done yet stops its check cell. Tensors
+    are passed as copies (gradients still reach the originals): a function that changes its inputs in place
+    (images += 1) leaves the check's own inputs, and the expected values computed from them, as they were.
     """
+    arguments = tuple(value.clone() if isinstance(value, torch.Tensor) else value for value in arguments)
     try:
         return function(*arguments)
     except NotImplementedError:
@@ -162,8 +165,10 @@ def _kind_failure(case: str, what: str, value: object, why: str, needs_graph: bo
             f"Case *{case}*: {what} carries no gradient.",
             [f"it is detached (.detach(), torch.no_grad(), or rebuilt with torch.tensor(...)), but {why}."],
         )
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and needs_graph:
         hint = f"it was turned into a Python number (.item() or float()), which cuts the gradient, but {why}."
+    elif isinstance(value, int | float):
+        hint = f"it was turned into a Python number (.item() or float()): {why}."
     else:
         hint = _not_a_tensor_hint(value, what) or (
             f"return a torch tensor computed with torch operations (no .numpy() or .tolist()): {why}."
@@ -175,6 +180,8 @@ def _not_a_tensor_hint(value: object, what: str) -> str:
     """Return a hint for a value that is no tensor because nothing was returned, or several values were: else ''."""
     if value is None:
         return "your function returns None: is its `return` line missing?"
+    if isinstance(value, dict):
+        return f"your function returns a dict; {what or 'its result'} should be the tensor itself: return only that."
     if isinstance(value, tuple | list) and any(isinstance(item, torch.Tensor) for item in value):
         return (
             f"your function returns a {type(value).__name__} of {len(value)} values; {what} should be one tensor: "
@@ -241,7 +248,10 @@ def _gradient_failure(
     A formula that is right only at this case (a term that happens to add up to 0) is named by `diagnose`.
     """
     leaves = list(inputs.values())
-    got = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+    try:
+        got = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+    except RuntimeError as error:
+        return _backward_failure(case, what, error)
     wanted = torch.autograd.grad(expected.sum(), leaves, allow_unused=True)
     wrong = [
         name
@@ -260,6 +270,21 @@ def _gradient_failure(
         f"Case *{case}*: {what} has the right value but the wrong gradient with respect to {' and '.join(wrong)}.",
         hints or [f"part of it is detached (.detach(), .item(), numpy) or computed from a copy of {wrong[0]}."],
     )
+
+
+def _backward_failure(case: str, what: str, error: RuntimeError) -> str:
+    """Return the message for a result of the learner's whose backward pass raises: what usually makes it so."""
+    text = str(error).splitlines()[0].split(". ")[0] if str(error) else type(error).__name__
+    if "second time" in text:
+        hint = "backward() is already called inside your function: leave it to the caller, which calls it once."
+    elif "modified by an inplace operation" in text:
+        hint = (
+            "a tensor autograd saved for the backward pass is changed in place (mul_, add_, sub_, clamp_, +=): "
+            "use the out-of-place operations (mul, add, clamp, x = x + ...)."
+        )
+    else:
+        hint = "the graph from the inputs to your result is broken: compute it with torch operations on the inputs."
+    return _with_hints(f"Case *{case}*: backward() through {what} fails: {text}.", [hint])
 
 
 def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckResult:

@@ -15,6 +15,7 @@ from vae_lib.course.exercises.checking import (
     _call,
     _compare,
     _dtype_failure,
+    _gradient_failure,
     _kind_failure,
     _result,
 )
@@ -97,9 +98,12 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
                 mistakes.append((hint + "to its own row, dim=1.", torch.cat([latents, one_hot], dim=0)))
         width_hints = partial(_decoder_width_hints, got, latents.shape[1], classes)
         how = "one_hot(labels, classes).to(latents.dtype) or .float(), not .double()"
+        other_float = got.is_floating_point() and got.dtype != latents.dtype  # float16 rounding fails the compare
         yield (
-            _compare(name, "the decoder input", got, expected, mistakes, width_hints)
+            (other_float and _dtype_failure(name, "the decoder input", got, latents.dtype, "z", how))
+            or _compare(name, "the decoder input", got, expected, mistakes, width_hints)
             or _kind_failure(name, "the decoder input", got, why)
+            or _gradient_failure(name, "the decoder input", got, {"latents": latents}, expected)
             or _dtype_failure(name, "the decoder input", got, latents.dtype, "z", how)
         )
 

@@ -34,6 +34,7 @@ from vae_lib.course.exercises.kl_divergence import (
 
 LOSS_NAMES = ("total", "reconstruction", "kl")
 LOSS_WHY = "the training step calls total.backward(): build the total from the inputs with torch operations"
+LOSS_TERMS_WHY = "return the two terms as tensors too, as vae_loss does (the caller reads them with .item())"
 
 
 def loss_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]]:
@@ -76,9 +77,11 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             yield _not_three_failure(f"Case *{name}*", "values", returned)
             return
         expected = vae_loss(images, *leaves.values(), alpha)
+        yield _none_among_failure(f"Case *{name}*", returned)
         yield _order_failure(name, "the values", returned, expected)
         for label, value in zip(LOSS_NAMES, returned):
-            yield _kind_failure(name, f"the {label}", value, LOSS_WHY, needs_graph=label == "total")
+            why = LOSS_WHY if label == "total" else LOSS_TERMS_WHY
+            yield _kind_failure(name, f"the {label}", value, why, needs_graph=label == "total")
         total, recon, kl = returned
         yield _compare(
             name,
@@ -98,6 +101,17 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
         )
         yield _compare(name, "the total", total, expected[0], diagnose=lambda: _total_hints(probed))
         yield _gradient_failure(name, "the total", total, leaves, expected[0], diagnose=lambda: _total_hints(probed))
+
+
+def _none_among_failure(where: str, returned: Sequence[object]) -> str:
+    """Return '' unless one of the three returned values is None: which one."""
+    missing = [label for label, value in zip(LOSS_NAMES, returned) if value is None]
+    if not missing:
+        return ""
+    return _with_hints(
+        f"{where}: the {' and the '.join(missing)} returned {'is' if len(missing) == 1 else 'are'} None.",
+        ["return each loss itself in its place: (total, reconstruction, kl)."],
+    )
 
 
 def _order_failure(case: str, what: str, returned: Sequence[object], expected: Sequence[torch.Tensor]) -> str:
@@ -269,8 +283,13 @@ def _total_hints(loss_function: Callable) -> list[str]:
     for alpha in PROBE_ALPHAS:
         values = torch.tensor([[_as_number(value) for value in loss_function(*probe, alpha)] for probe in probes])
         totals, terms = values[:, 0].double(), values[:, 1:].double()
+        if not torch.isfinite(values).all():  # lstsq refuses NaN
+            return [
+                "the total is NaN or infinite where your reconstruction and KL terms are numbers: build the total "
+                "from the two terms you return, total = reconstruction + alpha · KL."
+            ]
         weights = torch.linalg.lstsq(terms[:2], totals[:2].unsqueeze(1)).solution.squeeze(1)
-        if not torch.isfinite(values).all() or not _near(terms[2] @ weights, totals[2]):
+        if not _near(terms[2] @ weights, totals[2]):
             return ["the total is not a sum of your reconstruction and KL terms: total = reconstruction + alpha · KL."]
         recon_weights.append(weights[0].item())
         kl_weights.append(weights[1].item())

@@ -40,37 +40,54 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
     for latent_dim, count, seed in ((2, 6, 0), (8, 4, 1)):
         name = f"{latent_dim}-D model, {count} samples, generator seeded {seed}"
         model = _small_model(latent_dim, seed)
-        latents = torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))
+        latents = torch.randn(count, latent_dim, generator=_used_generator(seed))
         with torch.no_grad():
             expected = model.decode(latents)
         with _recording_latents(model) as decoded:
             hints = partial(_latent_width_hints, decoded, latent_dim)
-            got = _call(name, sample_prior, model, count, torch.Generator().manual_seed(seed), hints=hints)
+            got = _call(name, sample_prior, model, count, _used_generator(seed), hints=hints)
         training_mode = copy.deepcopy(model).train()
         with torch.no_grad():
             mistakes = [
                 (
                     "these are the latents z: return the images the decoder draws from them.",
-                    torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed)),
+                    torch.randn(count, latent_dim, generator=_used_generator(seed)),
                 ),
                 (
                     "torch.rand draws from the uniform U(0, 1); the prior is N(0, I): torch.randn.",
-                    model.decode(torch.rand(count, latent_dim, generator=torch.Generator().manual_seed(seed))),
+                    model.decode(torch.rand(count, latent_dim, generator=_used_generator(seed))),
+                ),
+                (
+                    f"these are the first draws of a generator seeded {seed} afresh, where the one given has been used "
+                    "already: draw from it as it is given, without seeding it again.",
+                    model.decode(torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))),
                 ),
                 (
                     "decoded in training mode, where BatchNorm normalises with the batch's own statistics: "
                     "leave the model in eval mode.",
-                    training_mode.decode(torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))),
+                    training_mode.decode(torch.randn(count, latent_dim, generator=_used_generator(seed))),
                 ),
             ]
         failure = _compare(name, "the images", got, expected, mistakes, partial(_prior_latent_hints, decoded, latents))
         if failure and _drawn_from_the_prior_another_way(sample_prior, model, count, seed, decoded, got):
             failure = ""
         if failure and "Looks like" not in failure and isinstance(got, torch.Tensor) and got.shape == expected.shape:
-            again = _call(name, sample_prior, model, count, torch.Generator().manual_seed(seed))
+            again = _call(name, sample_prior, model, count, _used_generator(seed))
             if not torch.equal(got.detach(), again.detach()):
                 failure += "\nLooks like: the generator is not used: pass generator=generator to torch.randn."
         yield failure
+
+
+# What the generator given to the learner's sample_prior has drawn before.
+GENERATOR_DRAWS_BEFORE = 5
+
+
+def _used_generator(seed: int) -> torch.Generator:
+    """Return a generator seeded `seed` that has drawn a few numbers already, as a notebook's generator has: an
+    answer that seeds it again (manual_seed(generator.initial_seed())) draws other z than it would."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.randn(GENERATOR_DRAWS_BEFORE, generator=generator)
+    return generator
 
 
 # Draws of z for judging a prior sample drawn another way than torch.randn(count, latent_dim): enough that a
@@ -86,9 +103,9 @@ def _drawn_from_the_prior_another_way(
     """Return True when the learner's images are right though not torch.randn(count, latent_dim)'s: z drawn from
     N(0, I) with the generator some other way (one sample at a time, transposed, torch.normal), judged by what the
     decoder was given. The images must be the eval-mode decoding of those latents; the same generator seed must give
-    the same images whatever the global random state, another seed other images; and PRIOR_DRAWS draws must look
-    N(0, I): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the dimensions uncorrelated. The learner's
-    code raising on one of these calls means no."""
+    the same images whatever the global random state, another seed and a second call with the same generator other
+    images; and PRIOR_DRAWS draws must look N(0, I): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the
+    dimensions uncorrelated. The learner's code raising on one of these calls means no."""
     try:
         return _judged_by_its_latents(sample_prior, model, count, seed, decoded, got)
     except _LearnerError:
@@ -107,14 +124,19 @@ def _judged_by_its_latents(
     if not _close(got.detach().double(), right, rtol=1e-4, atol=1e-5):
         return False
     with _seeded(seed + 12345):  # another global random state: the draw must come from the generator alone
-        again = _call("the same generator seed again", sample_prior, model, count, torch.Generator().manual_seed(seed))
-        other = _call("another generator seed", sample_prior, model, count, torch.Generator().manual_seed(seed + 1))
+        again = _call("the same generator seed again", sample_prior, model, count, _used_generator(seed))
+        other = _call("another generator seed", sample_prior, model, count, _used_generator(seed + 1))
     if not isinstance(again, torch.Tensor) or not torch.equal(again.detach(), got.detach()):
         return False
     if not isinstance(other, torch.Tensor) or other.shape != got.shape or torch.equal(other.detach(), got.detach()):
         return False
+    generator = _used_generator(seed)
+    _call("a first call", sample_prior, model, count, generator)
+    later = _call("a second call with the same generator", sample_prior, model, count, generator)
+    if not isinstance(later, torch.Tensor) or later.shape != got.shape or torch.equal(later.detach(), got.detach()):
+        return False  # the generator's seed was read, not its state: a notebook's second call repeats the first
     with _recording_latents(model) as many:
-        _call(f"{PRIOR_DRAWS} samples", sample_prior, model, PRIOR_DRAWS, torch.Generator().manual_seed(seed))
+        _call(f"{PRIOR_DRAWS} samples", sample_prior, model, PRIOR_DRAWS, _used_generator(seed))
     draws = _latents_decoded(many, PRIOR_DRAWS, model.latent_dim)
     if draws is None or not torch.isfinite(draws).all():
         return False

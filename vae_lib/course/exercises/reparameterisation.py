@@ -10,6 +10,7 @@ import torch
 
 from vae_lib.course.exercises.checking import (
     CheckResult,
+    _backward_failure,
     _call,
     _compare,
     _dtype_failure,
@@ -61,6 +62,10 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     spread, centre = draws.std(dim=0), draws.mean(dim=0)
     if torch.allclose(spread, torch.zeros_like(spread), atol=1e-6):
         yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var)
+        return
+    still = spread <= 1e-6 * sigma
+    if still.any():  # no distribution or spread can be judged where z does not move
+        yield _still_dimensions_failure(case, variances.double(), still)
         return
     clipped = _clipped_hint(draws)
     yield _distribution_failure(case, (draws - centre) / spread, clipped)
@@ -118,6 +123,19 @@ def _non_finite_draws_failure(case: str, draws: torch.Tensor, variances: torch.T
         )
     else:
         hint = "is a square root or log taken of something that can be negative or zero? σ = exp(0.5 · log_var)."
+    return _with_hints(message, [hint])
+
+
+def _still_dimensions_failure(case: str, variances: torch.Tensor, still: torch.Tensor) -> str:
+    """Return the message for z that varies over the draws in some dimensions and not in others."""
+    message = f"Case *{case}*: z does not vary over the draws in the dimensions with σ² = {_numbers(variances[still])}."
+    if bool((variances[still] < 1).all()) and bool((variances[~still] > 1).all()):
+        hint = (
+            "σ is 0 where log σ² is negative (σ² < 1): a relu or clamp of log_var, or a NaN of a square root or log "
+            "of log_var replaced by 0? σ = exp(0.5 · log_var) is positive for every log σ²."
+        )
+    else:
+        hint = "the noise is missing in those dimensions: z = μ + σ·ε with one ε per element, torch.randn_like(mean)."
     return _with_hints(message, [hint])
 
 
@@ -235,7 +253,15 @@ def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.T
             f"Case *{case}*: z carries no gradient.\nLooks like: z is drawn with torch.normal or detached; "
             "compute it as mean + σ·ε so gradients reach mean and log_var."
         )
-    d_mean, d_log_var = torch.autograd.grad(z.sum(), (mean, log_var), allow_unused=True)
+    try:
+        d_mean, d_log_var = torch.autograd.grad(z.sum(), (mean, log_var), allow_unused=True)
+    except RuntimeError as error:
+        return _backward_failure(case, "z", error)
+    if d_mean is None and d_log_var is None:
+        return (
+            f"Case *{case}*: z has no gradient with respect to mean or log_var.\nLooks like: z is computed, then "
+            "detached and made a new leaf (.detach().requires_grad_(), numpy): compute it as mean + σ·ε."
+        )
     if d_mean is None or not torch.allclose(d_mean, torch.ones_like(mean)):
         return f"Case *{case}*: dz/dmean should be 1 everywhere.\nLooks like: z = mean + σ·ε is not what is computed."
     expected = 0.5 * (z.detach().double() - mean.detach().double())
