@@ -1347,3 +1347,19 @@ def test_a_bernoulli_term_of_torch_distributions_refusing_grey_targets_is_told_v
 
     assert_fails_with(check_bernoulli_reconstruction(validated), "raised ValueError", "pass validate_args=False")
     assert check_bernoulli_reconstruction(unvalidated).passed
+
+
+def test_a_kl_with_mean_and_log_var_swapped_is_told_so_not_that_mu_is_unsquared() -> None:
+    result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 + m - v.pow(2) - m.exp(), dim=1).mean())
+    assert_fails_with(result, "Looks like: mean and log_var are swapped in your formula")
+    assert "not squared" not in result.details
+
+
+def test_bernoulli_targets_thresholded_instead_of_rescaled_are_named() -> None:
+    def thresholded(images, logits):
+        targets = (images > 0).float()
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(images)
+
+    assert_fails_with(
+        check_bernoulli_reconstruction(thresholded), "Looks like: the targets are thresholded, images > 0"
+    )

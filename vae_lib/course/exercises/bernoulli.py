@@ -85,7 +85,10 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
     with_probabilities = nn.functional.binary_cross_entropy_with_logits(
         torch.sigmoid(logits), targets, reduction="none"
     )
-    return [
+    thresholded = nn.functional.binary_cross_entropy_with_logits(
+        logits, (images > 0).to(logits.dtype), reduction="none"
+    )
+    mistakes = [
         (
             "a mean over pixels: sum over the 784 pixels (log p(x | z) is a sum over independent pixels).",
             summed.mean() / 784,
@@ -98,6 +101,13 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
             with_probabilities.flatten(1).sum(1).mean(),
         ),
     ]
+    if not torch.equal(images > 0, targets == 1):  # grey pixels: thresholding them differs from (x + 1) / 2
+        hint = (
+            "the targets are thresholded, images > 0, where grey pixels are targets in between: the targets are "
+            "(images + 1) / 2, which a binarised image's pixels (-1 or 1) turn into 0 or 1."
+        )
+        mistakes.append((hint, thresholded.flatten(1).sum(1).mean()))
+    return mistakes
 
 
 def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, logits: torch.Tensor) -> list[str]:

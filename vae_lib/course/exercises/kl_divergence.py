@@ -97,6 +97,17 @@ def _kl_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> 
     rounded = _kl_rounded_hints(kl_divergence)
     if rounded:  # no part of the formula can be judged from whole numbers
         return non_finite + rounded
+    means, log_vars = map(torch.tensor, KL_PROBE_BATCH)
+    swapped = _as_tensor(kl_divergence(log_vars, means))
+    if (
+        swapped is not None
+        and swapped.numel() == 1
+        and _near(swapped.item(), kl_per_dimension(means, log_vars).sum().item())
+    ):
+        return non_finite + [
+            "mean and log_var are swapped in your formula: it gives the right KL when called with (log_var, mean). "
+            "The first argument is μ, the second log σ²."
+        ]
 
     def element(mean: float, log_var: float) -> float:
         return _as_number(kl_divergence(torch.tensor([[mean]]), torch.tensor([[log_var]])))
