@@ -364,7 +364,7 @@ def test_a_reconstruction_term_right_only_on_28_by_28_images_gets_a_hint_with_no
         (lambda x, y: 0.5 * F.mse_loss(y, (x + 1) / 2), "the images are rescaled to [0, 1], (x + 1) / 2"),
         (lambda x, y: 0.5 * F.mse_loss((y + 1) / 2, x), "the reconstruction is rescaled to [0, 1], (x̂ + 1) / 2"),
         (lambda x, y: 0.5 * F.mse_loss((y + 1) / 2, (x + 1) / 2), "0.25 times the right size (x and x̂ both rescaled"),
-        (lambda x, y: 0.5 * F.mse_loss(y, x) + 0.01, "the term is 0.01, not 0, when the reconstruction equals"),
+        (lambda x, y: 0.5 * F.mse_loss(y, x) + 0.01, "a constant 0.01 is added to the term"),
         (lambda x, y: 0.5 * F.mse_loss(y, x) * 0, "the term is 0 where the reconstruction differs from the image"),
     ],
     ids=["images rescaled", "reconstruction rescaled", "both rescaled", "an offset", "always 0"],
@@ -1262,8 +1262,12 @@ def test_a_decoder_input_in_half_precision_is_told_its_dtype() -> None:
     assert_fails_with(result, "the decoder input is torch.float16, where z is torch.float32")
 
 
-def test_answers_that_change_their_inputs_in_place_are_judged_on_what_they_return() -> None:
-    # the checks computed the expected values from the images the answer had changed
+def test_answers_that_change_their_inputs_in_place_fail_naming_the_input() -> None:
+    # the checks computed the expected values from the images the answer had changed; then, given copies, passed
+    # answers whose change of μ in place would corrupt the KL computed after them
+    def reparameterise_in_place(mean, log_var):
+        return mean.add_(torch.exp(0.5 * log_var) * torch.randn_like(mean))
+
     def bernoulli_in_place(images, logits):
         images += 1
         images /= 2
@@ -1274,8 +1278,12 @@ def test_answers_that_change_their_inputs_in_place_are_judged_on_what_they_retur
         recon = 0.5 * difference.pow(2).mean()
         return recon + alpha * kl(mean, log_var), recon, kl(mean, log_var)
 
-    assert check_bernoulli_reconstruction(bernoulli_in_place).passed
-    assert check_loss(loss_in_place).passed
+    for result, name in (
+        (check_reparameterise(reparameterise_in_place), "`mean`"),
+        (check_bernoulli_reconstruction(bernoulli_in_place), "`images`"),
+        (check_loss(loss_in_place), "`images`"),
+    ):
+        assert_fails_with(result, f"your function changed its input {name} in place", "compute new tensors instead")
 
 
 def test_a_sample_that_seeds_the_generator_again_fails_and_is_told_so() -> None:
@@ -1363,3 +1371,80 @@ def test_bernoulli_targets_thresholded_instead_of_rescaled_are_named() -> None:
     assert_fails_with(
         check_bernoulli_reconstruction(thresholded), "Looks like: the targets are thresholded, images > 0"
     )
+
+
+# --- a fourth pass: what the third pass's changes let through, and older gaps it found ---
+
+
+def test_a_kl_clamped_far_from_the_prior_fails_and_is_told_so() -> None:
+    # every case and probe had |μ| ≤ 2: a clamp at 3 passed, and its training step too
+    result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 + v - m.clamp(-3, 3).pow(2) - v.exp(), dim=1).mean())
+    assert_fails_with(result, "Case *one image far from the prior", "right near the prior, wrong far from it")
+
+
+def test_a_sample_copying_the_generators_state_fails_because_calls_repeat() -> None:
+    def copying(model, count, generator):
+        copy = torch.Generator()
+        copy.set_state(generator.get_state())
+        return model.decode(torch.randn(count, model.latent_dim, generator=copy))
+
+    assert_fails_with(check_sample_prior(copying), "two calls with the same generator gave the same images")
+
+
+def test_a_kl_that_is_always_zero_is_not_told_it_is_rounded() -> None:
+    result = check_kl_divergence(lambda m, v: 0 * kl(m, v))
+    assert_fails_with(result, "the KL is 0 times the right value everywhere")
+    assert "whole numbers" not in result.details
+
+
+def test_a_bernoulli_of_the_raw_images_is_told_the_targets_are_minus_one_and_one() -> None:
+    from torch.distributions import Bernoulli
+
+    result = check_bernoulli_reconstruction(
+        lambda x, logits: -Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)).mean()
+    )
+    assert_fails_with(result, "a binarised image's pixels are -1 and 1")
+    assert "validate_args" not in result.details
+
+
+def test_a_reconstruction_term_with_a_constant_added_is_told_the_constant() -> None:
+    from torch.distributions import Normal
+
+    result = check_loss(_loss_with(recon_of=lambda x, y: -Normal(y, 1.0).log_prob(x).mean()))
+    assert_fails_with(result, "Looks like: a constant 0.9189 is added to the term (½ log 2π")
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [lambda mean: torch.randn_like(mean).sign(), lambda mean: torch.randint(-3, 4, mean.shape) / 2],
+    ids=["sign", "randint"],
+)
+def test_noise_of_few_values_is_named_not_called_clipped(noise) -> None:
+    result = check_reparameterise(lambda m, v: m + noise(m) * v.mul(0.5).exp())
+    assert_fails_with(result, "Looks like: ε takes few values")
+    assert "clipped" not in result.details
+
+
+def test_noise_left_out_of_a_dimension_by_position_is_told_apart_from_a_relu_of_log_var() -> None:
+    def sliced(mean, log_var):
+        z = mean.clone()
+        z[:, 1:] = mean[:, 1:] + torch.exp(0.5 * log_var[:, 1:]) * torch.randn_like(mean[:, 1:])
+        return z
+
+    result = check_reparameterise(sliced)
+    assert_fails_with(result, "z's dimension 0 stays still wherever its σ² is")
+    assert "relu" not in result.details
+
+
+def test_torchs_own_not_implemented_error_is_a_failed_check_not_an_unfinished_exercise() -> None:
+    # torch raises NotImplementedError for bool subtraction; only the stub's bare one stops a check cell
+    def bool_targets(images, logits):
+        return F.binary_cross_entropy_with_logits(logits, images > 0, reduction="sum") / len(images)
+
+    assert_fails_with(check_bernoulli_reconstruction(bool_targets), "your function raised NotImplementedError")
+    with pytest.raises(NotImplementedError):
+        check_bernoulli_reconstruction(lambda images, logits: (_ for _ in ()).throw(NotImplementedError))
+
+
+def test_a_step_check_of_one_step_runs(small_train) -> None:
+    assert check_training_step(step, small_train.images, steps=1).passed

@@ -57,7 +57,8 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
     """Yield a failure message for each case where the learner's term differs from the objective's, naming the part."""
     for name, (images, logits) in bernoulli_cases().items():
         leaf = logits.clone().requires_grad_()
-        returned = _call(name, bernoulli_reconstruction, images, leaf, hints=_bernoulli_error_hints)
+        grey = not bool(((images == 1) | (images == -1)).all())
+        returned = _call(name, bernoulli_reconstruction, images, leaf, hints=partial(_bernoulli_error_hints, grey))
         yield _kind_failure(name, "the reconstruction term", returned, BERNOULLI_WHY)
         expected = reconstruction_loss(images, leaf, "bernoulli")
         diagnose = partial(_bernoulli_hints, _probing(bernoulli_reconstruction), images, logits)
@@ -67,10 +68,16 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
         yield _gradient_failure(name, "the reconstruction term", returned, {"logits": leaf}, expected, diagnose)
 
 
-def _bernoulli_error_hints(error: Exception) -> list[str]:
-    """Return the hint on torch.distributions.Bernoulli refusing grey targets, the error it raises on them."""
+def _bernoulli_error_hints(grey: bool, error: Exception) -> list[str]:
+    """Return the hint on a torch.distributions distribution refusing the targets it was given (its "support"
+    error): grey targets, or a binarised image's -1 and 1 given as they are."""
     if "support" not in str(error):
         return []
+    if not grey:
+        return [
+            "the distribution refuses the targets it was given: a binarised image's pixels are -1 and 1, and the "
+            "Bernoulli's targets are 0 and 1, (images + 1) / 2."
+        ]
     return [
         "torch.distributions.Bernoulli refuses targets other than 0 and 1, and a grey image's (x + 1) / 2 lies in "
         "between: pass validate_args=False, or use F.binary_cross_entropy_with_logits, which takes any target in "

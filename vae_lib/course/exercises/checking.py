@@ -4,6 +4,7 @@ becomes a failed result, comparing against the reference, and the failures and h
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -128,17 +129,50 @@ def _call(
     """Return function(*arguments), the learner's code run on a case; raise _LearnerError when it raises.
 
     The _LearnerError names the case and the exception, with what `hints` makes of it; `_result` turns it into a
-    failed CheckResult. NotImplementedError passes through: an exercise not done yet stops its check cell. Tensors
-    are passed as copies (gradients still reach the originals): a function that changes its inputs in place
-    (images += 1) leaves the check's own inputs, and the expected values computed from them, as they were.
+    failed CheckResult. A bare NotImplementedError passes through: the stub of an exercise not done yet raises it
+    to stop its check cell (torch's own NotImplementedErrors, which carry a message, are the learner's failures).
+    Tensors are passed as copies (gradients still reach the originals), and a function that changes one in place
+    fails: the caller's tensor (an encoder's μ, a training batch) would be changed for whatever reads it next.
     """
-    arguments = tuple(value.clone() if isinstance(value, torch.Tensor) else value for value in arguments)
+    copies = tuple(value.clone() if isinstance(value, torch.Tensor) else value for value in arguments)
     try:
-        return function(*arguments)
-    except NotImplementedError:
-        raise
+        returned = function(*copies)
+    except NotImplementedError as error:
+        if not str(error):
+            raise
+        raise _LearnerError(_raised_failure(case, error, hints(error) if hints else ())) from error
     except Exception as error:
         raise _LearnerError(_raised_failure(case, error, hints(error) if hints else ())) from error
+    changed = [index for index, (copy, value) in enumerate(zip(copies, arguments)) if _changed(copy, value)]
+    if changed:
+        raise _LearnerError(_changed_inputs_failure(case, function, changed))
+    return returned
+
+
+def _changed(copy: object, original: object) -> bool:
+    """Return True when `copy`, a tensor the learner's function was given, no longer holds `original`'s values."""
+    if not isinstance(original, torch.Tensor) or not isinstance(copy, torch.Tensor):
+        return False
+    if copy.shape != original.shape or copy.dtype != original.dtype:
+        return True
+    return not torch.allclose(copy.detach(), original.detach(), rtol=0, atol=0, equal_nan=True)
+
+
+def _changed_inputs_failure(case: str, function: Callable[..., Any], changed: Sequence[int]) -> str:
+    """Return the message for a learner's function that changed the tensors at these argument positions in place."""
+    try:
+        parameters = list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    names = [f"`{parameters[index]}`" if index < len(parameters) else f"argument {index + 1}" for index in changed]
+    return _with_hints(
+        f"Case *{case}*: your function changed its input {' and '.join(names)} in place.",
+        [
+            "an in-place operation (add_, mul_, clamp_, +=, x[...] = ...) on an input changes the caller's tensor, "
+            "which it reads again (the KL reads μ and log σ², the loss the batch): compute new tensors instead "
+            "(x = x + ..., torch.clamp(x, ...))."
+        ],
+    )
 
 
 def _probing(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
 
@@ -45,6 +46,11 @@ def _kl_of_one(mean: float, log_var: float) -> float:
     return -0.5 * (1 + log_var - mean**2 - math.exp(log_var))
 
 
+# Far from the prior, where a clamp of μ or log σ² (to keep the KL small) changes the KL; the other cases and the
+# probes stay within |μ| ≤ 2.
+KL_FAR_CASE = "one image far from the prior, μ = (5, -6), log σ² = (4, -5)"
+
+
 def kl_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Return the KL check's cases, name -> (mean, log_var)."""
     generator = torch.Generator().manual_seed(0)
@@ -55,6 +61,10 @@ def kl_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
             torch.rand(4, 3, generator=generator) * 3 - 2,
         ),
         "q equal to the prior N(0, I)": (torch.zeros(2, 2), torch.zeros(2, 2)),
+        KL_FAR_CASE: (
+            torch.tensor([[5.0, -6.0]]),
+            torch.tensor([[4.0, -5.0]]),
+        ),
     }
 
 
@@ -75,9 +85,20 @@ def _kl_failures(kl_divergence: Callable) -> Iterator[str]:
         if not isinstance(got, torch.Tensor):
             yield _kind_failure(name, "the KL", got, KL_WHY)
             return
-        yield _compare(name, "the KL", got, expected, diagnose=lambda: _kl_hints(probed))
+        yield _compare(name, "the KL", got, expected, diagnose=partial(_kl_case_hints, probed, name == KL_FAR_CASE))
         yield _kind_failure(name, "the KL", got, KL_WHY)
         yield _gradient_failure(name, "the KL", got, leaves, expected, diagnose=lambda: _kl_hints(probed))
+
+
+def _kl_case_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object], far: bool) -> list[str]:
+    """Return _kl_hints' hints, or on the case far from the prior, where no probe finds a mistake, a clamp's."""
+    hints = _kl_hints(kl_divergence)
+    if hints or not far:
+        return hints
+    return [
+        "right near the prior, wrong far from it: is μ or log σ² clamped or clipped? The KL grows without bound as "
+        "q moves away from N(0, I), and the loss needs all of it."
+    ]
 
 
 def _kl_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
@@ -125,6 +146,8 @@ def _kl_rounded_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], obje
             return []
         got.append(value.double().item())
         expected.append(_kl_of_one(mean, log_var))
+    if len(set(got)) == 1:  # the same everywhere (0, a placeholder): not rounding, and the factor hint names it
+        return []
     if not all(value == round(value) for value in got) or all(value == round(value) for value in expected):
         return []
     return [

@@ -189,7 +189,7 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
         return []
     if term < 0:
         return ["the sign is wrong: the squared error is a cost, to be minimised."]
-    compared = _compared_hints(reconstruction_term, image)
+    compared = _compared_hints(reconstruction_term, image, drawn)
     if compared:
         return compared
     if term == 0:
@@ -238,13 +238,19 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
 
 
 def _compared_hints(
-    reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object], image: torch.Tensor
+    reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object], image: torch.Tensor, drawn: torch.Tensor
 ) -> list[str]:
-    """Return a hint when the term is not 0 for a reconstruction equal to the image: what it compares instead (the
-    images or the reconstruction rescaled to [0, 1]), else ''."""
+    """Return a hint when the term is not 0 for a reconstruction equal to the image: a constant added, or what it
+    compares instead (the images or the reconstruction rescaled to [0, 1]), else []."""
     at_rest = _as_number(reconstruction_term(image, image.clone()))
     if not math.isfinite(at_rest) or abs(at_rest) < 1e-6:
         return []
+    if _near(_as_number(reconstruction_term(image, drawn)) - at_rest, 0.5 * (image - drawn).pow(2).mean().item()):
+        return [
+            f"a constant {at_rest:.4g} is added to the term (½ log 2π = 0.9189 of a full Gaussian log-likelihood, "
+            "Normal.log_prob, gaussian_nll_loss(full=True)?): the term is 0.5 · mean((x - x̂)²) alone, 0 for a "
+            "perfect reconstruction."
+        ]
     rescaled = {
         "the images are rescaled to [0, 1], (x + 1) / 2, and the reconstruction is not: the decoder's tanh output is "
         "in [-1, 1], as the images are given; compare x̂ with x as they are.": (image + 1) / 2,

@@ -24,6 +24,7 @@ from vae_lib.course.exercises.checking import (
     _result,
     _seeded,
     _small_model,
+    _with_hints,
 )
 
 
@@ -71,11 +72,32 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
         failure = _compare(name, "the images", got, expected, mistakes, partial(_prior_latent_hints, decoded, latents))
         if failure and _drawn_from_the_prior_another_way(sample_prior, model, count, seed, decoded, got):
             failure = ""
+        if not failure:
+            failure = _repeated_samples_failure(sample_prior, model, count, seed, name)
         if failure and "Looks like" not in failure and isinstance(got, torch.Tensor) and got.shape == expected.shape:
             again = _call(name, sample_prior, model, count, _used_generator(seed))
             if not torch.equal(got.detach(), again.detach()):
                 failure += "\nLooks like: the generator is not used: pass generator=generator to torch.randn."
         yield failure
+
+
+def _repeated_samples_failure(sample_prior: Callable, model: VAE, count: int, seed: int, name: str) -> str:
+    """Return '' when two calls with one generator give different images, else a message: the generator's state was
+    copied or reset, so a notebook's second call would repeat the first."""
+    generator = _used_generator(seed)
+    first = _call(name, sample_prior, model, count, generator)
+    second = _call("a second call with the same generator", sample_prior, model, count, generator)
+    if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)):
+        return ""
+    if not torch.equal(first.detach(), second.detach()):
+        return ""
+    return _with_hints(
+        f"Case *{name}*: two calls with the same generator gave the same images.",
+        [
+            "the generator's state is copied or reset inside the function, so each call repeats the last: draw from "
+            "the generator given, torch.randn(count, latent_dim, generator=generator)."
+        ],
+    )
 
 
 # What the generator given to the learner's sample_prior has drawn before.

@@ -10,13 +10,16 @@ import torch
 
 from vae_lib.course.exercises.checking import (
     CheckResult,
+    _as_tensor,
     _backward_failure,
     _call,
     _compare,
     _dtype_failure,
     _kind_failure,
+    _LearnerError,
     _normal_distance,
     _numbers,
+    _probing,
     _result,
     _seeded,
     _show,
@@ -29,6 +32,9 @@ NORMAL_DISTANCE_LIMIT = 0.02
 # Normal draws do not repeat: when this share of a dimension's draws sits at exactly its lowest or highest value
 # (20 of 20,000), the noise was clipped there.
 CLIPPED_SHARE = 0.001
+# Below this share of distinct values among a dimension's draws between its extremes, the noise takes few values
+# (rounded, or drawn from a discrete distribution).
+DISTINCT_SHARE = 0.2
 
 
 def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> CheckResult:
@@ -65,14 +71,14 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
         return
     still = spread <= 1e-6 * sigma
     if still.any():  # no distribution or spread can be judged where z does not move
-        yield _still_dimensions_failure(case, variances.double(), still)
+        yield _still_dimensions_failure(case, variances.double(), still, reparameterise)
         return
-    clipped = _clipped_hint(draws)
-    yield _distribution_failure(case, (draws - centre) / spread, clipped)
+    repeated = _repeated_values_hint(draws)
+    yield _distribution_failure(case, (draws - centre) / spread, repeated)
     yield _centre_failure(case, centre, means.double(), sigma)
-    yield _spread_failure(case, spread, variances.double(), clipped)
-    if clipped:  # a clamp far out (at ±3) leaves the spread and the distance within their tolerances
-        yield _with_hints(f"Case *{case}*: the draws of z are cut off at their lowest or highest value.", [clipped])
+    yield _spread_failure(case, spread, variances.double(), repeated)
+    if repeated:  # a clamp far out (at ±3) leaves the spread and the distance within their tolerances
+        yield _with_hints(f"Case *{case}*: the draws of z repeat values, where normal draws never do.", [repeated])
     yield _independence_failure(case, draws)
     if isinstance(z_again, torch.Tensor) and torch.equal(z_again.detach().double(), draws):
         yield _with_hints(
@@ -126,10 +132,30 @@ def _non_finite_draws_failure(case: str, draws: torch.Tensor, variances: torch.T
     return _with_hints(message, [hint])
 
 
-def _still_dimensions_failure(case: str, variances: torch.Tensor, still: torch.Tensor) -> str:
-    """Return the message for z that varies over the draws in some dimensions and not in others."""
+def _still_dimensions_failure(case: str, variances: torch.Tensor, still: torch.Tensor, reparameterise: Callable) -> str:
+    """Return the message for z that varies over the draws in some dimensions and not in others, and whether that
+    follows σ² (a relu of log σ², a NaN replaced by 0) or the position (part of z left out), probed with the
+    dimensions in another order."""
     message = f"Case *{case}*: z does not vary over the draws in the dimensions with σ² = {_numbers(variances[still])}."
-    if bool((variances[still] < 1).all()) and bool((variances[~still] > 1).all()):
+    order = torch.roll(torch.arange(len(variances)), 1)  # each σ² one dimension further on
+    try:
+        with _seeded(1):
+            probe = _probing(reparameterise)(
+                torch.zeros(200, len(variances)), variances[order].float().log().repeat(200, 1)
+            )
+    except _LearnerError:
+        probe = None
+    probe = _as_tensor(probe)
+    still_in_probe = (
+        None if probe is None or probe.shape != (200, len(variances)) else probe.double().std(dim=0) <= 1e-6
+    )
+    if still_in_probe is not None and torch.equal(still_in_probe, still) and not torch.equal(still[order], still):
+        where = ", ".join(str(int(index)) for index in still.nonzero().flatten())
+        hint = (
+            f"z's dimension {where} stays still wherever its σ² is: the noise is left out of part of z (a slice, or "
+            "an index) rather than computed wrong: z = μ + σ·ε in every dimension."
+        )
+    elif bool((variances[still] < 1).all()) and bool((variances[~still] > 1).all()):
         hint = (
             "σ is 0 where log σ² is negative (σ² < 1): a relu or clamp of log_var, or a NaN of a square root or log "
             "of log_var replaced by 0? σ = exp(0.5 · log_var) is positive for every log σ²."
@@ -139,9 +165,18 @@ def _still_dimensions_failure(case: str, variances: torch.Tensor, still: torch.T
     return _with_hints(message, [hint])
 
 
-def _clipped_hint(draws: torch.Tensor) -> str:
-    """Return a hint when the draws of some dimension of z pile up at their lowest or highest value, as clipped
-    noise does (torch.clamp), else ''."""
+def _repeated_values_hint(draws: torch.Tensor) -> str:
+    """Return a hint when the draws of some dimension of z repeat values, which normal draws never do: few distinct
+    values (noise rounded, or drawn from a discrete distribution), or a pile at the lowest or highest value, as
+    clipped noise has (torch.clamp); else ''."""
+    for column in draws.T:  # the draws between the extremes, where a clamp leaves them as they are
+        interior = column[(column > column.min()) & (column < column.max())]
+        if len(torch.unique(interior)) < DISTINCT_SHARE * max(len(interior), len(column) // 2):
+            return (
+                f"ε takes few values: a dimension's {len(column)} draws of z hold only {len(torch.unique(column))} "
+                "distinct values, where normal draws never repeat (rounded, sign or randint?): ε ~ N(0, I) is "
+                "continuous, torch.randn_like(mean)."
+            )
     at_lowest = (draws == draws.min(dim=0).values).double().mean(dim=0)
     at_highest = (draws == draws.max(dim=0).values).double().mean(dim=0)
     share = torch.maximum(at_lowest, at_highest).max().item()
@@ -153,9 +188,9 @@ def _clipped_hint(draws: torch.Tensor) -> str:
     )
 
 
-def _distribution_failure(case: str, standardised: torch.Tensor, clipped: str = "") -> str:
+def _distribution_failure(case: str, standardised: torch.Tensor, repeated: str = "") -> str:
     """Return '' when the draws of z, standardised per dimension, look like N(0, 1), else what ε looks like
-    (`clipped`, the hint on clipped draws, when they are)."""
+    (`repeated`, the hint on draws that repeat values, when they do)."""
     distance = _normal_distance(standardised)
     if distance < NORMAL_DISTANCE_LIMIT:
         return ""
@@ -163,8 +198,8 @@ def _distribution_failure(case: str, standardised: torch.Tensor, clipped: str = 
         f"Case *{case}*: the draws of z are not normally distributed (Kolmogorov-Smirnov distance {distance:.3f} "
         f"from a normal distribution, expected below {NORMAL_DISTANCE_LIMIT})."
     )
-    if clipped:
-        hint = clipped
+    if repeated:
+        hint = repeated
     elif standardised.abs().max() < 1.8:  # a uniform variable lies within √3 ≈ 1.73 standard deviations of its mean
         hint = "ε is uniform: torch.rand / torch.rand_like draw from U(0, 1); ε ~ N(0, I) is torch.randn_like(mean)."
     else:
@@ -192,9 +227,9 @@ def _centre_failure(case: str, centre: torch.Tensor, means: torch.Tensor, sigma:
     return _with_hints(message, [hint])
 
 
-def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, clipped: str = "") -> str:
+def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, repeated: str = "") -> str:
     """Return '' when z's standard deviation over draws is σ, else a message naming the scale used instead
-    (`clipped`, the hint on clipped draws, when they are: clipping narrows the spread)."""
+    (`repeated`, the hint on draws that repeat values, when they do: clipping narrows the spread)."""
     sigma = variances.sqrt()
     if torch.allclose(spread, sigma, rtol=0.03):
         return ""
@@ -207,7 +242,7 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, cl
         "ε is not scaled by σ = exp(0.5 · log_var).": torch.ones(3, dtype=torch.float64),
         "exp(-0.5 · log_var) is 1/σ: the sign in the exponent is wrong.": 1 / sigma,
     }
-    hint = clipped or next(
+    hint = repeated or next(
         (hint for hint, scale in candidates.items() if torch.allclose(spread, scale, rtol=0.03)), None
     )
     ratio = spread / sigma
