@@ -1448,3 +1448,24 @@ def test_torchs_own_not_implemented_error_is_a_failed_check_not_an_unfinished_ex
 
 def test_a_step_check_of_one_step_runs(small_train) -> None:
     assert check_training_step(step, small_train.images, steps=1).passed
+
+
+def _sample_then_train(model, count, generator):
+    images = model.decode(torch.randn(count, model.latent_dim, generator=generator))
+    model.train()
+    return images
+
+
+def _interpolate_then_train(model, start_image, end_image, steps):
+    images = interpolate(model, start_image, end_image, steps)
+    model.train()
+    return images
+
+
+@pytest.mark.parametrize(
+    ("check", "answer"),
+    [(check_sample_prior, _sample_then_train), (check_interpolate, _interpolate_then_train)],
+    ids=["sample_prior", "interpolate"],
+)
+def test_an_answer_leaving_the_model_in_training_mode_fails_though_its_images_are_right(check, answer) -> None:
+    assert_fails_with(check(answer), "the images are right, but your function leaves the model in training mode")

@@ -321,6 +321,18 @@ def _backward_failure(case: str, what: str, error: RuntimeError) -> str:
     return _with_hints(f"Case *{case}*: backward() through {what} fails: {text}.", [hint])
 
 
+def _left_in_training_mode_failure(case: str) -> str:
+    """Return the message for a function whose result is right but which leaves the model it was given (in eval
+    mode) in training mode."""
+    return _with_hints(
+        f"Case *{case}*: the images are right, but your function leaves the model in training mode.",
+        [
+            "what uses the model next (a plot, a sample) then runs BatchNorm on its own batch's statistics: leave the "
+            "model's mode as it was given, or put it back with model.eval()."
+        ],
+    )
+
+
 def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckResult:
     """Return the first failure as a failed CheckResult, or a pass; the learner's code raising is a failure too."""
     try:

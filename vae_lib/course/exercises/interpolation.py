@@ -16,6 +16,7 @@ from vae_lib.course.exercises.checking import (
     _call,
     _close,
     _compare,
+    _left_in_training_mode_failure,
     _numbers,
     _recording_latents,
     _result,
@@ -67,6 +68,8 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
         statistics = _running_statistics(model)
         with _recording_latents(model) as decoded:
             got = _call(name, interpolate, model, start, end, steps)
+        left_training = model.training
+        model.eval()
         training_mode = not torch.equal(statistics, _running_statistics(model))
         diagnose = partial(_interpolation_hints, training_mode, decoded, means[0], means[1], steps)
         failure = _compare(name, "the images", got, expected, mistakes, diagnose)
@@ -74,7 +77,7 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
             again = _call(name, interpolate, model, start, end, steps)
             if not torch.equal(got.detach(), again.detach()):
                 failure += "\nLooks like: z is sampled, so the path changes each time: use the means of q(z|x)."
-        yield failure
+        yield failure or (_left_in_training_mode_failure(name) if left_training else "")
 
 
 def _interpolation_model(latent_dim: int, seed: int, images: torch.Tensor) -> VAE:

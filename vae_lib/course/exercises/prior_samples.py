@@ -18,6 +18,7 @@ from vae_lib.course.exercises.checking import (
     _close,
     _compare,
     _LearnerError,
+    _left_in_training_mode_failure,
     _near,
     _normal_distance,
     _recording_latents,
@@ -47,6 +48,8 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
         with _recording_latents(model) as decoded:
             hints = partial(_latent_width_hints, decoded, latent_dim)
             got = _call(name, sample_prior, model, count, _used_generator(seed), hints=hints)
+        left_training = model.training
+        model.eval()  # the rest of the check decodes as the notebook's next cell would, in eval mode
         training_mode = copy.deepcopy(model).train()
         with torch.no_grad():
             mistakes = [
@@ -74,6 +77,8 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
             failure = ""
         if not failure:
             failure = _repeated_samples_failure(sample_prior, model, count, seed, name)
+        if not failure and left_training:
+            failure = _left_in_training_mode_failure(name)
         if failure and "Looks like" not in failure and isinstance(got, torch.Tensor) and got.shape == expected.shape:
             again = _call(name, sample_prior, model, count, _used_generator(seed))
             if not torch.equal(got.detach(), again.detach()):
