@@ -72,7 +72,7 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
     for name, (images, reconstruction, mean, log_var, alpha) in loss_cases().items():
         inputs = {"reconstruction": reconstruction, "mean": mean, "log_var": log_var}
         leaves = {key: value.clone().requires_grad_() for key, value in inputs.items()}
-        returned = _call(name, loss_function, images, *(leaf.clone() for leaf in leaves.values()), alpha)
+        returned = _call(name, loss_function, images, *leaves.values(), alpha)
         if not (isinstance(returned, tuple | list) and len(returned) == 3):
             yield _not_three_failure(f"Case *{name}*", "values", returned)
             return

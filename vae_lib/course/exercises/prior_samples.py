@@ -86,15 +86,21 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
         yield failure
 
 
+def _repeats_with_one_generator(sample_prior: Callable, model: VAE, count: int, seed: int, case: str) -> bool | None:
+    """Return whether a second call with the generator of a first call gives the same images (the generator's state
+    copied or reset), or None when the two calls do not return tensors of one shape."""
+    generator = _used_generator(seed)
+    first = _call(case, sample_prior, model, count, generator)
+    second = _call("a second call with the same generator", sample_prior, model, count, generator)
+    if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)) or first.shape != second.shape:
+        return None
+    return torch.equal(first.detach(), second.detach())
+
+
 def _repeated_samples_failure(sample_prior: Callable, model: VAE, count: int, seed: int, name: str) -> str:
     """Return '' when two calls with one generator give different images, else a message: the generator's state was
     copied or reset, so a notebook's second call would repeat the first."""
-    generator = _used_generator(seed)
-    first = _call(name, sample_prior, model, count, generator)
-    second = _call("a second call with the same generator", sample_prior, model, count, generator)
-    if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)):
-        return ""
-    if not torch.equal(first.detach(), second.detach()):
+    if not _repeats_with_one_generator(sample_prior, model, count, seed, name):
         return ""
     return _with_hints(
         f"Case *{name}*: two calls with the same generator gave the same images.",
@@ -157,10 +163,7 @@ def _judged_by_its_latents(
         return False
     if not isinstance(other, torch.Tensor) or other.shape != got.shape or torch.equal(other.detach(), got.detach()):
         return False
-    generator = _used_generator(seed)
-    _call("a first call", sample_prior, model, count, generator)
-    later = _call("a second call with the same generator", sample_prior, model, count, generator)
-    if not isinstance(later, torch.Tensor) or later.shape != got.shape or torch.equal(later.detach(), got.detach()):
+    if _repeats_with_one_generator(sample_prior, model, count, seed, "a first call") is not False:
         return False  # the generator's seed was read, not its state: a notebook's second call repeats the first
     with _recording_latents(model) as many:
         _call(f"{PRIOR_DRAWS} samples", sample_prior, model, PRIOR_DRAWS, _used_generator(seed))
