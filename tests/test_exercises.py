@@ -1055,6 +1055,10 @@ def _decoded_one_by_one(model, count, g):
     return torch.cat([model.decode(z.unsqueeze(0)) for z in latents])
 
 
+def _one_more_decoded_the_last_dropped(model, count, g):
+    return model.decode(torch.randn(count + 1, model.latent_dim, generator=g))[:count]
+
+
 @pytest.mark.parametrize(
     "right",
     [
@@ -1062,8 +1066,9 @@ def _decoded_one_by_one(model, count, g):
         lambda model, count, g: model.decode(torch.randn(model.latent_dim, count, generator=g).T),
         lambda model, count, g: model.decode(torch.normal(0.0, 1.0, (count, model.latent_dim), generator=g)),
         _decoded_one_by_one,
+        _one_more_decoded_the_last_dropped,
     ],
-    ids=["one sample at a time", "transposed", "torch.normal", "decoded one by one"],
+    ids=["one sample at a time", "transposed", "torch.normal", "decoded one by one", "one more decoded, one dropped"],
 )
 def test_a_prior_sample_drawn_with_the_generator_another_way_passes(right) -> None:
     result = check_sample_prior(right)
@@ -1084,6 +1089,11 @@ def _uniform_one_at_a_time(model, count, g):
 
 def _same_draw_for_every_sample(model, count, g):
     return model.decode(torch.randn(1, model.latent_dim, generator=g).expand(count, -1))
+
+
+def _one_more_decoded_the_first_repeated(model, count, g):
+    images = model.decode(torch.randn(count + 1, model.latent_dim, generator=g))
+    return torch.cat([images[:1], images[: count - 1]])
 
 
 def _own_generator_one_at_a_time(model, count, g):
@@ -1107,6 +1117,7 @@ def _training_mode_one_at_a_time(model, count, g):
         _doubled_one_at_a_time,
         _uniform_one_at_a_time,
         _same_draw_for_every_sample,
+        _one_more_decoded_the_first_repeated,
         _own_generator_one_at_a_time,
         _one_value_for_every_dimension,
         _training_mode_one_at_a_time,
@@ -1116,6 +1127,7 @@ def _training_mode_one_at_a_time(model, count, g):
         "2·z",
         "uniform",
         "one z for all",
+        "one more decoded, the first repeated",
         "a generator of its own",
         "one value for every dimension",
         "training mode",
@@ -1232,13 +1244,40 @@ def _step_with_the_kl_of_distributions(model, optimizer, batch, alpha):
     return total.item(), recon.item(), kl_term.item()
 
 
+def _step_returning_numpy(model, optimizer, batch, alpha):
+    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.detach().numpy(), np.float32(recon.item()), kl_term.detach().numpy()
+
+
 @pytest.mark.parametrize(
-    "right", [_closure_step, _step_in_float64, _step_with_the_kl_of_distributions], ids=["closure", "float64", "KL"]
+    "right",
+    [_closure_step, _step_in_float64, _step_with_the_kl_of_distributions, _step_returning_numpy],
+    ids=["closure", "float64", "KL", "numpy"],
 )
 def test_a_right_step_written_another_way_passes_over_200_steps(right, small_train) -> None:
     # the closure's gradients were read before Adam called it; float rounding that differs grew to a few percent
-    # of a single step's KL by step 30-200, which the step-by-step comparison failed
-    assert check_training_step(right, small_train.images, steps=200).passed
+    # of a single step's KL by step 30-200, which the step-by-step comparison failed; NumPy's 0-d arrays and
+    # numbers were "not a tensor" where .item()'s floats passed
+    result = check_training_step(right, small_train.images, steps=200)
+    assert result.passed, result.details
+
+
+def _step_returning_numpy_arrays_of_one_value(model, optimizer, batch, alpha):
+    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return tuple(loss.detach().reshape(1).numpy() for loss in (total, recon, kl_term))
+
+
+def test_a_step_returning_numpy_arrays_of_one_value_is_told_they_are_not_tensors(small_train) -> None:
+    assert_fails_with(
+        check_training_step(_step_returning_numpy_arrays_of_one_value, small_train.images, steps=1),
+        "should be a tensor, got ndarray",
+    )
 
 
 def test_a_step_that_trains_differently_after_the_exact_steps_fails_on_its_mean_losses(small_train) -> None:

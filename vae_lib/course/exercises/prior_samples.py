@@ -135,7 +135,8 @@ def _drawn_from_the_prior_another_way(
 ) -> bool:
     """Return True when the learner's images are right though not torch.randn(count, latent_dim)'s: z drawn from
     N(0, I) with the generator some other way (one sample at a time, transposed, torch.normal), judged by what the
-    decoder was given. The images must be the eval-mode decoding of those latents; the same generator seed must give
+    decoder was given. The images must be the eval-mode decodings of as many of those latents (more may be
+    drawn and some images dropped); the same generator seed must give
     the same images whatever the global random state, another seed and a second call with the same generator other
     images; and PRIOR_DRAWS draws must look N(0, I): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the
     dimensions uncorrelated. The learner's code raising on one of these calls means no."""
@@ -150,11 +151,11 @@ def _judged_by_its_latents(
 ) -> bool:
     """Return _drawn_from_the_prior_another_way's answer; the learner's code raising raises _LearnerError."""
     latents = _latents_decoded(decoded, count, model.latent_dim)
-    if latents is None or not isinstance(got, torch.Tensor):
+    if latents is None or not isinstance(got, torch.Tensor) or got.shape[:1] != (count,):
         return False
     with torch.no_grad():
-        right = copy.deepcopy(model).eval().decode(latents)
-    if not _close(got.detach().double(), right, rtol=1e-4, atol=1e-5):
+        right = copy.deepcopy(model).eval().decode(latents).double()
+    if not _each_image_among(got.detach().double(), right):
         return False
     with _seeded(seed + 12345):  # another global random state: the draw must come from the generator alone
         again = _call("the same generator seed again", sample_prior, model, count, _used_generator(seed))
@@ -179,12 +180,22 @@ def _judged_by_its_latents(
 
 
 def _latents_decoded(decoded: Sequence[torch.Tensor], count: int, latent_dim: int) -> torch.Tensor | None:
-    """Return the latents a block decoded (_recording_latents), in one or several calls, as one count x latent_dim
-    tensor; None when they are not `count` latents of `latent_dim` values."""
+    """Return the latents a block decoded (_recording_latents), in one or several calls, as one tensor of
+    `latent_dim` columns; None when they are fewer than `count` latents of `latent_dim` values. More than `count` is
+    an answer that draws extra latents and keeps `count` of the images."""
     if not decoded or any(z.dim() != 2 or z.shape[1] != latent_dim for z in decoded):
         return None
     latents = torch.cat(list(decoded))
-    return latents if latents.shape == (count, latent_dim) else None
+    return latents if len(latents) >= count else None
+
+
+def _each_image_among(images: torch.Tensor, decoded: torch.Tensor) -> bool:
+    """Return whether each of `images` is one of the `decoded` images, no two of them the same one (which would be a
+    sample repeated)."""
+    if images.shape[1:] != decoded.shape[1:]:
+        return False
+    nearest = torch.cdist(images.flatten(1), decoded.flatten(1)).argmin(dim=1)
+    return len(set(nearest.tolist())) == len(nearest) and _close(images, decoded[nearest], rtol=1e-4, atol=1e-5)
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:

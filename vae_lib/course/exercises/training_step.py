@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -87,10 +88,29 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> Trai
             for index, indices in enumerate(order):
                 batch = to_model_input(images[indices])
                 hints = partial(_step_error_hints, grad_modes)
-                run.losses.append(_call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints))
+                losses = _call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints)
+                run.losses.append(_numpy_numbers_as_floats(losses))
                 if index < 2 or index == min(EXACT_STEPS, steps) - 1:
                     run.weights.append(_weights(model))
     return run
+
+
+def _numpy_numbers_as_floats(losses: object) -> object:
+    """Return a step's losses with each NumPy number or 0-d array (loss.detach().numpy()) as a Python float, which the
+    check takes as it takes loss.item()'s; anything else as it is."""
+    if not isinstance(losses, tuple | list):
+        return losses
+    return type(losses)(float(loss) if _is_numpy_number(loss) else loss for loss in losses)
+
+
+def _is_numpy_number(value: object) -> bool:
+    """Return whether `value` is a NumPy real number or a 0-d array of one."""
+    return (
+        isinstance(value, np.generic | np.ndarray)
+        and np.ndim(value) == 0
+        and np.issubdtype(np.asarray(value).dtype, np.number)
+        and not np.iscomplexobj(value)
+    )
 
 
 @contextmanager
