@@ -1311,17 +1311,26 @@ def _step_decaying_the_learning_rate(model, optimizer, batch, alpha):
     return train_step(model, optimizer, batch, alpha)
 
 
+def _step_decaying_the_learning_rate_after_it(model, optimizer, batch, alpha):
+    losses = train_step(model, optimizer, batch, alpha)
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.999
+    return losses
+
+
 @pytest.mark.parametrize(
     ("wrong", "phrase"),
     [
         (_step_with_the_kl_clamped_at_three, "the KL loss expected"),
         (_step_decaying_the_learning_rate, "Step 1: the weights moved differently from train_step's"),
+        (_step_decaying_the_learning_rate_after_it, "Step 2: the weights moved differently from train_step's"),
     ],
-    ids=["KL clamped at |μ| = 3", "learning rate 0.1 % lower each step"],
+    ids=["KL clamped at |μ| = 3", "learning rate 0.1 % lower each step", "learning rate lowered after each step"],
 )
 def test_a_step_slightly_off_is_caught_at_the_step_it_departs_however_late(wrong, phrase, small_train) -> None:
     # the first 20 steps were compared exactly and later ones by windowed means within 2-10 %: the clamped KL,
-    # right until |μ| passes 3, stayed within 9.9 % and passed; each step is now compared from the learner's weights
+    # right until |μ| passes 3, stayed within 9.9 % and passed; each step is now compared from the learner's weights,
+    # with the learning rate the check set
     assert_fails_with(check_training_step(wrong, small_train.images, steps=200), phrase)
 
 
@@ -1447,6 +1456,21 @@ def test_bernoulli_targets_thresholded_instead_of_rescaled_are_named() -> None:
 
 
 # --- a fourth pass: what the third pass's changes let through, and older gaps it found ---
+
+
+@pytest.mark.parametrize(
+    "clamped",
+    [lambda m, v: (m, v.clamp(min=-2.5)), lambda m, v: (m, v.clamp(-2, 2)), lambda m, v: (m.clamp(-3, 3), v)],
+    ids=["log σ² ≥ -2.5", "|log σ²| ≤ 2", "|μ| ≤ 3"],
+)
+def test_a_loss_with_a_kl_clamped_far_from_the_prior_fails_and_is_told_so(clamped) -> None:
+    # every case of the loss check was near the prior, where these clamps change nothing
+    def loss_with_a_clamped_kl(images, reconstruction, mean, log_var, alpha):
+        recon = 0.5 * F.mse_loss(reconstruction, images)
+        kl_term = kl(*clamped(mean, log_var))
+        return recon + alpha * kl_term, recon, kl_term
+
+    assert_fails_with(check_loss(loss_with_a_clamped_kl), "far from the prior", "is μ or log σ² clamped")
 
 
 def test_a_kl_clamped_far_from_the_prior_fails_and_is_told_so() -> None:

@@ -302,7 +302,11 @@ def _gradient_failure(
     hints = _diagnosed(diagnose)
     return _with_hints(
         f"Case *{case}*: {what} has the right value but the wrong gradient with respect to {' and '.join(wrong)}.",
-        hints or [f"part of it is detached (.detach(), .item(), numpy) or computed from a copy of {wrong[0]}."],
+        hints
+        or [
+            f"part of it is detached (.detach(), .item(), numpy), computed from a copy of {wrong[0]}, or {wrong[0]} "
+            "is clamped where its value sits at the bound (a clamp passes no gradient there)."
+        ],
     )
 
 

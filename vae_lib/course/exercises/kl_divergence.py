@@ -49,6 +49,10 @@ def _kl_of_one(mean: float, log_var: float) -> float:
 # Far from the prior, where a clamp of μ or log σ² (to keep the KL small) changes the KL; the other cases and the
 # probes stay within |μ| ≤ 2.
 KL_FAR_CASE = "one image far from the prior, μ = (5, -6), log σ² = (4, -5)"
+KL_CLAMP_HINT = (
+    "right near the prior, wrong far from it: is μ or log σ² clamped or clipped? The KL grows without bound as q "
+    "moves away from N(0, I), and the loss needs all of it."
+)
 
 
 def kl_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -95,10 +99,7 @@ def _kl_case_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]
     hints = _kl_hints(kl_divergence)
     if hints or not far:
         return hints
-    return [
-        "right near the prior, wrong far from it: is μ or log σ² clamped or clipped? The KL grows without bound as "
-        "q moves away from N(0, I), and the loss needs all of it."
-    ]
+    return [KL_CLAMP_HINT]
 
 
 def _kl_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import torch
 
@@ -28,13 +29,16 @@ from vae_lib.course.exercises.checking import (
     _result,
     _with_hints,
 )
-from vae_lib.course.exercises.kl_divergence import (
-    _kl_hints,
-)
+from vae_lib.course.exercises.kl_divergence import KL_CLAMP_HINT, KL_FAR_CASE, _kl_hints, kl_cases
 
 LOSS_NAMES = ("total", "reconstruction", "kl")
 LOSS_WHY = "the training step calls total.backward(): build the total from the inputs with torch operations"
 LOSS_TERMS_WHY = "return the two terms as tensors too, as vae_loss does (the caller reads them with .item())"
+
+
+# Where a KL of the learner's own that clamps μ or log σ² departs from the right one (the other cases stay near the
+# prior, as check_kl_divergence's far case explains).
+LOSS_FAR_CASE = "one 2 × 2 image far from the prior, μ = (5, -6), log σ² = (4, -5), alpha 0.01"
 
 
 def loss_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float]]:
@@ -55,6 +59,12 @@ def loss_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, to
             torch.tensor([[1.0, -2.0]]),
             torch.tensor([[1.0, 4.0]]).log(),
             0.1,
+        ),
+        LOSS_FAR_CASE: (
+            torch.tensor([[[[0.5, -1.0], [1.0, 0.0]]]]),
+            torch.tensor([[[[0.0, -1.0], [0.5, 0.5]]]]),
+            *kl_cases()[KL_FAR_CASE],
+            0.01,
         ),
     }
 
@@ -97,7 +107,7 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             kl,
             expected[2],
             _returned_loss_mistakes("kl", expected, alpha),
-            diagnose=lambda: _loss_kl_hints(probed),
+            diagnose=partial(_loss_kl_hints, probed, name == LOSS_FAR_CASE),
         )
         yield _compare(name, "the total", total, expected[0], diagnose=lambda: _total_hints(probed))
         yield _gradient_failure(name, "the total", total, leaves, expected[0], diagnose=lambda: _total_hints(probed))
@@ -266,14 +276,16 @@ def _compared_hints(
     ]
 
 
-def _loss_kl_hints(loss_function: Callable) -> list[str]:
-    """Return what is wrong with the KL term a loss function returns, probed as check_kl_divergence probes a KL."""
+def _loss_kl_hints(loss_function: Callable, far: bool = False) -> list[str]:
+    """Return what is wrong with the KL term a loss function returns, probed as check_kl_divergence probes a KL; on
+    the case far from the prior, where no probe finds a mistake, a clamp's."""
 
     def kl_of(mean: torch.Tensor, log_var: torch.Tensor) -> object:
         images = torch.zeros(len(mean), 1, 28, 28)
         return loss_function(images, images.clone(), mean, log_var, 0.001)[2]
 
-    return [f"{hint} (Check your KL with check_kl_divergence.)" for hint in _kl_hints(kl_of)]
+    hints = _kl_hints(kl_of) or ([KL_CLAMP_HINT] if far else [])
+    return [f"{hint} (Check your KL with check_kl_divergence.)" for hint in hints]
 
 
 def _total_hints(loss_function: Callable) -> list[str]:

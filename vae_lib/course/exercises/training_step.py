@@ -85,12 +85,17 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> Trai
         optimizer = torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
         run = TrainingRun([], [], [])
         twin, twin_optimizer = copy.deepcopy((model, optimizer))
+        settings = [
+            {key: value for key, value in group.items() if key != "params"} for group in twin_optimizer.param_groups
+        ]
         with _recording_grad_mode(model) as grad_modes:
             for index, indices in enumerate(order):
                 batch = to_model_input(images[indices])
                 before = _flat_weights(model)
                 twin.load_state_dict(model.state_dict())
                 twin_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # else the two share tensors
+                for group, setting in zip(twin_optimizer.param_groups, settings):
+                    group.update(setting)  # the learning rate the check set, whatever the learner's steps did to it
                 noise = torch.get_rng_state()
                 run.expected_losses.append(train_step(twin, twin_optimizer, batch, CHECK_ALPHA))
                 torch.set_rng_state(noise)
