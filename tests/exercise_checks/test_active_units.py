@@ -1,0 +1,64 @@
+"""The active-units check: the reference passes, and each named mistake is recognised by its hint."""
+
+import pytest
+import torch
+
+from vae_lib import active_dimensions
+from vae_lib.course.exercises import check_active_units
+
+from .answers import assert_fails_with
+
+
+def test_the_active_units_reference_passes() -> None:
+    assert check_active_units(lambda means, threshold=0.01: active_dimensions(means, threshold)).passed
+    assert check_active_units(lambda means, threshold=0.01: means.var(dim=0) > threshold).passed
+
+
+def test_active_dimensions_is_the_variance_of_the_means_over_images() -> None:
+    means = torch.tensor([[0.0, 5.0, 1.0], [0.2, 5.0, 1.05], [-0.2, 5.0, 0.95]])  # variances 0.04, 0, 0.0025
+    assert active_dimensions(means).tolist() == [True, False, False]
+    assert active_dimensions(means, threshold=0.002).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda means, threshold=0.01: means.mean(dim=0) > threshold, "the mean is used instead of the variance"),
+        (lambda means, threshold=0.01: means.std(dim=0) > threshold, "the standard deviation is used"),
+        (lambda means, threshold=0.01: means.var(dim=1) > threshold, "the variance is taken over dimensions"),
+        (lambda means, threshold=0.01: means.var(dim=0) > 0.01, "the threshold argument is ignored"),
+        (lambda means, threshold=0.01: means.var(dim=0), "one True/False per dimension"),
+    ],
+)
+def test_active_units_mistakes_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_active_units(wrong), phrase)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda means, threshold=0.01: means.var(dim=0) < threshold,
+        lambda means, threshold=0.01: means.var(0) <= threshold,
+    ],
+    ids=["<", "<="],
+)
+def test_an_inverted_comparison_of_the_variance_is_named(wrong) -> None:
+    assert_fails_with(check_active_units(wrong), "Looks like: the comparison is the wrong way round")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda means, threshold=0.01: torch.nonzero(means.var(dim=0) > threshold).flatten(), "these are the indices"),
+        (lambda means, threshold=0.01: (means.var(dim=0) > threshold).sum(), "this is how many dimensions are active"),
+    ],
+    ids=["indices", "count"],
+)
+def test_active_units_returned_as_indices_or_a_count_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_active_units(wrong), f"Looks like: {phrase}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.int32])
+def test_active_units_of_the_right_dimensions_in_another_dtype_are_told_to_keep_the_booleans(dtype) -> None:
+    result = check_active_units(lambda means, threshold: (means.var(dim=0) > threshold).to(dtype))
+    assert_fails_with(result, f"the right dimensions, made {dtype}: return the comparison's booleans")

@@ -1,0 +1,119 @@
+"""The Bernoulli reconstruction-term check (notebook 07): right terms pass, and each named mistake is recognised."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_lib.course.exercises import check_bernoulli_reconstruction
+
+from .answers import assert_fails_with
+
+
+def _bce_sum(images: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    targets = (images + 1) / 2
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(dim=(1, 2, 3)).mean()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _bce_sum,
+        lambda x, logits: (
+            -torch.distributions.Bernoulli(logits=logits, validate_args=False)
+            .log_prob((x + 1) / 2)
+            .flatten(1)
+            .sum(1)
+            .mean()
+        ),
+        lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="sum") / len(x),
+        lambda x, logits: (F.softplus(logits) - logits * (x + 1) / 2).flatten(1).sum(1).mean(),
+    ],
+    ids=["bce with logits", "torch.distributions", "sum then divide", "softplus rearranged"],
+)
+def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
+    result = check_bernoulli_reconstruction(answer)
+    assert result.passed, result.details
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (lambda x, logits: _bce_sum(x, logits) / 784, "a mean over pixels"),
+        (lambda x, logits: -_bce_sum(x, logits), "the sign"),
+        (lambda x, logits: _bce_sum(x, logits) * len(x), "summed over images"),
+        (lambda x, logits: _bce_sum(x, torch.sigmoid(logits)), "probabilities passed as logits"),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean(),
+            "the targets",
+        ),
+        (lambda x, logits: _bce_sum(x, logits).item(), "turned into a Python number"),
+        (lambda x, logits: _bce_sum(x, logits.detach()), "carries no gradient"),
+        (
+            lambda x, logits: (F.softplus(logits.detach()) - logits * (x + 1) / 2).flatten(1).sum(1).mean(),
+            "the right value but the wrong gradient with respect to logits",
+        ),
+        # not among the listed mistakes: an average over pixels taken with torch.mean over everything
+        (lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2), "a mean over pixels"),
+    ],
+    ids=[
+        "pixel mean",
+        "sign",
+        "image sum",
+        "probabilities",
+        "targets in [-1, 1]",
+        "float",
+        "detached",
+        "softplus detached",
+        "mean all",
+    ],
+)
+def test_wrong_bernoulli_terms_get_a_hint_that_names_the_mistake(answer, hint: str) -> None:
+    result = check_bernoulli_reconstruction(answer)
+    assert not result.passed and hint in result.details, result.details
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda x, logits: 0.5 * ((torch.tanh(logits) - x) ** 2).flatten(1).sum(1).mean(),
+        lambda x, logits: _bce_sum(torch.sigmoid(x) * 2 - 1, logits),
+    ],
+    ids=["a squared error", "sigmoid of the images as targets"],
+)
+def test_a_term_that_is_not_the_bernoulli_one_is_not_blamed_on_targets_in_minus_one_to_one(wrong) -> None:
+    result = check_bernoulli_reconstruction(wrong)
+    assert_fails_with(result, "a pixel's term is not the Bernoulli's −log p", "softplus(2) = 2.127")
+    assert "not the images in [-1, 1]" not in result.details
+
+
+def test_bernoulli_targets_thresholded_instead_of_rescaled_are_named() -> None:
+    def thresholded(images, logits):
+        targets = (images > 0).float()
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="sum") / len(images)
+
+    assert_fails_with(
+        check_bernoulli_reconstruction(thresholded), "Looks like: the targets are thresholded, images > 0"
+    )
+
+
+def test_a_bernoulli_of_the_raw_images_is_told_the_targets_are_minus_one_and_one() -> None:
+    from torch.distributions import Bernoulli
+
+    result = check_bernoulli_reconstruction(
+        lambda x, logits: -Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)).mean()
+    )
+    assert_fails_with(result, "a binarised image's pixels are -1 and 1")
+    assert "validate_args" not in result.details
+
+
+def test_a_bernoulli_term_of_torch_distributions_refusing_grey_targets_is_told_validate_args() -> None:
+    from torch.distributions import Bernoulli
+
+    def validated(images, logits):
+        return -Bernoulli(logits=logits).log_prob((images + 1) / 2).sum(dim=(1, 2, 3)).mean()
+
+    def unvalidated(images, logits):
+        return -Bernoulli(logits=logits, validate_args=False).log_prob((images + 1) / 2).sum(dim=(1, 2, 3)).mean()
+
+    assert_fails_with(check_bernoulli_reconstruction(validated), "raised ValueError", "pass validate_args=False")
+    assert check_bernoulli_reconstruction(unvalidated).passed

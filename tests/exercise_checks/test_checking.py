@@ -1,0 +1,195 @@
+"""What all exercise checks share: the learner's exceptions, failed backwards, changed inputs, wrong kinds of value."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_lib.core.objective import kl_per_dimension
+from vae_lib.course.exercises import (
+    check_active_units,
+    check_bernoulli_reconstruction,
+    check_decoder_input,
+    check_interpolate,
+    check_kl_divergence,
+    check_loss,
+    check_reparameterise,
+    check_sample_prior,
+)
+
+from .answers import assert_fails_with, decoder_input, interpolate, kl, loss, reparameterise
+
+
+def _raises(*_):
+    raise ValueError("a mistake of the learner's")
+
+
+@pytest.mark.parametrize(
+    ("check", "case"),
+    [
+        (check_reparameterise, "20000 draws"),
+        (check_kl_divergence, "one image, μ = (1, -2)"),
+        (check_loss, "3 images of 28 × 28"),
+        (check_sample_prior, "2-D model, 6 samples"),
+        (check_interpolate, "2-D model, 5 steps"),
+        (check_active_units, "500 images"),
+        (check_bernoulli_reconstruction, "four binarised images"),
+        (check_decoder_input, "4 latents of 2-D"),
+    ],
+)
+def test_an_exception_in_the_learners_code_is_a_failed_check_that_names_the_case(check, case) -> None:
+    result = check(_raises)
+    assert_fails_with(result, f"Case *{case}", "your function raised ValueError: a mistake of the learner's")
+
+
+def _noise_scaled_in_place(mean, log_var):
+    sigma = torch.exp(0.5 * log_var)
+    sigma.mul_(torch.randn_like(sigma))  # exp's output, which its backward needs
+    return mean + sigma
+
+
+def _kl_in_place(mean, log_var):
+    terms = log_var.exp()
+    terms.sub_(log_var).sub_(1).add_(mean.pow(2))
+    return 0.5 * terms.sum(dim=1).mean()
+
+
+def _bernoulli_clamped_in_place(images, logits):
+    probabilities = torch.sigmoid(logits)
+    probabilities.clamp_(1e-6, 1 - 1e-6)
+    return F.binary_cross_entropy(probabilities, (images + 1) / 2, reduction="sum") / len(images)
+
+
+def _backward_inside(function):
+    def answer(*arguments):
+        result = function(*arguments)
+        (result[0] if isinstance(result, tuple) else result).sum().backward()
+        return result
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("check", "answer", "phrase"),
+    [
+        (
+            check_reparameterise,
+            _noise_scaled_in_place,
+            "a tensor autograd saved for the backward pass is changed in place",
+        ),
+        (check_kl_divergence, _kl_in_place, "a tensor autograd saved for the backward pass is changed in place"),
+        (
+            check_bernoulli_reconstruction,
+            _bernoulli_clamped_in_place,
+            "a tensor autograd saved for the backward pass is changed in place",
+        ),
+        (check_reparameterise, _backward_inside(reparameterise), "backward() is already called inside your function"),
+        (check_kl_divergence, _backward_inside(kl), "backward() is already called inside your function"),
+        (check_loss, _backward_inside(loss), "backward() is already called inside your function"),
+    ],
+    ids=["reparameterise", "kl", "bernoulli", "reparameterise, backward", "kl, backward", "loss, backward"],
+)
+def test_a_result_whose_backward_fails_is_a_failed_check_that_says_why(check, answer, phrase) -> None:
+    # the checks' gradient comparison raised the learner's RuntimeError
+    assert_fails_with(check(answer), "fails:", f"Looks like: {phrase}")
+
+
+def test_answers_that_change_their_inputs_in_place_fail_naming_the_input() -> None:
+    # the checks computed the expected values from the images the answer had changed; then, given copies, passed
+    # answers whose change of μ in place would corrupt the KL computed after them
+    def reparameterise_in_place(mean, log_var):
+        return mean.add_(torch.exp(0.5 * log_var) * torch.randn_like(mean))
+
+    def bernoulli_in_place(images, logits):
+        images += 1
+        images /= 2
+        return F.binary_cross_entropy_with_logits(logits, images, reduction="none").sum(dim=(1, 2, 3)).mean()
+
+    def loss_in_place(images, reconstruction, mean, log_var, alpha):
+        difference = images.sub_(reconstruction)
+        recon = 0.5 * difference.pow(2).mean()
+        return recon + alpha * kl(mean, log_var), recon, kl(mean, log_var)
+
+    for result, name in (
+        (check_reparameterise(reparameterise_in_place), "`mean`"),
+        (check_bernoulli_reconstruction(bernoulli_in_place), "`images`"),
+        (check_loss(loss_in_place), "`images`"),
+    ):
+        assert_fails_with(result, f"your function changed its input {name} in place", "compute new tensors instead")
+
+
+@pytest.mark.parametrize(
+    ("check", "answer", "phrase"),
+    [
+        (check_reparameterise, lambda mean, log_var: None, "returns None: is its `return` line missing?"),
+        (check_kl_divergence, lambda m, v: (kl(m, v), kl_per_dimension(m, v)), "a tuple of 2 values; the KL should"),
+        (check_loss, lambda *args: None, "returns None"),
+        (check_interpolate, lambda model, a, b, steps: list(interpolate(model, a, b, steps)), "a list of 5 values"),
+        (check_decoder_input, lambda z, y, classes: (z, F.one_hot(y, classes)), "a tuple of 2 values"),
+    ],
+    ids=["None", "tuple", "loss None", "list of images", "tuple of tensors"],
+)
+def test_nothing_or_several_values_returned_is_told_so_not_blamed_on_numpy(check, answer, phrase) -> None:
+    result = check(answer)
+    assert_fails_with(result, phrase)
+    assert ".numpy()" not in result.details
+
+
+@pytest.mark.parametrize(
+    ("check", "answer"),
+    [
+        (check_kl_divergence, lambda m, v: {"kl": kl(m, v)}),
+        (check_decoder_input, lambda z, y, c: {"codes": decoder_input(z, y, c)}),
+    ],
+    ids=["kl", "decoder input"],
+)
+def test_a_dict_returned_is_told_so(check, answer) -> None:
+    assert_fails_with(check(answer), "your function returns a dict")
+
+
+def _sample_then_train(model, count, generator):
+    images = model.decode(torch.randn(count, model.latent_dim, generator=generator))
+    model.train()
+    return images
+
+
+def _interpolate_then_train(model, start_image, end_image, steps):
+    images = interpolate(model, start_image, end_image, steps)
+    model.train()
+    return images
+
+
+@pytest.mark.parametrize(
+    ("check", "answer"),
+    [(check_sample_prior, _sample_then_train), (check_interpolate, _interpolate_then_train)],
+    ids=["sample_prior", "interpolate"],
+)
+def test_an_answer_leaving_the_model_in_training_mode_fails_though_its_images_are_right(check, answer) -> None:
+    assert_fails_with(check(answer), "the images are right, but your function leaves the model in training mode")
+
+
+def test_an_unfinished_exercise_raises_not_implemented_error() -> None:
+    def unfinished(mean, log_var):
+        raise NotImplementedError
+
+    with pytest.raises(NotImplementedError):
+        check_kl_divergence(unfinished)
+    with pytest.raises(NotImplementedError):  # although the decoder-input check turns a RuntimeError into a hint
+        check_decoder_input(lambda latents, labels, classes: unfinished(latents, labels))
+
+
+def test_torchs_own_not_implemented_error_is_a_failed_check_not_an_unfinished_exercise() -> None:
+    # torch raises NotImplementedError for bool subtraction; only the stub's bare one stops a check cell
+    def bool_targets(images, logits):
+        return F.binary_cross_entropy_with_logits(logits, images > 0, reduction="sum") / len(images)
+
+    assert_fails_with(check_bernoulli_reconstruction(bool_targets), "your function raised NotImplementedError")
+    with pytest.raises(NotImplementedError):
+        check_bernoulli_reconstruction(lambda images, logits: (_ for _ in ()).throw(NotImplementedError))
+
+
+def test_the_checks_leave_the_global_random_state_alone() -> None:
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    check_reparameterise(reparameterise)
+    assert torch.equal(torch.rand(3), expected)

@@ -1,0 +1,78 @@
+"""The conditional decoder's input check: the reference passes, and each named mistake is recognised by its hint."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_lib.core.model import ConditionalVAE
+from vae_lib.course.exercises import check_decoder_input
+
+from .answers import assert_fails_with, decoder_input
+
+
+def test_the_decoder_input_reference_passes_and_is_what_the_conditional_model_decodes() -> None:
+    assert check_decoder_input(decoder_input).passed
+    torch.manual_seed(0)
+    model = ConditionalVAE(latent_dim=2, widths=(4, 8, 8, 16)).eval()
+    latents, labels = torch.randn(5, 2), torch.tensor([0, 3, 9, 3, 1])
+    features = model.from_latent(decoder_input(latents, labels, 10)).view(-1, *model.feature_shape)
+    assert torch.equal(model.decoder(features), model.decoder_output(latents, labels))
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        lambda z, y, classes: torch.cat((z, torch.eye(classes)[y]), 1),
+        lambda z, y, classes: torch.hstack([z, torch.zeros(len(y), classes).scatter_(1, y.view(-1, 1), 1.0)]),
+        lambda z, y, classes: torch.cat([z, F.one_hot(y, classes)], dim=-1),  # long one-hot: cat promotes to float
+    ],
+    ids=["rows of an identity", "scatter into zeros", "long one-hot, dim -1"],
+)
+def test_a_decoder_input_written_another_way_passes(right) -> None:
+    assert check_decoder_input(right).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda z, y, classes: torch.cat([z, y.view(-1, 1).float()], dim=1), "appended as one number"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y).float()], dim=1), "as wide as the batch's largest label"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y, classes).float()]), "along dim 0, the batch"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y, classes).float()], dim=0), "along dim 0, the batch"),
+        (lambda z, y, classes: z, "the label is left out"),
+        (lambda z, y, classes: F.one_hot(y, classes).float(), "z is left out"),
+        (lambda z, y, classes: torch.cat([F.one_hot(y, classes).float(), z], dim=1), "the label comes first"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y.float(), classes)], dim=1), "do not turn them into floats"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y, classes - 1).float()], dim=1), "needs 10, one per class"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y, 3).float()], dim=1), "narrower than the labels"),
+        (lambda z, y, classes: decoder_input(z.detach(), y, classes), "carries no gradient"),
+        (lambda z, y, classes: decoder_input(z, (y + 1) % classes, classes), "each 1 sits one place after its label"),
+        (lambda z, y, classes: decoder_input(z, (y - 1) % classes, classes), "each 1 sits one place before its label"),
+        (lambda z, y, classes: decoder_input(z, y + 1, classes), "each 1 sits one place after its label"),
+        (lambda z, y, classes: decoder_input(z, y - 1, classes), "a label became negative (labels - 1?)"),
+        (lambda z, y, classes: decoder_input(z, y, classes).tolist(), "should be a tensor"),
+    ],
+)
+def test_decoder_input_mistakes_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_decoder_input(wrong), phrase)
+
+
+def test_a_failed_decoder_input_check_says_which_case_and_expected_against_got() -> None:
+    result = check_decoder_input(lambda z, y, classes: torch.cat([z, F.one_hot(y).float()], dim=1))
+    assert result.details.startswith("Case *4 latents of 2-D, labels 3, 0, 2, 1 of 10 classes*: the decoder input ")
+    assert "expected shape (4, 12)" in result.details and "got shape (4, 6)" in result.details
+
+
+def test_a_decoder_input_cut_from_z_and_made_a_leaf_again_fails() -> None:
+    result = check_decoder_input(lambda z, y, c: decoder_input(z.detach(), y, c).requires_grad_())
+    assert_fails_with(result, "the right value but the wrong gradient with respect to latents")
+
+
+def test_a_decoder_input_of_float64_fails_because_the_decoder_takes_float32() -> None:
+    result = check_decoder_input(lambda z, y, classes: torch.cat([z, F.one_hot(y, classes).double()], dim=1))
+    assert_fails_with(result, "the decoder input is torch.float64, where z is torch.float32")
+
+
+def test_a_decoder_input_in_half_precision_is_told_its_dtype() -> None:
+    result = check_decoder_input(lambda z, y, c: decoder_input(z, y, c).half())
+    assert_fails_with(result, "the decoder input is torch.float16, where z is torch.float32")

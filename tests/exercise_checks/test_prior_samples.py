@@ -1,0 +1,168 @@
+"""The check of sampling from the prior: the reference passes, and each named mistake is recognised by its hint."""
+
+import pytest
+import torch
+
+from vae_lib.course.exercises import check_sample_prior
+
+from .answers import assert_fails_with
+
+
+def test_the_sampling_reference_passes() -> None:
+    assert check_sample_prior(lambda model, count, generator: model.sample(count, generator=generator)).passed
+
+
+def _one_sample_at_a_time(model, count, g):
+    return model.decode(torch.stack([torch.randn(model.latent_dim, generator=g) for _ in range(count)]))
+
+
+def _decoded_one_by_one(model, count, g):
+    latents = torch.randn(count, model.latent_dim, generator=g)
+    return torch.cat([model.decode(z.unsqueeze(0)) for z in latents])
+
+
+def _one_more_decoded_the_last_dropped(model, count, g):
+    return model.decode(torch.randn(count + 1, model.latent_dim, generator=g))[:count]
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        _one_sample_at_a_time,
+        lambda model, count, g: model.decode(torch.randn(model.latent_dim, count, generator=g).T),
+        lambda model, count, g: model.decode(torch.normal(0.0, 1.0, (count, model.latent_dim), generator=g)),
+        _decoded_one_by_one,
+        _one_more_decoded_the_last_dropped,
+    ],
+    ids=["one sample at a time", "transposed", "torch.normal", "decoded one by one", "one more decoded, one dropped"],
+)
+def test_a_prior_sample_drawn_with_the_generator_another_way_passes(right) -> None:
+    result = check_sample_prior(right)
+    assert result.passed, result.details
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda model, count, g: torch.randn(count, model.latent_dim, generator=g), "these are the latents"),
+        (lambda model, count, g: model.decode(torch.rand(count, model.latent_dim, generator=g)), "torch.rand"),
+        (lambda model, count, g: model.decode(torch.randn(count, model.latent_dim)), "the generator is not used"),
+        (
+            lambda model, count, g: model.train().decode(torch.randn(count, model.latent_dim, generator=g)),
+            "training mode",
+        ),
+    ],
+)
+def test_sampling_mistakes_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_sample_prior(wrong), phrase)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda model, count, g: model.decode(2 * torch.randn(count, model.latent_dim, generator=g)),
+            "the decoder is given 2·z",
+        ),
+        (
+            lambda model, count, g: model.decode(0.5 * torch.randn(count, model.latent_dim, generator=g)),
+            "the decoder is given 0.5·z",
+        ),
+        (lambda model, count, g: model.decode(torch.zeros(count, model.latent_dim)), "every sample decodes z = 0"),
+    ],
+    ids=["2·z", "0.5·z", "zeros"],
+)
+def test_latents_that_are_not_drawn_from_the_standard_normal_are_named(wrong, phrase) -> None:
+    result = check_sample_prior(wrong)
+    assert_fails_with(result, "Case *2-D model", f"Looks like: {phrase}")
+    assert "the generator is not used" not in result.details
+
+
+def test_a_latent_size_written_in_fails_the_check_on_the_other_model_and_says_so() -> None:
+    result = check_sample_prior(lambda model, count, g: model.decode(torch.randn(count, 2, generator=g)))
+    assert_fails_with(
+        result,
+        "Case *8-D model, 4 samples, generator seeded 1*: your function raised RuntimeError",
+        "z has 2 values per sample, where this model's latent space has 8",
+        "model.latent_dim",
+    )
+
+
+def _global_one_at_a_time(model, count, g):
+    return model.decode(torch.stack([torch.randn(model.latent_dim) for _ in range(count)]))
+
+
+def _doubled_one_at_a_time(model, count, g):
+    return model.decode(torch.stack([2 * torch.randn(model.latent_dim, generator=g) for _ in range(count)]))
+
+
+def _uniform_one_at_a_time(model, count, g):
+    return model.decode(torch.stack([torch.rand(model.latent_dim, generator=g) * 2 - 1 for _ in range(count)]))
+
+
+def _same_draw_for_every_sample(model, count, g):
+    return model.decode(torch.randn(1, model.latent_dim, generator=g).expand(count, -1))
+
+
+def _one_more_decoded_the_first_repeated(model, count, g):
+    images = model.decode(torch.randn(count + 1, model.latent_dim, generator=g))
+    return torch.cat([images[:1], images[: count - 1]])
+
+
+def _own_generator_one_at_a_time(model, count, g):
+    own = torch.Generator().manual_seed(0)
+    return model.decode(torch.stack([torch.randn(model.latent_dim, generator=own) for _ in range(count)]))
+
+
+def _one_value_for_every_dimension(model, count, g):
+    return model.decode(torch.randn(count, 1, generator=g).repeat(1, model.latent_dim))
+
+
+def _training_mode_one_at_a_time(model, count, g):
+    model.train()
+    return model.decode(torch.stack([torch.randn(model.latent_dim, generator=g) for _ in range(count)]))
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        _global_one_at_a_time,
+        _doubled_one_at_a_time,
+        _uniform_one_at_a_time,
+        _same_draw_for_every_sample,
+        _one_more_decoded_the_first_repeated,
+        _own_generator_one_at_a_time,
+        _one_value_for_every_dimension,
+        _training_mode_one_at_a_time,
+    ],
+    ids=[
+        "global generator",
+        "2·z",
+        "uniform",
+        "one z for all",
+        "one more decoded, the first repeated",
+        "a generator of its own",
+        "one value for every dimension",
+        "training mode",
+    ],
+)
+def test_a_prior_sample_drawn_another_way_still_fails_when_it_is_wrong(wrong) -> None:
+    assert_fails_with(check_sample_prior(wrong), "-D model, ", " samples, generator seeded ")
+
+
+def test_a_sample_that_seeds_the_generator_again_fails_and_is_told_so() -> None:
+    # seeded from the generator's initial seed, it drew the same z at every call, and passed
+    def reseeding(model, count, generator):
+        torch.manual_seed(generator.initial_seed())
+        return model.decode(torch.randn(count, model.latent_dim))
+
+    assert_fails_with(check_sample_prior(reseeding), "the first draws of a generator seeded 0 afresh")
+
+
+def test_a_sample_copying_the_generators_state_fails_because_calls_repeat() -> None:
+    def copying(model, count, generator):
+        copy = torch.Generator()
+        copy.set_state(generator.get_state())
+        return model.decode(torch.randn(count, model.latent_dim, generator=copy))
+
+    assert_fails_with(check_sample_prior(copying), "two calls with the same generator gave the same images")

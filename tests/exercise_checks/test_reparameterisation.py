@@ -1,0 +1,164 @@
+"""The reparameterisation check: the reference passes, and each named mistake is recognised by its hint."""
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Normal
+
+from vae_lib import VAE
+from vae_lib.course.exercises import check_reparameterise
+
+from .answers import assert_fails_with, reparameterise
+
+
+def test_the_reparameterisation_reference_passes_also_when_the_noise_is_drawn_another_way() -> None:
+    assert check_reparameterise(VAE.reparameterise).passed
+    assert check_reparameterise(reparameterise).passed
+    assert check_reparameterise(lambda mean, log_var: mean + torch.randn(mean.shape) * log_var.mul(0.5).exp()).passed
+
+
+@pytest.mark.parametrize(
+    "right",
+    [
+        lambda mean, log_var: Normal(mean, torch.exp(0.5 * log_var)).rsample(),
+        lambda mean, log_var: mean + log_var.exp().sqrt() * torch.normal(torch.zeros_like(mean), 1.0),
+    ],
+    ids=["Normal.rsample", "sqrt of the variance, torch.normal noise"],
+)
+def test_a_reparameterisation_written_another_way_passes(right) -> None:
+    assert check_reparameterise(right).passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.exp(), "scaled by the variance"),
+        (lambda mean, log_var: mean + torch.randn_like(mean) * log_var, "log_var is used as σ"),
+        (lambda mean, log_var: mean + torch.randn_like(mean), "not scaled by σ"),
+        (lambda mean, log_var: mean + 0 * log_var, "z is not random"),
+        (lambda mean, log_var: mean + torch.randn(1) * log_var.mul(0.5).exp(), "one ε is shared"),
+        (lambda mean, log_var: torch.randn_like(mean) * log_var.mul(0.5).exp(), "the mean is not added"),
+        (lambda mean, log_var: torch.normal(mean.detach(), log_var.mul(0.5).exp().detach()), "no gradient"),
+        (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.mul(0.5).exp().detach(), "dz/dlog_var"),
+        (lambda mean, log_var: mean + torch.rand_like(mean) * log_var.mul(0.5).exp(), "ε is uniform"),
+        # the right mean and spread, the wrong distribution: only the shape of ε's distribution tells
+        (lambda mean, log_var: mean + (torch.rand_like(mean) - 0.5) * 12**0.5 * log_var.mul(0.5).exp(), "ε is uniform"),
+        (lambda mean, log_var: mean + (torch.randn_like(mean) + 1) * log_var.mul(0.5).exp(), "not 0: ε ~ N(0, I)"),
+        (lambda mean, log_var: 2 * mean + torch.randn_like(mean) * log_var.mul(0.5).exp(), "the average z is 2·μ"),
+        (lambda mean, log_var: mean + 2 * torch.randn_like(mean) * log_var.mul(0.5).exp(), "z spreads 2 times σ"),
+        (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.mul(0.25).exp(), "σ to the power 0.5"),
+        (lambda mean, log_var: mean + torch.randn(len(mean), 1) * log_var.mul(0.5).exp(), "share one ε"),
+        (lambda mean, log_var: mean + torch.randn(mean.shape[1]) * log_var.mul(0.5).exp(), "shared by all the images"),
+        (lambda mean, log_var: (torch.manual_seed(0), reparameterise(mean, log_var))[1], "a seed is set inside"),
+        (lambda mean, log_var: mean, "z is not random"),
+        # a little off, each in one property only: the check's tolerances are tighter than these
+        (lambda mean, log_var: mean + (torch.randn_like(mean) + 0.1) * log_var.mul(0.5).exp(), "not 0: ε ~ N(0, I)"),
+        (lambda mean, log_var: mean + 1.1 * torch.randn_like(mean) * log_var.mul(0.5).exp(), "z spreads 1.1 times σ"),
+        (
+            lambda mean, log_var: (
+                mean
+                + (0.7**0.5 * torch.randn_like(mean) + 0.3**0.5 * torch.randn(len(mean), 1)) * log_var.mul(0.5).exp()
+            ),
+            "z's dimensions move together over the draws (correlation 0.3",
+        ),
+        (lambda mean, log_var: reparameterise(mean, log_var).detach().numpy(), "should be a tensor, got ndarray"),
+    ],
+)
+def test_reparameterisation_mistakes_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_reparameterise(wrong), phrase)
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda mean, log_var: mean + torch.randn_like(mean) * torch.sqrt(log_var),
+        lambda mean, log_var: mean + torch.randn_like(mean) * torch.log(log_var),
+    ],
+    ids=["square root of log_var", "log of log_var"],
+)
+def test_a_square_root_or_log_of_log_var_is_told_it_gives_nan_for_negative_log_variances(wrong) -> None:
+    # σ² = 0.25 has log σ² = -1.39: its dimension of z is NaN, which no distance from a normal distribution measures
+    result = check_reparameterise(wrong)
+    assert_fails_with(
+        result, "z is NaN in the dimensions with σ² = 0.25", "negative log-variances", "exp(0.5 · log_var)"
+    )
+    assert "Kolmogorov-Smirnov" not in result.details and "nan" not in result.details
+
+
+def test_a_dimension_of_z_without_noise_is_named_not_called_clipped() -> None:
+    result = check_reparameterise(lambda m, v: m + torch.randn_like(m) * torch.sqrt(v).nan_to_num())
+    assert_fails_with(result, "z does not vary over the draws in the dimensions with σ² = 0.25", "σ is 0 where")
+    assert "clipped" not in result.details and "nan" not in result.details
+
+
+@pytest.mark.parametrize("bound", [1.0, 2.0, 3.0])
+def test_clipped_noise_is_named_as_clipped_even_where_its_spread_and_distribution_pass(bound) -> None:
+    # at ±1 the draws looked uniform, at ±2 only their spread was off, at ±3 the check passed
+    result = check_reparameterise(
+        lambda mean, log_var: mean + torch.randn_like(mean).clamp(-bound, bound) * log_var.mul(0.5).exp()
+    )
+    assert_fails_with(result, "Looks like: ε is clipped", "sit at exactly the same lowest or highest value")
+    assert "uniform" not in result.details
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [lambda mean: torch.randn_like(mean).sign(), lambda mean: torch.randint(-3, 4, mean.shape) / 2],
+    ids=["sign", "randint"],
+)
+def test_noise_of_few_values_is_named_not_called_clipped(noise) -> None:
+    result = check_reparameterise(lambda m, v: m + noise(m) * v.mul(0.5).exp())
+    assert_fails_with(result, "Looks like: ε takes few values")
+    assert "clipped" not in result.details
+
+
+def test_noise_of_the_wrong_distribution_is_measured_by_its_distance_from_a_normal_one() -> None:
+    result = check_reparameterise(lambda mean, log_var: mean + torch.rand_like(mean) * log_var.mul(0.5).exp())
+    # U(0, 1) standardised against N(0, 1): the largest gap of the two distribution functions is about 0.059
+    distance = float(result.details.split("Kolmogorov-Smirnov distance ")[1].split(" ")[0])
+    assert 0.05 < distance < 0.07
+
+
+def test_a_standard_deviation_shared_by_the_dimensions_is_named() -> None:
+    result = check_reparameterise(
+        lambda mean, log_var: mean + torch.randn_like(mean) * log_var.mul(0.5).exp().mean(dim=1, keepdim=True)
+    )
+    assert_fails_with(result, "z spreads the same in every dimension (≈ 1.83) where σ differs", "elementwise")
+    assert "to the power" not in result.details
+
+
+def test_a_standard_deviation_without_its_exp_is_told_the_exp_is_forgotten() -> None:
+    result = check_reparameterise(lambda mean, log_var: mean + torch.randn_like(mean) * 0.5 * log_var)
+    assert_fails_with(result, "Looks like: σ is taken as 0.5 · log_var", "with the exp forgotten")
+    assert "log_var is used as σ" not in result.details
+
+
+def test_noise_left_out_of_a_dimension_by_position_is_told_apart_from_a_relu_of_log_var() -> None:
+    def sliced(mean, log_var):
+        z = mean.clone()
+        z[:, 1:] = mean[:, 1:] + torch.exp(0.5 * log_var[:, 1:]) * torch.randn_like(mean[:, 1:])
+        return z
+
+    result = check_reparameterise(sliced)
+    assert_fails_with(result, "z's dimension 0 stays still wherever its σ² is")
+    assert "relu" not in result.details
+
+
+def test_a_z_cut_from_its_inputs_and_made_a_leaf_again_is_told_it_is_detached() -> None:
+    result = check_reparameterise(lambda m, v: reparameterise(m, v).detach().requires_grad_())
+    assert_fails_with(result, "z has no gradient with respect to mean or log_var", ".detach().requires_grad_()")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "dtype"),
+    [
+        (lambda mean, log_var: mean + torch.from_numpy(np.random.randn(*mean.shape)) * log_var.mul(0.5).exp(), "64"),
+        (lambda mean, log_var: reparameterise(mean, log_var).half(), "16"),
+    ],
+    ids=["numpy noise, float64", "half"],
+)
+def test_a_z_of_another_dtype_than_mean_fails_and_says_so(wrong, dtype) -> None:
+    # numpy's noise is float64: the check crashed on it (Float did not match Double); half failed on its gradient
+    result = check_reparameterise(wrong)
+    assert_fails_with(result, f"z is torch.float{dtype}, where mean is torch.float32", "keep mean's dtype")
+    assert "σ is not computed" not in result.details

@@ -1,0 +1,373 @@
+"""The training-step check: the reference passes, and each named mistake is recognised by its hint."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_lib import train_step, vae_loss
+from vae_lib.course.exercises import check_training_step
+
+from .answers import assert_fails_with, kl_of_distributions
+
+
+def step(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_loop_of_a_few_hundred_learner_steps_matches_train_step(small_train) -> None:
+    assert check_training_step(step, small_train.images, steps=200).passed
+
+
+def test_a_step_check_of_one_step_runs(small_train) -> None:
+    assert check_training_step(step, small_train.images, steps=1).passed
+
+
+def step_by_hand_zeroing_at_the_end(model, optimizer, batch, alpha):
+    model.train()
+    reconstruction, mean, log_var = model(batch)
+    recon = ((reconstruction - batch) ** 2).mean() / 2
+    kl_term = 0.5 * (mean.pow(2) + log_var.exp() - log_var - 1).sum(dim=1).mean()
+    total = recon + alpha * kl_term
+    total.backward()
+    optimizer.step()
+    model.zero_grad(set_to_none=False)
+    return total.detach(), recon.detach(), kl_term.detach()
+
+
+def test_a_step_written_another_way_with_zero_grad_at_the_end_passes(small_train) -> None:
+    assert check_training_step(step_by_hand_zeroing_at_the_end, small_train.images, steps=200).passed
+
+
+def _closure_step(model, optimizer, batch, alpha):
+    losses = []
+
+    def closure():
+        optimizer.zero_grad()
+        losses[:] = vae_loss(batch, *model(batch), alpha)
+        losses[0].backward()
+        return losses[0]
+
+    optimizer.step(closure)
+    return tuple(value.detach() for value in losses)
+
+
+def _step_in_float64(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch.double(), reconstruction.double(), mean.double(), log_var.double(), alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _step_with_the_kl_of_distributions(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    recon = 0.5 * F.mse_loss(reconstruction, batch)
+    kl_term = kl_of_distributions(mean, log_var)
+    total = recon + alpha * kl_term
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _step_returning_numpy(model, optimizer, batch, alpha):
+    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.detach().numpy(), np.float32(recon.item()), kl_term.detach().numpy()
+
+
+@pytest.mark.parametrize(
+    "right",
+    [_closure_step, _step_in_float64, _step_with_the_kl_of_distributions, _step_returning_numpy],
+    ids=["closure", "float64", "KL", "numpy"],
+)
+def test_a_right_step_written_another_way_passes_over_200_steps(right, small_train) -> None:
+    # the closure's gradients were read before Adam called it; float rounding that differs grew to a few percent
+    # of a single step's KL by step 30-200, which the step-by-step comparison failed; NumPy's 0-d arrays and
+    # numbers were "not a tensor" where .item()'s floats passed
+    result = check_training_step(right, small_train.images, steps=200)
+    assert result.passed, result.details
+
+
+def _step_with(*, zero_grad=True, optimizer_step=True, loss_of=None, detach=True, alpha_of=None, steps=1):
+    def wrong(model, optimizer, batch, alpha):
+        reconstruction, mean, log_var = model(batch)
+        total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha_of or alpha)
+        minimised = loss_of(total, recon, kl_term, alpha) if loss_of else total
+        if zero_grad:
+            optimizer.zero_grad()
+        minimised.backward()
+        for _ in range(steps if optimizer_step else 0):
+            optimizer.step()
+        return (minimised, recon, kl_term) if not detach else (minimised.detach(), recon.detach(), kl_term.detach())
+
+    return wrong
+
+
+def _step_in_eval_mode(model, optimizer, batch, alpha):
+    model.eval()
+    return step(model, optimizer, batch, alpha)
+
+
+def _forward_in_eval_mode(model, optimizer, batch, alpha):
+    model.eval()
+    reconstruction, mean, log_var = model(batch)
+    model.train()
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _zero_grad_between_backward_and_step(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    total.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _two_forward_passes(model, optimizer, batch, alpha):
+    model(batch)
+    return train_step(model, optimizer, batch, alpha)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_step_with(zero_grad=False), "optimizer.zero_grad() is missing"),
+        (_step_with(optimizer_step=False), "optimizer.step() is missing"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: recon), "the KL term is left out"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: recon + kl_term), "alpha is missing"),
+        (_step_with(detach=False), "still carry their graph"),
+        (_step_in_eval_mode, "model.eval() is called in the training step"),
+        (_forward_in_eval_mode, "the forward pass ran in eval mode"),
+        (_step_with(steps=2), "optimizer.step() was called 2 times for one batch"),
+        (_step_with(alpha_of=0.001), "alpha is ignored: the KL is weighted by 0.001"),
+        (_step_with(alpha_of=0.01), "alpha is ignored: the KL is weighted by 0.01"),  # the alpha the long run uses
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: -total), "the wrong sign"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: recon - alpha * kl_term), "the KL is subtracted"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: alpha * recon + kl_term), "alpha weighs the recon"),
+        (_step_with(loss_of=lambda total, recon, kl_term, alpha: 2 * total), "the minimised loss is multiplied by 2"),
+        (_zero_grad_between_backward_and_step, "zero_grad() is called between backward() and step()"),
+        (_two_forward_passes, "or a loss from another forward pass"),
+        (
+            lambda model, optimizer, batch, alpha: train_step(model, optimizer, batch, alpha)[::-1],
+            "yours returns (kl, reconstruction, total)",
+        ),
+    ],
+)
+def test_training_step_mistakes_are_named(wrong, phrase, small_train) -> None:
+    assert_fails_with(check_training_step(wrong, small_train.images, steps=5), phrase)
+
+
+def _step_with_its_own_optimizer(model, optimizer, batch, alpha):
+    return step(model, torch.optim.Adam(model.parameters(), lr=1e-3), batch, alpha)
+
+
+def test_a_step_that_makes_its_own_optimizer_is_told_to_use_the_one_it_is_given(small_train) -> None:
+    # its weights change, but the check's probe sees only the optimizer it passes in never step
+    result = check_training_step(_step_with_its_own_optimizer, small_train.images, steps=5)
+    assert_fails_with(result, "the weights changed", "must use the optimizer it is given, not make its own")
+    assert "did not change" not in result.details and "optimizer.step() is missing" not in result.details
+
+
+def _forward_without_gradients(model, optimizer, batch, alpha):
+    with torch.no_grad():
+        reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.backward()  # raises: no graph was recorded
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _loss_detached_before_backward(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.detach().backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_forward_pass_under_no_grad_fails_the_check_and_says_so(small_train) -> None:
+    result = check_training_step(_forward_without_gradients, small_train.images, steps=5)
+    assert_fails_with(result, "Case *step 1*: your function raised RuntimeError", "must not be under torch.no_grad()")
+    assert "cut from the model's graph" not in result.details
+
+
+def test_a_loss_detached_before_backward_is_not_blamed_on_no_grad(small_train) -> None:
+    result = check_training_step(_loss_detached_before_backward, small_train.images, steps=5)
+    assert_fails_with(result, "your function raised RuntimeError", "the loss is cut from the model's graph")
+    assert "torch.no_grad()" not in result.details
+
+
+def test_a_step_that_departs_late_is_caught_at_the_step_it_departs(small_train) -> None:
+    calls = []
+
+    def drifting(model, optimizer, batch, alpha):
+        calls.append(1)
+        if len(calls) == 4:
+            torch.randn(1)  # consumes noise, so this step and later ones draw other z
+        return train_step(model, optimizer, batch, alpha)
+
+    assert_fails_with(check_training_step(drifting, small_train.images, steps=6), "Case *step 4*")
+
+
+def test_a_step_that_departs_only_at_the_last_step_is_caught_by_the_weights_it_leaves(small_train) -> None:
+    calls = []
+
+    def stepping_twice_at_the_end(model, optimizer, batch, alpha):
+        calls.append(1)
+        losses = train_step(model, optimizer, batch, alpha)
+        if len(calls) == 6:  # the losses it returns are right; the weights it leaves are not
+            optimizer.step()
+        return losses
+
+    result = check_training_step(stepping_twice_at_the_end, small_train.images, steps=6)
+    assert_fails_with(
+        result, "Step 6: the weights moved differently from train_step's", "optimizer.step() called twice"
+    )
+
+
+def _step_with_the_kl_clamped_at_three(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    kl_term = -0.5 * torch.sum(1 + log_var - mean.clamp(-3, 3).pow(2) - log_var.exp(), dim=1).mean()
+    recon = 0.5 * F.mse_loss(reconstruction, batch)
+    total = recon + alpha * kl_term
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _step_decaying_the_learning_rate(model, optimizer, batch, alpha):
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.999
+    return train_step(model, optimizer, batch, alpha)
+
+
+def _step_decaying_the_learning_rate_after_it(model, optimizer, batch, alpha):
+    losses = train_step(model, optimizer, batch, alpha)
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.999
+    return losses
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_step_with_the_kl_clamped_at_three, "the KL loss expected"),
+        (_step_decaying_the_learning_rate, "Step 1: the weights moved differently from train_step's"),
+        (_step_decaying_the_learning_rate_after_it, "Step 2: the weights moved differently from train_step's"),
+    ],
+    ids=["KL clamped at |μ| = 3", "learning rate 0.1 % lower each step", "learning rate lowered after each step"],
+)
+def test_a_step_slightly_off_is_caught_at_the_step_it_departs_however_late(wrong, phrase, small_train) -> None:
+    # the first 20 steps were compared exactly and later ones by windowed means within 2-10 %: the clamped KL,
+    # right until |μ| passes 3, stayed within 9.9 % and passed; each step is now compared from the learner's weights,
+    # with the learning rate the check set
+    assert_fails_with(check_training_step(wrong, small_train.images, steps=200), phrase)
+
+
+def test_a_step_that_stops_training_after_a_while_fails_at_the_step_it_stops(small_train) -> None:
+    def stalling(model, optimizer, batch, alpha):
+        steps_taken = max((int(state["step"]) for state in optimizer.state.values()), default=0)
+        if steps_taken < 20:  # the check's single-call probes start from fresh optimizers
+            return train_step(model, optimizer, batch, alpha)
+        with torch.no_grad():  # stops training after step 20, returning the losses of a forward pass
+            return vae_loss(batch, *model(batch), alpha)
+
+    assert_fails_with(check_training_step(stalling, small_train.images, steps=60), "Step 21: the weights moved")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda model, optimizer, batch, alpha: (lambda t, r, k: (t, t, t))(
+                *train_step(model, optimizer, batch, alpha)
+            ),
+            "Case *step 1*: the reconstruction loss expected",
+        ),
+        (
+            lambda model, optimizer, batch, alpha: (lambda t, r, k: (t, r, alpha * k))(
+                *train_step(model, optimizer, batch, alpha)
+            ),
+            "Looks like: this is alpha · KL",
+        ),
+    ],
+    ids=["the total three times", "alpha times the KL"],
+)
+def test_a_step_that_returns_a_wrong_reconstruction_or_kl_fails(wrong, phrase, small_train) -> None:
+    # it trains exactly as train_step does; only the losses it reports are wrong (the check compared the total only)
+    assert_fails_with(check_training_step(wrong, small_train.images, steps=5), phrase)
+
+
+def _step_returning_numpy_arrays_of_one_value(model, optimizer, batch, alpha):
+    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return tuple(loss.detach().reshape(1).numpy() for loss in (total, recon, kl_term))
+
+
+def test_a_step_returning_numpy_arrays_of_one_value_is_told_they_are_not_tensors(small_train) -> None:
+    assert_fails_with(
+        check_training_step(_step_returning_numpy_arrays_of_one_value, small_train.images, steps=1),
+        "should be a tensor, got ndarray",
+    )
+
+
+def test_a_step_minimising_a_nan_loss_is_told_its_gradients_are_nan(small_train) -> None:
+    def nan_step(model, optimizer, batch, alpha):
+        reconstruction, mean, log_var = model(batch)
+        total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+        optimizer.zero_grad()
+        (recon + alpha * (kl_term - 1e9).sqrt()).backward()
+        optimizer.step()
+        return total.detach(), recon.detach(), kl_term.detach()
+
+    assert_fails_with(check_training_step(nan_step, small_train.images, steps=5), "used are NaN or infinite")
+
+
+def _step_clipping_its_gradients(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_step_that_clips_its_gradients_is_told_they_are_rescaled_not_given_wrong_weights(small_train) -> None:
+    result = check_training_step(_step_clipping_its_gradients, small_train.images, steps=5)
+    assert_fails_with(result, "Looks like: the gradients point as those of reconstruction + alpha · KL do", "clipped")
+    assert "the reconstruction's weight" not in result.details
+
+
+def test_a_step_with_its_own_wrong_kl_is_pointed_at_the_formula_checks(small_train) -> None:
+    def wrong_kl_step(model, optimizer, batch, alpha):
+        reconstruction, mean, log_var = model(batch)
+        recon = 0.5 * F.mse_loss(reconstruction, batch)
+        kl_term = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.mul(0.5).exp(), dim=1).mean()  # σ for σ²
+        optimizer.zero_grad()
+        (recon + alpha * kl_term).backward()
+        optimizer.step()
+        return (recon + alpha * kl_term).item(), recon.item(), kl_term.item()
+
+    result = check_training_step(wrong_kl_step, small_train.images, steps=5)
+    assert_fails_with(result, "a loss or KL formula of your own that differs (check_loss and check_kl_divergence")
