@@ -193,3 +193,28 @@ def test_the_checks_leave_the_global_random_state_alone() -> None:
     torch.manual_seed(5)
     check_reparameterise(reparameterise)
     assert torch.equal(torch.rand(3), expected)
+
+
+def _leaving_gradients_off(mean, log_var):
+    torch.set_grad_enabled(False)
+    return reparameterise(mean, log_var)
+
+
+def _leaving_float64_the_default(mean, log_var):
+    torch.set_default_dtype(torch.float64)
+    return reparameterise(mean, log_var)
+
+
+@pytest.mark.parametrize(
+    ("answer", "phrase"),
+    [
+        (_leaving_gradients_off, "your function left gradients off (torch.set_grad_enabled(False))"),
+        (_leaving_float64_the_default, "your function left another default dtype"),
+    ],
+    ids=["gradients off", "float64 default"],
+)
+def test_an_answer_changing_torchs_global_settings_fails_and_the_settings_are_set_back(answer, phrase) -> None:
+    # gradients left off made a later check raise out of itself, and stayed off for the notebook
+    assert_fails_with(check_reparameterise(answer), phrase, "The check has set it back")
+    assert torch.is_grad_enabled()
+    assert torch.get_default_dtype() == torch.float32

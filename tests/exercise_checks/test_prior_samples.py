@@ -166,3 +166,34 @@ def test_a_sample_copying_the_generators_state_fails_because_calls_repeat() -> N
         return model.decode(torch.randn(count, model.latent_dim, generator=copy))
 
     assert_fails_with(check_sample_prior(copying), "two calls with the same generator gave the same images")
+
+
+def _truncated(model, count, g):
+    latents = torch.randn(10 * count, model.latent_dim, generator=g)
+    return model.decode(latents)[latents.norm(dim=1).argsort()[:count]]
+
+
+def _brightest_kept(model, count, g):
+    images = model.decode(torch.randn(4 * count, model.latent_dim, generator=g))
+    return images[images.flatten(1).mean(dim=1).argsort(descending=True)[:count]]
+
+
+@pytest.mark.parametrize("wrong", [_truncated, _brightest_kept], ids=["smallest |z| kept", "brightest kept"])
+def test_a_sampler_choosing_which_of_more_samples_to_keep_fails(wrong) -> None:
+    # the prior was judged on all the latents decoded, not on those of the images kept
+    assert_fails_with(check_sample_prior(wrong), "-D model, ", " samples, generator seeded ")
+
+
+def test_a_sample_repeated_is_told_so() -> None:
+    def first_twice(model, count, generator):
+        images = model.decode(torch.randn(count, model.latent_dim, generator=generator))
+        return torch.cat([images[:1], images[: count - 1]])
+
+    assert_fails_with(check_sample_prior(first_twice), "samples 1 and 2 are the same image")
+
+
+def test_samples_of_another_shape_fail_though_their_pixels_are_right() -> None:
+    def squeezed(model, count, generator):
+        return model.decode(torch.randn(count, model.latent_dim, generator=generator)).squeeze(1)
+
+    assert_fails_with(check_sample_prior(squeezed), "the shape is (6, 28, 28), expected (6, 1, 28, 28)")

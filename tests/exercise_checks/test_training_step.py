@@ -1,5 +1,7 @@
 """The training-step check: the reference passes, and each named mistake is recognised by its hint."""
 
+import collections
+
 import numpy as np
 import pytest
 import torch
@@ -161,7 +163,7 @@ def _two_forward_passes(model, optimizer, batch, alpha):
         (_step_with(loss_of=lambda total, recon, kl_term, alpha: alpha * recon + kl_term), "alpha weighs the recon"),
         (_step_with(loss_of=lambda total, recon, kl_term, alpha: 2 * total), "the minimised loss is multiplied by 2"),
         (_zero_grad_between_backward_and_step, "zero_grad() is called between backward() and step()"),
-        (_two_forward_passes, "or a loss from another forward pass"),
+        (_two_forward_passes, "a loss from another forward pass"),
         (
             lambda model, optimizer, batch, alpha: train_step(model, optimizer, batch, alpha)[::-1],
             "yours returns (kl, reconstruction, total)",
@@ -290,7 +292,9 @@ def test_a_step_that_stops_training_after_a_while_fails_at_the_step_it_stops(sma
         with torch.no_grad():  # stops training after step 20, returning the losses of a forward pass
             return vae_loss(batch, *model(batch), alpha)
 
-    assert_fails_with(check_training_step(stalling, small_train.images, steps=60), "Step 21: the weights moved")
+    assert_fails_with(
+        check_training_step(stalling, small_train.images, steps=60), "Step 21: the weights did not change"
+    )
 
 
 @pytest.mark.parametrize(
@@ -300,7 +304,7 @@ def test_a_step_that_stops_training_after_a_while_fails_at_the_step_it_stops(sma
             lambda model, optimizer, batch, alpha: (lambda t, r, k: (t, t, t))(
                 *train_step(model, optimizer, batch, alpha)
             ),
-            "Case *step 1*: the reconstruction loss expected",
+            "the reconstruction loss expected",
         ),
         (
             lambda model, optimizer, batch, alpha: (lambda t, r, k: (t, r, alpha * k))(
@@ -371,3 +375,104 @@ def test_a_step_with_its_own_wrong_kl_is_pointed_at_the_formula_checks(small_tra
 
     result = check_training_step(wrong_kl_step, small_train.images, steps=5)
     assert_fails_with(result, "a loss or KL formula of your own that differs (check_loss and check_kl_divergence")
+
+
+def _step_then(after):
+    def answer(model, optimizer, batch, alpha):
+        losses = train_step(model, optimizer, batch, alpha)
+        after(model, optimizer, losses)
+        return losses
+
+    return answer
+
+
+def _for_each_state(change):
+    def after(model, optimizer, losses):
+        for state in optimizer.state.values():
+            change(state)
+
+    return after
+
+
+def _reset_batchnorm(model, optimizer, losses):
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d) and module.num_batches_tracked >= 2:
+            module.reset_running_stats()
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_step_then(lambda model, optimizer, losses: optimizer.state.clear()), "Step 1: Adam's state after the step"),
+        (_step_then(_for_each_state(lambda state: state["exp_avg_sq"].mul_(0.5))), "Step 1: Adam's state after"),
+        (_step_then(_for_each_state(lambda state: state["step"].zero_())), "Step 1: Adam's state after the step"),
+        (_step_then(_reset_batchnorm), "Step 2: BatchNorm's running statistics after the step differ"),
+        (_step_then(lambda model, optimizer, losses: model(torch.zeros(2, 1, 28, 28))), "a second forward pass"),
+    ],
+    ids=["Adam's state cleared", "Adam's averages halved", "Adam's step count reset", "BatchNorm reset", "logging"],
+)
+def test_a_step_that_changes_the_optimizer_or_batchnorm_after_stepping_fails(wrong, phrase, small_train) -> None:
+    # the check's copy of train_step took the learner's state before each step, so a change after optimizer.step()
+    # was inherited and never seen
+    assert_fails_with(check_training_step(wrong, small_train.images, steps=5), phrase)
+
+
+def test_a_step_that_skips_the_optimizer_once_is_told_the_weights_did_not_change(small_train) -> None:
+    calls = []
+
+    def skipping(model, optimizer, batch, alpha):
+        calls.append(1)
+        if len(calls) != 4:
+            return train_step(model, optimizer, batch, alpha)
+        return vae_loss(batch, *model(batch), alpha)  # no step in the fourth
+
+    result = check_training_step(skipping, small_train.images, steps=6)
+    assert_fails_with(result, "Step 4: the weights did not change", "optimizer.step() was not called")
+
+
+def test_a_returned_total_with_alpha_written_in_fails_at_the_probes_alphas(small_train) -> None:
+    def alpha_written_in(model, optimizer, batch, alpha):
+        total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        return (recon + 0.01 * kl_term).item(), recon.item(), kl_term.item()
+
+    assert_fails_with(
+        check_training_step(alpha_written_in, small_train.images, steps=3),
+        "step 1 at alpha = 0.001*: the total loss expected",
+        "is alpha written in as a number",
+    )
+
+
+def _freezing_the_encoder(model, optimizer, losses):
+    model.encoder.requires_grad_(False)
+
+
+def _freezing_the_model(model, optimizer, losses):
+    model.requires_grad_(False)
+
+
+@pytest.mark.parametrize("after", [_freezing_the_encoder, _freezing_the_model], ids=["encoder", "model"])
+def test_a_step_that_leaves_weights_frozen_fails_and_is_told_so(after, small_train) -> None:
+    # freezing the encoder raised out of the check; freezing the model was told its loss was detached
+    result = check_training_step(_step_then(after), small_train.images, steps=3)
+    assert_fails_with(result, "no longer require gradients (requires_grad_(False) left on after a step)")
+
+
+def test_a_step_returning_a_named_tuple_or_keeping_a_buffer_of_its_own_passes(small_train) -> None:
+    # the first raised TypeError in the check, the second RuntimeError loading the state into its copy
+    losses = collections.namedtuple("Losses", "total reconstruction kl")
+
+    def named(model, optimizer, batch, alpha):
+        return losses(*train_step(model, optimizer, batch, alpha))
+
+    def counting(model, optimizer, batch, alpha):
+        if not hasattr(model, "steps_done"):
+            model.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        model.steps_done += 1
+        return train_step(model, optimizer, batch, alpha)
+
+    for right in (named, counting):
+        result = check_training_step(right, small_train.images, steps=20)
+        assert result.passed, result.details

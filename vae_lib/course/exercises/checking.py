@@ -135,6 +135,7 @@ def _call(
     fails: the caller's tensor (an encoder's μ, a training batch) would be changed for whatever reads it next.
     """
     copies = tuple(value.clone() if isinstance(value, torch.Tensor) else value for value in arguments)
+    settings = _global_settings()
     try:
         returned = function(*copies)
     except NotImplementedError as error:
@@ -143,10 +144,47 @@ def _call(
         raise _LearnerError(_raised_failure(case, error, hints(error) if hints else ())) from error
     except Exception as error:
         raise _LearnerError(_raised_failure(case, error, hints(error) if hints else ())) from error
+    finally:
+        left = _restored_settings(settings)
+    if left:
+        raise _LearnerError(_settings_left_failure(case, left))
     changed = [index for index, (copy, value) in enumerate(zip(copies, arguments)) if _changed(copy, value)]
     if changed:
         raise _LearnerError(_changed_inputs_failure(case, function, changed))
     return returned
+
+
+# torch's global settings a learner's function may change for the whole notebook: how each is read and set, and
+# what a function that leaves it changed has done.
+GLOBAL_SETTINGS = {
+    "grad mode": (torch.is_grad_enabled, torch.set_grad_enabled, "gradients off (torch.set_grad_enabled(False))"),
+    "default dtype": (torch.get_default_dtype, torch.set_default_dtype, "another default dtype (set_default_dtype)"),
+}
+
+
+def _global_settings() -> dict[str, object]:
+    """Return torch's global settings that GLOBAL_SETTINGS lists, by name."""
+    return {name: read() for name, (read, _, _) in GLOBAL_SETTINGS.items()}
+
+
+def _restored_settings(before: dict[str, object]) -> list[str]:
+    """Set torch's global settings back to `before`, and return the names of those that had changed."""
+    changed = [name for name, value in _global_settings().items() if value != before[name]]
+    for name in changed:
+        GLOBAL_SETTINGS[name][1](before[name])
+    return changed
+
+
+def _settings_left_failure(case: str, changed: Sequence[str]) -> str:
+    """Return the message for a learner's function that changed torch's global settings and left them changed."""
+    left = " and ".join(GLOBAL_SETTINGS[name][2] for name in changed)
+    return _with_hints(
+        f"Case *{case}*: your function left {left} for all the code that runs after it.",
+        [
+            "a setting changed by a plain call stays changed for the rest of the notebook: change it only inside a "
+            "block (with torch.no_grad(): ...), or leave it alone. The check has set it back."
+        ],
+    )
 
 
 def _changed(copy: object, original: object) -> bool:

@@ -72,7 +72,8 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
                     training_mode.decode(torch.randn(count, latent_dim, generator=_used_generator(seed))),
                 ),
             ]
-        failure = _compare(name, "the images", got, expected, mistakes, partial(_prior_latent_hints, decoded, latents))
+        hints = partial(_sample_hints, got, decoded, latents)
+        failure = _compare(name, "the images", got, expected, mistakes, hints)
         if failure and _drawn_from_the_prior_another_way(sample_prior, model, count, seed, decoded, got):
             failure = ""
         if not failure:
@@ -135,10 +136,10 @@ def _drawn_from_the_prior_another_way(
 ) -> bool:
     """Return True when the learner's images are right though not torch.randn(count, latent_dim)'s: z drawn from
     N(0, I) with the generator some other way (one sample at a time, transposed, torch.normal), judged by what the
-    decoder was given. The images must be the eval-mode decodings of as many of those latents (more may be
-    drawn and some images dropped); the same generator seed must give
-    the same images whatever the global random state, another seed and a second call with the same generator other
-    images; and PRIOR_DRAWS draws must look N(0, I): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the
+    decoder was given. The images must be eval-mode decodings of as many of those latents, no two of one (more may be
+    drawn and some dropped); the same generator seed must give the same images whatever the global random state,
+    another seed and a second call with the same generator other images; and the latents of PRIOR_DRAWS images must
+    look N(0, I) (those kept, where more were drawn): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the
     dimensions uncorrelated. The learner's code raising on one of these calls means no."""
     try:
         return _judged_by_its_latents(sample_prior, model, count, seed, decoded, got)
@@ -150,12 +151,7 @@ def _judged_by_its_latents(
     sample_prior: Callable, model: VAE, count: int, seed: int, decoded: Sequence[torch.Tensor], got: object
 ) -> bool:
     """Return _drawn_from_the_prior_another_way's answer; the learner's code raising raises _LearnerError."""
-    latents = _latents_decoded(decoded, count, model.latent_dim)
-    if latents is None or not isinstance(got, torch.Tensor) or got.shape[:1] != (count,):
-        return False
-    with torch.no_grad():
-        right = copy.deepcopy(model).eval().decode(latents).double()
-    if not _each_image_among(got.detach().double(), right):
+    if _kept_latents(model, decoded, got, count) is None:
         return False
     with _seeded(seed + 12345):  # another global random state: the draw must come from the generator alone
         again = _call("the same generator seed again", sample_prior, model, count, _used_generator(seed))
@@ -167,8 +163,8 @@ def _judged_by_its_latents(
     if _repeats_with_one_generator(sample_prior, model, count, seed, "a first call") is not False:
         return False  # the generator's seed was read, not its state: a notebook's second call repeats the first
     with _recording_latents(model) as many:
-        _call(f"{PRIOR_DRAWS} samples", sample_prior, model, PRIOR_DRAWS, _used_generator(seed))
-    draws = _latents_decoded(many, PRIOR_DRAWS, model.latent_dim)
+        images = _call(f"{PRIOR_DRAWS} samples", sample_prior, model, PRIOR_DRAWS, _used_generator(seed))
+    draws = _kept_latents(model, many, images, PRIOR_DRAWS)  # those kept: picking which to keep changes the draw
     if draws is None or not torch.isfinite(draws).all():
         return False
     draws = draws.double()
@@ -189,13 +185,24 @@ def _latents_decoded(decoded: Sequence[torch.Tensor], count: int, latent_dim: in
     return latents if len(latents) >= count else None
 
 
-def _each_image_among(images: torch.Tensor, decoded: torch.Tensor) -> bool:
-    """Return whether each of `images` is one of the `decoded` images, no two of them the same one (which would be a
-    sample repeated)."""
-    if images.shape[1:] != decoded.shape[1:]:
-        return False
-    nearest = torch.cdist(images.flatten(1), decoded.flatten(1)).argmin(dim=1)
-    return len(set(nearest.tolist())) == len(nearest) and _close(images, decoded[nearest], rtol=1e-4, atol=1e-5)
+def _kept_latents(model: VAE, decoded: Sequence[torch.Tensor], images: object, count: int) -> torch.Tensor | None:
+    """Return the latents of the `count` images a sampler returned, among those it decoded (_recording_latents):
+    None when they are not `count` images each decoded (in eval mode) from one of those latents, no two from the same
+    one (a sample repeated). A sampler may decode more latents than it keeps images."""
+    latents = _latents_decoded(decoded, count, model.latent_dim)
+    if latents is None or not isinstance(images, torch.Tensor) or images.shape[:1] != (count,):
+        return None
+    with torch.no_grad():
+        right = copy.deepcopy(model).eval().decode(latents).double()
+    if images.shape[1:] != right.shape[1:]:
+        return None
+    got, right = images.detach().double().flatten(1), right.flatten(1)
+    # nearest by a projection onto 16 random directions, then checked in full: cdist over all pixels is slow
+    directions = torch.randn(right.shape[1], 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    nearest = torch.cdist(got @ directions, right @ directions).argmin(dim=1)
+    if len(set(nearest.tolist())) != count or not _close(got, right[nearest], rtol=1e-4, atol=1e-5):
+        return None
+    return latents[nearest]
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
@@ -206,6 +213,22 @@ def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error:
     return [
         f"z has {widths[0]} values per sample, where this model's latent space has {latent_dim}: is the latent size "
         "written in? Draw z with torch.randn(count, model.latent_dim, generator=generator)."
+    ]
+
+
+def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> list[str]:
+    """Return what is wrong with the latents a sampler decoded, else with its images: a sample repeated."""
+    hints = _prior_latent_hints(decoded, latents)
+    if hints or not (isinstance(images, torch.Tensor) and images.dim() > 1 and len(images) > 1):
+        return hints
+    rows = images.detach().flatten(1)
+    same = [(i, j) for i in range(len(rows)) for j in range(i + 1, len(rows)) if torch.equal(rows[i], rows[j])]
+    if not same:
+        return []
+    first, second = same[0]
+    return [
+        f"samples {first + 1} and {second + 1} are the same image: each sample decodes a z of its own, drawn with "
+        "torch.randn(count, model.latent_dim, generator=generator)."
     ]
 
 

@@ -26,6 +26,7 @@ from vae_lib.course.exercises.checking import (
     CheckResult,
     _call,
     _compare,
+    _LearnerError,
     _near,
     _numbers,
     _result,
@@ -44,21 +45,24 @@ from vae_lib.course.exercises.loss import (
 CHECK_BATCH_SIZE = 16
 CHECK_ALPHA = 0.01
 CHECK_LEARNING_RATE = 1e-3
-# How far a step's change of the weights may be from train_step's from the same start, as a fraction of train_step's:
-# each step is compared from the learner's own weights, so rounding that differs (an equal formula written another
-# way, float64) does not pile up from step to step. Over 200 steps such rewrites stayed within 4.4e-6 (losses within
-# 3e-7); a learning rate 0.1 % off moves it 1e-3.
-UPDATE_TOLERANCE = 1e-4
+# How far the state a step leaves (the weights' change, BatchNorm's running statistics, Adam's state) may be from
+# train_step's from the same start, as a fraction of train_step's: each step is compared from the learner's own state,
+# so rounding that differs (an equal formula written another way, float64) does not pile up from step to step. Over
+# 200 steps such rewrites stayed within 4.4e-6 (losses within 3e-7); a learning rate 0.1 % off moves the change 1e-3.
+STATE_TOLERANCE = 1e-4
 
 
 @dataclass
 class TrainingRun:
     """What calls of a training step did, each against train_step taken from the same weights, optimizer state and
-    noise: the losses each returned and train_step's, and how far apart their changes of the weights were."""
+    noise: the losses each returned and train_step's, and how the state each left differs from train_step's."""
 
     losses: list[object]
     expected_losses: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     update_gaps: list[float]  # |learner's change - train_step's change| / |train_step's change| of the weights
+    moved: list[bool]  # whether the learner's step changed the weights at all
+    statistics_gaps: list[float]  # BatchNorm's running statistics after the step, against train_step's
+    optimizer_gaps: list[float]  # Adam's state (step count, running averages) after the step, against train_step's
 
 
 def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -83,7 +87,7 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> Trai
     with _seeded(0):
         model = VAE(latent_dim=2, widths=CHECK_WIDTHS)
         optimizer = torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
-        run = TrainingRun([], [], [])
+        run = TrainingRun([], [], [], [], [], [])
         twin, twin_optimizer = copy.deepcopy((model, optimizer))
         settings = [
             {key: value for key, value in group.items() if key != "params"} for group in twin_optimizer.param_groups
@@ -92,27 +96,72 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> Trai
             for index, indices in enumerate(order):
                 batch = to_model_input(images[indices])
                 before = _flat_weights(model)
-                twin.load_state_dict(model.state_dict())
-                twin_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # else the two share tensors
+                _copy_training_state(model, optimizer, twin, twin_optimizer, f"step {index + 1}")
                 for group, setting in zip(twin_optimizer.param_groups, settings):
                     group.update(setting)  # the learning rate the check set, whatever the learner's steps did to it
                 noise = torch.get_rng_state()
                 run.expected_losses.append(train_step(twin, twin_optimizer, batch, CHECK_ALPHA))
                 torch.set_rng_state(noise)
-                hints = partial(_step_error_hints, grad_modes)
+                hints = partial(_step_error_hints, grad_modes, model)
                 losses = _call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints)
                 run.losses.append(_numpy_numbers_as_floats(losses))
-                expected_change = _flat_weights(twin) - before
-                run.update_gaps.append(_relative_gap(_flat_weights(model) - before, expected_change))
+                change = _flat_weights(model) - before
+                run.update_gaps.append(_relative_gap(change, _flat_weights(twin) - before))
+                run.moved.append(bool(change.any()))
+                run.statistics_gaps.append(_relative_gap(_running_statistics(model), _running_statistics(twin)))
+                run.optimizer_gaps.append(_adam_state_gap(optimizer, twin_optimizer))
     return run
+
+
+def _copy_training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    twin: nn.Module,
+    twin_optimizer: torch.optim.Optimizer,
+    case: str,
+) -> None:
+    """Load the learner's model and optimizer state into the check's copies (the optimizer's as a copy: else the two
+    share tensors); raise _LearnerError when the learner's step has made the model or optimizer into another one."""
+    try:
+        twin.load_state_dict(model.state_dict(), strict=False)  # a buffer of the learner's own is no weight
+        twin_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise _LearnerError(
+            _with_hints(
+                f"Case *{case}*: the model or optimizer left by the step before is no longer the one it was given "
+                f"({type(error).__name__}: {str(error).splitlines()[0]}).",
+                ["a training step trains the model it is given: it does not replace its layers or its optimizer."],
+            )
+        ) from error
+
+
+def _adam_state_gap(optimizer: torch.optim.Optimizer, expected: torch.optim.Optimizer) -> float:
+    """Return how far Adam's state in `optimizer` is from `expected`'s: the largest relative gap of its step counts,
+    its running averages of the gradients and of their squares, each part compared on its own (their scales differ by
+    orders of magnitude). A parameter without state (cleared) counts as zeros."""
+
+    def part(optimizer: torch.optim.Optimizer, key: str) -> torch.Tensor:
+        values = []
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                value = optimizer.state.get(parameter, {}).get(key)
+                size = 1 if key == "step" else parameter.numel()
+                values.append(
+                    torch.zeros(size, dtype=torch.float64)
+                    if value is None
+                    else torch.as_tensor(value).detach().flatten().double()
+                )
+        return torch.cat(values)
+
+    return max(_relative_gap(part(optimizer, key), part(expected, key)) for key in ("step", "exp_avg", "exp_avg_sq"))
 
 
 def _numpy_numbers_as_floats(losses: object) -> object:
     """Return a step's losses with each NumPy number or 0-d array (loss.detach().numpy()) as a Python float, which the
     check takes as it takes loss.item()'s; anything else as it is."""
-    if not isinstance(losses, tuple | list):
+    if not isinstance(losses, tuple | list) or not any(_is_numpy_number(loss) for loss in losses):
         return losses
-    return type(losses)(float(loss) if _is_numpy_number(loss) else loss for loss in losses)
+    return tuple(float(loss) if _is_numpy_number(loss) else loss for loss in losses)
 
 
 def _is_numpy_number(value: object) -> bool:
@@ -136,9 +185,13 @@ def _recording_grad_mode(model: nn.Module) -> Iterator[list[bool]]:
         hook.remove()
 
 
-def _step_error_hints(grad_modes: Sequence[bool], error: Exception) -> list[str]:
-    """Return a hint on why a training step raised, from the error and whether its forward pass recorded a graph."""
+def _step_error_hints(grad_modes: Sequence[bool], model: nn.Module, error: Exception) -> list[str]:
+    """Return a hint on why a training step raised, from the error, whether its forward pass recorded a graph and
+    whether the model's weights still require gradients."""
     text = str(error)
+    frozen = _frozen_weights(model)
+    if "does not require grad" in text and frozen:
+        return [_frozen_hint(frozen)]
     if "does not require grad" in text:
         if grad_modes and not grad_modes[-1]:
             return [
@@ -152,6 +205,20 @@ def _step_error_hints(grad_modes: Sequence[bool], error: Exception) -> list[str]
     if "backward through the graph a second time" in text:
         return ["backward() is called twice on one forward pass: call it once per step, on the total loss."]
     return []
+
+
+def _frozen_weights(model: nn.Module) -> list[str]:
+    """Return the names of the model's weights that no longer require gradients."""
+    return [name for name, parameter in model.named_parameters() if not parameter.requires_grad]
+
+
+def _frozen_hint(frozen: Sequence[str]) -> str:
+    """Return the hint for a step that left weights not requiring gradients (frozen)."""
+    more = f" and {len(frozen) - 1} more" if len(frozen) > 1 else ""
+    return (
+        f"the model's weights {frozen[0]}{more} no longer require gradients (requires_grad_(False) left on after a "
+        "step), so they stop training: a training step leaves every weight trainable."
+    )
 
 
 def _flat_weights(model: nn.Module) -> torch.Tensor:
@@ -182,6 +249,7 @@ class StepProbe:
     training: bool  # the model's mode after the call
     batchnorm_moved: bool  # whether the forward pass ran in training mode
     weights_changed: bool  # whether any weight changed, by the optimizer given or by any other means
+    frozen: list[str]  # the weights that no longer require gradients after the call
 
 
 def _probe_step(
@@ -202,7 +270,7 @@ def _probe_step(
     statistics, weights = _running_statistics(model), _weights(model)
     try:
         with _seeded(seed), _recording_grad_mode(model) as grad_modes:
-            hints = partial(_step_error_hints, grad_modes)
+            hints = partial(_step_error_hints, grad_modes, model)
             returned = _call(case, step, model, optimizer, batch, alpha, hints=hints)
     finally:
         hook.remove()
@@ -213,6 +281,7 @@ def _probe_step(
         model.training,
         not torch.equal(statistics, _running_statistics(model)),
         any(not torch.equal(weights[name], after[name]) for name in weights),
+        _frozen_weights(model),
     )
 
 
@@ -227,7 +296,7 @@ class LossGradients:
 
 def _loss_gradients(model: nn.Module, batch: torch.Tensor, alpha: float, seed: int) -> LossGradients:
     """Return the losses and each term's gradient for a copy of the model in training mode, with the noise of `seed`."""
-    twin = copy.deepcopy(model).train()
+    twin = copy.deepcopy(model).train().requires_grad_(True)
     with _seeded(seed):
         reconstruction, mean, log_var = twin(batch)
     losses = vae_loss(batch, reconstruction, mean, log_var, alpha)
@@ -257,10 +326,15 @@ def _step_mechanics_failure(probe: StepProbe) -> str:
                 "with the batch's statistics and updates its running averages); eval mode is for evaluating."
             ],
         )
+    if probe.frozen:
+        return _with_hints("Step 1: after the step, weights no longer require gradients.", [_frozen_hint(probe.frozen)])
     if not probe.batchnorm_moved:
         return _with_hints(
             "Step 1: BatchNorm's running statistics did not change.",
-            ["the forward pass ran in eval mode (model.eval() before model(batch)): run it in training mode."],
+            [
+                "the forward pass ran in eval mode (model.eval() before model(batch)), or the statistics were reset "
+                "after it (reset_running_stats()): run it in training mode, and leave the statistics it updates."
+            ],
         )
     if not probe.gradients and probe.weights_changed:
         return _with_hints(
@@ -319,8 +393,10 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
                 "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
                 [
                     "the loss minimised is not reconstruction + alpha · KL of this batch's outputs: a loss or KL "
-                    "formula of your own that differs (check_loss and check_kl_divergence check them), or a loss from "
-                    "another forward pass: run model(batch) once, take vae_loss of its outputs, then backward()."
+                    "formula of your own that differs (check_loss and check_kl_divergence check them), a loss from "
+                    "another forward pass, z not drawn afresh (μ decoded, or torch.manual_seed in the step), or "
+                    "gradients changed between backward() and step(): run model(batch) once, take vae_loss of its "
+                    "outputs, backward(), step()."
                 ],
             )
             return
@@ -341,6 +417,14 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
         return
     model, optimizer, first, reference = probes[0]
     yield _order_failure("step 1", "the losses", first.returned, reference.losses)
+    for alpha, (_, _, probe, expected) in zip(PROBE_ALPHAS, probes):  # a step's own alpha written in shows here
+        returned = _numpy_numbers_as_floats(probe.returned)
+        if isinstance(returned, tuple | list) and len(returned) == 3:
+            for label, value, right in zip(LOSS_NAMES, returned, expected.losses):
+                what = f"the {'KL' if label == 'kl' else label} loss"
+                mistakes = _returned_loss_mistakes(label, expected.losses, alpha)
+                hints = partial(_returned_total_hints, label, alpha)
+                yield _compare(f"step 1 at alpha = {alpha:g}", what, value, right, mistakes, hints)
     alpha = PROBE_ALPHAS[0]
     following = _loss_gradients(model, second_batch, alpha, seed=3)
     second = _probe_step(step, model, optimizer, second_batch, alpha, seed=3, case="step 2")
@@ -350,6 +434,16 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
             "Step 2: the gradients optimizer.step() used hold step 1's gradients too.",
             ["optimizer.zero_grad() is missing, so gradients add up from step to step."],
         )
+
+
+def _returned_total_hints(label: str, alpha: float) -> list[str]:
+    """Return the hint for a returned total that is wrong at a probe's alpha, where the one minimised was right."""
+    if label != "total":
+        return []
+    return [
+        f"the total returned is not reconstruction + {alpha:g} · KL with the alpha the step is given, though the loss "
+        "minimised is: is alpha written in as a number where the returned total is computed?"
+    ]
 
 
 def _rescaled_gradients(recon_weights: Sequence[float], kl_weights: Sequence[float]) -> bool:
@@ -373,33 +467,65 @@ def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator
             "Looks like: return total.detach(), ... (or .item()), so each step's graph is freed."
         )
     yield from _probe_failures(step, images)
-    for index, (got, expected, gap) in enumerate(
-        zip(learner.losses, learner.expected_losses, learner.update_gaps), start=1
-    ):
+    for index, got in enumerate(learner.losses, start=1):
+        expected = learner.expected_losses[index - 1]
         late = partial(_late_departure_hints, index)
         for position in (1, 2, 0):  # a wrong term before the total it makes wrong
             label, value, right = LOSS_NAMES[position], got[position], expected[position]
             what = f"the {'KL' if label == 'kl' else label} loss"
             mistakes = _returned_loss_mistakes(label, expected, CHECK_ALPHA)
             yield _compare(f"step {index}", what, value, right, mistakes, late)
-        if not gap <= UPDATE_TOLERANCE:
-            yield _with_hints(
-                f"Step {index}: the weights moved differently from train_step's step from the same weights, optimizer "
-                f"state and noise (by {gap:.2g} times the size of its change), though the losses returned are right.",
-                [
-                    "the step taken is not one Adam step on the gradient of the loss returned: is optimizer.step() "
-                    "called twice, the learning rate changed, or the gradients changed between backward() and step()?"
-                ],
-            )
+        yield _state_failure(learner, index)
+
+
+def _state_failure(learner: TrainingRun, step: int) -> str:
+    """Return '' when the state step `step` left (the weights' change, BatchNorm's running statistics, Adam's state)
+    is train_step's from the same start, else what differs and a hint."""
+    index = step - 1
+    same = "from train_step's step from the same weights, optimizer state and noise"
+    if not learner.moved[index]:
+        return _with_hints(
+            f"Step {step}: the weights did not change.",
+            ["optimizer.step() was not called in this step: call it once in every step."],
+        )
+    if not learner.update_gaps[index] <= STATE_TOLERANCE:
+        return _with_hints(
+            f"Step {step}: the weights moved differently {same} (by {learner.update_gaps[index]:.2g} times the size of "
+            "its change), though the losses returned are right.",
+            [
+                "the step taken is not one Adam step on the gradient of the loss returned: is optimizer.step() "
+                "called twice, zero_grad() skipped (gradients piling up), the learning rate changed, or the gradients "
+                "changed between backward() and step()?"
+            ],
+        )
+    if not learner.statistics_gaps[index] <= STATE_TOLERANCE:
+        return _with_hints(
+            f"Step {step}: BatchNorm's running statistics after the step differ {same}.",
+            [
+                "a second forward pass in training mode (for logging: use model.eval() or none), "
+                "reset_running_stats(), or a changed momentum? Eval mode normalises with these statistics."
+            ],
+        )
+    if not learner.optimizer_gaps[index] <= STATE_TOLERANCE:
+        return _with_hints(
+            f"Step {step}: Adam's state after the step (its step count and running averages of the gradients) "
+            f"differs {same}.",
+            [
+                "the optimizer's state is cleared or changed (optimizer.state, zero_(), a new optimizer): Adam needs "
+                "its running averages from one step to the next, so leave them to optimizer.step()."
+            ],
+        )
+    return ""
 
 
 def _late_departure_hints(step: int) -> list[str]:
     """Return a hint for a loss that departs from train_step's only at a later step, the earlier ones right."""
     if step == 1:
         return []
+    agreed = "step 1 agreed" if step == 2 else f"the {step - 1} steps before agreed"
     return [
-        f"the {step - 1} steps before agreed: is a formula of your own right only for some values (larger |μ| or σ² "
-        "than earlier batches had)? Check it with check_loss and check_kl_divergence, or use vae_loss."
+        f"{agreed}: is a formula of your own right only for some values (larger |μ| or σ² than earlier batches "
+        "had)? Check it with check_loss and check_kl_divergence, or use vae_loss."
     ]
 
 
