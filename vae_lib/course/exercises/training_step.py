@@ -53,21 +53,16 @@ STATE_TOLERANCE = 1e-4
 
 
 @dataclass
-class TrainingRun:
-    """What calls of a training step did, each against train_step taken from the same weights, optimizer state and
-    noise: the losses each returned and train_step's, and how the state each left differs from train_step's."""
+class ComparedStep:
+    """One call of a training step against train_step taken from the same weights, optimizer state and noise: the
+    losses each returned, and how far the state the call left is from train_step's (relative gaps)."""
 
-    losses: list[object]
-    expected_losses: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
-    update_gaps: list[float]  # |learner's change - train_step's change| / |train_step's change| of the weights
-    moved: list[bool]  # whether the learner's step changed the weights at all
-    statistics_gaps: list[float]  # BatchNorm's running statistics after the step, against train_step's
-    optimizer_gaps: list[float]  # Adam's state (step count, running averages) after the step, against train_step's
-
-
-def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Return a copy of the model's parameters (BatchNorm's running statistics change in any forward pass)."""
-    return {name: value.detach().clone() for name, value in model.named_parameters()}
+    losses: object
+    expected_losses: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    moved: bool  # whether the learner's step changed the weights at all
+    update_gap: float  # |learner's change - train_step's change| / |train_step's change| of the weights
+    statistics_gap: float  # BatchNorm's running statistics after the step
+    optimizer_gap: float  # Adam's state (step counts, running averages) after the step
 
 
 def _fresh_training(seed: int) -> tuple[VAE, torch.optim.Optimizer]:
@@ -77,7 +72,7 @@ def _fresh_training(seed: int) -> tuple[VAE, torch.optim.Optimizer]:
     return model, torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
 
 
-def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> TrainingRun:
+def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list[ComparedStep]:
     """Return what `steps` calls of step(model, optimizer, batch, alpha) do to a small VAE, from fixed seeds, each
     beside train_step taken from a copy of the same model and optimizer with the same noise.
 
@@ -87,29 +82,29 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> Trai
     with _seeded(0):
         model = VAE(latent_dim=2, widths=CHECK_WIDTHS)
         optimizer = torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
-        run = TrainingRun([], [], [], [], [], [])
+        run: list[ComparedStep] = []
         twin, twin_optimizer = copy.deepcopy((model, optimizer))
-        settings = [
-            {key: value for key, value in group.items() if key != "params"} for group in twin_optimizer.param_groups
-        ]
         with _recording_grad_mode(model) as grad_modes:
             for index, indices in enumerate(order):
                 batch = to_model_input(images[indices])
                 before = _flat_weights(model)
                 _copy_training_state(model, optimizer, twin, twin_optimizer, f"step {index + 1}")
-                for group, setting in zip(twin_optimizer.param_groups, settings):
-                    group.update(setting)  # the learning rate the check set, whatever the learner's steps did to it
                 noise = torch.get_rng_state()
-                run.expected_losses.append(train_step(twin, twin_optimizer, batch, CHECK_ALPHA))
+                expected = train_step(twin, twin_optimizer, batch, CHECK_ALPHA)
                 torch.set_rng_state(noise)
                 hints = partial(_step_error_hints, grad_modes, model)
                 losses = _call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints)
-                run.losses.append(_numpy_numbers_as_floats(losses))
                 change = _flat_weights(model) - before
-                run.update_gaps.append(_relative_gap(change, _flat_weights(twin) - before))
-                run.moved.append(bool(change.any()))
-                run.statistics_gaps.append(_relative_gap(_running_statistics(model), _running_statistics(twin)))
-                run.optimizer_gaps.append(_adam_state_gap(optimizer, twin_optimizer))
+                run.append(
+                    ComparedStep(
+                        _numpy_numbers_as_floats(losses),
+                        expected,
+                        bool(change.any()),
+                        _relative_gap(change, _flat_weights(twin) - before),
+                        _relative_gap(_running_statistics(model), _running_statistics(twin)),
+                        _adam_state_gap(optimizer, twin_optimizer),
+                    )
+                )
     return run
 
 
@@ -121,10 +116,16 @@ def _copy_training_state(
     case: str,
 ) -> None:
     """Load the learner's model and optimizer state into the check's copies (the optimizer's as a copy: else the two
-    share tensors); raise _LearnerError when the learner's step has made the model or optimizer into another one."""
+    share tensors), keeping the copy's learning rate and other settings, those the check set, whatever the learner's
+    steps did to them; raise _LearnerError when the learner's step has made the model or optimizer into another one."""
+    settings = [
+        {key: value for key, value in group.items() if key != "params"} for group in twin_optimizer.param_groups
+    ]
     try:
         twin.load_state_dict(model.state_dict(), strict=False)  # a buffer of the learner's own is no weight
         twin_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+        for group, setting in zip(twin_optimizer.param_groups, settings):
+            group.update(setting)
     except (RuntimeError, ValueError, KeyError) as error:
         raise _LearnerError(
             _with_hints(
@@ -267,20 +268,19 @@ def _probe_step(
     """
     gradients: list[torch.Tensor] = []
     hook = optimizer.register_step_post_hook(lambda *_: gradients.append(_flat_gradients(model)))
-    statistics, weights = _running_statistics(model), _weights(model)
+    statistics, weights = _running_statistics(model), _flat_weights(model)
     try:
         with _seeded(seed), _recording_grad_mode(model) as grad_modes:
             hints = partial(_step_error_hints, grad_modes, model)
             returned = _call(case, step, model, optimizer, batch, alpha, hints=hints)
     finally:
         hook.remove()
-    after = _weights(model)
     return StepProbe(
         returned,
         gradients,
         model.training,
         not torch.equal(statistics, _running_statistics(model)),
-        any(not torch.equal(weights[name], after[name]) for name in weights),
+        not torch.equal(weights, _flat_weights(model)),
         _frozen_weights(model),
     )
 
@@ -420,11 +420,10 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
     for alpha, (_, _, probe, expected) in zip(PROBE_ALPHAS, probes):  # a step's own alpha written in shows here
         returned = _numpy_numbers_as_floats(probe.returned)
         if isinstance(returned, tuple | list) and len(returned) == 3:
-            for label, value, right in zip(LOSS_NAMES, returned, expected.losses):
-                what = f"the {'KL' if label == 'kl' else label} loss"
-                mistakes = _returned_loss_mistakes(label, expected.losses, alpha)
-                hints = partial(_returned_total_hints, label, alpha)
-                yield _compare(f"step 1 at alpha = {alpha:g}", what, value, right, mistakes, hints)
+            hints = partial(_returned_total_hints, alpha)
+            yield from _returned_losses_failures(
+                f"step 1 at alpha = {alpha:g}", returned, expected.losses, alpha, hints
+            )
     alpha = PROBE_ALPHAS[0]
     following = _loss_gradients(model, second_batch, alpha, seed=3)
     second = _probe_step(step, model, optimizer, second_batch, alpha, seed=3, case="step 2")
@@ -436,7 +435,7 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
         )
 
 
-def _returned_total_hints(label: str, alpha: float) -> list[str]:
+def _returned_total_hints(alpha: float, label: str) -> list[str]:
     """Return the hint for a returned total that is wrong at a probe's alpha, where the one minimised was right."""
     if label != "total":
         return []
@@ -456,7 +455,7 @@ def _rescaled_gradients(recon_weights: Sequence[float], kl_weights: Sequence[flo
 def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator[str]:
     """Yield a failure message for the first way `steps` calls of the learner's step depart from train_step's."""
     learner = run_training_steps(step, images, steps)
-    first = learner.losses[0]
+    first = learner[0].losses
     if not (isinstance(first, tuple | list) and len(first) == 3):
         yield _not_three_failure("Step 1", "losses", first)
         return
@@ -467,38 +466,50 @@ def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator
             "Looks like: return total.detach(), ... (or .item()), so each step's graph is freed."
         )
     yield from _probe_failures(step, images)
-    for index, got in enumerate(learner.losses, start=1):
-        expected = learner.expected_losses[index - 1]
-        late = partial(_late_departure_hints, index)
-        for position in (1, 2, 0):  # a wrong term before the total it makes wrong
-            label, value, right = LOSS_NAMES[position], got[position], expected[position]
-            what = f"the {'KL' if label == 'kl' else label} loss"
-            mistakes = _returned_loss_mistakes(label, expected, CHECK_ALPHA)
-            yield _compare(f"step {index}", what, value, right, mistakes, late)
-        yield _state_failure(learner, index)
+    for index, compared in enumerate(learner, start=1):
+        hints = partial(_late_departure_hints, index)
+        yield from _returned_losses_failures(
+            f"step {index}", compared.losses, compared.expected_losses, CHECK_ALPHA, hints
+        )
+        yield _state_failure(compared, index)
 
 
-def _state_failure(learner: TrainingRun, step: int) -> str:
+def _returned_losses_failures(
+    case: str,
+    returned: Sequence[object],
+    expected: Sequence[torch.Tensor],
+    alpha: float,
+    hints: Callable[[str], list[str]],
+) -> Iterator[str]:
+    """Yield a failure for each of the three losses a step returned that is not train_step's, each term before the
+    total it makes wrong; a value of another place gets its mistake's hint, else what hints(label) finds."""
+    for position in (1, 2, 0):
+        label = LOSS_NAMES[position]
+        what = f"the {'KL' if label == 'kl' else label} loss"
+        mistakes = _returned_loss_mistakes(label, expected, alpha)
+        yield _compare(case, what, returned[position], expected[position], mistakes, partial(hints, label))
+
+
+def _state_failure(compared: ComparedStep, step: int) -> str:
     """Return '' when the state step `step` left (the weights' change, BatchNorm's running statistics, Adam's state)
     is train_step's from the same start, else what differs and a hint."""
-    index = step - 1
     same = "from train_step's step from the same weights, optimizer state and noise"
-    if not learner.moved[index]:
+    if not compared.moved:
         return _with_hints(
             f"Step {step}: the weights did not change.",
             ["optimizer.step() was not called in this step: call it once in every step."],
         )
-    if not learner.update_gaps[index] <= STATE_TOLERANCE:
+    if not compared.update_gap <= STATE_TOLERANCE:
         return _with_hints(
-            f"Step {step}: the weights moved differently {same} (by {learner.update_gaps[index]:.2g} times the size of "
-            "its change), though the losses returned are right.",
+            f"Step {step}: the weights moved differently {same} (by {compared.update_gap:.2g} times the size of its "
+            "change), though the losses returned are right.",
             [
                 "the step taken is not one Adam step on the gradient of the loss returned: is optimizer.step() "
                 "called twice, zero_grad() skipped (gradients piling up), the learning rate changed, or the gradients "
                 "changed between backward() and step()?"
             ],
         )
-    if not learner.statistics_gaps[index] <= STATE_TOLERANCE:
+    if not compared.statistics_gap <= STATE_TOLERANCE:
         return _with_hints(
             f"Step {step}: BatchNorm's running statistics after the step differ {same}.",
             [
@@ -506,7 +517,7 @@ def _state_failure(learner: TrainingRun, step: int) -> str:
                 "reset_running_stats(), or a changed momentum? Eval mode normalises with these statistics."
             ],
         )
-    if not learner.optimizer_gaps[index] <= STATE_TOLERANCE:
+    if not compared.optimizer_gap <= STATE_TOLERANCE:
         return _with_hints(
             f"Step {step}: Adam's state after the step (its step count and running averages of the gradients) "
             f"differs {same}.",
@@ -518,8 +529,9 @@ def _state_failure(learner: TrainingRun, step: int) -> str:
     return ""
 
 
-def _late_departure_hints(step: int) -> list[str]:
-    """Return a hint for a loss that departs from train_step's only at a later step, the earlier ones right."""
+def _late_departure_hints(step: int, label: str) -> list[str]:
+    """Return a hint for a loss (of any `label`) that departs from train_step's only at a later step, the earlier
+    ones right."""
     if step == 1:
         return []
     agreed = "step 1 agreed" if step == 2 else f"the {step - 1} steps before agreed"
