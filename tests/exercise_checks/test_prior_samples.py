@@ -197,3 +197,25 @@ def test_samples_of_another_shape_fail_though_their_pixels_are_right() -> None:
         return model.decode(torch.randn(count, model.latent_dim, generator=generator)).squeeze(1)
 
     assert_fails_with(check_sample_prior(squeezed), "the shape is (6, 28, 28), expected (6, 1, 28, 28)")
+
+
+def _antithetic(model, count, g):
+    half = torch.randn((count + 1) // 2, model.latent_dim, generator=g)
+    return model.decode(torch.cat([half, -half])[:count])
+
+
+def _antithetic_interleaved(model, count, g):
+    latents = []
+    for _ in range(count):
+        latents.append(torch.randn(model.latent_dim, generator=g) if len(latents) % 2 == 0 else -latents[-1])
+    return model.decode(torch.stack(latents))
+
+
+@pytest.mark.parametrize(
+    ("antithetic", "phrase"),
+    [(_antithetic, "the z of sample 4 is minus that of sample 1"), (_antithetic_interleaved, "sample 2 is minus")],
+    ids=["halves", "interleaved"],
+)
+def test_antithetic_samples_fail_as_draws_that_are_not_independent(antithetic, phrase) -> None:
+    # each looks N(0, I) and they passed; the interleaved ones were judged as drawn another way
+    assert_fails_with(check_sample_prior(antithetic), phrase, "antithetic pairs z, -z")

@@ -476,3 +476,73 @@ def test_a_step_returning_a_named_tuple_or_keeping_a_buffer_of_its_own_passes(sm
     for right in (named, counting):
         result = check_training_step(right, small_train.images, steps=20)
         assert result.passed, result.details
+
+
+def test_a_step_returning_a_generator_is_told_to_return_a_tuple(small_train) -> None:
+    # it failed with "got generator" and no hint
+    def generating(model, optimizer, batch, alpha):
+        return (loss for loss in vae_loss_step(model, optimizer, batch, alpha))
+
+    assert_fails_with(
+        check_training_step(generating, small_train.images, steps=3),
+        "expected three losses (total, reconstruction, kl), got generator",
+        "return a tuple, `return total, recon, kl`",
+    )
+
+
+def vae_loss_step(model, optimizer, batch, alpha):
+    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.detach(), recon.detach(), kl_term.detach()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_a_step_that_converts_the_model_is_told_so(dtype, small_train) -> None:
+    # model.double() was told its loss or gradients were another formula's
+    def converting(model, optimizer, batch, alpha):
+        model.to(dtype)
+        return vae_loss_step(model, optimizer, batch.to(dtype), alpha)
+
+    assert_fails_with(
+        check_training_step(converting, small_train.images, steps=3),
+        f"Step 1: after the step, the model's weights are {str(dtype).removeprefix('torch.')}, where it was given "
+        "them in float32",
+        "the step converts the model",
+    )
+
+
+def test_a_step_returning_the_losses_of_its_call_before_is_told_so(small_train) -> None:
+    # it was told "is alpha written in", or nothing
+    kept = []
+
+    def one_call_late(model, optimizer, batch, alpha):
+        kept.append(tuple(loss.item() for loss in vae_loss_step(model, optimizer, batch, alpha)))
+        return kept[-2] if len(kept) > 1 else kept[-1]
+
+    assert_fails_with(
+        check_training_step(one_call_late, small_train.images, steps=3),
+        "step 1 at alpha = 0.001*: the reconstruction loss expected",
+        "these are the losses of the step's call before this one",
+    )
+
+
+def test_a_step_zeroing_the_gradients_only_on_some_calls_is_told_they_piled_up(small_train) -> None:
+    # it got the general "moved differently" hint
+    calls = []
+
+    def zeroing_on_odd_calls(model, optimizer, batch, alpha):
+        calls.append(1)
+        total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+        if len(calls) % 2:
+            optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        return total.item(), recon.item(), kl_term.item()
+
+    assert_fails_with(
+        check_training_step(zeroing_on_odd_calls, small_train.images, steps=4),
+        "Step 2: the gradients optimizer.step() used hold the step before's gradients too",
+        "optimizer.zero_grad() was not called in this step",
+    )

@@ -149,7 +149,18 @@ def _not_three_failure(where: str, what: str, returned: object) -> str:
         else type(returned).__name__
     )
     message = f"{where}: expected three {what} (total, reconstruction, kl), got {got}."
-    return _with_hints(message, [_not_a_tensor_hint(returned, "")] if returned is None else [])
+    if returned is None:
+        return _with_hints(message, [_not_a_tensor_hint(returned, "")])
+    if isinstance(returned, Iterator):
+        return _with_hints(
+            message,
+            [
+                f"a {type(returned).__name__} hands out its values one at a time, once, and is not the three values "
+                "themselves (a generator expression `(... for ... in ...)` makes one): return a tuple, "
+                "`return total, recon, kl`."
+            ],
+        )
+    return message
 
 
 def _returned_loss_mistakes(label: str, expected: Sequence[torch.Tensor], alpha: float) -> list[Mistake]:

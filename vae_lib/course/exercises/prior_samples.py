@@ -140,7 +140,8 @@ def _drawn_from_the_prior_another_way(
     drawn and some dropped); the same generator seed must give the same images whatever the global random state,
     another seed and a second call with the same generator other images; and the latents of PRIOR_DRAWS images must
     look N(0, I) (those kept, where more were drawn): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the
-    dimensions uncorrelated. The learner's code raising on one of these calls means no."""
+    dimensions uncorrelated, and no draw the negation of another (antithetic pairs z, -z are not independent draws,
+    though each looks N(0, I)). The learner's code raising on one of these calls means no."""
     try:
         return _judged_by_its_latents(sample_prior, model, count, seed, decoded, got)
     except _LearnerError:
@@ -170,7 +171,8 @@ def _judged_by_its_latents(
     draws = draws.double()
     correlations = torch.corrcoef(draws.T) - torch.eye(model.latent_dim, dtype=draws.dtype)
     return (
-        _normal_distance(draws) <= PRIOR_DRAWS_MAX_DISTANCE
+        _mirrored_pair(draws) is None
+        and _normal_distance(draws) <= PRIOR_DRAWS_MAX_DISTANCE
         and correlations.abs().max().item() <= PRIOR_DRAWS_MAX_CORRELATION
     )
 
@@ -205,6 +207,22 @@ def _kept_latents(model: VAE, decoded: Sequence[torch.Tensor], images: object, c
     return latents[nearest]
 
 
+# How close z_i + z_j may come to zero (largest coordinate) for draws i and j to count as one the other's negation:
+# among PRIOR_DRAWS independent N(0, I) draws in 2-D, a pair comes that close with a chance of about 1e-4 (less in 8-D).
+MIRRORED_TOLERANCE = 1e-5
+
+
+def _mirrored_pair(latents: torch.Tensor) -> tuple[int, int] | None:
+    """Return the first two rows (i, j), i < j, with z_j = -z_i to float rounding (antithetic draws), else None."""
+    if len(latents) < 2:
+        return None
+    rows = latents.detach().double()
+    sums = torch.cdist(rows, -rows, p=float("inf"))
+    sums.fill_diagonal_(math.inf)
+    close = (sums <= MIRRORED_TOLERANCE).nonzero()
+    return None if not len(close) else tuple(sorted(close[0].tolist()))
+
+
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
     """Return a hint when the learner's code raised after decoding latents as wide as another model's latent space."""
     widths = [latents.shape[-1] for latents in decoded if latents.dim() == 2 and latents.shape[-1] != latent_dim]
@@ -219,8 +237,19 @@ def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error:
 def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> list[str]:
     """Return what is wrong with the latents a sampler decoded, else with its images: a sample repeated."""
     hints = _prior_latent_hints(decoded, latents)
-    if hints or not (isinstance(images, torch.Tensor) and images.dim() > 1 and len(images) > 1):
+    if hints:
         return hints
+    decoded_latents = _latents_decoded(decoded, 2, latents.shape[1])
+    mirrored = None if decoded_latents is None else _mirrored_pair(decoded_latents)
+    if mirrored:
+        first, second = mirrored
+        return [
+            f"the z of sample {second + 1} is minus that of sample {first + 1} (antithetic pairs z, -z): each looks "
+            "N(0, I), but the samples are not independent draws, so half of them are known from the other half. "
+            "Draw every z afresh: torch.randn(count, model.latent_dim, generator=generator)."
+        ]
+    if not (isinstance(images, torch.Tensor) and images.dim() > 1 and len(images) > 1):
+        return []
     rows = images.detach().flatten(1)
     same = [(i, j) for i in range(len(rows)) for j in range(i + 1, len(rows)) if torch.equal(rows[i], rows[j])]
     if not same:

@@ -50,6 +50,8 @@ CHECK_LEARNING_RATE = 1e-3
 # so rounding that differs (an equal formula written another way, float64) does not pile up from step to step. Over
 # 200 steps such rewrites stayed within 4.4e-6 (losses within 3e-7); a learning rate 0.1 % off moves the change 1e-3.
 STATE_TOLERANCE = 1e-4
+# How close a step's gradients must be to train_step's plus those of the step before to count as piled up.
+PILED_UP_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -63,6 +65,7 @@ class ComparedStep:
     update_gap: float  # |learner's change - train_step's change| / |train_step's change| of the weights
     statistics_gap: float  # BatchNorm's running statistics after the step
     optimizer_gap: float  # Adam's state (step counts, running averages) after the step
+    gradients_piled_up: bool  # the gradients after the step are train_step's plus those the step before left
 
 
 def _fresh_training(seed: int) -> tuple[VAE, torch.optim.Optimizer]:
@@ -84,6 +87,7 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
         optimizer = torch.optim.Adam(model.parameters(), lr=CHECK_LEARNING_RATE)
         run: list[ComparedStep] = []
         twin, twin_optimizer = copy.deepcopy((model, optimizer))
+        gradients_before = None  # those the learner's step before left on the weights
         with _recording_grad_mode(model) as grad_modes:
             for index, indices in enumerate(order):
                 batch = to_model_input(images[indices])
@@ -94,7 +98,8 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
                 torch.set_rng_state(noise)
                 hints = partial(_step_error_hints, grad_modes, model)
                 losses = _call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints)
-                change = _flat_weights(model) - before
+                change, gradients = _flat_weights(model) - before, _flat_gradients(model)
+                expected_gradients = _flat_gradients(twin)
                 run.append(
                     ComparedStep(
                         _numpy_numbers_as_floats(losses),
@@ -103,8 +108,12 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
                         _relative_gap(change, _flat_weights(twin) - before),
                         _relative_gap(_running_statistics(model), _running_statistics(twin)),
                         _adam_state_gap(optimizer, twin_optimizer),
+                        gradients_before is not None
+                        and bool(gradients_before.any())
+                        and _relative_gap(gradients, expected_gradients + gradients_before) < PILED_UP_TOLERANCE,
                     )
                 )
+                gradients_before = gradients
     return run
 
 
@@ -251,6 +260,7 @@ class StepProbe:
     batchnorm_moved: bool  # whether the forward pass ran in training mode
     weights_changed: bool  # whether any weight changed, by the optimizer given or by any other means
     frozen: list[str]  # the weights that no longer require gradients after the call
+    weight_dtype: torch.dtype | None  # the weights' dtype after the call, None when not the same for all
 
 
 def _probe_step(
@@ -282,7 +292,14 @@ def _probe_step(
         not torch.equal(statistics, _running_statistics(model)),
         not torch.equal(weights, _flat_weights(model)),
         _frozen_weights(model),
+        _weight_dtype(model),
     )
+
+
+def _weight_dtype(model: nn.Module) -> torch.dtype | None:
+    """Return the dtype of the model's weights, None when they have more than one."""
+    dtypes = {parameter.dtype for parameter in model.parameters()}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 @dataclass
@@ -328,6 +345,18 @@ def _step_mechanics_failure(probe: StepProbe) -> str:
         )
     if probe.frozen:
         return _with_hints("Step 1: after the step, weights no longer require gradients.", [_frozen_hint(probe.frozen)])
+    if probe.weight_dtype != torch.float32:
+        dtype = (
+            "of more than one dtype" if probe.weight_dtype is None else str(probe.weight_dtype).removeprefix("torch.")
+        )
+        return _with_hints(
+            f"Step 1: after the step, the model's weights are {dtype}, where it was given them in float32.",
+            [
+                "the step converts the model (model.double(), .half() or .to(dtype)): a training step trains the "
+                "model in the dtype it is given, which the rest of the notebook uses (its images are float32). To "
+                "compute the loss in float64, convert the model's outputs, not the model."
+            ],
+        )
     if not probe.batchnorm_moved:
         return _with_hints(
             "Step 1: BatchNorm's running statistics did not change.",
@@ -363,9 +392,9 @@ def _step_mechanics_failure(probe: StepProbe) -> str:
     return ""
 
 
-def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
+def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> Iterator[str]:
     """Yield failures found by single calls of the step: its mode, its optimizer steps, the loss it minimises at two
-    alphas, its zero_grad, and the losses it returns."""
+    alphas, its zero_grad, and the losses it returns (`previous`: the losses of the call before the first probe)."""
     indices = torch.arange(2 * CHECK_BATCH_SIZE) % len(images)
     first_batch, second_batch = to_model_input(images[indices]).split(CHECK_BATCH_SIZE)
     recon_weights, kl_weights, probes = [], [], []
@@ -420,10 +449,11 @@ def _probe_failures(step: Callable, images: torch.Tensor) -> Iterator[str]:
     for alpha, (_, _, probe, expected) in zip(PROBE_ALPHAS, probes):  # a step's own alpha written in shows here
         returned = _numpy_numbers_as_floats(probe.returned)
         if isinstance(returned, tuple | list) and len(returned) == 3:
-            hints = partial(_returned_total_hints, alpha)
+            hints = partial(_previous_call_hints, returned, previous, partial(_returned_total_hints, alpha))
             yield from _returned_losses_failures(
                 f"step 1 at alpha = {alpha:g}", returned, expected.losses, alpha, hints
             )
+        previous = expected.losses
     alpha = PROBE_ALPHAS[0]
     following = _loss_gradients(model, second_batch, alpha, seed=3)
     second = _probe_step(step, model, optimizer, second_batch, alpha, seed=3, case="step 2")
@@ -443,6 +473,29 @@ def _returned_total_hints(alpha: float, label: str) -> list[str]:
         f"the total returned is not reconstruction + {alpha:g} · KL with the alpha the step is given, though the loss "
         "minimised is: is alpha written in as a number where the returned total is computed?"
     ]
+
+
+def _previous_call_hints(
+    returned: object, previous: object, otherwise: Callable[[str], list[str]], label: str
+) -> list[str]:
+    """Return the hint for returned losses that are those of the step's call before (`previous`, train_step's from the
+    same state), else otherwise(label)'s."""
+    if not _same_losses(returned, previous):
+        return otherwise(label)
+    return [
+        "these are the losses of the step's call before this one, the batch before's: is a loss kept from the last "
+        "call (in a global, a list or a default argument) returned in place of this call's? Return this batch's losses."
+    ]
+
+
+def _same_losses(returned: object, previous: object) -> bool:
+    """Return whether a step returned the three losses `previous` to float rounding (two batches never give them)."""
+    if not all(isinstance(losses, tuple | list) and len(losses) == 3 for losses in (returned, previous)):
+        return False
+    try:
+        return all(math.isclose(float(a), float(b), rel_tol=1e-5) for a, b in zip(returned, previous))
+    except (TypeError, ValueError, RuntimeError):  # not numbers, or tensors of more than one value
+        return False
 
 
 def _rescaled_gradients(recon_weights: Sequence[float], kl_weights: Sequence[float]) -> bool:
@@ -465,13 +518,15 @@ def _step_failures(step: Callable, images: torch.Tensor, steps: int) -> Iterator
             "Step 1: the returned losses still carry their graph.\n"
             "Looks like: return total.detach(), ... (or .item()), so each step's graph is freed."
         )
-    yield from _probe_failures(step, images)
+    yield from _probe_failures(step, images, learner[-1].expected_losses)
+    previous: object = None
     for index, compared in enumerate(learner, start=1):
-        hints = partial(_late_departure_hints, index)
+        hints = partial(_previous_call_hints, compared.losses, previous, partial(_late_departure_hints, index))
         yield from _returned_losses_failures(
             f"step {index}", compared.losses, compared.expected_losses, CHECK_ALPHA, hints
         )
         yield _state_failure(compared, index)
+        previous = compared.expected_losses
 
 
 def _returned_losses_failures(
@@ -498,6 +553,14 @@ def _state_failure(compared: ComparedStep, step: int) -> str:
         return _with_hints(
             f"Step {step}: the weights did not change.",
             ["optimizer.step() was not called in this step: call it once in every step."],
+        )
+    if not compared.update_gap <= STATE_TOLERANCE and compared.gradients_piled_up:
+        return _with_hints(
+            f"Step {step}: the gradients optimizer.step() used hold the step before's gradients too.",
+            [
+                "optimizer.zero_grad() was not called in this step (is it called only in some steps?), so its "
+                "gradients added up with the last step's: call it in every step, before backward()."
+            ],
         )
     if not compared.update_gap <= STATE_TOLERANCE:
         return _with_hints(
