@@ -219,3 +219,13 @@ def _antithetic_interleaved(model, count, g):
 def test_antithetic_samples_fail_as_draws_that_are_not_independent(antithetic, phrase) -> None:
     # each looks N(0, I) and they passed; the interleaved ones were judged as drawn another way
     assert_fails_with(check_sample_prior(antithetic), phrase, "antithetic pairs z, -z")
+
+
+def test_zeros_decoded_one_at_a_time_are_a_repeated_sample_not_antithetic_pairs() -> None:
+    # z = 0 is its own negation: such samples were told they were antithetic pairs
+    def zeros_one_at_a_time(model, count, g):
+        return torch.cat([model.decode(torch.zeros(1, model.latent_dim)) for _ in range(count)])
+
+    result = check_sample_prior(zeros_one_at_a_time)
+    assert_fails_with(result, "samples 1 and 2 are the same image")
+    assert "antithetic" not in result.details

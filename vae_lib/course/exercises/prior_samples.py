@@ -213,12 +213,15 @@ MIRRORED_TOLERANCE = 1e-5
 
 
 def _mirrored_pair(latents: torch.Tensor) -> tuple[int, int] | None:
-    """Return the first two rows (i, j), i < j, with z_j = -z_i to float rounding (antithetic draws), else None."""
+    """Return the first two rows (i, j), i < j, with z_j = -z_i to float rounding (antithetic draws), else None;
+    zeros, their own negation, are a sample repeated, not a pair."""
     if len(latents) < 2:
         return None
     rows = latents.detach().double()
     sums = torch.cdist(rows, -rows, p=float("inf"))
     sums.fill_diagonal_(math.inf)
+    zeros = rows.abs().amax(dim=1) <= MIRRORED_TOLERANCE
+    sums[zeros], sums[:, zeros] = math.inf, math.inf
     close = (sums <= MIRRORED_TOLERANCE).nonzero()
     return None if not len(close) else tuple(sorted(close[0].tolist()))
 
