@@ -1,5 +1,6 @@
 """The latent-interpolation check: the reference passes, and each named mistake is recognised by its hint."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,3 +97,28 @@ def test_an_interpolation_in_training_mode_or_between_log_variances_is_named(wro
     result = check_interpolate(wrong)
     assert_fails_with(result, f"Looks like: {phrase}")
     assert "z is sampled" not in result.details
+
+
+def test_float64_weights_from_numpy_are_named_when_the_decoder_refuses_them() -> None:
+    # the check said only "mat1 and mat2 must have the same dtype, but got Double and Float"
+    def numpy_weights(model, start_image, end_image, steps):
+        weights = torch.from_numpy(np.linspace(0, 1, steps)).view(-1, 1)
+        means, _ = model.encode(torch.stack([start_image, end_image]))
+        return model.decode((1 - weights) * means[0] + weights * means[1])
+
+    assert_fails_with(
+        check_interpolate(numpy_weights),
+        "your function raised RuntimeError",
+        "a float64 tensor met the model's float32 weights",
+    )
+
+
+def test_an_interpolation_converting_the_model_fails() -> None:
+    # it passed: only the model's mode was checked afterwards
+    def in_float64(model, start_image, end_image, steps):
+        model.double()
+        weights = torch.linspace(0, 1, steps, dtype=torch.float64).view(-1, 1)
+        means, _ = model.encode(torch.stack([start_image, end_image]).double())
+        return model.decode((1 - weights) * means[0] + weights * means[1])
+
+    assert_fails_with(check_interpolate(in_float64), "leaves the model's weights in float64")

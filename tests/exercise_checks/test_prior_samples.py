@@ -229,3 +229,59 @@ def test_zeros_decoded_one_at_a_time_are_a_repeated_sample_not_antithetic_pairs(
     result = check_sample_prior(zeros_one_at_a_time)
     assert_fails_with(result, "samples 1 and 2 are the same image")
     assert "antithetic" not in result.details
+
+
+def _centred(model, count, g):
+    latents = torch.randn(count, model.latent_dim, generator=g)
+    return model.decode(latents - latents.mean(dim=0))
+
+
+def _standardised(model, count, g):
+    latents = torch.randn(count, model.latent_dim, generator=g)
+    return model.decode((latents - latents.mean(dim=0)) / latents.std(dim=0))
+
+
+@pytest.mark.parametrize("normalised", [_centred, _standardised], ids=["centred", "standardised"])
+def test_latents_centred_or_standardised_over_the_samples_fail_and_are_named(normalised) -> None:
+    # their 2,000 draws look N(0, I), so they passed, judged as drawn another way
+    assert_fails_with(check_sample_prior(normalised), "z is centred or standardised over the samples")
+
+
+def test_images_rescaled_to_zero_one_and_latents_rearranged_are_named() -> None:
+    # both failed without a hint
+    def rescaled(model, count, g):
+        return (model.decode(torch.randn(count, model.latent_dim, generator=g)) + 1) / 2
+
+    def sorted_in_each_dimension(model, count, g):
+        return model.decode(torch.randn(count, model.latent_dim, generator=g).sort(dim=0).values)
+
+    assert_fails_with(check_sample_prior(rescaled), "the images are rescaled to [0, 1], (x + 1) / 2")
+    assert_fails_with(check_sample_prior(sorted_in_each_dimension), "z holds the generator's draws, but arranged")
+
+
+def test_a_transposed_draw_wrong_for_another_reason_is_not_told_its_draws_are_rearranged() -> None:
+    # a transposed draw is a right way to draw; here the generator's state is copied, so calls repeat
+    def transposed_from_a_copy(model, count, g):
+        copy = torch.Generator().set_state(g.get_state())
+        return model.decode(torch.randn(model.latent_dim, count, generator=copy).T)
+
+    result = check_sample_prior(transposed_from_a_copy)
+    assert not result.passed
+    assert "arranged otherwise" not in result.details
+
+
+def test_a_clipped_prior_fails_and_is_named() -> None:
+    # at ±2 it passed: no 2-D draw went beyond, and the 8-D draws were judged drawn another way
+    def clipped(model, count, g):
+        return model.decode(torch.randn(count, model.latent_dim, generator=g).clamp(-2, 2))
+
+    assert_fails_with(check_sample_prior(clipped), "z is clipped at ±2")
+
+
+def test_a_sampler_converting_the_model_fails_without_crashing_the_check() -> None:
+    # the check decoded its known mistakes with the converted model and raised
+    def in_float64(model, count, g):
+        model.double()
+        return model.decode(torch.randn(count, model.latent_dim, generator=g, dtype=torch.float64))
+
+    assert_fails_with(check_sample_prior(in_float64), "leaves the model's weights in float64")

@@ -162,3 +162,37 @@ def test_a_z_of_another_dtype_than_mean_fails_and_says_so(wrong, dtype) -> None:
     result = check_reparameterise(wrong)
     assert_fails_with(result, f"z is torch.float{dtype}, where mean is torch.float32", "keep mean's dtype")
     assert "σ is not computed" not in result.details
+
+
+def _antithetic(mean, log_var):
+    half = torch.randn(len(mean) // 2, mean.shape[1])
+    return mean + torch.cat([half, -half]) * torch.exp(0.5 * log_var)
+
+
+def _half_repeated(mean, log_var):
+    half = torch.randn(len(mean) // 2, mean.shape[1])
+    return mean + torch.cat([half, half]) * torch.exp(0.5 * log_var)
+
+
+def _standardised(mean, log_var):
+    noise = torch.randn_like(mean)
+    return mean + (noise - noise.mean(dim=0)) / noise.std(dim=0) * torch.exp(0.5 * log_var)
+
+
+def _batch_mean(mean, log_var):
+    return mean.mean(dim=0) + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_antithetic, "the images' ε come in pairs ε, -ε"),
+        (_half_repeated, "10000 of the 20000 images' ε repeat another image's"),
+        (_standardised, "ε has a mean of exactly 0, or a spread of exactly 1"),
+        (_batch_mean, "each image's z depends on the means of every image in the batch"),
+    ],
+    ids=["antithetic", "half repeated", "standardised", "batch mean"],
+)
+def test_noise_or_means_shared_between_images_fail_and_are_named(wrong, phrase) -> None:
+    # each passed: every image's ε looked N(0, I), and z.sum()'s gradient to the mean is 1 for a batch-averaged mean
+    assert_fails_with(check_reparameterise(wrong), phrase)

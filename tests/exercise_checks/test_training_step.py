@@ -546,3 +546,39 @@ def test_a_step_zeroing_the_gradients_only_on_some_calls_is_told_they_piled_up(s
         "Step 2: the gradients optimizer.step() used hold the step before's gradients too",
         "optimizer.zero_grad() was not called in this step",
     )
+
+
+def test_a_step_under_autocast_is_told_so(small_train) -> None:
+    # it was told its loss was another formula's
+    def in_bf16(model, optimizer, batch, alpha):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output, mean, log_var = model(batch)
+        return vae_loss_step_of(model, optimizer, batch, alpha, (output.float(), mean.float(), log_var.float()))
+
+    assert_fails_with(
+        check_training_step(in_bf16, small_train.images, steps=3),
+        "Step 1: the forward pass ran under torch.autocast",
+        "train this step in float32",
+    )
+
+
+def vae_loss_step_of(model, optimizer, batch, alpha, outputs):
+    total, recon, kl_term = vae_loss(batch, *outputs, alpha)
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_step_adding_a_weight_to_the_model_fails_without_crashing_the_check(small_train) -> None:
+    # the check subtracted weight vectors of two sizes and raised
+    def with_a_learned_scale(model, optimizer, batch, alpha):
+        if not hasattr(model, "log_sigma"):
+            model.log_sigma = torch.nn.Parameter(torch.zeros(()))
+        return vae_loss_step(model, optimizer, batch, alpha)
+
+    assert_fails_with(
+        check_training_step(with_a_learned_scale, small_train.images, steps=3),
+        "Step 1: the model holds",
+        "the step adds weights to the model",
+    )

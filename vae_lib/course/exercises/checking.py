@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -118,9 +119,21 @@ class _LearnerError(Exception):
 
 
 def _raised_failure(case: str, error: Exception, hints: Sequence[str] = ()) -> str:
-    """Return which case raised what, and the hints on the mistake that raises it."""
+    """Return which case raised what, and the hints on the mistake that raises it (float64 meeting the model's float32
+    when no other hint is found)."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if not hints and _FLOAT64_MEETS_FLOAT32.search(text):
+        hints = [
+            "a float64 tensor met the model's float32 weights: NumPy arrays (np.linspace, np.array) and "
+            "torch.from_numpy of them are float64. Make it float32 (.float(), or torch.linspace), as the model's are."
+        ]
     return _with_hints(f"Case *{case}*: your function raised {type(error).__name__}: {text}", hints)
+
+
+# torch's messages when a float64 tensor meets float32 ones (a matrix product, a convolution, an addition in place).
+_FLOAT64_MEETS_FLOAT32 = re.compile(
+    r"(Double|double|float64)\b.*\b(Float|float|float32)\b|(Float|float32)\b.*\b(Double|double|float64)\b"
+)
 
 
 def _call(
@@ -375,6 +388,22 @@ def _left_in_training_mode_failure(case: str) -> str:
     )
 
 
+def _converted_model_failure(case: str, model: torch.nn.Module) -> str:
+    """Return '' when the model's weights are still float32, as the check gave them, else the message for a function
+    that converted the model (model.double(), .half()), which the notebook's next cells would then feed float32."""
+    dtypes = sorted({str(parameter.dtype).removeprefix("torch.") for parameter in model.parameters()})
+    if dtypes == ["float32"]:
+        return ""
+    return _with_hints(
+        f"Case *{case}*: your function leaves the model's weights in {' and '.join(dtypes)}, where it was given them "
+        "in float32.",
+        [
+            "the model is converted (model.double(), .half() or .to(dtype)): the notebook's next cells feed it float32 "
+            "images and latents, which a converted model refuses. Leave the model as it is given."
+        ],
+    )
+
+
 def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckResult:
     """Return the first failure as a failed CheckResult, or a pass; the learner's code raising is a failure too."""
     try:
@@ -399,6 +428,46 @@ def _recording_latents(model: VAE) -> Iterator[list[torch.Tensor]]:
         yield decoded
     finally:
         hook.remove()
+
+
+# The grid on which rows of draws are compared for one being the negation of another: z_j = -z_i to float rounding.
+MIRROR_RESOLUTION = 1e-5
+
+
+def _mirrored_pairs(rows: torch.Tensor) -> list[tuple[int, int]]:
+    """Return the pairs (i, j), i < j, of rows with z_j = -z_i on a grid of MIRROR_RESOLUTION (antithetic draws), in
+    the order of j; independent normal draws of two or more values never pair. Rows of zeros, their own negation,
+    are a value repeated, not a pair."""
+    if rows.dim() != 2 or rows.shape[1] < 2:
+        return []
+    keys = torch.round(rows.detach().double() / MIRROR_RESOLUTION).long()
+    seen: dict[tuple[int, ...], int] = {}
+    pairs = []
+    for index, key in enumerate(map(tuple, keys.tolist())):
+        if not any(key):
+            continue
+        partner = seen.get(tuple(-value for value in key))
+        if partner is not None:
+            pairs.append((partner, index))
+        seen.setdefault(key, index)
+    return pairs
+
+
+def _normalised_over_samples(rows: torch.Tensor) -> bool:
+    """Return whether draws (one row each) were centred or standardised over the rows: in every column a mean of
+    exactly 0 or a standard deviation of exactly 1 (to float rounding), which independent draws never have."""
+    if len(rows) < 3:
+        return False
+    rows = rows.detach().double()
+    spread = rows.std(dim=0)
+    if not (spread > 0).all():  # a column the same in every row (zeros, one value repeated) is no normalisation
+        return False
+    exactly = 1e-5
+    return bool(
+        (rows.mean(dim=0).abs() <= exactly * spread).all()
+        or ((spread - 1).abs() <= exactly).all()
+        or ((rows.std(dim=0, correction=0) - 1).abs() <= exactly).all()
+    )
 
 
 def _normal_distance(standardised: torch.Tensor) -> float:

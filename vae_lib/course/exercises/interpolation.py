@@ -16,6 +16,7 @@ from vae_lib.course.exercises.checking import (
     _call,
     _close,
     _compare,
+    _converted_model_failure,
     _left_in_training_mode_failure,
     _numbers,
     _recording_latents,
@@ -68,6 +69,10 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
         statistics = _running_statistics(model)
         with _recording_latents(model) as decoded:
             got = _call(name, interpolate, model, start, end, steps)
+        converted = _converted_model_failure(name, model)
+        if converted:
+            yield converted
+            return
         left_training = model.training
         model.eval()
         training_mode = not torch.equal(statistics, _running_statistics(model))

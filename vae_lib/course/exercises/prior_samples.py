@@ -17,10 +17,13 @@ from vae_lib.course.exercises.checking import (
     _call,
     _close,
     _compare,
+    _converted_model_failure,
     _LearnerError,
     _left_in_training_mode_failure,
+    _mirrored_pairs,
     _near,
     _normal_distance,
+    _normalised_over_samples,
     _recording_latents,
     _result,
     _seeded,
@@ -48,6 +51,10 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
         with _recording_latents(model) as decoded:
             hints = partial(_latent_width_hints, decoded, latent_dim)
             got = _call(name, sample_prior, model, count, _used_generator(seed), hints=hints)
+        converted = _converted_model_failure(name, model)
+        if converted:  # the known mistakes below would be decoded by the converted model
+            yield converted
+            return
         left_training = model.training
         model.eval()  # the rest of the check decodes as the notebook's next cell would, in eval mode
         training_mode = copy.deepcopy(model).train()
@@ -70,6 +77,11 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
                     "decoded in training mode, where BatchNorm normalises with the batch's own statistics: "
                     "leave the model in eval mode.",
                     training_mode.decode(torch.randn(count, latent_dim, generator=_used_generator(seed))),
+                ),
+                (
+                    "the images are rescaled to [0, 1], (x + 1) / 2: return them as the decoder gives them, in "
+                    "[-1, 1] as the model's input images are; the figures rescale them for display.",
+                    (expected + 1) / 2,
                 ),
             ]
         hints = partial(_sample_hints, got, decoded, latents)
@@ -140,8 +152,10 @@ def _drawn_from_the_prior_another_way(
     drawn and some dropped); the same generator seed must give the same images whatever the global random state,
     another seed and a second call with the same generator other images; and the latents of PRIOR_DRAWS images must
     look N(0, I) (those kept, where more were drawn): each dimension within PRIOR_DRAWS_MAX_DISTANCE of N(0, 1), the
-    dimensions uncorrelated, and no draw the negation of another (antithetic pairs z, -z are not independent draws,
-    though each looks N(0, I)). The learner's code raising on one of these calls means no."""
+    dimensions uncorrelated, no draw the negation of another (antithetic pairs z, -z are not independent draws,
+    though each looks N(0, I)), the draws not centred or standardised over the samples (their mean exactly 0 or
+    their spread exactly 1) and not clipped (several at exactly a dimension's lowest or highest value). The
+    learner's code raising on one of these calls means no."""
     try:
         return _judged_by_its_latents(sample_prior, model, count, seed, decoded, got)
     except _LearnerError:
@@ -171,7 +185,9 @@ def _judged_by_its_latents(
     draws = draws.double()
     correlations = torch.corrcoef(draws.T) - torch.eye(model.latent_dim, dtype=draws.dtype)
     return (
-        _mirrored_pair(draws) is None
+        not _mirrored_pairs(draws)
+        and not _normalised_over_samples(draws)
+        and not _piled_at_extremes(draws)
         and _normal_distance(draws) <= PRIOR_DRAWS_MAX_DISTANCE
         and correlations.abs().max().item() <= PRIOR_DRAWS_MAX_CORRELATION
     )
@@ -207,23 +223,13 @@ def _kept_latents(model: VAE, decoded: Sequence[torch.Tensor], images: object, c
     return latents[nearest]
 
 
-# How close z_i + z_j may come to zero (largest coordinate) for draws i and j to count as one the other's negation:
-# among PRIOR_DRAWS independent N(0, I) draws in 2-D, a pair comes that close with a chance of about 1e-4 (less in 8-D).
-MIRRORED_TOLERANCE = 1e-5
-
-
-def _mirrored_pair(latents: torch.Tensor) -> tuple[int, int] | None:
-    """Return the first two rows (i, j), i < j, with z_j = -z_i to float rounding (antithetic draws), else None;
-    zeros, their own negation, are a sample repeated, not a pair."""
-    if len(latents) < 2:
-        return None
-    rows = latents.detach().double()
-    sums = torch.cdist(rows, -rows, p=float("inf"))
-    sums.fill_diagonal_(math.inf)
-    zeros = rows.abs().amax(dim=1) <= MIRRORED_TOLERANCE
-    sums[zeros], sums[:, zeros] = math.inf, math.inf
-    close = (sums <= MIRRORED_TOLERANCE).nonzero()
-    return None if not len(close) else tuple(sorted(close[0].tolist()))
+def _piled_at_extremes(rows: torch.Tensor) -> bool:
+    """Return whether several draws sit at exactly a column's lowest or highest value, as clipped draws (clamp) do;
+    independent normal draws never tie."""
+    rows = rows.detach()
+    at_lowest = (rows == rows.min(dim=0).values).sum(dim=0)
+    at_highest = (rows == rows.max(dim=0).values).sum(dim=0)
+    return bool((torch.maximum(at_lowest, at_highest) >= 3).any())
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
@@ -243,13 +249,31 @@ def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torc
     if hints:
         return hints
     decoded_latents = _latents_decoded(decoded, 2, latents.shape[1])
-    mirrored = None if decoded_latents is None else _mirrored_pair(decoded_latents)
+    mirrored = [] if decoded_latents is None else _mirrored_pairs(decoded_latents)
     if mirrored:
-        first, second = mirrored
+        first, second = mirrored[0]
         return [
             f"the z of sample {second + 1} is minus that of sample {first + 1} (antithetic pairs z, -z): each looks "
             "N(0, I), but the samples are not independent draws, so half of them are known from the other half. "
             "Draw every z afresh: torch.randn(count, model.latent_dim, generator=generator)."
+        ]
+    if decoded_latents is not None and _normalised_over_samples(decoded_latents):
+        return [
+            "z is centred or standardised over the samples (its mean is exactly 0, or its spread exactly 1, in every "
+            "dimension): draws from N(0, I) vary around 0 and 1, and normalising makes each sample depend on the "
+            "others. Decode the draws as they come."
+        ]
+    bound = None if decoded_latents is None else decoded_latents.abs().max()
+    clipped = None if bound is None else latents.double().clamp(-bound.item(), bound.item())
+    if bound is not None and 0 < bound < latents.abs().max() and _close(decoded_latents.double(), clipped):
+        return [
+            f"z is clipped at ±{bound:.3g}: the prior N(0, I) has no bound (a draw beyond it is rare, not wrong), "
+            "so decode torch.randn(count, model.latent_dim, generator=generator) as it is drawn."
+        ]
+    if decoded_latents is not None and _rearranged(decoded_latents, latents):
+        return [
+            "z holds the generator's draws, but arranged otherwise (sorted, or moved between samples or dimensions): "
+            "decode torch.randn(count, model.latent_dim, generator=generator) as it is drawn."
         ]
     if not (isinstance(images, torch.Tensor) and images.dim() > 1 and len(images) > 1):
         return []
@@ -262,6 +286,18 @@ def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torc
         f"samples {first + 1} and {second + 1} are the same image: each sample decodes a z of its own, drawn with "
         "torch.randn(count, model.latent_dim, generator=generator)."
     ]
+
+
+def _rearranged(decoded: torch.Tensor, latents: torch.Tensor) -> bool:
+    """Return whether the latents decoded are the values of `latents` (the generator's draws) in another order, other
+    than the two a right answer may draw them in: as drawn, or transposed (torch.randn(latent_dim, count).T)."""
+    if decoded.shape != latents.shape:
+        return False
+    got, right = decoded.detach().double(), latents.double()
+    transposed = right.flatten().view(right.shape[1], right.shape[0]).T
+    if _close(got, right) or _close(got, transposed):
+        return False
+    return bool(_close(got.flatten().sort().values, right.flatten().sort().values))
 
 
 def _prior_latent_hints(decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> list[str]:

@@ -17,7 +17,9 @@ from vae_lib.course.exercises.checking import (
     _dtype_failure,
     _kind_failure,
     _LearnerError,
+    _mirrored_pairs,
     _normal_distance,
+    _normalised_over_samples,
     _numbers,
     _probing,
     _result,
@@ -80,6 +82,7 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     if repeated:  # a clamp far out (at ±3) leaves the spread and the distance within their tolerances
         yield _with_hints(f"Case *{case}*: the draws of z repeat values, where normal draws never do.", [repeated])
     yield _independence_failure(case, draws)
+    yield _dependent_images_failure(case, (draws - means.double()) / sigma)
     if isinstance(z_again, torch.Tensor) and torch.equal(z_again.detach().double(), draws):
         yield _with_hints(
             "Case *two calls with the same inputs*: z is the same both times.",
@@ -280,8 +283,38 @@ def _independence_failure(case: str, draws: torch.Tensor) -> str:
     )
 
 
+def _dependent_images_failure(case: str, noise: torch.Tensor) -> str:
+    """Return '' when each image's ε (one row of `noise`) is drawn on its own, else how the rows depend on each other:
+    rows repeated, rows that are others' negations (antithetic), or ε centred or standardised over the batch."""
+    repeated = len(noise) - len(torch.unique(noise, dim=0))
+    if repeated:
+        return _with_hints(
+            f"Case *{case}*: {repeated} of the {len(noise)} images' ε repeat another image's.",
+            ["part of the noise is reused for other images (e.g. cat([ε, ε])): draw every ε afresh, randn_like(mean)."],
+        )
+    if 4 * len(_mirrored_pairs(noise)) >= len(noise):
+        return _with_hints(
+            f"Case *{case}*: the images' ε come in pairs ε, -ε.",
+            [
+                "antithetic noise (cat([ε, -ε])): each image's ε looks N(0, I), but half the batch's noise is known "
+                "from the other half, so the images are not independent draws: draw every ε afresh, randn_like(mean)."
+            ],
+        )
+    if _normalised_over_samples(noise):
+        return _with_hints(
+            f"Case *{case}*: ε has a mean of exactly 0, or a spread of exactly 1, over the batch in every dimension.",
+            [
+                "ε is centred or standardised over the batch, which makes each image's noise depend on the others': "
+                "use randn_like(mean)'s draws as they come."
+            ],
+        )
+    return ""
+
+
 def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor) -> str:
-    """Return '' when dz/dmean = 1 and dz/dlog_var = (z - mean) / 2, else a message on the missing gradient."""
+    """Return '' when dz/dmean = 1 and dz/dlog_var = (z - mean) / 2, each image's z from its own mean and log_var,
+    else a message on the missing gradient. The gradients are those of a sum of z weighted differently for each
+    image, so z computed from the batch's average mean or log_var shows."""
     case = "gradients of z"
     if not z.requires_grad:
         return (
@@ -289,7 +322,8 @@ def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.T
             "compute it as mean + σ·ε so gradients reach mean and log_var."
         )
     try:
-        d_mean, d_log_var = torch.autograd.grad(z.sum(), (mean, log_var), allow_unused=True)
+        weights = (torch.arange(len(z)) % 5 + 1).to(z.dtype).unsqueeze(1)  # 1 to 5, by image
+        d_mean, d_log_var = torch.autograd.grad((weights * z).sum(), (mean, log_var), allow_unused=True)
     except RuntimeError as error:
         return _backward_failure(case, "z", error)
     if d_mean is None and d_log_var is None:
@@ -297,9 +331,14 @@ def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.T
             f"Case *{case}*: z has no gradient with respect to mean or log_var.\nLooks like: z is computed, then "
             "detached and made a new leaf (.detach().requires_grad_(), numpy): compute it as mean + σ·ε."
         )
-    if d_mean is None or not torch.allclose(d_mean, torch.ones_like(mean)):
+    if d_mean is not None and torch.allclose(d_mean, weights.mean().expand_as(mean)) and len(z) > 1:
+        return _with_hints(
+            f"Case *{case}*: each image's z depends on the means of every image in the batch.",
+            ["the mean is averaged over the batch (mean.mean(0)): z = mean + σ·ε, each image from its own mean."],
+        )
+    if d_mean is None or not torch.allclose(d_mean, weights.expand_as(mean)):
         return f"Case *{case}*: dz/dmean should be 1 everywhere.\nLooks like: z = mean + σ·ε is not what is computed."
-    expected = 0.5 * (z.detach().double() - mean.detach().double())
+    expected = 0.5 * weights.double() * (z.detach().double() - mean.detach().double())
     if d_log_var is None or not torch.allclose(d_log_var.double(), expected, rtol=1e-3, atol=1e-5):
         return (
             f"Case *{case}*: dz/dlog_var should be σ·ε/2 = (z - mean)/2.\n"

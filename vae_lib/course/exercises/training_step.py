@@ -98,6 +98,17 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
                 torch.set_rng_state(noise)
                 hints = partial(_step_error_hints, grad_modes, model)
                 losses = _call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints)
+                if len(_flat_weights(model)) != len(before):
+                    raise _LearnerError(
+                        _with_hints(
+                            f"Step {index + 1}: the model holds {len(_flat_weights(model))} weight values after the "
+                            f"step, {len(before)} before it.",
+                            [
+                                "the step adds weights to the model or removes some (a new nn.Parameter, a layer): "
+                                "a training step trains the model it is given, as it is."
+                            ],
+                        )
+                    )
                 change, gradients = _flat_weights(model) - before, _flat_gradients(model)
                 expected_gradients = _flat_gradients(twin)
                 run.append(
@@ -187,12 +198,24 @@ def _is_numpy_number(value: object) -> bool:
 @contextmanager
 def _recording_grad_mode(model: nn.Module) -> Iterator[list[bool]]:
     """Record, for each forward pass of the model in a block, whether gradients were on (off under torch.no_grad())."""
-    grad_modes: list[bool] = []
-    hook = model.register_forward_pre_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
-    try:
+    with _recording_forward_passes(model, torch.is_grad_enabled) as grad_modes:
         yield grad_modes
+
+
+@contextmanager
+def _recording_forward_passes(model: nn.Module, state: Callable[[], bool]) -> Iterator[list[bool]]:
+    """Record state() at each forward pass of the model in a block."""
+    states: list[bool] = []
+    hook = model.register_forward_pre_hook(lambda *_: states.append(state()))
+    try:
+        yield states
     finally:
         hook.remove()
+
+
+def _autocast_on() -> bool:
+    """Return whether torch.autocast is on for the CPU (a forward pass in bf16 or float16)."""
+    return torch.is_autocast_enabled("cpu")
 
 
 def _step_error_hints(grad_modes: Sequence[bool], model: nn.Module, error: Exception) -> list[str]:
@@ -260,6 +283,7 @@ class StepProbe:
     batchnorm_moved: bool  # whether the forward pass ran in training mode
     weights_changed: bool  # whether any weight changed, by the optimizer given or by any other means
     frozen: list[str]  # the weights that no longer require gradients after the call
+    autocast: bool  # whether a forward pass of the call ran under torch.autocast
     weight_dtype: torch.dtype | None  # the weights' dtype after the call, None when not the same for all
 
 
@@ -280,7 +304,11 @@ def _probe_step(
     hook = optimizer.register_step_post_hook(lambda *_: gradients.append(_flat_gradients(model)))
     statistics, weights = _running_statistics(model), _flat_weights(model)
     try:
-        with _seeded(seed), _recording_grad_mode(model) as grad_modes:
+        with (
+            _seeded(seed),
+            _recording_grad_mode(model) as grad_modes,
+            _recording_forward_passes(model, _autocast_on) as autocast,
+        ):
             hints = partial(_step_error_hints, grad_modes, model)
             returned = _call(case, step, model, optimizer, batch, alpha, hints=hints)
     finally:
@@ -292,6 +320,7 @@ def _probe_step(
         not torch.equal(statistics, _running_statistics(model)),
         not torch.equal(weights, _flat_weights(model)),
         _frozen_weights(model),
+        any(autocast),
         _weight_dtype(model),
     )
 
@@ -345,6 +374,15 @@ def _step_mechanics_failure(probe: StepProbe) -> str:
         )
     if probe.frozen:
         return _with_hints("Step 1: after the step, weights no longer require gradients.", [_frozen_hint(probe.frozen)])
+    if probe.autocast:
+        return _with_hints(
+            "Step 1: the forward pass ran under torch.autocast.",
+            [
+                "in bf16 (or float16) each value keeps 2-3 significant digits, so the losses and gradients differ "
+                "from float32's by far more than the float32 rounding the check allows: train this step in float32, "
+                "without autocast (vae_lib's Trainer uses autocast for speed; train_step only when asked)."
+            ],
+        )
     if probe.weight_dtype != torch.float32:
         dtype = (
             "of more than one dtype" if probe.weight_dtype is None else str(probe.weight_dtype).removeprefix("torch.")
