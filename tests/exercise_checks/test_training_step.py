@@ -582,3 +582,16 @@ def test_a_step_adding_a_weight_to_the_model_fails_without_crashing_the_check(sm
         "Step 1: the model holds",
         "the step adds weights to the model",
     )
+
+
+def test_a_step_drawing_its_own_noise_another_way_is_told_why_it_cannot_match(small_train) -> None:
+    # a right formula with noise drawn transposed was told only that its loss formula differs
+    def own_noise(model, optimizer, batch, alpha):
+        mean, log_var = model.encode(batch)
+        latents = mean + torch.randn(mean.shape[1], mean.shape[0]).T * torch.exp(0.5 * log_var)
+        return vae_loss_step_of(model, optimizer, batch, alpha, (model.decoder_output(latents), mean, log_var))
+
+    assert_fails_with(
+        check_training_step(own_noise, small_train.images, steps=3),
+        "If your step draws z itself, or uses random numbers before model(batch)",
+    )

@@ -463,7 +463,9 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
                     "formula of your own that differs (check_loss and check_kl_divergence check them), a loss from "
                     "another forward pass, z not drawn afresh (μ decoded, or torch.manual_seed in the step), or "
                     "gradients changed between backward() and step(): run model(batch) once, take vae_loss of its "
-                    "outputs, backward(), step()."
+                    "outputs, backward(), step(). If your step draws z itself, or uses random numbers before "
+                    "model(batch) (a shuffle), a right formula fails here too: the check compares with train_step "
+                    "under the same noise, which only model(batch)'s own draw of ε (randn_like) matches."
                 ],
             )
             return
