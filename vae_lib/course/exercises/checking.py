@@ -388,10 +388,16 @@ def _left_in_training_mode_failure(case: str) -> str:
     )
 
 
+def _weight_dtypes(model: torch.nn.Module) -> list[str]:
+    """Return the names of the dtypes of the model's weights, sorted ('float32' alone for a model as the checks give
+    it)."""
+    return sorted({str(parameter.dtype).removeprefix("torch.") for parameter in model.parameters()})
+
+
 def _converted_model_failure(case: str, model: torch.nn.Module) -> str:
     """Return '' when the model's weights are still float32, as the check gave them, else the message for a function
     that converted the model (model.double(), .half()), which the notebook's next cells would then feed float32."""
-    dtypes = sorted({str(parameter.dtype).removeprefix("torch.") for parameter in model.parameters()})
+    dtypes = _weight_dtypes(model)
     if dtypes == ["float32"]:
         return ""
     return _with_hints(
@@ -468,6 +474,15 @@ def _normalised_over_samples(rows: torch.Tensor) -> bool:
         or ((spread - 1).abs() <= exactly).all()
         or ((rows.std(dim=0, correction=0) - 1).abs() <= exactly).all()
     )
+
+
+def _most_at_an_extreme(rows: torch.Tensor) -> int:
+    """Return the largest number of draws (rows) at exactly a column's lowest or highest value: 1 for continuous
+    draws, which never tie, more where draws were clipped (clamp) there."""
+    rows = rows.detach()
+    at_lowest = (rows == rows.min(dim=0).values).sum(dim=0)
+    at_highest = (rows == rows.max(dim=0).values).sum(dim=0)
+    return int(torch.maximum(at_lowest, at_highest).max())
 
 
 def _normal_distance(standardised: torch.Tensor) -> float:

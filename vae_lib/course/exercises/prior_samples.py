@@ -21,6 +21,7 @@ from vae_lib.course.exercises.checking import (
     _LearnerError,
     _left_in_training_mode_failure,
     _mirrored_pairs,
+    _most_at_an_extreme,
     _near,
     _normal_distance,
     _normalised_over_samples,
@@ -187,7 +188,7 @@ def _judged_by_its_latents(
     return (
         not _mirrored_pairs(draws)
         and not _normalised_over_samples(draws)
-        and not _piled_at_extremes(draws)
+        and _most_at_an_extreme(draws) < 3  # clipped draws pile up at an extreme
         and _normal_distance(draws) <= PRIOR_DRAWS_MAX_DISTANCE
         and correlations.abs().max().item() <= PRIOR_DRAWS_MAX_CORRELATION
     )
@@ -221,15 +222,6 @@ def _kept_latents(model: VAE, decoded: Sequence[torch.Tensor], images: object, c
     if len(set(nearest.tolist())) != count or not _close(got, right[nearest], rtol=1e-4, atol=1e-5):
         return None
     return latents[nearest]
-
-
-def _piled_at_extremes(rows: torch.Tensor) -> bool:
-    """Return whether several draws sit at exactly a column's lowest or highest value, as clipped draws (clamp) do;
-    independent normal draws never tie."""
-    rows = rows.detach()
-    at_lowest = (rows == rows.min(dim=0).values).sum(dim=0)
-    at_highest = (rows == rows.max(dim=0).values).sum(dim=0)
-    return bool((torch.maximum(at_lowest, at_highest) >= 3).any())
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:

@@ -18,6 +18,7 @@ from vae_lib.course.exercises.checking import (
     _kind_failure,
     _LearnerError,
     _mirrored_pairs,
+    _most_at_an_extreme,
     _normal_distance,
     _normalised_over_samples,
     _numbers,
@@ -180,9 +181,7 @@ def _repeated_values_hint(draws: torch.Tensor) -> str:
                 "distinct values, where normal draws never repeat (rounded, sign or randint?): ε ~ N(0, I) is "
                 "continuous, torch.randn_like(mean)."
             )
-    at_lowest = (draws == draws.min(dim=0).values).double().mean(dim=0)
-    at_highest = (draws == draws.max(dim=0).values).double().mean(dim=0)
-    share = torch.maximum(at_lowest, at_highest).max().item()
+    share = _most_at_an_extreme(draws) / len(draws)
     if share < CLIPPED_SHARE:
         return ""
     return (

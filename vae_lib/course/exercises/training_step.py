@@ -31,6 +31,7 @@ from vae_lib.course.exercises.checking import (
     _numbers,
     _result,
     _seeded,
+    _weight_dtypes,
     _with_hints,
 )
 from vae_lib.course.exercises.loss import (
@@ -98,18 +99,19 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
                 torch.set_rng_state(noise)
                 hints = partial(_step_error_hints, grad_modes, model)
                 losses = _call(f"step {index + 1}", step, model, optimizer, batch, CHECK_ALPHA, hints=hints)
-                if len(_flat_weights(model)) != len(before):
+                after = _flat_weights(model)
+                if len(after) != len(before):
                     raise _LearnerError(
                         _with_hints(
-                            f"Step {index + 1}: the model holds {len(_flat_weights(model))} weight values after the "
-                            f"step, {len(before)} before it.",
+                            f"Step {index + 1}: the model holds {len(after)} weight values after the step, "
+                            f"{len(before)} before it.",
                             [
                                 "the step adds weights to the model or removes some (a new nn.Parameter, a layer): "
                                 "a training step trains the model it is given, as it is."
                             ],
                         )
                     )
-                change, gradients = _flat_weights(model) - before, _flat_gradients(model)
+                change, gradients = after - before, _flat_gradients(model)
                 expected_gradients = _flat_gradients(twin)
                 run.append(
                     ComparedStep(
@@ -284,7 +286,7 @@ class StepProbe:
     weights_changed: bool  # whether any weight changed, by the optimizer given or by any other means
     frozen: list[str]  # the weights that no longer require gradients after the call
     autocast: bool  # whether a forward pass of the call ran under torch.autocast
-    weight_dtype: torch.dtype | None  # the weights' dtype after the call, None when not the same for all
+    weight_dtypes: list[str]  # the names of the weights' dtypes after the call
 
 
 def _probe_step(
@@ -321,14 +323,8 @@ def _probe_step(
         not torch.equal(weights, _flat_weights(model)),
         _frozen_weights(model),
         any(autocast),
-        _weight_dtype(model),
+        _weight_dtypes(model),
     )
-
-
-def _weight_dtype(model: nn.Module) -> torch.dtype | None:
-    """Return the dtype of the model's weights, None when they have more than one."""
-    dtypes = {parameter.dtype for parameter in model.parameters()}
-    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 @dataclass
@@ -383,10 +379,8 @@ def _step_mechanics_failure(probe: StepProbe) -> str:
                 "without autocast (vae_lib's Trainer uses autocast for speed; train_step only when asked)."
             ],
         )
-    if probe.weight_dtype != torch.float32:
-        dtype = (
-            "of more than one dtype" if probe.weight_dtype is None else str(probe.weight_dtype).removeprefix("torch.")
-        )
+    if probe.weight_dtypes != ["float32"]:
+        dtype = probe.weight_dtypes[0] if len(probe.weight_dtypes) == 1 else "of more than one dtype"
         return _with_hints(
             f"Step 1: after the step, the model's weights are {dtype}, where it was given them in float32.",
             [
