@@ -62,3 +62,23 @@ def test_active_units_returned_as_indices_or_a_count_are_named(wrong, phrase) ->
 def test_active_units_of_the_right_dimensions_in_another_dtype_are_told_to_keep_the_booleans(dtype) -> None:
     result = check_active_units(lambda means, threshold: (means.var(dim=0) > threshold).to(dtype))
     assert_fails_with(result, f"the right dimensions, made {dtype}: return the comparison's booleans")
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda means, threshold: (means**2).var(dim=0) > threshold,
+        lambda means, threshold: (means**2).mean(dim=0) > threshold,
+    ],
+    ids=["variance of μ²", "mean of μ²"],
+)
+def test_an_answer_that_a_shift_of_the_means_changes_is_told_the_variance_does_not_change(wrong) -> None:
+    # the variance of μ² picked the dimensions "threshold ignored" picks at threshold 0.5, and was told so
+    result = check_active_units(wrong)
+    assert_fails_with(result, "your answer changes when 3 is added to every image's mean")
+    assert "threshold argument is ignored" not in result.details
+
+
+def test_a_threshold_written_in_other_than_the_default_is_told_the_answer_never_changes() -> None:
+    result = check_active_units(lambda means, threshold: means.var(dim=0) > 0.001)  # was given no hint
+    assert_fails_with(result, "your answer is the same at every threshold from 0.001 to 2.5")

@@ -205,16 +205,24 @@ def _leaving_float64_the_default(mean, log_var):
     return reparameterise(mean, log_var)
 
 
+def _leaving_anomaly_detection_on(mean, log_var):
+    torch.autograd.set_detect_anomaly(True)
+    return reparameterise(mean, log_var)
+
+
 @pytest.mark.parametrize(
-    ("answer", "phrase"),
+    ("answer", "phrases"),
     [
-        (_leaving_gradients_off, "your function left gradients off (torch.set_grad_enabled(False))"),
-        (_leaving_float64_the_default, "your function left another default dtype"),
+        (_leaving_gradients_off, ["your function left gradients off (torch.set_grad_enabled(False))", "no_grad()"]),
+        (_leaving_float64_the_default, ["your function left another default dtype", "leave it alone"]),
+        (_leaving_anomaly_detection_on, ["left autograd's anomaly detection on", "autograd.detect_anomaly():"]),
     ],
-    ids=["gradients off", "float64 default"],
+    ids=["gradients off", "float64 default", "anomaly detection on"],
 )
-def test_an_answer_changing_torchs_global_settings_fails_and_the_settings_are_set_back(answer, phrase) -> None:
-    # gradients left off made a later check raise out of itself, and stayed off for the notebook
-    assert_fails_with(check_reparameterise(answer), phrase, "The check has set it back")
+def test_an_answer_changing_torchs_global_settings_fails_and_the_settings_are_set_back(answer, phrases) -> None:
+    # gradients left off made a later check raise out of itself, and stayed off for the notebook; anomaly detection
+    # left on passed, and slowed every backward pass after it
+    assert_fails_with(check_reparameterise(answer), *phrases, "The check has set it back")
     assert torch.is_grad_enabled()
     assert torch.get_default_dtype() == torch.float32
+    assert not torch.is_anomaly_enabled()

@@ -168,3 +168,24 @@ def test_a_loss_with_a_kl_clamped_far_from_the_prior_fails_and_is_told_so(clampe
         return recon + alpha * kl_term, recon, kl_term
 
     assert_fails_with(check_loss(loss_with_a_clamped_kl), "far from the prior", "is μ or log σ² clamped")
+
+
+@pytest.mark.parametrize(
+    ("recon_of", "phrases"),
+    [
+        # right in value within the tolerance on the 3-image case, and told only "the wrong gradient"
+        (lambda x, y: 0.5 * (x - y).var(), ["the term does not change when every pixel of the reconstruction"]),
+        # N × 28 × 28 against N × 1 × 28 × 28: told "is a size written in"
+        (lambda x, y: 0.5 * ((y.squeeze(1) - x) ** 2).mean(), ["compares every reconstruction with every image"]),
+        # raised on the 2 × 2 case with torch's message alone
+        (
+            lambda x, y: 0.5 * ((y.view(-1, 784) - x.view(-1, 784)) ** 2).mean(),
+            ["Case *one 2 × 2 image", "a size written in: this case's tensor holds 4 values", "the shape [-1, 784]"],
+        ),
+    ],
+    ids=["a variance", "a channel squeezed", "view(-1, 784)"],
+)
+def test_a_reconstruction_term_subtracting_its_mean_broadcast_or_reshaped_to_784_is_named(recon_of, phrases) -> None:
+    result = check_loss(_loss_with(recon_of=recon_of))
+    assert_fails_with(result, *phrases)
+    assert "is a size written in, such as" not in result.details

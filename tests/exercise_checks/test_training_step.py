@@ -144,6 +144,25 @@ def _zero_grad_between_backward_and_step(model, optimizer, batch, alpha):
     return total.item(), recon.item(), kl_term.item()
 
 
+def _step_before_backward(model, optimizer, batch, alpha):
+    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+    optimizer.zero_grad()
+    optimizer.step()
+    total.backward()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def _kl_summed_over_the_batch(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    recon = 0.5 * F.mse_loss(reconstruction, batch)
+    kl_term = -0.5 * torch.sum(1 + log_var - mean.pow(2) - log_var.exp())
+    total = recon + alpha * kl_term
+    optimizer.zero_grad()
+    total.backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
 def _two_forward_passes(model, optimizer, batch, alpha):
     model(batch)
     return train_step(model, optimizer, batch, alpha)
@@ -168,6 +187,8 @@ def _two_forward_passes(model, optimizer, batch, alpha):
         (_step_with(loss_of=lambda total, recon, kl_term, alpha: 2 * total), "the minimised loss is multiplied by 2"),
         (_zero_grad_between_backward_and_step, "zero_grad() is called between backward() and step()"),
         (_two_forward_passes, "a loss from another forward pass"),
+        (_step_before_backward, "backward() runs after optimizer.step()"),  # was told backward() is not called
+        (_kl_summed_over_the_batch, "the KL is summed over the batch's 16 images"),  # was "its weight is 0.016, 8"
         (
             lambda model, optimizer, batch, alpha: train_step(model, optimizer, batch, alpha)[::-1],
             "yours returns (kl, reconstruction, total)",

@@ -5,14 +5,18 @@ images by more than a threshold.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import torch
 
 from vae_lib.core.evaluate import active_dimensions
 from vae_lib.course.exercises.checking import (
     CheckResult,
+    _as_tensor,
     _call,
+    _close,
     _compare,
+    _probing,
     _result,
     _show,
 )
@@ -45,7 +49,6 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
     for name, (latent_means, threshold) in active_unit_cases().items():
         got = _call(name, active_units, latent_means, threshold)
         expected = active_dimensions(latent_means, threshold)
-        variances = latent_means.double().var(dim=0)
         if isinstance(got, torch.Tensor) and got.dtype != torch.bool and got.shape == expected.shape:
             if torch.equal(got.double(), expected.double()):
                 hint = f"the right dimensions, made {got.dtype}: return the comparison's booleans as they are."
@@ -57,20 +60,6 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
             )
             return
         mistakes = [
-            ("the mean is used instead of the variance over images.", latent_means.mean(dim=0) > threshold),
-            ("the standard deviation is used instead of the variance.", variances.sqrt() > threshold),
-            (
-                "the variance is taken over dimensions (one value per image): take it over images, dim=0.",
-                latent_means.double().var(dim=1) > threshold,
-            ),
-            ("the threshold argument is ignored.", variances > 0.01),
-            (
-                "the comparison is the wrong way round: these are the dimensions whose variance is below the "
-                "threshold; a dimension is active when its variance is above it, variance > threshold.",
-                variances < threshold,
-            ),
-        ]
-        mistakes += [
             (
                 "these are the indices of the active dimensions: return one True/False per dimension, "
                 "variance > threshold, without torch.nonzero or torch.where.",
@@ -78,6 +67,64 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
             ),
             ("this is how many dimensions are active: return one True/False per dimension.", expected.sum()),
         ]
+        diagnose = partial(_active_unit_hints, _probing(active_units), latent_means, threshold)
         yield _compare(
-            name, "the active dimensions", got, expected.double(), [(hint, wrong.double()) for hint, wrong in mistakes]
+            name,
+            "the active dimensions",
+            got,
+            expected.double(),
+            [(hint, wrong.double()) for hint, wrong in mistakes],
+            diagnose,
         )
+
+
+# Thresholds each named mistake is confirmed at: an answer that agrees with a mistake at the case's threshold alone
+# may compute something else that happens to pick the same dimensions there. None is near a mean, a standard
+# deviation or a variance of the cases' dimensions, where float rounding would decide.
+PROBE_THRESHOLDS = (0.001, 0.01, 0.1, 0.7, 2.5)
+
+# Named mistakes: what each computes in place of variance > threshold.
+MISTAKES: list[tuple[str, Callable[[torch.Tensor, float], torch.Tensor]]] = [
+    ("the mean is used instead of the variance over images.", lambda means, threshold: means.mean(dim=0) > threshold),
+    (
+        "the standard deviation is used instead of the variance.",
+        lambda means, threshold: means.var(dim=0).sqrt() > threshold,
+    ),
+    (
+        "the variance is taken over dimensions (one value per image): take it over images, dim=0.",
+        lambda means, threshold: means.var(dim=1) > threshold,
+    ),
+    ("the threshold argument is ignored.", lambda means, threshold: means.var(dim=0) > 0.01),
+    (
+        "the comparison is the wrong way round: these are the dimensions whose variance is below the threshold; a "
+        "dimension is active when its variance is above it, variance > threshold.",
+        lambda means, threshold: means.var(dim=0) < threshold,
+    ),
+]
+
+
+def _active_unit_hints(
+    active_units: Callable[[torch.Tensor, float], object], latent_means: torch.Tensor, threshold: float
+) -> list[str]:
+    """Return the named mistake the learner's answer agrees with at every probe threshold, else what shifting the
+    means (which leaves their variance as it was) or changing the threshold shows about what it computes."""
+    thresholds = (threshold, *PROBE_THRESHOLDS)
+    answers = {probe: _as_tensor(active_units(latent_means, probe)) for probe in thresholds}
+    shifted = {probe: _as_tensor(active_units(latent_means + 3.0, probe)) for probe in thresholds}
+    if any(answer is None for answer in [*answers.values(), *shifted.values()]):
+        return []
+    for hint, mistake in MISTAKES:
+        if all(_close(answer.double(), mistake(latent_means, probe).double()) for probe, answer in answers.items()):
+            return [hint]
+    if any(not _close(shifted[probe].double(), answers[probe].double()) for probe in thresholds):
+        return [
+            "your answer changes when 3 is added to every image's mean, which leaves each dimension's variance over "
+            "the images as it was: is the mean squared (μ²) or the second moment mean(μ²) taken instead of the "
+            "variance? Use means.var(dim=0) > threshold."
+        ]
+    if all(_close(answer.double(), answers[threshold].double()) for answer in answers.values()):
+        return [
+            f"your answer is the same at every threshold from {PROBE_THRESHOLDS[0]:g} to {PROBE_THRESHOLDS[-1]:g}: "
+            "compare with the threshold argument."
+        ]
+    return []

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -119,13 +119,21 @@ class _LearnerError(Exception):
 
 
 def _raised_failure(case: str, error: Exception, hints: Sequence[str] = ()) -> str:
-    """Return which case raised what, and the hints on the mistake that raises it (float64 meeting the model's float32
-    when no other hint is found)."""
+    """Return which case raised what, and the hints on the mistake that raises it (when the check has none of its own:
+    float64 meeting the model's float32, a size written in)."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     if not hints and _FLOAT64_MEETS_FLOAT32.search(text):
         hints = [
             "a float64 tensor met the model's float32 weights: NumPy arrays (np.linspace, np.array) and "
             "torch.from_numpy of them are float64. Make it float32 (.float(), or torch.linspace), as the model's are."
+        ]
+    size_written_in = _INVALID_SHAPE.search(text)
+    if not hints and size_written_in:
+        shape, size = size_written_in.groups()
+        hints = [
+            f"a size written in: this case's tensor holds {size} values, which the shape [{shape}] does not fit. "
+            "Read sizes from the tensor (x.flatten(1), x.reshape(len(x), -1)), or take a mean over all of it "
+            "without reshaping."
         ]
     return _with_hints(f"Case *{case}*: your function raised {type(error).__name__}: {text}", hints)
 
@@ -134,6 +142,8 @@ def _raised_failure(case: str, error: Exception, hints: Sequence[str] = ()) -> s
 _FLOAT64_MEETS_FLOAT32 = re.compile(
     r"(Double|double|float64)\b.*\b(Float|float|float32)\b|(Float|float32)\b.*\b(Double|double|float64)\b"
 )
+# torch's message when view or reshape is given a shape that does not fit the tensor: the shape and the size.
+_INVALID_SHAPE = re.compile(r"shape '\[([-\d, ]+)\]' is invalid for input of size (\d+)")
 
 
 def _call(
@@ -167,35 +177,58 @@ def _call(
     return returned
 
 
-# torch's global settings a learner's function may change for the whole notebook: how each is read and set, and
-# what a function that leaves it changed has done.
+class GlobalSetting(NamedTuple):
+    """One of torch's global settings a learner's function may change for the whole notebook."""
+
+    read: Callable[[], object]
+    write: Callable[[Any], object]
+    left: str  # what a function that leaves it changed has done
+    block: str  # the block that changes it for a few lines only, or '' where torch has none
+
+
 GLOBAL_SETTINGS = {
-    "grad mode": (torch.is_grad_enabled, torch.set_grad_enabled, "gradients off (torch.set_grad_enabled(False))"),
-    "default dtype": (torch.get_default_dtype, torch.set_default_dtype, "another default dtype (set_default_dtype)"),
+    "grad mode": GlobalSetting(
+        torch.is_grad_enabled,
+        torch.set_grad_enabled,
+        "gradients off (torch.set_grad_enabled(False))",
+        "with torch.no_grad(): ...",
+    ),
+    "default dtype": GlobalSetting(
+        torch.get_default_dtype, torch.set_default_dtype, "another default dtype (set_default_dtype)", ""
+    ),
+    "anomaly detection": GlobalSetting(
+        torch.is_anomaly_enabled,
+        torch.set_anomaly_enabled,
+        "autograd's anomaly detection on (torch.autograd.set_detect_anomaly(True), which slows every backward pass)",
+        "with torch.autograd.detect_anomaly(): ...",
+    ),
 }
 
 
 def _global_settings() -> dict[str, object]:
     """Return torch's global settings that GLOBAL_SETTINGS lists, by name."""
-    return {name: read() for name, (read, _, _) in GLOBAL_SETTINGS.items()}
+    return {name: setting.read() for name, setting in GLOBAL_SETTINGS.items()}
 
 
 def _restored_settings(before: dict[str, object]) -> list[str]:
     """Set torch's global settings back to `before`, and return the names of those that had changed."""
     changed = [name for name, value in _global_settings().items() if value != before[name]]
     for name in changed:
-        GLOBAL_SETTINGS[name][1](before[name])
+        GLOBAL_SETTINGS[name].write(before[name])
     return changed
 
 
 def _settings_left_failure(case: str, changed: Sequence[str]) -> str:
     """Return the message for a learner's function that changed torch's global settings and left them changed."""
-    left = " and ".join(GLOBAL_SETTINGS[name][2] for name in changed)
+    settings = [GLOBAL_SETTINGS[name] for name in changed]
+    blocks = " or ".join(f"`{setting.block}`" for setting in settings if setting.block)
+    inside = f"change it only inside a block ({blocks}), or leave it alone" if blocks else "leave it alone"
     return _with_hints(
-        f"Case *{case}*: your function left {left} for all the code that runs after it.",
+        f"Case *{case}*: your function left {' and '.join(setting.left for setting in settings)} for all the code "
+        "that runs after it.",
         [
-            "a setting changed by a plain call stays changed for the rest of the notebook: change it only inside a "
-            "block (with torch.no_grad(): ...), or leave it alone. The check has set it back."
+            f"a setting changed by a plain call stays changed for the rest of the notebook: {inside}. "
+            "The check has set it back."
         ],
     )
 

@@ -79,6 +79,7 @@ def check_loss(
 def _loss_failures(loss_function: Callable) -> Iterator[str]:
     """Yield a failure message for each case where the learner's loss differs from vae_loss, naming the wrong part."""
     probed = _probing(loss_function)
+    reconstruction_term = partial(_reconstruction_term_of, probed)
     for name, (images, reconstruction, mean, log_var, alpha) in loss_cases().items():
         inputs = {"reconstruction": reconstruction, "mean": mean, "log_var": log_var}
         leaves = {key: value.clone().requires_grad_() for key, value in inputs.items()}
@@ -99,7 +100,7 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             recon,
             expected[1],
             _returned_loss_mistakes("reconstruction", expected, alpha),
-            diagnose=lambda: _reconstruction_hints(lambda x, y: probed(x, y, *_prior_code(len(x)), 0.001)[1]),
+            diagnose=partial(_reconstruction_hints, reconstruction_term),
         )
         yield _compare(
             name,
@@ -110,7 +111,14 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             diagnose=partial(_loss_kl_hints, probed, name == LOSS_FAR_CASE),
         )
         yield _compare(name, "the total", total, expected[0], diagnose=lambda: _total_hints(probed))
-        yield _gradient_failure(name, "the total", total, leaves, expected[0], diagnose=lambda: _total_hints(probed))
+        yield _gradient_failure(
+            name,
+            "the total",
+            total,
+            leaves,
+            expected[0],
+            diagnose=lambda: _offset_hints(reconstruction_term) or _total_hints(probed),
+        )
 
 
 def _none_among_failure(where: str, returned: Sequence[object]) -> str:
@@ -189,6 +197,11 @@ def _returned_loss_mistakes(label: str, expected: Sequence[torch.Tensor], alpha:
     return []
 
 
+def _reconstruction_term_of(loss_function: Callable, images: torch.Tensor, reconstruction: torch.Tensor) -> object:
+    """Return the reconstruction term a loss function returns for these images, with codes at the prior."""
+    return loss_function(images, reconstruction, *_prior_code(len(images)), 0.001)[1]
+
+
 def _prior_code(count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the mean and log-variance of `count` codes equal to the prior: a KL of 0, whatever its formula."""
     return torch.zeros(count, 2), torch.zeros(count, 2)
@@ -210,9 +223,18 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
         return []
     if term < 0:
         return ["the sign is wrong: the squared error is a cost, to be minimised."]
-    compared = _compared_hints(reconstruction_term, image, drawn)
+    compared = _compared_hints(reconstruction_term, image, drawn) or _offset_hints(reconstruction_term)
     if compared:
         return compared
+    other = torch.rand(2, 1, 28, 28, generator=generator) * 2 - 1
+    images, reconstructions = torch.cat([image, other[:1]]), torch.cat([drawn, other[1:]])
+    every_pair = 0.5 * (reconstructions.unsqueeze(1) - images.unsqueeze(0)).pow(2).mean().item()
+    if _near(_as_number(reconstruction_term(images, reconstructions)), every_pair):
+        return [
+            "x̂ - x compares every reconstruction with every image: the two have different shapes (N × 28 × 28 "
+            "against N × 1 × 28 × 28, a channel squeezed or a view of one of them), which broadcast to N × N × 28 × "
+            "28. Compare tensors of one shape, as they are given (F.mse_loss warns of this)."
+        ]
     if term == 0:
         return ["the term is 0 where the reconstruction differs from the image: 0.5 · mean((x - x̂)²)."]
     doubled = _as_number(reconstruction_term(image, image + 2 * (drawn - image))) / term
@@ -256,6 +278,24 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
             "is a size written in, such as 784 pixels or a batch size? A mean, as F.mse_loss takes, fits any size."
         ]
     return [f"{', '.join(parts)}: the term is 0.5 · mean((x - x̂)²), a mean over pixels and images."]
+
+
+def _offset_hints(reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
+    """Return a hint when the term does not change as every pixel of the reconstruction is made brighter by the same
+    amount, though it changes with the error (a variance of x - x̂, which subtracts its mean), else []."""
+    generator = torch.Generator().manual_seed(3)
+    image, drawn = torch.rand(2, 1, 1, 28, 28, generator=generator) * 2 - 1
+    term = _as_number(reconstruction_term(image, drawn))
+    brighter = _as_number(reconstruction_term(image, drawn + 0.5))
+    doubled = _as_number(reconstruction_term(image, image + 2 * (drawn - image)))
+    change = 0.5 * ((image - drawn - 0.5).pow(2).mean() - (image - drawn).pow(2).mean()).item()
+    if not math.isfinite(term) or abs(brighter - term) > 1e-3 * abs(change) or _near(doubled, term):
+        return []  # it follows the brightness, or follows no change at all (a constant)
+    return [
+        "the term does not change when every pixel of the reconstruction is made brighter by the same amount, so it "
+        "subtracts the error's mean (a variance, (x - x̂).var()?): the squared error is 0.5 · mean((x - x̂)²), the "
+        "mean of the squares."
+    ]
 
 
 def _compared_hints(
@@ -326,9 +366,14 @@ def _total_hints(loss_function: Callable) -> list[str]:
 
 
 def _weight_hints(
-    recon_weights: Sequence[float], kl_weights: Sequence[float], alphas: Sequence[float], loss: str
+    recon_weights: Sequence[float],
+    kl_weights: Sequence[float],
+    alphas: Sequence[float],
+    loss: str,
+    batch_size: int = 1,
 ) -> list[str]:
-    """Return what is wrong with a loss = a · reconstruction + b · KL, given a and b measured at several alphas."""
+    """Return what is wrong with a loss = a · reconstruction + b · KL, given a and b measured at several alphas on
+    batches of `batch_size` images (a term summed over them, not averaged, is weighted batch_size times)."""
     a, b, alpha = (torch.tensor(values, dtype=torch.float64) for values in (recon_weights, kl_weights, alphas))
 
     def near(x: torch.Tensor, y: torch.Tensor | float) -> bool:
@@ -343,6 +388,15 @@ def _weight_hints(
         (1.0, 1.0, "alpha is missing: minimise reconstruction + alpha · KL."),
         (alpha, 1.0, "alpha weighs the reconstruction instead of the KL."),
     ]
+    if batch_size > 1:
+        named.append(
+            (
+                1.0,
+                batch_size * alpha,
+                f"the KL is summed over the batch's {batch_size} images, not averaged (its weight is {batch_size} · "
+                "alpha): sum over the latent dimensions (dim=1), then take the mean over the images.",
+            )
+        )
     hint = next((text for recon, kl, text in named if near(a, recon) and near(b, kl)), None)
     if hint:
         return [hint]
@@ -358,6 +412,6 @@ def _weight_hints(
         hints.append(f"the reconstruction's weight in {loss} is {_numbers(a.tolist())}, expected 1.")
     if not near(b, alpha):
         hints.append(
-            f"the KL's weight in {loss} is {_numbers(b.tolist())} for alpha = {_numbers(alphas)}: it is alpha."
+            f"the KL's weight in {loss} is {_numbers(b.tolist())} for alpha = {_numbers(alphas)}, expected alpha."
         )
     return hints

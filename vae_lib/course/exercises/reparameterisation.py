@@ -335,7 +335,15 @@ def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.T
             f"Case *{case}*: each image's z depends on the means of every image in the batch.",
             ["the mean is averaged over the batch (mean.mean(0)): z = mean + σ·ε, each image from its own mean."],
         )
-    if d_mean is None or not torch.allclose(d_mean, weights.expand_as(mean)):
+    if d_mean is None or not d_mean.any():
+        return _with_hints(
+            f"Case *{case}*: dz/dmean should be 1 everywhere, got no gradient to mean.",
+            [
+                "mean is detached (mean.detach(), mean.data, numpy) or left out of z, so the encoder's means would "
+                "never learn: z = mean + σ·ε with mean as given."
+            ],
+        )
+    if not torch.allclose(d_mean, weights.expand_as(mean)):
         return f"Case *{case}*: dz/dmean should be 1 everywhere.\nLooks like: z = mean + σ·ε is not what is computed."
     expected = 0.5 * weights.double() * (z.detach().double() - mean.detach().double())
     if d_log_var is None or not torch.allclose(d_log_var.double(), expected, rtol=1e-3, atol=1e-5):

@@ -287,6 +287,7 @@ class StepProbe:
     frozen: list[str]  # the weights that no longer require gradients after the call
     autocast: bool  # whether a forward pass of the call ran under torch.autocast
     weight_dtypes: list[str]  # the names of the weights' dtypes after the call
+    gradients_left: bool  # whether the model holds gradients other than zero after the call
 
 
 def _probe_step(
@@ -324,6 +325,7 @@ def _probe_step(
         _frozen_weights(model),
         any(autocast),
         _weight_dtypes(model),
+        bool(_flat_gradients(model).abs().max() > 0),
     )
 
 
@@ -413,6 +415,14 @@ def _step_mechanics_failure(probe: StepProbe) -> str:
             f"Step 1: optimizer.step() was called {len(probe.gradients)} times for one batch.",
             ["one optimisation step per batch: call optimizer.step() once."],
         )
+    if probe.gradients[0].abs().max() == 0 and probe.gradients_left:
+        return _with_hints(
+            "Step 1: the gradients were zero when optimizer.step() ran, and filled after it.",
+            [
+                "backward() runs after optimizer.step(), so optimizer.step() never sees this batch's gradients: "
+                "zero the gradients first, then backward(), then step()."
+            ],
+        )
     if probe.gradients[0].abs().max() == 0:
         return _with_hints(
             "Step 1: the gradients were zero when optimizer.step() ran.",
@@ -466,7 +476,7 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
         recon_weights.append(weights[0].item())
         kl_weights.append(weights[1].item())
         probes.append((model, optimizer, probe, reference))
-    hints = _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss")
+    hints = _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss", CHECK_BATCH_SIZE)
     if _rescaled_gradients(recon_weights, kl_weights):
         hints = [
             "the gradients point as those of reconstruction + alpha · KL do, but are scaled by "
