@@ -82,3 +82,35 @@ def test_an_answer_that_a_shift_of_the_means_changes_is_told_the_variance_does_n
 def test_a_threshold_written_in_other_than_the_default_is_told_the_answer_never_changes() -> None:
     result = check_active_units(lambda means, threshold: means.var(dim=0) > 0.001)  # was given no hint
     assert_fails_with(result, "your answer is the same at every threshold from 0.001 to 2.5")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda means, threshold: means.var(dim=0) / means.var(dim=0).max() > threshold, "stays the same when"),
+        (lambda means, threshold: means.var(dim=0) / means.var(dim=0).sum() > threshold, "stays the same when"),
+        (lambda means, threshold: torch.round(means.var(dim=0), decimals=2) > threshold, "the variances are rounded"),
+    ],
+    ids=["divided by the largest variance", "a share of the sum", "rounded"],
+)
+def test_variances_rescaled_or_rounded_fail_on_means_further_apart(wrong, phrase) -> None:
+    # each passed: the cases' largest variance was 1, and none lay near a threshold
+    assert_fails_with(check_active_units(wrong), "Case *the means 3 times as far apart, threshold 0.02*", phrase)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda means, threshold: ((means - means.mean(0)) ** 2).sum(0) > threshold, "counted 10 times"),
+        (lambda means, threshold: means.var(dim=0) / len(means) > threshold, "counted 10 times"),
+        (lambda means, threshold: means.max(0).values - means.min(0).values > threshold, "the range (largest minus"),
+        (lambda means, threshold: [bool(v > threshold) for v in means.var(0)], "returns a Python list"),
+        (lambda means, threshold: means.var(0).numpy() > threshold, "returns NumPy's result"),
+    ],
+    ids=["sum of squares", "divided by the count twice", "range", "a list", "NumPy"],
+)
+def test_active_units_of_the_sum_of_squares_the_range_or_not_a_tensor_are_named(wrong, phrase) -> None:
+    # each failed with no hint
+    result = check_active_units(wrong)
+    assert_fails_with(result, phrase)
+    assert "Looks like:" in result.details

@@ -117,3 +117,41 @@ def test_a_bernoulli_term_of_torch_distributions_refusing_grey_targets_is_told_v
 
     assert_fails_with(check_bernoulli_reconstruction(validated), "raised ValueError", "pass validate_args=False")
     assert check_bernoulli_reconstruction(unvalidated).passed
+
+
+def _bce_per_pixel(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        # each raised with torch's message alone
+        (
+            lambda x, logits: F.binary_cross_entropy(logits, (x + 1) / 2, reduction="sum") / len(x),
+            "takes probabilities",
+        ),
+        (
+            lambda x, logits: F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="sum") / len(x),
+            "the targets are the images in [-1, 1]",
+        ),
+        # each told "a pixel's term is not the Bernoulli's −log p", or nothing
+        (lambda x, logits: _bce_per_pixel(logits, (x + 1) / 2).sum((1, 2)).mean(), "0.03571 times their sum"),
+        (lambda x, logits: _bce_per_pixel(logits, (x + 1) / 2).sum() / 64, "0.01563 times their sum"),
+        (lambda x, logits: _bce_per_pixel(logits, (x + 1) / 2).sum((1, 2, 3)).mean() / 0.6931472, "in bits"),
+        (lambda x, logits: _bce_per_pixel(logits, x + 1).sum((1, 2, 3)).mean(), "not images + 1"),
+        (lambda x, logits: _bce_per_pixel(logits.clamp(-5, 5), (x + 1) / 2).sum((1, 2, 3)).mean(), "at logit 8"),
+    ],
+    ids=["BCE on logits", "targets in [-1, 1]", "a sum over two dimensions", "64 written in", "bits", "x + 1", "clamp"],
+)
+def test_bernoulli_terms_raising_or_summed_over_part_of_the_pixels_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_bernoulli_reconstruction(wrong), phrase)
+
+
+def test_a_continuous_bernoulli_is_a_failed_check_not_a_crash() -> None:
+    # its log-density is 0 at logit 0, which an intermediate version divided by
+    def continuous(x, logits):
+        distribution = torch.distributions.ContinuousBernoulli(logits=logits, validate_args=False)
+        return -distribution.log_prob((x + 1) / 2).sum((1, 2, 3)).mean()
+
+    assert_fails_with(check_bernoulli_reconstruction(continuous), "a pixel's term is not the Bernoulli's")

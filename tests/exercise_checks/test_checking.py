@@ -226,3 +226,28 @@ def test_an_answer_changing_torchs_global_settings_fails_and_the_settings_are_se
     assert torch.is_grad_enabled()
     assert torch.get_default_dtype() == torch.float32
     assert not torch.is_anomaly_enabled()
+
+
+class _BackwardNotWritten(torch.autograd.Function):
+    """An identity whose backward pass raises ValueError, as a learner's own autograd.Function might."""
+
+    @staticmethod
+    def forward(ctx, value):
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, gradient):
+        raise ValueError("backward not written yet")
+
+
+@pytest.mark.parametrize(
+    ("check", "answer"),
+    [
+        (check_kl_divergence, lambda mean, log_var: _BackwardNotWritten.apply(kl(mean, log_var))),
+        (check_reparameterise, lambda mean, log_var: _BackwardNotWritten.apply(reparameterise(mean, log_var))),
+    ],
+    ids=["KL", "reparameterisation"],
+)
+def test_a_backward_pass_raising_other_than_runtime_error_is_a_failed_check(check, answer) -> None:
+    # the ValueError came out of the check itself
+    assert_fails_with(check(answer), "backward() through", "fails: backward not written yet")

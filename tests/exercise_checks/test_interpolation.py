@@ -122,3 +122,15 @@ def test_an_interpolation_converting_the_model_fails() -> None:
         return model.decode((1 - weights) * means[0] + weights * means[1])
 
     assert_fails_with(check_interpolate(in_float64), "leaves the model's weights in float64")
+
+
+def test_an_interpolation_returning_none_on_its_second_call_is_a_failed_check() -> None:
+    # a wrong first answer without a hint is called again to see whether z is sampled: None there raised
+    # AttributeError out of the check
+    calls = []
+
+    def every_second_call_none(model, start_image, end_image, steps):
+        calls.append(steps)
+        return None if len(calls) % 2 == 0 else interpolate(model, start_image, end_image, steps) + 0.001
+
+    assert_fails_with(check_interpolate(every_second_call_none), "the images expected")

@@ -25,7 +25,9 @@ from vae_lib.course.exercises.checking import (
 def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
     """Return the active-units check's cases, name -> (latent_means, threshold).
 
-    Each dimension's spread and offset are chosen so that each common mistake gives another answer.
+    Each dimension's spread and offset are chosen so that each common mistake gives another answer. In the third, the
+    means are 3 times as far apart: the largest variance is 9, not 1 (so variances divided by it or by their sum
+    differ), and one variance, 0.0225, lies just above the threshold (so rounded variances differ).
     """
     generator = torch.Generator().manual_seed(0)
     spreads = torch.tensor([1.0, 0.3, 0.05, 0.02, 0.003, 0.0])
@@ -36,6 +38,7 @@ def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
     return {
         "500 images, 6 dimensions, threshold 0.01": (latent_means, 0.01),
         "the same means, threshold 0.5": (latent_means, 0.5),
+        "the means 3 times as far apart, threshold 0.02": (3 * latent_means, 0.02),
     }
 
 
@@ -100,6 +103,14 @@ MISTAKES: list[tuple[str, Callable[[torch.Tensor, float], torch.Tensor]]] = [
         "dimension is active when its variance is above it, variance > threshold.",
         lambda means, threshold: means.var(dim=0) < threshold,
     ),
+    (
+        "the range (largest minus smallest mean) is used instead of the variance over images.",
+        lambda means, threshold: means.max(dim=0).values - means.min(dim=0).values > threshold,
+    ),
+    (
+        "the variances are rounded before the comparison: compare them as they are.",
+        lambda means, threshold: means.var(dim=0).round(decimals=2) > threshold,
+    ),
 ]
 
 
@@ -107,11 +118,15 @@ def _active_unit_hints(
     active_units: Callable[[torch.Tensor, float], object], latent_means: torch.Tensor, threshold: float
 ) -> list[str]:
     """Return the named mistake the learner's answer agrees with at every probe threshold, else what shifting the
-    means (which leaves their variance as it was) or changing the threshold shows about what it computes."""
+    means or counting each image 10 times (which leave the variances as they were), scaling the means or changing the
+    threshold shows about what it computes."""
     thresholds = (threshold, *PROBE_THRESHOLDS)
     answers = {probe: _as_tensor(active_units(latent_means, probe)) for probe in thresholds}
     shifted = {probe: _as_tensor(active_units(latent_means + 3.0, probe)) for probe in thresholds}
-    if any(answer is None for answer in [*answers.values(), *shifted.values()]):
+    scaled = {probe: _as_tensor(active_units(3.0 * latent_means, probe)) for probe in thresholds}
+    repeated = latent_means.repeat(10, 1)
+    tenfold = {probe: _as_tensor(active_units(repeated, probe)) for probe in thresholds}
+    if any(answer is None for answer in [*answers.values(), *shifted.values(), *scaled.values(), *tenfold.values()]):
         return []
     for hint, mistake in MISTAKES:
         if all(_close(answer.double(), mistake(latent_means, probe).double()) for probe, answer in answers.items()):
@@ -119,8 +134,20 @@ def _active_unit_hints(
     if any(not _close(shifted[probe].double(), answers[probe].double()) for probe in thresholds):
         return [
             "your answer changes when 3 is added to every image's mean, which leaves each dimension's variance over "
-            "the images as it was: is the mean squared (μ²) or the second moment mean(μ²) taken instead of the "
-            "variance? Use means.var(dim=0) > threshold."
+            "the images as it was: is something other than μ itself taken before the variance (μ², |μ|), or the "
+            "second moment mean(μ²) instead of it? Use means.var(dim=0) > threshold."
+        ]
+    if any(not _close(tenfold[probe].double(), answers[probe].double()) for probe in thresholds):
+        return [
+            "your answer changes when every image is counted 10 times, which leaves the variance over the images as "
+            "it was (within 0.2 %): is the sum of squared deviations taken without dividing by the number of images, "
+            "or divided by it twice? The variance is their mean, means.var(dim=0)."
+        ]
+    if all(_close(scaled[probe].double(), answers[probe].double()) for probe in thresholds):
+        return [
+            "your answer stays the same when every mean is multiplied by 3, which multiplies each variance by 9: are "
+            "the variances divided by one of them or by their sum (a share, or standardised)? Compare each variance "
+            "itself with the threshold."
         ]
     if all(_close(answer.double(), answers[threshold].double()) for answer in answers.values()):
         return [

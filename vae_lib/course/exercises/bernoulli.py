@@ -69,8 +69,17 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
 
 
 def _bernoulli_error_hints(grey: bool, error: Exception) -> list[str]:
-    """Return the hint on a torch.distributions distribution refusing the targets it was given (its "support"
-    error): grey targets, or a binarised image's -1 and 1 given as they are."""
+    """Return the hint on F.binary_cross_entropy refusing logits or targets outside [0, 1], or on a
+    torch.distributions distribution refusing the targets it was given (its "support" error): grey targets, or a
+    binarised image's -1 and 1 given as they are."""
+    if "elements of input should be between 0 and 1" in str(error):
+        return [
+            "F.binary_cross_entropy takes probabilities, and the decoder gives logits: use "
+            "F.binary_cross_entropy_with_logits(logits, targets), which applies the sigmoid itself (and stays exact "
+            "where a sigmoid rounds to 0 or 1)."
+        ]
+    if "elements of target should be between 0 and 1" in str(error):
+        return ["the targets are the images in [-1, 1]: the Bernoulli's targets are (images + 1) / 2, in [0, 1]."]
     if "support" not in str(error):
         return []
     if not grey:
@@ -125,7 +134,9 @@ def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, l
     # pixel costs softplus(2) nats; targets left in [-1, 1] charge it 2 nats more.
     per_black, per_white = (_as_number(bernoulli_reconstruction(image, zero)) for image in (black, white))
     black_at_two = _as_number(bernoulli_reconstruction(black, zero + 2))
-    right_at_two = nn.functional.softplus(torch.tensor(2.0)).item()
+    white_at_two = _as_number(bernoulli_reconstruction(white, zero + 2))
+    black_at_eight = _as_number(bernoulli_reconstruction(black, zero + 8))
+    right_at_two, right_at_eight = (nn.functional.softplus(torch.tensor(logit)).item() for logit in (2.0, 8.0))
     if _near(per_black, -784 * math.log(2)) or _near(per_white, -784 * math.log(2)):
         hints.append("the sign: −log p(x | z) is positive.")
     elif _near(per_white, math.log(2)) and _near(per_black, math.log(2)):
@@ -135,6 +146,29 @@ def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, l
             "the targets: a black pixel's target is 0 and a white one's 1, so pass (images + 1) / 2, "
             "not the images in [-1, 1]."
         )
+    elif _near(white_at_two, 784 * (right_at_two - 4)):  # softplus(l) - target · l, with a white pixel's target 2
+        hints.append("the targets: a white pixel's target is 1, so pass (images + 1) / 2, not images + 1.")
+    elif (
+        _near(per_black, per_white)
+        and not _near(per_black, 0)
+        and _near(black_at_two * math.log(2), per_black * right_at_two)
+    ):
+        share = per_black / (784 * math.log(2))  # each pixel's term is right in its shape; the sum over them is not
+        if _near(share, 1 / math.log(2)):
+            hints.append("the term is in bits (a log to base 2): it is in nats, natural logarithms, as torch's are.")
+        elif not _near(share, 1.0):
+            hints.append(
+                f"each pixel's term is right, but an image's term is {share:.4g} times their sum over its 784 "
+                "pixels: is the sum taken over only some of the image's dimensions (.sum(1) or .sum((1, 2)) of 1 × 28 "
+                "× 28), or divided by a number written in? Sum over all the pixels, .sum(dim=(1, 2, 3)), then average "
+                "over images."
+            )
+        elif not _near(black_at_eight, 784 * right_at_eight):
+            hints.append(
+                f"each pixel's term is right at logits 0 and 2, but at logit 8 a black pixel costs "
+                f"{black_at_eight / 784:.4g} nats, not softplus(8) = {right_at_eight:.4g}: are the logits clamped, "
+                "or the probabilities? Give binary_cross_entropy_with_logits the logits as they are."
+            )
     elif not _near(per_black, per_white) or not _near(black_at_two, 784 * right_at_two):
         hints.append(
             f"a pixel's term is not the Bernoulli's −log p: at logit 0 a black or a white pixel costs log 2 = 0.6931 "

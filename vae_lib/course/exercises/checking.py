@@ -308,6 +308,21 @@ def _not_a_tensor_hint(value: object, what: str) -> str:
     return ""
 
 
+def _plain_values_hint(value: object) -> str:
+    """Return a hint for a result returned as a Python list or tuple of plain values, or as NumPy's, else ''."""
+    if isinstance(value, tuple | list):
+        return (
+            f"your function returns a Python {type(value).__name__}: keep the result a tensor, as torch's operations "
+            "give it (a comparison of tensors is a tensor of booleans), rather than building a list."
+        )
+    if type(value).__module__ == "numpy":
+        return (
+            "your function returns NumPy's result (.numpy(), np.var): keep the computation in torch (or return "
+            "torch.from_numpy of it), so the result is a tensor."
+        )
+    return ""
+
+
 def _dtype_failure(case: str, what: str, value: torch.Tensor, dtype: torch.dtype, source: str, how: str) -> str:
     """Return '' when `value` has `dtype`, the dtype of the input it is made from, else a message naming both.
 
@@ -336,7 +351,7 @@ def _compare(
     got = _as_tensor(value)
     if got is None:
         message = f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}."
-        return _with_hints(message, [_not_a_tensor_hint(value, what)])
+        return _with_hints(message, [_not_a_tensor_hint(value, what) or _plain_values_hint(value)])
     if _close(got, expected):
         return ""
     message = f"Case *{case}*: {what} expected {_show(expected.detach().double())}, got {_show(got)}."
@@ -368,7 +383,7 @@ def _gradient_failure(
     leaves = list(inputs.values())
     try:
         got = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
-    except RuntimeError as error:
+    except Exception as error:  # a backward of the learner's own (an autograd.Function) may raise anything
         return _backward_failure(case, what, error)
     wanted = torch.autograd.grad(expected.sum(), leaves, allow_unused=True)
     wrong = [
@@ -394,7 +409,7 @@ def _gradient_failure(
     )
 
 
-def _backward_failure(case: str, what: str, error: RuntimeError) -> str:
+def _backward_failure(case: str, what: str, error: Exception) -> str:
     """Return the message for a result of the learner's whose backward pass raises: what usually makes it so."""
     text = str(error).splitlines()[0].split(". ")[0] if str(error) else type(error).__name__
     if "second time" in text:

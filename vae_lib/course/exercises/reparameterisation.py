@@ -323,7 +323,7 @@ def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.T
     try:
         weights = (torch.arange(len(z)) % 5 + 1).to(z.dtype).unsqueeze(1)  # 1 to 5, by image
         d_mean, d_log_var = torch.autograd.grad((weights * z).sum(), (mean, log_var), allow_unused=True)
-    except RuntimeError as error:
+    except Exception as error:  # a backward of the learner's own (an autograd.Function) may raise anything
         return _backward_failure(case, "z", error)
     if d_mean is None and d_log_var is None:
         return (
