@@ -65,7 +65,7 @@ def _interpolate_unevenly(model, start_image, end_image, steps):
     ("wrong", "phrase"),
     [
         (_slerp, "Looks like: the path starts and ends at the two means, but its codes leave the straight line"),
-        (_interpolate_unevenly, "Looks like: the codes lie on the line between the means, but at t = 0, 0.0625,"),
+        (_interpolate_unevenly, "Looks like: the codes lie on the line through the means, but at t = 0, 0.0625,"),
     ],
     ids=["slerp", "uneven straight line"],
 )
@@ -134,3 +134,57 @@ def test_an_interpolation_returning_none_on_its_second_call_is_a_failed_check() 
         return None if len(calls) % 2 == 0 else interpolate(model, start_image, end_image, steps) + 0.001
 
     assert_fails_with(check_interpolate(every_second_call_none), "the images expected")
+
+
+def _along_the_line(weights_of):
+    def wrong(model, start_image, end_image, steps):
+        start, end = _encode_pair(model, start_image, end_image)
+        weights = weights_of(steps).view(-1, 1)
+        return model.decode((1 - weights) * start + weights * end)
+
+    return wrong
+
+
+def _sampled_with_a_seed(model, start_image, end_image, steps):
+    torch.manual_seed(0)
+    means, log_vars = model.encode(torch.stack([start_image, end_image]))
+    z = means + torch.randn_like(means) * log_vars.mul(0.5).exp()
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return model.decode((1 - weights) * z[0] + weights * z[1])
+
+
+def _blend_of_the_decoded_ends(model, start_image, end_image, steps):
+    ends = model.decode(_encode_pair(model, start_image, end_image))
+    weights = torch.linspace(0, 1, steps).view(-1, 1, 1, 1)
+    return (1 - weights) * ends[:1] + weights * ends[1:]
+
+
+def _start_plus_weighted_end(model, start_image, end_image, steps):
+    start, end = _encode_pair(model, start_image, end_image)
+    return model.decode(start + torch.linspace(0, 1, steps).view(-1, 1) * end)
+
+
+def _ends_replaced_by_the_images(model, start_image, end_image, steps):
+    images = interpolate(model, start_image, end_image, steps)
+    return torch.cat([start_image.unsqueeze(0), images[1:-1], end_image.unsqueeze(0)])
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_along_the_line(lambda steps: torch.arange(1, steps + 1) / steps), "but at t = 0.2, 0.4, 0.6, 0.8, 1"),
+        (_along_the_line(lambda steps: torch.linspace(-0.5, 1.5, steps)), "but at t = -0.5, 0, 0.5, 1, 1.5"),
+        (_along_the_line(lambda steps: torch.full((steps,), 0.5)), "but at t = 0.5, 0.5, 0.5, 0.5, 0.5"),
+        (_sampled_with_a_seed, "between codes that lie a few σ from the two means"),
+        (_start_plus_weighted_end, "the codes are μ_start + t·μ_end"),
+        (_blend_of_the_decoded_ends, "blends of the two decoded end images"),
+        (lambda model, a, b, steps: (interpolate(model, a, b, steps) + 1) / 2, "rescaled to [0, 1]"),
+        (_ends_replaced_by_the_images, "the end points are the two input images themselves"),
+    ],
+    ids=["start left out", "extrapolated", "the midpoint", "seeded sample", "μ + t·μ", "blend", "[0, 1]", "inputs"],
+)
+def test_interpolations_at_other_points_of_the_line_or_off_it_are_named(wrong, phrase) -> None:
+    # each failed with no hint
+    result = check_interpolate(wrong)
+    assert_fails_with(result, "Case *2-D model, 5 steps*", phrase)
+    assert "Looks like:" in result.details

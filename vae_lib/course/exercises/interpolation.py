@@ -65,6 +65,21 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
                     "between the means, the first.",
                     model.decode(interpolation_latents(log_vars[0], log_vars[1], steps)),
                 ),
+                (
+                    "these are blends of the two decoded end images: decode each code on the line between the means "
+                    "instead, so every image is the decoder's own.",
+                    (1 - weights) * expected[:1] + weights * expected[-1:],
+                ),
+                (
+                    "the images are rescaled to [0, 1], (x + 1) / 2: return the decoder's images in [-1, 1] as they "
+                    "are (rescale only to display them).",
+                    (expected + 1) / 2,
+                ),
+                (
+                    "the end points are the two input images themselves: decode the means at both ends too, so the "
+                    "path shows what the model makes of them.",
+                    torch.cat([start.unsqueeze(0), expected[1:-1], end.unsqueeze(0)]),
+                ),
             ]
         statistics = _running_statistics(model)
         with _recording_latents(model) as decoded:
@@ -76,7 +91,7 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
         left_training = model.training
         model.eval()
         training_mode = not torch.equal(statistics, _running_statistics(model))
-        diagnose = partial(_interpolation_hints, training_mode, decoded, means[0], means[1], steps)
+        diagnose = partial(_interpolation_hints, training_mode, decoded, means, log_vars, steps)
         failure = _compare(name, "the images", got, expected, mistakes, diagnose)
         if failure and "Looks like" not in failure and isinstance(got, torch.Tensor):
             again = _call(name, interpolate, model, start, end, steps)
@@ -101,36 +116,58 @@ def _interpolation_model(latent_dim: int, seed: int, images: torch.Tensor) -> VA
 
 
 def _interpolation_hints(
-    training_mode: bool, decoded: Sequence[torch.Tensor], start: torch.Tensor, end: torch.Tensor, steps: int
+    training_mode: bool, decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: torch.Tensor, steps: int
 ) -> list[str]:
     """Return what the learner's interpolation did wrong beyond the listed mistakes: the mode, else the path."""
-    return _interpolation_mode_hints(training_mode) or _path_hints(decoded, start, end, steps)
+    return _interpolation_mode_hints(training_mode) or _path_hints(decoded, means, log_vars, steps)
 
 
-def _path_hints(decoded: Sequence[torch.Tensor], start: torch.Tensor, end: torch.Tensor, steps: int) -> list[str]:
-    """Return a hint when the learner decoded one path of `steps` codes from the start mean to the end mean that
-    leaves the straight line between them (a spherical interpolation) or runs along it unevenly, else []."""
-    if len(decoded) != 1 or decoded[0].shape != (steps, start.numel()):
+def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: torch.Tensor, steps: int) -> list[str]:
+    """Return a hint on the one batch of codes the learner decoded, where it is not `steps` codes evenly spaced on the
+    straight line from the start mean to the end mean: codes sampled around the means, a path μ_start + t·μ_end, a
+    curve between the means (a spherical interpolation), or points of the line at other t; else []."""
+    latent_dim = means.shape[1]
+    if len(decoded) != 1 or decoded[0].dim() != 2 or decoded[0].shape[1] != latent_dim or len(decoded[0]) < 2:
         return []
-    path, direction = decoded[0].double(), (end - start).double()
-    length = direction.norm().item()
-    if length == 0 or not (_close(path[0], start.double()) and _close(path[-1], end.double())):
+    path, (start, end) = decoded[0].double(), means.double()
+    length = (end - start).norm().item()
+    if length == 0:
         return []
-    along = (path - start.double()) @ direction / length**2  # each code's position t on the line, 0 at the start
-    off_line = (path - start.double() - along.unsqueeze(1) * direction).norm(dim=1).max().item()
-    if off_line > 1e-4 * length:
+    evenly = torch.linspace(0, 1, steps, dtype=torch.float64)
+    along, off_line = _on_line(path, start, end)
+    if off_line <= 1e-4 * length:
+        if len(path) == steps and _close(along, evenly, rtol=1e-3, atol=1e-4):
+            return []
+        return [
+            f"the codes lie on the line through the means, but at t = {_numbers(along.tolist())} (0 is the start's "
+            f"mean, 1 the end's), where the path is t = torch.linspace(0, 1, steps): {steps} codes, both means "
+            "included, evenly spaced."
+        ]
+    if len(path) == steps and _close(path, start + evenly.unsqueeze(1) * end, rtol=1e-3, atol=1e-4):
+        return ["the codes are μ_start + t·μ_end: the line between the means is (1 - t)·μ_start + t·μ_end."]
+    if _close(path[0], start) and _close(path[-1], end):
         return [
             f"the path starts and ends at the two means, but its codes leave the straight line between them (the "
             f"farthest by {off_line / length:.0%} of the distance between the means): a spherical interpolation "
             "(slerp) or another curve? The exercise's path is the straight line (1 - t)·μ_start + t·μ_end."
         ]
-    evenly = torch.linspace(0, 1, steps, dtype=torch.float64)
-    if not _close(along, evenly, rtol=1e-3, atol=1e-4):
+    ends_off = torch.stack([path[0] - start, path[-1] - end]) / log_vars.double().mul(0.5).exp()
+    own_length = (path[-1] - path[0]).norm().item()
+    if own_length > 0 and _on_line(path, path[0], path[-1])[1] <= 1e-4 * own_length and ends_off.abs().max() < 5:
         return [
-            f"the codes lie on the line between the means, but at t = {_numbers(along.tolist())} instead of evenly "
-            "spaced: t = torch.linspace(0, 1, steps)."
+            "the path is a straight line, but between codes that lie a few σ from the two means, as draws "
+            "z = μ + σ·ε do: z is sampled (reparameterise, or model(images)), where the path runs between the means "
+            "themselves, model.encode(...)[0]."
         ]
     return []
+
+
+def _on_line(path: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Return each code's position t on the line from `start` (t = 0) to `end` (t = 1), and the largest distance of
+    a code from that line."""
+    direction = end - start
+    along = (path - start) @ direction / direction.norm() ** 2
+    return along, (path - start - along.unsqueeze(1) * direction).norm(dim=1).max().item()
 
 
 def _interpolation_mode_hints(training_mode: bool) -> list[str]:
