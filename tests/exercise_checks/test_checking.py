@@ -33,7 +33,7 @@ def _raises(*_):
         (check_interpolate, "2-D model, 5 steps"),
         (check_active_units, "500 images"),
         (check_bernoulli_reconstruction, "four binarised images"),
-        (check_decoder_input, "4 latents of 2-D"),
+        (check_decoder_input, "5 latents of 2-D"),
     ],
 )
 def test_an_exception_in_the_learners_code_is_a_failed_check_that_names_the_case(check, case) -> None:

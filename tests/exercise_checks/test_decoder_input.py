@@ -59,8 +59,8 @@ def test_decoder_input_mistakes_are_named(wrong, phrase) -> None:
 
 def test_a_failed_decoder_input_check_says_which_case_and_expected_against_got() -> None:
     result = check_decoder_input(lambda z, y, classes: torch.cat([z, F.one_hot(y).float()], dim=1))
-    assert result.details.startswith("Case *4 latents of 2-D, labels 3, 0, 2, 1 of 10 classes*: the decoder input ")
-    assert "expected shape (4, 12)" in result.details and "got shape (4, 6)" in result.details
+    assert result.details.startswith("Case *5 latents of 2-D, labels 3, 0, 2, 1, 3 of 10 classes*: the decoder input ")
+    assert "expected shape (5, 12)" in result.details and "got shape (5, 6)" in result.details
 
 
 def test_a_decoder_input_cut_from_z_and_made_a_leaf_again_fails() -> None:
@@ -76,3 +76,26 @@ def test_a_decoder_input_of_float64_fails_because_the_decoder_takes_float32() ->
 def test_a_decoder_input_in_half_precision_is_told_its_dtype() -> None:
     result = check_decoder_input(lambda z, y, c: decoder_input(z, y, c).half())
     assert_fails_with(result, "the decoder input is torch.float16, where z is torch.float32")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda z, y, classes: torch.stack([z, F.one_hot(y, classes).float()], dim=1), "torch.stack puts tensors"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y, classes)], dim=1).long(), "z is turned into integers"),
+        (lambda z, y, classes: torch.cat([z, F.one_hot(y, len(y)).float()], dim=1), "each row has 7 values"),
+        (
+            lambda z, y, classes: torch.cat([z, 0.9 * F.one_hot(y, classes) + 0.01], dim=1),
+            "for label 3 it is 0.01, 0.01, 0.01, 0.91, 0.01",
+        ),
+        (
+            lambda z, y, classes: torch.cat([z, 2.0 * F.one_hot(y, classes) - 1], dim=1),
+            "for label 3 it is -1, -1, -1, 1",
+        ),
+    ],
+    ids=["stack", "long", "as wide as the batch", "smoothed", "±1"],
+)
+def test_decoder_inputs_stacked_made_integers_or_with_another_label_code_are_named(wrong, phrase) -> None:
+    # the first raised with torch's message alone; the second and the last two got no hint; the third was told
+    # its rows were as wide as the largest label + 1, which the batch of 4 with labels up to 3 could not tell apart
+    assert_fails_with(check_decoder_input(wrong), phrase)

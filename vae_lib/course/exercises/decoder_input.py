@@ -13,10 +13,12 @@ from torch import nn
 from vae_lib.course.exercises.checking import (
     CheckResult,
     _call,
+    _close,
     _compare,
     _dtype_failure,
     _gradient_failure,
     _kind_failure,
+    _numbers,
     _result,
 )
 
@@ -25,14 +27,14 @@ def decoder_input_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
     """Return the decoder-input check's cases, name -> (latents, labels, classes).
 
     The first case's labels stop short of the last class, so one-hot rows as wide as the batch's largest label differ
-    from rows as wide as the classes; the last has as many latent dimensions as classes, so joining along the batch
-    does not fail there but doubles the rows.
+    from rows as wide as the classes, and from rows as wide as the batch (5 images, largest label 3); the last has as
+    many latent dimensions as classes, so joining along the batch does not fail there but doubles the rows.
     """
     generator = torch.Generator().manual_seed(0)
     return {
-        "4 latents of 2-D, labels 3, 0, 2, 1 of 10 classes": (
-            torch.randn(4, 2, generator=generator),
-            torch.tensor([3, 0, 2, 1]),
+        "5 latents of 2-D, labels 3, 0, 2, 1, 3 of 10 classes": (
+            torch.randn(5, 2, generator=generator),
+            torch.tensor([3, 0, 2, 1, 3]),
             10,
         ),
         "3 latents of 8-D, labels 9, 0, 9 of 10 classes": (
@@ -78,6 +80,11 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
                 ),
                 ("the label is left out: the decoder is given z alone, so it cannot know the class.", latents),
                 (
+                    "z is turned into integers (.long() or .int() of the joined rows), which cuts off its fractions: "
+                    "make the one-hot label z's dtype instead, one_hot(labels, classes).to(latents.dtype), then join.",
+                    torch.cat([latents.trunc(), one_hot], dim=1),
+                ),
+                (
                     "z is left out: the decoder is given the label alone, so every image of a class is the same.",
                     one_hot,
                 ),
@@ -96,7 +103,7 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
             if latents.shape[1] == classes:  # otherwise torch.cat refuses to join them along the batch
                 hint = "z and the labels are joined along dim 0, the batch (torch.cat's default): append each label "
                 mistakes.append((hint + "to its own row, dim=1.", torch.cat([latents, one_hot], dim=0)))
-        width_hints = partial(_decoder_width_hints, got, latents.shape[1], classes)
+        width_hints = partial(_decoder_layout_hints, got, latents.detach(), labels, classes)
         how = "one_hot(labels, classes).to(latents.dtype) or .float(), not .double()"
         # first: float16's rounding fails the compare; an integer tensor has no graph, which _kind_failure names
         yield (
@@ -107,13 +114,24 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
         )
 
 
-def _decoder_width_hints(got: torch.Tensor, latent_dim: int, classes: int) -> list[str]:
-    """Return a hint on rows of the wrong width: how many values follow z, against one per class."""
-    if got.dim() != 2 or got.shape[1] == latent_dim + classes:
+def _decoder_layout_hints(got: torch.Tensor, latents: torch.Tensor, labels: torch.Tensor, classes: int) -> list[str]:
+    """Return a hint on rows of the wrong width (how many values follow z, against one per class), or on rows that
+    begin with z but go on with something else than the one-hot label (smoothed, ±1, cumulative, another order)."""
+    latent_dim = latents.shape[1]
+    if got.dim() != 2:
+        return []
+    if got.shape[1] != latent_dim + classes:
+        return [
+            f"each row has {got.shape[1]} values: z's {latent_dim} and {got.shape[1] - latent_dim} more, where the "
+            f"one-hot label needs {classes}, one per class: one_hot(labels, classes)."
+        ]
+    label_part = got.detach()[:, latent_dim:].double()
+    if len(got) != len(latents) or not _close(got.detach()[:, :latent_dim].double(), latents.double()):
         return []
     return [
-        f"each row has {got.shape[1]} values: z's {latent_dim} and {got.shape[1] - latent_dim} more, where the one-hot "
-        f"label needs {classes}, one per class: one_hot(labels, classes)."
+        f"each row begins with z, but what follows is not the one-hot label: for label {labels[0].item()} it is "
+        f"{_numbers(label_part[0].tolist())}, where one_hot gives {classes} values, all 0 but a 1 at position "
+        f"{labels[0].item()} (counting from 0)."
     ]
 
 
@@ -131,6 +149,10 @@ def _decoder_input_error_hints(error: Exception) -> list[str]:
         "smaller than num_classes": (
             "the one-hot rows are narrower than the labels need: give one_hot the number of classes, "
             "one_hot(labels, classes), and the labels as they are, 0 to classes - 1 (not labels + 1)."
+        ),
+        "stack expects each tensor to be equal size": (
+            "torch.stack puts tensors of one shape side by side in a new dimension, and z and the one-hot labels "
+            "differ in width: join them with torch.cat([latents, one_hot], dim=1)."
         ),
         "must be non-negative": (
             "a label became negative (labels - 1?): labels count from 0 to classes - 1, as one_hot's positions do; "
