@@ -150,3 +150,16 @@ def test_a_failed_kl_check_says_which_case_and_expected_against_got() -> None:
     # by hand: -½ (1 + ln 0.5 - 1 - 0.5) - ½ (1 + ln 2 - 4 - 2) = 0.25 + 2.5 = 2.75 (the logarithms cancel)
     assert "Case *one image, μ = (1, -2), σ² = (0.5, 2)*: the KL expected 2.75, got 5.5." in result.details
     assert "❌" in result._repr_markdown_()
+
+
+def test_a_kl_divided_by_a_batch_size_written_in_is_told_so() -> None:
+    # was told only "the KL is 0.007812 times the right value everywhere"
+    result = check_kl_divergence(lambda m, v: -0.5 * torch.sum(1 + v - m**2 - v.exp()) / 128)
+    assert_fails_with(result, "the KL is 1/128 of the right value everywhere", "a batch size of 128?")
+
+
+def test_a_kl_of_normals_given_the_variance_as_their_scale_is_told_the_scale_is_sigma() -> None:
+    result = check_kl_divergence(
+        lambda m, v: distribution_kl(Normal(m, v.exp()), Normal(torch.zeros_like(m), 1.0)).sum(1).mean()
+    )
+    assert_fails_with(result, "as Normal(mean, log_var.exp()) takes it: its scale is σ")

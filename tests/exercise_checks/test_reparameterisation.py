@@ -197,3 +197,11 @@ def _batch_mean(mean, log_var):
 def test_noise_or_means_shared_between_images_fail_and_are_named(wrong, phrase) -> None:
     # each passed: every image's ε looked N(0, I), and z.sum()'s gradient to the mean is 1 for a batch-averaged mean
     assert_fails_with(check_reparameterise(wrong), phrase)
+
+
+def test_z_spread_far_wider_than_sigma_is_told_its_spread_not_its_average() -> None:
+    # σ⁴ for σ: the average of 20,000 draws 81 σ wide strayed past a tolerance measured in σ, and ε was told
+    # to average to -0.035
+    result = check_reparameterise(lambda mean, log_var: mean + torch.randn_like(mean) * torch.exp(log_var) ** 2)
+    assert_fails_with(result, "z spreads")
+    assert "ε averages to" not in result.details

@@ -604,3 +604,18 @@ def test_a_step_drawing_its_own_noise_another_way_is_told_why_it_cannot_match(sm
         check_training_step(own_noise, small_train.images, steps=3),
         "If your step draws z itself, or uses random numbers before model(batch)",
     )
+
+
+def _step_with_an_l2_penalty(model, optimizer, batch, alpha):
+    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+    penalty = 1e-4 * sum(parameter.pow(2).sum() for parameter in model.parameters())
+    optimizer.zero_grad()
+    (total + penalty).backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+def test_a_step_minimising_an_l2_penalty_too_is_told_the_penalty(small_train) -> None:
+    # was told "is optimizer.step() called twice, zero_grad() skipped, the learning rate changed ...?"
+    result = check_training_step(_step_with_an_l2_penalty, small_train.images, steps=5)
+    assert_fails_with(result, "plus 0.0002 times the weights", "a penalty 0.0001 · Σ w² (an L2 term, weight decay)")

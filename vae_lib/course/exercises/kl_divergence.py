@@ -259,6 +259,12 @@ def _kl_element_hints(element: Callable[[float, float], float]) -> list[str]:
             -2.0: "the sign is wrong and the factor ½ is missing: KL = -½ Σ (1 + log σ² - μ² - σ²).",
         }
         default = f"the KL is {factor:.4g} times the right value everywhere: KL = -½ Σ (1 + log σ² - μ² - σ²)."
+        divisor = round(1 / factor) if factor > 0 else 0
+        if divisor >= 8 and _near(1 / factor, divisor):  # batch sizes; a factor ½ or ¼ is a formula's
+            default = (
+                f"the KL is 1/{divisor} of the right value everywhere: is it divided by a number written in (a batch "
+                f"size of {divisor}?), where .mean() over the images divides by the batch's own size?"
+            )
         return [next((hint for value, hint in named.items() if _near(factor, value)), default)]
     return _kl_mean_hints(element) + _kl_variance_hints(element)
 
@@ -300,8 +306,8 @@ def _kl_variance_hints(element: Callable[[float, float], float]) -> list[str]:
         * (1 + torch.log(log_vars**2) - log_vars**2),
         "σ² used where log σ² is expected: `log_var` is log σ² already, so σ² = exp(log_var).": -0.5
         * (1 + torch.log(log_vars) - log_vars),
-        "log σ used where log σ² is expected: σ² = exp(log_var), not exp(2 · log_var).": -0.5
-        * (1 + 2 * log_vars - (2 * log_vars).exp()),
+        "log σ used where log σ² is expected (σ = exp(log_var), as Normal(mean, log_var.exp()) takes it: its scale "
+        "is σ): σ² = exp(log_var), σ = exp(0.5 · log_var).": -0.5 * (1 + 2 * log_vars - (2 * log_vars).exp()),
         "σ used where σ² is expected in the last term: σ² = exp(log_var).": -0.5
         * (1 + log_vars - (0.5 * log_vars).exp()),
     }

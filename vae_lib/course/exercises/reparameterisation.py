@@ -78,7 +78,7 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
         return
     repeated = _repeated_values_hint(draws)
     yield _distribution_failure(case, (draws - centre) / spread, repeated)
-    yield _centre_failure(case, centre, means.double(), sigma)
+    yield _centre_failure(case, centre, means.double(), sigma, spread)
     yield _spread_failure(case, spread, variances.double(), repeated)
     if repeated:  # a clamp far out (at ±3) leaves the spread and the distance within their tolerances
         yield _with_hints(f"Case *{case}*: the draws of z repeat values, where normal draws never do.", [repeated])
@@ -209,9 +209,14 @@ def _distribution_failure(case: str, standardised: torch.Tensor, repeated: str =
     return _with_hints(message, [hint])
 
 
-def _centre_failure(case: str, centre: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> str:
-    """Return '' when z averages to μ, else whether the mean is missing, added k times, or ε is off-centre."""
-    tolerance = 0.05 * sigma  # the average of 20,000 draws is within about 0.007 σ of its expectation
+def _centre_failure(
+    case: str, centre: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor, spread: torch.Tensor
+) -> str:
+    """Return '' when z averages to μ, else whether the mean is missing, added k times, or ε is off-centre.
+
+    The average of 20,000 draws is within about 0.007 of their spread of its expectation: the tolerance is measured
+    in the larger of σ and the draws' own spread, so z spread far wider than σ (σ⁴ for σ) is told its spread."""
+    tolerance = 0.05 * torch.maximum(sigma, spread)
     if ((centre - means).abs() < tolerance).all():
         return ""
     message = f"Case *{case}*: the average z expected ≈ {_show(means)}, got {_show(centre)}."

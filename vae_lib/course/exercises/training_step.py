@@ -67,6 +67,7 @@ class ComparedStep:
     statistics_gap: float  # BatchNorm's running statistics after the step
     optimizer_gap: float  # Adam's state (step counts, running averages) after the step
     gradients_piled_up: bool  # the gradients after the step are train_step's plus those the step before left
+    weight_penalty: float  # c where the gradients are train_step's plus c times the weights (an L2 term), else 0
 
 
 def _fresh_training(seed: int) -> tuple[VAE, torch.optim.Optimizer]:
@@ -124,10 +125,20 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
                         gradients_before is not None
                         and bool(gradients_before.any())
                         and _relative_gap(gradients, expected_gradients + gradients_before) < PILED_UP_TOLERANCE,
+                        _weight_penalty(gradients - expected_gradients, before),
                     )
                 )
                 gradients_before = gradients
     return run
+
+
+def _weight_penalty(extra_gradients: torch.Tensor, weights: torch.Tensor) -> float:
+    """Return c where the gradients beyond train_step's are c times the weights (within 1 %), those of a penalty
+    c/2 · Σ w² added to the loss minimised, else 0."""
+    c = (extra_gradients @ weights / (weights @ weights)).item()
+    if c <= 0 or _relative_gap(extra_gradients, c * weights) > 1e-2:
+        return 0.0
+    return c
 
 
 def _copy_training_state(
@@ -604,6 +615,15 @@ def _state_failure(compared: ComparedStep, step: int) -> str:
             [
                 "optimizer.zero_grad() was not called in this step (is it called only in some steps?), so its "
                 "gradients added up with the last step's: call it in every step, before backward()."
+            ],
+        )
+    if not compared.update_gap <= STATE_TOLERANCE and compared.weight_penalty:
+        return _with_hints(
+            f"Step {step}: the gradients optimizer.step() used are train_step's plus {compared.weight_penalty:.3g} "
+            "times the weights.",
+            [
+                f"a penalty {compared.weight_penalty / 2:.3g} · Σ w² (an L2 term, weight decay) is added to the loss "
+                "minimised: the exercise's step minimises reconstruction + alpha · KL alone, the loss it returns."
             ],
         )
     if not compared.update_gap <= STATE_TOLERANCE:
