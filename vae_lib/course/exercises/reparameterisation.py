@@ -227,6 +227,8 @@ def _centre_failure(
         hint = "the mean is not added: z = mean + σ·ε."
     elif ((offset - offset.mean()).abs() < 0.05).all():
         hint = f"ε averages to {offset.mean().item():.2g}, not 0: ε ~ N(0, I) has mean 0 (torch.randn_like(mean))."
+    elif ((centre - means * sigma).abs() < tolerance).all():
+        hint = "the average z is μ·σ: the mean is scaled by σ too, as in (mean + ε)·σ: z = mean + σ·ε scales ε alone."
     elif ((times_mean - times_mean[0]).abs() < 0.05).all() and (centre[~moving].abs() < tolerance[~moving]).all():
         hint = f"the average z is {times_mean[0].item():.2g}·μ: z = mean + σ·ε adds the mean once."
     else:
@@ -248,6 +250,9 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
         * variances.log().abs(),
         "ε is not scaled by σ = exp(0.5 · log_var).": torch.ones(3, dtype=torch.float64),
         "exp(-0.5 · log_var) is 1/σ: the sign in the exponent is wrong.": 1 / sigma,
+        "σ is computed as softplus(log_var), which is not σ: log_var is log σ², so σ = exp(0.5 · log_var).": (
+            torch.nn.functional.softplus(variances.log())
+        ),
     }
     hint = repeated or next(
         (hint for hint, scale in candidates.items() if torch.allclose(spread, scale, rtol=0.03)), None
