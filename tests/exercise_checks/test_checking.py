@@ -251,3 +251,9 @@ class _BackwardNotWritten(torch.autograd.Function):
 def test_a_backward_pass_raising_other_than_runtime_error_is_a_failed_check(check, answer) -> None:
     # the ValueError came out of the check itself
     assert_fails_with(check(answer), "backward() through", "fails: backward not written yet")
+
+
+def test_a_result_on_the_meta_device_is_a_failed_check() -> None:
+    # copying it out for the comparison raised NotImplementedError out of the check
+    result = check_active_units(lambda means, threshold: torch.empty(means.shape[1], dtype=torch.bool, device="meta"))
+    assert_fails_with(result, "is a tensor on the meta device")

@@ -121,35 +121,42 @@ def _active_unit_hints(
     means or counting each image 10 times (which leave the variances as they were), scaling the means or changing the
     threshold shows about what it computes."""
     thresholds = (threshold, *PROBE_THRESHOLDS)
-    answers = {probe: _as_tensor(active_units(latent_means, probe)) for probe in thresholds}
-    shifted = {probe: _as_tensor(active_units(latent_means + 3.0, probe)) for probe in thresholds}
-    scaled = {probe: _as_tensor(active_units(3.0 * latent_means, probe)) for probe in thresholds}
-    repeated = latent_means.repeat(10, 1)
-    tenfold = {probe: _as_tensor(active_units(repeated, probe)) for probe in thresholds}
-    if any(answer is None for answer in [*answers.values(), *shifted.values(), *scaled.values(), *tenfold.values()]):
+    probed = {
+        "as given": latent_means,
+        "shifted": latent_means + 3.0,
+        "counted 10 times": latent_means.repeat(10, 1),
+        "scaled": 3.0 * latent_means,
+    }
+    answers = {name: [_as_tensor(active_units(means, probe)) for probe in thresholds] for name, means in probed.items()}
+    if any(answer is None for answers_of_means in answers.values() for answer in answers_of_means):
         return []
+
+    def agrees(name: str, expected: list[torch.Tensor]) -> bool:
+        return all(_close(answer, right.double()) for answer, right in zip(answers[name], expected))
+
+    as_given = answers["as given"]
     for hint, mistake in MISTAKES:
-        if all(_close(answer.double(), mistake(latent_means, probe).double()) for probe, answer in answers.items()):
+        if agrees("as given", [mistake(latent_means, probe) for probe in thresholds]):
             return [hint]
-    if any(not _close(shifted[probe].double(), answers[probe].double()) for probe in thresholds):
+    if not agrees("shifted", as_given):
         return [
             "your answer changes when 3 is added to every image's mean, which leaves each dimension's variance over "
             "the images as it was: is something other than μ itself taken before the variance (μ², |μ|), or the "
             "second moment mean(μ²) instead of it? Use means.var(dim=0) > threshold."
         ]
-    if any(not _close(tenfold[probe].double(), answers[probe].double()) for probe in thresholds):
+    if not agrees("counted 10 times", as_given):
         return [
             "your answer changes when every image is counted 10 times, which leaves the variance over the images as "
             "it was (within 0.2 %): is the sum of squared deviations taken without dividing by the number of images, "
             "or divided by it twice? The variance is their mean, means.var(dim=0)."
         ]
-    if all(_close(scaled[probe].double(), answers[probe].double()) for probe in thresholds):
+    if agrees("scaled", as_given):
         return [
             "your answer stays the same when every mean is multiplied by 3, which multiplies each variance by 9: are "
             "the variances divided by one of them or by their sum (a share, or standardised)? Compare each variance "
             "itself with the threshold."
         ]
-    if all(_close(answer.double(), answers[threshold].double()) for answer in answers.values()):
+    if all(_close(answer, as_given[0]) for answer in as_given):
         return [
             f"your answer is the same at every threshold from {PROBE_THRESHOLDS[0]:g} to {PROBE_THRESHOLDS[-1]:g}: "
             "compare with the threshold argument."

@@ -348,6 +348,8 @@ def _compare(
 
     The hint is the first listed mistake `value` equals, else what `diagnose` finds by probing the learner's code.
     """
+    if isinstance(value, torch.Tensor) and value.is_meta:
+        return f"Case *{case}*: {what} is a tensor on the meta device, a shape without values: compute it on the CPU."
     got = _as_tensor(value)
     if got is None:
         message = f"Case *{case}*: {what} should be a tensor, got {type(value).__name__}."
