@@ -114,3 +114,14 @@ def test_active_units_of_the_sum_of_squares_the_range_or_not_a_tensor_are_named(
     result = check_active_units(wrong)
     assert_fails_with(result, phrase)
     assert "Looks like:" in result.details
+
+
+def test_an_answer_returning_a_sparse_or_meta_tensor_on_the_probes_alone_is_a_failed_check() -> None:
+    # the probes' comparison raised NotImplementedError out of the check
+    for odd in (lambda active: active.to_sparse(), lambda active: torch.empty_like(active, device="meta")):
+
+        def odd_on_probes(means, threshold, odd=odd):
+            active = means.std(dim=0) > threshold  # wrong: the standard deviation
+            return active if len(means) == 500 and threshold in (0.01, 0.5, 0.02) else odd(active)
+
+        assert_fails_with(check_active_units(odd_on_probes), "Case *500 images")

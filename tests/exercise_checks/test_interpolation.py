@@ -40,7 +40,7 @@ def _encode_pair(model, start_image, end_image):
             lambda model, a, b, steps: model.decode(
                 interpolation_latents(*VAE.reparameterise(*model.encode(torch.stack([a, b]))), steps)
             ),
-            "z is sampled",
+            "is z sampled",
         ),
     ],
 )
@@ -175,7 +175,7 @@ def _ends_replaced_by_the_images(model, start_image, end_image, steps):
         (_along_the_line(lambda steps: torch.arange(1, steps + 1) / steps), "but at t = 0.2, 0.4, 0.6, 0.8, 1"),
         (_along_the_line(lambda steps: torch.linspace(-0.5, 1.5, steps)), "but at t = -0.5, 0, 0.5, 1, 1.5"),
         (_along_the_line(lambda steps: torch.full((steps,), 0.5)), "but at t = 0.5, 0.5, 0.5, 0.5, 0.5"),
-        (_sampled_with_a_seed, "between codes that lie a few σ from the two means"),
+        (_sampled_with_a_seed, "between codes a few σ from the two means"),
         (_start_plus_weighted_end, "the codes are μ_start + t·μ_end"),
         (_blend_of_the_decoded_ends, "blends of the two decoded end images"),
         (lambda model, a, b, steps: (interpolate(model, a, b, steps) + 1) / 2, "rescaled to [0, 1]"),
@@ -188,3 +188,14 @@ def test_interpolations_at_other_points_of_the_line_or_off_it_are_named(wrong, p
     result = check_interpolate(wrong)
     assert_fails_with(result, "Case *2-D model, 5 steps*", phrase)
     assert "Looks like:" in result.details
+
+
+def test_a_straight_path_between_codes_moved_off_the_means_without_noise_is_not_told_only_that_z_is_sampled() -> None:
+    # z = μ + σ, no noise: was told "z is sampled", which it is not
+    def sigma_added(model, start_image, end_image, steps):
+        means, log_vars = model.encode(torch.stack([start_image, end_image]))
+        codes = means + log_vars.mul(0.5).exp()
+        weights = torch.linspace(0, 1, steps).view(-1, 1)
+        return model.decode((1 - weights) * codes[0] + weights * codes[1])
+
+    assert_fails_with(check_interpolate(sigma_added), "is z sampled (reparameterise, or model(images)), σ added")

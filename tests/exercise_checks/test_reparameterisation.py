@@ -42,6 +42,7 @@ def test_a_reparameterisation_written_another_way_passes(right) -> None:
         (lambda mean, log_var: torch.normal(mean.detach(), log_var.mul(0.5).exp().detach()), "no gradient"),
         (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.mul(0.5).exp().detach(), "dz/dlog_var"),
         (lambda mean, log_var: mean.detach() + torch.randn_like(mean) * log_var.mul(0.5).exp(), "mean is detached"),
+        (lambda mean, log_var: torch.normal(mean, log_var.mul(0.5).exp()), "torch.normal(mean, σ), which passes no"),
         (lambda mean, log_var: (mean + torch.randn_like(mean)) * log_var.mul(0.5).exp(), "the average z is μ·σ"),
         (lambda mean, log_var: mean + torch.randn_like(mean) * F.softplus(log_var), "computed as softplus(log_var)"),
         (lambda mean, log_var: mean + torch.rand_like(mean) * log_var.mul(0.5).exp(), "ε is uniform"),

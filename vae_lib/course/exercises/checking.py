@@ -59,7 +59,9 @@ def _seeded(seed: int) -> Iterator[None]:
 def _as_tensor(value: object) -> torch.Tensor | None:
     """Return a learner's value as a detached float64 tensor, or None when it is not a number or tensor."""
     if isinstance(value, torch.Tensor):
-        return value.detach().double().cpu()
+        if value.is_meta:
+            return None  # a shape without values
+        return (value if value.layout == torch.strided else value.to_dense()).detach().double().cpu()
     if isinstance(value, int | float):
         return torch.tensor(float(value), dtype=torch.float64)
     return None

@@ -155,9 +155,9 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
     own_length = (path[-1] - path[0]).norm().item()
     if own_length > 0 and _on_line(path, path[0], path[-1])[1] <= 1e-4 * own_length and ends_off.abs().max() < 5:
         return [
-            "the path is a straight line, but between codes that lie a few σ from the two means, as draws "
-            "z = μ + σ·ε do: z is sampled (reparameterise, or model(images)), where the path runs between the means "
-            "themselves, model.encode(...)[0]."
+            "the path is a straight line, but between codes a few σ from the two means, not the means themselves: "
+            "is z sampled (reparameterise, or model(images)), σ added, or are the images changed before encoding? "
+            "The path runs between model.encode(images)[0] of the two images as they are given."
         ]
     return []
 

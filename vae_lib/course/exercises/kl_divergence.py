@@ -263,7 +263,8 @@ def _kl_element_hints(element: Callable[[float, float], float]) -> list[str]:
         if divisor >= 8 and _near(1 / factor, divisor):  # batch sizes; a factor ½ or ¼ is a formula's
             default = (
                 f"the KL is 1/{divisor} of the right value everywhere: is it divided by a number written in (a batch "
-                f"size of {divisor}?), where .mean() over the images divides by the batch's own size?"
+                f"size of {divisor}?, where .mean() over the images divides by the batch's own size), or weighted "
+                "(alpha weighs the KL in the loss, not here)?"
             )
         return [next((hint for value, hint in named.items() if _near(factor, value)), default)]
     return _kl_mean_hints(element) + _kl_variance_hints(element)

@@ -349,8 +349,9 @@ def _gradient_failure_of_z(z: torch.Tensor, mean: torch.Tensor, log_var: torch.T
         return _with_hints(
             f"Case *{case}*: dz/dmean should be 1 everywhere, got no gradient to mean.",
             [
-                "mean is detached (mean.detach(), mean.data, numpy) or left out of z, so the encoder's means would "
-                "never learn: z = mean + σ·ε with mean as given."
+                "mean is detached (mean.detach(), mean.data, numpy), left out of z, or z is drawn by "
+                "torch.normal(mean, σ), which passes no gradient to mean, so the encoder's means would never learn: "
+                "z = mean + σ·ε with mean as given."
             ],
         )
     if not torch.allclose(d_mean, weights.expand_as(mean)):

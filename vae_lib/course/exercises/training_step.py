@@ -141,6 +141,18 @@ def _weight_penalty(extra_gradients: torch.Tensor, weights: torch.Tensor) -> flo
     return c
 
 
+def _weight_penalty_failure(step: int, penalty: float) -> str:
+    """Return the failure of a step whose gradients are train_step's plus `penalty` times the weights."""
+    return _with_hints(
+        f"Step {step}: the gradients optimizer.step() used are train_step's plus {penalty:.3g} times the weights.",
+        [
+            f"a penalty on the weights' size ({penalty / 2:.3g} · Σ w², an L2 term or weight decay, or a multiple of "
+            "their norm) is added to the loss minimised: the exercise's step minimises reconstruction + alpha · KL "
+            "alone, the loss it returns."
+        ],
+    )
+
+
 def _copy_training_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -453,7 +465,7 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
     recon_weights, kl_weights, probes = [], [], []
     for alpha in PROBE_ALPHAS:
         model, optimizer = _fresh_training(1)
-        reference = _loss_gradients(model, first_batch, alpha, seed=2)
+        reference, weights_before = _loss_gradients(model, first_batch, alpha, seed=2), _flat_weights(model)
         probe = _probe_step(step, model, optimizer, first_batch, alpha, seed=2)
         failure = _step_mechanics_failure(probe)
         if failure:
@@ -470,6 +482,12 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
             return
         basis = torch.stack([reference.reconstruction, reference.kl], dim=1)
         weights = torch.linalg.lstsq(basis, probe.gradients[0].unsqueeze(1)).solution.squeeze(1)
+        penalty = _weight_penalty(
+            probe.gradients[0] - basis @ torch.tensor([1.0, alpha], dtype=basis.dtype), weights_before
+        )
+        if _relative_gap(basis @ weights, probe.gradients[0]) > 1e-2 and penalty:
+            yield _weight_penalty_failure(1, penalty)
+            return
         if _relative_gap(basis @ weights, probe.gradients[0]) > 1e-2:
             yield _with_hints(
                 "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
@@ -618,14 +636,7 @@ def _state_failure(compared: ComparedStep, step: int) -> str:
             ],
         )
     if not compared.update_gap <= STATE_TOLERANCE and compared.weight_penalty:
-        return _with_hints(
-            f"Step {step}: the gradients optimizer.step() used are train_step's plus {compared.weight_penalty:.3g} "
-            "times the weights.",
-            [
-                f"a penalty {compared.weight_penalty / 2:.3g} · Σ w² (an L2 term, weight decay) is added to the loss "
-                "minimised: the exercise's step minimises reconstruction + alpha · KL alone, the loss it returns."
-            ],
-        )
+        return _weight_penalty_failure(step, compared.weight_penalty)
     if not compared.update_gap <= STATE_TOLERANCE:
         return _with_hints(
             f"Step {step}: the weights moved differently {same} (by {compared.update_gap:.2g} times the size of its "
