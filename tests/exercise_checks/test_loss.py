@@ -189,3 +189,14 @@ def test_a_reconstruction_term_subtracting_its_mean_broadcast_or_reshaped_to_784
     result = check_loss(_loss_with(recon_of=recon_of))
     assert_fails_with(result, *phrases)
     assert "is a size written in, such as" not in result.details
+
+
+def test_a_total_built_from_a_variance_beside_a_right_reconstruction_term_is_named() -> None:
+    # the returned reconstruction term is right, so its probe found nothing: was told "part of it is detached"
+    result = check_loss(_variance_in_the_total)
+    assert_fails_with(result, "the total (at a KL of 0) does not change when every pixel of the reconstruction")
+
+
+def _variance_in_the_total(images, reconstruction, mean, log_var, alpha):
+    recon, kl_term = 0.5 * F.mse_loss(reconstruction, images), kl(mean, log_var)
+    return 0.5 * (images - reconstruction).var() + alpha * kl_term, recon, kl_term

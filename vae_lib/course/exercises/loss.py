@@ -79,7 +79,7 @@ def check_loss(
 def _loss_failures(loss_function: Callable) -> Iterator[str]:
     """Yield a failure message for each case where the learner's loss differs from vae_loss, naming the wrong part."""
     probed = _probing(loss_function)
-    reconstruction_term = partial(_reconstruction_term_of, probed)
+    reconstruction_term, total_at_the_prior = partial(_term_of, probed, 1), partial(_term_of, probed, 0)
     for name, (images, reconstruction, mean, log_var, alpha) in loss_cases().items():
         inputs = {"reconstruction": reconstruction, "mean": mean, "log_var": log_var}
         leaves = {key: value.clone().requires_grad_() for key, value in inputs.items()}
@@ -117,7 +117,11 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             total,
             leaves,
             expected[0],
-            diagnose=lambda: _offset_hints(reconstruction_term) or _total_hints(probed),
+            diagnose=lambda: (
+                _offset_hints(reconstruction_term)
+                or _offset_hints(total_at_the_prior, "the total (at a KL of 0)")
+                or _total_hints(probed)
+            ),
         )
 
 
@@ -197,9 +201,10 @@ def _returned_loss_mistakes(label: str, expected: Sequence[torch.Tensor], alpha:
     return []
 
 
-def _reconstruction_term_of(loss_function: Callable, images: torch.Tensor, reconstruction: torch.Tensor) -> object:
-    """Return the reconstruction term a loss function returns for these images, with codes at the prior."""
-    return loss_function(images, reconstruction, *_prior_code(len(images)), 0.001)[1]
+def _term_of(loss_function: Callable, index: int, images: torch.Tensor, reconstruction: torch.Tensor) -> object:
+    """Return the value at `index` a loss function returns for these images (0 the total, 1 the reconstruction term),
+    with codes at the prior, whose KL is 0: the total is then the reconstruction term the loss minimises."""
+    return loss_function(images, reconstruction, *_prior_code(len(images)), 0.001)[index]
 
 
 def _prior_code(count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,7 +285,9 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
     return [f"{', '.join(parts)}: the term is 0.5 · mean((x - x̂)²), a mean over pixels and images."]
 
 
-def _offset_hints(reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
+def _offset_hints(
+    reconstruction_term: Callable[[torch.Tensor, torch.Tensor], object], what: str = "the term"
+) -> list[str]:
     """Return a hint when the term does not change as every pixel of the reconstruction is made brighter by the same
     amount, though it changes with the error (a variance of x - x̂, which subtracts its mean), else []."""
     generator = torch.Generator().manual_seed(3)
@@ -292,7 +299,7 @@ def _offset_hints(reconstruction_term: Callable[[torch.Tensor, torch.Tensor], ob
     if not math.isfinite(term) or abs(brighter - term) > 1e-3 * abs(change) or _near(doubled, term):
         return []  # it follows the brightness, or follows no change at all (a constant)
     return [
-        "the term does not change when every pixel of the reconstruction is made brighter by the same amount, so it "
+        f"{what} does not change when every pixel of the reconstruction is made brighter by the same amount, so it "
         "subtracts the error's mean (a variance, (x - x̂).var()?): the squared error is 0.5 · mean((x - x̂)²), the "
         "mean of the squares."
     ]
