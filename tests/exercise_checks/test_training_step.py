@@ -606,33 +606,30 @@ def test_a_step_drawing_its_own_noise_another_way_is_told_why_it_cannot_match(sm
     )
 
 
-def _step_with_an_l2_penalty(model, optimizer, batch, alpha):
-    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
-    penalty = 1e-4 * sum(parameter.pow(2).sum() for parameter in model.parameters())
-    optimizer.zero_grad()
-    (total + penalty).backward()
-    optimizer.step()
-    return total.item(), recon.item(), kl_term.item()
+def _step_with_an_l2_penalty(coefficient):
+    """A step minimising total + coefficient · Σ w², returning the losses without the penalty."""
+
+    def penalised(model, optimizer, batch, alpha):
+        total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+        penalty = coefficient * sum(parameter.pow(2).sum() for parameter in model.parameters())
+        optimizer.zero_grad()
+        (total + penalty).backward()
+        optimizer.step()
+        return total.item(), recon.item(), kl_term.item()
+
+    return penalised
 
 
 def test_a_step_minimising_an_l2_penalty_too_is_told_the_penalty(small_train) -> None:
     # was told "is optimizer.step() called twice, zero_grad() skipped, the learning rate changed ...?"
-    result = check_training_step(_step_with_an_l2_penalty, small_train.images, steps=5)
+    result = check_training_step(_step_with_an_l2_penalty(1e-4), small_train.images, steps=5)
     assert_fails_with(result, "plus 0.0002 times the weights", "(0.0001 · Σ w², an L2 term or weight decay")
-
-
-def _step_with_a_larger_l2_penalty(model, optimizer, batch, alpha):
-    total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
-    optimizer.zero_grad()
-    (total + 1e-3 * sum(parameter.pow(2).sum() for parameter in model.parameters())).backward()
-    optimizer.step()
-    return total.item(), recon.item(), kl_term.item()
 
 
 def test_a_step_minimising_a_larger_l2_penalty_is_told_the_penalty_at_its_first_step(small_train) -> None:
     # 1e-3 moves the first step's gradients more than 1 % off reconstruction + alpha · KL: was told "the loss
     # minimised is not reconstruction + alpha · KL of this batch's outputs" with every other cause but a penalty
-    result = check_training_step(_step_with_a_larger_l2_penalty, small_train.images, steps=5)
+    result = check_training_step(_step_with_an_l2_penalty(1e-3), small_train.images, steps=5)
     assert_fails_with(
         result, "Step 1: the gradients optimizer.step() used are train_step's plus 0.002 times the weights"
     )
