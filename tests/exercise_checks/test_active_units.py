@@ -125,3 +125,37 @@ def test_an_answer_returning_a_sparse_or_meta_tensor_on_the_probes_alone_is_a_fa
             return active if len(means) == 500 and threshold in (0.01, 0.5, 0.02) else odd(active)
 
         assert_fails_with(check_active_units(odd_on_probes), "Case *500 images")
+
+
+def test_a_comparison_that_counts_a_variance_equal_to_the_threshold_fails_on_a_dimension_that_never_varies() -> None:
+    # passed: no case had a variance equal to its threshold
+    result = check_active_units(lambda means, threshold: means.var(dim=0) >= threshold)
+    assert_fails_with(result, "Case *a dimension that never varies, threshold 0*", "variance > threshold, not >=")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda means, threshold: (means - means.mean(0)).abs().mean(0) > threshold, "the mean absolute deviation"),
+        (
+            lambda means, threshold: ((means - means.mean(0)).abs() > threshold).any(0),
+            "a dimension is called active when any one image deviates",
+        ),
+        (lambda means, threshold: means.var(dim=0).log() > threshold, "the logarithm of the variance"),
+        (
+            lambda means, threshold: means[:100].var(dim=0) > threshold,
+            "your answer changes when the images are put in another order",
+        ),
+    ],
+    ids=["mean absolute deviation", "any image deviates", "log of the variance", "the first 100 images"],
+)
+def test_other_measures_of_spread_and_a_part_of_the_images_are_named(wrong, phrase) -> None:
+    # were told "the standard deviation is used", "the same at every threshold", or nothing
+    result = check_active_units(wrong)
+    assert_fails_with(result, f"Looks like: {phrase}")
+    assert "standard deviation is used" not in result.details
+
+
+def test_an_answer_that_never_changes_is_told_so_rather_than_that_it_ignores_a_scale() -> None:
+    result = check_active_units(lambda means, threshold: torch.zeros(means.shape[1], dtype=torch.bool))
+    assert_fails_with(result, "your answer is the same at every threshold")

@@ -96,6 +96,19 @@ def test_bernoulli_targets_thresholded_instead_of_rescaled_are_named() -> None:
     )
 
 
+@pytest.mark.parametrize("to_targets", [lambda images: images.clamp(0, 1), F.relu], ids=["clamp", "relu"])
+def test_bernoulli_targets_clamped_to_zero_and_one_are_named(to_targets) -> None:
+    # right on binarised images, wrong on grey pixels only: failed with no hint
+    def clamped(images, logits):
+        return F.binary_cross_entropy_with_logits(logits, to_targets(images), reduction="sum") / len(images)
+
+    assert_fails_with(
+        check_bernoulli_reconstruction(clamped),
+        "Case *three grey images*",
+        "Looks like: the targets are the images clamped to [0, 1]",
+    )
+
+
 def test_a_bernoulli_of_the_raw_images_is_told_the_targets_are_minus_one_and_one() -> None:
     from torch.distributions import Bernoulli
 

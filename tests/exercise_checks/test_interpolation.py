@@ -199,3 +199,22 @@ def test_a_straight_path_between_codes_moved_off_the_means_without_noise_is_not_
         return model.decode((1 - weights) * codes[0] + weights * codes[1])
 
     assert_fails_with(check_interpolate(sigma_added), "is z sampled (reparameterise, or model(images)), σ added")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda model, a, b, steps: ((interpolate(model, a, b, steps) + 1) * 127.5).to(torch.uint8),
+            "made torch.uint8",
+        ),
+        (lambda model, a, b, steps: (interpolate(model, a, b, steps) + 1) * 127.5, "127.5 · image + 127.5"),
+        (_along_the_line(lambda steps: torch.linspace(0, 0.9995, steps)), "but at t = 0, 0.2499, 0.4997"),
+    ],
+    ids=["uint8", "[0, 255]", "last weight 0.9995"],
+)
+def test_images_rescaled_for_display_or_a_path_stopping_just_short_are_named(wrong, phrase) -> None:
+    # each failed with no hint
+    result = check_interpolate(wrong)
+    assert_fails_with(result, "Case *2-D model, 5 steps*", phrase)
+    assert "Looks like:" in result.details

@@ -606,12 +606,15 @@ def test_a_step_drawing_its_own_noise_another_way_is_told_why_it_cannot_match(sm
     )
 
 
-def _step_with_an_l2_penalty(coefficient):
-    """A step minimising total + coefficient · Σ w², returning the losses without the penalty."""
+def _step_with_an_l2_penalty(coefficient, penalised_names=lambda name: True):
+    """A step minimising total + coefficient · Σ w² over the parameters whose names `penalised_names` accepts,
+    returning the losses without the penalty."""
 
     def penalised(model, optimizer, batch, alpha):
         total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
-        penalty = coefficient * sum(parameter.pow(2).sum() for parameter in model.parameters())
+        penalty = coefficient * sum(
+            parameter.pow(2).sum() for name, parameter in model.named_parameters() if penalised_names(name)
+        )
         optimizer.zero_grad()
         (total + penalty).backward()
         optimizer.step()
@@ -626,6 +629,26 @@ def test_a_step_minimising_an_l2_penalty_too_is_told_the_penalty(small_train) ->
     assert_fails_with(result, "plus 0.0002 times the weights", "(0.0001 · Σ w², an L2 term or weight decay")
 
 
+@pytest.mark.parametrize("coefficient", [1e-4, 1e-3])
+def test_a_step_penalising_the_weights_but_not_the_biases_is_told_which(small_train, coefficient) -> None:
+    # got the generic hints: the gradients beyond train_step's were a multiple of only some of the weights
+    result = check_training_step(
+        _step_with_an_l2_penalty(coefficient, lambda name: name.endswith("weight")), small_train.images, steps=5
+    )
+    assert_fails_with(
+        result,
+        f"plus {2 * coefficient:.3g} times the layers' weights but not their biases",
+        f"({coefficient:.3g} · Σ w², an L2 term",
+    )
+
+
+def test_a_step_penalising_one_layer_is_told_which(small_train) -> None:
+    result = check_training_step(
+        _step_with_an_l2_penalty(1e-3, lambda name: name.startswith("decoder")), small_train.images, steps=5
+    )
+    assert_fails_with(result, "plus 0.002 times some of the parameters (decoder.")
+
+
 def test_a_step_minimising_a_larger_l2_penalty_is_told_the_penalty_at_its_first_step(small_train) -> None:
     # 1e-3 moves the first step's gradients more than 1 % off reconstruction + alpha · KL: was told "the loss
     # minimised is not reconstruction + alpha · KL of this batch's outputs" with every other cause but a penalty
@@ -633,3 +656,25 @@ def test_a_step_minimising_a_larger_l2_penalty_is_told_the_penalty_at_its_first_
     assert_fails_with(
         result, "Step 1: the gradients optimizer.step() used are train_step's plus 0.002 times the weights"
     )
+
+
+def _step_setting_weight_decay(model, optimizer, batch, alpha):
+    for group in optimizer.param_groups:
+        group["weight_decay"] = 1e-4
+    return train_step(model, optimizer, batch, alpha)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_step_setting_weight_decay, "Step 1: the weights moved differently from train_step's step from the same "),
+        (_step_decaying_the_learning_rate_after_it, "Step 2: the weights moved differently from train_step's"),
+    ],
+    ids=["weight decay", "learning rate lowered after each step"],
+)
+def test_a_step_changing_the_optimizer_settings_is_told_which(wrong, phrase, small_train) -> None:
+    # was told "is optimizer.step() called twice, zero_grad() skipped, the learning rate changed ...?"
+    result = check_training_step(wrong, small_train.images, steps=5)
+    assert_fails_with(result, phrase, "the step changed the optimizer's settings (", "leaves optimizer.param_groups")
+    changed = "weight_decay 0 → 0.0001" if wrong is _step_setting_weight_decay else "lr 0.001 → 0.000998"
+    assert changed in result.details

@@ -27,7 +27,9 @@ def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
 
     Each dimension's spread and offset are chosen so that each common mistake gives another answer. In the third, the
     means are 3 times as far apart: the largest variance is 9, not 1 (so variances divided by it or by their sum
-    differ), and one variance, 0.0225, lies just above the threshold (so rounded variances differ).
+    differ), and one variance, 0.0225, lies just above the threshold (so rounded variances differ). In the fourth,
+    the last dimension is 0.5 in every image, whose variance is exactly 0 however it is summed, and the threshold is
+    0: that dimension is not active, so variance >= threshold differs from variance > threshold.
     """
     generator = torch.Generator().manual_seed(0)
     spreads = torch.tensor([1.0, 0.3, 0.05, 0.02, 0.003, 0.0])
@@ -39,6 +41,10 @@ def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
         "500 images, 6 dimensions, threshold 0.01": (latent_means, 0.01),
         "the same means, threshold 0.5": (latent_means, 0.5),
         "the means 3 times as far apart, threshold 0.02": (3 * latent_means, 0.02),
+        "a dimension that never varies, threshold 0": (
+            torch.cat([latent_means[:, :-1], torch.full((500, 1), 0.5)], 1),
+            0.0,
+        ),
     }
 
 
@@ -83,8 +89,10 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
 
 # Thresholds each named mistake is confirmed at: an answer that agrees with a mistake at the case's threshold alone
 # may compute something else that happens to pick the same dimensions there. None is near a mean, a standard
-# deviation or a variance of the cases' dimensions, where float rounding would decide.
-PROBE_THRESHOLDS = (0.001, 0.01, 0.1, 0.7, 2.5)
+# deviation or a variance of the cases' dimensions, where float rounding would decide; 0.85 lies between the first
+# dimension's mean absolute deviation (0.81) and its standard deviation (1), 0.1 between the fourth's largest
+# deviation from its mean (0.079) and its range (0.134).
+PROBE_THRESHOLDS = (0.001, 0.01, 0.1, 0.7, 0.85, 2.5)
 
 # Named mistakes: what each computes in place of variance > threshold.
 MISTAKES: list[tuple[str, Callable[[torch.Tensor, float], torch.Tensor]]] = [
@@ -111,20 +119,42 @@ MISTAKES: list[tuple[str, Callable[[torch.Tensor, float], torch.Tensor]]] = [
         "the variances are rounded before the comparison: compare them as they are.",
         lambda means, threshold: means.var(dim=0).round(decimals=2) > threshold,
     ),
+    (
+        "the mean absolute deviation (the average of |μ - its mean|) is used instead of the variance (the average of "
+        "the squared deviations).",
+        lambda means, threshold: (means - means.mean(dim=0)).abs().mean(dim=0) > threshold,
+    ),
+    (
+        "a dimension is called active when any one image deviates from its mean by more than the threshold: compare "
+        "the variance, the average of the squared deviations over all images, with it.",
+        lambda means, threshold: (means - means.mean(dim=0)).abs().amax(dim=0) > threshold,
+    ),
+    (
+        "the logarithm of the variance is compared with the threshold (a log-variance, as the encoder outputs): "
+        "compare the variance itself.",
+        lambda means, threshold: means.var(dim=0).log() > threshold,
+    ),
+    (
+        "a dimension whose variance equals the threshold is counted as active: a dimension is active when its "
+        "variance is above the threshold, variance > threshold, not >=.",
+        lambda means, threshold: means.var(dim=0) >= threshold,
+    ),
 ]
 
 
 def _active_unit_hints(
     active_units: Callable[[torch.Tensor, float], object], latent_means: torch.Tensor, threshold: float
 ) -> list[str]:
-    """Return the named mistake the learner's answer agrees with at every probe threshold, else what shifting the
-    means or counting each image 10 times (which leave the variances as they were), scaling the means or changing the
-    threshold shows about what it computes."""
+    """Return the named mistake the learner's answer agrees with at every probe threshold (for the means as given and
+    3 times as far apart), else what shifting the means, counting each image 10 times or putting the images in
+    another order (which leave the variances as they were), scaling the means or changing the threshold shows about
+    what it computes."""
     thresholds = (threshold, *PROBE_THRESHOLDS)
     probed = {
         "as given": latent_means,
         "shifted": latent_means + 3.0,
         "counted 10 times": latent_means.repeat(10, 1),
+        "sorted": latent_means[latent_means[:, 0].argsort()],
         "scaled": 3.0 * latent_means,
     }
     answers = {name: [_as_tensor(active_units(means, probe)) for probe in thresholds] for name, means in probed.items()}
@@ -136,7 +166,7 @@ def _active_unit_hints(
 
     as_given = answers["as given"]
     for hint, mistake in MISTAKES:
-        if agrees("as given", [mistake(latent_means, probe) for probe in thresholds]):
+        if all(agrees(name, [mistake(probed[name], probe) for probe in thresholds]) for name in ("as given", "scaled")):
             return [hint]
     if not agrees("shifted", as_given):
         return [
@@ -150,15 +180,21 @@ def _active_unit_hints(
             "it was (within 0.2 %): is the sum of squared deviations taken without dividing by the number of images, "
             "or divided by it twice? The variance is their mean, means.var(dim=0)."
         ]
-    if agrees("scaled", as_given):
+    if not agrees("sorted", as_given):
         return [
-            "your answer stays the same when every mean is multiplied by 3, which multiplies each variance by 9: are "
-            "the variances divided by one of them or by their sum (a share, or standardised)? Compare each variance "
-            "itself with the threshold."
+            "your answer changes when the images are put in another order (sorted by their first dimension), which "
+            "leaves each dimension's variance over the images as it was: is only some of the images used (say the "
+            "first 100, means[:100])? Take the variance over all of them, means.var(dim=0)."
         ]
     if all(_close(answer, as_given[0]) for answer in as_given):
         return [
             f"your answer is the same at every threshold from {PROBE_THRESHOLDS[0]:g} to {PROBE_THRESHOLDS[-1]:g}: "
             "compare with the threshold argument."
+        ]
+    if agrees("scaled", as_given):
+        return [
+            "your answer stays the same when every mean is multiplied by 3, which multiplies each variance by 9: are "
+            "the variances divided by one of them or by their sum (a share, or standardised)? Compare each variance "
+            "itself with the threshold."
         ]
     return []

@@ -123,6 +123,12 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
             "(images + 1) / 2, which a binarised image's pixels (-1 or 1) turn into 0 or 1."
         )
         mistakes.append((hint, thresholded.flatten(1).sum(1).mean()))
+        clamped = nn.functional.binary_cross_entropy_with_logits(logits, images.clamp(0, 1), reduction="none")
+        hint = (
+            "the targets are the images clamped to [0, 1], which makes every pixel below 0 a target of 0 (black) and "
+            "leaves the others as they were: the targets are (images + 1) / 2, which maps -1 to 0, 0 to 1/2 and 1 to 1."
+        )
+        mistakes.append((hint, clamped.flatten(1).sum(1).mean()))
     return mistakes
 
 

@@ -93,11 +93,35 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
         training_mode = not torch.equal(statistics, _running_statistics(model))
         diagnose = partial(_interpolation_hints, training_mode, decoded, means, log_vars, steps)
         failure = _compare(name, "the images", got, expected, mistakes, diagnose)
+        if failure and "Looks like" not in failure:
+            failure += _rescaled_hint(got, expected)
         if failure and "Looks like" not in failure and isinstance(got, torch.Tensor):
             again = _call(name, interpolate, model, start, end, steps)
             if isinstance(again, torch.Tensor) and not torch.equal(got.detach(), again.detach()):
                 failure += "\nLooks like: z is sampled, so the path changes each time: use the means of q(z|x)."
         yield failure or (_left_in_training_mode_failure(name) if left_training else "")
+
+
+def _rescaled_hint(got: object, expected: torch.Tensor) -> str:
+    """Return a hint when the learner's images are the decoder's rescaled, a · image + b (within half a grey level
+    of 256, as images made integers are), say to [0, 255] for display; else ''."""
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape or got.is_meta:
+        return ""
+    values, decoded = got.detach().double().flatten(), expected.double().flatten()
+    design = torch.stack([decoded, torch.ones_like(decoded)], dim=1)
+    scale, offset = torch.linalg.lstsq(design, values.unsqueeze(1)).solution.flatten()
+    fitted = scale * decoded + offset
+    spread = (scale.abs() * 2).item()  # the decoder's [-1, 1] in the learner's units
+    if not torch.isfinite(fitted).all() or spread == 0 or (values - fitted).abs().max().item() > spread / 256 + 1e-6:
+        return ""
+    if abs(scale.item() - 1) < 0.01 and abs(offset.item()) < 0.01:
+        return ""  # the decoder's own images, computed less exactly (in bf16, say)
+    made = f", made {got.dtype}" if not got.dtype.is_floating_point else ""
+    return (
+        f"\nLooks like: your images are the decoder's rescaled, {scale.item():.4g} · image + {offset.item():.4g}{made} "
+        "(to [0, 255] for display?): return the decoder's images in [-1, 1] as they are, float, and rescale only to "
+        "show them."
+    )
 
 
 def _interpolation_model(latent_dim: int, seed: int, images: torch.Tensor) -> VAE:
@@ -136,7 +160,7 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
     evenly = torch.linspace(0, 1, steps, dtype=torch.float64)
     along, off_line = _on_line(path, start, end)
     if off_line <= 1e-4 * length:
-        if len(path) == steps and _close(along, evenly, rtol=1e-3, atol=1e-4):
+        if len(path) == steps and _close(along, evenly, rtol=1e-5, atol=1e-5):  # float32 codes: about 1e-7
             return []
         return [
             f"the codes lie on the line through the means, but at t = {_numbers(along.tolist())} (0 is the start's "

@@ -55,6 +55,15 @@ STATE_TOLERANCE = 1e-4
 PILED_UP_TOLERANCE = 1e-3
 
 
+@dataclass(frozen=True)
+class WeightPenalty:
+    """Gradients beyond train_step's that are `coefficient` times the weights of the parameters `penalised` names (all
+    of the model's, or some): those of a penalty coefficient/2 · Σ w² over them, added to the loss minimised."""
+
+    coefficient: float
+    penalised: str  # which parameters, in words
+
+
 @dataclass
 class ComparedStep:
     """One call of a training step against train_step taken from the same weights, optimizer state and noise: the
@@ -67,7 +76,8 @@ class ComparedStep:
     statistics_gap: float  # BatchNorm's running statistics after the step
     optimizer_gap: float  # Adam's state (step counts, running averages) after the step
     gradients_piled_up: bool  # the gradients after the step are train_step's plus those the step before left
-    weight_penalty: float  # c where the gradients are train_step's plus c times the weights (an L2 term), else 0
+    weight_penalty: WeightPenalty | None  # where the gradients are train_step's plus c times some weights (L2)
+    changed_settings: str  # the optimizer's settings the step changed from those it was given, in words, or ''
 
 
 def _fresh_training(seed: int) -> tuple[VAE, torch.optim.Optimizer]:
@@ -125,28 +135,69 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
                         gradients_before is not None
                         and bool(gradients_before.any())
                         and _relative_gap(gradients, expected_gradients + gradients_before) < PILED_UP_TOLERANCE,
-                        _weight_penalty(gradients - expected_gradients, before),
+                        _weight_penalty(gradients - expected_gradients, before, model),
+                        _changed_settings(optimizer, twin_optimizer),
                     )
                 )
                 gradients_before = gradients
     return run
 
 
-def _weight_penalty(extra_gradients: torch.Tensor, weights: torch.Tensor) -> float:
-    """Return c where the gradients beyond train_step's are c times the weights (within 1 %), those of a penalty
-    c/2 · Σ w² added to the loss minimised, else 0."""
-    c = (extra_gradients @ weights / (weights @ weights)).item()
-    if c <= 0 or _relative_gap(extra_gradients, c * weights) > 1e-2:
-        return 0.0
-    return c
+def _weight_penalty(extra_gradients: torch.Tensor, weights: torch.Tensor, model: nn.Module) -> WeightPenalty | None:
+    """Return the penalty whose gradients the gradients beyond train_step's are (within 1 %): c times the weights of
+    every parameter, or of some (the weights but not the biases, say), zero elsewhere; else None."""
+    parameters = dict(model.named_parameters())
+    sizes = [parameter.numel() for parameter in parameters.values()]
+    pieces = list(zip(parameters, extra_gradients.split(sizes), weights.split(sizes)))
+    penalised = {name for name, extra, own in pieces if _proportional(extra, own)}
+    mask = torch.cat([torch.full((size,), float(name in penalised)) for name, size in zip(parameters, sizes)])
+    masked = weights * mask.to(weights.dtype)
+    if not masked.any():
+        return None
+    c = (extra_gradients @ masked / (masked @ masked)).item()
+    if c <= 0 or _relative_gap(extra_gradients, c * masked) > 1e-2:
+        return None
+    # A parameter whose weights are too small for c times them to show (BatchNorm's shifts start at 0) may or may
+    # not be penalised: it decides nothing in the words.
+    telling = {name for name, _, own in pieces if own.norm() > 1e-3 * masked.norm()}
+    return WeightPenalty(c, _which_parameters(penalised & telling, telling - penalised, parameters))
 
 
-def _weight_penalty_failure(step: int, penalty: float) -> str:
-    """Return the failure of a step whose gradients are train_step's plus `penalty` times the weights."""
+def _proportional(extra_gradients: torch.Tensor, weights: torch.Tensor) -> bool:
+    """Return True when one parameter's gradients beyond train_step's are a positive multiple of its weights (1 %)."""
+    norm = weights @ weights
+    if norm == 0:
+        return False
+    c = extra_gradients @ weights / norm
+    return c.item() > 0 and _relative_gap(extra_gradients, c * weights) <= 1e-2
+
+
+def _which_parameters(penalised: set[str], spared: set[str], parameters: dict[str, nn.Parameter]) -> str:
+    """Return, in words, which of the model's parameters a penalty is on: `penalised` are, `spared` are not (the
+    others may be either)."""
+    if not spared:
+        return "the weights"
+    kinds = {
+        "the layers' weights but not their biases": {name for name in parameters if name.endswith("weight")},
+        "the layers' weight matrices and kernels, not their biases or BatchNorm's scales": {
+            name for name, parameter in parameters.items() if parameter.dim() > 1
+        },
+    }
+    for words, names in kinds.items():
+        if penalised <= names and not spared & names:
+            return words
+    listed = sorted(penalised, key=list(parameters).index)
+    shown = ", ".join(listed[:3]) + (f" and {len(listed) - 3} more" if len(listed) > 3 else "")
+    return f"some of the parameters ({shown}; {len(listed)} of {len(parameters)})"
+
+
+def _weight_penalty_failure(step: int, penalty: WeightPenalty) -> str:
+    """Return the failure of a step whose gradients are train_step's plus a penalty's on the weights."""
+    c, which = penalty.coefficient, penalty.penalised
     return _with_hints(
-        f"Step {step}: the gradients optimizer.step() used are train_step's plus {penalty:.3g} times the weights.",
+        f"Step {step}: the gradients optimizer.step() used are train_step's plus {c:.3g} times {which}.",
         [
-            f"a penalty on the weights' size ({penalty / 2:.3g} · Σ w², an L2 term or weight decay, or a multiple of "
+            f"a penalty on the size of {which} ({c / 2:.3g} · Σ w², an L2 term or weight decay, or a multiple of "
             "their norm) is added to the loss minimised: the exercise's step minimises reconstruction + alpha · KL "
             "alone, the loss it returns."
         ],
@@ -179,6 +230,33 @@ def _copy_training_state(
                 ["a training step trains the model it is given: it does not replace its layers or its optimizer."],
             )
         ) from error
+
+
+def _changed_settings(optimizer: torch.optim.Optimizer, given: torch.optim.Optimizer) -> str:
+    """Return the settings (lr, weight_decay, betas, ...) in which `optimizer` differs from `given`, the check's copy
+    that keeps those the check set, as 'name: given → now' in words; '' when none differs."""
+    changes = []
+    for group, expected in zip(optimizer.param_groups, given.param_groups):
+        for key, value in expected.items():
+            now = group.get(key)
+            if key != "params" and not _same_setting(now, value):
+                changes.append(f"{key} {_setting_text(value)} → {_setting_text(now)}")
+    return ", ".join(dict.fromkeys(changes))
+
+
+def _setting_text(value: object) -> str:
+    """Return an optimizer setting as text, a float to 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)
+
+
+def _same_setting(now: object, given: object) -> bool:
+    """Return True when an optimizer setting is what it was given (a number, tuple, None or tensor)."""
+    try:
+        if isinstance(now, torch.Tensor) or isinstance(given, torch.Tensor):
+            return torch.equal(torch.as_tensor(now).double(), torch.as_tensor(given).double())
+        return bool(now == given)
+    except (RuntimeError, TypeError, ValueError):
+        return False
 
 
 def _adam_state_gap(optimizer: torch.optim.Optimizer, expected: torch.optim.Optimizer) -> float:
@@ -484,7 +562,7 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
         weights = torch.linalg.lstsq(basis, probe.gradients[0].unsqueeze(1)).solution.squeeze(1)
         off_the_terms = _relative_gap(basis @ weights, probe.gradients[0]) > 1e-2
         penalty = off_the_terms and _weight_penalty(
-            probe.gradients[0] - basis @ torch.tensor([1.0, alpha], dtype=basis.dtype), weights_before
+            probe.gradients[0] - basis @ torch.tensor([1.0, alpha], dtype=basis.dtype), weights_before, model
         )
         if penalty:
             yield _weight_penalty_failure(1, penalty)
@@ -634,6 +712,15 @@ def _state_failure(compared: ComparedStep, step: int) -> str:
             [
                 "optimizer.zero_grad() was not called in this step (is it called only in some steps?), so its "
                 "gradients added up with the last step's: call it in every step, before backward()."
+            ],
+        )
+    if not compared.update_gap <= STATE_TOLERANCE and compared.changed_settings:
+        return _with_hints(
+            f"Step {step}: the weights moved differently {same}: the step changed the optimizer's settings "
+            f"({compared.changed_settings}).",
+            [
+                "the optimizer comes with its settings (learning rate, weight decay, betas): a training step only "
+                "calls its zero_grad() and step(), and leaves optimizer.param_groups as they are."
             ],
         )
     if not compared.update_gap <= STATE_TOLERANCE and compared.weight_penalty:
