@@ -218,3 +218,43 @@ def test_images_rescaled_for_display_or_a_path_stopping_just_short_are_named(wro
     result = check_interpolate(wrong)
     assert_fails_with(result, "Case *2-D model, 5 steps*", phrase)
     assert "Looks like:" in result.details
+
+
+def _weights_as_a_row(model, start_image, end_image, steps):
+    start, end = _encode_pair(model, start_image, end_image)
+    weights = torch.linspace(0, 1, steps)
+    return model.decode((1 - weights) * start + weights * end)
+
+
+def _one_image_at_a_time(model, start_image, end_image, steps):
+    start, end = model.encode(start_image)[0], model.encode(end_image)[0]
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return model.decode((1 - weights) * start + weights * end)
+
+
+def _between_latent_dimensions(model, start_image, end_image, steps):
+    means = model.encode(torch.stack([start_image, end_image]))[0]
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return model.decode((1 - weights) * means[:, 0] + weights * means[:, 1])
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_weights_as_a_row, "make t a column, torch.linspace(0, 1, steps).unsqueeze(1)"),
+        (_one_image_at_a_time, "the model takes a batch of images"),
+        (_between_latent_dimensions, "the path runs from means[:, 0] to means[:, 1]"),
+    ],
+    ids=["weights a row", "one image to encode", "columns of the means"],
+)
+def test_shape_slips_of_an_interpolation_are_named(wrong, phrase) -> None:
+    # torch's error alone, or "is z sampled, σ added ...?" for the columns
+    result = check_interpolate(wrong)
+    assert_fails_with(result, "Case *2-D model, 5 steps*", "Looks like:", phrase)
+
+
+def test_images_squashed_by_a_tanh_are_not_told_they_are_rescaled() -> None:
+    # a tanh of images near -0.3 is nearly linear there: was told "0.9282 · image + -0.0129 (to [0, 255]?)"
+    result = check_interpolate(lambda model, a, b, steps: torch.tanh(interpolate(model, a, b, steps)))
+    assert_fails_with(result, "the images expected")
+    assert "rescaled" not in result.details

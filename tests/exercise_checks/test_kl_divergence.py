@@ -163,3 +163,15 @@ def test_a_kl_of_normals_given_the_variance_as_their_scale_is_told_the_scale_is_
         lambda m, v: distribution_kl(Normal(m, v.exp()), Normal(torch.zeros_like(m), 1.0)).sum(1).mean()
     )
     assert_fails_with(result, "as Normal(mean, log_var.exp()) takes it: its scale is σ")
+
+
+def test_a_kl_estimated_from_a_sample_of_z_is_told_it_changes_from_call_to_call() -> None:
+    # was told "one image against many ... μ is not squared"
+    def sampled(mean, log_var):
+        posterior = Normal(mean, torch.exp(0.5 * log_var))
+        z = posterior.rsample()
+        return (posterior.log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(dim=1).mean()
+
+    result = check_kl_divergence(sampled)
+    assert_fails_with(result, "Looks like: your KL changes from call to call with the same μ and log σ²")
+    assert "not squared" not in result.details

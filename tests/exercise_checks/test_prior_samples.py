@@ -285,3 +285,11 @@ def test_a_sampler_converting_the_model_fails_without_crashing_the_check() -> No
         return model.decode(torch.randn(count, model.latent_dim, generator=g, dtype=torch.float64))
 
     assert_fails_with(check_sample_prior(in_float64), "leaves the model's weights in float64")
+
+
+def test_latents_given_to_the_whole_model_are_told_to_use_decode() -> None:
+    # torch's conv2d error alone
+    def whole_model(model, count, generator):
+        return model(torch.randn(count, model.latent_dim, generator=generator))[0]
+
+    assert_fails_with(check_sample_prior(whole_model), "Looks like: model(z) runs the whole VAE", "model.decode(z)")

@@ -209,3 +209,33 @@ def test_z_spread_far_wider_than_sigma_is_told_its_spread_not_its_average() -> N
     result = check_reparameterise(lambda mean, log_var: mean + torch.randn_like(mean) * torch.exp(log_var) ** 2)
     assert_fails_with(result, "z spreads")
     assert "ε averages to" not in result.details
+
+
+@pytest.mark.parametrize(
+    ("wrong", "shape", "phrase"),
+    [
+        (lambda m, v: (m + torch.randn_like(m) * (0.5 * v).exp()).unsqueeze(0), "(1, 4, 3)", "reshaped"),
+        (lambda m, v: (m + torch.randn_like(m) * (0.5 * v).exp()).flatten(), "(12,)", "reshaped"),
+        (lambda m, v: m + torch.randn(len(m), 1, m.shape[1]) * (0.5 * v).exp(), "(4, 4, 3)", "broadcast against"),
+        (lambda m, v: m + torch.randn_like(m) * (0.5 * v).exp().unsqueeze(1), "(4, 4, 3)", "broadcast against"),
+    ],
+    ids=["unsqueezed", "flattened", "ε of N × 1 × D", "σ unsqueezed"],
+)
+def test_a_z_of_another_shape_is_told_both_shapes_on_four_rows(wrong, shape, phrase) -> None:
+    # was "z's shape expected shape (2,), values [2e+04, 3], got shape (3,) ..." (the shape of the shape), and a
+    # broadcast ran on the 20,000 rows: 20,000 × 20,000 × 3 floats, 4.8 GB
+    assert_fails_with(
+        check_reparameterise(wrong),
+        f"Case *4 draws with the same μ and σ²*: z has shape {shape}, expected (4, 3), the shape of mean.",
+        phrase,
+    )
+
+
+def test_noise_drawn_once_and_kept_is_told_so_when_the_full_case_does_not_fit_it() -> None:
+    kept = {}
+
+    def noise_kept(mean, log_var):
+        kept.setdefault("eps", torch.randn_like(mean))
+        return mean + kept["eps"] * torch.exp(0.5 * log_var)
+
+    assert_fails_with(check_reparameterise(noise_kept), "is something kept from an earlier call (ε drawn once")

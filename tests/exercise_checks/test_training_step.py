@@ -678,3 +678,38 @@ def test_a_step_changing_the_optimizer_settings_is_told_which(wrong, phrase, sma
     assert_fails_with(result, phrase, "the step changed the optimizer's settings (", "leaves optimizer.param_groups")
     changed = "weight_decay 0 → 0.0001" if wrong is _step_setting_weight_decay else "lr 0.001 → 0.000998"
     assert changed in result.details
+
+
+def _step_with_outputs(change):
+    def step(model, optimizer, batch, alpha):
+        total, recon, kl_term = vae_loss(batch, *change(*model(batch)), alpha)
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        return total.item(), recon.item(), kl_term.item()
+
+    return step
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            _step_with_outputs(lambda out, mean, log_var: (out, log_var, mean)),
+            "the gradients of the loss given log_var where it takes mean",
+        ),
+        (
+            _step_with_outputs(lambda out, mean, log_var: (out, mean.detach(), log_var.detach())),
+            "the KL term is left out of the minimised loss, or carries no gradient (mean and log_var detached",
+        ),
+        (
+            _step_with_outputs(lambda out, mean, log_var: (out.detach(), mean, log_var)),
+            "the reconstruction term is left out of the minimised loss, or carries no gradient",
+        ),
+    ],
+    ids=["mean and log_var swapped", "mean and log_var detached", "reconstruction detached"],
+)
+def test_a_step_passing_the_outputs_swapped_or_detached_is_told_so(wrong, phrase, small_train) -> None:
+    # swapped got the catch-all hint; detached ones "the KL term is left out", or "the reconstruction's weight ... is
+    # -9.8e-11, expected 1"
+    assert_fails_with(check_training_step(wrong, small_train.images, steps=5), "Looks like:", phrase)

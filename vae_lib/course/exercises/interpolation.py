@@ -83,7 +83,7 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
             ]
         statistics = _running_statistics(model)
         with _recording_latents(model) as decoded:
-            got = _call(name, interpolate, model, start, end, steps)
+            got = _call(name, interpolate, model, start, end, steps, hints=partial(_error_hints, steps, latent_dim))
         converted = _converted_model_failure(name, model)
         if converted:
             yield converted
@@ -114,14 +114,31 @@ def _rescaled_hint(got: object, expected: torch.Tensor) -> str:
     spread = (scale.abs() * 2).item()  # the decoder's [-1, 1] in the learner's units
     if not torch.isfinite(fitted).all() or spread == 0 or (values - fitted).abs().max().item() > spread / 256 + 1e-6:
         return ""
-    if abs(scale.item() - 1) < 0.01 and abs(offset.item()) < 0.01:
-        return ""  # the decoder's own images, computed less exactly (in bf16, say)
+    if abs(scale.item() - 1) < 0.25:
+        return ""  # the decoder's own images computed less exactly (in bf16), or squashed (a tanh): no rescaling
     made = f", made {got.dtype}" if not got.dtype.is_floating_point else ""
     return (
         f"\nLooks like: your images are the decoder's rescaled, {scale.item():.4g} · image + {offset.item():.4g}{made} "
         "(to [0, 255] for display?): return the decoder's images in [-1, 1] as they are, float, and rescale only to "
         "show them."
     )
+
+
+def _error_hints(steps: int, latent_dim: int, error: Exception) -> list[str]:
+    """Return the hint on an error the usual shape slips raise: the weights t a row where a column is needed, or one
+    image given to the model where it takes a batch."""
+    text = str(error)
+    if "must match the size of tensor" in text and f"({steps})" in text and f"({latent_dim})" in text:
+        return [
+            f"the {steps} weights t, of shape ({steps},), meet a code of {latent_dim} values: make t a column, "
+            "torch.linspace(0, 1, steps).unsqueeze(1), so that row i of (1 - t)·μ_start + t·μ_end is the i-th code."
+        ]
+    if "expected 4D input (got 3D input)" in text:
+        return [
+            "the model takes a batch of images, N × 1 × 28 × 28, and start_image and end_image are one image each, 1 "
+            "× 28 × 28: encode torch.stack([start_image, end_image]), or each with .unsqueeze(0)."
+        ]
+    return []
 
 
 def _interpolation_model(latent_dim: int, seed: int, images: torch.Tensor) -> VAE:
@@ -169,6 +186,14 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
         ]
     if len(path) == steps and _close(path, start + evenly.unsqueeze(1) * end, rtol=1e-3, atol=1e-4):
         return ["the codes are μ_start + t·μ_end: the line between the means is (1 - t)·μ_start + t·μ_end."]
+    columns = means.double().T  # means[:, 0] and means[:, 1]: a latent dimension of both images each
+    if len(columns) == 2 and len(path) == steps:
+        crossed = (1 - evenly.unsqueeze(1)) * columns[0] + evenly.unsqueeze(1) * columns[1]
+        if _close(path, crossed, rtol=1e-3, atol=1e-4):
+            return [
+                "the path runs from means[:, 0] to means[:, 1], the first and the second latent dimension of both "
+                "images: the two images' means are the rows, means[0] and means[1]."
+            ]
     if _close(path[0], start) and _close(path[-1], end):
         return [
             f"the path starts and ends at the two means, but its codes leave the straight line between them (the "

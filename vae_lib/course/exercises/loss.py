@@ -391,7 +391,18 @@ def _weight_hints(
     named = [
         (-1.0, -alpha, "the wrong sign: minimise reconstruction + alpha · KL (the negative of the ELBO)."),
         (1.0, -alpha, "the KL is subtracted: it is a penalty, added with weight alpha."),
-        (1.0, 0.0, f"the KL term is left out of {loss}: {loss} = reconstruction + alpha · KL."),
+        (
+            1.0,
+            0.0,
+            f"the KL term is left out of {loss}, or carries no gradient (mean and log_var detached, or the KL "
+            f"computed under torch.no_grad()): {loss} = reconstruction + alpha · KL, both with their gradients.",
+        ),
+        (
+            0.0,
+            alpha,
+            f"the reconstruction term is left out of {loss}, or carries no gradient (the reconstruction detached, "
+            f"or computed under torch.no_grad()): {loss} = reconstruction + alpha · KL, both with their gradients.",
+        ),
         (1.0, 1.0, "alpha is missing: minimise reconstruction + alpha · KL."),
         (alpha, 1.0, "alpha weighs the reconstruction instead of the KL."),
     ]

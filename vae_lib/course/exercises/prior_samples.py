@@ -50,7 +50,7 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
         with torch.no_grad():
             expected = model.decode(latents)
         with _recording_latents(model) as decoded:
-            hints = partial(_latent_width_hints, decoded, latent_dim)
+            hints = partial(_sample_error_hints, decoded, latent_dim)
             got = _call(name, sample_prior, model, count, _used_generator(seed), hints=hints)
         converted = _converted_model_failure(name, model)
         if converted:  # the known mistakes below would be decoded by the converted model
@@ -222,6 +222,18 @@ def _kept_latents(model: VAE, decoded: Sequence[torch.Tensor], images: object, c
     if len(set(nearest.tolist())) != count or not _close(got, right[nearest], rtol=1e-4, atol=1e-5):
         return None
     return latents[nearest]
+
+
+def _sample_error_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
+    """Return a hint on what the learner's code raised: latents of another width, or latents given to the whole
+    model, whose encoder takes images."""
+    width = _latent_width_hints(decoded, latent_dim, error)
+    if width or "input to conv2d" not in str(error):
+        return width
+    return [
+        "model(z) runs the whole VAE, whose encoder takes images, N × 1 × 28 × 28: decode the latents alone with "
+        "model.decode(z)."
+    ]
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:

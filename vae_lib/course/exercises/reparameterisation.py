@@ -13,7 +13,6 @@ from vae_lib.course.exercises.checking import (
     _as_tensor,
     _backward_failure,
     _call,
-    _compare,
     _dtype_failure,
     _kind_failure,
     _LearnerError,
@@ -52,14 +51,20 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     mean = means.repeat(REPARAMETERISATION_SAMPLES, 1).requires_grad_()
     log_var = variances.log().repeat(REPARAMETERISATION_SAMPLES, 1).requires_grad_()
     case = f"{REPARAMETERISATION_SAMPLES} draws with μ = (2, -1, 0), σ² = (0.25, 4, 9)"
+    # A first look at 4 rows: a z of another shape fails here, before a broadcast over 20,000 rows (20,000 × 20,000
+    # × 3 floats, 4.8 GB) can exhaust the memory of the machine the notebook runs on.
+    small = _shape_failure("4 draws with the same μ and σ²", reparameterise, mean[:4].detach(), log_var[:4].detach())
+    if small:
+        yield small
+        return
     with _seeded(0):
-        z = _call(case, reparameterise, mean, log_var)
+        z = _call(case, reparameterise, mean, log_var, hints=_kept_from_the_first_look_hints)
         z_again = _call("two calls with the same inputs", reparameterise, mean, log_var)
     why = "the decoder's gradient reaches the encoder through z"
     if not isinstance(z, torch.Tensor):
         yield _kind_failure(case, "z", z, why)
         return
-    yield _compare(case, "z's shape", torch.tensor(tuple(z.shape)), torch.tensor(tuple(mean.shape)))
+    yield _shape_message(case, z, mean)
     how = "noise from torch.randn_like(mean); no .double(), .half() or numpy, whose arrays are float64"
     yield _dtype_failure(case, "z", z, mean.dtype, "mean", how)
     draws = z.detach().double()
@@ -90,6 +95,45 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
             ["the noise is drawn once and reused, or a seed is set inside the function: draw a new ε on every call."],
         )
     yield _gradient_failure_of_z(z, mean, log_var)
+
+
+def _shape_failure(case: str, reparameterise: Callable, mean: torch.Tensor, log_var: torch.Tensor) -> str:
+    """Return the message for a z whose shape is not mean's on a small case; '' when it is, or when the learner's
+    function raises or returns no tensor there (the full case reports those)."""
+    with _seeded(1):
+        try:
+            z = _probing(reparameterise)(mean.clone().requires_grad_(), log_var.clone().requires_grad_())
+        except _LearnerError:
+            return ""
+    return _shape_message(case, z, mean) if isinstance(z, torch.Tensor) else ""
+
+
+def _kept_from_the_first_look_hints(error: Exception) -> list[str]:
+    """Return the hint for a function that raises on the full case after the first look's 4 rows went well: a
+    tensor of 4 rows kept from that call (ε drawn once and reused), which the 20,000 rows do not fit."""
+    if "must match the size of tensor" not in str(error) or "(4)" not in str(error):
+        return []
+    return [
+        "the call before, on 4 rows, went through, and this one meets a tensor of 4 rows: is something kept from "
+        "an earlier call (ε drawn once and reused)? Draw a new ε on every call, torch.randn_like(mean)."
+    ]
+
+
+def _shape_message(case: str, z: torch.Tensor, mean: torch.Tensor) -> str:
+    """Return '' when z has mean's shape, else both shapes and what made z's."""
+    if z.shape == mean.shape:
+        return ""
+    message = f"Case *{case}*: z has shape {tuple(z.shape)}, expected {tuple(mean.shape)}, the shape of mean."
+    if z.numel() == mean.numel():
+        hint = "z holds the right number of values, reshaped (a flatten, view or unsqueeze): keep mean's shape."
+    elif z.numel() > mean.numel():
+        hint = (
+            "z holds more values than mean: a tensor of another shape (an unsqueeze, or ε drawn as N × 1 × D) was "
+            "broadcast against mean. ε must have mean's shape, torch.randn_like(mean), and so must σ."
+        )
+    else:
+        hint = "z holds fewer values than mean: is it reduced (a sum or mean) or sliced? z has one value per element."
+    return _with_hints(message, [hint])
 
 
 def _no_spread_failure(

@@ -439,12 +439,15 @@ class LossGradients:
     kl: torch.Tensor
 
 
-def _loss_gradients(model: nn.Module, batch: torch.Tensor, alpha: float, seed: int) -> LossGradients:
-    """Return the losses and each term's gradient for a copy of the model in training mode, with the noise of `seed`."""
+def _loss_gradients(
+    model: nn.Module, batch: torch.Tensor, alpha: float, seed: int, swapped: bool = False
+) -> LossGradients:
+    """Return the losses and each term's gradient for a copy of the model in training mode, with the noise of `seed`
+    (with `swapped`, those of the loss given log_var where it takes mean, and mean where it takes log_var)."""
     twin = copy.deepcopy(model).train().requires_grad_(True)
     with _seeded(seed):
         reconstruction, mean, log_var = twin(batch)
-    losses = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    losses = vae_loss(batch, reconstruction, *((log_var, mean) if swapped else (mean, log_var)), alpha)
     parameters = list(twin.parameters())
 
     def gradient(loss: torch.Tensor) -> torch.Tensor:
@@ -454,6 +457,13 @@ def _loss_gradients(model: nn.Module, batch: torch.Tensor, alpha: float, seed: i
     return LossGradients(
         tuple(loss.detach() for loss in losses), gradient(losses[1]).double(), gradient(losses[2]).double()
     )
+
+
+def _minimises_the_swapped_loss(gradients: torch.Tensor, batch: torch.Tensor, alpha: float) -> bool:
+    """Return True when a probe's gradients are those of the loss given mean and log_var swapped, from the probes'
+    fresh model (_fresh_training(1)) and noise."""
+    swapped = _loss_gradients(_fresh_training(1)[0], batch, alpha, seed=2, swapped=True)
+    return _relative_gap(gradients, swapped.reconstruction + alpha * swapped.kl) < 1e-2
 
 
 def _relative_gap(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -566,6 +576,16 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
         )
         if penalty:
             yield _weight_penalty_failure(1, penalty)
+            return
+        if off_the_terms and _minimises_the_swapped_loss(probe.gradients[0], first_batch, alpha):
+            yield _with_hints(
+                "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
+                [
+                    "they are the gradients of the loss given log_var where it takes mean and mean where it takes "
+                    "log_var: the model returns (reconstruction, mean, log_var), in that order; pass them to the loss "
+                    "in the order it takes them, vae_loss(batch, reconstruction, mean, log_var, alpha)."
+                ],
+            )
             return
         if off_the_terms:
             yield _with_hints(
