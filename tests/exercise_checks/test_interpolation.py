@@ -210,8 +210,9 @@ def test_a_straight_path_between_codes_moved_off_the_means_without_noise_is_not_
         ),
         (lambda model, a, b, steps: (interpolate(model, a, b, steps) + 1) * 127.5, "127.5 · image + 127.5"),
         (_along_the_line(lambda steps: torch.linspace(0, 0.9995, steps)), "but at t = 0, 0.2499, 0.4997"),
+        (lambda model, a, b, steps: interpolate(model, a, b, steps).clamp(0, 1), "the images are clamped to [0, 1]"),
     ],
-    ids=["uint8", "[0, 255]", "last weight 0.9995"],
+    ids=["uint8", "[0, 255]", "last weight 0.9995", "clamped to [0, 1]"],
 )
 def test_images_rescaled_for_display_or_a_path_stopping_just_short_are_named(wrong, phrase) -> None:
     # each failed with no hint

@@ -293,3 +293,21 @@ def test_latents_given_to_the_whole_model_are_told_to_use_decode() -> None:
         return model(torch.randn(count, model.latent_dim, generator=generator))[0]
 
     assert_fails_with(check_sample_prior(whole_model), "Looks like: model(z) runs the whole VAE", "model.decode(z)")
+
+
+@pytest.mark.parametrize(
+    ("transform", "phrase"),
+    [
+        (torch.square, "the decoder is given z² of the generator's draws z"),
+        (torch.abs, "the decoder is given |z| of the generator's draws z"),
+        (torch.sigmoid, "the decoder is given sigmoid(z) of the generator's draws z"),
+        (lambda z: 1 + z, "the decoder is given z + 1: the prior N(0, I) is centred on 0"),
+    ],
+    ids=["z²", "|z|", "sigmoid", "1 + z"],
+)
+def test_draws_transformed_before_decoding_are_named(transform, phrase) -> None:
+    # each failed with no hint
+    def transformed(model, count, generator):
+        return model.decode(transform(torch.randn(count, model.latent_dim, generator=generator)))
+
+    assert_fails_with(check_sample_prior(transformed), f"Looks like: {phrase}")

@@ -76,6 +76,11 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
                     (expected + 1) / 2,
                 ),
                 (
+                    "the images are clamped to [0, 1], which turns every pixel below 0 black: return the decoder's "
+                    "images in [-1, 1] as they are.",
+                    expected.clamp(0, 1),
+                ),
+                (
                     "the end points are the two input images themselves: decode the means at both ends too, so the "
                     "path shows what the model makes of them.",
                     torch.cat([start.unsqueeze(0), expected[1:-1], end.unsqueeze(0)]),

@@ -304,6 +304,17 @@ def _rearranged(decoded: torch.Tensor, latents: torch.Tensor) -> bool:
     return bool(_close(got.flatten().sort().values, right.flatten().sort().values))
 
 
+# What a sampler may have applied to its draws z ~ N(0, I) before decoding them, each named.
+LATENT_MAPS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "z²": torch.square,
+    "|z|": torch.abs,
+    "exp(z)": torch.exp,
+    "sigmoid(z)": torch.sigmoid,
+    "tanh(z)": torch.tanh,
+    "a softmax": lambda z: torch.softmax(z, dim=1),
+}
+
+
 def _prior_latent_hints(decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> list[str]:
     """Return what is wrong with the latents the learner decoded, against the z ~ N(0, I) the generator gives."""
     if len(decoded) != 1 or decoded[0].shape != latents.shape:
@@ -320,4 +331,16 @@ def _prior_latent_hints(decoded: Sequence[torch.Tensor], latents: torch.Tensor) 
             f"the decoder is given {scale:.3g}·z: z ~ N(0, I) has standard deviation 1, so decode "
             "torch.randn(count, model.latent_dim, generator=generator) as it is."
         ]
+    shift = (got - right).mean().item()
+    if _close(got, right + shift) and not _near(shift, 0.0):
+        return [
+            f"the decoder is given z {'+' if shift > 0 else '-'} {abs(shift):.3g}: the prior N(0, I) is centred on 0, "
+            "so decode torch.randn(count, model.latent_dim, generator=generator) as it is."
+        ]
+    for name, mapped in LATENT_MAPS.items():
+        if _close(got, mapped(right)):
+            return [
+                f"the decoder is given {name} of the generator's draws z: the prior's samples are the draws "
+                "themselves, so decode torch.randn(count, model.latent_dim, generator=generator) as it is."
+            ]
     return []
