@@ -146,8 +146,12 @@ def test_a_comparison_that_counts_a_variance_equal_to_the_threshold_fails_on_a_d
             lambda means, threshold: means[:100].var(dim=0) > threshold,
             "your answer changes when the images are put in another order",
         ),
+        (
+            lambda means, threshold: means.var(dim=0) > threshold**0.5,
+            "the variance is compared with the square root of the threshold",
+        ),
     ],
-    ids=["mean absolute deviation", "any image deviates", "log of the variance", "the first 100 images"],
+    ids=["mean absolute deviation", "any image deviates", "log of the variance", "the first 100 images", "√threshold"],
 )
 def test_other_measures_of_spread_and_a_part_of_the_images_are_named(wrong, phrase) -> None:
     # were told "the standard deviation is used", "the same at every threshold", or nothing

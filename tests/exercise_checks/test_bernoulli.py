@@ -109,6 +109,18 @@ def test_bernoulli_targets_clamped_to_zero_and_one_are_named(to_targets) -> None
     )
 
 
+def test_bernoulli_targets_of_a_floor_division_are_named() -> None:
+    # (images + 1) // 2: right on binarised images, 0 for every grey pixel; failed with no hint
+    def floored(images, logits):
+        return F.binary_cross_entropy_with_logits(logits, (images + 1) // 2, reduction="sum") / len(images)
+
+    assert_fails_with(
+        check_bernoulli_reconstruction(floored),
+        "Case *three grey images*",
+        "Looks like: the targets are (images + 1) // 2",
+    )
+
+
 def test_a_bernoulli_of_the_raw_images_is_told_the_targets_are_minus_one_and_one() -> None:
     from torch.distributions import Bernoulli
 

@@ -99,3 +99,26 @@ def test_decoder_inputs_stacked_made_integers_or_with_another_label_code_are_nam
     # the first raised with torch's message alone; the second and the last two got no hint; the third was told
     # its rows were as wide as the largest label + 1, which the batch of 4 with labels up to 3 could not tell apart
     assert_fails_with(check_decoder_input(wrong), phrase)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda z, labels, classes: torch.cat([z, F.one_hot(labels, classes).float().T], dim=1),
+            "z and the one-hot labels have different numbers of rows",
+        ),
+        (
+            lambda z, labels, classes: torch.cat([z, F.one_hot(labels, classes).float().unsqueeze(0)], dim=1),
+            "the one-hot labels have another number of dimensions",
+        ),
+        (
+            lambda z, labels, classes: torch.cat([z, F.one_hot(labels, classes).float(), z], dim=1),
+            "each row is z and its one-hot label, then 2 values more (z again)",
+        ),
+    ],
+    ids=["one-hot transposed", "one-hot unsqueezed", "z twice"],
+)
+def test_a_one_hot_of_another_shape_or_z_appended_twice_is_named(wrong, phrase) -> None:
+    # torch's error alone, or "the one-hot label needs 10" for z twice
+    assert_fails_with(check_decoder_input(wrong), "Looks like:", phrase)

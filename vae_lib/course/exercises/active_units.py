@@ -135,6 +135,10 @@ MISTAKES: list[tuple[str, Callable[[torch.Tensor, float], torch.Tensor]]] = [
         lambda means, threshold: means.var(dim=0).log() > threshold,
     ),
     (
+        "the variance is compared with the square root of the threshold: compare it with the threshold itself.",
+        lambda means, threshold: means.var(dim=0) > threshold**0.5,
+    ),
+    (
         "a dimension whose variance equals the threshold is counted as active: a dimension is active when its "
         "variance is above the threshold, variance > threshold, not >=.",
         lambda means, threshold: means.var(dim=0) >= threshold,

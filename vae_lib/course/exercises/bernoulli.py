@@ -129,6 +129,12 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
             "leaves the others as they were: the targets are (images + 1) / 2, which maps -1 to 0, 0 to 1/2 and 1 to 1."
         )
         mistakes.append((hint, clamped.flatten(1).sum(1).mean()))
+        floored = nn.functional.binary_cross_entropy_with_logits(logits, (images + 1) // 2, reduction="none")
+        hint = (
+            "the targets are (images + 1) // 2, a floor division, which makes every pixel but the white ones 0: "
+            "divide with /, (images + 1) / 2, so grey pixels keep the targets in between."
+        )
+        mistakes.append((hint, floored.flatten(1).sum(1).mean()))
     return mistakes
 
 

@@ -120,6 +120,15 @@ def _decoder_layout_hints(got: torch.Tensor, latents: torch.Tensor, labels: torc
     latent_dim = latents.shape[1]
     if got.dim() != 2:
         return []
+    right = torch.cat([latents, nn.functional.one_hot(labels, classes).to(latents.dtype)], dim=1).double()
+    width = right.shape[1]
+    if got.shape[1] > width and len(got) == len(right) and _close(got.detach()[:, :width].double(), right):
+        extra = got.detach()[:, width:].double()
+        again = " (z again)" if _close(extra, latents.double()) else ""
+        return [
+            f"each row is z and its one-hot label, then {extra.shape[1]} values more{again}: the decoder input is z "
+            "and the one-hot label alone, torch.cat([latents, one_hot], dim=1)."
+        ]
     if got.shape[1] != latent_dim + classes:
         return [
             f"each row has {got.shape[1]} values: z's {latent_dim} and {got.shape[1] - latent_dim} more, where the "
@@ -153,6 +162,14 @@ def _decoder_input_error_hints(error: Exception) -> list[str]:
         "stack expects each tensor to be equal size": (
             "torch.stack puts tensors of one shape side by side in a new dimension, and z and the one-hot labels "
             "differ in width: join them with torch.cat([latents, one_hot], dim=1)."
+        ),
+        "must match except in dimension 1": (
+            "z and the one-hot labels have different numbers of rows: one_hot(labels, classes) is already one row "
+            "per latent, N × classes (no .T, no .view(classes, -1)); join the two with torch.cat(..., dim=1)."
+        ),
+        "must have same number of dimensions": (
+            "z is N × latent_dim and the one-hot labels have another number of dimensions (an unsqueeze, or labels "
+            "of shape N × 1 given to one_hot): both must be N rows of values, one_hot(labels, classes)."
         ),
         "must be non-negative": (
             "a label became negative (labels - 1?): labels count from 0 to classes - 1, as one_hot's positions do; "
