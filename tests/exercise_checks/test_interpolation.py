@@ -209,16 +209,24 @@ def test_a_straight_path_between_codes_moved_off_the_means_without_noise_is_not_
             "made torch.uint8",
         ),
         (lambda model, a, b, steps: (interpolate(model, a, b, steps) + 1) * 127.5, "127.5 · image + 127.5"),
-        (_along_the_line(lambda steps: torch.linspace(0, 0.9995, steps)), "but at t = 0, 0.2499, 0.4997"),
+        (lambda model, a, b, steps: interpolate(model, a, b, steps) * 255, "rescaled, 255 · image (to [0, 255]"),
         (lambda model, a, b, steps: interpolate(model, a, b, steps).clamp(0, 1), "the images are clamped to [0, 1]"),
     ],
-    ids=["uint8", "[0, 255]", "last weight 0.9995", "clamped to [0, 1]"],
+    ids=["uint8", "[0, 255]", "times 255", "clamped to [0, 1]"],
 )
-def test_images_rescaled_for_display_or_a_path_stopping_just_short_are_named(wrong, phrase) -> None:
+def test_images_rescaled_or_clamped_for_display_are_named(wrong, phrase) -> None:
     # each failed with no hint
     result = check_interpolate(wrong)
     assert_fails_with(result, "Case *2-D model, 5 steps*", phrase)
     assert "Looks like:" in result.details
+
+
+def test_a_path_stopping_just_short_of_the_end_is_told_where_its_codes_lie() -> None:
+    # its positions along the line were compared within 1e-3: no hint
+    result = check_interpolate(_along_the_line(lambda steps: torch.linspace(0, 0.9995, steps)))
+    assert_fails_with(
+        result, "Looks like: the codes lie on the line", "at t = 0, 0.2499, 0.4997, 0.7496, 0.9995 (up to"
+    )
 
 
 def _weights_as_a_row(model, start_image, end_image, steps):

@@ -200,3 +200,14 @@ def test_a_total_built_from_a_variance_beside_a_right_reconstruction_term_is_nam
 def _variance_in_the_total(images, reconstruction, mean, log_var, alpha):
     recon, kl_term = 0.5 * F.mse_loss(reconstruction, images), kl(mean, log_var)
     return 0.5 * (images - reconstruction).var() + alpha * kl_term, recon, kl_term
+
+
+def test_a_total_leaving_the_kl_out_is_not_told_about_gradients() -> None:
+    # the loss check measures the terms' weights from the returned values, where a detached KL still counts
+    def kl_left_out(images, reconstruction, mean, log_var, alpha):
+        total, recon, kl_term = loss(images, reconstruction, mean, log_var, alpha)
+        return recon, recon, kl_term
+
+    result = check_loss(kl_left_out)
+    assert_fails_with(result, "Looks like: the KL term is left out of the total: the total = reconstruction")
+    assert "carries no gradient" not in result.details

@@ -301,9 +301,13 @@ def test_latents_given_to_the_whole_model_are_told_to_use_decode() -> None:
         (torch.square, "the decoder is given z² of the generator's draws z"),
         (torch.abs, "the decoder is given |z| of the generator's draws z"),
         (torch.sigmoid, "the decoder is given sigmoid(z) of the generator's draws z"),
+        (torch.exp, "the decoder is given exp(z) of the generator's draws z"),
+        (torch.tanh, "the decoder is given tanh(z) of the generator's draws z"),
+        (lambda z: z.softmax(dim=1), "the decoder is given a softmax of the generator's draws z"),
         (lambda z: 1 + z, "the decoder is given z + 1: the prior N(0, I) is centred on 0"),
+        (lambda z: z - 0.5, "the decoder is given z - 0.5: the prior N(0, I) is centred on 0"),
     ],
-    ids=["z²", "|z|", "sigmoid", "1 + z"],
+    ids=["z²", "|z|", "sigmoid", "exp", "tanh", "softmax", "1 + z", "z - 0.5"],
 )
 def test_draws_transformed_before_decoding_are_named(transform, phrase) -> None:
     # each failed with no hint

@@ -91,7 +91,8 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
 # may compute something else that happens to pick the same dimensions there. None is near a mean, a standard
 # deviation or a variance of the cases' dimensions, where float rounding would decide; 0.85 lies between the first
 # dimension's mean absolute deviation (0.81) and its standard deviation (1), 0.1 between the fourth's largest
-# deviation from its mean (0.079) and its range (0.134).
+# deviation from its mean (0.079) and its range (0.134). (The fourth case's own threshold, 0, is its constant
+# dimension's variance on purpose; only an answer that passed the other three cases is probed there.)
 PROBE_THRESHOLDS = (0.001, 0.01, 0.1, 0.7, 0.85, 2.5)
 
 # Named mistakes: what each computes in place of variance > threshold.

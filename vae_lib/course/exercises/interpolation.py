@@ -13,6 +13,7 @@ from vae_lib.core.latent import interpolation_latents
 from vae_lib.core.model import VAE
 from vae_lib.course.exercises.checking import (
     CheckResult,
+    _as_tensor,
     _call,
     _close,
     _compare,
@@ -88,7 +89,15 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
             ]
         statistics = _running_statistics(model)
         with _recording_latents(model) as decoded:
-            got = _call(name, interpolate, model, start, end, steps, hints=partial(_error_hints, steps, latent_dim))
+            got = _call(
+                name,
+                interpolate,
+                model,
+                start,
+                end,
+                steps,
+                hints=partial(_interpolation_error_hints, steps, latent_dim),
+            )
         converted = _converted_model_failure(name, model)
         if converted:
             yield converted
@@ -108,28 +117,28 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
 
 
 def _rescaled_hint(got: object, expected: torch.Tensor) -> str:
-    """Return a hint when the learner's images are the decoder's rescaled, a · image + b (within half a grey level
-    of 256, as images made integers are), say to [0, 255] for display; else ''."""
-    if not isinstance(got, torch.Tensor) or got.shape != expected.shape or got.is_meta:
+    """Return a hint when the learner's images are the decoder's rescaled, a · image + b (within one grey level of
+    256, as images made integers are), say to [0, 255] for display; else ''."""
+    values = _as_tensor(got)
+    if values is None or values.shape != expected.shape or not torch.isfinite(values).all():
         return ""
-    values, decoded = got.detach().double().flatten(), expected.double().flatten()
+    values, decoded = values.flatten(), expected.detach().double().cpu().flatten()
     design = torch.stack([decoded, torch.ones_like(decoded)], dim=1)
-    scale, offset = torch.linalg.lstsq(design, values.unsqueeze(1)).solution.flatten()
-    fitted = scale * decoded + offset
-    spread = (scale.abs() * 2).item()  # the decoder's [-1, 1] in the learner's units
-    if not torch.isfinite(fitted).all() or spread == 0 or (values - fitted).abs().max().item() > spread / 256 + 1e-6:
+    scale, offset = torch.linalg.lstsq(design, values.unsqueeze(1)).solution.flatten().tolist()
+    spread = abs(scale) * 2  # the decoder's [-1, 1] in the learner's units
+    if spread == 0 or (values - (scale * decoded + offset)).abs().max().item() > spread / 256 + 1e-6:
         return ""
-    if abs(scale.item() - 1) < 0.25:
+    if abs(scale - 1) < 0.25:
         return ""  # the decoder's own images computed less exactly (in bf16), or squashed (a tanh): no rescaling
-    made = f", made {got.dtype}" if not got.dtype.is_floating_point else ""
+    shift = f" {'+' if offset > 0 else '-'} {abs(offset):.4g}" if abs(offset) > 1e-6 * abs(scale) else ""
+    made = f", made {got.dtype}" if isinstance(got, torch.Tensor) and not got.dtype.is_floating_point else ""
     return (
-        f"\nLooks like: your images are the decoder's rescaled, {scale.item():.4g} · image + {offset.item():.4g}{made} "
-        "(to [0, 255] for display?): return the decoder's images in [-1, 1] as they are, float, and rescale only to "
-        "show them."
+        f"\nLooks like: your images are the decoder's rescaled, {scale:.4g} · image{shift}{made} (to [0, 255] for "
+        "display?): return the decoder's images in [-1, 1] as they are, float, and rescale only to show them."
     )
 
 
-def _error_hints(steps: int, latent_dim: int, error: Exception) -> list[str]:
+def _interpolation_error_hints(steps: int, latent_dim: int, error: Exception) -> list[str]:
     """Return the hint on an error the usual shape slips raise: the weights t a row where a column is needed, or one
     image given to the model where it takes a batch."""
     text = str(error)
@@ -184,15 +193,16 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
     if off_line <= 1e-4 * length:
         if len(path) == steps and _close(along, evenly, rtol=1e-5, atol=1e-5):  # float32 codes: about 1e-7
             return []
+        off = f" (up to {(along - evenly).abs().max().item():.2g} off)" if len(path) == steps else ""
         return [
-            f"the codes lie on the line through the means, but at t = {_numbers(along.tolist())} (0 is the start's "
-            f"mean, 1 the end's), where the path is t = torch.linspace(0, 1, steps): {steps} codes, both means "
-            "included, evenly spaced."
+            f"the codes lie on the line through the means, but at t = {_numbers(along.tolist())}{off} (0 is the "
+            f"start's mean, 1 the end's), where the path is t = torch.linspace(0, 1, steps): {steps} codes, both "
+            "means included, evenly spaced."
         ]
     if len(path) == steps and _close(path, start + evenly.unsqueeze(1) * end, rtol=1e-3, atol=1e-4):
         return ["the codes are μ_start + t·μ_end: the line between the means is (1 - t)·μ_start + t·μ_end."]
-    columns = means.double().T  # means[:, 0] and means[:, 1]: a latent dimension of both images each
-    if len(columns) == 2 and len(path) == steps:
+    columns = means.double().T  # means[:, 0], means[:, 1], ...: a latent dimension of both images each
+    if latent_dim == 2 and len(path) == steps:  # only then do two columns make codes of the latent size
         crossed = (1 - evenly.unsqueeze(1)) * columns[0] + evenly.unsqueeze(1) * columns[1]
         if _close(path, crossed, rtol=1e-3, atol=1e-4):
             return [

@@ -115,7 +115,7 @@ def _kl_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> 
     if batch is None:
         return non_finite
     again = _as_tensor(kl_divergence(*map(torch.tensor, KL_PROBE_BATCH)))
-    if again is not None and not (again.shape == batch.shape and torch.allclose(again, batch, 0, 0, equal_nan=True)):
+    if again is not None and not _close(again, batch, rtol=0, atol=0):
         return non_finite + [
             "your KL changes from call to call with the same μ and log σ²: is it estimated from a sample of z (log "
             "q(z|x) - log p(z) at a drawn z)? Use the closed form, -½ Σ (1 + log σ² - μ² - σ²), exact and the same "

@@ -378,9 +378,11 @@ def _weight_hints(
     alphas: Sequence[float],
     loss: str,
     batch_size: int = 1,
+    from_gradients: bool = False,
 ) -> list[str]:
     """Return what is wrong with a loss = a · reconstruction + b · KL, given a and b measured at several alphas on
-    batches of `batch_size` images (a term summed over them, not averaged, is weighted batch_size times)."""
+    batches of `batch_size` images (a term summed over them, not averaged, is weighted batch_size times); with
+    `from_gradients` a and b were measured from the loss's gradients, where a detached term weighs 0 too."""
     a, b, alpha = (torch.tensor(values, dtype=torch.float64) for values in (recon_weights, kl_weights, alphas))
 
     def near(x: torch.Tensor, y: torch.Tensor | float) -> bool:
@@ -388,20 +390,22 @@ def _weight_hints(
 
     if near(a, 1.0) and near(b, alpha):
         return []
+    kl_detached, recon_detached = (
+        (
+            ", or carries no gradient (mean and log_var detached, or the KL computed under torch.no_grad())",
+            ", or carries no gradient (the reconstruction detached, or computed under torch.no_grad())",
+        )
+        if from_gradients
+        else ("", "")
+    )
     named = [
         (-1.0, -alpha, "the wrong sign: minimise reconstruction + alpha · KL (the negative of the ELBO)."),
         (1.0, -alpha, "the KL is subtracted: it is a penalty, added with weight alpha."),
-        (
-            1.0,
-            0.0,
-            f"the KL term is left out of {loss}, or carries no gradient (mean and log_var detached, or the KL "
-            f"computed under torch.no_grad()): {loss} = reconstruction + alpha · KL, both with their gradients.",
-        ),
+        (1.0, 0.0, f"the KL term is left out of {loss}{kl_detached}: {loss} = reconstruction + alpha · KL."),
         (
             0.0,
             alpha,
-            f"the reconstruction term is left out of {loss}, or carries no gradient (the reconstruction detached, "
-            f"or computed under torch.no_grad()): {loss} = reconstruction + alpha · KL, both with their gradients.",
+            f"the reconstruction term is left out of {loss}{recon_detached}: {loss} = reconstruction + alpha · KL.",
         ),
         (1.0, 1.0, "alpha is missing: minimise reconstruction + alpha · KL."),
         (alpha, 1.0, "alpha weighs the reconstruction instead of the KL."),

@@ -53,12 +53,14 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     case = f"{REPARAMETERISATION_SAMPLES} draws with μ = (2, -1, 0), σ² = (0.25, 4, 9)"
     # A first look at 4 rows: a z of another shape fails here, before a broadcast over 20,000 rows (20,000 × 20,000
     # × 3 floats, 4.8 GB) can exhaust the memory of the machine the notebook runs on.
-    small = _shape_failure("4 draws with the same μ and σ²", reparameterise, mean[:4].detach(), log_var[:4].detach())
-    if small:
-        yield small
+    first = _first_look(reparameterise, mean[:4].detach(), log_var[:4].detach())
+    if first is not None and first.shape != (4, 3):
+        yield _shape_message("4 draws with the same μ and σ²", first, mean[:4])
         return
     with _seeded(0):
-        z = _call(case, reparameterise, mean, log_var, hints=_kept_from_the_first_look_hints)
+        z = _call(
+            case, reparameterise, mean, log_var, hints=_kept_from_the_first_look_hints if first is not None else None
+        )
         z_again = _call("two calls with the same inputs", reparameterise, mean, log_var)
     why = "the decoder's gradient reaches the encoder through z"
     if not isinstance(z, torch.Tensor):
@@ -97,19 +99,19 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     yield _gradient_failure_of_z(z, mean, log_var)
 
 
-def _shape_failure(case: str, reparameterise: Callable, mean: torch.Tensor, log_var: torch.Tensor) -> str:
-    """Return the message for a z whose shape is not mean's on a small case; '' when it is, or when the learner's
-    function raises or returns no tensor there (the full case reports those)."""
+def _first_look(reparameterise: Callable, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor | None:
+    """Return z for a few rows, or None when the learner's function raises or returns no tensor there (the full case
+    reports those)."""
     with _seeded(1):
         try:
             z = _probing(reparameterise)(mean.clone().requires_grad_(), log_var.clone().requires_grad_())
         except _LearnerError:
-            return ""
-    return _shape_message(case, z, mean) if isinstance(z, torch.Tensor) else ""
+            return None
+    return z if isinstance(z, torch.Tensor) else None
 
 
 def _kept_from_the_first_look_hints(error: Exception) -> list[str]:
-    """Return the hint for a function that raises on the full case after the first look's 4 rows went well: a
+    """Return the hint for a function that raises on the full case after the first look's 4 rows went through: a
     tensor of 4 rows kept from that call (ε drawn once and reused), which the 20,000 rows do not fit."""
     if "must match the size of tensor" not in str(error) or "(4)" not in str(error):
         return []

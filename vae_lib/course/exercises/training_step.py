@@ -44,6 +44,8 @@ from vae_lib.course.exercises.loss import (
 )
 
 CHECK_BATCH_SIZE = 16
+# The single calls that probe a step start from the model and optimizer of this seed, with the noise of the other.
+PROBE_MODEL_SEED, PROBE_NOISE_SEED = 1, 2
 CHECK_ALPHA = 0.01
 CHECK_LEARNING_RATE = 1e-3
 # How far the state a step leaves (the weights' change, BatchNorm's running statistics, Adam's state) may be from
@@ -234,7 +236,7 @@ def _copy_training_state(
 
 def _changed_settings(optimizer: torch.optim.Optimizer, given: torch.optim.Optimizer) -> str:
     """Return the settings (lr, weight_decay, betas, ...) in which `optimizer` differs from `given`, the check's copy
-    that keeps those the check set, as 'name: given → now' in words; '' when none differs."""
+    that keeps those the check set, as 'name given → now' for each; '' when none differs."""
     changes = []
     for group, expected in zip(optimizer.param_groups, given.param_groups):
         for key, value in expected.items():
@@ -459,10 +461,30 @@ def _loss_gradients(
     )
 
 
+# What the gradients a step used may be, when they are not the batch's two terms'.
+SWAPPED_OUTPUTS_HINT = (
+    "they are the gradients of the loss given log_var where it takes mean and mean where it takes log_var: the model "
+    "returns (reconstruction, mean, log_var), in that order; pass them to the loss in the order it takes them, "
+    "vae_loss(batch, reconstruction, mean, log_var, alpha)."
+)
+
+
+OTHER_LOSS_HINT = (
+    "the loss minimised is not reconstruction + alpha · KL of this batch's outputs: a loss or KL "
+    "formula of your own that differs (check_loss and check_kl_divergence check them), a loss from "
+    "another forward pass, z not drawn afresh (μ decoded, or torch.manual_seed in the step), or "
+    "gradients changed between backward() and step(): run model(batch) once, take vae_loss of its "
+    "outputs, backward(), step(). If your step draws z itself, or uses random numbers before "
+    "model(batch) (a shuffle), a right formula fails here too: the check compares with train_step "
+    "under the same noise, which only model(batch)'s own draw of ε (randn_like) matches."
+)
+
+
 def _minimises_the_swapped_loss(gradients: torch.Tensor, batch: torch.Tensor, alpha: float) -> bool:
     """Return True when a probe's gradients are those of the loss given mean and log_var swapped, from the probes'
-    fresh model (_fresh_training(1)) and noise."""
-    swapped = _loss_gradients(_fresh_training(1)[0], batch, alpha, seed=2, swapped=True)
+    fresh model and noise."""
+    model = _fresh_training(PROBE_MODEL_SEED)[0]
+    swapped = _loss_gradients(model, batch, alpha, seed=PROBE_NOISE_SEED, swapped=True)
     return _relative_gap(gradients, swapped.reconstruction + alpha * swapped.kl) < 1e-2
 
 
@@ -552,9 +574,10 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
     first_batch, second_batch = to_model_input(images[indices]).split(CHECK_BATCH_SIZE)
     recon_weights, kl_weights, probes = [], [], []
     for alpha in PROBE_ALPHAS:
-        model, optimizer = _fresh_training(1)
-        reference, weights_before = _loss_gradients(model, first_batch, alpha, seed=2), _flat_weights(model)
-        probe = _probe_step(step, model, optimizer, first_batch, alpha, seed=2)
+        model, optimizer = _fresh_training(PROBE_MODEL_SEED)
+        reference = _loss_gradients(model, first_batch, alpha, seed=PROBE_NOISE_SEED)
+        weights_before = _flat_weights(model)
+        probe = _probe_step(step, model, optimizer, first_batch, alpha, seed=PROBE_NOISE_SEED)
         failure = _step_mechanics_failure(probe)
         if failure:
             yield failure
@@ -577,34 +600,22 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
         if penalty:
             yield _weight_penalty_failure(1, penalty)
             return
-        if off_the_terms and _minimises_the_swapped_loss(probe.gradients[0], first_batch, alpha):
-            yield _with_hints(
-                "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
-                [
-                    "they are the gradients of the loss given log_var where it takes mean and mean where it takes "
-                    "log_var: the model returns (reconstruction, mean, log_var), in that order; pass them to the loss "
-                    "in the order it takes them, vae_loss(batch, reconstruction, mean, log_var, alpha)."
-                ],
-            )
-            return
         if off_the_terms:
             yield _with_hints(
                 "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
                 [
-                    "the loss minimised is not reconstruction + alpha · KL of this batch's outputs: a loss or KL "
-                    "formula of your own that differs (check_loss and check_kl_divergence check them), a loss from "
-                    "another forward pass, z not drawn afresh (μ decoded, or torch.manual_seed in the step), or "
-                    "gradients changed between backward() and step(): run model(batch) once, take vae_loss of its "
-                    "outputs, backward(), step(). If your step draws z itself, or uses random numbers before "
-                    "model(batch) (a shuffle), a right formula fails here too: the check compares with train_step "
-                    "under the same noise, which only model(batch)'s own draw of ε (randn_like) matches."
+                    SWAPPED_OUTPUTS_HINT
+                    if _minimises_the_swapped_loss(probe.gradients[0], first_batch, alpha)
+                    else OTHER_LOSS_HINT
                 ],
             )
             return
         recon_weights.append(weights[0].item())
         kl_weights.append(weights[1].item())
         probes.append((model, optimizer, probe, reference))
-    hints = _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss", CHECK_BATCH_SIZE)
+    hints = _weight_hints(
+        recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss", CHECK_BATCH_SIZE, from_gradients=True
+    )
     if _rescaled_gradients(recon_weights, kl_weights):
         hints = [
             "the gradients point as those of reconstruction + alpha · KL do, but are scaled by "
