@@ -114,7 +114,7 @@ def test_decoder_inputs_stacked_made_integers_or_with_another_label_code_are_nam
         ),
         (
             lambda z, labels, classes: torch.cat([z, F.one_hot(labels, classes).float(), z], dim=1),
-            "each row is z and its one-hot label, then 2 values more (z again)",
+            "each row is z and its one-hot label, then z again",
         ),
     ],
     ids=["one-hot transposed", "one-hot unsqueezed", "z twice"],
@@ -122,3 +122,10 @@ def test_decoder_inputs_stacked_made_integers_or_with_another_label_code_are_nam
 def test_a_one_hot_of_another_shape_or_z_appended_twice_is_named(wrong, phrase) -> None:
     # torch's error alone, or "the one-hot label needs 10" for z twice
     assert_fails_with(check_decoder_input(wrong), "Looks like:", phrase)
+
+
+def test_a_one_hot_one_class_too_wide_is_told_its_width_not_that_values_follow_it() -> None:
+    # a hint for z appended twice first took any row that begins with z and the one-hot label: one_hot(labels,
+    # classes + 1) begins so too, and was told "then 1 values more"
+    result = check_decoder_input(lambda z, labels, classes: torch.cat([z, F.one_hot(labels, classes + 1).float()], 1))
+    assert_fails_with(result, "each row has 13 values: z's 2 and 11 more, where the one-hot label needs 10")

@@ -121,13 +121,12 @@ def _decoder_layout_hints(got: torch.Tensor, latents: torch.Tensor, labels: torc
     if got.dim() != 2:
         return []
     right = torch.cat([latents, nn.functional.one_hot(labels, classes).to(latents.dtype)], dim=1).double()
-    width = right.shape[1]
-    if got.shape[1] > width and len(got) == len(right) and _close(got.detach()[:, :width].double(), right):
-        extra = got.detach()[:, width:].double()
-        again = " (z again)" if _close(extra, latents.double()) else ""
+    if got.shape == (len(right), right.shape[1] + latent_dim) and _close(
+        got.detach().double(), torch.cat([right, latents.double()], dim=1)
+    ):
         return [
-            f"each row is z and its one-hot label, then {extra.shape[1]} values more{again}: the decoder input is z "
-            "and the one-hot label alone, torch.cat([latents, one_hot], dim=1)."
+            "each row is z and its one-hot label, then z again: the decoder input is z and the one-hot label alone, "
+            "torch.cat([latents, one_hot], dim=1)."
         ]
     if got.shape[1] != latent_dim + classes:
         return [
