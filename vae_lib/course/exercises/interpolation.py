@@ -105,10 +105,8 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
         left_training = model.training
         model.eval()
         training_mode = not torch.equal(statistics, _running_statistics(model))
-        diagnose = partial(_interpolation_hints, training_mode, decoded, means, log_vars, steps)
+        diagnose = partial(_interpolation_hints, training_mode, decoded, means, log_vars, steps, got, expected)
         failure = _compare(name, "the images", got, expected, mistakes, diagnose)
-        if failure and "Looks like" not in failure:
-            failure += _rescaled_hint(got, expected)
         if failure and "Looks like" not in failure and isinstance(got, torch.Tensor):
             again = _call(name, interpolate, model, start, end, steps)
             if isinstance(again, torch.Tensor) and not torch.equal(got.detach(), again.detach()):
@@ -116,26 +114,26 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
         yield failure or (_left_in_training_mode_failure(name) if left_training else "")
 
 
-def _rescaled_hint(got: object, expected: torch.Tensor) -> str:
+def _rescaled_hints(got: object, expected: torch.Tensor) -> list[str]:
     """Return a hint when the learner's images are the decoder's rescaled, a · image + b (within one grey level of
-    256, as images made integers are), say to [0, 255] for display; else ''."""
+    256, as images made integers are), say to [0, 255] for display; else []."""
     values = _as_tensor(got)
     if values is None or values.shape != expected.shape or not torch.isfinite(values).all():
-        return ""
+        return []
     values, decoded = values.flatten(), expected.detach().double().cpu().flatten()
     design = torch.stack([decoded, torch.ones_like(decoded)], dim=1)
     scale, offset = torch.linalg.lstsq(design, values.unsqueeze(1)).solution.flatten().tolist()
     spread = abs(scale) * 2  # the decoder's [-1, 1] in the learner's units
     if spread == 0 or (values - (scale * decoded + offset)).abs().max().item() > spread / 256 + 1e-6:
-        return ""
+        return []
     if abs(scale - 1) < 0.25:
-        return ""  # the decoder's own images computed less exactly (in bf16), or squashed (a tanh): no rescaling
+        return []  # the decoder's own images computed less exactly (in bf16), or squashed (a tanh): no rescaling
     shift = f" {'+' if offset > 0 else '-'} {abs(offset):.4g}" if abs(offset) > 1e-6 * abs(scale) else ""
     made = f", made {got.dtype}" if isinstance(got, torch.Tensor) and not got.dtype.is_floating_point else ""
-    return (
-        f"\nLooks like: your images are the decoder's rescaled, {scale:.4g} · image{shift}{made} (to [0, 255] for "
-        "display?): return the decoder's images in [-1, 1] as they are, float, and rescale only to show them."
-    )
+    return [
+        f"your images are the decoder's rescaled, {scale:.4g} · image{shift}{made} (to [0, 255] for display?): return "
+        "the decoder's images in [-1, 1] as they are, float, and rescale only to show them."
+    ]
 
 
 def _interpolation_error_hints(steps: int, latent_dim: int, error: Exception) -> list[str]:
@@ -171,10 +169,21 @@ def _interpolation_model(latent_dim: int, seed: int, images: torch.Tensor) -> VA
 
 
 def _interpolation_hints(
-    training_mode: bool, decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: torch.Tensor, steps: int
+    training_mode: bool,
+    decoded: Sequence[torch.Tensor],
+    means: torch.Tensor,
+    log_vars: torch.Tensor,
+    steps: int,
+    got: object,
+    expected: torch.Tensor,
 ) -> list[str]:
-    """Return what the learner's interpolation did wrong beyond the listed mistakes: the mode, else the path."""
-    return _interpolation_mode_hints(training_mode) or _path_hints(decoded, means, log_vars, steps)
+    """Return what the learner's interpolation did wrong beyond the listed mistakes: the mode, else the path, else
+    the images rescaled."""
+    return (
+        _interpolation_mode_hints(training_mode)
+        or _path_hints(decoded, means, log_vars, steps)
+        or _rescaled_hints(got, expected)
+    )
 
 
 def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: torch.Tensor, steps: int) -> list[str]:

@@ -54,8 +54,9 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     # A first look at 4 rows: a z of another shape fails here, before a broadcast over 20,000 rows (20,000 × 20,000
     # × 3 floats, 4.8 GB) can exhaust the memory of the machine the notebook runs on.
     first = _first_look(reparameterise, mean[:4].detach(), log_var[:4].detach())
-    if first is not None and first.shape != (4, 3):
-        yield _shape_message("4 draws with the same μ and σ²", first, mean[:4])
+    first_shape = "" if first is None else _shape_message("4 draws with the same μ and σ²", first, mean[:4])
+    if first_shape:
+        yield first_shape
         return
     with _seeded(0):
         z = _call(

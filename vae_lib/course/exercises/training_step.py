@@ -78,6 +78,7 @@ class ComparedStep:
     statistics_gap: float  # BatchNorm's running statistics after the step
     optimizer_gap: float  # Adam's state (step counts, running averages) after the step
     gradients_piled_up: bool  # the gradients after the step are train_step's plus those the step before left
+    # Read only where the weights moved off train_step's (update_gap above STATE_TOLERANCE), so found only there:
     weight_penalty: WeightPenalty | None  # where the gradients are train_step's plus c times some weights (L2)
     changed_settings: str  # the optimizer's settings the step changed from those it was given, in words, or ''
 
@@ -126,19 +127,21 @@ def run_training_steps(step: Callable, images: torch.Tensor, steps: int) -> list
                     )
                 change, gradients = after - before, _flat_gradients(model)
                 expected_gradients = _flat_gradients(twin)
+                update_gap = _relative_gap(change, _flat_weights(twin) - before)
+                moved_off = not update_gap <= STATE_TOLERANCE
                 run.append(
                     ComparedStep(
                         _numpy_numbers_as_floats(losses),
                         expected,
                         bool(change.any()),
-                        _relative_gap(change, _flat_weights(twin) - before),
+                        update_gap,
                         _relative_gap(_running_statistics(model), _running_statistics(twin)),
                         _adam_state_gap(optimizer, twin_optimizer),
                         gradients_before is not None
                         and bool(gradients_before.any())
                         and _relative_gap(gradients, expected_gradients + gradients_before) < PILED_UP_TOLERANCE,
-                        _weight_penalty(gradients - expected_gradients, before, model),
-                        _changed_settings(optimizer, twin_optimizer),
+                        _weight_penalty(gradients - expected_gradients, before, model) if moved_off else None,
+                        _changed_settings(optimizer, twin_optimizer) if moved_off else "",
                     )
                 )
                 gradients_before = gradients
@@ -151,13 +154,11 @@ def _weight_penalty(extra_gradients: torch.Tensor, weights: torch.Tensor, model:
     parameters = dict(model.named_parameters())
     sizes = [parameter.numel() for parameter in parameters.values()]
     pieces = list(zip(parameters, extra_gradients.split(sizes), weights.split(sizes)))
-    penalised = {name for name, extra, own in pieces if _proportional(extra, own)}
+    penalised = {name for name, extra, own in pieces if _penalty_coefficient(extra, own) is not None}
     mask = torch.cat([torch.full((size,), float(name in penalised)) for name, size in zip(parameters, sizes)])
     masked = weights * mask.to(weights.dtype)
-    if not masked.any():
-        return None
-    c = (extra_gradients @ masked / (masked @ masked)).item()
-    if c <= 0 or _relative_gap(extra_gradients, c * masked) > 1e-2:
+    c = _penalty_coefficient(extra_gradients, masked)
+    if c is None:
         return None
     # A parameter whose weights are too small for c times them to show (BatchNorm's shifts start at 0) may or may
     # not be penalised: it decides nothing in the words.
@@ -165,13 +166,13 @@ def _weight_penalty(extra_gradients: torch.Tensor, weights: torch.Tensor, model:
     return WeightPenalty(c, _which_parameters(penalised & telling, telling - penalised, parameters))
 
 
-def _proportional(extra_gradients: torch.Tensor, weights: torch.Tensor) -> bool:
-    """Return True when one parameter's gradients beyond train_step's are a positive multiple of its weights (1 %)."""
+def _penalty_coefficient(extra_gradients: torch.Tensor, weights: torch.Tensor) -> float | None:
+    """Return c > 0 where the gradients beyond train_step's are c times these weights (within 1 %), else None."""
     norm = weights @ weights
     if norm == 0:
-        return False
-    c = extra_gradients @ weights / norm
-    return c.item() > 0 and _relative_gap(extra_gradients, c * weights) <= 1e-2
+        return None
+    c = (extra_gradients @ weights / norm).item()
+    return c if c > 0 and _relative_gap(extra_gradients, c * weights) <= 1e-2 else None
 
 
 def _which_parameters(penalised: set[str], spared: set[str], parameters: dict[str, nn.Parameter]) -> str:
