@@ -36,6 +36,7 @@ def test_a_reparameterisation_written_another_way_passes(right) -> None:
         (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.exp(), "scaled by the variance"),
         (lambda mean, log_var: mean + torch.randn_like(mean) * log_var, "log_var is used as σ"),
         (lambda mean, log_var: mean + torch.randn_like(mean), "not scaled by σ"),
+        (lambda mean, log_var: mean + torch.randn_like(mean) * log_var.abs().sqrt(), "the square root of log_var"),
         (lambda mean, log_var: mean + 0 * log_var, "z is not random"),
         (lambda mean, log_var: mean + torch.randn(1) * log_var.mul(0.5).exp(), "one ε is shared"),
         (lambda mean, log_var: torch.randn_like(mean) * log_var.mul(0.5).exp(), "the mean is not added"),

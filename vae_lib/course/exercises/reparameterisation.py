@@ -295,6 +295,8 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
         "log_var is used as σ; σ = exp(0.5 · log_var).": variances.log().abs(),
         "σ is taken as 0.5 · log_var, ½ · log σ², with the exp forgotten: σ = exp(0.5 · log_var).": 0.5
         * variances.log().abs(),
+        "σ is taken as the square root of log_var, as if log_var were the variance σ²; it is log σ², so "
+        "σ = exp(0.5 · log_var).": variances.log().abs().sqrt(),
         "ε is not scaled by σ = exp(0.5 · log_var).": torch.ones(3, dtype=torch.float64),
         "exp(-0.5 · log_var) is 1/σ: the sign in the exponent is wrong.": 1 / sigma,
         "σ is computed as softplus(log_var), which is not σ: log_var is log σ², so σ = exp(0.5 · log_var).": (
