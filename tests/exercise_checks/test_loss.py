@@ -47,6 +47,7 @@ def _loss_with(recon_of=None, total_of=None, kl_of=kl, order=(0, 1, 2)):
         (_loss_with(recon_of=lambda x, y: 0.5 * (x - y).pow(2).flatten(1).sum(1).mean()), "summed over pixels"),
         (_loss_with(recon_of=lambda x, y: 0.5 * F.mse_loss(y, x, reduction="sum")), "summed over pixels and images"),
         (_loss_with(recon_of=lambda x, y: F.mse_loss(y, x)), "the factor ½ is missing"),
+        (_loss_with(recon_of=lambda x, y: 0.5 * F.mse_loss(y.mean(0), x.mean(0))), "average reconstruction"),
         (_loss_with(recon_of=lambda x, y: -0.5 * F.mse_loss(y, x)), "the sign is wrong"),
         (_loss_with(total_of=lambda r, k, a: -(r + a * k)), "the wrong sign"),
         (_loss_with(total_of=lambda r, k, a: r - a * k), "the KL is subtracted"),

@@ -240,6 +240,13 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
             "against N × 1 × 28 × 28, a channel squeezed or a view of one of them), which broadcast to N × N × 28 × "
             "28. Compare tensors of one shape, as they are given (F.mse_loss warns of this)."
         ]
+    averages = 0.5 * (reconstructions.mean(0) - images.mean(0)).pow(2).mean().item()
+    if _near(_as_number(reconstruction_term(images, reconstructions)), averages):
+        return [
+            "the term compares the batch's average reconstruction with its average image (the mean over the images "
+            "is taken before the error is squared): square each image's own error, then average, "
+            "0.5 · mean((x - x̂)²)."
+        ]
     if term == 0:
         return ["the term is 0 where the reconstruction differs from the image: 0.5 · mean((x - x̂)²)."]
     doubled = _as_number(reconstruction_term(image, image + 2 * (drawn - image))) / term
