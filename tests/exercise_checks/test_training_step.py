@@ -545,6 +545,24 @@ def test_a_step_returning_the_losses_of_its_call_before_is_told_so(small_train) 
     )
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_a_step_returning_the_losses_of_a_second_pass_after_its_step_is_told_so(small_train, mode) -> None:
+    # it got the values alone ("expected 0.72031, got 0.704215")
+    def losses_after_the_step(model, optimizer, batch, alpha):
+        step(model, optimizer, batch, alpha)
+        model.train(mode == "train")
+        with torch.no_grad():
+            losses = vae_loss(batch, *model(batch), alpha)
+        model.train()
+        return tuple(loss.item() for loss in losses)
+
+    assert_fails_with(
+        check_training_step(losses_after_the_step, small_train.images, steps=3),
+        "step 1 at alpha = 0.001*: the reconstruction loss expected",
+        "these are the losses of a second forward pass after optimizer.step()",
+    )
+
+
 def test_a_step_zeroing_the_gradients_only_on_some_calls_is_told_they_piled_up(small_train) -> None:
     # it got the general "moved differently" hint
     calls = []

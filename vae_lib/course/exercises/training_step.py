@@ -633,7 +633,9 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
     for alpha, (_, _, probe, expected) in zip(PROBE_ALPHAS, probes):  # a step's own alpha written in shows here
         returned = _numpy_numbers_as_floats(probe.returned)
         if isinstance(returned, tuple | list) and len(returned) == 3:
-            hints = partial(_previous_call_hints, returned, previous, partial(_returned_total_hints, alpha))
+            second_pass = partial(_after_step_losses, first_batch, alpha)
+            after_step = partial(_after_step_hints, returned, second_pass, partial(_returned_total_hints, alpha))
+            hints = partial(_previous_call_hints, returned, previous, after_step)
             yield from _returned_losses_failures(
                 f"step 1 at alpha = {alpha:g}", returned, expected.losses, alpha, hints
             )
@@ -647,6 +649,37 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
             "Step 2: the gradients optimizer.step() used hold step 1's gradients too.",
             ["optimizer.zero_grad() is missing, so gradients add up from step to step."],
         )
+
+
+def _after_step_losses(batch: torch.Tensor, alpha: float) -> list[tuple[torch.Tensor, ...]]:
+    """Return the losses of a second forward pass after train_step's step from the probe's weights and noise, in
+    training mode and in eval mode: what a step returns when it computes its losses again after optimizer.step()."""
+    model, optimizer = _fresh_training(PROBE_MODEL_SEED)
+    found = []
+    with _seeded(PROBE_NOISE_SEED):
+        train_step(model, optimizer, batch, alpha)
+        noise = torch.get_rng_state()  # the second pass draws the noise that follows the step's
+        for training in (False, True):  # eval first: a pass in training mode moves BatchNorm's statistics
+            torch.set_rng_state(noise)
+            with torch.no_grad():
+                found.append(vae_loss(batch, *model.train(training)(batch), alpha))
+    return found
+
+
+def _after_step_hints(
+    returned: object,
+    after_step: Callable[[], list[tuple[torch.Tensor, ...]]],
+    otherwise: Callable[[str], list[str]],
+    label: str,
+) -> list[str]:
+    """Return the hint for returned losses that are those of a second forward pass after the step (`after_step`
+    computes them), else otherwise(label)'s."""
+    if not any(_same_losses(returned, losses) for losses in after_step()):
+        return otherwise(label)
+    return [
+        "these are the losses of a second forward pass after optimizer.step(), of the weights the step has just "
+        "changed and of fresh noise: return the losses of the forward pass whose gradients the step took."
+    ]
 
 
 def _returned_total_hints(alpha: float, label: str) -> list[str]:
