@@ -233,15 +233,16 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
         return compared
     other = torch.rand(2, 1, 28, 28, generator=generator) * 2 - 1
     images, reconstructions = torch.cat([image, other[:1]]), torch.cat([drawn, other[1:]])
+    two_images = _as_number(reconstruction_term(images, reconstructions))
     every_pair = 0.5 * (reconstructions.unsqueeze(1) - images.unsqueeze(0)).pow(2).mean().item()
-    if _near(_as_number(reconstruction_term(images, reconstructions)), every_pair):
+    if _near(two_images, every_pair):
         return [
             "x̂ - x compares every reconstruction with every image: the two have different shapes (N × 28 × 28 "
             "against N × 1 × 28 × 28, a channel squeezed or a view of one of them), which broadcast to N × N × 28 × "
             "28. Compare tensors of one shape, as they are given (F.mse_loss warns of this)."
         ]
     averages = 0.5 * (reconstructions.mean(0) - images.mean(0)).pow(2).mean().item()
-    if _near(_as_number(reconstruction_term(images, reconstructions)), averages):
+    if _near(two_images, averages):
         return [
             "the term compares the batch's average reconstruction with its average image (the mean over the images "
             "is taken before the error is squared): square each image's own error, then average, "

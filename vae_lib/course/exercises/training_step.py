@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 
 import numpy as np
 import torch
@@ -633,7 +633,7 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
     for alpha, (_, _, probe, expected) in zip(PROBE_ALPHAS, probes):  # a step's own alpha written in shows here
         returned = _numpy_numbers_as_floats(probe.returned)
         if isinstance(returned, tuple | list) and len(returned) == 3:
-            second_pass = partial(_after_step_losses, first_batch, alpha)
+            second_pass = cache(partial(_after_step_losses, first_batch, alpha))  # asked for by each wrong loss
             after_step = partial(_after_step_hints, returned, second_pass, partial(_returned_total_hints, alpha))
             hints = partial(_previous_call_hints, returned, previous, after_step)
             yield from _returned_losses_failures(
