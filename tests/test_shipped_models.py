@@ -7,13 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lib import CheckpointError, evaluate, load_model, read_checkpoint
+from vae_lib import CheckpointError, encode_means, evaluate, load_model, read_checkpoint
 from vae_lib.core.checkpoint import CHECKSUM_KEY, TRAINING_ONLY_KEYS, config_of, content_digest, history_of
 from vae_lib.core.config import RECIPES
+from vae_lib.core.data import binarised
 from vae_lib.core.likelihood import bound_summary, importance_log_weights, per_image_bounds
 from vae_lib.core.settings import outputs_dir
 from vae_lib.core.train import evaluation_data
-from vae_lib.course.shipped import QUALITY_TARGETS, shipped_bounds, shipped_checkpoint, shipped_epochs
+from vae_lib.course.shipped import (
+    PUBLISHED_NLL,
+    QUALITY_TARGETS,
+    shipped_bounds,
+    shipped_checkpoint,
+    shipped_epochs,
+)
 
 # The seed project's best test figures (2-D after 128 epochs, 8-D after 32).
 SEED_BEST_TOTAL = {"2d": 0.0802, "8d": 0.0424}
@@ -132,3 +139,17 @@ def test_the_shipped_bounds_are_this_model_s_on_every_binarised_test_image_and_t
     assert nll <= 89  # the issue's target
     readme = (outputs_dir().parent / "README.md").read_text()
     assert f"**{nll:.2f} ± {error:.2f}** (all 10,000 test images)" in readme
+
+
+def test_the_readme_s_published_table_gives_each_published_bound_with_its_own_number_of_samples() -> None:
+    rows = [line for line in (outputs_dir().parent / "README.md").read_text().splitlines() if line.startswith("| ")]
+    for bound in PUBLISHED_NLL:
+        row = f"| {bound.samples:,} | {bound.nats:.2f} |"
+        assert sum(line.endswith(row) and bound.model.split(" trained")[0] in line for line in rows) == 1, row
+
+
+def test_every_latent_dimension_of_the_bernoulli_model_is_active_as_the_readme_says(mnist_test) -> None:
+    variances = encode_means(load_model(shipped_checkpoint("bernoulli")), binarised(mnist_test)).var(dim=0)
+    assert len(variances) == 32 and variances.min() > 0.01  # Burda et al.'s threshold for an active unit
+    readme = (outputs_dir().parent / "README.md").read_text()
+    assert f"(the smallest is {variances.min():.3f}:" in readme

@@ -129,3 +129,14 @@ def test_video_frames_are_captioned_with_their_place_counted_from_one() -> None:
     figure = viz.show_video_frames(frames, 8, "two frames")
     assert [axis.get_title() for axis in figure.axes] == ["frame 1 of 8", "frame 8 of 8"]
     plt.close(figure)
+
+
+def test_reconstruction_rows_are_named_and_show_their_images_in_order() -> None:
+    originals, decoded = torch.full((3, 1, 28, 28), -1.0), torch.full((3, 1, 28, 28), 1.0)
+    default = viz.plot_reconstructions(originals, {"decoded": decoded})
+    named = viz.plot_reconstructions(originals, {"decoded": decoded}, first_row="prior samples")
+    for figure, first in ((default, "original"), (named, "prior samples")):
+        rows = [axis for axis in figure.axes if axis.get_ylabel()]
+        assert [axis.get_ylabel() for axis in rows] == [first, "decoded"]
+        assert [int(axis.images[0].get_array().max()) for axis in rows] == [0, 255]  # black originals, white row
+        plt.close(figure)

@@ -160,9 +160,12 @@ def plot_latent_manifold(
     return axis.figure
 
 
-def plot_reconstructions(originals: torch.Tensor, reconstructions: dict[str, torch.Tensor], title: str = "") -> Figure:
-    """Return a figure with the originals in the top row and one row per named set of reconstructions."""
-    rows = {"original": originals, **reconstructions}
+def plot_reconstructions(
+    originals: torch.Tensor, reconstructions: dict[str, torch.Tensor], title: str = "", first_row: str = "original"
+) -> Figure:
+    """Return a figure with the originals in the top row, labelled `first_row`, and one row per named set of
+    reconstructions."""
+    rows = {first_row: originals, **reconstructions}
     columns = len(originals)
     figure, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 1.0), squeeze=False)
     for row, (name, images) in enumerate(rows.items()):
@@ -553,7 +556,7 @@ def plot_negative_log_likelihoods(
     by_class.bar(range(len(class_names)), means, color=[class_colour(index) for index in range(len(class_names))])
     by_class.set_xticks(range(len(class_names)), class_names)
     by_class.set(xlabel="class", ylabel="mean negative log-likelihood, nats")
-    by_class.set_title("by class: a 1 has few bits of ink to explain", fontsize=10)
+    by_class.set_title("by class: a 1 has little ink to explain", fontsize=10)
     figure.tight_layout()
     return figure
 
