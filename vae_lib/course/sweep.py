@@ -30,9 +30,9 @@ SWEEP_EPOCHS = 16
 # log-variances get almost no gradient, Adam's normalised steps let them wander, and a batch where one has wandered
 # up (exp(log_var) in the thousands) has a gradient hundreds of times the usual (3,000 against about 2). That
 # inflates Adam's running second moment, and the steps after it are too small to bring back a log-variance that
-# wandered down: without clipping, the 8-D model at alpha = 0.1 ended its 10 epochs at a KL of 29 nats (seeds 0, 1
-# and 2 all ran away within two epochs), where the converged collapsed model has almost none. Other points'
-# gradients stay far below 5.
+# wandered down: without clipping, the 8-D model at alpha = 0.1 ran away in seeds 1 and 2 within the first epoch
+# (test KL 106 and 96 nats, then 146 and 346 after three epochs), where the converged collapsed model has almost
+# none; seed 0 stayed collapsed for 10 epochs (README, Results). Other points' gradients stay far below 5.
 COLLAPSE_ALPHA, COLLAPSE_MAX_GRAD_NORM = 0.1, 5.0
 
 
