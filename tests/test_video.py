@@ -28,8 +28,8 @@ from vae_lib.tools.cli import main
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
 
-def _run(run_dir: Path, small_train, small_test, latent_dim: int = 2, epochs: int = 2) -> Trainer:
-    config = TrainConfig(latent_dim=latent_dim, batch_size=64, log_every=4, step_test_images=64)
+def _run(run_dir: Path, small_train, small_test, latent_dim: int = 2, epochs: int = 2, seed: int = 0) -> Trainer:
+    config = TrainConfig(latent_dim=latent_dim, batch_size=64, log_every=4, step_test_images=64, seed=seed)
     recorder = SnapshotRecorder(run_dir, small_test, every=3, scatter_images=200, grid_size=6)
     trainer = Trainer(
         config,
@@ -152,6 +152,35 @@ def test_a_snapshot_of_another_run_is_named_before_the_video_is_touched(tmp_path
     with pytest.raises(CheckpointError, match="step_0000005.npz does not fit the run's other snapshots"):
         make_run_video(tmp_path)
     assert not (tmp_path / "latent_evolution.mp4").exists()
+
+
+def test_a_snapshot_of_another_run_of_the_same_shapes_is_named_by_the_settings_that_differ(
+    tmp_path, small_train, small_test
+) -> None:
+    _run(tmp_path / "ours", small_train, small_test, epochs=1)
+    _run(tmp_path / "theirs", small_train, small_test, epochs=1, seed=5)
+    ours = load_snapshots(tmp_path / "ours")
+    assert ours[0].run_settings["seed"] == 0 and ours[-1].run_settings == ours[0].run_settings
+    foreign = tmp_path / "ours" / "snapshots" / "step_0000005.npz"
+    foreign.write_bytes((tmp_path / "theirs" / "snapshots" / "step_0000003.npz").read_bytes())
+    with pytest.raises(
+        CheckpointError, match=r"step_0000005.npz was taken by another run \(seed 5 \(the last snapshot's: 0\)\)"
+    ):
+        make_run_video(tmp_path / "ours")
+    assert not (tmp_path / "ours" / "latent_evolution.mp4").exists()
+    foreign.unlink()
+    older = replace(ours[1], step=5, run_settings=None)  # written before snapshots carried their run's settings
+    save_snapshot(older, tmp_path / "ours")
+    assert [snapshot.step for snapshot in load_snapshots(tmp_path / "ours")] == [0, 3, 5, 6, 8]
+
+
+def test_a_resumed_run_with_more_epochs_keeps_its_snapshots_one_run(tmp_path, small_train, small_test) -> None:
+    _run(tmp_path, small_train, small_test, epochs=1)
+    recorder = SnapshotRecorder(tmp_path, small_test, every=3, scatter_images=200, grid_size=6)
+    resumed = Trainer.resume(tmp_path / "checkpoint.pt", train_data=small_train, test_data=small_test, hooks=[recorder])
+    resumed.config = replace(resumed.config, epochs=resumed.config.epochs + 5, log_every=2)  # resumable settings
+    resumed.fit(1)
+    assert [snapshot.step for snapshot in load_snapshots(tmp_path)] == [0, 3, 6, 8, 9, 12, 15, 16]
 
 
 def test_a_video_that_fails_half_way_leaves_the_previous_one_and_no_temporary_file(

@@ -8,15 +8,17 @@ without retraining.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
 from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.files import CheckpointError, replaced_atomically
@@ -44,6 +46,14 @@ class Snapshot:
     grid_dims: tuple[int, int]  # the two latent dimensions the grid varies (others held at 0)
     originals: np.ndarray  # uint8, count x 28 x 28
     reconstructions: np.ndarray  # uint8, count x 28 x 28 (decoded from the mean)
+    run_settings: dict[str, object] | None = None  # run_settings() of the run that took it; None in older files
+
+
+def run_settings(config: TrainConfig) -> dict[str, object]:
+    """Return the settings that make a run the run it is (its config but for the RESUMABLE_FIELDS, which a resumed
+    run may change), as JSON stores them: every snapshot of one run carries the same."""
+    settings = {field.name: getattr(config, field.name) for field in fields(config)}
+    return json.loads(json.dumps({name: value for name, value in settings.items() if name not in RESUMABLE_FIELDS}))
 
 
 def take_snapshot(
@@ -82,6 +92,7 @@ def take_snapshot(
         reconstructions=decode_latents(
             model, means[:reconstruction_count], None if labels is None else labels[:reconstruction_count]
         ),
+        run_settings=run_settings(trainer.config),
     )
 
 
@@ -89,8 +100,10 @@ def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
     """Write a snapshot as a compressed .npz (temporary file, then rename) and return its path."""
     path = RunFolder(run_dir).snapshot(snapshot.step)
     buffer = io.BytesIO()
+    settings = {} if snapshot.run_settings is None else {"run_settings": np.array(json.dumps(snapshot.run_settings))}
     np.savez_compressed(
         buffer,
+        **settings,
         step=snapshot.step,
         epoch=snapshot.epoch,
         losses=np.array([snapshot.losses[name] for name in _LOSS_NAMES], dtype=np.float64),
@@ -122,6 +135,7 @@ def load_snapshot(path: Path) -> Snapshot:
                 grid_dims=tuple(int(d) for d in stored["grid_dims"]),
                 originals=stored["originals"],
                 reconstructions=stored["reconstructions"],
+                run_settings=json.loads(str(stored["run_settings"])) if "run_settings" in stored.files else None,
             )
     except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as error:
         raise CheckpointError(
@@ -131,7 +145,8 @@ def load_snapshot(path: Path) -> Snapshot:
 
 
 def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
-    """Return a run's snapshots in step order, after checking that each is readable and fits the others."""
+    """Return a run's snapshots in step order, after checking that each is readable, fits the others and was taken
+    by a run of the same settings as the last one (files written before snapshots carried their settings pass)."""
     run_folder = RunFolder(run_dir)
     paths = run_folder.snapshot_files()
     if not paths:
@@ -145,6 +160,17 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
             raise CheckpointError(
                 f"{path} does not fit the run's other snapshots (arrays {_shapes(snapshot)}, the last snapshot's "
                 f"{_shapes(snapshots[-1])}): it belongs to another run; delete it and make the video again"
+            )
+    last = next((snapshot.run_settings for snapshot in reversed(snapshots) if snapshot.run_settings), None)
+    for path, snapshot in zip(paths, snapshots):
+        if snapshot.run_settings is not None and last is not None and snapshot.run_settings != last:
+            differences = ", ".join(
+                f"{name} {snapshot.run_settings.get(name)!r} (the last snapshot's: {last.get(name)!r})"
+                for name in sorted(set(snapshot.run_settings) | set(last))
+                if snapshot.run_settings.get(name) != last.get(name)
+            )
+            raise CheckpointError(
+                f"{path} was taken by another run ({differences}): delete it and make the video again"
             )
     return snapshots
 
