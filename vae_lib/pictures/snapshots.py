@@ -11,7 +11,7 @@ import io
 import json
 import zipfile
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,8 +52,8 @@ class Snapshot:
 def run_settings(config: TrainConfig) -> dict[str, object]:
     """Return the settings that make a run the run it is (its config but for the RESUMABLE_FIELDS, which a resumed
     run may change), as JSON stores them: every snapshot of one run carries the same."""
-    settings = {field.name: getattr(config, field.name) for field in fields(config)}
-    return json.loads(json.dumps({name: value for name, value in settings.items() if name not in RESUMABLE_FIELDS}))
+    settings = {name: value for name, value in config.to_dict().items() if name not in RESUMABLE_FIELDS}
+    return json.loads(json.dumps(settings))
 
 
 def take_snapshot(
@@ -155,15 +155,14 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
             "(python -m vae_lib train --snapshot-every 200)"
         )
     snapshots = [load_snapshot(path) for path in paths]
+    last = next((snapshot.run_settings for snapshot in reversed(snapshots) if snapshot.run_settings is not None), None)
     for path, snapshot in zip(paths, snapshots):
         if _shapes(snapshot) != _shapes(snapshots[-1]):
             raise CheckpointError(
                 f"{path} does not fit the run's other snapshots (arrays {_shapes(snapshot)}, the last snapshot's "
                 f"{_shapes(snapshots[-1])}): it belongs to another run; delete it and make the video again"
             )
-    last = next((snapshot.run_settings for snapshot in reversed(snapshots) if snapshot.run_settings), None)
-    for path, snapshot in zip(paths, snapshots):
-        if snapshot.run_settings is not None and last is not None and snapshot.run_settings != last:
+        if snapshot.run_settings not in (None, last):  # None: written before snapshots carried their settings
             differences = ", ".join(
                 f"{name} {snapshot.run_settings.get(name)!r} (the last snapshot's: {last.get(name)!r})"
                 for name in sorted(set(snapshot.run_settings) | set(last))
