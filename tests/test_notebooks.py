@@ -44,6 +44,8 @@ def test_notebook_is_committed_with_outputs_figures_and_checked_cells(path) -> N
     text = json.dumps(outputs)
     assert "data:video" not in text and "video/mp4" not in text, "videos are linked from outputs/, never embedded"
     assert not any(output.get("output_type") == "error" for output in outputs)
+    warnings = [output for output in outputs if output.get("name") == "stderr"]
+    assert not warnings, f"the executing machine's warnings reached the reader: {warnings[0]['text'][:1]}"
 
 
 def test_a_notebook_trains_a_short_live_run_unless_the_full_recipe_is_asked_for(monkeypatch) -> None:
