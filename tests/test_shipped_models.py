@@ -1,6 +1,7 @@
 """The trained models the repository ships: loadable from the file alone, small, with their history, and as good
 as recorded. Test metrics are over all 10,000 MNIST test images, the seed's way (z sampled with seed 0)."""
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +44,23 @@ def test_shipped_checkpoint_is_small_and_complete(name: str) -> None:
     assert len(history.steps) == recipe.epochs * 937 // recipe.log_every
     assert shipped_epochs(name) == list(recipe.keep_epochs)
     assert load_model(path).latent_dim == recipe.latent_dim
+
+
+@pytest.mark.parametrize("name", ["2d", "8d"])
+def test_the_last_kept_epoch_is_the_shipped_model_itself(name: str) -> None:
+    last = RECIPES[name].epochs
+    assert shipped_checkpoint(name, last) == shipped_checkpoint(name)
+    assert read_checkpoint(shipped_checkpoint(name, RECIPES[name].keep_epochs[0]))["epoch"] == 1
+
+
+def test_no_shipped_file_is_a_copy_of_another() -> None:
+    """A clone of the repository checks out every copy (git stores it once); a learner's hub pays each."""
+    contents: dict[bytes, str] = {}
+    for path in sorted(outputs_dir().rglob("*")):
+        if path.is_file():
+            digest = hashlib.sha256(path.read_bytes()).digest()
+            assert digest not in contents, f"{path.name} is a copy of {contents[digest]}"
+            contents[digest] = path.name
 
 
 def test_everything_shipped_under_outputs_fits_in_45_mb() -> None:

@@ -59,9 +59,15 @@ PUBLISHED_NLL = (
 
 
 def shipped_checkpoint(name: str, epoch: int | None = None) -> Path:
-    """Return the path of a shipped model ('2d' or '8d'), or of its checkpoint kept at `epoch`."""
+    """Return the path of a shipped model ('2d' or '8d'), or of its checkpoint kept at `epoch`.
+
+    The last epoch's checkpoint is the shipped model itself: it is not shipped twice.
+    """
     final = shipped_dir() / SHIPPED_MODELS[name]
-    return final if epoch is None else final.with_name(f"{final.stem}_{kept_epoch_stem(epoch)}.pt")
+    if epoch is None:
+        return final
+    kept = final.with_name(f"{final.stem}_{kept_epoch_stem(epoch)}.pt")
+    return final if not kept.exists() and final.exists() and epoch == read_checkpoint(final)["epoch"] else kept
 
 
 def shipped_history(name: str) -> History:
@@ -70,9 +76,11 @@ def shipped_history(name: str) -> History:
 
 
 def shipped_epochs(name: str) -> list[int]:
-    """Return the epochs at which a shipped model's checkpoints were kept (the recipes keep the last one too)."""
+    """Return the epochs at which a shipped model's checkpoints were kept, its last epoch (the model itself)
+    included."""
     final = shipped_checkpoint(name)
-    return sorted(epoch_of_kept(path) for path in final.parent.glob(f"{final.stem}_{KEPT_EPOCH_PREFIX}*.pt"))
+    kept = {epoch_of_kept(path) for path in final.parent.glob(f"{final.stem}_{KEPT_EPOCH_PREFIX}*.pt")}
+    return sorted(kept | {read_checkpoint(final)["epoch"]})
 
 
 def shipped_bounds(name: str) -> SavedBounds:

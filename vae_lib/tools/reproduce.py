@@ -41,7 +41,8 @@ def ship(name: str, run_dir: Path, report: Report) -> None:
     run_folder = RunFolder(run_dir)
     export_checkpoint(run_folder.checkpoint, shipped_checkpoint(name))
     for epoch in RECIPES[name].keep_epochs:
-        export_checkpoint(run_folder.kept_epoch(epoch), shipped_checkpoint(name, epoch))
+        if epoch != RECIPES[name].epochs:  # the last epoch's checkpoint is the shipped model itself
+            export_checkpoint(run_folder.kept_epoch(epoch), shipped_checkpoint(name, epoch))
     video = make_run_video(run_dir, gif=(name == "2d"))
     videos = outputs_dir() / "videos"
     videos.mkdir(parents=True, exist_ok=True)
