@@ -1,7 +1,6 @@
 import errno
 import io
 import os
-import pickle
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -52,7 +51,11 @@ def test_weights_that_do_not_fit_the_config_are_refused(trained: Trainer, tmp_pa
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"not a checkpoint at all", "torch.load could not read it"), (None, "not a vae_lib checkpoint")],
+    [
+        (b"not a checkpoint at all", "not the zip archive torch.save writes"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(100), "not the zip archive torch.save writes"),
+        (None, "is a torch file but not a vae_lib checkpoint"),
+    ],
 )
 def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, content: bytes | None, message: str) -> None:
     path = tmp_path / "file.pt"
@@ -66,7 +69,7 @@ def test_files_that_are_not_checkpoints_are_refused(tmp_path: Path, content: byt
 
 def test_a_pickle_of_code_is_refused_without_advice_to_load_it_unsafely(tmp_path: Path) -> None:
     path = tmp_path / "code.pt"
-    path.write_bytes(pickle.dumps({"call": print}))
+    torch.save({"call": print}, path)  # a zip archive like any torch file, whose pickle calls code
     with pytest.raises(CheckpointError, match="not the tensors and plain values") as refusal:
         load_model(path)
     assert "weights_only" not in str(refusal.value)

@@ -107,3 +107,14 @@ def test_per_class_error_of_no_images_is_refused(model: VAE) -> None:
     empty = ImageDataset(torch.zeros(0, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), ("0",), "one")
     with pytest.raises(ValueError, match="per_class_recon_error needs at least one image"):
         per_class_recon_error(model, empty)
+
+
+@pytest.mark.parametrize("container", ["tensor", "batch"])
+def test_per_class_error_needs_a_dataset_s_classes_and_says_so_before_encoding(
+    model: VAE, container: str, monkeypatch
+) -> None:
+    dataset = ImageDataset(torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64), ("0",), "one")
+    images = dataset.images if container == "tensor" else Batch(dataset.images, dataset.labels)
+    monkeypatch.setattr(model, "encode", lambda *args: pytest.fail("encoded before the argument was checked"))
+    with pytest.raises(TypeError, match="per_class_recon_error needs an ImageDataset, whose class names"):
+        per_class_recon_error(model, images)

@@ -99,3 +99,10 @@ def test_the_8d_explorer_has_eight_sliders_and_a_pca_projection(small_test) -> N
         _pixels(explorer.decoded.value)[::IMAGE_SCALE, ::IMAGE_SCALE],
         _expected(explorer.model, [0, 0, 0, 0, 0, -1.0, 0, 0]),
     )
+
+
+def test_a_conditional_model_is_refused_with_where_to_explore_it(small_test) -> None:
+    from vae_lib.core.model import ConditionalVAE
+
+    with pytest.raises(ValueError, match="a conditional VAE also needs a label: explore it with notebook 08"):
+        LatentExplorer(ConditionalVAE(latent_dim=2, classes=10).eval(), small_test, scatter_images=50)

@@ -35,3 +35,20 @@ def test_a_traversal_decodes_the_base_with_one_dimension_set_to_each_value() -> 
 
 def test_dimensions_are_named_from_one() -> None:
     assert [dimension_label(dim) for dim in (0, 7)] == ["$z_{1}$", "$z_{8}$"]
+
+
+def test_latents_of_another_size_are_refused_naming_both_sizes() -> None:
+    model = VAE(latent_dim=8).eval()
+    with pytest.raises(ValueError, match=r"has 8 dimensions, got latents of 2 numbers \(shape \(4, 2\)\)"):
+        decode_latents(model, torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="has 8 dimensions, got a number"):
+        decode_latents(model, torch.tensor(0.5))
+    assert decode_latents(model, torch.zeros(3, 8)).shape == (3, 28, 28)
+
+
+def test_a_traversal_of_a_dimension_the_space_lacks_is_refused() -> None:
+    model = VAE(latent_dim=2).eval()
+    with pytest.raises(ValueError, match=r"dimension 5 does not exist in a 2-D latent space \(0 to 1\)"):
+        traversal_images(model, torch.zeros(2), 5, [0.0, 1.0])
+    with pytest.raises(ValueError, match="has 2 dimensions, got latents of 8 numbers"):
+        traversal_images(model, torch.zeros(8), 0, [0.0, 1.0])  # the 8-D model's base given to the 2-D model

@@ -3,6 +3,7 @@ log p(x), checked against a linear Gaussian model whose log p(x) and posterior a
 
 import math
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,21 @@ def test_a_stopped_bounding_continues_from_its_file_and_refuses_another_setting(
     with pytest.raises(CheckpointError, match="not the tensors and plain values") as refusal:
         bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)
     assert "weights_only" not in str(refusal.value)
+
+
+def test_bounding_continues_silently_unless_given_a_report(tmp_path: Path, capsys) -> None:
+    model, images = _small_bernoulli_model_and_images()
+    path = tmp_path / "bounds.pt"
+    bound_images(model, images[:50], 5, [1, 5], save_to=path)
+    bound_images(model, images[:50], 5, [1, 5], save_to=path)  # continues from the file: all 50 done
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("samples", [0, -5, 2.5, True])
+def test_a_sample_count_that_is_not_a_positive_whole_number_is_refused(samples) -> None:
+    model, images = _small_bernoulli_model_and_images()
+    message = f"samples is the number of z drawn per image, a positive whole number: got {samples!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        importance_log_weights(model, images[:2], samples)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        bound_images(model, images[:2], samples, [1])

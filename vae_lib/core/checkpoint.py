@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,11 @@ def read_checkpoint(path: str | Path) -> dict:
         )
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): delete it and retrain, or use another checkpoint")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, whose directory sits at the file's end
+        raise CheckpointError(
+            f"{path} is not a vae_lib checkpoint: it is not the zip archive torch.save writes (truncated, or another "
+            "kind of file); use a checkpoint.pt written by vae_lib"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

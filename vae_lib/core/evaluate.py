@@ -1,7 +1,8 @@
 """Test metrics computed the seed's way (z sampled with a fixed seed, every image counted), and the
 per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL
-and the active dimensions. Every function takes images alone, an ImageDataset or a Batch; a model that needs
-labels (LatentModel.needs_labels) must be given them.
+and the active dimensions. Every function takes images alone, an ImageDataset or a Batch (but
+per_class_recon_error, which needs a dataset's classes); a model that needs labels (LatentModel.needs_labels) must be
+given them.
 """
 
 from __future__ import annotations
@@ -128,6 +129,11 @@ def reconstruct(model: LatentModel, images: Images, batch_size: int = 256) -> to
 
 def per_class_recon_error(model: LatentModel, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
     """Return the mean reconstruction term (z = mean, the model's likelihood's) of each class, one value per class."""
+    if not isinstance(dataset, ImageDataset):
+        raise TypeError(
+            f"per_class_recon_error needs an ImageDataset, whose class names say what the classes are, got "
+            f"{type(dataset).__name__}: pass load_dataset(...) or a subset of one"
+        )
     _require_images(dataset, "per_class_recon_error")
     with inference(model) as device:
         errors = torch.cat(
@@ -155,7 +161,11 @@ def kl_by_dimension(model: LatentModel, images: Images, batch_size: int = 256) -
     return total / len(labelled(images).images)
 
 
-def active_dimensions(latent_means: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+# A dimension is active when its posterior mean's variance over the images exceeds this (Burda et al. 2016).
+ACTIVE_UNIT_THRESHOLD = 0.01
+
+
+def active_dimensions(latent_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> torch.Tensor:
     """Return one bool per latent dimension: True where its posterior mean varies over images by more than
     `threshold` (variance over the images, Burda et al. 2016's active units)."""
     return latent_means.double().var(dim=0) > threshold

@@ -77,6 +77,13 @@ def grid_latents(
 def decode_latents(model: VAE, latents: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
     """Return uint8 images (... x 28 x 28) decoded from latents of any leading shape (... x latent_dim), each as the
     class `labels` gives it (one label per latent, that leading shape) for a model that needs labels."""
+    if latents.dim() == 0 or latents.shape[-1] != model.latent_dim:
+        size = "a number" if latents.dim() == 0 else f"latents of {latents.shape[-1]} numbers"
+        raise ValueError(
+            f"this model's latent space has {model.latent_dim} dimensions, got {size} (shape "
+            f"{tuple(latents.shape)}): give each latent {model.latent_dim} numbers, or decode with the model they "
+            "came from"
+        )
     with inference(model) as device:
         flat_labels = None if labels is None else labels.reshape(-1).to(device)
         images = model.decode(latents.reshape(-1, model.latent_dim).float().to(device), flat_labels)
@@ -88,14 +95,18 @@ def decode_grid(
     grid_size: int = 20,
     limit: float = 2.5,
     dims: tuple[int, int] = (0, 1),
-    base: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Return grid_size x grid_size x 28 x 28 uint8 images decoded on a grid over two latent dimensions."""
-    return decode_latents(model, grid_latents(model.latent_dim, grid_size, limit, dims, base))
+    """Return grid_size x grid_size x 28 x 28 uint8 images decoded on a grid over two latent dimensions (the others
+    at 0)."""
+    return decode_latents(model, grid_latents(model.latent_dim, grid_size, limit, dims))
 
 
 def traversal_images(model: VAE, base: torch.Tensor, dim: int, values: Sequence[float]) -> np.ndarray:
     """Return len(values) x 28 x 28 uint8 images decoded from `base` with dimension `dim` set to each value."""
+    if not 0 <= dim < model.latent_dim:
+        raise ValueError(
+            f"dimension {dim} does not exist in a {model.latent_dim}-D latent space (0 to {model.latent_dim - 1})"
+        )
     latents = base.float().repeat(len(values), 1)
     latents[:, dim] = torch.tensor(list(values), dtype=torch.float32)
     return decode_latents(model, latents)

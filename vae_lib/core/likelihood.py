@@ -9,6 +9,7 @@ of 0/1 pixels. The decoder's log-likelihood comes from vae_lib.core.objective.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -52,6 +53,12 @@ def posterior_log_density(latents: torch.Tensor, mean: torch.Tensor, log_var: to
 DECODE_CHUNK = 250
 
 
+def _check_samples(samples: int) -> None:
+    """Raise a ValueError unless `samples` is a number of draws per image: a positive whole number."""
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
+        raise ValueError(f"samples is the number of z drawn per image, a positive whole number: got {samples!r}")
+
+
 def importance_log_weights(
     model: LatentModel,
     images: Images,
@@ -69,6 +76,7 @@ def importance_log_weights(
     position of the first image in its dataset: any split of a dataset into parts draws the same samples.
     `progress` shows a progress bar over the images.
     """
+    _check_samples(samples)
     rows = []
     with inference(model) as device:
         for index, (image, label) in enumerate(
@@ -129,14 +137,16 @@ def bound_images(
     save_to: str | Path | None = None,
     workers: int = 1,
     progress: bool = False,
-    report: Callable[[str], None] = print,
+    report: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """Return per_image_bounds for every image (images x len(sample_counts), nats), 50 images at a time.
 
     The samples are those of importance_log_weights (image i seeded with seed + i), so the result does not depend on
     `workers` (processes, each on one thread) nor on stopping and continuing. With `save_to`, the bounds are written
-    there after each part, and a run given a file of the same model, images and settings continues from it.
+    there after each part, and a run given a file of the same model, images and settings continues from it;
+    `report`, if given, is told so.
     """
+    _check_samples(samples)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     pixels, labels = labelled(images)
@@ -148,7 +158,7 @@ def bound_images(
     if continuing:
         bounds = _read_bounds(path, key)
     done = int((~bounds[:, 0].isnan()).sum())
-    if continuing:
+    if continuing and report is not None:
         report(f"continuing from {path}: {done} of {len(pixels)} images done")
     starts = [start for start in range(0, len(pixels), BOUND_PART) if bounds[start, 0].isnan()]
     tasks = [(model, _part(pixels, labels, start), samples, sample_counts, variance, seed, start) for start in starts]

@@ -82,16 +82,20 @@ class LatentExplorer:
         test_data: ImageDataset,
         limit: float = 3.0,
         scatter_images: int = 2000,
-        projection: LatentProjection | None = None,
         seed: int = 0,
     ) -> None:
+        if model.needs_labels:
+            raise ValueError(
+                "the explorer decodes a latent alone, and a conditional VAE also needs a label: explore it with "
+                "notebook 08's drawing pad, or decode with vae_lib.core.latent.decode_latents(model, latents, labels)"
+            )
         self.model = model.eval()
         self.test_data = test_data
         self.limit = limit
         self.generator = torch.Generator().manual_seed(seed)
         self.test_means = encode_means(model, test_data.subset(scatter_images))
         means = self.test_means.numpy()
-        self.projection = projection or LatentProjection.fit(means)
+        self.projection = LatentProjection.fit(means)
         self.scatter = ScatterCanvas(
             self.projection(means),
             test_data.labels[:scatter_images].numpy(),
