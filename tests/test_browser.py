@@ -25,10 +25,10 @@ import pytest
 import torch
 
 from vae_lib import encode_means, load_model
-from vae_lib.core.drawing import drawing_to_image
+from vae_lib.core.drawing import PAD_SIZE, drawing_to_image
 from vae_lib.core.settings import REPO_ROOT, outputs_dir
 from vae_lib.course.shipped import shipped_checkpoint
-from vae_lib.pictures.drawing_pad import PAD_SIZE, VIEW_SCALE
+from vae_lib.pictures.drawing_pad import VIEW_SCALE
 from vae_lib.pictures.explorer import IMAGE_SCALE
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

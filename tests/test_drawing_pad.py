@@ -13,11 +13,11 @@ from vae_lib import VAE, Batch
 from vae_lib.core.conditional import decode_as_every_class, likeliest_classes
 from vae_lib.core.data import to_pixels
 from vae_lib.core.datasets import legend_title
-from vae_lib.core.drawing import draw_strokes, drawing_to_image
+from vae_lib.core.drawing import PAD_SIZE, draw_strokes, drawing_to_image
 from vae_lib.core.evaluate import encode_means, reconstruct
 from vae_lib.core.latent import LatentProjection
 from vae_lib.core.model import ConditionalVAE
-from vae_lib.pictures.drawing_pad import GUESS, PAD_SIZE, REWRITE_SCALE, VIEW_SCALE, DrawingExplorer, DrawingPad
+from vae_lib.pictures.drawing_pad import GUESS, REWRITE_SCALE, VIEW_SCALE, DrawingExplorer, DrawingPad
 from vae_lib.pictures.explorer import ScatterCanvas
 
 WIDTHS = (4, 8, 8, 16)

@@ -12,6 +12,7 @@ from vae_lib import Batch, CheckpointError, RunFolder, TrainConfig, Trainer
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.history import StepRecord
 from vae_lib.core.latent import LatentProjection, decode_grid, decode_latents, grid_latents
+from vae_lib.course.shipped import shipped_video
 from vae_lib.pictures.snapshots import Snapshot, SnapshotRecorder, load_snapshots, save_snapshot
 from vae_lib.pictures.video import (
     FRAME_SIZE,
@@ -205,7 +206,7 @@ def test_a_video_that_fails_half_way_leaves_the_previous_one_and_no_temporary_fi
 
 
 def test_still_frames_are_the_video_frames_at_the_given_indices() -> None:
-    video = Path(__file__).parent.parent / "outputs" / "videos" / "latent_2d.mp4"
+    video = shipped_video("2d")
     frames = still_frames(video, [0, 5, -1])
     assert [index for index, _ in frames] == [0, 5, video_info(video)["frames"] - 1]
     assert all(frame.shape == (FRAME_SIZE[1], FRAME_SIZE[0], 3) and frame.dtype == np.uint8 for _, frame in frames)

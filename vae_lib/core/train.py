@@ -37,7 +37,7 @@ from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.hooks import TrainingHook
-from vae_lib.core.model import VAE, ConditionalVAE, LatentModel
+from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE, LatentModel
 from vae_lib.core.objective import vae_loss
 from vae_lib.core.run_folder import RunFolder, RunLock, refuse_saved_run
 
@@ -91,8 +91,8 @@ def check_model_batch(model: LatentModel, images: torch.Tensor) -> None:
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4 or not images.is_floating_point():  # uint8 included
         raise ValueError(
-            f"train_step takes model input, float N x {model.channels} x 28 x 28 in [-1, 1], got {images.dtype} "
-            f"{tuple(images.shape)}: pass your images through vae_lib.core.data.to_model_input first"
+            f"train_step takes model input, float N x {model.channels} x {IMAGE_SIZE} x {IMAGE_SIZE} in [-1, 1], got "
+            f"{images.dtype} {tuple(images.shape)}: pass your images through vae_lib.core.data.to_model_input first"
         )
     to_model_input(images, model.channels)  # checks the shape, NaN and the range, with messages that say what to do
 
@@ -251,12 +251,12 @@ class Trainer:
                 hook.on_step_end(self)
         self._stop_if_diverged()
         self.epoch += 1
-        test_images = epoch_test_images(config, self.epoch, self.test_data)
+        test_set = epoch_test_set(config, self.epoch, self.test_data)
         with record_function(PROFILE_SCOPES["test"]):
-            test = evaluate(self.evaluated_model, test_images, config.alpha, seed=config.seed)
+            test = evaluate(self.evaluated_model, test_set, config.alpha, seed=config.seed)
         self.train_seconds += time.perf_counter() - started
         lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
-        record = EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_images))
+        record = EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_set))
         self.history.epochs.append(record)
         for hook in self.hooks:
             hook.on_epoch_end(self)
@@ -391,7 +391,7 @@ def evaluation_data(config: TrainConfig, test_data: ImageDataset | None = None) 
     return binarised(test_data) if config.binarise else test_data
 
 
-def epoch_test_images(config: TrainConfig, epoch: int, test_data: ImageDataset) -> ImageDataset:
+def epoch_test_set(config: TrainConfig, epoch: int, test_data: ImageDataset) -> ImageDataset:
     """Return the test images evaluated after `epoch`: the first config.epoch_test_images of them (0: all),
     and all of them after the run's last epoch, so a finished run's record covers the whole test set."""
     if config.epoch_test_images == 0 or epoch >= config.epochs:

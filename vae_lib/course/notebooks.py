@@ -19,7 +19,14 @@ from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.run_folder import clear_run
 from vae_lib.core.settings import runs_dir, smoke_mode
 from vae_lib.core.train import Trainer, open_run
-from vae_lib.course.shipped import QUALITY_TARGETS, SHIPPED_MODELS, shipped_checkpoint, shipped_epochs, shipped_history
+from vae_lib.course.shipped import (
+    QUALITY_TARGETS,
+    SHIPPED_MODELS,
+    shipped_checkpoint,
+    shipped_epochs,
+    shipped_history,
+    shipped_video,
+)
 
 # The notebooks import the shipped models' names from here too.
 __all__ = [
@@ -34,6 +41,7 @@ __all__ = [
     "shipped_checkpoint",
     "shipped_epochs",
     "shipped_history",
+    "shipped_video",
 ]
 
 # Smoke mode: a few hundred steps on a slice of MNIST, so a notebook runs in seconds.

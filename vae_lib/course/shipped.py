@@ -1,5 +1,5 @@
-"""The shipped models: their checkpoints in outputs/checkpoints/ (final and kept epochs) and the quality each is
-held to. Notebooks, the tests, `reproduce` and `benchmark` read them here.
+"""The shipped models: their checkpoints in outputs/checkpoints/ (final and kept epochs), their videos in
+outputs/videos/ and the quality each is held to. Notebooks, the tests, `reproduce` and `benchmark` read them here.
 """
 
 from __future__ import annotations
@@ -68,6 +68,11 @@ def shipped_checkpoint(name: str, epoch: int | None = None) -> Path:
         return final
     kept = final.with_name(f"{final.stem}_{kept_epoch_stem(epoch)}.pt")
     return final if not kept.exists() and final.exists() and epoch == read_checkpoint(final)["epoch"] else kept
+
+
+def shipped_video(name: str, kind: str = "mp4") -> Path:
+    """Return the path of the video ('mp4', or 'gif' for '2d') of a shipped model's latent space during training."""
+    return outputs_dir() / "videos" / f"latent_{name}.{kind}"
 
 
 def shipped_history(name: str) -> History:

@@ -21,14 +21,12 @@ import traitlets
 from vae_lib.core.conditional import decode_as_every_class, likeliest_classes
 from vae_lib.core.data import Batch, ImageDataset
 from vae_lib.core.datasets import legend_title
-from vae_lib.core.drawing import drawing_to_image
+from vae_lib.core.drawing import LINE_WIDTH, PAD_SIZE, drawing_to_image
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.latent import LatentProjection, decode_latents
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE
 from vae_lib.pictures.explorer import ScatterCanvas, png_bytes
 
-PAD_SIZE = 280  # canvas pixels a side: ten per pixel of the 28 x 28 image
-LINE_WIDTH = 18  # pixels of the canvas; about two pixels of the 28 x 28 image once the ink is scaled to 20 pixels
 VIEW_SCALE = 4  # the model's input and its reconstruction are shown 112 x 112
 REWRITE_SCALE = 3
 GUESS = -1  # the label menu's "let the conditional model guess"

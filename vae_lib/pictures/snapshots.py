@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # only for annotations: pictures do not depend on the trainer
     from vae_lib.core.train import Trainer
 
 _LOSS_NAMES = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl")
+# Training steps between snapshots (a video frame each), as the shipped videos were recorded.
+SNAPSHOT_EVERY = 200
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,7 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
     if not paths:
         raise FileNotFoundError(
             f"no snapshots in {run_folder.snapshots}: train with a SnapshotRecorder "
-            "(python -m vae_lib train --snapshot-every 200)"
+            f"(python -m vae_lib train --snapshot-every {SNAPSHOT_EVERY})"
         )
     snapshots = [load_snapshot(path) for path in paths]
     last = next((snapshot.run_settings for snapshot in reversed(snapshots) if snapshot.run_settings is not None), None)
@@ -193,7 +195,7 @@ class SnapshotRecorder(TrainingHook):
         self,
         run_dir: str | Path,
         test_data: ImageDataset,
-        every: int = 200,
+        every: int = SNAPSHOT_EVERY,
         scatter_images: int = 2000,
         grid_size: int = 12,
         grid_limit: float = 2.5,

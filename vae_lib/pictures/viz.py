@@ -23,7 +23,7 @@ from vae_lib.core.conditional import (
 )
 from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.datasets import legend_title
-from vae_lib.core.evaluate import encode_means, reconstruct
+from vae_lib.core.evaluate import ACTIVE_UNIT_THRESHOLD, encode_means, reconstruct
 from vae_lib.core.history import History
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.latent import LatentProjection, decode_grid, dimension_label, traversal_images
@@ -119,13 +119,12 @@ def plot_latent_scatter(
     latent_means: torch.Tensor | np.ndarray,
     labels: torch.Tensor | np.ndarray,
     class_names: Sequence[str],
-    projection: LatentProjection | None = None,
     axis: plt.Axes | None = None,
     title: str | None = None,
 ) -> Figure:
     """Return a scatter of latent means coloured by class (a fixed PCA projection for more than 2 dimensions)."""
     means = np.asarray(latent_means, dtype=np.float32)
-    projection = projection or LatentProjection.fit(means)
+    projection = LatentProjection.fit(means)
     points, labels = projection(means), np.asarray(labels)
     if axis is None:
         _, axis = plt.subplots(figsize=(6, 5.5))
@@ -459,15 +458,13 @@ def plot_sweep_training(points: Sequence) -> Figure:
 
 def plot_samples_and_scatter(
     points: Sequence,
-    test_data,
+    test_data: ImageDataset,
     sample_rows: int = 2,
     sample_columns: int = 8,
     scatter_images: int = 2000,
     seed: int = 0,
 ) -> Figure:
     """Return, for each point (a row), images decoded from prior samples beside the test images' latent means."""
-    from vae_lib.core.evaluate import encode_means
-
     figure, axes = plt.subplots(
         len(points), 2, figsize=(10, 2.6 * len(points)), squeeze=False, gridspec_kw={"width_ratios": [1.6, 1]}
     )
@@ -493,8 +490,9 @@ def plot_samples_and_scatter(
     return figure
 
 
-def plot_kl_per_dimension_by_weight(points: Sequence, threshold: float = 0.01) -> Figure:
-    """Return grouped bars of each latent dimension's KL (nats) for every KL weight, with its active units."""
+def plot_kl_per_dimension_by_weight(points: Sequence) -> Figure:
+    """Return grouped bars of each latent dimension's KL (nats) for every KL weight, with its active units (counted
+    by active_dimensions at its default threshold, as load_sweep counts them)."""
     colours = weight_colours([point.alpha for point in points])
     latent_dim = points[0].kl_per_dimension.numel()
     width = 0.8 / len(points)
@@ -513,7 +511,7 @@ def plot_kl_per_dimension_by_weight(points: Sequence, threshold: float = 0.01) -
         xlabel="latent dimension",
         ylabel="KL to the prior, nats (symmetric log scale)",
         xticks=np.arange(1, latent_dim + 1),
-        title=f"{latent_dim}-D models: KL of each dimension (active: variance of its mean > {threshold})",
+        title=f"{latent_dim}-D models: KL of each dimension (active: variance of its mean > {ACTIVE_UNIT_THRESHOLD})",
     )
     axis.legend(fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
     axis.grid(axis="y", alpha=0.3)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vae_lib.core.config import RECIPES, TrainConfig
-from vae_lib.core.data import to_model_input
+from vae_lib.core.data import ImageDataset, to_model_input
 from vae_lib.core.datasets import DEFAULT_DATASET, load_dataset
 from vae_lib.core.device import (
     NATIVE_BF16_FLAGS,
@@ -35,13 +35,13 @@ from vae_lib.core.device import (
 )
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.hooks import TrainingHook
-from vae_lib.core.model import IMAGE_SIZE, VAE
+from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE
 from vae_lib.core.objective import DEFAULT_ALPHA
 from vae_lib.core.run_folder import clear_run
 from vae_lib.core.settings import data_dir
 from vae_lib.core.train import PROFILE_SCOPES, Trainer, global_random_state, set_global_random_state, train_step
 from vae_lib.course.shipped import QUALITY_TARGETS
-from vae_lib.pictures.snapshots import SnapshotRecorder
+from vae_lib.pictures.snapshots import SNAPSHOT_EVERY, SnapshotRecorder
 
 Report = Callable[[str], None]
 
@@ -244,7 +244,7 @@ def time_video(run_dir: Path, frame_count: int = 200) -> float:
     return time.perf_counter() - started
 
 
-def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[float, float]:
+def explorer_latency_ms(model: VAE, test_data: ImageDataset, updates: int = 200) -> tuple[float, float]:
     """Return the median and 95th percentile milliseconds of one slider move (decode and redraw) in the explorer."""
     from vae_lib.pictures.explorer import LatentExplorer
 
@@ -260,20 +260,17 @@ def explorer_latency_ms(model: VAE, test_data, updates: int = 200) -> tuple[floa
 
 
 def drawing_pad_latency_ms(
-    model: VAE, conditional_model: VAE, test_data, updates: int = 200, seed: int = 0
+    model: VAE, conditional_model: ConditionalVAE, test_data: ImageDataset, updates: int = 200, seed: int = 0
 ) -> tuple[float, float]:
     """Return the median and 95th percentile milliseconds from a stroke's pixels reaching the Python side of the
     drawing pad to every view updated (the 28 x 28 image, the latent point, the reconstruction, the conditional
     model's guess and its ten rewrites), over `updates` drawings of three random strokes each."""
-    from vae_lib.core.drawing import draw_strokes
-    from vae_lib.pictures.drawing_pad import PAD_SIZE, DrawingExplorer
+    from vae_lib.core.drawing import PAD_SIZE, draw_strokes
+    from vae_lib.pictures.drawing_pad import DrawingExplorer
 
     explorer = DrawingExplorer(model.eval(), test_data, conditional_model.eval())
     rng = np.random.default_rng(seed)
-    drawings = [
-        draw_strokes(rng.uniform(30, PAD_SIZE - 30, size=(3, 4, 2)).tolist(), PAD_SIZE).tobytes()
-        for _ in range(updates)
-    ]
+    drawings = [draw_strokes(rng.uniform(30, PAD_SIZE - 30, size=(3, 4, 2)).tolist()).tobytes() for _ in range(updates)]
     times = []
     for pixels in drawings:
         started = time.perf_counter()
@@ -402,7 +399,7 @@ def time_short_runs(short_run: TrainConfig, data: dict, video_frames: int) -> di
                 trainer.fit(1)  # one short epoch: training steps, step records and a full test pass
             plain_seconds.append(trainer.train_seconds)
             clear_run(run_dir)  # the round before saved its run there, which a new run refuses to overwrite
-            recorder = SnapshotRecorder(run_dir, data["test_data"], every=200)
+            recorder = SnapshotRecorder(run_dir, data["test_data"], every=SNAPSHOT_EVERY)
             recorded = Trainer(short_run, run_dir=run_dir, hooks=[recorder], **data)
             recorded.fit(1)
             recorded_seconds.append(recorded.train_seconds)
@@ -484,8 +481,8 @@ def report_speed(figures: dict[str, float], chosen: str, context: str, video_fra
         )
     )
     report(
-        f"snapshots every 200 steps: training time x{figures['snapshot_time_ratio']:.3f} of the same runs without "
-        f"them ({figures['recorded_seconds']:.1f} s against {figures['plain_seconds']:.1f} s, two runs each)"
+        f"snapshots every {SNAPSHOT_EVERY} steps: training time x{figures['snapshot_time_ratio']:.3f} of the same runs "
+        f"without them ({figures['recorded_seconds']:.1f} s against {figures['plain_seconds']:.1f} s, two runs each)"
     )
     report(f"drawing and encoding a {video_frames}-frame mp4: {figures['video_seconds']:.1f} s")
     report(

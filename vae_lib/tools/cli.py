@@ -386,12 +386,14 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
         type=_sample_count,
         metavar="K",
         help="importance samples per image for --log-likelihood, at most the largest k; bounds are printed for "
-        f"k = {', '.join(map(str, BOUND_SAMPLE_COUNTS))} up to K (default: 1000; 5000 for the published tables)",
+        f"k = {', '.join(map(str, BOUND_SAMPLE_COUNTS))} up to K (default: {BOUND_OPTION_DEFAULTS['samples']}; "
+        "5000 for the published tables)",
     )
     evaluate_command.add_argument(
         "--workers",
         type=_integer_at_least(1),
-        help="processes for --log-likelihood, one thread each (the result does not depend on it; default: 1)",
+        help="processes for --log-likelihood, one thread each (the result does not depend on it; default: "
+        f"{BOUND_OPTION_DEFAULTS['workers']})",
     )
     evaluate_command.add_argument(
         "--bounds-file",

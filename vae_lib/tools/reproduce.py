@@ -17,11 +17,16 @@ from vae_lib.core.hooks import EpochReporter
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import outputs_dir, runs_dir
 from vae_lib.core.train import Trainer, open_run
-from vae_lib.course.shipped import QUALITY_TARGETS, shipped_checkpoint, shipped_epochs, shipped_history
-from vae_lib.pictures.snapshots import SnapshotRecorder
+from vae_lib.course.shipped import (
+    QUALITY_TARGETS,
+    shipped_checkpoint,
+    shipped_epochs,
+    shipped_history,
+    shipped_video,
+)
+from vae_lib.pictures.snapshots import SNAPSHOT_EVERY, SnapshotRecorder
 
 Report = Callable[[str], None]
-SNAPSHOT_EVERY = 200
 
 
 def train_recipe(name: str, run_dir: Path, report: Report) -> Trainer:
@@ -44,11 +49,10 @@ def ship(name: str, run_dir: Path, report: Report) -> None:
         if epoch != RECIPES[name].epochs:  # the last epoch's checkpoint is the shipped model itself
             export_checkpoint(run_folder.kept_epoch(epoch), shipped_checkpoint(name, epoch))
     video = make_run_video(run_dir, gif=(name == "2d"))
-    videos = outputs_dir() / "videos"
-    videos.mkdir(parents=True, exist_ok=True)
     for kind in ("mp4", "gif"):
         if kind in video:
-            shutil.copyfile(video[kind], videos / f"latent_{name}.{kind}")
+            shipped_video(name, kind).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(video[kind], shipped_video(name, kind))
     report(f"{name}: video of {video['frames']} frames made in {video['seconds']:.1f} s")
 
 
