@@ -13,7 +13,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -148,7 +148,9 @@ def load_snapshot(path: Path) -> Snapshot:
 
 def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
     """Return a run's snapshots in step order, after checking that each is readable, fits the others and was taken
-    by a run of the same settings as the last one (files written before snapshots carried their settings pass)."""
+    by a run of the same settings as most of them (files written before snapshots carried their settings pass).
+    A snapshot that differs from most is named, whichever its step, so deleting what the error names keeps the run's
+    own snapshots."""
     run_folder = RunFolder(run_dir)
     paths = run_folder.snapshot_files()
     if not paths:
@@ -157,23 +159,44 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
             f"(python -m vae_lib train --snapshot-every {SNAPSHOT_EVERY})"
         )
     snapshots = [load_snapshot(path) for path in paths]
-    last = next((snapshot.run_settings for snapshot in reversed(snapshots) if snapshot.run_settings is not None), None)
-    for path, snapshot in zip(paths, snapshots):
-        if _shapes(snapshot) != _shapes(snapshots[-1]):
-            raise CheckpointError(
-                f"{path} does not fit the run's other snapshots (arrays {_shapes(snapshot)}, the last snapshot's "
-                f"{_shapes(snapshots[-1])}): it belongs to another run; delete it and make the video again"
-            )
-        if snapshot.run_settings not in (None, last):  # None: written before snapshots carried their settings
-            differences = ", ".join(
-                f"{name} {snapshot.run_settings.get(name)!r} (the last snapshot's: {last.get(name)!r})"
-                for name in sorted(set(snapshot.run_settings) | set(last))
-                if snapshot.run_settings.get(name) != last.get(name)
-            )
-            raise CheckpointError(
-                f"{path} was taken by another run ({differences}): delete it and make the video again"
-            )
+    shapes = _most_common([_shapes(snapshot) for snapshot in snapshots])
+    misfits = [path.name for path, snapshot in zip(paths, snapshots) if _shapes(snapshot) != shapes]
+    if misfits:
+        raise CheckpointError(
+            f"{_listed(misfits)} in {run_folder.snapshots} do not fit the run's other snapshots (arrays "
+            f"{_shapes(snapshots[[path.name for path in paths].index(misfits[0])])}, most snapshots' {shapes}): they "
+            "belong to another run; delete them and make the video again"
+        )
+    settings = _most_common([snapshot.run_settings for snapshot in snapshots if snapshot.run_settings is not None])
+    strangers = [
+        (path.name, snapshot.run_settings)
+        for path, snapshot in zip(paths, snapshots)
+        if snapshot.run_settings not in (None, settings)  # None: written before snapshots carried their settings
+    ]
+    if strangers:
+        first = strangers[0][1]
+        differences = ", ".join(
+            f"{name} {first.get(name)!r} (most snapshots': {settings.get(name)!r})"
+            for name in sorted(set(first) | set(settings))
+            if first.get(name) != settings.get(name)
+        )
+        raise CheckpointError(
+            f"{_listed([name for name, _ in strangers])} in {run_folder.snapshots} were taken by another run "
+            f"({differences}): delete them and make the video again"
+        )
     return snapshots
+
+
+def _most_common(values: list) -> Any:
+    """Return the value that occurs most often (the first of those when several do; None for no values)."""
+    keys = [json.dumps(value, sort_keys=True, default=str) for value in values]
+    return values[keys.index(max(keys, key=keys.count))] if values else None
+
+
+def _listed(names: list[str]) -> str:
+    """Return file names as an error lists them: all of them up to five, else the first five and how many more."""
+    shown = ", ".join(names[:5])
+    return shown if len(names) <= 5 else f"{shown} and {len(names) - 5} more"
 
 
 def _shapes(snapshot: Snapshot) -> dict[str, tuple[int, ...]]:
