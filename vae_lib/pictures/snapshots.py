@@ -11,6 +11,7 @@ import io
 import json
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,13 +160,14 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
             f"(python -m vae_lib train --snapshot-every {SNAPSHOT_EVERY})"
         )
     snapshots = [load_snapshot(path) for path in paths]
-    shapes = _most_common([_shapes(snapshot) for snapshot in snapshots])
-    misfits = [path.name for path, snapshot in zip(paths, snapshots) if _shapes(snapshot) != shapes]
+    every_shapes = [_shapes(snapshot) for snapshot in snapshots]
+    shapes = _most_common(every_shapes)
+    misfits = [(path.name, other) for path, other in zip(paths, every_shapes) if other != shapes]
     if misfits:
         raise CheckpointError(
-            f"{_listed(misfits)} in {run_folder.snapshots} do not fit the run's other snapshots (arrays "
-            f"{_shapes(snapshots[[path.name for path in paths].index(misfits[0])])}, most snapshots' {shapes}): they "
-            "belong to another run; delete them and make the video again"
+            f"{_listed([name for name, _ in misfits])} in {run_folder.snapshots} do not fit the run's other snapshots "
+            f"(arrays {misfits[0][1]}, most snapshots' {shapes}): they belong to another run; delete them and make "
+            "the video again"
         )
     settings = _most_common([snapshot.run_settings for snapshot in snapshots if snapshot.run_settings is not None])
     strangers = [
@@ -189,8 +191,10 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
 
 def _most_common(values: list) -> Any:
     """Return the value that occurs most often (the first of those when several do; None for no values)."""
+    if not values:
+        return None
     keys = [json.dumps(value, sort_keys=True, default=str) for value in values]
-    return values[keys.index(max(keys, key=keys.count))] if values else None
+    return values[keys.index(Counter(keys).most_common(1)[0][0])]  # ties: the first counted, the earliest value
 
 
 def _listed(names: list[str]) -> str:
