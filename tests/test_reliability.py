@@ -11,13 +11,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from vae_lib import CheckpointError, History, TrainConfig, Trainer, open_run, read_checkpoint
+from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.run_folder import RunFolder, RunLock
 from vae_lib.core.settings import REPO_ROOT
-from vae_lib.pictures.snapshots import SnapshotRecorder
+from vae_lib.core.train import TrainingInterrupted
+from vae_lib.pictures.snapshots import SnapshotRecorder, load_snapshots
 from vae_lib.tools.cli import main
 
 # A narrow model on a few hundred images: each epoch takes a moment, so the faults are what the tests spend time on.
@@ -172,6 +175,24 @@ def test_a_resume_writes_a_kept_epoch_an_earlier_version_lost(tmp_path, small_tr
     assert (tmp_path / "epoch_002.pt").read_bytes() == (tmp_path / "checkpoint.pt").read_bytes()
 
 
+def test_a_resume_names_a_damaged_kept_epoch_and_rewrites_the_current_one(tmp_path, small_train, small_test) -> None:
+    data = {"train_data": small_train.subset(128), "test_data": small_test, "device": "cpu", "progress": False}
+    _trainer(tmp_path, data["train_data"], small_test).fit(2)
+    for name in ("epoch_001.pt", "epoch_002.pt"):  # truncated, as by a full disk or a copy cut short
+        (tmp_path / name).write_bytes((tmp_path / name).read_bytes()[:1000])
+    damaged_first = (tmp_path / "epoch_001.pt").read_bytes()
+    changes = []
+    open_run(TINY, tmp_path, report=changes.append, **data)
+    assert len(changes) == 2
+    assert changes[0].startswith(
+        f"warning: kept epoch epoch_001.pt cannot be read and is left as it is: {tmp_path / 'epoch_001.pt'} is not "
+        "a vae_lib checkpoint"
+    )
+    assert changes[1].startswith(f"rewrote {tmp_path / 'epoch_002.pt'} from the checkpoint: it could not be read (")
+    assert (tmp_path / "epoch_002.pt").read_bytes() == (tmp_path / "checkpoint.pt").read_bytes()
+    assert (tmp_path / "epoch_001.pt").read_bytes() == damaged_first  # left for the user to decide
+
+
 def test_resuming_with_other_settings_refuses_each_by_name_and_applies_the_resumable_ones(
     tmp_path: Path, capsys
 ) -> None:
@@ -294,3 +315,62 @@ def test_resuming_a_kept_epoch_in_its_own_folder_refuses_to_rewind_the_later_che
         run_folder.kept_epoch(1), run_dir=tmp_path / "from_epoch_1", train_data=small_train, test_data=small_test
     )
     assert elsewhere.epoch == 1
+
+
+class _StopAtEpochEnd(TrainingHook):
+    """Presses Ctrl-C in the end-of-epoch hooks of the given epoch, as a notebook's stop button may."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        if trainer.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_an_epoch_end_hook_keeps_the_finished_epoch_and_its_snapshot_is_taken_on_resume(
+    tmp_path, small_train, small_test
+) -> None:
+    def recorder(run_dir: Path) -> SnapshotRecorder:
+        return SnapshotRecorder(run_dir, small_test, every=3, scatter_images=32, grid_size=4)
+
+    straight = Trainer(
+        TINY,
+        train_data=small_train,
+        test_data=small_test,
+        run_dir=tmp_path / "straight",
+        hooks=[recorder(tmp_path / "straight")],
+        progress=False,
+    )
+    straight.fit(2)
+    stopped = tmp_path / "stopped"
+    trainer = Trainer(
+        TINY,
+        train_data=small_train,
+        test_data=small_test,
+        run_dir=stopped,
+        hooks=[_StopAtEpochEnd(1), recorder(stopped)],
+        progress=False,
+    )
+    with pytest.raises(
+        TrainingInterrupted, match=f"back at the end of epoch 1, saved in {RunFolder(stopped).checkpoint}"
+    ):
+        trainer.fit(2)
+    assert trainer.epoch == 1 and read_checkpoint(stopped)["epoch"] == 1
+    end_of_epoch_1 = RunFolder(stopped).snapshot(trainer.steps_per_epoch)
+    assert not end_of_epoch_1.exists()  # the stop came before the recorder's turn
+    resumed = Trainer.resume(
+        RunFolder(stopped).checkpoint,
+        train_data=small_train,
+        test_data=small_test,
+        hooks=[recorder(stopped)],
+        progress=False,
+    )
+    resumed.fit(1)
+    _assert_same_state(read_checkpoint(tmp_path / "straight"), read_checkpoint(stopped))
+    ours, theirs = load_snapshots(stopped), load_snapshots(tmp_path / "straight")
+    assert [snapshot.step for snapshot in ours] == [snapshot.step for snapshot in theirs]
+    assert trainer.steps_per_epoch in [snapshot.step for snapshot in ours]
+    for a, b in zip(ours, theirs):
+        assert np.array_equal(a.latent_means, b.latent_means) and np.array_equal(a.grid, b.grid)
+        assert np.array_equal(list(a.losses.values()), list(b.losses.values()), equal_nan=True)

@@ -321,3 +321,42 @@ def test_the_video_plays_at_the_frame_rate_asked_for_and_the_gif_has_the_width_a
     for width in (640, 320):
         with Image.open(mp4_to_gif(video, tmp_path / f"six_{width}.gif", width=width)) as gif:
             assert gif.size == (width, width * FRAME_SIZE[1] // FRAME_SIZE[0])
+
+
+def test_a_new_run_refuses_a_folder_holding_another_runs_snapshots_and_deletes_none(
+    tmp_path, small_train, small_test
+) -> None:
+    _run(tmp_path, small_train, small_test, epochs=1, seed=5)
+    make_run_video(tmp_path, fps=4)
+    RunFolder(tmp_path).checkpoint.unlink()  # only the snapshots and the video are left of that run
+    theirs = {path: path.read_bytes() for path in sorted(tmp_path.rglob("*")) if path.is_file()}
+    with pytest.raises(
+        CheckpointError,
+        match=r"^step_0000000.npz, step_0000003.npz, step_0000006.npz, step_0000008.npz in .* were taken by another "
+        r"run \(seed 5 \(this run's: 0\)\), which this one would delete: move them out or train in another folder",
+    ):
+        _run(tmp_path, small_train, small_test, epochs=1)
+    assert {path: path.read_bytes() for path in sorted(tmp_path.rglob("*")) if path.is_file()} == theirs
+    _run(tmp_path, small_train, small_test, epochs=1, seed=5)  # the same run's leftovers are replaced as before
+    assert [snapshot.step for snapshot in load_snapshots(tmp_path)] == [0, 3, 6, 8]
+
+
+def test_copies_of_a_runs_files_are_not_taken_for_its_own(tmp_path, small_train, small_test) -> None:
+    _run(tmp_path, small_train, small_test, epochs=1)
+    snapshots = tmp_path / "snapshots"
+    for copy in ("step_0000003 (copy).npz", "step_x.npz", "step_.npz"):
+        (snapshots / copy).write_bytes((snapshots / "step_0000003.npz").read_bytes())
+    for name in ("epoch_001.pt", "epoch_001 (copy).pt", "epoch_999.pt", "epoch_1000.pt", "epoch_².pt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [path.name for path in RunFolder(tmp_path).kept_epochs()] == [
+        "epoch_001.pt",
+        "epoch_999.pt",
+        "epoch_1000.pt",
+    ]
+    assert [snapshot.step for snapshot in load_snapshots(tmp_path)] == [0, 3, 6, 8]
+    for name in ("epoch_001.pt", "epoch_999.pt", "epoch_1000.pt"):
+        (tmp_path / name).unlink()
+    recorder = SnapshotRecorder(tmp_path, small_test, every=3, scatter_images=200, grid_size=6)
+    Trainer.resume(tmp_path / "checkpoint.pt", train_data=small_train, test_data=small_test, hooks=[recorder]).fit(1)
+    assert [snapshot.step for snapshot in load_snapshots(tmp_path)] == [0, 3, 6, 8, 9, 12, 15, 16]
+    assert (snapshots / "step_0000003 (copy).npz").exists()  # not the run's: left where it is

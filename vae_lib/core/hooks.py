@@ -21,7 +21,7 @@ class TrainingHook:
         """Called after every optimisation step; trainer.step is the number of steps done."""
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        """Called after an epoch's test evaluation, before its checkpoint is written."""
+        """Called after an epoch's test evaluation and once its checkpoint is written (trainer.epoch is done)."""
 
 
 class EpochReporter(TrainingHook):

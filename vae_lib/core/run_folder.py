@@ -24,6 +24,7 @@ _held_here: set[Path] = set()
 
 
 KEPT_EPOCH_PREFIX = "epoch_"
+SNAPSHOT_PREFIX = "step_"
 
 
 def kept_epoch_stem(epoch: int) -> str:
@@ -31,9 +32,12 @@ def kept_epoch_stem(epoch: int) -> str:
     return f"{KEPT_EPOCH_PREFIX}{epoch:03d}"
 
 
-def epoch_of_kept(path: Path) -> int:
-    """Return the epoch a kept checkpoint's file name says (the inverse of kept_epoch_stem, after any prefix)."""
-    return int(path.stem.rsplit(KEPT_EPOCH_PREFIX, 1)[1])
+def _numbered(paths: list[Path], prefix: str) -> list[Path]:
+    """Return the files named `prefix` and a number (epoch_001.pt, step_0000200.npz), in the number's order; others
+    (a copy 'epoch_001 (copy).pt', 'step_x.npz') are none of the run's."""
+    numbers = {path: path.stem.removeprefix(prefix) for path in paths if path.stem.startswith(prefix)}
+    numbered = [path for path, number in numbers.items() if number.isascii() and number.isdigit()]
+    return sorted(numbered, key=lambda path: int(numbers[path]))
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,15 @@ class RunFolder:
 
     def snapshot(self, step: int) -> Path:
         """Return the file of the snapshot taken after `step` steps."""
-        return self.snapshots / f"step_{step:07d}.npz"
+        return self.snapshots / f"{SNAPSHOT_PREFIX}{step:07d}.npz"
 
     def snapshot_step(self, path: Path) -> int:
         """Return the step a snapshot file was taken at (the inverse of snapshot())."""
-        return int(path.stem.removeprefix("step_"))
+        return int(path.stem.removeprefix(SNAPSHOT_PREFIX))
 
     def snapshot_files(self) -> list[Path]:
-        """Return the run's snapshot files in step order."""
-        return sorted(self.snapshots.glob("step_*.npz"))
+        """Return the run's snapshot files in step order (step_ and a number: a copy of one is not the run's)."""
+        return _numbered(list(self.snapshots.glob(f"{SNAPSHOT_PREFIX}*.npz")), SNAPSHOT_PREFIX)
 
     @property
     def video(self) -> Path:
@@ -87,8 +91,9 @@ class RunFolder:
         return self.path / "run.lock"
 
     def kept_epochs(self) -> list[Path]:
-        """Return the checkpoints kept for single epochs (TrainConfig.keep_epochs), in epoch order."""
-        return sorted(self.path.glob(f"{KEPT_EPOCH_PREFIX}[0-9]*.pt"))
+        """Return the checkpoints kept for single epochs (TrainConfig.keep_epochs), in epoch order (epoch_ and a
+        number: a copy of one is not the run's)."""
+        return _numbered(list(self.path.glob(f"{KEPT_EPOCH_PREFIX}*.pt")), KEPT_EPOCH_PREFIX)
 
     def saved_run_files(self) -> list[Path]:
         """Return the files that hold a saved run's state (its checkpoint and kept epochs): a new run must not

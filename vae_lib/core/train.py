@@ -221,7 +221,7 @@ class Trainer:
         return self.history
 
     def _train_epoch(self, bar: tqdm) -> None:
-        """Run one epoch of train_step over shuffled full batches, then evaluate, call hooks and save."""
+        """Run one epoch of train_step over shuffled full batches, then evaluate, save and call the hooks."""
         config, started = self.config, time.perf_counter()
         autocast = autocast_dtype(config.precision, self.device)  # None: fp32 (read each epoch: resumes change it)
         self.model.train()
@@ -258,13 +258,13 @@ class Trainer:
         lr = config.learning_rate_at(self.step - 1, self.steps_per_epoch)
         record = EpochRecord.of(self.epoch, self.step, self.train_seconds, lr, test, len(test_set))
         self.history.epochs.append(record)
-        for hook in self.hooks:
-            hook.on_epoch_end(self)
         with record_function(PROFILE_SCOPES["save"]):
             state = self.state_dict()
             if self.run_folder is not None:
                 save_epoch(state, self.run_folder, keep=self.epoch in config.keep_epochs)
         self._last_complete_state = state  # only once saved: Ctrl-C during a save rolls back to what is on disk
+        for hook in self.hooks:  # after the save: Ctrl-C in a hook (a plot, a snapshot) keeps the finished epoch
+            hook.on_epoch_end(self)
 
     def _record_steps(self, epoch_started: float) -> None:
         """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
@@ -338,13 +338,36 @@ def open_run(
         trainer = Trainer.resume(run_folder.checkpoint, run_dir=run_dir, **options)
         trainer.config = continued
         changes = describe_changes(saved, continued, trainer.step, trainer.steps_per_epoch)
-        if trainer.epoch in continued.keep_epochs and not run_folder.kept_epoch(trainer.epoch).exists():
-            with replaced_atomically(run_folder.kept_epoch(trainer.epoch)) as temporary:
-                temporary.write_bytes(run_folder.checkpoint.read_bytes())
-            changes.append(f"wrote the missing {run_folder.kept_epoch(trainer.epoch)} from the checkpoint")
+        changes += restore_kept_epochs(run_folder, trainer.epoch, continued.keep_epochs)
     for change in changes if report else ():
         report(change)
     return trainer
+
+
+def restore_kept_epochs(run_folder: RunFolder, epoch: int, keep_epochs: tuple[int, ...]) -> list[str]:
+    """Check the kept epochs of a run resumed at `epoch`: write the current epoch's from the checkpoint if it is to be
+    kept and is missing (an earlier version did not keep it) or cannot be read, and name every other kept epoch that
+    cannot be read, which only retraining writes again. Return a line for each."""
+    lines, current = [], run_folder.kept_epoch(epoch)
+    for kept in run_folder.kept_epochs():
+        try:
+            read_checkpoint(kept)
+        except CheckpointError as error:
+            if kept == current and epoch in keep_epochs:
+                _copy_checkpoint(run_folder, current)
+                lines.append(f"rewrote {current} from the checkpoint: it could not be read ({error})")
+            else:
+                lines.append(f"warning: kept epoch {kept.name} cannot be read and is left as it is: {error}")
+    if epoch in keep_epochs and not current.exists():
+        _copy_checkpoint(run_folder, current)
+        lines.append(f"wrote the missing {current} from the checkpoint")
+    return lines
+
+
+def _copy_checkpoint(run_folder: RunFolder, target: Path) -> None:
+    """Write a copy of the run's checkpoint to target, atomically."""
+    with replaced_atomically(target) as temporary:
+        temporary.write_bytes(run_folder.checkpoint.read_bytes())
 
 
 def check_model_fits(model: nn.Module, config: TrainConfig) -> None:

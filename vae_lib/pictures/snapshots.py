@@ -176,17 +176,31 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
         if snapshot.run_settings not in (None, settings)  # None: written before snapshots carried their settings
     ]
     if strangers:
-        first = strangers[0][1]
-        differences = ", ".join(
-            f"{name} {first.get(name)!r} (most snapshots': {settings.get(name)!r})"
-            for name in sorted(set(first) | set(settings))
-            if first.get(name) != settings.get(name)
-        )
+        differences = _differences(strangers[0][1], settings, "most snapshots'")
         raise CheckpointError(
             f"{_listed([name for name, _ in strangers])} in {run_folder.snapshots} were taken by another run "
             f"({differences}): delete them and make the video again"
         )
     return snapshots
+
+
+def _differences(theirs: dict[str, object], ours: dict[str, object], whose: str) -> str:
+    """Return the settings in which two runs differ, in words: 'seed 5 (most snapshots': 0)'."""
+    return ", ".join(
+        f"{name} {theirs.get(name)!r} ({whose}: {ours.get(name)!r})"
+        for name in sorted(set(theirs) | set(ours))
+        if theirs.get(name) != ours.get(name)
+    )
+
+
+def _stored_settings(path: Path) -> dict[str, object] | None:
+    """Return the run settings a snapshot file carries, without reading its arrays; None if it carries none or cannot
+    be read (load_snapshots names an unreadable file when a video is made)."""
+    try:
+        with np.load(path) as stored:
+            return json.loads(str(stored["run_settings"])) if "run_settings" in stored.files else None
+    except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error):
+        return None
 
 
 def _most_common(values: list) -> Any:
@@ -214,8 +228,9 @@ class SnapshotRecorder(TrainingHook):
 
     The same fixed test images are used in every snapshot (the first `scatter_images` of the test
     set), so frames of a video are comparable. On fit start, snapshots newer than the trainer's step
-    (left by an interrupted run) are removed, so a resumed run continues the sequence cleanly. A model conditioned
-    on labels has its grid decoded as class `grid_class`.
+    (left by an interrupted run) are removed, so a resumed run continues the sequence cleanly, and the snapshot of
+    the epoch it resumes from is taken if a stop during that epoch's end skipped it; another run's snapshots (other
+    settings) are refused, not removed. A model conditioned on labels has its grid decoded as class `grid_class`.
     """
 
     def __init__(
@@ -261,11 +276,31 @@ class SnapshotRecorder(TrainingHook):
                 "does not have: record snapshots of a model with 2 or more latent dimensions, or train this one "
                 "without them"
             )
-        for path in self.run_folder.snapshot_files():
-            if self.run_folder.snapshot_step(path) > trainer.step:
-                path.unlink()
-        if trainer.step == 0:
-            self.record(trainer)  # the untrained model: the first frame of every video
+        # A new run replaces every snapshot; a resumed one those after its step, left by a run stopped mid-epoch.
+        replaced = [
+            path
+            for path in self.run_folder.snapshot_files()
+            if trainer.step == 0 or self.run_folder.snapshot_step(path) > trainer.step
+        ]
+        self._refuse_another_runs(replaced, trainer)
+        for path in replaced:
+            path.unlink()
+        if not self.run_folder.snapshot(trainer.step).exists():
+            self.record(trainer)  # step 0: the first frame of every video; else an epoch end interrupted before it
+
+    def _refuse_another_runs(self, snapshots: list[Path], trainer: Trainer) -> None:
+        """Raise a CheckpointError, before any is removed, if snapshots this run would replace were taken by a run of
+        other settings (a folder holding another run's snapshots but no checkpoint to resume)."""
+        ours = run_settings(trainer.config)
+        strangers = [
+            (path.name, theirs) for path in snapshots if (theirs := _stored_settings(path)) not in (None, ours)
+        ]
+        if strangers:
+            differences = _differences(strangers[0][1], ours, "this run's")
+            raise CheckpointError(
+                f"{_listed([name for name, _ in strangers])} in {self.run_folder.snapshots} were taken by another run "
+                f"({differences}), which this one would delete: move them out or train in another folder"
+            )
 
     def on_step_end(self, trainer: Trainer) -> None:
         if trainer.step % self.every == 0 and trainer.step % trainer.steps_per_epoch != 0:
