@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from vae_lib import CheckpointError, encode_means, evaluate, load_model, read_checkpoint
-from vae_lib.core.checkpoint import CHECKSUM_KEY, TRAINING_ONLY_KEYS, config_of, content_digest, history_of
+from vae_lib.core.checkpoint import (
+    CHECKSUM_KEY,
+    TRAINING_ONLY_KEYS,
+    config_of,
+    content_digest,
+    history_of,
+    shipped_file_advice,
+)
 from vae_lib.core.config import RECIPES
 from vae_lib.core.data import binarised
 from vae_lib.core.likelihood import bound_summary, importance_log_weights, per_image_bounds
@@ -51,6 +58,63 @@ def test_the_last_kept_epoch_is_the_shipped_model_itself(name: str) -> None:
     last = RECIPES[name].epochs
     assert shipped_checkpoint(name, last) == shipped_checkpoint(name)
     assert read_checkpoint(shipped_checkpoint(name, RECIPES[name].keep_epochs[0]))["epoch"] == 1
+
+
+def _outputs_linking(tmp_path: Path, monkeypatch, names: list[str]) -> Path:
+    """Point VAE_OUTPUTS_DIR at tmp_path, whose checkpoints/ links to the named shipped files; return that folder."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in names:
+        (folder / name).symlink_to(outputs_dir() / "checkpoints" / name)
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path))
+    return folder
+
+
+def test_a_missing_kept_epoch_is_refused_with_how_to_restore_it_not_left_out(tmp_path: Path, monkeypatch) -> None:
+    _outputs_linking(tmp_path, monkeypatch, ["vae_2d.pt", "vae_2d_epoch_001.pt", "vae_8d.pt"])  # epoch 20 deleted
+    assert shipped_epochs("2d") == [1, 20, 40]  # what ships, not what is left
+    with pytest.raises(FileNotFoundError, match=r"vae_2d_epoch_020.pt is missing: it is one of the files shipped "):
+        shipped_checkpoint("2d", 20)
+    with pytest.raises(FileNotFoundError, match=r"restore it \(copy vae_2d_epoch_020.pt again from the repository"):
+        shipped_checkpoint("2d", 20)
+    with pytest.raises(FileNotFoundError, match=r", or retrain it \(python -m vae_lib reproduce 2d\)$"):
+        shipped_checkpoint("2d", 20)
+    from vae_lib.tools.cli import main
+
+    assert main(["reproduce", "--report-only", "2d"]) == 2  # not a figure without epoch 20's row
+    assert not (tmp_path / "figures" / "reconstructions_2d.png").exists()
+
+
+def test_a_missing_or_truncated_shipped_model_is_met_with_how_to_restore_it(tmp_path: Path, monkeypatch) -> None:
+    shipped = outputs_dir() / "checkpoints" / "vae_2d.pt"
+    folder = _outputs_linking(tmp_path, monkeypatch, ["vae_8d.pt"])
+    with pytest.raises(FileNotFoundError, match=r"vae_2d.pt is missing: .* restore it .*reproduce 2d"):
+        shipped_checkpoint("2d")
+    with pytest.raises(FileNotFoundError, match=r"cvae_2d.pt is missing: .* restore it \(copy cvae_2d.pt again[^,]*$"):
+        shipped_checkpoint("cvae-2d")  # no recipe of `reproduce`: restored, not retrained
+    (folder / "vae_2d.pt").write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"not the zip archive .*; it is one of the files shipped with the re"):
+        load_model(shipped_checkpoint("2d"))
+
+
+def test_a_shipped_file_s_advice_names_the_git_command_that_restores_it(tmp_path: Path) -> None:
+    assert shipped_file_advice(outputs_dir() / "checkpoints" / "vae_2d.pt") == (
+        "it is one of the files shipped with the repository: restore it (git checkout -- outputs/checkpoints/vae_2d.pt)"
+    )
+    assert shipped_file_advice(tmp_path / "vae_2d.pt") is None  # anywhere else: a run's file, the usual advice
+
+
+def test_a_leftover_kept_copy_of_the_last_epoch_does_not_stand_in_for_the_model(tmp_path: Path, monkeypatch) -> None:
+    folder = _outputs_linking(tmp_path, monkeypatch, ["vae_2d.pt", "vae_2d_epoch_001.pt", "vae_2d_epoch_020.pt"])
+    (folder / "vae_2d_epoch_040.pt").symlink_to(folder / "vae_2d_epoch_020.pt")  # left from when it shipped twice
+    assert shipped_checkpoint("2d", 40) == folder / "vae_2d.pt"
+
+
+def test_shipped_names_and_epochs_that_do_not_exist_are_refused_with_the_ones_that_do() -> None:
+    with pytest.raises(ValueError, match=r"ships checkpoints of epochs 1, 20, 40, not of epoch 5: choose one"):
+        shipped_checkpoint("2d", 5)
+    with pytest.raises(ValueError, match=r"no shipped model is called '3d': choose from 2d, 8d, bernoulli, cvae-2d"):
+        shipped_checkpoint("3d")
 
 
 def test_no_shipped_file_is_a_copy_of_another() -> None:

@@ -19,6 +19,7 @@ from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomica
 from vae_lib.core.history import History
 from vae_lib.core.model import VAE
 from vae_lib.core.run_folder import RunFolder
+from vae_lib.core.settings import REPO_ROOT, shipped_dir
 
 CHECKPOINT_KIND = "vae_lib.checkpoint"
 REQUIRED_KEYS = ("kind", "config", "model", "epoch", "step", "history")
@@ -102,39 +103,58 @@ def _content_chunks(value: object) -> Iterator[bytes]:
 
 def read_checkpoint(path: str | Path) -> dict:
     """Return a checkpoint's dict after checking that the file is one of ours, intact, with finite weights; `path`
-    may also be a run folder, for its checkpoint.pt."""
+    may also be a run folder, for its checkpoint.pt. A shipped model's file that fails is met with how to restore it."""
     path = Path(path)
     if path.is_dir() and (in_folder := RunFolder(path).checkpoint).is_file():  # a run folder: its latest checkpoint
         path = in_folder
     if not path.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {path}: train a model first (python -m vae_lib train ...) or check the path"
-        )
+        advice = _advice(path, "train a model first (python -m vae_lib train ...) or check the path")
+        raise CheckpointError(f"no checkpoint at {path}: {advice}")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): delete it and retrain, or use another checkpoint")
+        advice = _advice(path, "delete it and retrain, or use another checkpoint")
+        raise CheckpointError(f"{path} is empty (0 bytes): {advice}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, whose directory sits at the file's end
         raise CheckpointError(
             f"{path} is not a vae_lib checkpoint: it is not the zip archive torch.save writes (truncated, or another "
-            "kind of file); use a checkpoint.pt written by vae_lib"
+            f"kind of file); {_advice(path, 'use a checkpoint.pt written by vae_lib')}"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(
             f"{path} is not a vae_lib checkpoint (torch.load could not read it: {failure_reason(error)}); "
-            "it may be truncated or another kind of file: use a checkpoint.pt written by vae_lib"
+            f"it may be truncated or another kind of file: {_advice(path, 'use a checkpoint.pt written by vae_lib')}"
         ) from error
     if not isinstance(state, dict) or state.get("kind") != CHECKPOINT_KIND:
         raise CheckpointError(
-            f"{path} is a torch file but not a vae_lib checkpoint: use a checkpoint.pt written by vae_lib"
+            f"{path} is a torch file but not a vae_lib checkpoint: "
+            f"{_advice(path, 'use a checkpoint.pt written by vae_lib')}"
         )
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise CheckpointError(
-            f"{path} is an incomplete vae_lib checkpoint (missing {missing}); retrain or use another file"
+            f"{path} is an incomplete vae_lib checkpoint (missing {missing}); "
+            f"{_advice(path, 'retrain or use another file')}"
         )
     check_intact(state, path)
     return state
+
+
+def shipped_file_advice(path: Path) -> str | None:
+    """Return how to get back a file of the models shipped with the repository (in settings.shipped_dir()) that is
+    missing or damaged, or None if `path` is not one of them."""
+    if path.resolve().parent != shipped_dir().resolve():
+        return None
+    try:
+        restore = f"git checkout -- {path.resolve().relative_to(REPO_ROOT)}"
+    except ValueError:  # VAE_OUTPUTS_DIR points outside the repository
+        restore = f"copy {path.name} again from the repository's outputs/checkpoints/"
+    return f"it is one of the files shipped with the repository: restore it ({restore})"
+
+
+def _advice(path: Path, otherwise: str) -> str:
+    """Return what to do about a checkpoint that cannot be used: restore it if it was shipped, else `otherwise`."""
+    return shipped_file_advice(path) or otherwise
 
 
 def check_intact(state: dict, path: Path) -> None:
@@ -152,7 +172,8 @@ def check_intact(state: dict, path: Path) -> None:
     if stored is not None and stored != content_digest(state):
         raise CheckpointError(
             f"{path} is corrupt: its contents no longer match the checksum written with them "
-            "(the file changed on disk); use another checkpoint, e.g. a kept epoch_NNN.pt, or retrain"
+            "(the file changed on disk); "
+            f"{_advice(path, 'use another checkpoint, e.g. a kept epoch_NNN.pt, or retrain')}"
         )
     weights = [state[key] for key in ("model", TRAINED_WEIGHTS_KEY) if isinstance(state.get(key), dict)]
     broken = [
@@ -163,7 +184,8 @@ def check_intact(state: dict, path: Path) -> None:
     ]
     if broken:
         raise CheckpointError(
-            f"{path} holds NaN or infinite weights ({', '.join(broken)}): the file is corrupt, use another checkpoint"
+            f"{path} holds NaN or infinite weights ({', '.join(broken)}): the file is corrupt; "
+            f"{_advice(path, 'use another checkpoint')}"
         )
 
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from vae_lib.core.checkpoint import history_of, read_checkpoint
+from vae_lib.core.checkpoint import history_of, read_checkpoint, shipped_file_advice
+from vae_lib.core.config import RECIPES, SHIPPED_RECIPES
 from vae_lib.core.history import History
 from vae_lib.core.likelihood import SavedBounds, read_saved_bounds
-from vae_lib.core.run_folder import KEPT_EPOCH_PREFIX, epoch_of_kept, kept_epoch_stem
+from vae_lib.core.run_folder import kept_epoch_stem
 from vae_lib.core.settings import outputs_dir, shipped_dir
 
 SHIPPED_MODELS = {"2d": "vae_2d.pt", "8d": "vae_8d.pt", "bernoulli": "vae_bernoulli.pt", "cvae-2d": "cvae_2d.pt"}
@@ -58,16 +59,39 @@ PUBLISHED_NLL = (
 )
 
 
+def shipped_path(name: str, epoch: int | None = None) -> Path:
+    """Return where a shipped model's checkpoint is stored, or with `epoch` the one kept at that epoch (not its last,
+    which is the model itself), whether or not the file is there: `reproduce` writes them here."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"no shipped model is called {name!r}: choose from {', '.join(SHIPPED_MODELS)}")
+    final = shipped_dir() / SHIPPED_MODELS[name]
+    return final if epoch is None else final.with_name(f"{final.stem}_{kept_epoch_stem(epoch)}.pt")
+
+
 def shipped_checkpoint(name: str, epoch: int | None = None) -> Path:
-    """Return the path of a shipped model ('2d' or '8d'), or of its checkpoint kept at `epoch`.
+    """Return the path of a shipped model ('2d', '8d', 'bernoulli', 'cvae-2d'), or of its checkpoint kept at `epoch`
+    (one of shipped_epochs(name)); a missing file is refused with how to restore it.
 
     The last epoch's checkpoint is the shipped model itself: it is not shipped twice.
     """
-    final = shipped_dir() / SHIPPED_MODELS[name]
+    final = _existing(shipped_path(name), name)
     if epoch is None:
         return final
-    kept = final.with_name(f"{final.stem}_{kept_epoch_stem(epoch)}.pt")
-    return final if not kept.exists() and final.exists() and epoch == read_checkpoint(final)["epoch"] else kept
+    epochs = shipped_epochs(name)
+    if epoch not in epochs:
+        raise ValueError(
+            f"the {name} model ships checkpoints of epochs {', '.join(map(str, epochs))}, not of epoch {epoch!r}: "
+            "choose one of those"
+        )
+    return final if epoch == epochs[-1] else _existing(shipped_path(name, epoch), name)
+
+
+def _existing(path: Path, name: str) -> Path:
+    """Return a shipped file's path, or raise a FileNotFoundError saying how to restore it if it is missing."""
+    if path.is_file():
+        return path
+    retrain = f", or retrain it (python -m vae_lib reproduce {name})" if name in SHIPPED_RECIPES else ""
+    raise FileNotFoundError(f"{path} is missing: {shipped_file_advice(path)}{retrain}")
 
 
 def shipped_video(name: str, kind: str = "mp4") -> Path:
@@ -81,11 +105,12 @@ def shipped_history(name: str) -> History:
 
 
 def shipped_epochs(name: str) -> list[int]:
-    """Return the epochs at which a shipped model's checkpoints were kept, its last epoch (the model itself)
-    included."""
-    final = shipped_checkpoint(name)
-    kept = {epoch_of_kept(path) for path in final.parent.glob(f"{final.stem}_{KEPT_EPOCH_PREFIX}*.pt")}
-    return sorted(kept | {read_checkpoint(final)["epoch"]})
+    """Return the epochs whose checkpoints ship for a model: those its recipe keeps, for the models `reproduce`
+    makes (SHIPPED_RECIPES), and always its last epoch (the model itself). Each is a file of the repository, so
+    one that is missing is refused by shipped_checkpoint, not left out."""
+    last = read_checkpoint(shipped_checkpoint(name))["epoch"]
+    kept = RECIPES[name].keep_epochs if name in SHIPPED_RECIPES else ()
+    return sorted({*(epoch for epoch in kept if epoch < last), last})
 
 
 def shipped_bounds(name: str) -> SavedBounds:

@@ -22,6 +22,7 @@ from vae_lib.course.shipped import (
     shipped_checkpoint,
     shipped_epochs,
     shipped_history,
+    shipped_path,
     shipped_video,
 )
 from vae_lib.pictures.snapshots import SNAPSHOT_EVERY, SnapshotRecorder
@@ -44,10 +45,9 @@ def ship(name: str, run_dir: Path, report: Report) -> None:
     from vae_lib.pictures.video import make_run_video
 
     run_folder = RunFolder(run_dir)
-    export_checkpoint(run_folder.checkpoint, shipped_checkpoint(name))
-    for epoch in RECIPES[name].keep_epochs:
-        if epoch != RECIPES[name].epochs:  # the last epoch's checkpoint is the shipped model itself
-            export_checkpoint(run_folder.kept_epoch(epoch), shipped_checkpoint(name, epoch))
+    export_checkpoint(run_folder.checkpoint, shipped_path(name))
+    for epoch in shipped_epochs(name)[:-1]:  # the last epoch's checkpoint is the shipped model itself
+        export_checkpoint(run_folder.kept_epoch(epoch), shipped_path(name, epoch))
     video = make_run_video(run_dir, gif=(name == "2d"))
     for kind in ("mp4", "gif"):
         if kind in video:
@@ -102,7 +102,7 @@ def write_figures(names: list[str]) -> list[Path]:
         )
         written.append(folder / f"reconstructions_{name}.png")
         figure.savefig(written[-1], dpi=90)
-    shown = [name for name in SHIPPED_RECIPES if shipped_checkpoint(name).exists()]
+    shown = [name for name in SHIPPED_RECIPES if shipped_path(name).exists()]
     histories = {name: shipped_history(name) for name in shown}
     figure = viz.plot_time_to_quality(histories, {name: QUALITY_TARGETS[name] for name in shown})
     written.append(folder / "time_to_quality.png")
