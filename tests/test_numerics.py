@@ -70,6 +70,23 @@ def test_the_cpu_description_names_the_model_numbers_and_native_bf16(tmp_path: P
     assert cpu_description(tmp_path / "missing") == "unknown CPU (no /proc/cpuinfo)"
 
 
+def test_hypervisor_steal_is_the_stolen_share_of_all_cpu_time_over_the_block(tmp_path: Path) -> None:
+    from vae_lib.tools.benchmark import HypervisorSteal
+
+    stat = tmp_path / "stat"
+    #                  user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  1000 10 200 5000 40 0 20 100 30 0\ncpu0 500 5 100 2500 20 0 10 50 15 0\n")
+    with HypervisorSteal(stat) as steal:
+        stat.write_text("cpu  1300 10 250 5200 40 0 30 500 90 0\n")  # +300 +50 +200 +10 +400 = 960 ticks
+    assert steal.share == pytest.approx(400 / 960) and steal.described() == "; hypervisor steal 42%"
+    with HypervisorSteal(tmp_path / "missing") as unknown:
+        pass
+    assert unknown.share is None and unknown.described() == ""
+    with HypervisorSteal(stat) as still:  # no tick went by: no share to give
+        pass
+    assert still.share is None
+
+
 def test_on_cuda_auto_asks_the_gpu_whether_it_has_bf16(monkeypatch) -> None:
     for supported, expected in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)

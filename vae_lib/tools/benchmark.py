@@ -82,6 +82,41 @@ def cpu_description(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return f"{name}{numbers}, native bf16: {'yes (' + ', '.join(native) + ')' if native else 'no'}"
 
 
+class HypervisorSteal:
+    """Measures over a `with` block the share of this virtual machine's CPU time that its hypervisor gave to other
+    machines ("steal", the eighth figure of /proc/stat's cpu line). A timing taken at high steal is slower for
+    reasons outside the code (one round of compare_with_reference at 40-50 % steal took 1.9x another), so the
+    benchmarks print it beside their timings. `share` stays None where /proc/stat is missing (not Linux)."""
+
+    def __init__(self, stat: Path = Path("/proc/stat")) -> None:
+        self.stat, self.share = stat, None
+        self._start: tuple[int, int] | None = None
+
+    def __enter__(self) -> HypervisorSteal:
+        self._start = _stolen_and_total(self.stat)
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        end = _stolen_and_total(self.stat)
+        if self._start is not None and end is not None and end[1] > self._start[1]:
+            self.share = (end[0] - self._start[0]) / (end[1] - self._start[1])
+
+    def described(self) -> str:
+        """Return the share in words to follow a timing ('; hypervisor steal 3 %'), or nothing if unknown."""
+        return "" if self.share is None else f"; hypervisor steal {self.share:.0%}"
+
+
+def _stolen_and_total(stat: Path) -> tuple[int, int] | None:
+    """Return the (stolen, total) CPU time of all CPUs so far, in clock ticks, from /proc/stat; None if unreadable.
+    The total is user + nice + system + idle + iowait + irq + softirq + steal (guest time is inside user)."""
+    try:
+        fields = stat.read_text().splitlines()[0].split()
+        ticks = [int(value) for value in fields[1:9]]
+    except (OSError, IndexError, ValueError):
+        return None
+    return (ticks[7], sum(ticks)) if fields[0] == "cpu" and len(ticks) == 8 else None
+
+
 def matmul_gflops(repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
     """Return the best GFLOP/s of a 4096 x 4096 matmul in `dtype` over `repeats` runs on the CPU."""
     a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE).to(dtype) for _ in range(2))
@@ -354,7 +389,8 @@ def run_benchmark(
     short_run = TrainConfig(train_subset=steps * config.batch_size)
     data = {"train_data": train_data, "test_data": test_data, "device": device, "progress": False}
     Trainer(TrainConfig(train_subset=50 * config.batch_size), **data).fit(1)  # warm up
-    timings = time_short_runs(short_run, data, video_frames)
+    with HypervisorSteal() as steal:
+        timings = time_short_runs(short_run, data, video_frames)
     trainer = timings.pop("trainer")
     started = time.perf_counter()
     evaluate(trainer.model, test_data)
@@ -378,6 +414,7 @@ def run_benchmark(
     figures |= {"drawing_pad_median_ms": median, "drawing_pad_p95_ms": p95, "drawing_pad_updates": explorer_updates}
     context = (
         f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps"
+        f"{steal.described()} while they ran"
     )
     report_speed(figures, chosen, context, video_frames, report)
     return figures
@@ -605,7 +642,8 @@ def race(
         for label in running:
             trainer, started = trainers[label], time.process_time()
             set_global_random_state(streams[label])
-            trainer.fit(1)
+            with HypervisorSteal() as steal:
+                trainer.fit(1)
             streams[label] = global_random_state()
             cpu_seconds[label] += time.process_time() - started
             recon = full_test_recon(trainer)
@@ -613,7 +651,7 @@ def race(
                 reached[label] = (trainer.epoch, trainer.train_seconds, cpu_seconds[label])
             report(
                 f"{label:{width}} epoch {trainer.epoch:3d}: {trainer.train_seconds:7.1f} s, {cpu_seconds[label]:7.1f} "
-                f"CPU s, test recon {recon:.5f}"
+                f"CPU s, test recon {recon:.5f}{steal.described()}"
             )
 
 
@@ -698,10 +736,10 @@ def compare_with_reference(reference: Path, report: Report, rounds: int = 2) -> 
     for round_index in range(rounds):
         order = list(commands) if round_index % 2 == 0 else list(reversed(commands))
         for label in order:
-            with tempfile.TemporaryDirectory() as work:
+            with tempfile.TemporaryDirectory() as work, HypervisorSteal() as steal:
                 ours = ["--epochs", "1", "--out", str(Path(work) / "run")] if label.startswith("vae_lib") else []
                 seconds[label].append(timed_command(commands[label] + ours, Path(work)))
-            report(f"round {round_index + 1}: {label}: {seconds[label][-1]:.1f} s")
+            report(f"round {round_index + 1}: {label}: {seconds[label][-1]:.1f} s{steal.described()}")
     medians = {label: statistics.median(times) for label, times in seconds.items()}
     reference_seconds = medians.pop("reference ModularTrainer")
     report(f"one epoch, whole command, median of {rounds}: reference {reference_seconds:.1f} s")
