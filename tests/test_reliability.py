@@ -185,8 +185,8 @@ def test_a_resume_names_a_damaged_kept_epoch_and_rewrites_the_current_one(tmp_pa
     open_run(TINY, tmp_path, report=changes.append, **data)
     assert len(changes) == 2
     assert changes[0].startswith(
-        f"warning: kept epoch epoch_001.pt cannot be read and is left as it is: {tmp_path / 'epoch_001.pt'} is not "
-        "a vae_lib checkpoint"
+        "warning: epoch_001.pt cannot be read and is left as it is: delete it, or retrain to that epoch in another "
+        f"folder to have it again ({tmp_path / 'epoch_001.pt'} is not a vae_lib checkpoint"
     )
     assert changes[1].startswith(f"rewrote {tmp_path / 'epoch_002.pt'} from the checkpoint: it could not be read (")
     assert (tmp_path / "epoch_002.pt").read_bytes() == (tmp_path / "checkpoint.pt").read_bytes()
@@ -374,3 +374,32 @@ def test_ctrl_c_in_an_epoch_end_hook_keeps_the_finished_epoch_and_its_snapshot_i
     for a, b in zip(ours, theirs):
         assert np.array_equal(a.latent_means, b.latent_means) and np.array_equal(a.grid, b.grid)
         assert np.array_equal(list(a.losses.values()), list(b.losses.values()), equal_nan=True)
+
+
+class _DrawsRandomNumbers(TrainingHook):
+    """A hook that samples, as one drawing from the prior at each epoch's end would."""
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        torch.rand(1000)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        torch.rand(10)  # unlike at fit start: a resumed run's extra fit start does not make up for these
+
+
+def test_a_hook_that_draws_random_numbers_leaves_a_resumed_run_equal_to_an_uninterrupted_one(
+    tmp_path, small_train, small_test
+) -> None:
+    def trainer(run_dir: Path) -> Trainer:
+        return Trainer(
+            TINY, train_data=small_train, test_data=small_test, run_dir=run_dir, hooks=[_DrawsRandomNumbers()]
+        )
+
+    trainer(tmp_path / "straight").fit(2)
+    trainer(tmp_path / "halves").fit(1)
+    Trainer.resume(
+        tmp_path / "halves" / "checkpoint.pt",
+        train_data=small_train,
+        test_data=small_test,
+        hooks=[_DrawsRandomNumbers()],
+    ).fit(1)
+    _assert_same_state(read_checkpoint(tmp_path / "straight"), read_checkpoint(tmp_path / "halves"))

@@ -15,7 +15,7 @@ from vae_lib.core.checkpoint import (
     config_of,
     content_digest,
     history_of,
-    shipped_file_advice,
+    tracked_file_advice,
 )
 from vae_lib.core.config import RECIPES
 from vae_lib.core.data import binarised
@@ -73,35 +73,63 @@ def _outputs_linking(tmp_path: Path, monkeypatch, names: list[str]) -> Path:
 def test_a_missing_kept_epoch_is_refused_with_how_to_restore_it_not_left_out(tmp_path: Path, monkeypatch) -> None:
     _outputs_linking(tmp_path, monkeypatch, ["vae_2d.pt", "vae_2d_epoch_001.pt", "vae_8d.pt"])  # epoch 20 deleted
     assert shipped_epochs("2d") == [1, 20, 40]  # what ships, not what is left
-    with pytest.raises(FileNotFoundError, match=r"vae_2d_epoch_020.pt is missing: it is one of the files shipped "):
-        shipped_checkpoint("2d", 20)
-    with pytest.raises(FileNotFoundError, match=r"restore it \(copy vae_2d_epoch_020.pt again from the repository"):
-        shipped_checkpoint("2d", 20)
-    with pytest.raises(FileNotFoundError, match=r", or retrain it \(python -m vae_lib reproduce 2d\)$"):
-        shipped_checkpoint("2d", 20)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"vae_2d_epoch_020.pt is missing: it is one of the files shipped with the repository: copy it from "
+        r"outputs/checkpoints/ of a clone, or retrain it \(python -m vae_lib reproduce 2d\)$",
+    ):
+        shipped_checkpoint("2d", 20)  # outside the repository (VAE_OUTPUTS_DIR): no git command to give
+    with pytest.raises(FileNotFoundError, match=r"cvae_2d.pt is missing: .* of a clone$"):
+        shipped_checkpoint("cvae-2d")  # no recipe of `reproduce`: restored, not retrained
     from vae_lib.tools.cli import main
 
     assert main(["reproduce", "--report-only", "2d"]) == 2  # not a figure without epoch 20's row
     assert not (tmp_path / "figures" / "reconstructions_2d.png").exists()
 
 
-def test_a_missing_or_truncated_shipped_model_is_met_with_how_to_restore_it(tmp_path: Path, monkeypatch) -> None:
-    shipped = outputs_dir() / "checkpoints" / "vae_2d.pt"
-    folder = _outputs_linking(tmp_path, monkeypatch, ["vae_8d.pt"])
-    with pytest.raises(FileNotFoundError, match=r"vae_2d.pt is missing: .* restore it .*reproduce 2d"):
+def test_a_damaged_or_missing_file_the_repository_ships_is_met_with_the_git_command_that_restores_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import subprocess
+
+    from vae_lib.core import checkpoint
+
+    shipped = (outputs_dir() / "checkpoints" / "vae_2d.pt").read_bytes()
+    folder = tmp_path / "outputs" / "checkpoints"  # a repository that ships vae_2d.pt, made here
+    folder.mkdir(parents=True)
+    (folder / "vae_2d.pt").write_bytes(shipped)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=course", "-c", "user.email=course@example.org"]
+    for command in (["init", "-q"], ["add", "outputs"], ["commit", "-q", "-m", "ship vae_2d.pt"]):
+        subprocess.run([*git, *command], check=True)
+    monkeypatch.setattr(checkpoint, "REPO_ROOT", tmp_path)
+    for name in ("vae_2d.pt", "mine.pt"):  # truncated: the shipped file, and a learner's own beside it
+        (folder / name).write_bytes(shipped[: len(shipped) // 2])
+    restore = f"git -C {tmp_path} checkout -- outputs/checkpoints/vae_2d.pt"
+    with pytest.raises(CheckpointError) as refusal:
+        load_model(folder / "vae_2d.pt")
+    assert str(refusal.value).endswith(f"; it is one of the files shipped with the repository: restore it ({restore})")
+    with pytest.raises(CheckpointError, match=r"kind of file\); use a checkpoint.pt written by vae_lib$"):
+        load_model(folder / "mine.pt")  # not the repository's: no git command for it
+    subprocess.run(restore.split(), check=True)  # the command given works, from any folder
+    assert load_model(folder / "vae_2d.pt").latent_dim == 2
+    (folder / "vae_2d.pt").unlink()
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path / "outputs"))
+    with pytest.raises(FileNotFoundError) as missing:
         shipped_checkpoint("2d")
-    with pytest.raises(FileNotFoundError, match=r"cvae_2d.pt is missing: .* restore it \(copy cvae_2d.pt again[^,]*$"):
-        shipped_checkpoint("cvae-2d")  # no recipe of `reproduce`: restored, not retrained
-    (folder / "vae_2d.pt").write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"not the zip archive .*; it is one of the files shipped with the re"):
-        load_model(shipped_checkpoint("2d"))
-
-
-def test_a_shipped_file_s_advice_names_the_git_command_that_restores_it(tmp_path: Path) -> None:
-    assert shipped_file_advice(outputs_dir() / "checkpoints" / "vae_2d.pt") == (
-        "it is one of the files shipped with the repository: restore it (git checkout -- outputs/checkpoints/vae_2d.pt)"
+    assert str(missing.value) == (
+        f"{folder / 'vae_2d.pt'} is missing: it is one of the files shipped with the repository: restore it "
+        f"({restore}), or retrain it (python -m vae_lib reproduce 2d)"
     )
-    assert shipped_file_advice(tmp_path / "vae_2d.pt") is None  # anywhere else: a run's file, the usual advice
+
+
+def test_the_advice_names_the_repository_s_own_files_only() -> None:
+    from vae_lib.core.settings import REPO_ROOT
+
+    assert tracked_file_advice(outputs_dir() / "checkpoints" / "vae_2d.pt") == (
+        "it is one of the files shipped with the repository: restore it "
+        f"(git -C {REPO_ROOT} checkout -- outputs/checkpoints/vae_2d.pt)"
+    )
+    assert tracked_file_advice(outputs_dir() / "checkpoints" / "vae_2D.pt") is None  # a typo: not a shipped file
 
 
 def test_a_leftover_kept_copy_of_the_last_epoch_does_not_stand_in_for_the_model(tmp_path: Path, monkeypatch) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomica
 from vae_lib.core.history import History
 from vae_lib.core.model import VAE
 from vae_lib.core.run_folder import RunFolder
-from vae_lib.core.settings import REPO_ROOT, shipped_dir
+from vae_lib.core.settings import REPO_ROOT
 
 CHECKPOINT_KIND = "vae_lib.checkpoint"
 REQUIRED_KEYS = ("kind", "config", "model", "epoch", "step", "history")
@@ -140,21 +141,26 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
-def shipped_file_advice(path: Path) -> str | None:
-    """Return how to get back a file of the models shipped with the repository (in settings.shipped_dir()) that is
-    missing or damaged, or None if `path` is not one of them."""
-    if path.resolve().parent != shipped_dir().resolve():
-        return None
+def tracked_file_advice(path: Path) -> str | None:
+    """Return how to restore a file that the repository's git tracks (a shipped model, kept epoch or sweep point in
+    outputs/checkpoints/) when it is missing or damaged; None for any other file, or where git cannot tell."""
     try:
-        restore = f"git checkout -- {path.resolve().relative_to(REPO_ROOT)}"
-    except ValueError:  # VAE_OUTPUTS_DIR points outside the repository
-        restore = f"copy {path.name} again from the repository's outputs/checkpoints/"
-    return f"it is one of the files shipped with the repository: restore it ({restore})"
+        relative = (path.parent.resolve() / path.name).relative_to(REPO_ROOT)  # the folder resolved, not a link
+        tracked = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "ls-files", "--error-unmatch", "--", str(relative)],
+            capture_output=True,
+            timeout=30,
+        )
+    except (ValueError, OSError, subprocess.SubprocessError):  # outside the repository, no git, no answer
+        return None
+    if tracked.returncode != 0:
+        return None
+    return f"it is one of the files shipped with the repository: restore it (git -C {REPO_ROOT} checkout -- {relative})"
 
 
 def _advice(path: Path, otherwise: str) -> str:
     """Return what to do about a checkpoint that cannot be used: restore it if it was shipped, else `otherwise`."""
-    return shipped_file_advice(path) or otherwise
+    return tracked_file_advice(path) or otherwise
 
 
 def check_intact(state: dict, path: Path) -> None:

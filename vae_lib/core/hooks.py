@@ -12,7 +12,8 @@ if TYPE_CHECKING:  # the trainer imports this module; its type is only needed fo
 
 
 class TrainingHook:
-    """Something that watches training. Override the methods you need; each gets the trainer."""
+    """Something that watches training. Override the methods you need; each gets the trainer. Random numbers drawn
+    at fit start or epoch end leave training's random stream as it was (train.hooks_random_state)."""
 
     def on_fit_start(self, trainer: Trainer) -> None:
         """Called when fit() starts (also after an interrupted fit rolled back)."""

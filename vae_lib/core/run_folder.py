@@ -32,6 +32,11 @@ def kept_epoch_stem(epoch: int) -> str:
     return f"{KEPT_EPOCH_PREFIX}{epoch:03d}"
 
 
+def epoch_of_kept(path: Path) -> int:
+    """Return the epoch a kept checkpoint's file name (one of RunFolder.kept_epochs) says: 1 for epoch_001.pt."""
+    return int(path.stem.removeprefix(KEPT_EPOCH_PREFIX))
+
+
 def _numbered(paths: list[Path], prefix: str) -> list[Path]:
     """Return the files named `prefix` and a number (epoch_001.pt, step_0000200.npz), in the number's order; others
     (a copy 'epoch_001 (copy).pt', 'step_x.npz') are none of the run's."""

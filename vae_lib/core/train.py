@@ -39,7 +39,7 @@ from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE, LatentModel
 from vae_lib.core.objective import vae_loss
-from vae_lib.core.run_folder import RunFolder, RunLock, refuse_saved_run
+from vae_lib.core.run_folder import RunFolder, RunLock, epoch_of_kept, refuse_saved_run
 
 # The names under which a training epoch's parts show in a torch.profiler trace (`benchmark --profile` reads them).
 PROFILE_SCOPES = {
@@ -210,8 +210,9 @@ class Trainer:
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
         steps, label = epochs * self.steps_per_epoch, f"epochs {self.epoch + 1}-{self.epoch + epochs}"
         with run_lock(self.run_folder), tqdm(total=steps, desc=label, disable=not self.progress) as bar:
-            for hook in self.hooks:  # inside the lock: hooks may write into the run folder (snapshots)
-                hook.on_fit_start(self)
+            with hooks_random_state(self.device):  # inside the lock: hooks may write into the run folder
+                for hook in self.hooks:
+                    hook.on_fit_start(self)
             try:
                 for _ in range(epochs):
                     self._train_epoch(bar)
@@ -263,8 +264,9 @@ class Trainer:
             if self.run_folder is not None:
                 save_epoch(state, self.run_folder, keep=self.epoch in config.keep_epochs)
         self._last_complete_state = state  # only once saved: Ctrl-C during a save rolls back to what is on disk
-        for hook in self.hooks:  # after the save: Ctrl-C in a hook (a plot, a snapshot) keeps the finished epoch
-            hook.on_epoch_end(self)
+        with hooks_random_state(self.device):  # after the save: Ctrl-C in a hook (a plot) keeps the finished epoch
+            for hook in self.hooks:
+                hook.on_epoch_end(self)
 
     def _record_steps(self, epoch_started: float) -> None:
         """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
@@ -356,8 +358,13 @@ def restore_kept_epochs(run_folder: RunFolder, epoch: int, keep_epochs: tuple[in
             if kept == current and epoch in keep_epochs:
                 _copy_checkpoint(run_folder, current)
                 lines.append(f"rewrote {current} from the checkpoint: it could not be read ({error})")
+            elif epoch_of_kept(kept) > epoch:
+                lines.append(f"warning: {kept.name} cannot be read; this run writes it again at that epoch ({error})")
             else:
-                lines.append(f"warning: kept epoch {kept.name} cannot be read and is left as it is: {error}")
+                lines.append(
+                    f"warning: {kept.name} cannot be read and is left as it is: delete it, or retrain to that epoch "
+                    f"in another folder to have it again ({error})"
+                )
     if epoch in keep_epochs and not current.exists():
         _copy_checkpoint(run_folder, current)
         lines.append(f"wrote the missing {current} from the checkpoint")
@@ -420,6 +427,15 @@ def epoch_test_set(config: TrainConfig, epoch: int, test_data: ImageDataset) -> 
     if config.epoch_test_images == 0 or epoch >= config.epochs:
         return test_data
     return test_data.subset(config.epoch_test_images)
+
+
+def hooks_random_state(device: torch.device) -> AbstractContextManager:
+    """Return a context in which hooks may draw random numbers without moving training's random stream (the global
+    generator, whose state a checkpoint saves): at the start of fit() and after an epoch's save, a hook's draws would
+    otherwise make a resumed run differ from the uninterrupted one."""
+    if device.type != "cuda":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device.index if device.index is not None else torch.cuda.current_device()])
 
 
 def run_lock(run_folder: RunFolder | None) -> AbstractContextManager:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from vae_lib.core.checkpoint import history_of, read_checkpoint, shipped_file_advice
+from vae_lib.core.checkpoint import history_of, read_checkpoint, tracked_file_advice
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES
 from vae_lib.core.history import History
 from vae_lib.core.likelihood import SavedBounds, read_saved_bounds
@@ -90,8 +90,11 @@ def _existing(path: Path, name: str) -> Path:
     """Return a shipped file's path, or raise a FileNotFoundError saying how to restore it if it is missing."""
     if path.is_file():
         return path
+    restore = tracked_file_advice(path) or (
+        "it is one of the files shipped with the repository: copy it from outputs/checkpoints/ of a clone"
+    )
     retrain = f", or retrain it (python -m vae_lib reproduce {name})" if name in SHIPPED_RECIPES else ""
-    raise FileNotFoundError(f"{path} is missing: {shipped_file_advice(path)}{retrain}")
+    raise FileNotFoundError(f"{path} is missing: {restore}{retrain}")
 
 
 def shipped_video(name: str, kind: str = "mp4") -> Path:
@@ -108,7 +111,7 @@ def shipped_epochs(name: str) -> list[int]:
     """Return the epochs whose checkpoints ship for a model: those its recipe keeps, for the models `reproduce`
     makes (SHIPPED_RECIPES), and always its last epoch (the model itself). Each is a file of the repository, so
     one that is missing is refused by shipped_checkpoint, not left out."""
-    last = read_checkpoint(shipped_checkpoint(name))["epoch"]
+    last = RECIPES[name].epochs  # the recipe the shipped model was trained with (tests/test_shipped_models.py)
     kept = RECIPES[name].keep_epochs if name in SHIPPED_RECIPES else ()
     return sorted({*(epoch for epoch in kept if epoch < last), last})
 
