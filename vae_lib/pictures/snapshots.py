@@ -33,6 +33,8 @@ if TYPE_CHECKING:  # only for annotations: pictures do not depend on the trainer
 _LOSS_NAMES = ("train_total", "train_recon", "train_kl", "test_total", "test_recon", "test_kl")
 # Training steps between snapshots (a video frame each), as the shipped videos were recorded.
 SNAPSHOT_EVERY = 200
+# What reading a truncated or corrupt snapshot file raises.
+UNREADABLE = (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -138,9 +140,9 @@ def load_snapshot(path: Path) -> Snapshot:
                 grid_dims=tuple(int(d) for d in stored["grid_dims"]),
                 originals=stored["originals"],
                 reconstructions=stored["reconstructions"],
-                run_settings=json.loads(str(stored["run_settings"])) if "run_settings" in stored.files else None,
+                run_settings=_settings_in(stored),
             )
-    except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error) as error:
+    except UNREADABLE as error:
         raise CheckpointError(
             f"{path} is not a readable snapshot ({type(error).__name__}: {error}); it is truncated or corrupt: "
             "delete it and make the video from the others"
@@ -198,9 +200,15 @@ def _stored_settings(path: Path) -> dict[str, object] | None:
     be read (load_snapshots names an unreadable file when a video is made)."""
     try:
         with np.load(path) as stored:
-            return json.loads(str(stored["run_settings"])) if "run_settings" in stored.files else None
-    except (OSError, EOFError, KeyError, ValueError, TypeError, zipfile.BadZipFile, zlib.error):
+            return _settings_in(stored)
+    except UNREADABLE:
         return None
+
+
+def _settings_in(stored: Any) -> dict[str, object] | None:
+    """Return the run settings an open snapshot file (np.load's NpzFile) carries; None in files written before
+    snapshots carried them."""
+    return json.loads(str(stored["run_settings"])) if "run_settings" in stored.files else None
 
 
 def _most_common(values: list) -> Any:
