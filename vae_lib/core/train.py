@@ -39,6 +39,7 @@ from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE, LatentModel
 from vae_lib.core.objective import vae_loss
+from vae_lib.core.optimizer import Adam, Optimizer
 from vae_lib.core.run_folder import RunFolder, RunLock, epoch_of_kept, refuse_saved_run
 
 # The names under which a training epoch's parts show in a torch.profiler trace (`benchmark --profile` reads them).
@@ -53,7 +54,7 @@ PROFILE_SCOPES = {
 
 def train_step(
     model: LatentModel,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     batch: Batch | torch.Tensor,
     alpha: float,
     autocast: torch.dtype | None = None,
@@ -171,7 +172,7 @@ class Trainer:
         train_data: ImageDataset | None = None,
         test_data: ImageDataset | None = None,
         model: nn.Module | None = None,
-        optimizer: torch.optim.Optimizer | None = None,
+        optimizer: Optimizer | None = None,
         run_dir: str | Path | None = None,
         device: torch.device | str | None = None,
         hooks: Sequence[TrainingHook] = (),
@@ -190,7 +191,8 @@ class Trainer:
         if model is not None:
             check_model_fits(model, config)
         self.model = place_model(model if model is not None else config.build_model(), self.device)
-        self.optimizer = optimizer or torch.optim.Adam(self.model.parameters(), lr=config.learning_rate)
+        # vae_lib's Adam: torch.optim.Adam's update bit for bit, without torch.optim's import of the compiler
+        self.optimizer = optimizer or Adam(self.model.parameters(), lr=config.learning_rate)
         self.weight_average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
         self.shuffle_generator = torch.Generator().manual_seed(config.seed)
         self.epoch, self.step, self.train_seconds, self.history = 0, 0, 0.0, History()

@@ -37,6 +37,7 @@ from vae_lib.core.evaluate import evaluate
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE
 from vae_lib.core.objective import DEFAULT_ALPHA
+from vae_lib.core.optimizer import Adam
 from vae_lib.core.run_folder import clear_run
 from vae_lib.core.settings import data_dir
 from vae_lib.core.train import PROFILE_SCOPES, Trainer, global_random_state, set_global_random_state, train_step
@@ -318,7 +319,7 @@ def layout_step_ratio(batch: torch.Tensor, autocast: torch.dtype | None, rounds:
     """Return the CPU time of training steps on a VAE placed as training places it (channels-last kept across
     the flatten) over that of the same steps on one only moved to channels-last; 3 steps of each in turn."""
     models = [VAE(latent_dim=2).to(memory_format=torch.channels_last), place_model(VAE(latent_dim=2), "cpu")]
-    optimizers = [torch.optim.Adam(model.parameters()) for model in models]
+    optimizers = [Adam(model.parameters()) for model in models]
     seconds = [0.0, 0.0]
     for round_index in range(rounds + 1):
         for index in (0, 1) if round_index % 2 == 0 else (1, 0):
@@ -340,7 +341,7 @@ def step_costs(keep: bool, steps: int, precisions: tuple[str, ...] = ("fp32", "a
     for precision in precisions:
         torch.manual_seed(0)
         model = place_model(VAE(latent_dim=2), "cpu")
-        optimizer, autocast = torch.optim.Adam(model.parameters()), autocast_dtype(precision, "cpu")
+        optimizer, autocast = Adam(model.parameters()), autocast_dtype(precision, "cpu")
         for _ in range(5):  # warm up: oneDNN picks its kernels, the heap grows to a step's size
             train_step(model, optimizer, batch, DEFAULT_ALPHA, autocast)
         faults, started = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()

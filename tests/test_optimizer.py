@@ -1,0 +1,152 @@
+"""vae_lib's Adam against torch.optim.Adam: the same weights and state bit for bit, either's state continued by the
+other, another model's state refused, and no import of torch's compiler in a process that trains."""
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vae_lib import TrainConfig
+from vae_lib.core.data import to_model_input
+from vae_lib.core.optimizer import Adam
+from vae_lib.core.train import train_step
+
+ALPHA = 1e-3
+
+
+def _twins(seed: int = 0, latent_dim: int = 2) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(seed)
+    model = TrainConfig(latent_dim=latent_dim).build_model()
+    return model, copy.deepcopy(model)
+
+
+def _train(model, optimizer, batches, autocast=None, learning_rates=None) -> list[float]:
+    """Take a step on each batch with the noise of its index (and its learning rate); return the total losses."""
+    losses = []
+    for index, batch in enumerate(batches):
+        if learning_rates is not None:
+            optimizer.param_groups[0]["lr"] = learning_rates[index]
+        torch.manual_seed(100 + index)
+        losses.append(train_step(model, optimizer, batch, ALPHA, autocast)[0].item())
+    return losses
+
+
+def _assert_same(first_model, second_model, first_state: dict, second_state: dict) -> None:
+    for (name, a), b in zip(first_model.state_dict().items(), second_model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert first_state["state"].keys() == second_state["state"].keys()
+    for index, state in first_state["state"].items():
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[key], second_state["state"][index][key]), (index, key)
+
+
+@pytest.fixture(scope="module")
+def batches(small_train) -> list[torch.Tensor]:
+    return [to_model_input(small_train.images[i : i + 32]) for i in range(0, 8 * 32, 32)]
+
+
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16], ids=["fp32", "bf16"])
+def test_adam_takes_torch_adams_steps_bit_for_bit(batches, autocast) -> None:
+    ours, theirs = _twins()
+    ours_optimizer, theirs_optimizer = Adam(ours.parameters(), lr=2e-3), torch.optim.Adam(theirs.parameters(), lr=2e-3)
+    rates = [2e-3 * (1 - index / 10) for index in range(len(batches))]  # a schedule changes the rate at each step
+    before = [parameter.clone() for parameter in ours.parameters()]
+    losses = _train(ours, ours_optimizer, batches, autocast, rates)
+    assert losses == _train(theirs, theirs_optimizer, batches, autocast, rates)
+    _assert_same(ours, theirs, ours_optimizer.state_dict(), theirs_optimizer.state_dict())
+    assert all(not torch.equal(a, b) for a, b in zip(before, ours.parameters()))  # every weight trained
+    assert losses[-1] < losses[0]
+    assert ours_optimizer.state_dict()["state"][0]["step"].item() == len(batches)
+
+
+@pytest.mark.parametrize("first, second", [(Adam, torch.optim.Adam), (torch.optim.Adam, Adam)])
+def test_either_adams_state_continues_in_the_other_as_in_the_same(batches, first, second) -> None:
+    """Half the steps with one Adam, its state_dict loaded into the other for the rest: the same as all steps with
+    torch's (a checkpoint written before this Adam existed resumes exactly, and ours resumes in plain PyTorch)."""
+    switched, straight = _twins(seed=1)
+    optimizer = first(switched.parameters())
+    _train(switched, optimizer, batches[:4])
+    continued = second(switched.parameters())
+    continued.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    _train(switched, continued, batches[4:])
+    reference = torch.optim.Adam(straight.parameters())
+    _train(straight, reference, batches[:4])
+    _train(straight, reference, batches[4:])
+    _assert_same(switched, straight, continued.state_dict(), reference.state_dict())
+
+
+def test_a_loaded_state_is_a_copy_the_next_steps_leave_alone(batches) -> None:
+    model, _ = _twins()
+    optimizer = Adam(model.parameters())
+    _train(model, optimizer, batches[:2])
+    saved = copy.deepcopy(optimizer.state_dict())
+    kept = copy.deepcopy(saved)
+    optimizer.load_state_dict(saved)
+    _train(model, optimizer, batches[2:4])
+    for index, state in kept["state"].items():
+        assert all(torch.equal(state[key], saved["state"][index][key]) for key in state)
+
+
+def test_another_models_or_optimizers_state_is_refused_and_nothing_changes(batches) -> None:
+    model, _ = _twins()
+    optimizer = Adam(model.parameters())
+    _train(model, optimizer, batches[:2])
+    before = copy.deepcopy(optimizer.state_dict())
+    other, _ = _twins(latent_dim=8)  # the same layers but the latent ones, whose shapes differ
+    other_optimizer = torch.optim.Adam(other.parameters())
+    _train(other, other_optimizer, batches[:1])
+    with pytest.raises(
+        ValueError, match=r"shape \(16, 6272\), the parameter is \(4, 6272\): it belongs to another model"
+    ):
+        optimizer.load_state_dict(other_optimizer.state_dict())
+    fewer = torch.optim.Adam(list(model.parameters())[:-1])
+    with pytest.raises(ValueError, match=rf"for a model with {len(before['param_groups'][0]['params']) - 1} parameter"):
+        optimizer.load_state_dict(fewer.state_dict())
+    amsgrad = torch.optim.Adam(model.parameters(), amsgrad=True)
+    with pytest.raises(ValueError, match=r"does not implement: \{'amsgrad': True\}"):
+        optimizer.load_state_dict(amsgrad.state_dict())
+    with pytest.raises(ValueError, match="not an Adam state of one parameter group"):
+        optimizer.load_state_dict({"weights": []})
+    _assert_same(model, model, optimizer.state_dict(), before)
+
+
+def test_zero_grad_clears_or_zeroes_and_a_parameter_without_gradient_is_left_alone(batches) -> None:
+    model, _ = _twins()
+    optimizer = Adam(model.parameters())
+    frozen = next(model.parameters())
+    frozen.requires_grad_(False)
+    kept = frozen.clone()
+    _train(model, optimizer, batches[:2])
+    assert torch.equal(frozen, kept) and frozen not in optimizer.state
+    assert len(optimizer.state) == len(list(model.parameters())) - 1
+    train_step(model, optimizer, batches[0], ALPHA)
+    optimizer.zero_grad(set_to_none=False)
+    gradients = [parameter.grad for parameter in model.parameters() if parameter.requires_grad]
+    assert all(gradient is not None and not gradient.any() for gradient in gradients)
+    optimizer.zero_grad()
+    assert all(parameter.grad is None for parameter in model.parameters())
+    with pytest.raises(ValueError, match="no parameters"):
+        Adam([])
+
+
+def test_a_process_that_trains_never_imports_torchs_compiler() -> None:
+    """torch.optim imports torch._dynamo when its first optimizer is made: 1.3-2 s of each process that trains."""
+    script = (
+        "import sys\n"
+        "from vae_lib import TrainConfig, Trainer\n"
+        "from vae_lib.core.datasets import load_dataset\n"
+        "train, test = load_dataset('mnist', train=True).subset(128), load_dataset('mnist', train=False).subset(64)\n"
+        "data = {'train_data': train, 'test_data': test, 'device': 'cpu', 'progress': False}\n"
+        "trainer = Trainer(TrainConfig(batch_size=64), **data)\n"
+        "trainer.fit(1)\n"
+        "print(trainer.step, 'torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["2", "False"]
+    probe = (
+        "import sys, torch; "
+        "torch.optim.Adam([torch.zeros(1, requires_grad=True)]); print('torch._dynamo' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "True"
