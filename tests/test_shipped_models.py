@@ -141,8 +141,10 @@ def test_a_leftover_kept_copy_of_the_last_epoch_does_not_stand_in_for_the_model(
 def test_shipped_names_and_epochs_that_do_not_exist_are_refused_with_the_ones_that_do() -> None:
     with pytest.raises(ValueError, match=r"ships checkpoints of epochs 1, 20, 40, not of epoch 5: choose one"):
         shipped_checkpoint("2d", 5)
-    with pytest.raises(ValueError, match=r"no shipped model is called '3d': choose from 2d, 8d, bernoulli, cvae-2d"):
-        shipped_checkpoint("3d")
+    unknown = r"no shipped model is called '3d': choose from 2d, 8d, bernoulli, cvae-2d"
+    for ask in (shipped_checkpoint, shipped_epochs):  # shipped_epochs raised a bare KeyError
+        with pytest.raises(ValueError, match=unknown):
+            ask("3d")
 
 
 def test_no_shipped_file_is_a_copy_of_another() -> None:

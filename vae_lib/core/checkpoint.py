@@ -141,6 +141,10 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
+# What a missing or damaged shipped file is told it is, before how to get it back.
+SHIPPED_FILE = "it is one of the files shipped with the repository"
+
+
 def tracked_file_advice(path: Path) -> str | None:
     """Return how to restore a file that the repository's git tracks (a shipped model, kept epoch or sweep point in
     outputs/checkpoints/) when it is missing or damaged; None for any other file, or where git cannot tell."""
@@ -155,7 +159,7 @@ def tracked_file_advice(path: Path) -> str | None:
         return None
     if tracked.returncode != 0:
         return None
-    return f"it is one of the files shipped with the repository: restore it (git -C {REPO_ROOT} checkout -- {relative})"
+    return f"{SHIPPED_FILE}: restore it (git -C {REPO_ROOT} checkout -- {relative})"
 
 
 def _advice(path: Path, otherwise: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
-from vae_lib.core.checkpoint import history_of, read_checkpoint, tracked_file_advice
+from vae_lib.core.checkpoint import SHIPPED_FILE, history_of, read_checkpoint, tracked_file_advice
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES
 from vae_lib.core.history import History
 from vae_lib.core.likelihood import SavedBounds, read_saved_bounds
@@ -59,11 +59,16 @@ PUBLISHED_NLL = (
 )
 
 
+def _check_shipped(name: str) -> None:
+    """Raise a ValueError naming the shipped models unless `name` is one of them."""
+    if name not in SHIPPED_MODELS:
+        raise ValueError(f"no shipped model is called {name!r}: choose from {', '.join(SHIPPED_MODELS)}")
+
+
 def shipped_path(name: str, epoch: int | None = None) -> Path:
     """Return where a shipped model's checkpoint is stored, or with `epoch` the one kept at that epoch (not its last,
     which is the model itself), whether or not the file is there: `reproduce` writes them here."""
-    if name not in SHIPPED_MODELS:
-        raise ValueError(f"no shipped model is called {name!r}: choose from {', '.join(SHIPPED_MODELS)}")
+    _check_shipped(name)
     final = shipped_dir() / SHIPPED_MODELS[name]
     return final if epoch is None else final.with_name(f"{final.stem}_{kept_epoch_stem(epoch)}.pt")
 
@@ -90,9 +95,7 @@ def _existing(path: Path, name: str) -> Path:
     """Return a shipped file's path, or raise a FileNotFoundError saying how to restore it if it is missing."""
     if path.is_file():
         return path
-    restore = tracked_file_advice(path) or (
-        "it is one of the files shipped with the repository: copy it from outputs/checkpoints/ of a clone"
-    )
+    restore = tracked_file_advice(path) or f"{SHIPPED_FILE}: copy it from outputs/checkpoints/ of a clone"
     retrain = f", or retrain it (python -m vae_lib reproduce {name})" if name in SHIPPED_RECIPES else ""
     raise FileNotFoundError(f"{path} is missing: {restore}{retrain}")
 
@@ -111,6 +114,7 @@ def shipped_epochs(name: str) -> list[int]:
     """Return the epochs whose checkpoints ship for a model: those its recipe keeps, for the models `reproduce`
     makes (SHIPPED_RECIPES), and always its last epoch (the model itself). Each is a file of the repository, so
     one that is missing is refused by shipped_checkpoint, not left out."""
+    _check_shipped(name)
     last = RECIPES[name].epochs  # the recipe the shipped model was trained with (tests/test_shipped_models.py)
     kept = RECIPES[name].keep_epochs if name in SHIPPED_RECIPES else ()
     return sorted({*(epoch for epoch in kept if epoch < last), last})
