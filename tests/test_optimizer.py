@@ -10,6 +10,7 @@ import torch
 
 from vae_lib import TrainConfig
 from vae_lib.core.data import to_model_input
+from vae_lib.core.objective import vae_loss
 from vae_lib.core.optimizer import Adam
 from vae_lib.core.train import train_step
 
@@ -89,27 +90,149 @@ def test_a_loaded_state_is_a_copy_the_next_steps_leave_alone(batches) -> None:
         assert all(torch.equal(state[key], saved["state"][index][key]) for key in state)
 
 
-def test_another_models_or_optimizers_state_is_refused_and_nothing_changes(batches) -> None:
+def _stepped(batches) -> tuple[torch.nn.Module, Adam]:
     model, _ = _twins()
     optimizer = Adam(model.parameters())
     _train(model, optimizer, batches[:2])
-    before = copy.deepcopy(optimizer.state_dict())
+    return model, optimizer
+
+
+def test_another_models_or_optimizers_state_is_refused_and_nothing_changes(batches) -> None:
+    model, optimizer = _stepped(batches)
+    before, weights = copy.deepcopy(optimizer.state_dict()), copy.deepcopy(model.state_dict())
     other, _ = _twins(latent_dim=8)  # the same layers but the latent ones, whose shapes differ
     other_optimizer = torch.optim.Adam(other.parameters())
     _train(other, other_optimizer, batches[:1])
-    with pytest.raises(
-        ValueError, match=r"shape \(16, 6272\), the parameter is \(4, 6272\): it belongs to another model"
-    ):
-        optimizer.load_state_dict(other_optimizer.state_dict())
-    fewer = torch.optim.Adam(list(model.parameters())[:-1])
-    with pytest.raises(ValueError, match=rf"for a model with {len(before['param_groups'][0]['params']) - 1} parameter"):
-        optimizer.load_state_dict(fewer.state_dict())
-    amsgrad = torch.optim.Adam(model.parameters(), amsgrad=True)
-    with pytest.raises(ValueError, match=r"does not implement: \{'amsgrad': True\}"):
-        optimizer.load_state_dict(amsgrad.state_dict())
-    with pytest.raises(ValueError, match="not an Adam state of one parameter group"):
-        optimizer.load_state_dict({"weights": []})
+    refused = {
+        r"shape \(16, 6272\), the parameter is \(4, 6272\): it is the state of another model: continue it with the "
+        r"model and optimizer it was trained with": other_optimizer.state_dict(),
+        rf"for a model of {len(before['param_groups'][0]['params']) - 1} parameter tensors, this model has": (
+            torch.optim.Adam(list(model.parameters())[:-1]).state_dict()
+        ),
+        r"does not implement: \{'amsgrad': True\}": torch.optim.Adam(model.parameters(), amsgrad=True).state_dict(),
+        "not an Adam state of one parameter group: continue it": {"weights": []},
+        r"not Adam's: its settings are not .*'betas': None.*trained with another optimizer": torch.optim.SGD(
+            model.parameters(), lr=0.1
+        ).state_dict(),
+    }
+    for message, state in refused.items():
+        with pytest.raises(ValueError, match=message):
+            optimizer.load_state_dict(state)
     _assert_same(model, model, optimizer.state_dict(), before)
+    assert all(torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def _damaged(saved: dict, change) -> dict:
+    damaged = copy.deepcopy(saved)
+    change(damaged, damaged["state"][0], damaged["param_groups"][0])
+    return damaged
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda saved, entry, group: entry.pop("step"),
+            r"parameter 0 is not Adam's .*it holds \['exp_avg', 'exp_avg_sq'\]",
+        ),
+        (lambda saved, entry, group: entry.update(step=None), "parameter 0 is not Adam's"),
+        (lambda saved, entry, group: entry.update(step="3"), "parameter 0 is not Adam's"),
+        (lambda saved, entry, group: entry.update(step=torch.tensor([3.0, 3.0])), "has step tensor.*it is damaged"),
+        (lambda saved, entry, group: entry.update(step=-1.0), "has step -1.0: it is damaged"),
+        (lambda saved, entry, group: entry.update(exp_avg=None), "parameter 0 is not Adam's"),
+        (lambda saved, entry, group: saved["state"].update({0: None}), "parameter 0 is not Adam's .*it holds NoneType"),
+        (lambda saved, entry, group: group.pop("betas"), "its settings are not a learning rate, two betas and eps"),
+        (
+            lambda saved, entry, group: group.update(betas=0.9),
+            "its settings are not a learning rate, two betas and eps",
+        ),
+        (
+            lambda saved, entry, group: group.update(betas=(0.9, 0.99, 0.9)),
+            "its settings are not a learning rate, two betas and eps",
+        ),
+        (lambda saved, entry, group: group.pop("lr"), "its settings are not a learning rate, two betas and eps"),
+        (
+            lambda saved, entry, group: group.update(lr="0.001"),
+            "its settings are not a learning rate, two betas and eps",
+        ),
+        (lambda saved, entry, group: group.update(params=3), "lacks its parameter list"),
+        (lambda saved, entry, group: saved["state"].update({99: entry}), r"holds parameters \[99\] .*damaged"),
+    ],
+    ids=[
+        "no step",
+        "step None",
+        "step text",
+        "step of two values",
+        "negative step",
+        "no exp_avg",
+        "entry None",
+        "no betas",
+        "betas a number",
+        "three betas",
+        "no lr",
+        "lr text",
+        "params a number",
+        "unknown parameter",
+    ],
+)
+def test_a_damaged_state_is_refused_before_anything_changes(batches, change, message) -> None:
+    """Each raised KeyError, TypeError or AttributeError, or was taken and broke the next step, some after the
+    optimizer's state had been replaced."""
+    model, optimizer = _stepped(batches)
+    before = copy.deepcopy(optimizer.state_dict())
+    with pytest.raises(ValueError, match=message):
+        optimizer.load_state_dict(_damaged(before, change))
+    _assert_same(model, model, optimizer.state_dict(), before)
+    assert optimizer.param_groups[0]["betas"] == (0.9, 0.999) and optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_a_run_trained_with_another_optimizer_is_not_resumed_with_adam_and_its_files_are_kept(
+    small_train, small_test, tmp_path
+) -> None:
+    from vae_lib import Trainer
+
+    config = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
+    data = {"train_data": small_train, "test_data": small_test, "device": "cpu", "progress": False}
+    trainer = Trainer(config, run_dir=tmp_path, **data)
+    trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=0.01, momentum=0.9)
+    trainer.fit(1)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(
+        ValueError,
+        match=r"not Adam's: its settings .*'betas': None.*the run was trained with another optimizer or the "
+        r"state is damaged: continue it with the model and optimizer it was trained with",
+    ):
+        Trainer.resume(tmp_path / "checkpoint.pt", **data)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+
+
+def test_a_closure_is_called_with_gradients_and_its_loss_returned(batches) -> None:
+    ours, theirs = _twins()
+    returned = []
+    for model, optimizer in ((ours, Adam(ours.parameters())), (theirs, torch.optim.Adam(theirs.parameters()))):
+
+        def closure(model=model, optimizer=optimizer):
+            optimizer.zero_grad()
+            torch.manual_seed(7)
+            output, mean, log_var = model(batches[0])
+            loss = vae_loss(batches[0], output, mean, log_var, ALPHA, model.likelihood)[0]
+            loss.backward()
+            return loss
+
+        returned.append(optimizer.step(closure).item())
+    assert returned[0] == returned[1]
+    _assert_same(ours, theirs, {"state": {}}, {"state": {}})
+
+
+def test_the_step_counts_stay_on_the_cpu_whatever_the_parameters_device() -> None:
+    """A step reads its counts (item()): on the CPU that waits for no device, as with torch's Adam."""
+    parameter = torch.nn.Parameter(torch.zeros(3, device="meta"))
+    parameter.grad = torch.ones(3, device="meta")
+    optimizer = Adam([parameter])
+    optimizer.step()
+    state = optimizer.state[parameter]
+    assert state["step"].device.type == "cpu" and state["step"].item() == 1.0
+    assert state["exp_avg"].device.type == "meta"
 
 
 def test_zero_grad_clears_or_zeroes_and_a_parameter_without_gradient_is_left_alone(batches) -> None:

@@ -230,9 +230,10 @@ FAST_SETTINGS = {"precision": "auto", "epoch_test_images": 2000, "ema_decay": 0.
 RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in list(RECIPES.items())}
 # Five minutes of training for a lab: the -fast recipe with its cosine schedule decaying over 13 epochs (259-286 s in
 # two runs on a 2-core Intel Xeon, 407 s on an AMD EPYC). It ends short of the reference's best (0.0732), between
-# 0.0742 and 0.0760 in six runs; higher learning rates, batch 32, clipping, a KL warm-up, Adam's beta2 = 0.99, a small
-# initial posterior variance, a decay to 0 and a longer weight average did no better in that time (the README's Speed
-# section has the race and the figures). Muon for the convolution kernels ended 0.0008 short at best.
+# 0.0742 and 0.0760 in eight runs; higher learning rates, batch 32, clipping, a KL warm-up, Adam's beta2 = 0.99, a
+# small initial posterior variance, a decay to 0, a constant rate with a linear cooldown and a longer weight average
+# did no better in that time (the README's Speed section has the race and the figures). Muon for the convolution
+# kernels ended 0.0008 short at best.
 RECIPES["2d-lab"] = replace(RECIPES["2d-fast"], epochs=13, keep_epochs=())
 # The conditional 2-D model of notebook 08 (outputs/checkpoints/cvae_2d.pt): the -fast recipe, given the labels,
 # over 20 epochs (the class no longer has to be stored in z, so it needs fewer).

@@ -14,7 +14,7 @@ The update, per weight w with gradient g, at step t (1, 2, ...):
 the two (1 - beta^t) undoing the pull of m and v towards their start at 0 in the first steps.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -23,11 +23,20 @@ from torch.profiler import record_function
 
 # torch.optim.Adam's settings that this Adam does not implement, and the value it assumes (theirs by default).
 FIXED_SETTINGS: dict[str, Any] = {"weight_decay": 0, "amsgrad": False, "maximize": False, "differentiable": False}
+# The start of torch.optim's profiler scope names ("Optimizer.step#Adam.step"), which this Adam's scopes share, so
+# that `benchmark --profile` counts both kinds of optimizer under one part.
+OPTIMIZER_SCOPE = "Optimizer."
+# What to do with a checkpoint whose optimizer state this Adam cannot continue.
+ANOTHER_RUN = (
+    "continue it with the model and optimizer it was trained with (Trainer(..., optimizer=...)), or train in a new "
+    "folder"
+)
 
 
 class Adam:
     """Adam over `parameters` with one learning rate (param_groups[0]["lr"], which a schedule may set before each
-    step); state_dict() and load_state_dict() write and read torch.optim.Adam's format."""
+    step); state_dict() and load_state_dict() write and read torch.optim.Adam's format. torch.optim's schedulers
+    and hooks need one of its own optimizers: pass the Trainer `optimizer=torch.optim.Adam(...)` for those."""
 
     def __init__(
         self,
@@ -36,36 +45,41 @@ class Adam:
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        self.parameters = list(parameters)
-        if not self.parameters:
+        trained = list(parameters)
+        if not trained:
             raise ValueError("Adam was given no parameters to train")
         self.param_groups: list[dict[str, Any]] = [
-            {"params": self.parameters, "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": 0}
+            {"params": trained, "lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": 0}
         ]
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients (set them to None, or to zeros with set_to_none=False)."""
-        with record_function("Optimizer.zero_grad#Adam.zero_grad"):  # the scope names torch.optim's profiles show
-            for parameter in self.parameters:
+        with record_function(f"{OPTIMIZER_SCOPE}zero_grad#Adam.zero_grad"):
+            for parameter in self.param_groups[0]["params"]:
                 if set_to_none:
                     parameter.grad = None
                 elif parameter.grad is not None:
                     parameter.grad.detach_().zero_()
 
     @torch.no_grad()
-    def step(self) -> None:
-        """Update every parameter that has a gradient by one step of Adam."""
-        with record_function("Optimizer.step#Adam.step"):
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        """Update every parameter that has a gradient by one step of Adam; with a closure, call it first (with
+        gradients on) and return its loss, as torch's optimizers do."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with record_function(f"{OPTIMIZER_SCOPE}step#Adam.step"):
             group = self.param_groups[0]
+            parameters = [parameter for parameter in group["params"] if parameter.grad is not None]
+            if not parameters:
+                return loss
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            parameters = [parameter for parameter in self.parameters if parameter.grad is not None]
             states = [self._state_of(parameter) for parameter in parameters]
             gradients = [parameter.grad for parameter in parameters]
             means, squares = [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states]
             counts = [state["step"] for state in states]
-            if not parameters:
-                return
             torch._foreach_add_(counts, 1)
             torch._foreach_lerp_(means, gradients, 1 - beta1)
             torch._foreach_mul_(squares, beta2)
@@ -76,6 +90,7 @@ class Adam:
             torch._foreach_div_(denominators, [(1 - beta2**step) ** 0.5 for step in steps])
             torch._foreach_add_(denominators, eps)
             torch._foreach_addcdiv_(parameters, means, denominators, step_sizes)
+        return loss
 
     def _state_of(self, parameter: nn.Parameter) -> dict[str, torch.Tensor]:
         """Return a parameter's state, made (step count 0, zero running means) at its first update."""
@@ -87,56 +102,83 @@ class Adam:
 
     def state_dict(self) -> dict[str, Any]:
         """Return the state as torch.optim.Adam writes it: parameters by their index, the settings of the group."""
-        index = {parameter: position for position, parameter in enumerate(self.parameters)}
+        trained = self.param_groups[0]["params"]
+        index = {parameter: position for position, parameter in enumerate(trained)}
         settings = {key: value for key, value in self.param_groups[0].items() if key != "params"}
         return {
             "state": {index[parameter]: dict(state) for parameter, state in self.state.items()},
-            "param_groups": [{**settings, "params": list(range(len(self.parameters)))}],
+            "param_groups": [{**settings, "params": list(range(len(trained)))}],
         }
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         """Continue from a state_dict of this Adam or of torch.optim.Adam (its default settings) for the same
-        parameters; raise ValueError, changing nothing, for another model's or another optimizer's state."""
-        groups = saved.get("param_groups") if isinstance(saved, dict) else None
-        if not isinstance(groups, list) or len(groups) != 1 or not isinstance(saved.get("state"), dict):
-            raise ValueError(
-                "the optimizer state is not an Adam state of one parameter group (torch.optim.Adam's state_dict, "
-                "as vae_lib saves it): resume from a checkpoint this package wrote"
-            )
-        group = groups[0]
-        if len(group.get("params", ())) != len(self.parameters):
-            raise ValueError(
-                f"the optimizer state is for a model with {len(group.get('params', ()))} parameter tensors, this "
-                f"model has {len(self.parameters)}: it belongs to another model"
-            )
-        unsupported = {key: group[key] for key, value in FIXED_SETTINGS.items() if group.get(key, value) != value}
-        if unsupported:
-            raise ValueError(
-                f"the optimizer state was saved by an Adam with settings this one does not implement: {unsupported}"
-            )
-        parameter_of = dict(zip(group["params"], self.parameters))
-        unknown = [position for position in saved["state"] if position not in parameter_of]
-        if unknown:
-            raise ValueError(f"the optimizer state holds parameters {unknown} its group does not list: it is damaged")
-        self.state = {
-            parameter_of[position]: _state_for(parameter_of[position], parameter_state, position)
-            for position, parameter_state in saved["state"].items()
-        }
-        settings = {key: value for key, value in group.items() if key != "params"}
-        self.param_groups = [{**settings, "betas": tuple(group["betas"]), "params": self.parameters}]
+        parameters; raise ValueError, changing nothing, for anything else (another model's or optimizer's state,
+        a damaged one)."""
+        state, settings = _checked_state(saved, self.param_groups[0]["params"])
+        self.state = state
+        self.param_groups = [{**settings, "params": self.param_groups[0]["params"]}]
 
 
-def _state_for(parameter: nn.Parameter, saved: dict[str, Any], position: int) -> dict[str, torch.Tensor]:
-    """Return a copy of a saved parameter state (step, exp_avg, exp_avg_sq) placed like the parameter; raise
-    ValueError when its shapes are not the parameter's."""
+def _checked_state(
+    saved: Any, trained: list[nn.Parameter]
+) -> tuple[dict[nn.Parameter, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Return the per-parameter state (copies, placed like the parameters) and the settings of a saved Adam state
+    for `trained`, or raise ValueError saying what it is instead."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or len(groups) != 1 or not isinstance(groups[0], dict):
+        raise ValueError(f"the optimizer state is not an Adam state of one parameter group: {ANOTHER_RUN}")
+    group, per_parameter = groups[0], saved.get("state")
+    positions = group.get("params")
+    if not isinstance(positions, list) or not isinstance(per_parameter, dict):
+        raise ValueError(f"the optimizer state lacks its parameter list or its per-parameter state: {ANOTHER_RUN}")
+    if len(positions) != len(trained):
+        raise ValueError(
+            f"the optimizer state is for a model of {len(positions)} parameter tensors, this model has "
+            f"{len(trained)}: {ANOTHER_RUN}"
+        )
+    unsupported = {key: group[key] for key, value in FIXED_SETTINGS.items() if group.get(key, value) != value}
+    if unsupported:
+        raise ValueError(f"the optimizer state is of an Adam with settings this one does not implement: {unsupported}")
+    settings = {key: value for key, value in group.items() if key != "params"}
+    betas = settings.get("betas")
+    numbers = [settings.get("lr"), settings.get("eps"), *(betas if isinstance(betas, list | tuple) else [None])]
+    if len(numbers) != 4 or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in numbers):
+        raise ValueError(
+            "the optimizer state is not Adam's: its settings are not a learning rate, two betas and eps "
+            f"({ {key: settings.get(key) for key in ('lr', 'betas', 'eps')} }), so the run was trained with another "
+            f"optimizer or the state is damaged: {ANOTHER_RUN}"
+        )
+    parameter_of = dict(zip(positions, trained))
+    unknown = [position for position in per_parameter if position not in parameter_of]
+    if unknown:
+        raise ValueError(f"the optimizer state holds parameters {unknown} its group does not list: it is damaged")
+    state = {
+        parameter_of[position]: _checked_parameter_state(parameter_of[position], entry, position)
+        for position, entry in per_parameter.items()
+    }
+    return state, {**settings, "betas": tuple(betas)}
+
+
+def _checked_parameter_state(parameter: nn.Parameter, saved: Any, position: int) -> dict[str, torch.Tensor]:
+    """Return a copy of one parameter's saved state (step, exp_avg, exp_avg_sq) placed like the parameter, or raise
+    ValueError saying how it differs from Adam's state for that parameter."""
+    keys = ("step", "exp_avg", "exp_avg_sq")
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(key), torch.Tensor | float | int) for key in keys):
+        held = sorted(saved) if isinstance(saved, dict) else type(saved).__name__
+        raise ValueError(
+            f"the optimizer state of parameter {position} is not Adam's (step, exp_avg, exp_avg_sq; it holds "
+            f"{held}): the run was trained with another optimizer: {ANOTHER_RUN}"
+        )
+    step = torch.as_tensor(saved["step"], dtype=torch.float32).detach().clone().cpu()
+    if step.dim() != 0 or not (torch.isfinite(step) and step >= 0):
+        raise ValueError(f"the optimizer state of parameter {position} has step {saved['step']!r}: it is damaged")
     for key in ("exp_avg", "exp_avg_sq"):
-        if not isinstance(saved.get(key), torch.Tensor) or saved[key].shape != parameter.shape:
-            shape = tuple(saved[key].shape) if isinstance(saved.get(key), torch.Tensor) else "missing"
+        if not isinstance(saved[key], torch.Tensor) or saved[key].shape != parameter.shape:
+            shape = tuple(saved[key].shape) if isinstance(saved[key], torch.Tensor) else type(saved[key]).__name__
             raise ValueError(
                 f"the optimizer state of parameter {position} has {key} of shape {shape}, the parameter is "
-                f"{tuple(parameter.shape)}: it belongs to another model"
+                f"{tuple(parameter.shape)}: it is the state of another model: {ANOTHER_RUN}"
             )
-    step = torch.as_tensor(saved["step"], dtype=torch.float32).detach().clone().cpu()
     return {
         "step": step,
         "exp_avg": saved["exp_avg"].to(device=parameter.device, dtype=parameter.dtype, copy=True),

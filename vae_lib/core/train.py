@@ -518,10 +518,12 @@ def restore_training_state(run: Trainer, state: dict) -> None:
             f"this state was saved by a run {saved} a weight average (ema_decay) and cannot continue in a trainer "
             f"{here} one: resume it with the config it holds (Trainer.resume)"
         )
+    # The optimizer first: vae_lib's Adam checks the whole state before it changes anything, so a state it refuses
+    # (another optimizer's, another model's) leaves the weights as they were too.
+    run.optimizer.load_state_dict(state["optimizer"])
     run.evaluated_model.load_state_dict(state["model"])
     if averaging:
         run.model.load_state_dict(state[TRAINED_WEIGHTS_KEY])
-    run.optimizer.load_state_dict(state["optimizer"])
     run.epoch, run.step, run.train_seconds = state["epoch"], state["step"], state["train_seconds"]
     run.history = History.from_dict(state["history"])
     set_global_random_state(state["rng"])

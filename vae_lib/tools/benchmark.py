@@ -37,7 +37,7 @@ from vae_lib.core.evaluate import evaluate
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE
 from vae_lib.core.objective import DEFAULT_ALPHA
-from vae_lib.core.optimizer import Adam
+from vae_lib.core.optimizer import OPTIMIZER_SCOPE, Adam
 from vae_lib.core.run_folder import clear_run
 from vae_lib.core.settings import data_dir
 from vae_lib.core.train import PROFILE_SCOPES, Trainer, global_random_state, set_global_random_state, train_step
@@ -160,7 +160,7 @@ def training_gflop_per_image(model: VAE) -> float:
 STEP_PARTS: tuple[tuple[str, Callable[[str, list[str]], bool]], ...] = (
     (
         "optimizer (Adam step, zero_grad)",
-        lambda op, scopes: any(name.startswith("Optimizer.") for name in [op, *scopes]),
+        lambda op, scopes: any(name.startswith(OPTIMIZER_SCOPE) for name in [op, *scopes]),
     ),
     ("convolutions, backward", lambda op, scopes: "convolution_backward" in op),
     ("convolutions, forward", lambda op, scopes: "conv" in op),
