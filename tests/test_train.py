@@ -71,10 +71,12 @@ def test_each_step_record_holds_the_mean_of_its_steps_losses(small_train, small_
         assert recorded == pytest.approx(by_hand.tolist(), rel=1e-5)
 
 
-def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path) -> None:
-    straight = _trainer(small_train, small_test, tmp_path / "straight")
+@pytest.mark.parametrize("log_every", [4, 3])  # 3: a step record spans the end of the epoch the run resumes from
+def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path, log_every: int) -> None:
+    config = TrainConfig(batch_size=64, log_every=log_every, step_test_images=64)
+    straight = _trainer(small_train, small_test, tmp_path / "straight", config=config)
     straight.fit(2)
-    first_half = _trainer(small_train, small_test, tmp_path / "halves")
+    first_half = _trainer(small_train, small_test, tmp_path / "halves", config=config)
     first_half.fit(1)
     resumed = Trainer.resume(
         tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test, progress=False
@@ -85,7 +87,7 @@ def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path) -> 
     assert _without_times(straight.history) == _without_times(resumed.history)
     on_disk = read_checkpoint(tmp_path / "halves" / "checkpoint.pt")
     assert on_disk["epoch"] == 2 and on_disk["step"] == 16
-    assert set(on_disk) >= {"config", "model", "optimizer", "epoch", "step", "history", "rng"}
+    assert set(on_disk) >= {"config", "model", "optimizer", "epoch", "step", "history", "rng", "running_losses"}
 
 
 def test_fit_can_be_called_again_to_continue(small_train, small_test, tmp_path) -> None:

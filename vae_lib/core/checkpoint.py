@@ -29,6 +29,10 @@ TRAINING_ONLY_KEYS = ("optimizer", "rng")
 # With a weight average (TrainConfig.ema_decay), "model" holds the average, which is what the run produced, and
 # this key the weights the optimizer trains, which only continuing the run needs.
 TRAINED_WEIGHTS_KEY = "trained_model"
+# A training checkpoint's sums of the step losses since the last step record, so that a record spanning the end of
+# an epoch (log_every not dividing its steps) averages the same steps in a resumed run as in an uninterrupted one.
+# Checkpoints written before it existed have none: a run resumed from one starts the sums afresh.
+RUNNING_LOSSES_KEY = "running_losses"
 # The sha256 of a checkpoint's other contents; training checkpoints written before it existed have none.
 CHECKSUM_KEY = "checksum"
 
@@ -235,6 +239,6 @@ def load_model(path: str | Path, device: torch.device | str = "cpu", latent_dim:
 def export_checkpoint(source: str | Path, target: str | Path) -> Path:
     """Write a copy of a checkpoint for sharing: config, weights, epoch and history, without optimizer or RNG state."""
     state = read_checkpoint(source)
-    left_out = ("kind", *TRAINING_ONLY_KEYS, TRAINED_WEIGHTS_KEY)
+    left_out = ("kind", *TRAINING_ONLY_KEYS, TRAINED_WEIGHTS_KEY, RUNNING_LOSSES_KEY)
     shared = {key: value for key, value in state.items() if key not in left_out}
     return save_checkpoint(shared, target)

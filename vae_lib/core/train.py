@@ -22,6 +22,7 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from vae_lib.core.checkpoint import (
+    RUNNING_LOSSES_KEY,
     TRAINED_WEIGHTS_KEY,
     TRAINING_ONLY_KEYS,
     config_of,
@@ -122,6 +123,19 @@ class RunningLosses:
         self.count += 1
         bad = ~torch.isfinite(self.last).all() & (self.first_bad_step == 0)
         self.first_bad_step = torch.where(bad, step, self.first_bad_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the sums and their count, which a checkpoint keeps to continue them exactly."""
+        return {"sums": self.sums, "count": self.count}
+
+    @classmethod
+    def restored(cls, saved: dict[str, Any] | None, device: torch.device) -> RunningLosses:
+        """Return running losses continuing a state_dict(), or fresh ones for a checkpoint that has none."""
+        running = cls(device)
+        if saved is not None:
+            running.sums.copy_(saved["sums"])
+            running.count = saved["count"]
+        return running
 
     def take_means(self) -> list[float]:
         """Return the mean (total, recon, kl) since the last call, and start the next sums."""
@@ -307,7 +321,7 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from state_dict() or a checkpoint file's dict."""
         restore_training_state(self, state)
-        self.running = RunningLosses(self.device)
+        self.running = RunningLosses.restored(state.get(RUNNING_LOSSES_KEY), self.device)
         self._last_complete_state = copy.deepcopy(state)
 
     @classmethod
@@ -497,6 +511,7 @@ def capture_training_state(run: Trainer) -> dict:
     """Return (a copy of) what a training checkpoint holds: everything needed to continue the run exactly."""
     rng = {**global_random_state(), "shuffle": run.shuffle_generator.get_state()}
     parts = {"model": run.evaluated_model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng}
+    parts[RUNNING_LOSSES_KEY] = run.running.state_dict()
     if run.evaluated_model is not run.model:
         parts[TRAINED_WEIGHTS_KEY] = run.model.state_dict()
     counters = {"epoch": run.epoch, "step": run.step, "train_seconds": run.train_seconds}
