@@ -321,7 +321,6 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from state_dict() or a checkpoint file's dict."""
         restore_training_state(self, state)
-        self.running = RunningLosses.restored(state.get(RUNNING_LOSSES_KEY), self.device)
         self._last_complete_state = copy.deepcopy(state)
 
     @classmethod
@@ -519,7 +518,8 @@ def capture_training_state(run: Trainer) -> dict:
 
 
 def restore_training_state(run: Trainer, state: dict) -> None:
-    """Load a captured state into a run: weights, optimizer, counters, history and random state."""
+    """Load a captured state into a run: weights, optimizer, counters, history, running step losses and random
+    state."""
     missing = [key for key in TRAINING_ONLY_KEYS if key not in state]
     if missing:
         raise CheckpointError(
@@ -541,5 +541,6 @@ def restore_training_state(run: Trainer, state: dict) -> None:
         run.model.load_state_dict(state[TRAINED_WEIGHTS_KEY])
     run.epoch, run.step, run.train_seconds = state["epoch"], state["step"], state["train_seconds"]
     run.history = History.from_dict(state["history"])
+    run.running = RunningLosses.restored(state.get(RUNNING_LOSSES_KEY), run.device)
     set_global_random_state(state["rng"])
     run.shuffle_generator.set_state(state["rng"]["shuffle"])
