@@ -433,3 +433,54 @@ def test_reporting_one_shipped_model_keeps_the_other_s_panel_of_the_time_to_qual
         "time_to_quality.png",
     ]
     assert Image.open(figures / "time_to_quality.png").size == Image.open(shipped_figure).size  # both panels
+
+
+@pytest.mark.parametrize("swap", ["vae_2d.pt", "vae_2d_epoch_020.pt", "vae_8d.pt"])
+def test_a_shipped_file_holding_another_model_or_epoch_is_refused_before_any_figure_changes(
+    tmp_path: Path, monkeypatch, capsys, swap: str
+) -> None:
+    from vae_lib.core.settings import outputs_dir
+
+    (tmp_path / "checkpoints").mkdir()
+    for path in (outputs_dir() / "checkpoints").glob("vae_[28]d*.pt"):
+        (tmp_path / "checkpoints" / path.name).symlink_to(path)
+    stand_in = {"vae_2d.pt": "vae_8d.pt", "vae_2d_epoch_020.pt": "vae_2d_epoch_001.pt", "vae_8d.pt": "vae_2d.pt"}[swap]
+    (tmp_path / "checkpoints" / swap).unlink()
+    (tmp_path / "checkpoints" / swap).symlink_to(outputs_dir() / "checkpoints" / stand_in)
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    for name in ("metrics_2d.png", "reconstructions_2d.png", "time_to_quality.png"):
+        (figures / name).write_bytes(b"the figure drawn before")
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path))
+    assert main(["reproduce", "--report-only", "2d"]) == 2  # 8d: only its panel of the time-to-quality figure
+    refusal = capsys.readouterr()
+    # No metrics from the wrong file: a bad 8-D file (drawn in the time-to-quality figure) stops the figures after
+    # the 2-D model's own report
+    reported = refusal.out.splitlines()
+    assert reported == [] if swap != "vae_8d.pt" else len(reported) == 1 and reported[0].startswith("2d: 40 epochs")
+    expected = {
+        "vae_2d.pt": "holds another model than the 2d recipe's (its settings vs the recipe's: latent_dim: 8 vs 2;",
+        "vae_2d_epoch_020.pt": "holds epoch 1 of its run, not epoch 20: it is one of the files shipped",
+        "vae_8d.pt": "holds another model than the 8d recipe's (its settings vs the recipe's: latent_dim: 2 vs 8;",
+    }[swap]
+    assert f"{tmp_path / 'checkpoints' / swap} {expected}" in refusal.err
+    assert refusal.err.rstrip().endswith(f"or retrain it (python -m vae_lib reproduce {swap[4:6]})")
+    assert all(path.read_bytes() == b"the figure drawn before" for path in figures.iterdir())
+    assert len(list(figures.iterdir())) == 3  # no temporary file left
+
+
+def test_the_figures_folder_being_a_file_is_refused_before_anything_is_drawn(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from vae_lib.core.settings import outputs_dir
+
+    (tmp_path / "checkpoints").mkdir()
+    for path in (outputs_dir() / "checkpoints").glob("vae_[28]d*.pt"):
+        (tmp_path / "checkpoints" / path.name).symlink_to(path)
+    (tmp_path / "figures").write_bytes(b"notes")
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path))
+    assert main(["reproduce", "--report-only", "2d"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'figures'} is a file, not the folder of figures: move it out of the way and run again\n"
+    )
+    assert (tmp_path / "figures").read_bytes() == b"notes"

@@ -4,11 +4,13 @@ outputs/videos/ and the quality each is held to. Notebooks, the tests, `reproduc
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import NamedTuple
 
-from vae_lib.core.checkpoint import SHIPPED_FILE, history_of, read_checkpoint, tracked_file_advice
-from vae_lib.core.config import RECIPES, SHIPPED_RECIPES
+from vae_lib.core.checkpoint import SHIPPED_FILE, config_of, history_of, read_checkpoint, tracked_file_advice
+from vae_lib.core.config import RECIPES, SHIPPED_RECIPES, TrainConfig
+from vae_lib.core.files import CheckpointError
 from vae_lib.core.history import History
 from vae_lib.core.likelihood import SavedBounds, read_saved_bounds
 from vae_lib.core.run_folder import kept_epoch_stem
@@ -95,9 +97,37 @@ def _existing(path: Path, name: str) -> Path:
     """Return a shipped file's path, or raise a FileNotFoundError saying how to restore it if it is missing."""
     if path.is_file():
         return path
+    raise FileNotFoundError(f"{path} is missing: {_how_to_restore(path, name)}")
+
+
+def _how_to_restore(path: Path, name: str) -> str:
+    """Return how to get a shipped model's file back: from git (or a clone), or by retraining its recipe."""
     restore = tracked_file_advice(path) or f"{SHIPPED_FILE}: copy it from outputs/checkpoints/ of a clone"
     retrain = f", or retrain it (python -m vae_lib reproduce {name})" if name in SHIPPED_RECIPES else ""
-    raise FileNotFoundError(f"{path} is missing: {restore}{retrain}")
+    return f"{restore}{retrain}"
+
+
+def check_shipped_model(name: str) -> None:
+    """Raise a CheckpointError unless each of a model's shipped checkpoints (shipped_epochs) holds the epoch it is
+    named for and, for the models `reproduce` makes, the model of that recipe: `reproduce --report-only` reports
+    and draws from them, so a file replaced by another model's (a copy of vae_8d.pt as vae_2d.pt) is refused
+    before anything is written. Damaged and missing files are refused as read_checkpoint and
+    shipped_checkpoint refuse them."""
+    for epoch in shipped_epochs(name):
+        path = shipped_checkpoint(name, epoch)
+        state = read_checkpoint(path)
+        if name in SHIPPED_RECIPES:
+            every_setting = tuple(field.name for field in fields(TrainConfig))
+            differences = config_of(state).differences(RECIPES[name], every_setting)
+            if differences:
+                raise CheckpointError(
+                    f"{path} holds another model than the {name} recipe's (its settings vs the recipe's: "
+                    f"{'; '.join(differences)}): {_how_to_restore(path, name)}"
+                )
+        if state["epoch"] != epoch:
+            raise CheckpointError(
+                f"{path} holds epoch {state['epoch']} of its run, not epoch {epoch}: {_how_to_restore(path, name)}"
+            )
 
 
 def shipped_video(name: str, kind: str = "mp4") -> Path:

@@ -13,12 +13,14 @@ from vae_lib.core.checkpoint import export_checkpoint, history_of, load_model, r
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.evaluate import evaluate
+from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.hooks import EpochReporter
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import outputs_dir, runs_dir
 from vae_lib.core.train import Trainer, open_run
 from vae_lib.course.shipped import (
     QUALITY_TARGETS,
+    check_shipped_model,
     shipped_checkpoint,
     shipped_epochs,
     shipped_history,
@@ -57,7 +59,9 @@ def ship(name: str, run_dir: Path, report: Report) -> None:
 
 
 def report_shipped(name: str, report: Report) -> dict[str, float]:
-    """Report and return a shipped model's test metrics and its time to its quality target."""
+    """Report and return a shipped model's test metrics and its time to its quality target, after checking that its
+    files hold its recipe's model (check_shipped_model)."""
+    check_shipped_model(name)
     path = shipped_checkpoint(name)
     state = read_checkpoint(path)
     metrics = evaluate(load_model(path), load_dataset(RECIPES[name].dataset, train=False))
@@ -77,7 +81,8 @@ def write_figures(names: list[str]) -> list[Path]:
     """Save the README's figures for the named shipped models into outputs/figures/ and return their paths.
 
     The time-to-quality figure has a panel per shipped checkpoint, named or not: redrawing the figures of one
-    model never drops another's panel.
+    model never drops another's panel. Every model drawn is checked first (check_shipped_model), so a file of
+    another model changes no figure, and each figure replaces its file only once it is drawn whole.
     """
     import matplotlib
 
@@ -85,14 +90,25 @@ def write_figures(names: list[str]) -> list[Path]:
     from vae_lib.core.evaluate import reconstruct
     from vae_lib.pictures import viz
 
+    shown = [name for name in SHIPPED_RECIPES if shipped_path(name).exists()]
+    for name in dict.fromkeys([*names, *shown]):
+        check_shipped_model(name)
     folder = outputs_dir() / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file, not the folder of figures: move it out of the way and run again")
     written = []
+
+    def save(figure: matplotlib.figure.Figure, file_name: str) -> None:
+        written.append(folder / file_name)
+        with replaced_atomically(written[-1]) as temporary:
+            figure.savefig(temporary, dpi=90, format="png")
+
     for name in names:
         originals = load_dataset(RECIPES[name].dataset, train=False).images[:12]
-        figure = viz.plot_metrics(shipped_history(name), title=f"{name.upper()} model: training metrics")
-        written.append(folder / f"metrics_{name}.png")
-        figure.savefig(written[-1], dpi=90)
+        save(
+            viz.plot_metrics(shipped_history(name), title=f"{name.upper()} model: training metrics"),
+            f"metrics_{name}.png",
+        )
         rows = {
             f"epoch {epoch}": reconstruct(load_model(shipped_checkpoint(name, epoch)), originals)
             for epoch in shipped_epochs(name)
@@ -100,13 +116,9 @@ def write_figures(names: list[str]) -> list[Path]:
         figure = viz.plot_reconstructions(
             originals, rows, title=f"{name.upper()} model: test images reconstructed during training"
         )
-        written.append(folder / f"reconstructions_{name}.png")
-        figure.savefig(written[-1], dpi=90)
-    shown = [name for name in SHIPPED_RECIPES if shipped_path(name).exists()]
+        save(figure, f"reconstructions_{name}.png")
     histories = {name: shipped_history(name) for name in shown}
-    figure = viz.plot_time_to_quality(histories, {name: QUALITY_TARGETS[name] for name in shown})
-    written.append(folder / "time_to_quality.png")
-    figure.savefig(written[-1], dpi=90)
+    save(viz.plot_time_to_quality(histories, {name: QUALITY_TARGETS[name] for name in shown}), "time_to_quality.png")
     return written
 
 
