@@ -130,6 +130,12 @@ def test_the_advice_names_the_repository_s_own_files_only() -> None:
         f"(git -C {REPO_ROOT} checkout -- outputs/checkpoints/vae_2d.pt)"
     )
     assert tracked_file_advice(outputs_dir() / "checkpoints" / "vae_2D.pt") is None  # a typo: not a shipped file
+    # Tracked, but no checkpoint: given where a checkpoint belongs it is not damaged, and a checkout would undo edits
+    for tracked in ("notebooks/01_train_2d.ipynb", "README.md", "outputs/metrics/vae_bernoulli_bounds.pt"):
+        assert tracked_file_advice(REPO_ROOT / tracked) is None
+        with pytest.raises(CheckpointError) as refusal:
+            load_model(REPO_ROOT / tracked)
+        assert "git" not in str(refusal.value) and "shipped" not in str(refusal.value)
 
 
 def test_a_leftover_kept_copy_of_the_last_epoch_does_not_stand_in_for_the_model(tmp_path: Path, monkeypatch) -> None:

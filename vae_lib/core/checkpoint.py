@@ -145,15 +145,19 @@ def read_checkpoint(path: str | Path) -> dict:
     return state
 
 
-# What a missing or damaged shipped file is told it is, before how to get it back.
+# What a missing or damaged shipped file is told it is, before how to get it back, and the repository's folder of them.
 SHIPPED_FILE = "it is one of the files shipped with the repository"
+SHIPPED_FOLDER = Path("outputs", "checkpoints")
 
 
 def tracked_file_advice(path: Path) -> str | None:
-    """Return how to restore a file that the repository's git tracks (a shipped model, kept epoch or sweep point in
-    outputs/checkpoints/) when it is missing or damaged; None for any other file, or where git cannot tell."""
+    """Return how to restore a file that the repository's git tracks in outputs/checkpoints/ (a shipped model, kept
+    epoch or sweep point) when it is missing or damaged; None for any other file (a notebook or figure given where a
+    checkpoint belongs is not damaged: restoring it would throw away its edits), or where git cannot tell."""
     try:
         relative = (path.parent.resolve() / path.name).relative_to(REPO_ROOT)  # the folder resolved, not a link
+        if relative.parent != SHIPPED_FOLDER:
+            return None
         tracked = subprocess.run(
             ["git", "-C", str(REPO_ROOT), "ls-files", "--error-unmatch", "--", str(relative)],
             capture_output=True,
