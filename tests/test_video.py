@@ -178,6 +178,26 @@ def test_a_snapshot_of_another_run_of_the_same_shapes_is_named_by_the_settings_t
     assert [snapshot.step for snapshot in load_snapshots(tmp_path / "ours")] == [0, 3, 5, 6, 8]
 
 
+def test_another_runs_checkpoint_beside_the_snapshots_is_refused_and_the_video_kept(
+    tmp_path, small_train, small_test
+) -> None:
+    _run(tmp_path / "ours", small_train, small_test, epochs=1)
+    _run(tmp_path / "theirs", small_train, small_test, epochs=1, latent_dim=3)
+    make_run_video(tmp_path / "ours", fps=4)
+    good_video = (tmp_path / "ours" / "latent_evolution.mp4").read_bytes()
+    checkpoint = tmp_path / "ours" / "checkpoint.pt"
+    checkpoint.write_bytes((tmp_path / "theirs" / "checkpoint.pt").read_bytes())
+    with pytest.raises(CheckpointError) as refusal:
+        make_run_video(tmp_path / "ours", fps=4)
+    assert str(refusal.value) == (
+        f"{checkpoint} is another run's than the snapshots beside it (latent_dim 3 (snapshots: 2)): put back the "
+        "checkpoint of the run that took them, or move it out of the folder to make the video without a loss curve"
+    )
+    assert (tmp_path / "ours" / "latent_evolution.mp4").read_bytes() == good_video
+    checkpoint.unlink()  # as the error says: the video is made from the snapshots alone
+    assert make_run_video(tmp_path / "ours", fps=4)["frames"] == 4
+
+
 def test_a_resumed_run_with_more_epochs_keeps_its_snapshots_one_run(tmp_path, small_train, small_test) -> None:
     _run(tmp_path, small_train, small_test, epochs=1)
     recorder = SnapshotRecorder(tmp_path, small_test, every=3, scatter_images=200, grid_size=6)

@@ -186,6 +186,20 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
     return snapshots
 
 
+def check_checkpoint_took_snapshots(snapshots: list[Snapshot], config: TrainConfig, checkpoint: Path) -> None:
+    """Raise a CheckpointError if the run whose checkpoint (of `config`) a video draws its loss curve from is not the
+    run that took the snapshots (their run settings differ; snapshots written before they carried settings pass)."""
+    settings = _most_common([snapshot.run_settings for snapshot in snapshots if snapshot.run_settings is not None])
+    ours = run_settings(config)
+    if settings is not None and settings != ours:
+        differences = _differences(ours, settings, "snapshots")
+        raise CheckpointError(
+            f"{checkpoint} is another run's than the snapshots beside it ({differences}): "
+            "put back the checkpoint of the run that took them, or move it out of the folder to make the video "
+            "without a loss curve"
+        )
+
+
 def _differences(theirs: dict[str, object], ours: dict[str, object], whose: str) -> str:
     """Return the settings in which two runs differ, in words: 'seed 5 (most snapshots': 0)'."""
     return ", ".join(

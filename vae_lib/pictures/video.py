@@ -25,7 +25,7 @@ from vae_lib.core.files import replaced_atomically
 from vae_lib.core.history import StepRecord
 from vae_lib.core.latent import LatentProjection, dimension_label
 from vae_lib.core.run_folder import RunFolder
-from vae_lib.pictures.snapshots import Snapshot, load_snapshots
+from vae_lib.pictures.snapshots import Snapshot, check_checkpoint_took_snapshots, load_snapshots
 from vae_lib.pictures.viz import class_colour, image_grid, total_label
 
 FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no padding
@@ -135,6 +135,8 @@ def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:
     state = read_checkpoint(checkpoint) if checkpoint.exists() else None
     history_steps = history_of(state).steps if state is not None else []
     config = config_of(state) if state is not None else TrainConfig()
+    if state is not None:
+        check_checkpoint_took_snapshots(snapshots, config, checkpoint)
     dataset = DATASETS.get(config.dataset) if state is not None else None
     label_count = int(max(s.labels.max() for s in snapshots)) + 1
     class_names = list(dataset.class_names) if dataset is not None else [str(label) for label in range(label_count)]
