@@ -484,3 +484,15 @@ def test_the_figures_folder_being_a_file_is_refused_before_anything_is_drawn(
         f"error: {tmp_path / 'figures'} is a file, not the folder of figures: move it out of the way and run again\n"
     )
     assert (tmp_path / "figures").read_bytes() == b"notes"
+
+
+def test_reproduce_checks_every_recipe_s_run_folder_before_the_first_trains(tmp_path: Path, monkeypatch) -> None:
+    from vae_lib.core.files import CheckpointError
+    from vae_lib.tools import reproduce
+
+    trained: list[str] = []
+    monkeypatch.setattr(reproduce, "train_recipe", lambda name, run_dir, report: trained.append(name))
+    (tmp_path / "recipe_8d").write_text("notes")  # a file where the second recipe's run folder belongs
+    with pytest.raises(CheckpointError, match=r"recipe_8d is a file, not a run folder"):
+        reproduce.reproduce(["2d", "8d"], print, run_root=tmp_path)
+    assert trained == [] and (tmp_path / "recipe_8d").read_text() == "notes"

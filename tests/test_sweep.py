@@ -58,6 +58,31 @@ def test_every_alpha_of_the_sweep_is_checked_before_any_point_trains(tiny_sweep,
     assert sorted(path.name for path in tmp_path.iterdir()) == []  # no run folder, no shipped point
 
 
+def test_every_run_folder_of_the_sweep_is_checked_before_any_point_trains(tiny_sweep, tmp_path, capsys) -> None:
+    sweep_folder = tmp_path / "runs" / "sweep"
+    sweep_folder.mkdir(parents=True)
+    (sweep_folder / "2d_alpha0.01").write_text("notes")  # a file where the second point's folder belongs
+    assert main(["sweep", "--latent-dims", "2", "--alphas", "0.001", "0.01", "--device", "cpu"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"error: point 2d_alpha0.01 of the sweep cannot train: {sweep_folder / '2d_alpha0.01'} is a file, not a run "
+        f"folder: choose a folder for the run. The sweep trains each point in its own folder of {sweep_folder}: move "
+        "what is in the way out of it, then run again (nothing has trained)\n"
+    )
+    assert not (sweep_folder / "2d_alpha0.001" / "checkpoint.pt").exists() and captured.out == ""
+    assert not (tmp_path / "checkpoints").exists()  # no point shipped
+    (sweep_folder / "2d_alpha0.01").unlink()
+    run_sweep([2], [0.01], device="cpu", progress=False)  # another point's run where the first point trains:
+    (sweep_folder / "2d_alpha0.001").mkdir(exist_ok=True)  # the check made it (empty), as open_run makes it
+    foreign = (sweep_folder / "2d_alpha0.01" / "checkpoint.pt").read_bytes()
+    (sweep_folder / "2d_alpha0.001" / "checkpoint.pt").write_bytes(foreign)
+    (tmp_path / "checkpoints" / "sweep_2d_alpha0.01.pt").unlink()
+    assert main(["sweep", "--latent-dims", "2", "--alphas", "0.01", "0.001", "--device", "cpu"]) == 2
+    assert "point 2d_alpha0.001 of the sweep cannot train: " in capsys.readouterr().err
+    assert (sweep_folder / "2d_alpha0.001" / "checkpoint.pt").read_bytes() == foreign
+    assert not (tmp_path / "checkpoints" / "sweep_2d_alpha0.01.pt").exists()  # the first point was not shipped
+
+
 @pytest.mark.parametrize("latent_dim", SWEEP_LATENT_DIMS)
 @pytest.mark.parametrize("alpha", SWEEP_ALPHAS)
 def test_every_point_of_the_sweep_is_shipped_with_its_settings_and_history(latent_dim: int, alpha: float) -> None:

@@ -361,6 +361,19 @@ def open_run(
     return trainer
 
 
+def check_run_folder(config: TrainConfig, run_dir: str | Path) -> None:
+    """Raise the CheckpointError open_run(config, run_dir) would raise for the folder itself, without building a
+    trainer: a file in its place, a folder that cannot be written or that another process trains in, another
+    model's run or settings it cannot continue with, another run's files without a checkpoint. A command that
+    trains several runs in turn (sweep, reproduce) checks every folder before the first run trains."""
+    run_folder = RunFolder(run_dir)
+    with RunLock(run_folder):
+        if run_folder.checkpoint.exists():
+            continued_config(run_folder.checkpoint, config)
+        else:
+            refuse_saved_run(run_folder)
+
+
 def restore_kept_epochs(run_folder: RunFolder, epoch: int, keep_epochs: tuple[int, ...]) -> list[str]:
     """Check the kept epochs of a run resumed at `epoch`: write the current epoch's from the checkpoint if it is to be
     kept and is missing (an earlier version did not keep it) or cannot be read, and name every other kept epoch that

@@ -17,7 +17,7 @@ from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.hooks import EpochReporter
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import outputs_dir, runs_dir
-from vae_lib.core.train import Trainer, open_run
+from vae_lib.core.train import Trainer, check_run_folder, open_run
 from vae_lib.course.shipped import (
     QUALITY_TARGETS,
     check_shipped_model,
@@ -125,6 +125,8 @@ def write_figures(names: list[str]) -> list[Path]:
 def reproduce(names: list[str], report: Report, run_root: Path | None = None) -> None:
     """Train, ship and report each named recipe, and redraw the README's figures."""
     run_root = run_root or runs_dir()
+    for name in names:  # every run folder checked before the first recipe trains
+        check_run_folder(RECIPES[name], run_root / f"recipe_{name}")
     for name in names:
         run_dir = run_root / f"recipe_{name}"
         train_recipe(name, run_dir, report)

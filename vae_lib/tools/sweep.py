@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vae_lib.core.checkpoint import export_checkpoint
+from vae_lib.core.files import CheckpointError
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import runs_dir
-from vae_lib.core.train import open_run
+from vae_lib.core.train import check_run_folder, open_run
 from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS, sweep_checkpoint, sweep_config, sweep_name
 
 
@@ -29,9 +30,19 @@ def run_sweep(
 ) -> list[Path]:
     """Train (or finish) every point of the sweep, export each to outputs/checkpoints/, and return their paths.
 
-    Every point's settings are made (and so checked: a bad alpha raises a ValueError) before the first one trains.
+    Every point's settings are made (and so checked: a bad alpha raises a ValueError), and its run folder checked
+    (check_run_folder), before the first one trains.
     """
     configs = {(latent_dim, alpha): sweep_config(latent_dim, alpha) for latent_dim in latent_dims for alpha in alphas}
+    for (latent_dim, alpha), config in configs.items():
+        try:
+            check_run_folder(config, sweep_run_dir(latent_dim, alpha))
+        except CheckpointError as error:
+            raise CheckpointError(
+                f"point {sweep_name(latent_dim, alpha)} of the sweep cannot train: {error}. The sweep trains each "
+                f"point in its own folder of {runs_dir() / 'sweep'}: move what is in the way out of it, then run "
+                "again (nothing has trained)"
+            ) from error
     shipped = []
     for (latent_dim, alpha), config in configs.items():
         trainer = open_run(config, sweep_run_dir(latent_dim, alpha), report=report, hooks=hooks, **options)
