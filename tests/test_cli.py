@@ -496,3 +496,34 @@ def test_reproduce_checks_every_recipe_s_run_folder_before_the_first_trains(tmp_
     with pytest.raises(CheckpointError, match=r"recipe_8d is a file, not a run folder"):
         reproduce.reproduce(["2d", "8d"], print, run_root=tmp_path)
     assert trained == [] and (tmp_path / "recipe_8d").read_text() == "notes"
+
+
+def test_a_reference_clone_that_does_not_import_is_refused_before_the_benchmark_runs(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import importlib.util
+
+    from vae_lib.tools import benchmark
+
+    (tmp_path / "trainer.py").write_text("")  # a clone whose files are there but empty
+    (tmp_path / "utils.py").write_text("")
+    find_spec = importlib.util.find_spec  # cv2 present, as the reference needs (this test never imports it)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: name == "cv2" or find_spec(name, *rest))
+    ran: list[str] = []
+    monkeypatch.setattr(benchmark, "run_benchmark", lambda *args, **kwargs: ran.append("benchmark"))
+    assert main(["benchmark", "--steps", "5", "--reference", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: the reference trainer in {tmp_path} cannot be imported (ImportError: cannot import name "
+        f"'ModularTrainer' from 'trainer' ({tmp_path / 'trainer.py'})): clone the reference implementation "
+        "(github.com/Ganesh2609/VariationalAutoencoder) there, unchanged\n"
+    )
+    assert ran == []
+
+
+def test_a_timed_command_that_fails_is_an_error_naming_its_last_line(tmp_path: Path) -> None:
+    from vae_lib.tools.benchmark import timed_command
+
+    script = "import sys\nprint('working', file=sys.stderr)\nraise SystemExit('the data is missing')"
+    with pytest.raises(OSError) as failure:  # the command line prints it as an error, without a traceback
+        timed_command([sys.executable, "-c", script, "argument"], tmp_path)
+    assert str(failure.value) == (f"{sys.executable} -c <script> argument failed (exit status 1): the data is missing")

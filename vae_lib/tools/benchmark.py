@@ -676,7 +676,7 @@ def race_figures(
 
 # One epoch of the reference implementation's own trainer (ModularTrainer, with its logging, plots, video frames
 # and checkpoints), on MNIST loaded as its MNIST loader did; run in a child process from a clone of its repository.
-REFERENCE_EPOCH = """
+REFERENCE_IMPORTS = """
 import sys, time
 import torch
 from torch.utils.data import DataLoader
@@ -684,7 +684,10 @@ from torchvision import datasets, transforms
 sys.path.insert(0, sys.argv[1])
 from trainer import ModularTrainer
 from utils import VAELoss, VariationalAutoencoder
-
+"""
+REFERENCE_EPOCH = (
+    REFERENCE_IMPORTS
+    + """
 transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5), (0.5))])
 loader = dict(
     batch_size=64, num_workers=10, pin_memory=True, persistent_workers=True, prefetch_factor=2, drop_last=True
@@ -699,6 +702,7 @@ trainer = ModularTrainer(
 )
 trainer.train()
 """
+)
 
 
 def timed_command(command: list[str], cwd: Path) -> float:
@@ -706,19 +710,39 @@ def timed_command(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{result.stderr[-2000:]}")
+        raise ChildProcessError(f"{_shown(command)} failed (exit status {result.returncode}): {_last_line(result)}")
     return time.perf_counter() - started
 
 
+def _shown(command: list[str]) -> str:
+    """Return a command as a reader recognises it: a `python -c` script as 'python -c <script>'."""
+    return " ".join("<script>" if "\n" in part else part for part in command)
+
+
+def _last_line(result: subprocess.CompletedProcess) -> str:
+    """Return the last line a failed command wrote to stderr (a traceback's last line is its error)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "it wrote no error"
+
+
+CLONE_THE_REFERENCE = "clone the reference implementation (github.com/Ganesh2609/VariationalAutoencoder) there"
+
+
 def check_reference(reference: Path) -> None:
-    """Raise a ValueError saying what to do unless `reference` holds the reference trainer and cv2 is installed."""
+    """Raise a ValueError saying what to do unless `reference` holds the reference trainer, whose modules import,
+    and cv2 is installed: checked before any benchmark runs, not after it."""
     if not (reference / "trainer.py").is_file() or not (reference / "utils.py").is_file():
-        raise ValueError(
-            f"{reference} has no trainer.py and utils.py: clone the reference implementation "
-            "(github.com/Ganesh2609/VariationalAutoencoder) there"
-        )
+        raise ValueError(f"{reference} has no trainer.py and utils.py: {CLONE_THE_REFERENCE}")
     if importlib.util.find_spec("cv2") is None:
         raise ValueError("the reference trainer imports cv2: pip install opencv-python-headless, then run again")
+    imported = subprocess.run(
+        [sys.executable, "-c", REFERENCE_IMPORTS, str(reference.resolve())], capture_output=True, text=True
+    )
+    if imported.returncode != 0:
+        raise ValueError(
+            f"the reference trainer in {reference} cannot be imported ({_last_line(imported)}): {CLONE_THE_REFERENCE}, "
+            "unchanged"
+        )
 
 
 def compare_with_reference(reference: Path, report: Report, rounds: int = 2) -> dict[str, float]:
