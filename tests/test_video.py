@@ -343,6 +343,23 @@ def test_the_video_plays_at_the_frame_rate_asked_for_and_the_gif_has_the_width_a
             assert gif.size == (width, width * FRAME_SIZE[1] // FRAME_SIZE[0])
 
 
+@pytest.mark.parametrize("fps, count", [(48, 3), (13, 1)])
+def test_a_video_shorter_than_one_gif_frame_still_makes_a_gif_of_its_frames(tmp_path, fps: int, count: int) -> None:
+    frames = [np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 200, np.uint8) for _ in range(count)]
+    video = write_mp4(iter(frames), tmp_path / "short.mp4", fps=fps)  # 1/16 and 1/13 s: the GIF runs at 6 fps
+    with Image.open(mp4_to_gif(video, tmp_path / "short.gif")) as gif:
+        assert gif.n_frames >= 1 and np.asarray(gif.convert("L")).mean() == pytest.approx(200, abs=3)
+
+
+def test_a_gif_ffmpeg_cannot_make_is_an_error_that_leaves_the_gif_as_it_was(tmp_path) -> None:
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    (tmp_path / "latent.gif").write_bytes(b"the GIF made before")
+    with pytest.raises(CheckpointError, match=r"^ffmpeg could not make .*latent.gif from .*broken.mp4 \(.+\); the GIF"):
+        mp4_to_gif(tmp_path / "broken.mp4", tmp_path / "latent.gif")
+    assert (tmp_path / "latent.gif").read_bytes() == b"the GIF made before"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.mp4", "latent.gif"]
+
+
 def test_a_new_run_refuses_a_folder_holding_another_runs_snapshots_and_deletes_none(
     tmp_path, small_train, small_test
 ) -> None:

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
 from vae_lib.core.config import TrainConfig
 from vae_lib.core.datasets import DATASETS
-from vae_lib.core.files import replaced_atomically
+from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.history import StepRecord
 from vae_lib.core.latent import LatentProjection, dimension_label
 from vae_lib.core.run_folder import RunFolder
@@ -174,8 +174,8 @@ def write_mp4(frames: Iterator[np.ndarray], path: str | Path, fps: int = 12) -> 
 def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps: int = 6) -> Path:
     """Convert an mp4 into a palette-optimised GIF (for READMEs) with ffmpeg, written as write_mp4 writes; return
     the GIF's path."""
-    palette_filter = (
-        f"fps={fps},scale={width}:-1:flags=lanczos,split[a][b];"
+    palette_filter = (  # eof_action=pass: a video shorter than one GIF frame still gives its frames, not none
+        f"fps={fps}:eof_action=pass,scale={width}:-1:flags=lanczos,split[a][b];"
         "[a]palettegen=max_colors=128[p];[b][p]paletteuse=dither=bayer:bayer_scale=4"
     )
     gif_path = Path(gif_path)
@@ -193,7 +193,13 @@ def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps
             "gif",
             str(temporary),
         ]
-        subprocess.run(command, check=True)
+        made = subprocess.run(command, capture_output=True, text=True)
+        if made.returncode != 0:
+            said = [line.strip() for line in made.stderr.splitlines() if line.strip()] or ["it wrote no error"]
+            raise CheckpointError(
+                f"ffmpeg could not make {gif_path} from {mp4_path} ({said[-1]}); the GIF was left as it was: the mp4 "
+                "is the video"
+            )
     return gif_path
 
 
