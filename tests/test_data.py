@@ -2,6 +2,7 @@ import gzip
 import io
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,28 @@ def test_prepare_data_moves_a_corrupt_file_aside_and_fetches_it_again(tmp_path: 
         f"{target} is corrupt (md5 differs from the official file): moved it aside to {target}.corrupt-2; "
         "fetching it again"
     )
+
+
+def test_a_folder_or_file_in_the_way_of_the_data_is_named_before_anything_is_fetched(
+    tmp_path: Path, offline_sources
+) -> None:
+    root = _copy_mnist(tmp_path)
+    target = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    target.unlink()
+    target.mkdir()  # a folder where a file belongs
+    in_the_way = f"{target} is a folder where a file of the dataset belongs: move it out of the way"
+    assert MNIST.problems(root) == [in_the_way]
+    with pytest.raises(DataError, match=re.escape(f"MNIST is not ready: {in_the_way}.\nRun `python -m vae_lib")):
+        load_dataset("mnist", train=False, root=root)
+    with pytest.raises(DataError) as refusal:
+        prepare_dataset("mnist", root=root)
+    assert str(refusal.value) == f"MNIST cannot be prepared: {in_the_way}, then run again"
+    assert offline_sources == []  # nothing fetched
+    shutil.rmtree(root / "MNIST")
+    (root / "MNIST").write_text("notes")  # a file where the dataset's folder belongs
+    with pytest.raises(DataError, match=re.escape(f"{root / 'MNIST'} is a file where a folder of the dataset belongs")):
+        prepare_dataset("mnist", root=root)
+    assert offline_sources == [] and (root / "MNIST").read_text() == "notes"
 
 
 def test_prepare_data_moves_a_corrupt_torchvision_archive_aside(tmp_path: Path, offline_sources) -> None:

@@ -51,11 +51,30 @@ class DatasetEntry:
         return [
             path
             for path in self.paths(root)
-            if path.name in self.md5 and path.exists() and md5_of(path) != self.md5[path.name]
+            if path.name in self.md5 and path.is_file() and md5_of(path) != self.md5[path.name]
+        ]
+
+    def obstacles(self, root: Path | None = None) -> list[str]:
+        """Return what stands where the dataset's files belong (a file where one of its folders goes, a folder where
+        one of its files goes): nothing can be downloaded or read there until it is moved out of the way."""
+        root = root or data_dir()
+        folders = [root]
+        for part in Path(self.folder).parts:  # MNIST/raw: root, root/MNIST, root/MNIST/raw
+            folders.append(folders[-1] / part)
+        for folder in folders:
+            if folder.exists() and not folder.is_dir():
+                return [f"{folder} is a file where a folder of the dataset belongs: move it out of the way"]
+        return [
+            f"{path} is a folder where a file of the dataset belongs: move it out of the way"
+            for path in self.paths(root)
+            if path.exists() and not path.is_file()
         ]
 
     def problems(self, root: Path | None = None) -> list[str]:
         """Return what is wrong with the files on disk (empty when all four are there and match their md5)."""
+        obstacles = self.obstacles(root)
+        if obstacles:
+            return obstacles
         corrupt = self.corrupt_paths(root)
         return [
             f"{path} {CORRUPT}" if path in corrupt else f"{path} is missing"
@@ -179,6 +198,9 @@ def prepare_dataset(name: str = DEFAULT_DATASET, root: Path | None = None, repor
     user's file is kept. `report`, if given, is told which files were moved aside and how they were fetched."""
     entry = dataset_entry(name)
     root = Path(root) if root is not None else data_dir()
+    obstacles = entry.obstacles(root)
+    if obstacles:
+        raise DataError(f"{entry.title} cannot be prepared: {'; '.join(obstacles)}, then run again")
     corrupt = entry.corrupt_paths(root)
     if corrupt or not all(path.exists() for path in entry.paths(root)):
         if entry.prepare is None:
