@@ -321,6 +321,32 @@ def test_a_bounds_file_that_holds_no_saved_bounds_is_refused_before_evaluating_a
     assert (other.read_bytes() if other.is_file() else None) == before and other.exists()
 
 
+def test_a_bounds_file_below_a_file_is_refused_before_evaluating(tmp_path: Path, capsys, untrained_checkpoint) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    wanted = tmp_path / "notes.txt" / "bounds.pt"  # a file where the bounds' folder would be
+    command = ["evaluate", str(untrained_checkpoint), "--log-likelihood", "2", "--samples", "10"]
+    assert main([*command, "--bounds-file", str(wanted)]) == 2
+    assert capsys.readouterr() == (
+        "",  # refused before the test metrics and the bounds, whose work the write would have lost
+        f"error: cannot write {wanted}: {tmp_path / 'notes.txt'} is a file, not a folder; nothing was written: "
+        "choose another path, or move that file out of the way\n",
+    )
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_an_atomic_write_below_a_file_says_so_not_to_free_space(tmp_path: Path) -> None:
+    from vae_lib.core.files import CheckpointError, replaced_atomically
+
+    (tmp_path / "figures").write_text("notes")
+    refusal = r"figures is a file, not a folder; nothing was written: choose another"
+    with (
+        pytest.raises(CheckpointError, match=refusal),
+        replaced_atomically(tmp_path / "figures" / "deeper" / "plot.png") as temporary,
+    ):
+        temporary.write_bytes(b"a figure")
+    assert (tmp_path / "figures").read_text() == "notes"
+
+
 def _stop_at_the_second_part(monkeypatch) -> None:
     """Make bounding log p(x) stop with Ctrl-C when it starts its second part of images."""
     from vae_lib.core import likelihood

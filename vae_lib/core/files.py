@@ -45,6 +45,7 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     no permission) becomes a CheckpointError naming the file.
     """
     temporary: Path | None = None
+    refuse_file_in_the_way(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
@@ -61,6 +62,19 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
                 "the folder, then run again"
             ) from error
         raise
+
+
+def refuse_file_in_the_way(path: Path) -> None:
+    """Raise a CheckpointError if a file stands where one of the folders of `path` belongs (so nothing can be
+    written there); checked before a write, and by commands before the work whose result they would write."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise CheckpointError(
+                    f"cannot write {path}: {parent} is a file, not a folder; nothing was written: choose another "
+                    "path, or move that file out of the way"
+                )
+            return
 
 
 def _discard(temporary: Path | None) -> None:

@@ -23,7 +23,7 @@ from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
 from vae_lib.core.device import numerics_name
 from vae_lib.core.evaluate import evaluate
-from vae_lib.core.files import CheckpointError
+from vae_lib.core.files import CheckpointError, refuse_file_in_the_way
 from vae_lib.core.hooks import EpochReporter, TrainingHook
 from vae_lib.core.likelihood import read_saved_bounds
 from vae_lib.core.run_folder import RunFolder
@@ -201,8 +201,9 @@ def _print_log_likelihood(
 
 def _check_bounds_file(path: Path) -> None:
     """Raise a CheckpointError unless `path` is new or holds saved bounds: a file of the user's is never ours to
-    suggest deleting."""
+    suggest deleting; a new path must be one the bounds can be written to."""
     if not path.exists():
+        refuse_file_in_the_way(path)
         return
     try:
         read_saved_bounds(path)
