@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lib import CheckpointError, TrainConfig, Trainer, load_model, read_checkpoint
+from vae_lib import CheckpointError, History, TrainConfig, Trainer, load_model, read_checkpoint
 from vae_lib.core.checkpoint import continued_config, export_checkpoint, save_checkpoint
 
 
@@ -34,6 +34,38 @@ def test_load_model_rebuilds_the_model_from_the_file_alone(trained: Trainer, sma
     trained.model.eval()
     assert torch.equal(model.encode(images)[0], trained.model.encode(images)[0])
     assert torch.equal(model.decode(torch.zeros(3, 2)), trained.model.decode(torch.zeros(3, 2)))
+
+
+def _hand_made(tmp_path: Path, **changes: object) -> Path:
+    """Write a small model's checkpoint with `changes` to its contents, its checksum made for them (as a program
+    other than vae_lib would write it): only what the contents say can refuse it."""
+    config = TrainConfig(widths=(4, 8, 8, 8))
+    state = {"config": config.to_dict(), "model": config.build_model().state_dict(), "epoch": 0, "step": 0}
+    return save_checkpoint({**state, "history": History().to_dict(), **changes}, tmp_path / "hand_made.pt")
+
+
+def test_weights_that_do_not_fit_their_config_are_refused_in_one_line(tmp_path: Path) -> None:
+    wider = TrainConfig(widths=(4, 8, 8, 8), latent_dim=3).to_dict()
+    with pytest.raises(CheckpointError) as refusal:
+        load_model(_hand_made(tmp_path, config=wider))
+    assert str(refusal.value) == (
+        f"the weights in {tmp_path / 'hand_made.pt'} do not fit the model its config describes (size mismatch for "
+        "to_latent.weight: copying a param with shape torch.Size([4, 392]) from checkpoint, the shape in current "
+        "model is torch.Size([6, 392]).; size mismatch for to_latent.bias: copying a param with shape "
+        "torch.Size([4]) from checkpoint, the shape in current model is torch.Size([6]).; size mismatch for "
+        "from_latent.weight: copying a param with shape torch.Size([392, 2]) from checkpoint, the shape in current "
+        "model is torch.Size([392, 3]).): the file was changed after vae_lib wrote it; use a checkpoint.pt written "
+        "by vae_lib"
+    )
+
+
+@pytest.mark.parametrize("key, value", [("config", [1, 2]), ("model", "weights"), ("history", None)])
+def test_a_config_weights_or_history_that_is_not_a_table_is_refused(tmp_path: Path, key: str, value) -> None:
+    path = _hand_made(tmp_path, **{key: value})
+    for read in (read_checkpoint, load_model):  # a TypeError or AttributeError traceback before
+        message = rf"is not a usable vae_lib checkpoint: its {key} is a {type(value).__name__}, not the table vae_lib"
+        with pytest.raises(CheckpointError, match=message):
+            read(path)
 
 
 def test_a_checkpoint_for_another_latent_size_is_refused(trained: Trainer) -> None:

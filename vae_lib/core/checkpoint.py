@@ -141,6 +141,13 @@ def read_checkpoint(path: str | Path) -> dict:
             f"{path} is an incomplete vae_lib checkpoint (missing {missing}); "
             f"{_advice(path, 'retrain or use another file')}"
         )
+    not_tables = [key for key in ("config", "model", "history") if not isinstance(state[key], dict)]
+    if not_tables:
+        raise CheckpointError(
+            f"{path} is not a usable vae_lib checkpoint: "
+            f"{', '.join(f'its {key} is a {type(state[key]).__name__}' for key in not_tables)}, not the table vae_lib "
+            f"writes; {_advice(path, 'use a checkpoint.pt written by vae_lib')}"
+        )
     check_intact(state, path)
     return state
 
@@ -223,7 +230,11 @@ def model_from_state(state: dict, source: str | Path = "checkpoint") -> VAE:
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
-        raise CheckpointError(f"the weights in {source} do not fit the model its config describes: {error}") from error
+        details = "; ".join(line.strip() for line in str(error).splitlines()[1:] if line.strip()) or str(error)
+        raise CheckpointError(
+            f"the weights in {source} do not fit the model its config describes ({details}): the file was changed "
+            "after vae_lib wrote it; use a checkpoint.pt written by vae_lib"
+        ) from error
     return model
 
 
