@@ -553,3 +553,10 @@ def test_a_timed_command_that_fails_is_an_error_naming_its_last_line(tmp_path: P
     with pytest.raises(OSError) as failure:  # the command line prints it as an error, without a traceback
         timed_command([sys.executable, "-c", script, "argument"], tmp_path)
     assert str(failure.value) == (f"{sys.executable} -c <script> argument failed (exit status 1): the data is missing")
+
+
+def test_a_seed_torch_cannot_take_is_refused_by_the_parser(capsys, untrained_checkpoint: Path) -> None:
+    for seed, message in [(2**64, "must be at most 2**64 - 1"), (-1, "must be an integer >= 0, got -1")]:
+        with pytest.raises(SystemExit) as exit_status:
+            main(["evaluate", str(untrained_checkpoint), "--seed", str(seed)])
+        assert exit_status.value.code == 2 and f"argument --seed: {message}" in capsys.readouterr().err

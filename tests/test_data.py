@@ -58,6 +58,29 @@ def test_bad_images_are_rejected_with_a_clear_message(images: torch.Tensor, mess
         to_model_input(images)
 
 
+@pytest.mark.parametrize(
+    ("images", "channels", "message"),
+    [
+        (
+            torch.zeros(2, 32, 32),
+            1,
+            "must have shape N x 1 x 28 x 28 (or N x 28 x 28), got (2, 32, 32); resize or crop",
+        ),
+        (torch.zeros(2, 3, 28, 28), 1, "got (2, 3, 28, 28); the model takes 1-channel images, these have 3: give it"),
+        (
+            torch.zeros(2, 28, 28),
+            3,
+            "must have shape N x 3 x 28 x 28, got (2, 28, 28); the model takes 3-channel images,",
+        ),
+        (torch.zeros(2, 3, 32, 32), 3, "must have shape N x 3 x 28 x 28, got (2, 3, 32, 32); resize or crop them to"),
+    ],
+)
+def test_a_wrong_shape_gets_the_advice_that_fits_it(images: torch.Tensor, channels: int, message: str) -> None:
+    with pytest.raises(ValueError) as refusal:
+        to_model_input(images, channels)
+    assert message in str(refusal.value)
+
+
 def _copy_mnist(tmp_path: Path) -> Path:
     shutil.copytree(mnist_raw_dir(), tmp_path / "MNIST" / "raw")
     return tmp_path

@@ -106,15 +106,19 @@ def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    given_shape = tuple(images.shape)
     if images.dim() == 3 and channels == 1:
         images = images.unsqueeze(1)
     expected = (channels, IMAGE_SIZE, IMAGE_SIZE)
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
         side = f"{IMAGE_SIZE} x {IMAGE_SIZE}"
-        raise ValueError(
-            f"images must have shape N x {channels} x {side} (or N x {side}), got {tuple(images.shape)}; "
-            f"resize or crop them to {side} first"
-        )
+        shapes = f"N x {channels} x {side}" + (f" (or N x {side})" if channels == 1 else "")
+        if tuple(images.shape[-2:]) == (IMAGE_SIZE, IMAGE_SIZE) and images.dim() in (3, 4):
+            given = images.shape[1] if images.dim() == 4 else 1
+            advice = f"the model takes {channels}-channel images, these have {given}: give it images of its dataset"
+        else:
+            advice = f"resize or crop them to {side} first"
+        raise ValueError(f"images must have shape {shapes}, got {given_shape}; {advice}")
     if images.dtype == torch.uint8:
         return images.float().div_(127.5).sub_(1.0)
     if not images.is_floating_point():

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from vae_lib.core.checkpoint import config_of, load_model, read_checkpoint
-from vae_lib.core.config import RECIPES, SHIPPED_RECIPES, TrainConfig
+from vae_lib.core.config import MAX_SEED, RECIPES, SHIPPED_RECIPES, TrainConfig
 from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
 from vae_lib.core.device import numerics_name
@@ -60,6 +60,14 @@ def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
         return value
 
     return parse
+
+
+def _seed(text: str) -> int:
+    """Parse --seed: an integer torch's generators take, 0 to 2**64 - 1."""
+    seed = _integer_at_least(0)(text)
+    if seed > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most 2**64 - 1 (what torch's generators take), got {seed}")
+    return seed
 
 
 def _sample_count(text: str) -> int:
@@ -374,7 +382,7 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     evaluate_command = commands.add_parser("evaluate", help="print a checkpoint's test metrics")
     evaluate_command.add_argument("checkpoint")
     evaluate_command.add_argument("--device")
-    evaluate_command.add_argument("--seed", type=int, default=0, help="seed of the sampled z")
+    evaluate_command.add_argument("--seed", type=_seed, default=0, help="seed of the sampled z")
     evaluate_command.add_argument(
         "--log-likelihood",
         type=_integer_at_least(1),
