@@ -36,6 +36,20 @@ def test_load_model_rebuilds_the_model_from_the_file_alone(trained: Trainer, sma
     assert torch.equal(model.decode(torch.zeros(3, 2)), trained.model.decode(torch.zeros(3, 2)))
 
 
+def test_a_run_folder_holding_only_kept_epochs_names_them(trained: Trainer, tmp_path: Path) -> None:
+    kept = tmp_path / "run"
+    kept.mkdir()
+    for epoch in (1, 2):
+        (kept / f"epoch_{epoch:03d}.pt").write_bytes(trained.run_folder.checkpoint.read_bytes())
+    with pytest.raises(CheckpointError) as refusal:
+        load_model(kept)
+    assert str(refusal.value) == (
+        f"no checkpoint at {kept}: it holds no checkpoint.pt, but the kept epochs epoch_001.pt, epoch_002.pt: pass one "
+        "of them"
+    )
+    assert load_model(kept / "epoch_001.pt").latent_dim == 2  # as it says
+
+
 def _hand_made(tmp_path: Path, **changes: object) -> Path:
     """Write a small model's checkpoint with `changes` to its contents, its checksum made for them (as a program
     other than vae_lib would write it): only what the contents say can refuse it."""

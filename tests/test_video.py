@@ -145,6 +145,28 @@ def test_a_corrupt_snapshot_is_named_and_the_good_video_is_kept(tmp_path, small_
         assert (tmp_path / "latent_evolution.mp4").read_bytes() == good_video
 
 
+def test_a_snapshot_of_latent_values_that_are_not_finite_is_named(tmp_path, small_train, small_test) -> None:
+    _run(tmp_path, small_train, small_test, epochs=1)
+    snapshot = load_snapshots(tmp_path)[1]
+    save_snapshot(replace(snapshot, latent_means=np.full_like(snapshot.latent_means, np.nan)), tmp_path)
+    with pytest.raises(CheckpointError) as refusal:
+        make_run_video(tmp_path)
+    assert str(refusal.value) == (
+        f"{tmp_path / 'snapshots' / 'step_0000003.npz'} holds latent values that are not finite (NaN or infinite): the "
+        "run had diverged when it was taken, or the file was changed; delete it and make the video from the others"
+    )  # matplotlib's "Axis limits cannot be NaN or Inf", naming no file, before
+
+
+def test_a_run_folder_that_is_missing_or_a_file_is_named_as_such(tmp_path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    for given, what in [
+        (tmp_path / "no_run", "does not exist"),
+        (tmp_path / "notes.txt", "is a file, not a run folder"),
+    ]:
+        assert main(["video", str(given)]) == 2
+        assert capsys.readouterr().err == f"error: {given} {what}: give the folder of a run trained with snapshots\n"
+
+
 def test_a_snapshot_of_another_run_is_named_before_the_video_is_touched(tmp_path, small_train, small_test) -> None:
     _run(tmp_path, small_train, small_test, epochs=1)
     snapshots = load_snapshots(tmp_path)

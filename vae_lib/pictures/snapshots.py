@@ -129,7 +129,7 @@ def load_snapshot(path: Path) -> Snapshot:
     """Return the snapshot stored in one file; a truncated or corrupt file raises a CheckpointError naming it."""
     try:
         with np.load(path) as stored:
-            return Snapshot(
+            snapshot = Snapshot(
                 step=int(stored["step"]),
                 epoch=float(stored["epoch"]),
                 losses=dict(zip(_LOSS_NAMES, stored["losses"].tolist(), strict=True)),
@@ -147,6 +147,12 @@ def load_snapshot(path: Path) -> Snapshot:
             f"{path} is not a readable snapshot ({type(error).__name__}: {error}); it is truncated or corrupt: "
             "delete it and make the video from the others"
         ) from error
+    if not (np.isfinite(snapshot.latent_means).all() and np.isfinite(snapshot.grid_values).all()):
+        raise CheckpointError(
+            f"{path} holds latent values that are not finite (NaN or infinite): the run had diverged when it was "
+            "taken, or the file was changed; delete it and make the video from the others"
+        )
+    return snapshot
 
 
 def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
@@ -155,6 +161,9 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
     A snapshot that differs from most is named, whichever its step, so deleting what the error names keeps the run's
     own snapshots."""
     run_folder = RunFolder(run_dir)
+    if not run_folder.path.is_dir():
+        what = "is a file, not a run folder" if run_folder.path.exists() else "does not exist"
+        raise FileNotFoundError(f"{run_folder.path} {what}: give the folder of a run trained with snapshots")
     paths = run_folder.snapshot_files()
     if not paths:
         raise FileNotFoundError(
