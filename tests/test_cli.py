@@ -154,7 +154,8 @@ def test_benchmark_prints_every_figure(capsys) -> None:
         "channels-last kept across the flatten: a step takes x",
         "freed memory kept by malloc (keep_freed_memory): a step takes x",
         "% of the fp32 one",
-        "snapshots every 200 steps",
+        "timing 20 training steps in fp32",
+        "snapshots every 200 steps (2 in a run of 20 steps, the first and the epoch's end included)",
         "10-frame mp4",
         "explorer slider update",
         "drawing pad, stroke end to every view updated",
@@ -165,7 +166,7 @@ def test_benchmark_prints_every_figure(capsys) -> None:
     assert math.isfinite(figures["snapshot_time_ratio"]) and figures["snapshot_time_ratio"] > 0
     assert figures["explorer_8d_p95_ms"] > 0
     assert 0 < figures["drawing_pad_median_ms"] <= figures["drawing_pad_p95_ms"]
-    assert figures["drawing_pad_updates"] == 20
+    assert figures["drawing_pad_updates"] == 20 and figures["snapshots_per_run"] == 2
     for ratio in (
         "layout_step_ratio",
         "fp32_layout_step_ratio",
@@ -560,3 +561,21 @@ def test_a_seed_torch_cannot_take_is_refused_by_the_parser(capsys, untrained_che
         with pytest.raises(SystemExit) as exit_status:
             main(["evaluate", str(untrained_checkpoint), "--seed", str(seed)])
         assert exit_status.value.code == 2 and f"argument --seed: {message}" in capsys.readouterr().err
+
+
+def test_more_benchmark_steps_than_an_epoch_holds_are_refused_not_cut_short() -> None:
+    from vae_lib.tools.benchmark import run_benchmark
+
+    lines: list[str] = []
+    with pytest.raises(
+        ValueError, match=r"^steps must be at most 937, the steps of one epoch .* at batch 64; got 938$"
+    ):
+        run_benchmark(lines.append, steps=938)  # it timed 937 and reported "938 timed steps"
+    assert lines == []
+
+
+@pytest.mark.parametrize("command", [["benchmark", "--steps"], ["benchmark", "--threads"], ["train", "--epochs"]])
+def test_a_count_that_is_not_a_whole_number_is_named_as_such(capsys, command: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "1.5"])
+    assert f"argument {command[1]}: must be a whole number, got '1.5'" in capsys.readouterr().err

@@ -50,7 +50,10 @@ def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
     """Return an argparse type that accepts integers >= minimum."""
 
     def parse(text: str) -> int:
-        value = int(text)
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(
                 f"must be a positive integer, got {value}"
