@@ -255,6 +255,25 @@ def test_emnist_loads_from_user_placed_files_and_is_turned_upright(tmp_path: Pat
     assert len(train.class_names) == 47 and train.class_names[:3] == ("0", "1", "2") and train.class_names[10] == "A"
 
 
+def test_prepare_data_takes_a_dataset_it_cannot_download_and_says_where_to_put_it(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from vae_lib.tools.cli import main
+
+    monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path))
+    assert main(["prepare-data", "emnist-balanced"]) == 2  # argparse's "invalid choice" before
+    error = capsys.readouterr().err
+    assert error.startswith("error: EMNIST balanced cannot be downloaded from here: Download https://")
+    assert f"{tmp_path / 'EMNIST' / 'raw'}" in error
+    _write_emnist(tmp_path, "balanced", 20, 7)  # placed by hand: checked, but with no md5 to check against
+    assert main(["prepare-data", "emnist-balanced"]) == 0
+    assert capsys.readouterr().out == f"EMNIST balanced ready in {tmp_path / 'EMNIST' / 'raw'}/ (checked)\n"
+    shutil.rmtree(tmp_path / "EMNIST")
+    _write_emnist(tmp_path, "balanced", 20, 7, corrupt=True)  # truncated images: read, not only found, to say so
+    assert main(["prepare-data", "emnist-balanced"]) == 2
+    assert capsys.readouterr().err.startswith("error: EMNIST balanced: a file is corrupt (")
+
+
 def test_missing_emnist_names_each_file_and_where_to_put_it(tmp_path: Path) -> None:
     with pytest.raises(DataError) as error:
         load_dataset("emnist-letters", root=tmp_path)

@@ -275,6 +275,8 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 def _prepare_data(args: argparse.Namespace) -> None:
     folder = prepare_dataset(args.dataset, report=say)
+    for train in (True, False):  # read as training will read them: format, shapes and labels (md5 where known)
+        load_dataset(args.dataset, train=train)
     print(f"{dataset_entry(args.dataset).title} ready in {folder}/ (checked)")
 
 
@@ -367,14 +369,32 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     add_config_options(train)
     train.set_defaults(run=_train)
 
-    sweep = commands.add_parser("sweep", help="train the KL-weight sweep of notebook 06 (resumes) and ship its models")
-    sweep.add_argument("--latent-dims", type=_integer_at_least(1), nargs="+", default=list(SWEEP_LATENT_DIMS))
-    sweep.add_argument("--alphas", type=float, nargs="+", default=list(SWEEP_ALPHAS), help="KL weights to train")
+    about_sweep = (
+        "train the KL-weight sweep of notebook 06 in outputs/runs/sweep/ (resumes; about 20 CPU-minutes a point) "
+        "and ship its models as outputs/checkpoints/sweep_*.pt, replacing those there"
+    )
+    sweep = commands.add_parser("sweep", help=about_sweep, description=about_sweep)
+    sweep.add_argument(
+        "--latent-dims",
+        type=_integer_at_least(1),
+        nargs="+",
+        default=list(SWEEP_LATENT_DIMS),
+        help=f"latent sizes to train (default: {' '.join(map(str, SWEEP_LATENT_DIMS))})",
+    )
+    sweep.add_argument(
+        "--alphas",
+        type=float,
+        nargs="+",
+        default=list(SWEEP_ALPHAS),
+        help=f"KL weights to train (default: {' '.join(map(str, SWEEP_ALPHAS))})",
+    )
     sweep.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
     sweep.set_defaults(run=_sweep)
 
     video = commands.add_parser("video", help="turn a run's snapshots into an mp4 (and a GIF)")
-    video.add_argument("run_dir")
+    video.add_argument(
+        "run_dir", help="a run folder trained with snapshots; the video is written there as latent_evolution.mp4"
+    )
     video.add_argument("--fps", type=_integer_at_least(1), default=12)
     video.add_argument("--gif", action="store_true", help="also write a GIF for READMEs")
     video.set_defaults(run=_video)
@@ -383,7 +403,7 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
 def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     """Add the commands about checkpoints and data: evaluate, reproduce and prepare-data."""
     evaluate_command = commands.add_parser("evaluate", help="print a checkpoint's test metrics")
-    evaluate_command.add_argument("checkpoint")
+    evaluate_command.add_argument("checkpoint", help="a checkpoint file, or a run folder (for its checkpoint.pt)")
     evaluate_command.add_argument("--device")
     evaluate_command.add_argument("--seed", type=_seed, default=0, help="seed of the sampled z")
     evaluate_command.add_argument(
@@ -414,9 +434,10 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     )
     evaluate_command.set_defaults(run=_evaluate, check_options=partial(_check_evaluate_options, evaluate_command))
 
-    reproduce_command = commands.add_parser(
-        "reproduce", help="retrain the shipped models from their recipes and report"
+    about_reproduce = (
+        "retrain the shipped 2-D and 8-D models from their recipes (CPU-hours), ship them to outputs/ and report"
     )
+    reproduce_command = commands.add_parser("reproduce", help=about_reproduce, description=about_reproduce)
     reproduce_command.add_argument(
         "recipes",
         nargs="*",
@@ -429,7 +450,9 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     reproduce_command.set_defaults(run=_reproduce)
 
     prepare = commands.add_parser("prepare-data", help="download and check a dataset")
-    prepare.add_argument("dataset", choices=[name for name, entry in DATASETS.items() if entry.prepare is not None])
+    prepare.add_argument(
+        "dataset", choices=list(DATASETS), help="downloaded if it can be, else checked where you put it"
+    )
     prepare.set_defaults(run=_prepare_data)
 
 
