@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vae_lib import DataError, load_dataset, to_model_input
-from vae_lib.core.data import idx_bytes, read_idx
+from vae_lib.core.data import idx_bytes, read_idx, to_pixels
 from vae_lib.core.datasets import MNIST, prepare_dataset
 from vae_lib.core.download import _NumpyOnlyUnpickler, md5_of
 from vae_lib.core.settings import data_dir
@@ -337,3 +337,25 @@ def test_idx_files_read_back_what_was_written_and_damaged_ones_say_how_to_fix_th
     path.write_bytes(b"PK\x03\x04 a zip, not an IDX file")
     with pytest.raises(DataError, match="not an IDX file of unsigned bytes.*make data"):
         read_idx(path)
+
+
+def test_float_images_in_0_1_or_0_255_are_refused_not_read_as_minus_1_1() -> None:
+    images = torch.zeros(2, 1, 28, 28)
+    images[:, :, 10:18, 10:18] = 1.0  # a digit's ink on a 0 background: images in [0, 1]
+    with pytest.raises(
+        ValueError, match=r"no pixel below 0 \(values in \[0, 1\]\): images in \[0, 1\]\? .* 2 \* images - 1"
+    ):
+        to_model_input(images)  # it was read as grey ink on a grey background: recon 0.474 against 0.0695
+    assert to_model_input(images * 2 - 1).min() == -1  # as it says
+    assert to_model_input(torch.zeros(2, 1, 28, 28)).abs().max() == 0  # an all-grey batch is still a batch
+    with pytest.raises(
+        ValueError, match=r"float images to draw must lie in \[-1, 1\], got values up to 255: pass uint8"
+    ):
+        to_pixels(images * 255)  # drawn with every background at grey 128 before
+    assert to_pixels(images * 2 - 1).max() == 255
+
+
+@pytest.mark.parametrize("shape, channels", [((28, 28), 1), ((3, 28, 28), 3)])
+def test_one_image_without_a_batch_dimension_is_told_to_add_one(shape: tuple, channels: int) -> None:
+    with pytest.raises(ValueError, match=rf"got {re.escape(str(shape))}; that is one image: give a batch of them"):
+        to_model_input(torch.zeros(shape, dtype=torch.uint8), channels)  # it was told to resize or crop to 28 x 28

@@ -118,3 +118,24 @@ def test_per_class_error_needs_a_dataset_s_classes_and_says_so_before_encoding(
     monkeypatch.setattr(model, "encode", lambda *args: pytest.fail("encoded before the argument was checked"))
     with pytest.raises(TypeError, match="per_class_recon_error needs an ImageDataset, whose class names"):
         per_class_recon_error(model, images)
+
+
+def test_active_dimensions_refuses_a_model_one_image_or_nan_and_leaves_the_model_as_it_was() -> None:
+    from vae_lib.core.evaluate import active_dimensions
+
+    model = VAE(latent_dim=8)
+    with pytest.raises(TypeError, match=r"takes the posterior means, a tensor N x latent_dim \(encode_means"):
+        active_dimensions(model)
+    assert next(model.parameters()).dtype == torch.float32  # it was turned float64 before the error
+    with pytest.raises(ValueError, match=r"two images or more, N x latent_dim, got shape \(1, 8\)"):
+        active_dimensions(torch.zeros(1, 8))  # torch only warned, and every dimension was inactive
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        active_dimensions(torch.full((5, 8), float("nan")))
+    assert active_dimensions(torch.tensor([[0.0, 1.0], [0.0, -1.0]])).tolist() == [False, True]
+
+
+def test_a_class_without_images_has_no_error_rather_than_zero(small_test) -> None:
+    subset = small_test.subset(5)  # five images: most of the ten classes are missing
+    errors = per_class_recon_error(VAE(latent_dim=2), subset)
+    present = torch.bincount(subset.labels, minlength=10) > 0
+    assert torch.isnan(errors[~present]).all() and bool((errors[present] > 0).all())  # 0.0, "perfect", before

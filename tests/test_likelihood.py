@@ -202,3 +202,14 @@ def test_a_sample_count_that_is_not_a_positive_whole_number_is_refused(samples) 
         importance_log_weights(model, images[:2], samples)
     with pytest.raises(ValueError, match=re.escape(message)):
         bound_images(model, images[:2], samples, [1])
+
+
+def test_a_decoder_variance_that_is_not_positive_or_has_no_place_is_refused() -> None:
+    from vae_lib.core.objective import log_likelihood
+
+    images = torch.zeros(2, 1, 28, 28)
+    for variance in (0.0, -1.0, float("nan")):  # "math domain error" before
+        with pytest.raises(ValueError, match="the Gaussian decoder's variance must be a number > 0"):
+            log_likelihood(images, images, "gaussian", variance)
+    with pytest.raises(ValueError, match=r"a bernoulli decoder has no variance: leave variance out \(got 0.5\)"):
+        log_likelihood(images, images, "bernoulli", 0.5)  # ignored before

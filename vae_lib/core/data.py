@@ -113,7 +113,9 @@ def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
         side = f"{IMAGE_SIZE} x {IMAGE_SIZE}"
         shapes = f"N x {channels} x {side}" + (f" (or N x {side})" if channels == 1 else "")
-        if tuple(images.shape[-2:]) == (IMAGE_SIZE, IMAGE_SIZE) and images.dim() in (3, 4):
+        if given_shape in ((IMAGE_SIZE, IMAGE_SIZE), (channels, IMAGE_SIZE, IMAGE_SIZE)):
+            advice = "that is one image: give a batch of them, images.unsqueeze(0) for a batch of one"
+        elif tuple(images.shape[-2:]) == (IMAGE_SIZE, IMAGE_SIZE) and images.dim() in (3, 4):
             given = images.shape[1] if images.dim() == 4 else 1
             advice = f"the model takes {channels}-channel images, these have {given}: give it images of its dataset"
         else:
@@ -131,6 +133,11 @@ def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
             f"float images must lie in [-1, 1] (the decoder's tanh range), got values in [{low:.3g}, {high:.3g}]; "
             "for images in [0, 1] pass 2 * images - 1, for uint8 images pass them unchanged"
         )
+    if low >= 0 < high:  # in [-1, 1] the background is -1: no pixel below 0 means images in [0, 1]
+        raise ValueError(
+            f"these float images have no pixel below 0 (values in [{low:.3g}, {high:.3g}]): images in [0, 1]? The "
+            "model takes [-1, 1], where the background is -1: pass 2 * images - 1, or uint8 pixels unchanged"
+        )
     return images.float()
 
 
@@ -146,4 +153,9 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
         images = images[:, 0]
     if images.dtype == torch.uint8:
         return images.numpy()
+    if images.numel() and images.max().item() > 1.0 + 1e-3:  # model images are tanh's [-1, 1]
+        raise ValueError(
+            f"float images to draw must lie in [-1, 1], got values up to {images.max().item():.4g}: pass uint8 "
+            "pixels (0-255) as uint8, and images in [0, 1] as 2 * images - 1"
+        )
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()

@@ -128,7 +128,8 @@ def reconstruct(model: LatentModel, images: Images, batch_size: int = 256) -> to
 
 
 def per_class_recon_error(model: LatentModel, dataset: ImageDataset, batch_size: int = 256) -> torch.Tensor:
-    """Return the mean reconstruction term (z = mean, the model's likelihood's) of each class, one value per class."""
+    """Return the mean reconstruction term (z = mean, the model's likelihood's) of each class, one value per class:
+    NaN for a class without images (a subset may lack some), which a bar chart leaves out rather than draw as 0."""
     if not isinstance(dataset, ImageDataset):
         raise TypeError(
             f"per_class_recon_error needs an ImageDataset, whose class names say what the classes are, got "
@@ -147,7 +148,7 @@ def per_class_recon_error(model: LatentModel, dataset: ImageDataset, batch_size:
     class_count = len(dataset.class_names)
     sums = torch.zeros(class_count, dtype=torch.float64).index_add_(0, dataset.labels, errors.double())
     counts = torch.bincount(dataset.labels, minlength=class_count).double()
-    return sums / counts.clamp(min=1)
+    return torch.where(counts > 0, sums / counts.clamp(min=1), torch.nan)
 
 
 def kl_by_dimension(model: LatentModel, images: Images, batch_size: int = 256) -> torch.Tensor:
@@ -167,5 +168,18 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 def active_dimensions(latent_means: torch.Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> torch.Tensor:
     """Return one bool per latent dimension: True where its posterior mean varies over images by more than
-    `threshold` (variance over the images, Burda et al. 2016's active units)."""
+    `threshold` (variance over the images, Burda et al. 2016's active units). `latent_means` is N x latent_dim,
+    as encode_means returns them, over two images or more."""
+    if not isinstance(latent_means, torch.Tensor):
+        raise TypeError(
+            f"active_dimensions takes the posterior means, a tensor N x latent_dim (encode_means(model, images)), "
+            f"got {type(latent_means).__name__}"
+        )
+    if latent_means.dim() != 2 or len(latent_means) < 2:
+        raise ValueError(
+            f"active_dimensions needs the posterior means of two images or more, N x latent_dim, got shape "
+            f"{tuple(latent_means.shape)}: a variance over fewer images says nothing"
+        )
+    if not torch.isfinite(latent_means).all():
+        raise ValueError("the posterior means contain NaN or infinite values: the model or its images are broken")
     return latent_means.double().var(dim=0) > threshold

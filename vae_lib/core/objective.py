@@ -128,7 +128,11 @@ def log_likelihood(
     if likelihood == "gaussian":
         if variance is None:
             raise ValueError("a Gaussian decoder's log-likelihood needs its variance (likelihood.decoder_variance)")
+        if not (isinstance(variance, int | float) and math.isfinite(variance) and variance > 0):
+            raise ValueError(f"the Gaussian decoder's variance must be a number > 0 (and finite), got {variance!r}")
         return gaussian_log_likelihood(images, output, variance)
+    if variance is not None:
+        raise ValueError(f"a {likelihood} decoder has no variance: leave variance out (got {variance!r})")
     return -reconstruction_per_image(images, output, likelihood)
 
 
