@@ -158,3 +158,25 @@ def test_the_shipped_conditional_model_keeps_the_style_and_leaves_the_class_to_t
     assert neighbour_class_agreement(encode_means(conditional, images), images.labels) < chance + 0.1
     guesses = likeliest_classes(conditional, mnist_test.images[:300])
     assert (guesses == mnist_test.labels[:300]).double().mean() > 0.9, "its loss reads the class of a test image"
+
+
+def test_latents_of_another_size_or_labels_outside_the_classes_are_named(conditional_model) -> None:
+    with pytest.raises(ValueError, match=r"latent space has 2 dimensions, got latents of 4 numbers \(shape \(3, 4\)\)"):
+        decode_as_every_class(conditional_model, torch.zeros(3, 4))  # reshaped into 6 rows before
+    latents = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match=r"index in \[0, 10\) per row \(2 rows\), got shape \(2,\), values 3 to 11$"):
+        decode_latents(conditional_model, latents, torch.tensor([3, 11]))
+    with pytest.raises(ValueError, match=r"got shape \(2,\), values 2 to 2.5, not whole numbers$"):
+        decode_latents(conditional_model, latents, torch.tensor([2.0, 2.5]))  # 2.5 was read as 2
+
+
+def test_a_plain_model_given_to_the_conditional_helpers_is_named(small_test) -> None:
+    plain = VAE(latent_dim=2)
+    for call in (
+        lambda: decode_as_every_class(plain, torch.zeros(1, 2)),
+        lambda: likeliest_classes(plain, small_test.images[:3]),
+    ):  # "'VAE' object has no attribute 'classes'" before
+        with pytest.raises(TypeError, match=r"needs a conditional VAE, which takes a label .*, got a VAE$"):
+            call()
+    with pytest.raises(ValueError, match=r"needs one label per latent mean: got 5 labels for 10 means"):
+        neighbour_class_agreement(torch.zeros(10, 2), small_test.labels[:5])  # blamed `neighbours` before

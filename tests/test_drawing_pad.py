@@ -134,3 +134,12 @@ def test_the_marker_is_drawn_at_the_drawing_s_latent_mean(explorer: DrawingExplo
         explorer.pad.show(drawing)
         point = explorer.projection(explorer.reading.latent[None])[0]
         assert np.array_equal(_pixels(explorer.scatter_view.value), explorer.scatter.with_marker(point))
+
+
+def test_the_pad_refuses_a_drawing_of_another_size_or_type_and_keeps_what_it_holds() -> None:
+    pad = DrawingPad()
+    pad.show(SEVEN)
+    for drawing in (SEVEN[::10, ::10], SEVEN.astype(np.float32) / 255):  # a 28 x 28 image; a float drawing
+        with pytest.raises(ValueError, match=rf"the pad shows a {PAD_SIZE} x {PAD_SIZE} uint8 drawing"):
+            pad.show(drawing)  # a reshape error, then every update failed until clear(), before
+        assert np.array_equal(pad.drawing, SEVEN)

@@ -106,3 +106,14 @@ def test_a_conditional_model_is_refused_with_where_to_explore_it(small_test) -> 
 
     with pytest.raises(ValueError, match="a conditional VAE also needs a label: explore it with notebook 08"):
         LatentExplorer(ConditionalVAE(latent_dim=2, classes=10).eval(), small_test, scatter_images=50)
+
+
+def test_set_latent_takes_one_number_per_dimension_and_refuses_others(explorer: LatentExplorer, small_test) -> None:
+    before = [slider.value for slider in explorer.sliders]
+    for values in ([0.5], [0.1, 0.2, 0.3], [float("nan"), 0.0]):  # zip kept the other sliders silently before
+        with pytest.raises(ValueError, match=r"set_latent takes 2 finite numbers, one per latent dimension"):
+            explorer.set_latent(values)
+        assert [slider.value for slider in explorer.sliders] == before
+    means = encode_means(explorer.model, small_test.subset(1))  # 1 x 2, as one image's means come
+    explorer.set_latent(means)
+    assert [slider.value for slider in explorer.sliders] == pytest.approx(means[0].clamp(-3, 3).tolist(), abs=0.051)

@@ -271,3 +271,10 @@ def test_every_latent_dimension_of_the_bernoulli_model_is_active_as_the_readme_s
     assert len(variances) == 32 and variances.min() > 0.01  # Burda et al.'s threshold for an active unit
     readme = (outputs_dir().parent / "README.md").read_text()
     assert f"(the smallest is {variances.min():.3f}:" in readme
+
+
+def test_bounds_are_asked_for_a_model_that_ships_them() -> None:
+    from vae_lib.course.shipped import shipped_bounds
+
+    with pytest.raises(ValueError, match=r"^bounds ship for bernoulli only, not for '2d'$"):  # a bare KeyError before
+        shipped_bounds("2d")

@@ -161,3 +161,13 @@ def test_the_training_figure_draws_each_point_s_record_after_every_epoch(points)
         for point, line, last in zip(chosen, lines[::2], lines[1::2], strict=True):
             assert list(line.get_ydata()) == [record.test_recon for record in point.history.epochs[:-1]]
             assert list(last.get_xdata()) == [SWEEP_EPOCHS] and list(last.get_ydata()) == [point.test_recon]
+
+
+def test_a_point_the_sweep_did_not_ship_is_named_with_the_shipped_ones_and_how_to_train_it(mnist_test) -> None:
+    with pytest.raises(FileNotFoundError) as refusal:
+        load_sweep(mnist_test.subset(10), latent_dims=(2,), alphas=(0.1 * 0.1,))  # 0.010000000000000002
+    assert str(refusal.value) == (
+        "no point of the sweep at 2-D, alpha 0.010000000000000002 (sweep_2d_alpha0.010000000000000002.pt is missing): "
+        "the shipped points are 2-D and 8-D at alphas 1e-05, 0.0001, 0.001, 0.01, 0.1 (SWEEP_ALPHAS); train another "
+        "with python -m vae_lib sweep --latent-dims 2 --alphas 0.010000000000000002"
+    )  # "no checkpoint at …: train a model first (python -m vae_lib train …)" before

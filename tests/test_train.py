@@ -407,3 +407,13 @@ def test_a_model_that_does_not_fit_the_config_is_refused_and_an_extension_model_
 
     trainer = Trainer(TrainConfig(latent_dim=2), model=NarrowerVAE(latent_dim=2, widths=(4, 8, 8, 8)), **data)
     assert trainer.fit(1).epochs[-1].test_recon > 0
+
+
+def test_a_tensor_for_the_data_or_one_hook_for_the_list_is_named(small_train) -> None:
+    from vae_lib.core.hooks import TrainingHook
+
+    config = TrainConfig(batch_size=64)
+    with pytest.raises(TypeError, match=r"^train_data must be an ImageDataset .* got Tensor: for a tensor of images"):
+        Trainer(config, train_data=small_train.images, device="cpu", progress=False)  # "no attribute 'subset'" before
+    with pytest.raises(TypeError, match=r"^hooks is a list of hooks, got a TrainingHook: pass hooks=\[hook\]$"):
+        Trainer(config, train_data=small_train, hooks=TrainingHook(), device="cpu", progress=False)

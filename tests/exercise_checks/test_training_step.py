@@ -737,3 +737,28 @@ def test_a_step_passing_the_outputs_swapped_or_detached_is_told_so(wrong, phrase
     # swapped got the catch-all hint; detached ones "the KL term is left out", or "the reconstruction's weight ... is
     # -9.8e-11, expected 1"
     assert_fails_with(check_training_step(wrong, small_train.images, steps=5), "Looks like:", phrase)
+
+
+def test_the_check_s_own_inputs_are_refused_with_what_to_pass(mnist_train) -> None:
+    from vae_lib.course.exercises.training_step import check_training_step
+
+    def step(model, optimizer, batch, alpha):
+        return train_step(model, optimizer, batch, alpha)
+
+    refusals = [
+        ((mnist_train,), TypeError, r"takes the images as a tensor, got ImageDataset: pass train_data.images\[:2048\]"),
+        ((mnist_train.images[:0],), ValueError, r"needs images to train on, got none"),
+        (
+            (mnist_train.images[:64].float(),),
+            ValueError,
+            r"float images must lie in \[-1, 1\] .* got values in \[0, 255\]",
+        ),
+        (
+            (mnist_train.images[:64], 0),
+            ValueError,
+            r"steps is how many steps to compare, a positive whole number: got 0",
+        ),
+    ]
+    for arguments, kind, message in refusals:  # a TypeError or IndexError from inside the check before
+        with pytest.raises(kind, match=message):
+            check_training_step(step, *arguments)

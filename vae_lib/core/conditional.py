@@ -12,9 +12,18 @@ import torch
 
 from vae_lib.core.data import to_model_input
 from vae_lib.core.evaluate import Images, encode_means, inference
-from vae_lib.core.latent import decode_latents
+from vae_lib.core.latent import check_latent_size, decode_latents
 from vae_lib.core.model import ConditionalVAE
 from vae_lib.core.objective import DEFAULT_ALPHA, kl_per_dimension, reconstruction_per_image
+
+
+def _require_conditional(model: object, function_name: str) -> None:
+    """Raise a TypeError naming the function unless `model` is a conditional VAE (one that takes labels)."""
+    if not isinstance(model, ConditionalVAE):
+        raise TypeError(
+            f"{function_name} needs a conditional VAE, which takes a label with each image (as the shipped 'cvae-2d' "
+            f"does), got a {type(model).__name__}"
+        )
 
 
 def decode_as_every_class(
@@ -22,7 +31,9 @@ def decode_as_every_class(
 ) -> np.ndarray:
     """Return N x K x 28 x 28 uint8 images: each of N latents (N x latent_dim) decoded as each of K classes (every
     class of the model unless `classes` names some), one row per latent."""
+    _require_conditional(model, "decode_as_every_class")
     classes = list(range(model.classes)) if classes is None else [int(label) for label in classes]
+    check_latent_size(model, latents)
     latents = latents.float().reshape(-1, model.latent_dim)
     labels = torch.tensor(classes).repeat(len(latents))
     images = decode_latents(model, latents.repeat_interleave(len(classes), dim=0), labels)
@@ -43,6 +54,11 @@ def neighbour_class_agreement(latent_means: torch.Tensor, labels: torch.Tensor, 
     class, averaged over the images: near 1 when the space sorts images by class, near chance_agreement when the
     class cannot be read from it."""
     points = latent_means.double()
+    if labels.shape != points.shape[:1]:
+        raise ValueError(
+            f"neighbour_class_agreement needs one label per latent mean: got {len(labels)} labels for "
+            f"{len(points)} means"
+        )
     if not 0 < neighbours < len(points):
         raise ValueError(f"neighbours must lie in [1, {len(points) - 1}] for {len(points)} images, got {neighbours}")
     distances = torch.cdist(points, points)
@@ -60,6 +76,7 @@ def chance_agreement(labels: torch.Tensor) -> float:
 def class_losses(model: ConditionalVAE, images: torch.Tensor, alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
     """Return N x classes losses (reconstruction at z = mean + alpha KL, the model's training loss without noise) of
     each image encoded and decoded as each class: the smallest names the class the model finds likeliest."""
+    _require_conditional(model, "class_losses (and likeliest_classes)")
     batch = to_model_input(images, model.channels)
     count, classes = len(batch), model.classes
     labels = torch.arange(classes).repeat(count)

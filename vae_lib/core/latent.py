@@ -74,9 +74,8 @@ def grid_latents(
     return latents
 
 
-def decode_latents(model: VAE, latents: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
-    """Return uint8 images (... x 28 x 28) decoded from latents of any leading shape (... x latent_dim), each as the
-    class `labels` gives it (one label per latent, that leading shape) for a model that needs labels."""
+def check_latent_size(model: VAE, latents: torch.Tensor) -> None:
+    """Raise a ValueError unless `latents` (... x latent_dim) has the model's latent size in its last dimension."""
     if latents.dim() == 0 or latents.shape[-1] != model.latent_dim:
         size = "a number" if latents.dim() == 0 else f"latents of {latents.shape[-1]} numbers"
         raise ValueError(
@@ -84,6 +83,12 @@ def decode_latents(model: VAE, latents: torch.Tensor, labels: torch.Tensor | Non
             f"{tuple(latents.shape)}): give each latent {model.latent_dim} numbers, or decode with the model they "
             "came from"
         )
+
+
+def decode_latents(model: VAE, latents: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
+    """Return uint8 images (... x 28 x 28) decoded from latents of any leading shape (... x latent_dim), each as the
+    class `labels` gives it (one label per latent, that leading shape) for a model that needs labels."""
+    check_latent_size(model, latents)
     with inference(model) as device:
         flat_labels = None if labels is None else labels.reshape(-1).to(device)
         images = model.decode(latents.reshape(-1, model.latent_dim).float().to(device), flat_labels)

@@ -170,10 +170,13 @@ class ConditionalVAE(VAE):
             raise ValueError(
                 "a conditional VAE needs each image's label: pass labels, a Batch(images, labels) or an ImageDataset"
             )
-        if labels.shape != like.shape[:1] or labels.min() < 0 or labels.max() >= self.classes:
+        whole = not labels.is_floating_point() or bool((labels == labels.round()).all())
+        outside = labels.numel() > 0 and bool(labels.min() < 0 or labels.max() >= self.classes)
+        if labels.shape != like.shape[:1] or not whole or outside:
+            values = f", values {labels.min().item():g} to {labels.max().item():g}" if labels.numel() else ""
             raise ValueError(
-                f"labels must be one class index in [0, {self.classes}) per row ({like.shape[0]} rows), "
-                f"got shape {tuple(labels.shape)}"
+                f"labels must be one whole class index in [0, {self.classes}) per row ({like.shape[0]} rows), "
+                f"got shape {tuple(labels.shape)}{values}{'' if whole else ', not whole numbers'}"
             )
         return nn.functional.one_hot(labels.long(), self.classes).to(like.dtype)
 

@@ -192,6 +192,8 @@ class Trainer:
         hooks: Sequence[TrainingHook] = (),
         progress: bool = True,
     ) -> None:
+        if isinstance(hooks, TrainingHook) or not isinstance(hooks, Sequence):
+            raise TypeError(f"hooks is a list of hooks, got a {type(hooks).__name__}: pass hooks=[hook]")
         self.config, self.hooks, self.progress = config, list(hooks), progress
         self.device = choose_device(str(device) if device is not None else None)
         if self.device.type == "cpu":
@@ -434,6 +436,13 @@ def training_data(
 
     The training images move to `device`: on a GPU the whole dataset lives there and batches never cross the bus.
     """
+    for name, given in (("train_data", train_data), ("test_data", test_data)):
+        if given is not None and not isinstance(given, ImageDataset):
+            raise TypeError(
+                f"{name} must be an ImageDataset (load_dataset(...) or a subset of one), whose labels and class "
+                f"names go with its images, got {type(given).__name__}: for a tensor of images, "
+                "ImageDataset(images, labels, class_names, name)"
+            )
     train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
     train_data, test_data = _subset(train_data, config.train_subset), evaluation_data(config, test_data)
     if len(train_data) < config.batch_size:

@@ -152,4 +152,6 @@ def shipped_epochs(name: str) -> list[int]:
 
 def shipped_bounds(name: str) -> SavedBounds:
     """Return the per-image importance-sampled bounds shipped for a model ('bernoulli'), as evaluate saved them."""
+    if name not in SHIPPED_BOUNDS:
+        raise ValueError(f"bounds ship for {', '.join(SHIPPED_BOUNDS)} only, not for {name!r}")
     return read_saved_bounds(outputs_dir() / "metrics" / SHIPPED_BOUNDS[name])

@@ -82,11 +82,19 @@ class SweepPoint:
 def load_sweep(
     test_data: ImageDataset, latent_dims: Sequence[int] = SWEEP_LATENT_DIMS, alphas: Sequence[float] = SWEEP_ALPHAS
 ) -> list[SweepPoint]:
-    """Return every shipped point of the sweep; per-dimension KL and active units are measured on `test_data`."""
+    """Return every shipped point of the sweep; per-dimension KL and active units are measured on `test_data`. A
+    point with no checkpoint is refused, naming the shipped ones and the command that trains it."""
     points = []
     for latent_dim in latent_dims:
         for alpha in alphas:
             path = sweep_checkpoint(latent_dim, alpha)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"no point of the sweep at {latent_dim}-D, alpha {alpha!r} ({path.name} is missing): the shipped "
+                    f"points are {' and '.join(f'{size}-D' for size in SWEEP_LATENT_DIMS)} at alphas "
+                    f"{', '.join(map(str, SWEEP_ALPHAS))} (SWEEP_ALPHAS); train another with python -m vae_lib sweep "
+                    f"--latent-dims {latent_dim} --alphas {alpha!r}"
+                )
             state = read_checkpoint(path)  # read once: the model and its history come from the same file
             model, history = place_model(model_from_state(state, path), "cpu").eval(), history_of(state)
             final, means = history.epochs[-1], encode_means(model, test_data)

@@ -155,8 +155,17 @@ class DrawingPad(anywidget.AnyWidget):
         return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.size, self.size)
 
     def show(self, drawing: np.ndarray) -> None:
-        """Put a size x size uint8 drawing on the pad, as if it had just been drawn."""
-        self.pixels = np.ascontiguousarray(drawing, dtype=np.uint8).tobytes()
+        """Put a size x size uint8 drawing on the pad, as if it had just been drawn; anything else is refused before
+        the pad changes."""
+        drawing = np.asarray(drawing)
+        if drawing.shape != (self.size, self.size) or drawing.dtype != np.uint8:
+            raise ValueError(
+                f"the pad shows a {self.size} x {self.size} uint8 drawing (0 = no ink, 255 = full ink), got "
+                f"{drawing.dtype} of shape {drawing.shape}: draw a 28 x 28 image at the pad's scale with "
+                f"draw_strokes, or enlarge it (np.kron(image, np.ones(({self.size // 28}, {self.size // 28}), "
+                "np.uint8)))"
+            )
+        self.pixels = np.ascontiguousarray(drawing).tobytes()
 
     def clear(self) -> None:
         """Clear the pad (the canvas too, where one is shown)."""

@@ -180,10 +180,19 @@ class LatentExplorer:
         return torch.tensor([slider.value for slider in self.sliders], dtype=torch.float32)
 
     def set_latent(self, values: torch.Tensor | np.ndarray | list[float]) -> None:
-        """Move every slider at once (clipped to the slider range) and update the views once."""
+        """Move every slider at once (clipped to the slider range) and update the views once; `values` holds one
+        number per latent dimension (a 1 x latent_dim row, as encode_means gives one image's, is taken too)."""
+        values = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=float)
+        values = values.reshape(-1) if values.ndim == 2 and len(values) == 1 else values
+        if values.shape != (len(self.sliders),) or not np.isfinite(values).all():
+            raise ValueError(
+                f"set_latent takes {len(self.sliders)} finite numbers, one per latent dimension of this model, got "
+                f"shape {values.shape}{'' if np.isfinite(values).all() else ' with NaN or infinite values'}: a latent "
+                "of another model has another size"
+            )
         self._holding = True
         try:
-            for slider, value in zip(self.sliders, np.asarray(values, dtype=float)):
+            for slider, value in zip(self.sliders, values, strict=True):
                 slider.value = float(np.clip(value, -self.limit, self.limit))
         finally:
             self._holding = False

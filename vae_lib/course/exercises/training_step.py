@@ -832,6 +832,21 @@ def _late_departure_hints(step: int, label: str) -> list[str]:
     ]
 
 
+def _check_training_images(images: torch.Tensor, steps: int) -> None:
+    """Raise a ValueError (or TypeError) saying what to pass unless `images` is a batch of images and `steps` a
+    positive whole number: these are the check's own inputs, not the learner's answer."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"check_training_step takes the images as a tensor, got {type(images).__name__}: pass "
+            "train_data.images[:2048]"
+        )
+    if len(images) == 0:
+        raise ValueError("check_training_step needs images to train on, got none: pass train_data.images[:2048]")
+    to_model_input(images)  # the shape and values the steps will need, checked once here
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps is how many steps to compare, a positive whole number: got {steps!r}")
+
+
 def check_training_step(
     training_step: Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor, float], tuple],
     images: torch.Tensor,
@@ -841,5 +856,6 @@ def check_training_step(
     same weights, optimizer state and noise (the losses returned, and the weights' change, to float rounding), and
     probe single calls for the model's mode, the number of optimizer steps, the loss minimised at two alphas and
     zero_grad."""
+    _check_training_images(images, steps)
     note = f"{steps} steps on {len(images)} images, each as train_step's from the same weights, to float rounding."
     return _result("the training step", _step_failures(training_step, images, steps), note)
