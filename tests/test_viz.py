@@ -6,6 +6,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 import torch
 from matplotlib.colors import to_hex
 
@@ -140,3 +141,37 @@ def test_reconstruction_rows_are_named_and_show_their_images_in_order() -> None:
         assert [axis.get_ylabel() for axis in rows] == [first, "decoded"]
         assert [int(axis.images[0].get_array().max()) for axis in rows] == [0, 255]  # black originals, white row
         plt.close(figure)
+
+
+def test_figures_name_a_learner_s_wrong_arguments(small_test) -> None:
+    images, model = small_test.images[:4], VAE(latent_dim=2)
+    refusals = [
+        (lambda: viz.show_images(images[0]), r"takes a batch .* got shape \(28, 28\): for one image pass image"),
+        (lambda: viz.show_images(images[:0]), r"takes a batch of one image or more"),
+        (lambda: viz.show_images(images, columns=0), r"columns is the images per row, a whole number >= 1: got 0"),
+        (lambda: viz.show_images(images, titles=["a", "b"]), r"titles needs one text per image: got 2 for 4 images"),
+        (lambda: viz.plot_traversals(model, steps=0), r"steps is the images per traversal, a whole number >= 2"),
+        (lambda: viz.plot_latent_manifold(model, grid_size=0), r"grid_size is the images per side .* got 0"),
+        (lambda: viz.plot_latent_manifold(VAE(latent_dim=3), dims=(1, 1)), r"a grid varies two different dimensions"),
+    ]  # an "Invalid shape (28,)", a gridspec error, a ZeroDivisionError, an IndexError, a singular matrix, an
+    # empty figure and a figure of one dimension against itself before
+    for draw, message in refusals:
+        with pytest.raises(ValueError, match=message):
+            draw()
+    figure = viz.show_images(images, titles=small_test.labels[:4])  # a tensor of labels: "ambiguous" before
+    assert [axis.get_title() for axis in figure.axes[:4]] == [str(int(label)) for label in small_test.labels[:4]]
+    plt.close("all")
+
+
+def test_a_live_plot_or_a_config_with_wrong_arguments_is_refused_when_made_not_mid_fit(small_test) -> None:
+    from vae_lib import TrainConfig
+
+    with pytest.raises(
+        TypeError, match=r"takes a few test images .* such as test_data.images\[:8\], got ImageDataset$"
+    ):
+        viz.LiveTrainingPlot(small_test)  # failed at the first redraw, mid-fit, before
+    with pytest.raises(ValueError, match=r"every is how many steps between redraws, a whole number >= 1: got 0"):
+        viz.LiveTrainingPlot(small_test.images[:8], every=0)
+    with pytest.raises(ValueError, match=r"must be > 0 \(and finite\), got '0.1'\."):
+        TrainConfig(alpha="0.1")  # "got 0.1", a number that is > 0, before
+    plt.close("all")

@@ -115,7 +115,7 @@ class TrainConfig:
         object.__setattr__(self, "keep_epochs", tuple(self.keep_epochs))
         if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(
-                f"alpha weights the KL term and must be > 0 (and finite), got {self.alpha}. Without the KL term "
+                f"alpha weights the KL term and must be > 0 (and finite), got {self.alpha!r}. Without the KL term "
                 "nothing bounds the variance of latent dimensions the decoder ignores: it overflows within a few "
                 "dozen steps and the loss becomes NaN. For a nearly plain autoencoder use a small alpha such as 1e-5."
             )

@@ -65,8 +65,12 @@ def grid_latents(
 
     The other dimensions come from `base` (default 0).
     """
-    if max(dims) >= latent_dim:
+    if max(dims) >= latent_dim or min(dims) < 0:
         raise ValueError(f"grid dimensions {dims} do not exist in a {latent_dim}-D latent space")
+    if dims[0] == dims[1]:
+        raise ValueError(f"a grid varies two different dimensions, got {dims}: give two, e.g. (0, 1)")
+    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
+        raise ValueError(f"grid_size is the images per side of the grid, a whole number >= 2: got {grid_size!r}")
     values = torch.linspace(-limit, limit, grid_size)
     latents = (base.clone().float() if base is not None else torch.zeros(latent_dim)).repeat(grid_size, grid_size, 1)
     latents[..., dims[0]] = values.view(1, -1)

@@ -100,6 +100,17 @@ def show_images(
 ) -> Figure:
     """Return a figure showing images (uint8 or [-1, 1]) in rows of `columns`, with optional per-image titles."""
     pixels = to_pixels(images)
+    if pixels.ndim != 3 or len(pixels) == 0:
+        raise ValueError(
+            f"show_images takes a batch of one image or more, N x 28 x 28 (or N x 1 x 28 x 28), got shape "
+            f"{tuple(np.shape(images))}: for one image pass image.unsqueeze(0), or image[None]"
+        )
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns is the images per row, a whole number >= 1: got {columns!r}")
+    if titles is not None:  # a tensor or array of labels reads as its numbers
+        titles = [str(text) for text in (titles.tolist() if isinstance(titles, torch.Tensor | np.ndarray) else titles)]
+    if titles is not None and len(titles) != len(pixels):
+        raise ValueError(f"titles needs one text per image: got {len(titles)} for {len(pixels)} images")
     rows = int(np.ceil(len(pixels) / columns))
     figure, axes = plt.subplots(
         rows, columns, figsize=(columns * size, rows * size * (1.25 if titles else 1.0)), squeeze=False
@@ -271,6 +282,8 @@ def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float
 
 def plot_traversals(model: VAE, base: torch.Tensor | None = None, limit: float = 2.5, steps: int = 9) -> Figure:
     """Return one row per latent dimension: that dimension swept from -limit to +limit, the others held at `base`."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+        raise ValueError(f"steps is the images per traversal, a whole number >= 2: got {steps!r}")
     base = base if base is not None else torch.zeros(model.latent_dim)
     values = np.linspace(-limit, limit, steps)
     rows = np.stack([traversal_images(model, base, dim, values) for dim in range(model.latent_dim)])
@@ -331,6 +344,18 @@ class LiveTrainingPlot(TrainingHook):
     """Redraws loss curves and reconstructions of fixed test images in the notebook while training runs."""
 
     def __init__(self, images: torch.Tensor, every: int = 200) -> None:
+        if not isinstance(images, torch.Tensor) or images.dim() < 3 or len(images) == 0:
+            given = (
+                f"a tensor of shape {tuple(images.shape)}"
+                if isinstance(images, torch.Tensor)
+                else type(images).__name__
+            )
+            raise TypeError(
+                f"LiveTrainingPlot takes a few test images to reconstruct, a tensor such as test_data.images[:8], got "
+                f"{given}"
+            )
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every is how many steps between redraws, a whole number >= 1: got {every!r}")
         self.images, self.every = images, every
         self.figure = plt.figure(figsize=(12, 3.4))
         grid = self.figure.add_gridspec(2, 2, width_ratios=[1.2, 1.6])
