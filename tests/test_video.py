@@ -419,3 +419,15 @@ def test_copies_of_a_runs_files_are_not_taken_for_its_own(tmp_path, small_train,
     Trainer.resume(tmp_path / "checkpoint.pt", train_data=small_train, test_data=small_test, hooks=[recorder]).fit(1)
     assert [snapshot.step for snapshot in load_snapshots(tmp_path)] == [0, 3, 6, 8, 9, 12, 15, 16]
     assert (snapshots / "step_0000003 (copy).npz").exists()  # not the run's: left where it is
+
+
+def test_a_missing_video_or_a_frame_it_lacks_is_named(tmp_path) -> None:
+    frames = [np.full((FRAME_SIZE[1], FRAME_SIZE[0], 3), 40 * index, np.uint8) for index in range(3)]
+    video = write_mp4(iter(frames), tmp_path / "three.mp4", fps=3)
+    with pytest.raises(ValueError, match=r"^three.mp4 has 3 frames \(indices 0 to 2, or -1 for the last\): 5, -4 lie"):
+        still_frames(video, [0, 5, -4])  # an IndexError before
+    for read in (video_info, lambda path: still_frames(path, [0])):  # ffmpeg's banner before
+        with pytest.raises(FileNotFoundError, match=r"no video at .*missing.mp4: make it with python -m vae_lib video"):
+            read(tmp_path / "missing.mp4")
+    gif = mp4_to_gif(video, tmp_path / "three.gif")
+    assert video_info(gif)["codec"] == "gif"  # "gif," before

@@ -218,6 +218,7 @@ def make_run_video(run_dir: str | Path, fps: int = 12, gif: bool = False) -> dic
 
 def video_info(path: str | Path) -> dict[str, object]:
     """Return codec, pixel format, size and the number of frames decoded back from a video file."""
+    _require_video_file(path)
     reader = imageio_ffmpeg.read_frames(str(path))
     metadata = reader.__next__()
     frame_count = sum(1 for _ in reader)
@@ -225,14 +226,30 @@ def video_info(path: str | Path) -> dict[str, object]:
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
     )
     stream = next(line for line in probe.stderr.splitlines() if "Video:" in line)
-    codec = stream.split("Video:")[1].split()[0]
+    codec = stream.split("Video:")[1].split()[0].rstrip(",")  # "gif," for a GIF, whose codec has no profile
     pixel_format = stream.split("Video:")[1].split(",")[1].strip().split("(")[0]
     return {"codec": codec, "pixel_format": pixel_format, "size": tuple(metadata["size"]), "frames": frame_count}
 
 
 def still_frames(path: str | Path, indices: Sequence[int]) -> list[tuple[int, np.ndarray]]:
     """Return the frames of a video at `indices` (negative ones count from the end) as (index, H x W x 3 uint8)."""
+    _require_video_file(path)
     reader = imageio_ffmpeg.read_frames(str(path))
     width, height = reader.__next__()["size"]
     frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in reader]
+    outside = [index for index in indices if not -len(frames) <= index < len(frames)]
+    if outside:
+        raise ValueError(
+            f"{Path(path).name} has {len(frames)} frames (indices 0 to {len(frames) - 1}, or -1 for the last): "
+            f"{', '.join(map(str, outside))} lie outside"
+        )
     return [(index % len(frames), frames[index]) for index in indices]
+
+
+def _require_video_file(path: str | Path) -> None:
+    """Raise a FileNotFoundError saying how to get a video that is not there (ffmpeg's own error is a banner)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"no video at {path}: make it with python -m vae_lib video RUN_FOLDER (the shipped ones are "
+            "outputs/videos/latent_2d.mp4 and latent_8d.mp4)"
+        )
