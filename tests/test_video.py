@@ -292,6 +292,15 @@ def test_snapshots_of_a_1d_latent_space_are_refused_before_training(tmp_path, sm
     assert trainer.step == 0 and not RunFolder(tmp_path).checkpoint.exists()
 
 
+def test_grid_dimensions_a_2d_space_lacks_are_told_which_it_has(tmp_path, small_train, small_test) -> None:
+    recorder = SnapshotRecorder(tmp_path, small_test, every=4, grid_dims=(0, 5))
+    trainer = Trainer(CONFIG, train_data=small_train, test_data=small_test, hooks=[recorder], progress=False)
+    with pytest.raises(
+        ValueError, match=r"\(0, 5\), which a 2-D latent space does not have: choose grid_dims among 0 to 1$"
+    ):
+        trainer.fit(1)  # it said to use "a model with 2 or more latent dimensions", which this is
+
+
 def _snapshot(step: int, spread: float, seed: int) -> Snapshot:
     generator = np.random.default_rng(seed)
     labels = np.arange(60, dtype=np.uint8) % 10

@@ -302,10 +302,14 @@ class SnapshotRecorder(TrainingHook):
     def on_fit_start(self, trainer: Trainer) -> None:
         latent_dim = trainer.evaluated_model.latent_dim
         if max(self.grid_dims) >= latent_dim:
+            advice = (
+                f"choose grid_dims among 0 to {latent_dim - 1}"
+                if latent_dim >= 2
+                else "record snapshots of a model with 2 or more latent dimensions, or train this one without them"
+            )
             raise ValueError(
                 f"snapshots draw a grid over latent dimensions {self.grid_dims}, which a {latent_dim}-D latent space "
-                "does not have: record snapshots of a model with 2 or more latent dimensions, or train this one "
-                "without them"
+                f"does not have: {advice}"
             )
         # A new run replaces every snapshot; a resumed one those after its step, left by a run stopped mid-epoch.
         replaced = [
