@@ -257,3 +257,21 @@ def test_a_result_on_the_meta_device_is_a_failed_check() -> None:
     # copying it out for the comparison raised NotImplementedError out of the check
     result = check_active_units(lambda means, threshold: torch.empty(means.shape[1], dtype=torch.bool, device="meta"))
     assert_fails_with(result, "is a tensor on the meta device")
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_active_units,
+        check_bernoulli_reconstruction,
+        check_decoder_input,
+        check_interpolate,
+        check_kl_divergence,
+        check_loss,
+        check_reparameterise,
+        check_sample_prior,
+    ],
+)
+def test_a_result_passed_instead_of_the_function_is_named(check) -> None:
+    with pytest.raises(TypeError, match=r"^a check takes your function itself, got a Tensor: pass the function's name"):
+        check(torch.zeros(3))  # "your function raised TypeError: 'Tensor' object is not callable" before

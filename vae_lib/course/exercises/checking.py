@@ -159,6 +159,11 @@ def _call(
     Tensors are passed as copies (gradients still reach the originals), and a function that changes one in place
     fails: the caller's tensor (an encoder's μ, a training batch) would be changed for whatever reads it next.
     """
+    if not callable(function):
+        raise TypeError(
+            f"a check takes your function itself, got a {type(function).__name__}: pass the function's name "
+            "without calling it, as in check_kl_divergence(kl_divergence), not check_kl_divergence(kl_divergence(m, v))"
+        )
     copies = tuple(value.clone() if isinstance(value, torch.Tensor) else value for value in arguments)
     settings = _global_settings()
     try:
