@@ -175,3 +175,15 @@ def test_a_live_plot_or_a_config_with_wrong_arguments_is_refused_when_made_not_m
     with pytest.raises(ValueError, match=r"must be > 0 \(and finite\), got '0.1'\."):
         TrainConfig(alpha="0.1")  # "got 0.1", a number that is > 0, before
     plt.close("all")
+
+
+def test_a_scatter_or_reconstruction_rows_of_uneven_counts_are_named(small_test) -> None:
+    means, names = torch.zeros(10, 2), small_test.class_names
+    with pytest.raises(ValueError, match=r"one label for each, got means of shape \(10, 2\) and \(5,\) labels"):
+        viz.plot_latent_scatter(means, small_test.labels[:5], names)  # an IndexError before
+    with pytest.raises(ValueError, match=r"labels must index the 10 class names \(0 to 9\), got labels from 0 to 12"):
+        viz.plot_latent_scatter(means, torch.tensor([0] * 9 + [12]), names)
+    originals = small_test.images[:4]
+    with pytest.raises(ValueError, match=r"one image per original \(4\): 'epoch 1' has 3"):
+        viz.plot_reconstructions(originals, {"epoch 1": originals[:3]})
+    plt.close("all")

@@ -134,9 +134,19 @@ def plot_latent_scatter(
     title: str | None = None,
 ) -> Figure:
     """Return a scatter of latent means coloured by class (a fixed PCA projection for more than 2 dimensions)."""
-    means = np.asarray(latent_means, dtype=np.float32)
+    means, labels = np.asarray(latent_means, dtype=np.float32), np.asarray(labels)
+    if means.ndim != 2 or labels.shape != means.shape[:1]:
+        raise ValueError(
+            f"plot_latent_scatter needs N x latent_dim means and one label for each, got means of shape "
+            f"{means.shape} and {labels.shape} labels"
+        )
+    if len(labels) and not (labels.min() >= 0 and labels.max() < len(class_names)):
+        raise ValueError(
+            f"labels must index the {len(class_names)} class names (0 to {len(class_names) - 1}), got labels from "
+            f"{labels.min()} to {labels.max()}"
+        )
     projection = LatentProjection.fit(means)
-    points, labels = projection(means), np.asarray(labels)
+    points = projection(means)
     if axis is None:
         _, axis = plt.subplots(figsize=(6, 5.5))
     handles = draw_class_scatter(axis, points, labels, class_names)
@@ -177,6 +187,12 @@ def plot_reconstructions(
     reconstructions."""
     rows = {first_row: originals, **reconstructions}
     columns = len(originals)
+    uneven = {name: len(images) for name, images in rows.items() if len(images) != columns}
+    if uneven:
+        raise ValueError(
+            f"each row needs one image per original ({columns}): "
+            + ", ".join(f"{name!r} has {count}" for name, count in uneven.items())
+        )
     figure, axes = plt.subplots(len(rows), columns, figsize=(columns * 0.9, len(rows) * 1.0), squeeze=False)
     for row, (name, images) in enumerate(rows.items()):
         pixels = to_pixels(images)
