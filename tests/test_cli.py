@@ -523,6 +523,14 @@ def test_reproduce_checks_every_recipe_s_run_folder_before_the_first_trains(tmp_
     with pytest.raises(CheckpointError, match=r"recipe_8d is a file, not a run folder"):
         reproduce.reproduce(["2d", "8d"], print, run_root=tmp_path)
     assert trained == [] and (tmp_path / "recipe_8d").read_text() == "notes"
+    (tmp_path / "recipe_8d").unlink()
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "videos").write_text("notes")  # where the videos go: met after training before
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(outputs))
+    with pytest.raises(CheckpointError, match=r"cannot write .*latent_2d.mp4: .*videos is a file, not a folder"):
+        reproduce.reproduce(["2d", "8d"], print, run_root=tmp_path)
+    assert trained == []
 
 
 def test_a_reference_clone_that_does_not_import_is_refused_before_the_benchmark_runs(

@@ -13,7 +13,7 @@ from vae_lib.core.checkpoint import export_checkpoint, history_of, load_model, r
 from vae_lib.core.config import RECIPES, SHIPPED_RECIPES
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.evaluate import evaluate
-from vae_lib.core.files import CheckpointError, replaced_atomically
+from vae_lib.core.files import CheckpointError, refuse_file_in_the_way, replaced_atomically
 from vae_lib.core.hooks import EpochReporter
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import outputs_dir, runs_dir
@@ -125,8 +125,10 @@ def write_figures(names: list[str]) -> list[Path]:
 def reproduce(names: list[str], report: Report, run_root: Path | None = None) -> None:
     """Train, ship and report each named recipe, and redraw the README's figures."""
     run_root = run_root or runs_dir()
-    for name in names:  # every run folder checked before the first recipe trains
+    for name in names:  # every run folder, and where its files will go, checked before the first recipe trains
         check_run_folder(RECIPES[name], run_root / f"recipe_{name}")
+        for shipped in (shipped_path(name), shipped_video(name), outputs_dir() / "figures" / f"metrics_{name}.png"):
+            refuse_file_in_the_way(shipped)
     for name in names:
         run_dir = run_root / f"recipe_{name}"
         train_recipe(name, run_dir, report)
