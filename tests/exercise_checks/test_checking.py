@@ -275,3 +275,34 @@ def test_a_result_on_the_meta_device_is_a_failed_check() -> None:
 def test_a_result_passed_instead_of_the_function_is_named(check) -> None:
     with pytest.raises(TypeError, match=r"^a check takes your function itself, got a Tensor: pass the function's name"):
         check(torch.zeros(3))  # "your function raised TypeError: 'Tensor' object is not callable" before
+
+
+def _kl_in_float32(mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (mean.pow(2) + log_var.exp() - log_var - 1).sum(-1).mean()
+
+
+@pytest.mark.parametrize(
+    "answer, hint",
+    [
+        (
+            lambda m, v: _kl_in_float32(m, v) > 0,
+            "the KL came back as torch.bool, which cannot hold the answer's fractions",
+        ),
+        (lambda m, v: _kl_in_float32(m, v).half(), "right to torch.float16's few significant digits"),
+        (lambda m, v: _kl_in_float32(m, v).bfloat16(), "right to torch.bfloat16's few significant digits"),
+    ],
+    ids=["a comparison", "float16", "bfloat16"],
+)
+def test_a_result_whose_dtype_explains_it_is_told_so_and_nothing_else(answer, hint) -> None:
+    result = check_kl_divergence(answer)
+    assert_fails_with(result, f"Looks like: {hint}")
+    assert "And:" not in result.details  # a bool got five hints about the formula's terms before
+
+
+def test_uint8_pixels_for_samples_are_told_to_return_the_decoder_s_floats() -> None:
+    from vae_lib.core.data import to_pixels
+
+    def sample_pixels(model, count, generator):
+        return torch.from_numpy(to_pixels(model.decode(torch.randn(count, model.latent_dim, generator=generator))))
+
+    assert_fails_with(check_sample_prior(sample_pixels), "Looks like: the images came back as uint8 pixels (0-255)")

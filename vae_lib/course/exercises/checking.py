@@ -365,8 +365,13 @@ def _compare(
         return ""
     message = f"Case *{case}*: {what} expected {_show(expected.detach().double())}, got {_show(got)}."
     hints = [hint for hint, wrong in mistakes if _close(got, wrong)][:1]
+    dtype = "" if hints else _dtype_hint(value, expected, what)
+    if dtype and isinstance(value, torch.Tensor) and (value.dtype == torch.bool or value.is_floating_point()):
+        return _with_hints(message, [dtype])  # before the probes, which would read a bool as a formula's value
     if not hints:
         hints = _diagnosed(diagnose)
+    if not hints and dtype:  # whole numbers: after the probes, which name a rescaling to [0, 255] more exactly
+        hints = [dtype]
     if not hints and got.shape != expected.shape:
         hints = [f"the shape is {tuple(got.shape)}, expected {tuple(expected.shape)}."]
     if not hints and not torch.isfinite(got).all():
@@ -375,6 +380,31 @@ def _compare(
             "something that can be negative or zero?"
         ]
     return _with_hints(message, hints)
+
+
+def _dtype_hint(value: object, expected: torch.Tensor, what: str) -> str:
+    """Return a hint when a wrong tensor's dtype explains it: whole numbers or bools for a floating-point answer, or
+    half precision that is right to its few digits; '' otherwise."""
+    whole = torch.equal(expected.detach().double(), expected.detach().double().round())  # 0/1 flags, counts
+    if not isinstance(value, torch.Tensor) or value.is_meta or not expected.is_floating_point() or whole:
+        return ""
+    if value.dtype == torch.uint8:
+        return (
+            f"{what} came back as uint8 pixels (0-255): return the float values the code computes (the decoder's "
+            "images in [-1, 1] as they are); pixels, as to_pixels and decode_latents give them, are for showing."
+        )
+    if not value.is_floating_point():
+        return (
+            f"{what} came back as {value.dtype}, which cannot hold the answer's fractions: return the float32 values "
+            "themselves, without a comparison, .bool(), .long() or .int()."
+        )
+    half = value.dtype in (torch.float16, torch.bfloat16)
+    if half and value.shape == expected.shape and _close(value.double(), expected.double(), rtol=2e-2, atol=1e-3):
+        return (
+            f"right to {value.dtype}'s few significant digits (3 in float16, 2 in bfloat16): compute in float32, "
+            "without .half(), .bfloat16() or autocast."
+        )
+    return ""
 
 
 def _gradient_failure(
