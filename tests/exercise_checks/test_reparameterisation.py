@@ -240,3 +240,14 @@ def test_noise_drawn_once_and_kept_is_told_so_when_the_full_case_does_not_fit_it
         return mean + kept["eps"] * torch.exp(0.5 * log_var)
 
     assert_fails_with(check_reparameterise(noise_kept), "is something kept from an earlier call (ε drawn once")
+
+
+def test_a_meta_z_is_a_failed_check_and_a_sparse_z_is_read_as_its_values() -> None:
+    def meta(mean, log_var):
+        return torch.empty_like(mean, device="meta")
+
+    def sparse(mean, log_var):
+        return (mean + torch.randn_like(mean) * log_var.mul(0.5).exp()).to_sparse()
+
+    assert_fails_with(check_reparameterise(meta), "is a tensor on the meta device")  # both crashed the check before
+    assert check_reparameterise(sparse).passed

@@ -181,6 +181,12 @@ def _call(
     changed = [index for index, (copy, value) in enumerate(zip(copies, arguments)) if _changed(copy, value)]
     if changed:
         raise _LearnerError(_changed_inputs_failure(case, function, changed))
+    if isinstance(returned, torch.Tensor) and returned.is_meta:  # no values for the checks to read
+        raise _LearnerError(
+            f"Case *{case}*: the result is a tensor on the meta device, a shape without values: compute it on the CPU."
+        )
+    if isinstance(returned, torch.Tensor) and returned.layout != torch.strided:
+        return returned.to_dense()  # the same values (and gradients), which the checks' ops can read
     return returned
 
 
