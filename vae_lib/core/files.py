@@ -21,6 +21,13 @@ class CheckpointError(RuntimeError):
     process; the message names the file and says what to do."""
 
 
+def last_error_line(stderr: str) -> str:
+    """Return the last non-blank line a failed command wrote to stderr (a traceback's last line is its error), or
+    'it wrote no error' when it wrote none: the one-line cause a message quotes."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else "it wrote no error"
+
+
 def failure_reason(error: BaseException) -> str:
     """Return the one-line cause of a failed read or write: the OSError's text if there is one in the chain; for a
     file torch.load's safe (weights-only) loader refused, that loader's reason, without torch's advice to load it

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
 from vae_lib.core.config import TrainConfig
 from vae_lib.core.datasets import DATASETS
-from vae_lib.core.files import CheckpointError, replaced_atomically
+from vae_lib.core.files import CheckpointError, last_error_line, replaced_atomically
 from vae_lib.core.history import StepRecord
 from vae_lib.core.latent import LatentProjection, dimension_label
 from vae_lib.core.run_folder import RunFolder
@@ -195,9 +195,9 @@ def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps
         ]
         made = subprocess.run(command, capture_output=True, text=True)
         if made.returncode != 0:
-            said = [line.strip() for line in made.stderr.splitlines() if line.strip()] or ["it wrote no error"]
             raise CheckpointError(
-                f"ffmpeg could not make {gif_path} from {mp4_path} ({said[-1]}); the GIF was left as it was: the mp4 "
+                f"ffmpeg could not make {gif_path} from {mp4_path} ({last_error_line(made.stderr)}); the GIF was left "
+                "as it was: the mp4 "
                 "is the video"
             )
     return gif_path

@@ -34,6 +34,7 @@ from vae_lib.core.device import (
     place_model,
 )
 from vae_lib.core.evaluate import evaluate
+from vae_lib.core.files import last_error_line
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE
 from vae_lib.core.objective import DEFAULT_ALPHA
@@ -726,19 +727,15 @@ def timed_command(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        raise ChildProcessError(f"{_shown(command)} failed (exit status {result.returncode}): {_last_line(result)}")
+        raise ChildProcessError(
+            f"{_shown(command)} failed (exit status {result.returncode}): {last_error_line(result.stderr)}"
+        )
     return time.perf_counter() - started
 
 
 def _shown(command: list[str]) -> str:
     """Return a command as a reader recognises it: a `python -c` script as 'python -c <script>'."""
     return " ".join("<script>" if "\n" in part else part for part in command)
-
-
-def _last_line(result: subprocess.CompletedProcess) -> str:
-    """Return the last line a failed command wrote to stderr (a traceback's last line is its error)."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "it wrote no error"
 
 
 CLONE_THE_REFERENCE = "clone the reference implementation (github.com/Ganesh2609/VariationalAutoencoder) there"
@@ -756,8 +753,8 @@ def check_reference(reference: Path) -> None:
     )
     if imported.returncode != 0:
         raise ValueError(
-            f"the reference trainer in {reference} cannot be imported ({_last_line(imported)}): {CLONE_THE_REFERENCE}, "
-            "unchanged"
+            f"the reference trainer in {reference} cannot be imported ({last_error_line(imported.stderr)}): "
+            f"{CLONE_THE_REFERENCE}, unchanged"
         )
 
 
