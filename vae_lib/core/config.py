@@ -33,6 +33,11 @@ ADDED_FIELDS = {
 }
 
 
+def is_whole_number(value: object, minimum: int) -> bool:
+    """Return True for an int (not a bool) of at least `minimum`: what a count, a size or a seed must be."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def setting(
     default: object,
     help: str,
@@ -143,9 +148,7 @@ class TrainConfig:
             if choices is not None and value not in choices:
                 raise ValueError(f"{item.name} must be one of {choices}, got {value!r}")
             for number in value if isinstance(value, tuple) else (value,):
-                if minimum is not None and (
-                    isinstance(number, bool) or not isinstance(number, int) or number < minimum
-                ):
+                if minimum is not None and not is_whole_number(number, minimum):
                     raise ValueError(f"{item.name} must be an integer >= {minimum}, got {number!r}")
         if self.seed > MAX_SEED:
             raise ValueError(

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
+from vae_lib.core.config import is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, to_model_input
 from vae_lib.core.model import LatentModel
 from vae_lib.core.objective import (
@@ -64,7 +65,7 @@ def batches(
 
 def _check_batch_size(batch_size: int) -> None:
     """Raise a ValueError unless batch_size is a positive integer."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_whole_number(batch_size, 1):
         raise ValueError(f"batch_size must be a positive integer (images per batch), got {batch_size!r}")
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vae_lib.core.config import is_whole_number
 from vae_lib.core.data import to_pixels
 from vae_lib.core.evaluate import inference
 from vae_lib.core.model import VAE
@@ -69,7 +70,7 @@ def grid_latents(
         raise ValueError(f"grid dimensions {dims} do not exist in a {latent_dim}-D latent space")
     if dims[0] == dims[1]:
         raise ValueError(f"a grid varies two different dimensions, got {dims}: give two, e.g. (0, 1)")
-    if isinstance(grid_size, bool) or not isinstance(grid_size, int) or grid_size < 2:
+    if not is_whole_number(grid_size, 2):
         raise ValueError(f"grid_size is the images per side of the grid, a whole number >= 2: got {grid_size!r}")
     values = torch.linspace(-limit, limit, grid_size)
     latents = (base.clone().float() if base is not None else torch.zeros(latent_dim)).repeat(grid_size, grid_size, 1)

@@ -21,6 +21,7 @@ from vae_lib.core.conditional import (
     neighbour_class_agreement,
     rewrite_in_every_class,
 )
+from vae_lib.core.config import is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.datasets import legend_title
 from vae_lib.core.evaluate import ACTIVE_UNIT_THRESHOLD, encode_means, reconstruct
@@ -105,7 +106,7 @@ def show_images(
             f"show_images takes a batch of one image or more, N x 28 x 28 (or N x 1 x 28 x 28), got shape "
             f"{tuple(np.shape(images))}: for one image pass image.unsqueeze(0), or image[None]"
         )
-    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+    if not is_whole_number(columns, 1):
         raise ValueError(f"columns is the images per row, a whole number >= 1: got {columns!r}")
     if titles is not None:  # a tensor or array of labels reads as its numbers
         titles = [str(text) for text in (titles.tolist() if isinstance(titles, torch.Tensor | np.ndarray) else titles)]
@@ -298,7 +299,7 @@ def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float
 
 def plot_traversals(model: VAE, base: torch.Tensor | None = None, limit: float = 2.5, steps: int = 9) -> Figure:
     """Return one row per latent dimension: that dimension swept from -limit to +limit, the others held at `base`."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+    if not is_whole_number(steps, 2):
         raise ValueError(f"steps is the images per traversal, a whole number >= 2: got {steps!r}")
     base = base if base is not None else torch.zeros(model.latent_dim)
     values = np.linspace(-limit, limit, steps)
@@ -370,7 +371,7 @@ class LiveTrainingPlot(TrainingHook):
                 f"LiveTrainingPlot takes a few test images to reconstruct, a tensor such as test_data.images[:8], got "
                 f"{given}"
             )
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        if not is_whole_number(every, 1):
             raise ValueError(f"every is how many steps between redraws, a whole number >= 1: got {every!r}")
         self.images, self.every = images, every
         self.figure = plt.figure(figsize=(12, 3.4))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vae_lib.core.config import is_whole_number
 from vae_lib.core.data import to_model_input
 from vae_lib.core.model import VAE
 from vae_lib.core.objective import vae_loss
@@ -843,7 +844,7 @@ def _check_training_images(images: torch.Tensor, steps: int) -> None:
     if len(images) == 0:
         raise ValueError("check_training_step needs images to train on, got none: pass train_data.images[:2048]")
     to_model_input(images)  # the shape and values the steps will need, checked once here
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not is_whole_number(steps, 1):
         raise ValueError(f"steps is how many steps to compare, a positive whole number: got {steps!r}")
 
 
