@@ -113,9 +113,10 @@ def read_checkpoint(path: str | Path) -> dict:
     if path.is_dir() and (in_folder := RunFolder(path).checkpoint).is_file():  # a run folder: its latest checkpoint
         path = in_folder
     if not path.is_file():
-        kept = RunFolder(path).kept_epochs() if path.is_dir() else []
+        folder = RunFolder(path)
+        kept = folder.kept_epochs() if path.is_dir() else []
         advice = (
-            f"it holds no {RunFolder(path).checkpoint.name}, but the kept epochs {', '.join(p.name for p in kept)}: "
+            f"it holds no {folder.checkpoint.name}, but the kept epochs {', '.join(p.name for p in kept)}: "
             "pass one of them"
             if kept
             else _advice(path, "train a model first (python -m vae_lib train ...) or check the path")

@@ -391,8 +391,10 @@ def _compare(
 def _dtype_hint(value: object, expected: torch.Tensor, what: str) -> str:
     """Return a hint when a wrong tensor's dtype explains it: whole numbers or bools for a floating-point answer, or
     half precision that is right to its few digits; '' otherwise."""
-    whole = torch.equal(expected.detach().double(), expected.detach().double().round())  # 0/1 flags, counts
-    if not isinstance(value, torch.Tensor) or value.is_meta or not expected.is_floating_point() or whole:
+    if not isinstance(value, torch.Tensor) or value.is_meta or not expected.is_floating_point():
+        return ""
+    expected = expected.detach().double()
+    if torch.equal(expected, expected.round()):  # 0/1 flags or counts: whole numbers are no clue
         return ""
     if value.dtype == torch.uint8:
         return (
@@ -405,7 +407,7 @@ def _dtype_hint(value: object, expected: torch.Tensor, what: str) -> str:
             "themselves, without a comparison, .bool(), .long() or .int()."
         )
     half = value.dtype in (torch.float16, torch.bfloat16)
-    if half and value.shape == expected.shape and _close(value.double(), expected.double(), rtol=2e-2, atol=1e-3):
+    if half and value.shape == expected.shape and _close(value.double(), expected, rtol=2e-2, atol=1e-3):
         return (
             f"right to {value.dtype}'s few significant digits (3 in float16, 2 in bfloat16): compute in float32, "
             "without .half(), .bfloat16() or autocast."
