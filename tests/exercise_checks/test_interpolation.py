@@ -268,3 +268,54 @@ def test_images_squashed_by_a_tanh_are_not_told_they_are_rescaled() -> None:
     result = check_interpolate(lambda model, a, b, steps: torch.tanh(interpolate(model, a, b, steps)))
     assert_fails_with(result, "the images expected")
     assert "rescaled" not in result.details
+
+
+def _the_codes_themselves(model, start_image, end_image, steps):
+    start, end = _encode_pair(model, start_image, end_image)
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return (1 - weights) * start + weights * end
+
+
+def test_an_interpolation_returning_its_codes_is_told_to_decode_them() -> None:
+    # was told only "the shape is (5, 2), expected (5, 1, 28, 28)"
+    result = check_interpolate(_the_codes_themselves)
+    assert_fails_with(result, "Case *2-D model, 5 steps*", "these are the path's codes z", "model.decode(z)")
+
+
+def _zeros_of_two(model, start_image, end_image, steps):
+    start, end = _encode_pair(model, start_image, end_image)
+    codes = torch.zeros(steps, 2)
+    for row, weight in enumerate(torch.linspace(0, 1, steps)):
+        codes[row] = (1 - weight) * start + weight * end
+    return model.decode(codes)
+
+
+def _first_two_values(model, start_image, end_image, steps):
+    means = model.encode(torch.stack([start_image, end_image]))[0][:, :2]
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return model.decode((1 - weights) * means[0] + weights * means[1])
+
+
+def _weights_of_two_columns(model, start_image, end_image, steps):
+    start, end = _encode_pair(model, start_image, end_image)
+    weights = torch.linspace(0, 1, steps).view(-1, 1).expand(steps, 2)
+    return model.decode((1 - weights) * start + weights * end)
+
+
+def _viewed_as_two(model, start_image, end_image, steps):
+    return model.decode(_the_codes_themselves(model, start_image, end_image, steps).view(steps, 2))
+
+
+@pytest.mark.parametrize(
+    "wrong",
+    [_zeros_of_two, _first_two_values, _weights_of_two_columns, _viewed_as_two],
+    ids=["zeros(steps, 2)", "means[:, :2]", "expand(steps, 2)", "view(steps, 2)"],
+)
+def test_a_latent_size_of_2_written_into_an_interpolation_is_named(wrong) -> None:
+    # each passes the 2-D case and raised torch's error alone on the 8-D one (the view: "read sizes from the tensor
+    # ... or take a mean over all of it")
+    result = check_interpolate(wrong)
+    assert_fails_with(
+        result, "Case *8-D model, 7 steps*", "Looks like: the 2-D case passed", "codes have 8 values", "latent_dim"
+    )
+    assert "take a mean" not in result.details

@@ -4,6 +4,7 @@ their posterior means, end points included, in eval mode.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
@@ -70,6 +71,11 @@ def _interpolation_failures(interpolate: Callable) -> Iterator[str]:
                     "these are blends of the two decoded end images: decode each code on the line between the means "
                     "instead, so every image is the decoder's own.",
                     (1 - weights) * expected[:1] + weights * expected[-1:],
+                ),
+                (
+                    "these are the path's codes z, one row of the latent size per step, not images: decode them, "
+                    "model.decode(z), and return the images.",
+                    interpolation_latents(means[0], means[1], steps),
                 ),
                 (
                     "the images are rescaled to [0, 1], (x + 1) / 2: return the decoder's images in [-1, 1] as they "
@@ -145,12 +151,24 @@ def _interpolation_error_hints(steps: int, latent_dim: int, error: Exception) ->
             f"the {steps} weights t, of shape ({steps},), meet a code of {latent_dim} values: make t a column, "
             "torch.linspace(0, 1, steps).unsqueeze(1), so that row i of (1 - t)·μ_start + t·μ_end is the i-th code."
         ]
+    names_the_size = str(latent_dim) in text or f"input of size {steps * latent_dim}" in text  # a view: steps · 8
+    if latent_dim != 2 and _TWO_AGAINST_THE_LATENT_SIZE.search(text) and names_the_size:
+        return [
+            f"the 2-D case passed, and this model's codes have {latent_dim} values, where your code has 2: a size "
+            "written in (torch.zeros(steps, 2), means[:, :2], .expand(steps, 2), .view(steps, 2))? Take it from the "
+            "model, model.latent_dim, or from the means, means.shape[1]."
+        ]
     if "expected 4D input (got 3D input)" in text:
         return [
             "the model takes a batch of images, N × 1 × 28 × 28, and start_image and end_image are one image each, 1 "
             "× 28 × 28: encode torch.stack([start_image, end_image]), or each with .unsqueeze(0)."
         ]
     return []
+
+
+# torch's messages where a tensor of 2 latent values meets the 8-D model's 8 (a matrix product, broadcasting, an
+# expand, a copy into a row, a view): the 2 as it appears in each.
+_TWO_AGAINST_THE_LATENT_SIZE = re.compile(r"\(2\)|\[2\]|x2 and |, 2\]'")
 
 
 def _interpolation_model(latent_dim: int, seed: int, images: torch.Tensor) -> VAE:
