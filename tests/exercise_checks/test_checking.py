@@ -23,19 +23,20 @@ def _raises(*_):
     raise ValueError("a mistake of the learner's")
 
 
-@pytest.mark.parametrize(
-    ("check", "case"),
-    [
-        (check_reparameterise, "20000 draws"),
-        (check_kl_divergence, "one image, μ = (1, -2)"),
-        (check_loss, "3 images of 28 × 28"),
-        (check_sample_prior, "2-D model, 6 samples"),
-        (check_interpolate, "2-D model, 5 steps"),
-        (check_active_units, "500 images"),
-        (check_bernoulli_reconstruction, "four binarised images"),
-        (check_decoder_input, "5 latents of 2-D"),
-    ],
-)
+# Each check of a learner's function with the first case it runs.
+FIRST_CASES = [
+    (check_reparameterise, "20000 draws"),
+    (check_kl_divergence, "one image, μ = (1, -2)"),
+    (check_loss, "3 images of 28 × 28"),
+    (check_sample_prior, "2-D model, 6 samples"),
+    (check_interpolate, "2-D model, 5 steps"),
+    (check_active_units, "500 images"),
+    (check_bernoulli_reconstruction, "four binarised images"),
+    (check_decoder_input, "5 latents of 2-D"),
+]
+
+
+@pytest.mark.parametrize(("check", "case"), FIRST_CASES)
 def test_an_exception_in_the_learners_code_is_a_failed_check_that_names_the_case(check, case) -> None:
     result = check(_raises)
     assert_fails_with(result, f"Case *{case}", "your function raised ValueError: a mistake of the learner's")
@@ -259,19 +260,7 @@ def test_a_result_on_the_meta_device_is_a_failed_check() -> None:
     assert_fails_with(result, "is a tensor on the meta device")
 
 
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_active_units,
-        check_bernoulli_reconstruction,
-        check_decoder_input,
-        check_interpolate,
-        check_kl_divergence,
-        check_loss,
-        check_reparameterise,
-        check_sample_prior,
-    ],
-)
+@pytest.mark.parametrize("check", [check for check, _ in FIRST_CASES])
 def test_a_result_passed_instead_of_the_function_is_named(check) -> None:
     with pytest.raises(TypeError, match=r"^a check takes your function itself, got a Tensor: pass the function's name"):
         check(torch.zeros(3))  # "your function raised TypeError: 'Tensor' object is not callable" before
