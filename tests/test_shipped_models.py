@@ -1,5 +1,6 @@
 """The trained models the repository ships: loadable from the file alone, small, with their history, and as good
-as recorded. Test metrics are over all 10,000 MNIST test images, the seed's way (z sampled with seed 0)."""
+as recorded. Test metrics are over all 10,000 MNIST test images, the reference implementation's way (z sampled with
+seed 0)."""
 
 import hashlib
 from dataclasses import replace
@@ -30,7 +31,7 @@ from vae_lib.course.shipped import (
     shipped_epochs,
 )
 
-# The seed project's best test figures (2-D after 128 epochs, 8-D after 32).
+# The reference implementation's best test figures (2-D after 128 epochs, 8-D after 32).
 SEED_BEST_TOTAL = {"2d": 0.0802, "8d": 0.0424}
 
 
@@ -185,7 +186,7 @@ def test_shipped_2d_model_beats_the_seed(shipped_metrics) -> None:
 
 
 def test_shipped_8d_model_reconstructs_as_recorded_and_far_better_than_2d(shipped_metrics) -> None:
-    # The seed's 8-D figure (0.0211) came from other data than MNIST (README, Results), so it is no target here;
+    # The reference's 8-D figure (0.0211) came from other data than MNIST (README, Results), so it is no target here;
     # what holds on MNIST: 0.0289 after 32 epochs, and less than half the 2-D model's 0.0726.
     assert shipped_metrics["8d"]["recon"] <= 0.0290
     assert shipped_metrics["8d"]["recon"] <= 0.5 * shipped_metrics["2d"]["recon"]

@@ -58,7 +58,8 @@ def setting(
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A run's settings. Defaults are the seed's recipe (Adam 1e-3, batch 64, alpha 0.001, constant rate)."""
+    """A run's settings. Defaults are the reference implementation's recipe (Adam 1e-3, batch 64, alpha 0.001, constant
+    rate)."""
 
     latent_dim: int = setting(2, "size of the latent space", minimum=1)
     channels: int = setting(1, "image channels (1 for the grey images of every registered dataset)", minimum=1)
@@ -67,7 +68,8 @@ class TrainConfig:
     )
     likelihood: str = setting(
         "gaussian",
-        "the decoder's likelihood: gaussian (the seed's 0.5 MSE, tanh output) or bernoulli (BCE with logits, nats)",
+        "the decoder's likelihood: gaussian (the reference's 0.5 MSE, tanh output) or bernoulli (BCE with logits, "
+        "nats)",
         choices=tuple(LIKELIHOODS),
     )
     binarise: bool = setting(
@@ -231,9 +233,9 @@ RECIPES = {
 SHIPPED_RECIPES = tuple(RECIPES)
 FAST_SETTINGS = {"precision": "auto", "epoch_test_images": 2000, "ema_decay": 0.998}
 RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in list(RECIPES.items())}
-# Five minutes of training for a lab: the -fast recipe with its cosine schedule decaying over 13 epochs (259-286 s in
-# two runs on a 2-core Intel Xeon, 407 s on an AMD EPYC). It ends short of the reference's best (0.0732), between
-# 0.0742 and 0.0760 in eight runs; higher learning rates, batch 32, clipping, a KL warm-up, Adam's beta2 = 0.99, a
+# Five minutes of training for a lab: the -fast recipe with its cosine schedule decaying over 13 epochs (259-309 s in
+# three races on 2-core Intel Xeons, 407 s on an AMD EPYC). It ends short of the reference's best (0.0732), between
+# 0.0742 and 0.0760 in every run; higher learning rates, batch 32, clipping, a KL warm-up, Adam's beta2 = 0.99, a
 # small initial posterior variance, a decay to 0, a constant rate with a linear cooldown and a longer weight average
 # did no better in that time (the README's Speed section has the race and the figures). Muon for the convolution
 # kernels ended 0.0008 short at best.

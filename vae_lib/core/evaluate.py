@@ -1,4 +1,4 @@
-"""Test metrics computed the seed's way (z sampled with a fixed seed, every image counted), and the
+"""Test metrics computed the reference implementation's way (z sampled with a fixed seed, every image counted), and the
 per-image quantities the notebooks look at: latent means, reconstructions, per-class error, per-dimension KL
 and the active dimensions. Every function takes images alone, an ImageDataset or a Batch (but
 per_class_recon_error, which needs a dataset's classes); a model that needs labels (LatentModel.needs_labels) must be
@@ -78,7 +78,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Return {'total', 'recon', 'kl', 'recon_at_mean'} averaged over every image.
 
-    total, recon and kl use z sampled from q(z|x) with noise from `seed` (the seed's way);
+    total, recon and kl use z sampled from q(z|x) with noise from `seed` (the reference implementation's way);
     recon_at_mean decodes z = mean, the deterministic reconstruction error. The reconstruction term is the
     model's likelihood's. The global random state is left as it was, so evaluating never changes a training run.
     """

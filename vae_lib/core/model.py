@@ -1,8 +1,8 @@
 """The convolutional VAE: encoder to (mean, log-variance), reparameterisation, decoder; and LatentModel, what
 training, evaluation and the figures need of any model (a conditional one included).
 
-The shape follows the seed project: conv -> ReLU -> BatchNorm blocks, 28 -> 28 -> 14 -> 7 -> 7. The decoder's
-last layer follows its likelihood (vae_lib.core.objective): tanh for gaussian, logits for bernoulli.
+The shape follows the reference implementation: conv -> ReLU -> BatchNorm blocks, 28 -> 28 -> 14 -> 7 -> 7. The
+decoder's last layer follows its likelihood (vae_lib.core.objective): tanh for gaussian, logits for bernoulli.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class LatentModel(Protocol):
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, transposed: bool) -> nn.Sequential:
-    """Return conv (or transposed conv) -> ReLU -> BatchNorm, the seed's block."""
+    """Return conv (or transposed conv) -> ReLU -> BatchNorm, the reference implementation's block."""
     conv_type = nn.ConvTranspose2d if transposed else nn.Conv2d
     return nn.Sequential(
         conv_type(in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=1),

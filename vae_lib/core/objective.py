@@ -2,9 +2,9 @@
 its log-likelihood in nats), and the loss that weighs the two. Training, evaluation and the likelihood bounds
 all take them from here.
 
-Two likelihoods: `gaussian`, the seed's 0.5 * MSE on images in [-1, 1] (a Gaussian of fixed variance up to a
-constant and a scale: not in nats), and `bernoulli`, binary cross-entropy with logits on pixels in [0, 1],
-summed over pixels (nats per image).
+Two likelihoods: `gaussian`, the reference implementation's 0.5 * MSE on images in [-1, 1] (a Gaussian of fixed
+variance up to a constant and a scale: not in nats), and `bernoulli`, binary cross-entropy with logits on pixels in
+[0, 1], summed over pixels (nats per image).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _gaussian_per_image(images: torch.Tensor, output: torch.Tensor) -> torch.Ten
 
 
 def _gaussian_batch_mean(images: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """Return 0.5 * the mean squared error over pixels and batch: the seed's reconstruction term."""
+    """Return 0.5 * the mean squared error over pixels and batch: the reference implementation's reconstruction term."""
     return 0.5 * F.mse_loss(output, images)
 
 

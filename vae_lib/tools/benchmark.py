@@ -384,7 +384,7 @@ def freed_memory_figures(steps: int = 100, rounds: int = 2) -> dict[str, float]:
 def run_benchmark(
     report: Report, steps: int = 400, device: str | None = None, video_frames: int = 200, explorer_updates: int = 200
 ) -> dict[str, float]:
-    """Train the seed's model for `steps` steps on the course's dataset in fp32, in the numerics
+    """Train the reference implementation's model for `steps` steps on the course's dataset in fp32, in the numerics
     `precision="auto"` picks here, and with snapshots; report and return the figures."""
     config = TrainConfig()
     train_data, test_data = load_dataset(DEFAULT_DATASET, train=True), load_dataset(DEFAULT_DATASET, train=False)
