@@ -87,6 +87,27 @@ def test_hypervisor_steal_is_the_stolen_share_of_all_cpu_time_over_the_block(tmp
     assert still.share is None
 
 
+def test_each_round_against_the_reference_shows_the_matmul_rate_just_before_it(tmp_path: Path, monkeypatch) -> None:
+    # a machine can halve its speed with no steal (2.91x and 2.33x on one model-207 Xeon): the rate shows it
+    from vae_lib.tools import benchmark
+
+    rates = iter([1210.0, 1195.0, 1230.0, 954.0, 980.0, 1001.0])
+    seconds = iter([67.8, 23.3, 35.5, 65.7, 52.0, 121.1])
+    monkeypatch.setattr(benchmark, "check_reference", lambda reference: None)
+    monkeypatch.setattr(benchmark, "matmul_gflops", lambda repeats, dtype: next(rates))
+    monkeypatch.setattr(benchmark, "timed_command", lambda command, cwd: next(seconds))
+    monkeypatch.setattr(benchmark, "autocast_dtype", lambda precision, device: torch.bfloat16)
+    lines: list[str] = []
+    figures = benchmark.compare_with_reference(tmp_path, lines.append, rounds=2)
+    assert lines[0].startswith("round 1: reference ModularTrainer: 67.8 s")
+    assert lines[0].endswith("; bf16 matmul 1,210 GFLOP/s just before")
+    assert lines[3].startswith("round 2: vae_lib train --precision fp32: 65.7 s")
+    assert lines[3].endswith("; bf16 matmul 954 GFLOP/s just before")
+    assert lines[-1].startswith("the bf16 matmul ran at 954-1,230 GFLOP/s before the commands")
+    assert figures["matmul_gflops_low"] == 954.0 and figures["matmul_gflops_high"] == 1230.0
+    assert figures["reference_seconds"] == pytest.approx((67.8 + 121.1) / 2)
+
+
 def test_on_cuda_auto_asks_the_gpu_whether_it_has_bf16(monkeypatch) -> None:
     for supported, expected in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)

@@ -762,25 +762,43 @@ def compare_with_reference(reference: Path, report: Report, rounds: int = 2) -> 
     """Time one MNIST epoch of the reference implementation's trainer against one epoch of this project's CLI
     with the reference's settings (`train --latent-dim 2 --epochs 1`, in the numerics `precision auto` picks,
     and again with `--precision fp32`), each a whole command from start to exit, in `rounds` rounds of
-    alternating order; print and return the median seconds and the ratios. `reference` is a clone of
+    alternating order; print and return the median seconds and the ratios. Beside each round it prints the
+    hypervisor's steal and the 4096² matmul's rate just before (in the numerics `precision auto` picks), which
+    shows a machine slowed down without steal. `reference` is a clone of
     github.com/Ganesh2609/VariationalAutoencoder."""
     check_reference(reference)
+    rate_dtype = autocast_dtype("auto", "cpu") or torch.float32  # the numerics `precision auto` trains in here
+    rate_name = "bf16" if rate_dtype == torch.bfloat16 else "fp32"
     commands = {
         "reference ModularTrainer": [sys.executable, "-c", REFERENCE_EPOCH, str(reference.resolve()), str(data_dir())],
         "vae_lib train (precision auto)": [sys.executable, "-m", "vae_lib", "train", "--latent-dim", "2"],
         "vae_lib train --precision fp32": [sys.executable, "-m", "vae_lib", "train", "--precision", "fp32"],
     }
     seconds: dict[str, list[float]] = {label: [] for label in commands}
+    rates = []
     for round_index in range(rounds):
         order = list(commands) if round_index % 2 == 0 else list(reversed(commands))
         for label in order:
+            rates.append(matmul_gflops(repeats=2, dtype=rate_dtype))  # the machine's speed just before the command
             with tempfile.TemporaryDirectory() as work, HypervisorSteal() as steal:
                 ours = ["--epochs", "1", "--out", str(Path(work) / "run")] if label.startswith("vae_lib") else []
                 seconds[label].append(timed_command(commands[label] + ours, Path(work)))
-            report(f"round {round_index + 1}: {label}: {seconds[label][-1]:.1f} s{steal.described()}")
+            report(
+                f"round {round_index + 1}: {label}: {seconds[label][-1]:.1f} s{steal.described()}; "
+                f"{rate_name} matmul {rates[-1]:,.0f} GFLOP/s just before"
+            )
     medians = {label: statistics.median(times) for label, times in seconds.items()}
     reference_seconds = medians.pop("reference ModularTrainer")
     report(f"one epoch, whole command, median of {rounds}: reference {reference_seconds:.1f} s")
     for label, median in medians.items():
         report(f"  {label}: {median:.1f} s, {reference_seconds / median:.2f}x faster than the reference")
-    return {"reference_seconds": reference_seconds, **medians}
+    report(
+        f"the {rate_name} matmul ran at {min(rates):,.0f}-{max(rates):,.0f} GFLOP/s before the commands: a round "
+        "after a rate well below the others ran on a slowed-down machine (with or without steal), its ratios too"
+    )
+    return {
+        "reference_seconds": reference_seconds,
+        **medians,
+        "matmul_gflops_low": min(rates),
+        "matmul_gflops_high": max(rates),
+    }
