@@ -244,8 +244,8 @@ RECIPES["2d-lab"] = replace(RECIPES["2d-fast"], epochs=13, keep_epochs=())
 # over 20 epochs (the class no longer has to be stored in z, so it needs fewer).
 RECIPES["cvae-2d"] = replace(RECIPES["2d-fast"], conditional=True, epochs=20, keep_epochs=(1, 20))
 # The Bernoulli VAE of notebook 07 (outputs/checkpoints/vae_bernoulli.pt): dynamically binarised MNIST, the plain
-# ELBO in nats (alpha = 1), 32 latent dimensions (more than the 15-25 a VAE of binarised MNIST keeps active, fewer
-# than the 50 of Burda et al.'s model, which only adds unused ones), the -fast recipe's numerics and weight average.
+# ELBO in nats (alpha = 1), 32 latent dimensions (fewer than the 50 of Burda et al.'s model, where 15-25 stay active;
+# all 32 of this one do, the README's Bernoulli section), the -fast recipe's numerics and weight average.
 RECIPES["bernoulli"] = TrainConfig(
     latent_dim=32,
     likelihood="bernoulli",
