@@ -167,14 +167,15 @@ class WeightAverage:
         weight = (1 - self.decay) / (1 - self.decay**step)  # 1 at step 1: the average starts at the weights
         # Looked up at each update: moving a model (.to) gives its parameters and buffers new tensors.
         averages = chain(self.model.parameters(), self.model.buffers())
-        floats: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        averaged: list[torch.Tensor] = []
+        trained: list[torch.Tensor] = []
         for average, current in zip(averages, chain(self.trained.parameters(), self.trained.buffers())):
             if average.is_floating_point():
-                floats[0].append(average)
-                floats[1].append(current)
+                averaged.append(average)
+                trained.append(current)
             else:
                 average.copy_(current)
-        torch._foreach_lerp_(*floats, weight)  # each tensor's lerp_, in one call
+        torch._foreach_lerp_(averaged, trained, weight)  # each tensor's lerp_, in one call
 
 
 class Trainer:
