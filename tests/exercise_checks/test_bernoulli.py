@@ -52,6 +52,20 @@ def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
             lambda x, logits: (F.softplus(logits.detach()) - logits * (x + 1) / 2).flatten(1).sum(1).mean(),
             "the right value but the wrong gradient with respect to logits",
         ),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none").sum(1).mean(),
+            ".sum(dim=1) sums over the one channel only",
+        ),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none").sum((1, 2, 3)),
+            "one term per image: the term is their average over the batch, .mean()",
+        ),
+        (
+            lambda x, logits: (
+                F.binary_cross_entropy_with_logits((x + 1) / 2, logits, reduction="none").flatten(1).sum(1).mean()
+            ),
+            "the arguments are swapped",
+        ),
         # not among the listed mistakes: an average over pixels taken with torch.mean over everything
         (lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2), "a mean over pixels"),
     ],
@@ -64,6 +78,9 @@ def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
         "float",
         "detached",
         "softplus detached",
+        "channel sum",
+        "per image",
+        "swapped",
         "mean all",
     ],
 )
@@ -72,17 +89,30 @@ def test_wrong_bernoulli_terms_get_a_hint_that_names_the_mistake(answer, hint: s
     assert not result.passed and hint in result.details, result.details
 
 
-@pytest.mark.parametrize(
-    "wrong",
-    [
-        lambda x, logits: 0.5 * ((torch.tanh(logits) - x) ** 2).flatten(1).sum(1).mean(),
-        lambda x, logits: _bce_sum(torch.sigmoid(x) * 2 - 1, logits),
-    ],
-    ids=["a squared error", "sigmoid of the images as targets"],
-)
-def test_a_term_that_is_not_the_bernoulli_one_is_not_blamed_on_targets_in_minus_one_to_one(wrong) -> None:
-    result = check_bernoulli_reconstruction(wrong)
+def test_a_term_that_is_not_the_bernoulli_one_is_not_blamed_on_targets_in_minus_one_to_one() -> None:
+    result = check_bernoulli_reconstruction(
+        lambda x, logits: 0.5 * ((torch.tanh(logits) - x) ** 2).flatten(1).sum(1).mean()
+    )
     assert_fails_with(result, "a pixel's term is not the Bernoulli's −log p", "softplus(2) = 2.127")
+    assert "not the images in [-1, 1]" not in result.details
+
+
+@pytest.mark.parametrize(
+    ("to_targets", "black", "white"),
+    [
+        (lambda images: (images + 1) / 2 * 255, "0", "255"),
+        (torch.sigmoid, "0.2689", "0.7311"),
+        (lambda images: (images + 1) / 4, "0", "0.5"),
+    ],
+    ids=["rescaled to 0-255", "sigmoid of the images", "halved twice"],
+)
+def test_bernoulli_targets_of_another_scale_are_named_with_the_values_read(to_targets, black, white) -> None:
+    def other_targets(images, logits):
+        loss = F.binary_cross_entropy_with_logits(logits, to_targets(images), reduction="none")
+        return loss.flatten(1).sum(1).mean()
+
+    result = check_bernoulli_reconstruction(other_targets)
+    assert_fails_with(result, f"a black pixel the target {black} and a white one {white}, where they are 0 and 1")
     assert "not the images in [-1, 1]" not in result.details
 
 

@@ -104,10 +104,18 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
     thresholded = nn.functional.binary_cross_entropy_with_logits(
         logits, (images > 0).to(logits.dtype), reduction="none"
     )
+    swapped = nn.functional.binary_cross_entropy_with_logits(targets, logits, reduction="none")
     mistakes = [
         (
-            "a mean over pixels: sum over the 784 pixels (log p(x | z) is a sum over independent pixels).",
+            "a mean over pixels: sum over the 784 pixels (log p(x | z) is a sum over independent pixels); with "
+            "images of N × 1 × 28 × 28, .sum(dim=1) sums over the one channel only: sum over dim=(1, 2, 3).",
             summed.mean() / 784,
+        ),
+        ("one term per image: the term is their average over the batch, .mean().", summed),
+        (
+            "the arguments are swapped: binary_cross_entropy_with_logits(input, target) takes the logits first and "
+            "the targets, (images + 1) / 2, second.",
+            swapped.flatten(1).sum(1).mean(),
         ),
         ("the sign: the term is −log p(x | z), a positive number of nats.", -summed.mean()),
         ("summed over images: average over the images of the batch.", summed.sum()),
@@ -148,7 +156,16 @@ def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, l
     black_at_two = _as_number(bernoulli_reconstruction(black, zero + 2))
     white_at_two = _as_number(bernoulli_reconstruction(white, zero + 2))
     black_at_eight = _as_number(bernoulli_reconstruction(black, zero + 8))
+    white_at_eight = _as_number(bernoulli_reconstruction(white, zero + 8))
     right_at_two, right_at_eight = (nn.functional.softplus(torch.tensor(logit)).item() for logit in (2.0, 8.0))
+    # A pixel's term is softplus(l) - target · l: the probes at logit 2 give the targets the learner's code uses,
+    # and those at logit 8 show whether it is that formula at all.
+    black_target, white_target = (
+        round((right_at_two - value / 784) / 2, 4) + 0.0 for value in (black_at_two, white_at_two)
+    )
+    targets_read = _near(black_at_eight, 784 * (right_at_eight - 8 * black_target)) and _near(
+        white_at_eight, 784 * (right_at_eight - 8 * white_target)
+    )
     if _near(per_black, -784 * math.log(2)) or _near(per_white, -784 * math.log(2)):
         hints.append("the sign: −log p(x | z) is positive.")
     elif _near(per_white, math.log(2)) and _near(per_black, math.log(2)):
@@ -160,6 +177,14 @@ def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, l
         )
     elif _near(white_at_two, 784 * (right_at_two - 4)):  # softplus(l) - target · l, with a white pixel's target 2
         hints.append("the targets: a white pixel's target is 1, so pass (images + 1) / 2, not images + 1.")
+    elif (
+        targets_read and _near(per_black, 784 * math.log(2)) and not (_near(black_target, 0) and _near(white_target, 1))
+    ):
+        hints.append(
+            f"the targets: your code gives a black pixel the target {black_target:.4g} and a white one "
+            f"{white_target:.4g}, where they are 0 and 1: pass (images + 1) / 2 as it is, without rescaling it "
+            "(to 0-255 or otherwise)."
+        )
     elif (
         _near(per_black, per_white)
         and not _near(per_black, 0)
