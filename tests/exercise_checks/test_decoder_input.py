@@ -57,6 +57,28 @@ def test_decoder_input_mistakes_are_named(wrong, phrase) -> None:
     assert_fails_with(check_decoder_input(wrong), phrase)
 
 
+def _scattered_from_a_row_of_labels(z: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    return torch.cat([z, torch.zeros(len(y), classes).scatter_(1, y, 1.0)], dim=1)
+
+
+def _every_label_set_in_every_row(z: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    one_hot = torch.zeros(len(y), classes)
+    one_hot[:, y] = 1
+    return torch.cat([z, one_hot], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_scattered_from_a_row_of_labels, "scatter_ takes one column of indices per row, N × 1"),
+        (_every_label_set_in_every_row, "a 1 at every label of the batch, what one_hot[:, labels] = 1 sets"),
+    ],
+    ids=["scatter_ with 1-D labels", "every row indexed with every label"],
+)
+def test_one_hot_rows_built_by_indexing_wrongly_are_named(wrong, phrase) -> None:
+    assert_fails_with(check_decoder_input(wrong), phrase)
+
+
 def test_a_failed_decoder_input_check_says_which_case_and_expected_against_got() -> None:
     result = check_decoder_input(lambda z, y, classes: torch.cat([z, F.one_hot(y).float()], dim=1))
     assert result.details.startswith("Case *5 latents of 2-D, labels 3, 0, 2, 1, 3 of 10 classes*: the decoder input ")

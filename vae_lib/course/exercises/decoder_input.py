@@ -100,6 +100,13 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
                     "positions do; give one_hot the labels as they are."
                 )
                 mistakes.append((hint, torch.cat([latents, shifted], dim=1)))
+            every_label = torch.zeros(len(labels), classes, dtype=latents.dtype)
+            every_label[:, labels] = 1
+            hint = (
+                "each row has a 1 at every label of the batch, what one_hot[:, labels] = 1 sets: index the rows as "
+                "well, one_hot[torch.arange(len(labels)), labels] = 1, or use one_hot(labels, classes)."
+            )
+            mistakes.append((hint, torch.cat([latents, every_label], dim=1)))
             if latents.shape[1] == classes:  # otherwise torch.cat refuses to join them along the batch
                 hint = "z and the labels are joined along dim 0, the batch (torch.cat's default): append each label "
                 mistakes.append((hint + "to its own row, dim=1.", torch.cat([latents, one_hot], dim=0)))
@@ -169,6 +176,10 @@ def _decoder_input_error_hints(error: Exception) -> list[str]:
         "must have same number of dimensions": (
             "z is N × latent_dim and the one-hot labels have another number of dimensions (an unsqueeze, or labels "
             "of shape N × 1 given to one_hot): both must be N rows of values, one_hot(labels, classes)."
+        ),
+        "Index tensor must have the same number of dimensions as self tensor": (
+            "scatter_ takes one column of indices per row, N × 1, and the labels are a row of N: "
+            "zeros.scatter_(1, labels.view(-1, 1), 1.0), or one_hot(labels, classes)."
         ),
         "must be non-negative": (
             "a label became negative (labels - 1?): labels count from 0 to classes - 1, as one_hot's positions do; "
