@@ -143,3 +143,24 @@ def test_the_pad_refuses_a_drawing_of_another_size_or_type_and_keeps_what_it_hol
         with pytest.raises(ValueError, match=rf"the pad shows a {PAD_SIZE} x {PAD_SIZE} uint8 drawing"):
             pad.show(drawing)  # a reshape error, then every update failed until clear(), before
         assert np.array_equal(pad.drawing, SEVEN)
+
+
+@pytest.mark.parametrize(
+    ("drawing", "advice"),
+    [
+        (SEVEN[::10, ::10], "enlarge it (np.kron(image, np.ones((10, 10), np.uint8)))"),
+        (SEVEN.astype(np.float32) / 255, "these lie in [0, 1]: scale them, (drawing * 255).round().astype(np.uint8)"),
+        (SEVEN.astype(np.float64), "these lie in 0-255: convert them, drawing.round().astype(np.uint8)"),
+        (SEVEN.astype(np.int64), "these lie in 0-255: convert them, drawing.astype(np.uint8)"),
+        (SEVEN > 0, "ink or none: make the ink full, drawing.astype(np.uint8) * 255"),
+        (SEVEN.astype(np.float32) * 2 - 255, "these lie in [-255, 255]: rescale them to 0-255"),
+    ],
+    ids=["28 x 28", "floats in [0, 1]", "floats 0-255", "int64", "bool", "floats -255 to 255"],
+)
+def test_the_pad_says_how_to_make_a_drawing_it_refuses_into_its_bytes(drawing, advice: str) -> None:
+    pad = DrawingPad()
+    with pytest.raises(ValueError, match="the pad shows a") as refusal:
+        pad.show(drawing)
+    assert advice in str(refusal.value)
+    if drawing.shape == (PAD_SIZE, PAD_SIZE):  # the size is right: no advice to enlarge it
+        assert "enlarge" not in str(refusal.value)

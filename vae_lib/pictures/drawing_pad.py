@@ -137,6 +137,21 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def _to_pad_values(drawing: np.ndarray) -> str:
+    """Return how to turn a drawing of the right shape but another dtype into the pad's 0-255 bytes."""
+    values = drawing.astype(np.float64) if drawing.dtype.kind in "biuf" else None
+    if values is None or not np.isfinite(values).all():
+        return "give it numbers, 0 to 255, as np.uint8"
+    if drawing.dtype.kind == "b":
+        return "ink or none: make the ink full, drawing.astype(np.uint8) * 255"
+    if values.min() >= 0 and values.max() <= 1 and drawing.dtype.kind == "f":
+        return "these lie in [0, 1]: scale them, (drawing * 255).round().astype(np.uint8)"
+    if values.min() >= 0 and values.max() <= 255:
+        rounded = ".round()" if drawing.dtype.kind == "f" else ""
+        return f"these lie in 0-255: convert them, drawing{rounded}.astype(np.uint8)"
+    return f"these lie in [{values.min():.4g}, {values.max():.4g}]: rescale them to 0-255, then .astype(np.uint8)"
+
+
 class DrawingPad(anywidget.AnyWidget):
     """A canvas to draw on in white ink, with a clear button; `pixels` holds the canvas after the last stroke
     (size x size bytes, row by row), or nothing when it is clear."""
@@ -158,13 +173,15 @@ class DrawingPad(anywidget.AnyWidget):
         """Put a size x size uint8 drawing on the pad, as if it had just been drawn; anything else is refused before
         the pad changes."""
         drawing = np.asarray(drawing)
-        if drawing.shape != (self.size, self.size) or drawing.dtype != np.uint8:
+        wanted = f"the pad shows a {self.size} x {self.size} uint8 drawing (0 = no ink, 255 = full ink), got"
+        if drawing.shape != (self.size, self.size):
             raise ValueError(
-                f"the pad shows a {self.size} x {self.size} uint8 drawing (0 = no ink, 255 = full ink), got "
-                f"{drawing.dtype} of shape {drawing.shape}: draw a 28 x 28 image at the pad's scale with "
+                f"{wanted} {drawing.dtype} of shape {drawing.shape}: draw a 28 x 28 image at the pad's scale with "
                 f"draw_strokes, or enlarge it (np.kron(image, np.ones(({self.size // 28}, {self.size // 28}), "
                 "np.uint8)))"
             )
+        if drawing.dtype != np.uint8:
+            raise ValueError(f"{wanted} {drawing.dtype} values: {_to_pad_values(drawing)}")
         self.pixels = np.ascontiguousarray(drawing).tobytes()
 
     def clear(self) -> None:
