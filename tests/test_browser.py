@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -244,7 +245,7 @@ def _canvas_pixels(page, canvas) -> np.ndarray:
 def _latent_shown(page) -> tuple[float, float]:
     """Return the latent point the pad's text shows, 'z = (a, b)'."""
     text = page.locator(".vae-drawing-latent").first.inner_text()
-    first, second = text.split("(")[1].rstrip(")").split(",")
+    first, second = re.search(r"z = \(([^)]*)\)", text).group(1).split(",")  # a warning may follow
     return float(first), float(second)
 
 

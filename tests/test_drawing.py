@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from vae_lib.core.drawing import CENTRE, INK_BOX, centre_of_mass, draw_strokes, drawing_to_image, ink_bounding_box
+from vae_lib.core.drawing import (
+    CENTRE,
+    INK_BOX,
+    centre_of_mass,
+    draw_strokes,
+    drawing_to_image,
+    drawing_warning,
+    ink_bounding_box,
+)
 
 SEVEN = [[(70, 60), (210, 60), (120, 240)]]
 
@@ -124,3 +132,33 @@ def test_fine_detail_is_averaged_when_scaled_down_not_sampled() -> None:
     image = drawing_to_image(stripes)
     assert ink_bounding_box(image) == (4, 24, 4, 24)
     assert (np.abs(image[4:24, 4:24].astype(int) - 128) <= 3).all()  # 0 or 255 if sampled
+
+
+def test_no_test_image_and_no_digit_drawn_large_or_small_is_warned_of(mnist_test) -> None:
+    images = mnist_test.images.numpy()
+    assert [index for index, image in enumerate(images) if drawing_warning(image, image)] == []
+    for scale in (0.4, 1.0):  # the seven 56 x 72 pixels of the canvas, and 140 x 180
+        strokes = [[(140 + (x - 140) * scale, 140 + (y - 140) * scale) for x, y in SEVEN[0]]]
+        drawing = draw_strokes(strokes)
+        assert drawing_warning(drawing, drawing_to_image(drawing)) is None
+
+
+@pytest.mark.parametrize(
+    ("drawing", "phrase"),
+    [
+        (draw_strokes([[(140, 140)]]), "the ink is 19 x 19 pixels of the canvas, and is scaled up to 20"),
+        (draw_strokes([[(130, 130), (150, 140)]]), "a dot or a tiny drawing becomes a blot"),
+        (255 - draw_strokes(SEVEN), "of the image is ink, where an MNIST digit has at most 40%"),
+        (np.full((280, 280), 255, np.uint8), "51% of the image is ink"),
+        (np.ones((280, 280)), "51% of the image is ink"),  # floats in [0, 1], as drawing_to_image takes them
+    ],
+    ids=["a dot", "a short scribble", "dark ink on white", "all ink", "all ink, floats"],
+)
+def test_a_dot_or_a_drawing_that_is_mostly_ink_is_warned_of(drawing, phrase) -> None:
+    warning = drawing_warning(drawing, drawing_to_image(drawing))
+    assert warning is not None and phrase in warning, warning
+
+
+def test_a_clear_drawing_has_no_warning() -> None:
+    blank = np.zeros((280, 280), np.uint8)
+    assert drawing_warning(blank, drawing_to_image(blank)) is None

@@ -164,3 +164,13 @@ def test_the_pad_says_how_to_make_a_drawing_it_refuses_into_its_bytes(drawing, a
     assert advice in str(refusal.value)
     if drawing.shape == (PAD_SIZE, PAD_SIZE):  # the size is right: no advice to enlarge it
         assert "enlarge" not in str(refusal.value)
+
+
+def test_a_drawing_unlike_the_digits_is_read_with_a_warning_shown_beside_z(explorer: DrawingExplorer) -> None:
+    explorer.pad.show(255 - SEVEN)  # dark ink on white
+    reading = explorer.reading
+    assert reading.latent is not None and "of the image is ink" in reading.warning
+    assert "<br><b>Unlike the digits the model has seen</b>: " in explorer.latent_text.value
+    assert "(255 - drawing)" in explorer.latent_text.value
+    explorer.pad.show(SEVEN)
+    assert explorer.reading.warning is None and "Unlike" not in explorer.latent_text.value

@@ -24,6 +24,11 @@ PAPER_LEVEL = 0
 PAD_SIZE = 280
 # The pad's pen, in pixels of the canvas: about two pixels of the 28 x 28 image once the ink is scaled to 20 pixels.
 LINE_WIDTH = 18
+# A drawing whose ink fits in a square this small (pixels of the pad's canvas: three pen widths) is a dot or a
+# scribble, which scaling to INK_BOX turns into a blot.
+SMALLEST_DRAWING = 3 * LINE_WIDTH
+# The most of an image above half ink that MNIST's digits have (39.8 % over the 60,000 training images).
+MOST_INK = 0.40
 
 
 def ink_bounding_box(drawing: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -67,6 +72,31 @@ def drawing_to_image(drawing: np.ndarray) -> np.ndarray:
     row, column = centre_of_mass(ink)
     _paste(image, ink, CENTRE - round(row), CENTRE - round(column))
     return image
+
+
+def drawing_warning(drawing: np.ndarray, image: np.ndarray) -> str | None:
+    """Return why the model will read a drawing unlike MNIST's digits (its 28 x 28 `image` mostly full ink, or ink
+    too small to be scaled up without becoming a blot), or None. The model reads any drawing; it has only seen
+    digits in white ink on dark paper, where at most 40 % of the pixels are above half ink (39.8 % at most over
+    MNIST's 60,000 training images, 13 % on average)."""
+    box = ink_bounding_box(drawing)
+    if box is None:
+        return None
+    top, bottom, left, right = box
+    smallest = SMALLEST_DRAWING * np.asarray(drawing).shape[0] / PAD_SIZE
+    if bottom - top < smallest and right - left < smallest:
+        return (
+            f"the ink is {right - left} x {bottom - top} pixels of the canvas, and is scaled up to {INK_BOX} of the "
+            f"28 x 28 image: a dot or a tiny drawing becomes a blot. Draw the digit larger, across the pad."
+        )
+    share = float((np.asarray(image) > 127).mean())
+    if share > MOST_INK:
+        return (
+            f"{share:.0%} of the image is ink, where an MNIST digit has at most {MOST_INK:.0%}: the model has seen "
+            "white ink on dark paper only. Draw with strokes (not a filled area), or invert a dark-on-white drawing "
+            "(255 - drawing)."
+        )
+    return None
 
 
 def _paste(image: np.ndarray, patch: np.ndarray, top: int, left: int) -> None:

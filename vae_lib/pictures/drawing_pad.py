@@ -8,6 +8,7 @@ updates every view from them (`DrawingExplorer.update`, which a test can call wi
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import traitlets
 from vae_lib.core.conditional import decode_as_every_class, likeliest_classes
 from vae_lib.core.data import Batch, ImageDataset
 from vae_lib.core.datasets import legend_title
-from vae_lib.core.drawing import LINE_WIDTH, PAD_SIZE, drawing_to_image
+from vae_lib.core.drawing import LINE_WIDTH, PAD_SIZE, drawing_to_image, drawing_warning
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.latent import LatentProjection, decode_latents
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE
@@ -193,13 +194,15 @@ class DrawingPad(anywidget.AnyWidget):
 class DrawingReading:
     """What the models made of one drawing: the 28 x 28 image they saw, its latent mean and reconstruction under the
     plain model, and with a conditional model the label it was encoded with and the drawing written as every class
-    (classes x 28 x 28). Everything but `image` is None for a drawing without ink."""
+    (classes x 28 x 28), and `warning`, why the models may read it badly (drawing_warning: a dot, or mostly ink), or
+    None. Everything but `image` is None for a drawing without ink."""
 
     image: np.ndarray
     latent: np.ndarray | None = None
     reconstruction: np.ndarray | None = None
     label: int | None = None
     rewrites: np.ndarray | None = None
+    warning: str | None = None
 
 
 class DrawingExplorer:
@@ -298,11 +301,14 @@ class DrawingExplorer:
         point = self.projection(latent.numpy())[0]
         self.reconstruction_view.value = png_bytes(reconstruction, VIEW_SCALE)
         self.scatter_view.value = png_bytes(self.scatter.with_marker(point))
-        self.latent_text.value = f"z = ({', '.join(f'{value:.2f}' for value in latent[0].tolist())})"
+        warning = drawing_warning(drawing, image)
+        self.latent_text.value = f"z = ({', '.join(f'{value:.2f}' for value in latent[0].tolist())})" + (
+            f"<br><b>Unlike the digits the model has seen</b>: {html.escape(warning)}" if warning else ""
+        )
         label = rewrites = None
         if self.conditional_model is not None:
             label, rewrites = self._rewrite(pixels)
-        self.reading = DrawingReading(image, latent[0].numpy(), reconstruction, label, rewrites)
+        self.reading = DrawingReading(image, latent[0].numpy(), reconstruction, label, rewrites, warning)
         return self.reading
 
     def _rewrite(self, pixels: torch.Tensor) -> tuple[int, np.ndarray]:
