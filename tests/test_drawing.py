@@ -137,6 +137,9 @@ def test_fine_detail_is_averaged_when_scaled_down_not_sampled() -> None:
 def test_no_test_image_and_no_digit_drawn_large_or_small_is_warned_of(mnist_test) -> None:
     images = mnist_test.images.numpy()
     assert [index for index, image in enumerate(images) if drawing_warning(image, image)] == []
+    for image in images[:100]:  # drawn ten times larger, as on the pad, and prepared again
+        large = np.kron(image, np.ones((10, 10), np.uint8))
+        assert drawing_warning(large, drawing_to_image(large)) is None
     for scale in (0.4, 1.0):  # the seven 56 x 72 pixels of the canvas, and 140 x 180
         strokes = [[(140 + (x - 140) * scale, 140 + (y - 140) * scale) for x, y in SEVEN[0]]]
         drawing = draw_strokes(strokes)
@@ -148,11 +151,28 @@ def test_no_test_image_and_no_digit_drawn_large_or_small_is_warned_of(mnist_test
     [
         (draw_strokes([[(140, 140)]]), "the ink is 19 x 19 pixels of the canvas, and is scaled up to 20"),
         (draw_strokes([[(130, 130), (150, 140)]]), "a dot or a tiny drawing becomes a blot"),
-        (255 - draw_strokes(SEVEN), "of the image is ink, where an MNIST digit has at most 40%"),
-        (np.full((280, 280), 255, np.uint8), "51% of the image is ink"),
-        (np.ones((280, 280)), "51% of the image is ink"),  # floats in [0, 1], as drawing_to_image takes them
+        (255 - draw_strokes(SEVEN), "47% of the image is ink, where an MNIST digit has at most 41%"),
+        (np.full((280, 280), 255, np.uint8), "no pixel of the drawing is paper (the darkest is 255 of 255)"),
+        (np.ones((280, 280)), "no pixel of the drawing is paper"),  # floats in [0, 1], as drawing_to_image takes
+        (1 - draw_strokes(SEVEN) / 255, "or invert a dark-on-white drawing (1 - drawing)"),
+        (np.maximum(draw_strokes(SEVEN), 100).astype(np.uint8), "no pixel of the drawing is paper (the darkest is 100"),
+        (
+            (draw_strokes(SEVEN) * 0.25).astype(np.uint8),
+            "the ink is faint: 0 pixels of the image are above half ink (its brightest is 63 of 255)",
+        ),
+        (draw_strokes([[(140, 20)], [(140, 260)]]), "the ink is faint"),  # two dots far apart: scaled to specks
     ],
-    ids=["a dot", "a short scribble", "dark ink on white", "all ink", "all ink, floats"],
+    ids=[
+        "a dot",
+        "a short scribble",
+        "dark ink on white",
+        "all ink",
+        "all ink, floats",
+        "dark ink on white, floats",
+        "grey paper",
+        "faint ink",
+        "two far dots",
+    ],
 )
 def test_a_dot_or_a_drawing_that_is_mostly_ink_is_warned_of(drawing, phrase) -> None:
     warning = drawing_warning(drawing, drawing_to_image(drawing))
@@ -162,3 +182,10 @@ def test_a_dot_or_a_drawing_that_is_mostly_ink_is_warned_of(drawing, phrase) -> 
 def test_a_clear_drawing_has_no_warning() -> None:
     blank = np.zeros((280, 280), np.uint8)
     assert drawing_warning(blank, drawing_to_image(blank)) is None
+
+
+def test_the_dot_limit_follows_the_pen_s_width() -> None:
+    small = draw_strokes([[(130, 120), (150, 120), (138, 150)]], width=4)  # a 7 of 24 x 34 pixels in a thin pen
+    image = drawing_to_image(small)
+    assert "a dot or a tiny drawing" in drawing_warning(small, image)  # judged by the pad's pen, 18 pixels
+    assert drawing_warning(small, image, line_width=4) is None

@@ -148,14 +148,29 @@ def test_the_pad_refuses_a_drawing_of_another_size_or_type_and_keeps_what_it_hol
 @pytest.mark.parametrize(
     ("drawing", "advice"),
     [
-        (SEVEN[::10, ::10], "enlarge it (np.kron(image, np.ones((10, 10), np.uint8)))"),
+        (SEVEN[::10, ::10], "enlarge it, np.kron(drawing, np.ones((10, 10), np.uint8))"),
+        (np.stack([SEVEN] * 3, axis=-1), "a colour image: make it one grey image"),
+        (SEVEN[None], "drop the dimensions of length 1, drawing.squeeze()"),
+        (np.kron(SEVEN, np.ones((2, 2), np.uint8)), "resize it to 280 x 280"),
+        ((SEVEN > 127).astype(np.int64), "ink or none: make the ink full, drawing.astype(np.uint8) * 255"),
         (SEVEN.astype(np.float32) / 255, "these lie in [0, 1]: scale them, (drawing * 255).round().astype(np.uint8)"),
         (SEVEN.astype(np.float64), "these lie in 0-255: convert them, drawing.round().astype(np.uint8)"),
         (SEVEN.astype(np.int64), "these lie in 0-255: convert them, drawing.astype(np.uint8)"),
         (SEVEN > 0, "ink or none: make the ink full, drawing.astype(np.uint8) * 255"),
         (SEVEN.astype(np.float32) * 2 - 255, "these lie in [-255, 255]: rescale them to 0-255"),
     ],
-    ids=["28 x 28", "floats in [0, 1]", "floats 0-255", "int64", "bool", "floats -255 to 255"],
+    ids=[
+        "28 x 28",
+        "colour",
+        "1 x 280 x 280",
+        "560 x 560",
+        "int64 0 and 1",
+        "floats in [0, 1]",
+        "floats 0-255",
+        "int64",
+        "bool",
+        "floats -255 to 255",
+    ],
 )
 def test_the_pad_says_how_to_make_a_drawing_it_refuses_into_its_bytes(drawing, advice: str) -> None:
     pad = DrawingPad()
@@ -174,3 +189,11 @@ def test_a_drawing_unlike_the_digits_is_read_with_a_warning_shown_beside_z(explo
     assert "(255 - drawing)" in explorer.latent_text.value
     explorer.pad.show(SEVEN)
     assert explorer.reading.warning is None and "Unlike" not in explorer.latent_text.value
+
+
+def test_the_pad_takes_a_torch_tensor_and_refuses_one_that_is_not_bytes_with_advice() -> None:
+    pad = DrawingPad()
+    pad.show(torch.from_numpy(SEVEN.copy()))
+    assert np.array_equal(pad.drawing, SEVEN)
+    with pytest.raises(ValueError, match=r"these lie in \[0, 1\]: scale them"):
+        pad.show(torch.tensor(SEVEN / 255.0, requires_grad=True))  # a RuntimeError of numpy's conversion, before

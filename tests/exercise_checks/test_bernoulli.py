@@ -210,3 +210,31 @@ def test_a_continuous_bernoulli_is_a_failed_check_not_a_crash() -> None:
         return -distribution.log_prob((x + 1) / 2).sum((1, 2, 3)).mean()
 
     assert_fails_with(check_bernoulli_reconstruction(continuous), "a pixel's term is not the Bernoulli's")
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (
+            lambda x, logits: -((x > 0) * F.logsigmoid(logits) + (1 - (x > 0)) * F.logsigmoid(-logits)).sum().mean(),
+            "the targets are a bool tensor (a comparison, such as images > 0)",
+        ),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, x > 0, reduction="none").sum((1, 2, 3)).mean(),
+            "the targets are a bool tensor (a comparison, such as images > 0)",
+        ),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none"),
+            "one term per pixel (3136 values for 4 images): sum them over each image's 784 pixels",
+        ),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none").sum((2, 3)),
+            "one term per image: the term is their average over the batch, .mean().",
+        ),
+    ],
+    ids=["bool targets subtracted", "bool targets given to bce", "a term per pixel", "a term per image, N x 1"],
+)
+def test_bool_targets_and_terms_left_per_pixel_or_per_image_are_named(wrong, phrase) -> None:
+    result = check_bernoulli_reconstruction(wrong)
+    assert_fails_with(result, phrase)
+    assert "the distribution refuses" not in result.details and "yours: nan" not in result.details

@@ -24,11 +24,14 @@ PAPER_LEVEL = 0
 PAD_SIZE = 280
 # The pad's pen, in pixels of the canvas: about two pixels of the 28 x 28 image once the ink is scaled to 20 pixels.
 LINE_WIDTH = 18
-# A drawing whose ink fits in a square this small (pixels of the pad's canvas: three pen widths) is a dot or a
-# scribble, which scaling to INK_BOX turns into a blot.
-SMALLEST_DRAWING = 3 * LINE_WIDTH
-# The most of an image above half ink that MNIST's digits have (39.8 % over the 60,000 training images).
-MOST_INK = 0.40
+# A drawing whose ink fits in a square of this many pen widths a side is a dot or a scribble, which scaling to
+# INK_BOX turns into a blot.
+SMALLEST_DRAWING = 3
+# More of an image above half ink than MNIST's digits have: 39.8 % at most over the 60,000 training images, 40.4 % for
+# one of them drawn ten times larger and prepared again by drawing_to_image.
+MOST_INK = 0.41
+# Fewer pixels above half ink than MNIST's digits have: every one of the 70,000 has at least 15.
+LEAST_INK = 10
 
 
 def ink_bounding_box(drawing: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -50,15 +53,21 @@ def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
     return float(weights.sum(axis=1) @ rows / total), float(weights.sum(axis=0) @ columns / total)
 
 
-def drawing_to_image(drawing: np.ndarray) -> np.ndarray:
-    """Return a 28 x 28 uint8 image of a drawing (H x W, ink bright on dark paper, uint8 or floats in [0, 1]),
-    made as MNIST's were: cropped to the ink, the longer side scaled to 20 pixels with anti-aliasing, the centre of
-    mass moved to pixel (14, 14). A drawing without ink gives an all-zero image."""
+def canvas_bytes(drawing: np.ndarray) -> np.ndarray:
+    """Return a drawing (H x W, uint8 or floats in [0, 1]) as uint8 values, 0 paper to 255 full ink."""
     drawing = np.asarray(drawing)
     if drawing.ndim != 2:
         raise ValueError(f"a drawing is one grey image, H x W, got shape {drawing.shape}")
     if drawing.dtype != np.uint8:
         drawing = (np.clip(np.nan_to_num(drawing.astype(np.float64)), 0, 1) * 255).round().astype(np.uint8)
+    return drawing
+
+
+def drawing_to_image(drawing: np.ndarray) -> np.ndarray:
+    """Return a 28 x 28 uint8 image of a drawing (H x W, ink bright on dark paper, uint8 or floats in [0, 1]),
+    made as MNIST's were: cropped to the ink, the longer side scaled to 20 pixels with anti-aliasing, the centre of
+    mass moved to pixel (14, 14). A drawing without ink gives an all-zero image."""
+    drawing = canvas_bytes(drawing)
     image = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     box = ink_bounding_box(drawing)
     if box is None:
@@ -74,27 +83,45 @@ def drawing_to_image(drawing: np.ndarray) -> np.ndarray:
     return image
 
 
-def drawing_warning(drawing: np.ndarray, image: np.ndarray) -> str | None:
-    """Return why the model will read a drawing unlike MNIST's digits (its 28 x 28 `image` mostly full ink, or ink
-    too small to be scaled up without becoming a blot), or None. The model reads any drawing; it has only seen
-    digits in white ink on dark paper, where at most 40 % of the pixels are above half ink (39.8 % at most over
-    MNIST's 60,000 training images, 13 % on average)."""
+def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | None = None) -> str | None:
+    """Return why the model will read a drawing unlike MNIST's digits, or None. `image` is the drawing's 28 x 28
+    image (drawing_to_image) and `line_width` the pen's width in the drawing's pixels (by default the pad's pen,
+    scaled to the drawing's size). The model reads any drawing; it has only seen full white ink on black paper, in
+    strokes: no paper (every pixel inked), ink within SMALLEST_DRAWING pen widths (a dot, which scaling makes a
+    blot), faint ink (fewer than LEAST_INK pixels above half ink), or more than MOST_INK of the image above half ink
+    (dark ink on white, a filled area) is named."""
+    is_uint8 = np.asarray(drawing).dtype == np.uint8
+    drawing = canvas_bytes(drawing)
     box = ink_bounding_box(drawing)
     if box is None:
         return None
+    paper = int(drawing.min())
+    if paper > PAPER_LEVEL:
+        return (
+            f"no pixel of the drawing is paper (the darkest is {paper} of 255), so all of it is read as ink: the "
+            "model has seen white ink on black paper only. Clear the paper to 0, or draw with strokes."
+        )
     top, bottom, left, right = box
-    smallest = SMALLEST_DRAWING * np.asarray(drawing).shape[0] / PAD_SIZE
-    if bottom - top < smallest and right - left < smallest:
+    pen = LINE_WIDTH * drawing.shape[0] / PAD_SIZE if line_width is None else line_width
+    if bottom - top < SMALLEST_DRAWING * pen and right - left < SMALLEST_DRAWING * pen:
         return (
             f"the ink is {right - left} x {bottom - top} pixels of the canvas, and is scaled up to {INK_BOX} of the "
-            f"28 x 28 image: a dot or a tiny drawing becomes a blot. Draw the digit larger, across the pad."
+            "28 x 28 image: a dot or a tiny drawing becomes a blot. Draw the digit larger, across the pad."
         )
-    share = float((np.asarray(image) > 127).mean())
+    inked = np.asarray(image) > 127
+    if inked.sum() < LEAST_INK:
+        return (
+            f"the ink is faint: {inked.sum()} pixels of the image are above half ink (its brightest is "
+            f"{int(np.asarray(image).max())} of 255), where every MNIST digit has at least 15: pale ink, or specks "
+            "far apart that scaling made thin. Draw in full white, with strokes across the pad."
+        )
+    share = float(inked.mean())
     if share > MOST_INK:
+        invert = "255 - drawing" if is_uint8 else "1 - drawing"
         return (
             f"{share:.0%} of the image is ink, where an MNIST digit has at most {MOST_INK:.0%}: the model has seen "
-            "white ink on dark paper only. Draw with strokes (not a filled area), or invert a dark-on-white drawing "
-            "(255 - drawing)."
+            f"white ink on black paper only. Draw with strokes (not a filled area), or invert a dark-on-white drawing "
+            f"({invert})."
         )
     return None
 

@@ -16,6 +16,7 @@ from vae_lib.course.exercises.checking import (
     CheckResult,
     Mistake,
     _as_number,
+    _as_tensor,
     _call,
     _compare,
     _gradient_failure,
@@ -80,7 +81,12 @@ def _bernoulli_error_hints(grey: bool, error: Exception) -> list[str]:
         ]
     if "elements of target should be between 0 and 1" in str(error):
         return ["the targets are the images in [-1, 1]: the Bernoulli's targets are (images + 1) / 2, in [0, 1]."]
-    if "support" not in str(error):
+    if "with a bool tensor is not supported" in str(error) or "with two bool tensors is not supported" in str(error):
+        return [
+            "the targets are a bool tensor (a comparison, such as images > 0), which torch does not subtract: the "
+            "targets are floats, (images + 1) / 2, which keeps grey pixels in between as well."
+        ]
+    if "to be within the support" not in str(error):
         return []
     if not grey:
         return [
@@ -112,6 +118,7 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
             summed.mean() / 784,
         ),
         ("one term per image: the term is their average over the batch, .mean().", summed),
+        ("one term per image: the term is their average over the batch, .mean().", summed.view(-1, 1)),
         (
             "the arguments are swapped: binary_cross_entropy_with_logits(input, target) takes the logits first and "
             "the targets, (images + 1) / 2, second.",
@@ -150,6 +157,12 @@ def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, l
     """Probe the learner's term part by part: the targets' range, the sum over pixels, the mean over images."""
     hints = []
     black, white, zero = -torch.ones(1, 1, 28, 28), torch.ones(1, 1, 28, 28), torch.zeros(1, 1, 28, 28)
+    per_pixel = _as_tensor(bernoulli_reconstruction(images, logits))
+    if per_pixel is not None and per_pixel.numel() == images.numel() > len(images):
+        return [
+            f"one term per pixel ({per_pixel.numel()} values for {len(images)} images): sum them over each image's "
+            "784 pixels, .sum(dim=(1, 2, 3)), then average over the images, .mean()."
+        ]
     # With logit 0 every pixel has probability 1/2: log 2 nats a pixel, black or white alike. With logit 2 a black
     # pixel costs softplus(2) nats; targets left in [-1, 1] charge it 2 nats more.
     per_black, per_white = (_as_number(bernoulli_reconstruction(image, zero)) for image in (black, white))
