@@ -90,7 +90,7 @@ def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | 
     strokes: no paper (every pixel inked), ink within SMALLEST_DRAWING pen widths (a dot, which scaling makes a
     blot), faint ink (fewer than LEAST_INK pixels above half ink), or more than MOST_INK of the image above half ink
     (dark ink on white, a filled area) is named."""
-    is_uint8 = np.asarray(drawing).dtype == np.uint8
+    floats = np.asarray(drawing).dtype.kind == "f"
     drawing = canvas_bytes(drawing)
     box = ink_bounding_box(drawing)
     if box is None:
@@ -117,10 +117,10 @@ def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | 
         )
     share = float(inked.mean())
     if share > MOST_INK:
-        invert = "255 - drawing" if is_uint8 else "1 - drawing"
+        invert = "1 - drawing" if floats else "255 - drawing"
         return (
             f"{share:.0%} of the image is ink, where an MNIST digit has at most {MOST_INK:.0%}: the model has seen "
-            f"white ink on black paper only. Draw with strokes (not a filled area), or invert a dark-on-white drawing "
+            "white ink on black paper only. Draw with strokes (not a filled area), or invert a dark-on-white drawing "
             f"({invert})."
         )
     return None
