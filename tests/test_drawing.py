@@ -151,10 +151,11 @@ def test_no_test_image_and_no_digit_drawn_large_or_small_is_warned_of(mnist_test
     [
         (draw_strokes([[(140, 140)]]), "the ink is 19 x 19 pixels of the canvas, and is scaled up to 20"),
         (draw_strokes([[(130, 130), (150, 140)]]), "a dot or a tiny drawing becomes a blot"),
-        (255 - draw_strokes(SEVEN), "47% of the image is ink, where an MNIST digit has at most 41%"),
+        (255 - draw_strokes(SEVEN), "47% of the image is ink, where an MNIST digit has at most 39.8%"),
         (np.full((280, 280), 255, np.uint8), "no pixel of the drawing is paper (the darkest is 255 of 255)"),
         (np.ones((280, 280)), "no pixel of the drawing is paper"),  # floats in [0, 1], as drawing_to_image takes
         (1 - draw_strokes(SEVEN) / 255, "or invert a dark-on-white drawing (1 - drawing)"),
+        (draw_strokes(SEVEN) == 0, "or invert a dark-on-white drawing (1 - drawing)"),  # bools, read as 0 and 1
         (np.maximum(draw_strokes(SEVEN), 100).astype(np.uint8), "no pixel of the drawing is paper (the darkest is 100"),
         (
             (draw_strokes(SEVEN) * 0.25).astype(np.uint8),
@@ -169,6 +170,7 @@ def test_no_test_image_and_no_digit_drawn_large_or_small_is_warned_of(mnist_test
         "all ink",
         "all ink, floats",
         "dark ink on white, floats",
+        "dark ink on white, bools",
         "grey paper",
         "faint ink",
         "two far dots",
@@ -189,3 +191,11 @@ def test_the_dot_limit_follows_the_pen_s_width() -> None:
     image = drawing_to_image(small)
     assert "a dot or a tiny drawing" in drawing_warning(small, image)  # judged by the pad's pen, 18 pixels
     assert drawing_warning(small, image, line_width=4) is None
+
+
+def test_the_default_pen_scales_with_the_drawing_s_longer_side() -> None:
+    seven = draw_strokes([[(120, 120), (160, 120), (135, 160)]])  # 58 x 58 pixels of ink: not a dot on the pad
+    assert drawing_warning(seven, drawing_to_image(seven)) is None
+    for wide in (np.hstack([seven, np.zeros_like(seven)]), np.vstack([seven, np.zeros_like(seven)])):
+        # a canvas twice as long one way: the pad's pen at that scale is 36 pixels, and the same ink a dot
+        assert "a dot or a tiny drawing" in drawing_warning(wide, drawing_to_image(wide))

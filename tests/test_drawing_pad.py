@@ -153,6 +153,9 @@ def test_the_pad_refuses_a_drawing_of_another_size_or_type_and_keeps_what_it_hol
         (SEVEN[None], "drop the dimensions of length 1, drawing.squeeze()"),
         (np.kron(SEVEN, np.ones((2, 2), np.uint8)), "resize it to 280 x 280"),
         ((SEVEN > 127).astype(np.int64), "ink or none: make the ink full, drawing.astype(np.uint8) * 255"),
+        (SEVEN[:, :200], "pad it with paper (0) to a square, then resize it to 280 x 280"),
+        (SEVEN.ravel(), "the canvas's pixels in one row: drawing.reshape(280, 280)"),
+        (np.where(SEVEN > 0, np.nan, 0.0), "it holds NaN or infinite values: replace them (np.nan_to_num)"),
         (SEVEN.astype(np.float32) / 255, "these lie in [0, 1]: scale them, (drawing * 255).round().astype(np.uint8)"),
         (SEVEN.astype(np.float64), "these lie in 0-255: convert them, drawing.round().astype(np.uint8)"),
         (SEVEN.astype(np.int64), "these lie in 0-255: convert them, drawing.astype(np.uint8)"),
@@ -165,6 +168,9 @@ def test_the_pad_refuses_a_drawing_of_another_size_or_type_and_keeps_what_it_hol
         "1 x 280 x 280",
         "560 x 560",
         "int64 0 and 1",
+        "280 x 200",
+        "one row",
+        "NaN",
         "floats in [0, 1]",
         "floats 0-255",
         "int64",
@@ -197,3 +203,15 @@ def test_the_pad_takes_a_torch_tensor_and_refuses_one_that_is_not_bytes_with_adv
     assert np.array_equal(pad.drawing, SEVEN)
     with pytest.raises(ValueError, match=r"these lie in \[0, 1\]: scale them"):
         pad.show(torch.tensor(SEVEN / 255.0, requires_grad=True))  # a RuntimeError of numpy's conversion, before
+
+
+def test_a_drawing_given_to_update_is_judged_by_the_pad_s_pen_at_its_scale(small_test) -> None:
+    torch.manual_seed(0)
+    explorer = DrawingExplorer(VAE(latent_dim=2, widths=WIDTHS).eval(), small_test, scatter_images=200)
+    explorer.pad.line_width = 6  # a thin pen: a small 7 is a digit, not a dot
+    small_seven = draw_strokes([[(125, 120), (155, 120), (135, 152)]], width=6)
+    assert explorer.update(small_seven).warning is None
+    explorer.pad.show(small_seven)
+    assert explorer.reading.warning is None
+    explorer.pad.line_width = 18  # the default pen: the same ink is a dot
+    assert "a dot or a tiny drawing" in explorer.update(small_seven).warning

@@ -238,3 +238,10 @@ def test_bool_targets_and_terms_left_per_pixel_or_per_image_are_named(wrong, phr
     result = check_bernoulli_reconstruction(wrong)
     assert_fails_with(result, phrase)
     assert "the distribution refuses" not in result.details and "yours: nan" not in result.details
+
+
+def test_a_term_per_pixel_of_flattened_images_is_told_a_sum_that_works_on_it() -> None:
+    def per_pixel_rows(images, logits):
+        return F.binary_cross_entropy_with_logits(logits.flatten(1), (images.flatten(1) + 1) / 2, reduction="none")
+
+    assert_fails_with(check_bernoulli_reconstruction(per_pixel_rows), "one term per pixel", ".flatten(1).sum(1)")

@@ -27,11 +27,13 @@ LINE_WIDTH = 18
 # A drawing whose ink fits in a square of this many pen widths a side is a dot or a scribble, which scaling to
 # INK_BOX turns into a blot.
 SMALLEST_DRAWING = 3
-# More of an image above half ink than MNIST's digits have: 39.8 % at most over the 60,000 training images, 40.4 % for
-# one of them drawn ten times larger and prepared again by drawing_to_image.
-MOST_INK = 0.41
-# Fewer pixels above half ink than MNIST's digits have: every one of the 70,000 has at least 15.
+# What MNIST's 70,000 digits have of pixels above half ink: at least 15 pixels, and at most 39.8 % of the image
+# (40.4 % for one training digit drawn ten times larger and prepared again by drawing_to_image).
+MNIST_FEWEST_INKED = 15
+MNIST_MOST_INKED = 0.398
+# A drawing is warned of below LEAST_INK such pixels (faint) or above MOST_INK of the image (mostly ink).
 LEAST_INK = 10
+MOST_INK = 0.41
 
 
 def ink_bounding_box(drawing: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -86,11 +88,11 @@ def drawing_to_image(drawing: np.ndarray) -> np.ndarray:
 def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | None = None) -> str | None:
     """Return why the model will read a drawing unlike MNIST's digits, or None. `image` is the drawing's 28 x 28
     image (drawing_to_image) and `line_width` the pen's width in the drawing's pixels (by default the pad's pen,
-    scaled to the drawing's size). The model reads any drawing; it has only seen full white ink on black paper, in
-    strokes: no paper (every pixel inked), ink within SMALLEST_DRAWING pen widths (a dot, which scaling makes a
-    blot), faint ink (fewer than LEAST_INK pixels above half ink), or more than MOST_INK of the image above half ink
-    (dark ink on white, a filled area) is named."""
-    floats = np.asarray(drawing).dtype.kind == "f"
+    scaled to the drawing's longer side). The model reads any drawing; it has only seen full white ink on black
+    paper, in strokes: no paper (every pixel inked), ink within SMALLEST_DRAWING pen widths (a dot, which scaling
+    makes a blot), faint ink (fewer than LEAST_INK pixels above half ink), or more than MOST_INK of the image above
+    half ink (dark ink on white, a filled area) is named."""
+    as_bytes = np.asarray(drawing).dtype == np.uint8  # canvas_bytes reads any other drawing as values in [0, 1]
     drawing = canvas_bytes(drawing)
     box = ink_bounding_box(drawing)
     if box is None:
@@ -102,7 +104,7 @@ def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | 
             "model has seen white ink on black paper only. Clear the paper to 0, or draw with strokes."
         )
     top, bottom, left, right = box
-    pen = LINE_WIDTH * drawing.shape[0] / PAD_SIZE if line_width is None else line_width
+    pen = LINE_WIDTH * max(drawing.shape) / PAD_SIZE if line_width is None else line_width
     if bottom - top < SMALLEST_DRAWING * pen and right - left < SMALLEST_DRAWING * pen:
         return (
             f"the ink is {right - left} x {bottom - top} pixels of the canvas, and is scaled up to {INK_BOX} of the "
@@ -112,16 +114,17 @@ def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | 
     if inked.sum() < LEAST_INK:
         return (
             f"the ink is faint: {inked.sum()} pixels of the image are above half ink (its brightest is "
-            f"{int(np.asarray(image).max())} of 255), where every MNIST digit has at least 15: pale ink, or specks "
+            f"{int(np.asarray(image).max())} of 255), where every MNIST digit has at least {MNIST_FEWEST_INKED}: pale "
+            "ink, or specks "
             "far apart that scaling made thin. Draw in full white, with strokes across the pad."
         )
     share = float(inked.mean())
     if share > MOST_INK:
-        invert = "1 - drawing" if floats else "255 - drawing"
+        invert = "255 - drawing" if as_bytes else "1 - drawing"
         return (
-            f"{share:.0%} of the image is ink, where an MNIST digit has at most {MOST_INK:.0%}: the model has seen "
-            "white ink on black paper only. Draw with strokes (not a filled area), or invert a dark-on-white drawing "
-            f"({invert})."
+            f"{share:.0%} of the image is ink, where an MNIST digit has at most {MNIST_MOST_INKED:.1%}: the model has "
+            "seen white ink on black paper only. Draw with strokes (not a filled area), or invert a dark-on-white "
+            f"drawing ({invert})."
         )
     return None
 

@@ -141,26 +141,31 @@ def _one_thread() -> Iterator[None]:
 def _to_pad_shape(drawing: np.ndarray, size: int) -> str:
     """Return how to make a drawing of another shape into the pad's size x size grey canvas."""
     if drawing.ndim == 3 and drawing.shape[-1] in (3, 4):
-        return "a colour image: make it one grey image, drawing[..., :3].mean(axis=-1).round().astype(np.uint8)"
+        return "a colour image: make it one grey image, drawing[..., :3].mean(axis=-1), then 0-255 bytes"
     if drawing.ndim != 2 and np.squeeze(drawing).ndim == 2:  # 1 x H x W, H x W x 1
         return "drop the dimensions of length 1, drawing.squeeze()"
+    if drawing.ndim == 1 and drawing.size == size * size:
+        return f"the canvas's pixels in one row: drawing.reshape({size}, {size})"
     if drawing.ndim != 2:
         return "give it one grey image, rows of pixels (draw_strokes draws one)"
     height, width = drawing.shape
     if height == width and height and size % height == 0:
         factor = size // height
         return f"enlarge it, np.kron(drawing, np.ones(({factor}, {factor}), np.uint8)), or draw it with draw_strokes"
+    square = "" if height == width else "pad it with paper (0) to a square, then "
     return (
-        f"resize it to {size} x {size} (PIL.Image.fromarray(drawing).resize(({size}, {size}))), or draw it with "
-        "draw_strokes"
+        f"{square}resize it to {size} x {size} (PIL.Image.fromarray(drawing).resize(({size}, {size}))), or draw it "
+        "with draw_strokes"
     )
 
 
 def _to_pad_values(drawing: np.ndarray) -> str:
     """Return how to turn a drawing of the right shape but another dtype into the pad's 0-255 bytes."""
     values = drawing.astype(np.float64) if drawing.dtype.kind in "biuf" else None
-    if values is None or not np.isfinite(values).all():
+    if values is None:
         return "give it numbers, 0 to 255, as np.uint8"
+    if not np.isfinite(values).all():
+        return "it holds NaN or infinite values: replace them (np.nan_to_num), then give it 0-255 as np.uint8"
     if drawing.dtype.kind == "b" or (drawing.dtype.kind in "iu" and values.min() >= 0 and values.max() <= 1):
         return "ink or none: make the ink full, drawing.astype(np.uint8) * 255"
     if values.min() >= 0 and values.max() <= 1 and drawing.dtype.kind == "f":
@@ -189,10 +194,11 @@ class DrawingPad(anywidget.AnyWidget):
         return np.frombuffer(self.pixels, dtype=np.uint8).reshape(self.size, self.size)
 
     def show(self, drawing: np.ndarray) -> None:
-        """Put a size x size uint8 drawing on the pad, as if it had just been drawn; anything else is refused before
-        the pad changes."""
+        """Put a size x size uint8 drawing (an array or a tensor) on the pad, as if it had just been drawn; anything
+        else is refused before the pad changes, with what to do."""
         if isinstance(drawing, torch.Tensor):
-            drawing = drawing.detach().cpu().numpy()
+            drawing = drawing.detach().cpu()
+            drawing = (drawing.float() if drawing.dtype == torch.bfloat16 else drawing).numpy()
         drawing = np.asarray(drawing)
         wanted = f"the pad shows a {self.size} x {self.size} uint8 drawing (0 = no ink, 255 = full ink), got"
         if drawing.shape != (self.size, self.size):
@@ -210,8 +216,8 @@ class DrawingPad(anywidget.AnyWidget):
 class DrawingReading:
     """What the models made of one drawing: the 28 x 28 image they saw, its latent mean and reconstruction under the
     plain model, and with a conditional model the label it was encoded with and the drawing written as every class
-    (classes x 28 x 28), and `warning`, why the models may read it badly (drawing_warning: a dot, or mostly ink), or
-    None. Everything but `image` is None for a drawing without ink."""
+    (classes x 28 x 28), and `warning`, why the models may read it badly (drawing_warning: no paper, a dot, faint
+    ink, mostly ink), or None. Everything but `image` is None for a drawing without ink."""
 
     image: np.ndarray
     latent: np.ndarray | None = None
@@ -301,13 +307,10 @@ class DrawingExplorer:
     def update(self, drawing: np.ndarray | None = None) -> DrawingReading:
         """Redraw every view for a drawing (the pad's, unless one is given) and return what the models made of it."""
         with _one_thread():
-            if drawing is None:
-                return self._update(self.pad.drawing, self.pad.line_width)
-            return self._update(drawing)
+            return self._update(self.pad.drawing if drawing is None else drawing)
 
-    def _update(self, drawing: np.ndarray, line_width: float | None = None) -> DrawingReading:
-        """Redraw every view for a drawing (drawn with a pen `line_width` pixels wide, when known) and return what
-        the models made of it."""
+    def _update(self, drawing: np.ndarray) -> DrawingReading:
+        """Redraw every view for a drawing and return what the models made of it."""
         image = drawing_to_image(drawing)
         self.input_view.value = png_bytes(image, VIEW_SCALE)
         if not image.any():
@@ -320,7 +323,8 @@ class DrawingExplorer:
         point = self.projection(latent.numpy())[0]
         self.reconstruction_view.value = png_bytes(reconstruction, VIEW_SCALE)
         self.scatter_view.value = png_bytes(self.scatter.with_marker(point))
-        warning = drawing_warning(drawing, image, line_width)
+        pen = self.pad.line_width * max(np.shape(drawing)) / self.pad.size  # the pad's pen, at the drawing's scale
+        warning = drawing_warning(drawing, image, pen)
         self.latent_text.value = f"z = ({', '.join(f'{value:.2f}' for value in latent[0].tolist())})" + (
             f"<br><b>Unlike the digits the model has seen</b>: {html.escape(warning)}" if warning else ""
         )

@@ -28,6 +28,7 @@ from vae_lib.course.exercises.checking import (
 )
 
 BERNOULLI_WHY = "the loss minimised in training must carry its gradient back to the decoder's logits"
+PER_IMAGE_HINT = "one term per image: the term is their average over the batch, .mean()."
 
 
 def bernoulli_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -117,8 +118,8 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
             "images of N × 1 × 28 × 28, .sum(dim=1) sums over the one channel only: sum over dim=(1, 2, 3).",
             summed.mean() / 784,
         ),
-        ("one term per image: the term is their average over the batch, .mean().", summed),
-        ("one term per image: the term is their average over the batch, .mean().", summed.view(-1, 1)),
+        (PER_IMAGE_HINT, summed),
+        (PER_IMAGE_HINT, summed.view(-1, 1)),
         (
             "the arguments are swapped: binary_cross_entropy_with_logits(input, target) takes the logits first and "
             "the targets, (images + 1) / 2, second.",
@@ -161,7 +162,7 @@ def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, l
     if per_pixel is not None and per_pixel.numel() == images.numel() > len(images):
         return [
             f"one term per pixel ({per_pixel.numel()} values for {len(images)} images): sum them over each image's "
-            "784 pixels, .sum(dim=(1, 2, 3)), then average over the images, .mean()."
+            "784 pixels, .flatten(1).sum(1), then average over the images, .mean()."
         ]
     # With logit 0 every pixel has probability 1/2: log 2 nats a pixel, black or white alike. With logit 2 a black
     # pixel costs softplus(2) nats; targets left in [-1, 1] charge it 2 nats more.
