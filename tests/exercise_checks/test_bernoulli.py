@@ -245,3 +245,11 @@ def test_a_term_per_pixel_of_flattened_images_is_told_a_sum_that_works_on_it() -
         return F.binary_cross_entropy_with_logits(logits.flatten(1), (images.flatten(1) + 1) / 2, reduction="none")
 
     assert_fails_with(check_bernoulli_reconstruction(per_pixel_rows), "one term per pixel", ".flatten(1).sum(1)")
+
+
+def test_probabilities_and_targets_swapped_in_binary_cross_entropy_are_named() -> None:
+    def swapped(images, logits):
+        loss = F.binary_cross_entropy((images + 1) / 2, torch.sigmoid(logits), reduction="none")
+        return loss.flatten(1).sum(1).mean()
+
+    assert_fails_with(check_bernoulli_reconstruction(swapped), "binary_cross_entropy(input, target) takes the probabil")

@@ -125,6 +125,15 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
             "the targets, (images + 1) / 2, second.",
             swapped.flatten(1).sum(1).mean(),
         ),
+        (
+            "the arguments are swapped: binary_cross_entropy(input, target) takes the probabilities first and the "
+            "targets second; better, binary_cross_entropy_with_logits(logits, (images + 1) / 2), which takes the "
+            "logits and stays exact where a sigmoid rounds to 0 or 1.",
+            nn.functional.binary_cross_entropy(targets, torch.sigmoid(logits), reduction="none")
+            .flatten(1)
+            .sum(1)
+            .mean(),
+        ),
         ("the sign: the term is −log p(x | z), a positive number of nats.", -summed.mean()),
         ("summed over images: average over the images of the batch.", summed.sum()),
         (
