@@ -67,13 +67,20 @@ def _every_label_set_in_every_row(z: torch.Tensor, y: torch.Tensor, classes: int
     return torch.cat([z, one_hot], dim=1)
 
 
+def _rows_indexed_with_the_labels(z: torch.Tensor, y: torch.Tensor, classes: int) -> torch.Tensor:
+    one_hot = torch.zeros(len(y), classes)
+    one_hot[y] = 1
+    return torch.cat([z, one_hot], dim=1)
+
+
 @pytest.mark.parametrize(
     ("wrong", "phrase"),
     [
         (_scattered_from_a_row_of_labels, "scatter_ takes one column of indices per row, N × 1"),
+        (_rows_indexed_with_the_labels, "the labels index the rows: one_hot[labels] = 1 fills whole rows"),
         (_every_label_set_in_every_row, "a 1 at every label of the batch, what one_hot[:, labels] = 1 sets"),
     ],
-    ids=["scatter_ with 1-D labels", "every row indexed with every label"],
+    ids=["scatter_ with 1-D labels", "every row indexed with every label", "the rows indexed with the labels"],
 )
 def test_one_hot_rows_built_by_indexing_wrongly_are_named(wrong, phrase) -> None:
     assert_fails_with(check_decoder_input(wrong), phrase)

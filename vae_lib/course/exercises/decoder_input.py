@@ -22,6 +22,11 @@ from vae_lib.course.exercises.checking import (
     _result,
 )
 
+ROWS_INDEXED_HINT = (
+    "the labels index the rows: one_hot[labels] = 1 fills whole rows (the rows numbered like the labels) with 1: index "
+    "each row's own column, one_hot[torch.arange(len(labels)), labels] = 1, or use one_hot(labels, classes)."
+)
+
 
 def decoder_input_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor, int]]:
     """Return the decoder-input check's cases, name -> (latents, labels, classes).
@@ -107,6 +112,10 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
                 "well, one_hot[torch.arange(len(labels)), labels] = 1, or use one_hot(labels, classes)."
             )
             mistakes.append((hint, torch.cat([latents, every_label], dim=1)))
+            if int(labels.max()) < len(labels):  # otherwise indexing the rows with the labels raises
+                rows_of_labels = torch.zeros(len(labels), classes, dtype=latents.dtype)
+                rows_of_labels[labels] = 1
+                mistakes.append((ROWS_INDEXED_HINT, torch.cat([latents, rows_of_labels], dim=1)))
             if latents.shape[1] == classes:  # otherwise torch.cat refuses to join them along the batch
                 hint = "z and the labels are joined along dim 0, the batch (torch.cat's default): append each label "
                 mistakes.append((hint + "to its own row, dim=1.", torch.cat([latents, one_hot], dim=0)))
@@ -181,6 +190,7 @@ def _decoder_input_error_hints(error: Exception) -> list[str]:
             "scatter_ takes one column of indices per row, N × 1, and the labels are a row of N: "
             "zeros.scatter_(1, labels.view(-1, 1), 1.0), or one_hot(labels, classes)."
         ),
+        "is out of bounds for dimension 0 with size": ROWS_INDEXED_HINT,
         "must be non-negative": (
             "a label became negative (labels - 1?): labels count from 0 to classes - 1, as one_hot's positions do; "
             "give one_hot the labels as they are."
