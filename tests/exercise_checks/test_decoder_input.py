@@ -80,7 +80,7 @@ def _rows_indexed_with_the_labels(z: torch.Tensor, y: torch.Tensor, classes: int
         (_rows_indexed_with_the_labels, "the labels index the rows: one_hot[labels] = 1 fills whole rows"),
         (_every_label_set_in_every_row, "a 1 at every label of the batch, what one_hot[:, labels] = 1 sets"),
     ],
-    ids=["scatter_ with 1-D labels", "every row indexed with every label", "the rows indexed with the labels"],
+    ids=["scatter_ with 1-D labels", "the rows indexed with the labels", "every row indexed with every label"],
 )
 def test_one_hot_rows_built_by_indexing_wrongly_are_named(wrong, phrase) -> None:
     assert_fails_with(check_decoder_input(wrong), phrase)

@@ -85,13 +85,15 @@ def drawing_to_image(drawing: np.ndarray) -> np.ndarray:
     return image
 
 
-def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | None = None) -> str | None:
-    """Return why the model will read a drawing unlike MNIST's digits, or None. `image` is the drawing's 28 x 28
-    image (drawing_to_image) and `line_width` the pen's width in the drawing's pixels (by default the pad's pen,
-    scaled to the drawing's longer side). The model reads any drawing; it has only seen full white ink on black
-    paper, in strokes: no paper (every pixel inked), ink within SMALLEST_DRAWING pen widths (a dot, which scaling
-    makes a blot), faint ink (fewer than LEAST_INK pixels above half ink), or more than MOST_INK of the image above
-    half ink (dark ink on white, a filled area) is named."""
+def drawing_warning(
+    drawing: np.ndarray, image: np.ndarray, line_width: float = LINE_WIDTH, canvas_size: int = PAD_SIZE
+) -> str | None:
+    """Return why the model will read a drawing unlike MNIST's digits, or None. `image` is the drawing's 28 x 28 image
+    (drawing_to_image); the pen was `line_width` pixels wide on a canvas `canvas_size` pixels a side (the pad's, by
+    default), scaled here to the drawing's longer side. The model reads any drawing; it has only seen full white ink on
+    black paper, in strokes: no paper (every pixel inked), ink within SMALLEST_DRAWING pen widths (a dot, which scaling
+    makes a blot), faint ink (fewer than LEAST_INK pixels above half ink), or more than MOST_INK of the image above half
+    ink (dark ink on white, a filled area) is named."""
     as_bytes = np.asarray(drawing).dtype == np.uint8  # canvas_bytes reads any other drawing as values in [0, 1]
     drawing = canvas_bytes(drawing)
     box = ink_bounding_box(drawing)
@@ -104,7 +106,7 @@ def drawing_warning(drawing: np.ndarray, image: np.ndarray, line_width: float | 
             "model has seen white ink on black paper only. Clear the paper to 0, or draw with strokes."
         )
     top, bottom, left, right = box
-    pen = LINE_WIDTH * max(drawing.shape) / PAD_SIZE if line_width is None else line_width
+    pen = line_width * max(drawing.shape) / canvas_size
     if bottom - top < SMALLEST_DRAWING * pen and right - left < SMALLEST_DRAWING * pen:
         return (
             f"the ink is {right - left} x {bottom - top} pixels of the canvas, and is scaled up to {INK_BOX} of the "

@@ -161,19 +161,21 @@ def _to_pad_shape(drawing: np.ndarray, size: int) -> str:
 
 def _to_pad_values(drawing: np.ndarray) -> str:
     """Return how to turn a drawing of the right shape but another dtype into the pad's 0-255 bytes."""
-    values = drawing.astype(np.float64) if drawing.dtype.kind in "biuf" else None
-    if values is None:
+    kind = drawing.dtype.kind
+    if kind not in "biuf":
         return "give it numbers, 0 to 255, as np.uint8"
+    values = drawing.astype(np.float64)
     if not np.isfinite(values).all():
         return "it holds NaN or infinite values: replace them (np.nan_to_num), then give it 0-255 as np.uint8"
-    if drawing.dtype.kind == "b" or (drawing.dtype.kind in "iu" and values.min() >= 0 and values.max() <= 1):
+    low, high = values.min(), values.max()
+    if kind == "b" or (kind in "iu" and low >= 0 and high <= 1):
         return "ink or none: make the ink full, drawing.astype(np.uint8) * 255"
-    if values.min() >= 0 and values.max() <= 1 and drawing.dtype.kind == "f":
+    if kind == "f" and low >= 0 and high <= 1:
         return "these lie in [0, 1]: scale them, (drawing * 255).round().astype(np.uint8)"
-    if values.min() >= 0 and values.max() <= 255:
-        rounded = ".round()" if drawing.dtype.kind == "f" else ""
+    if low >= 0 and high <= 255:
+        rounded = ".round()" if kind == "f" else ""
         return f"these lie in 0-255: convert them, drawing{rounded}.astype(np.uint8)"
-    return f"these lie in [{values.min():.4g}, {values.max():.4g}]: rescale them to 0-255, then .astype(np.uint8)"
+    return f"these lie in [{low:.4g}, {high:.4g}]: rescale them to 0-255, then .astype(np.uint8)"
 
 
 class DrawingPad(anywidget.AnyWidget):
@@ -323,8 +325,7 @@ class DrawingExplorer:
         point = self.projection(latent.numpy())[0]
         self.reconstruction_view.value = png_bytes(reconstruction, VIEW_SCALE)
         self.scatter_view.value = png_bytes(self.scatter.with_marker(point))
-        pen = self.pad.line_width * max(np.shape(drawing)) / self.pad.size  # the pad's pen, at the drawing's scale
-        warning = drawing_warning(drawing, image, pen)
+        warning = drawing_warning(drawing, image, self.pad.line_width, self.pad.size)
         self.latent_text.value = f"z = ({', '.join(f'{value:.2f}' for value in latent[0].tolist())})" + (
             f"<br><b>Unlike the digits the model has seen</b>: {html.escape(warning)}" if warning else ""
         )

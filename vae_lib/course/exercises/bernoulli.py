@@ -63,7 +63,7 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
         returned = _call(name, bernoulli_reconstruction, images, leaf, hints=partial(_bernoulli_error_hints, grey))
         yield _kind_failure(name, "the reconstruction term", returned, BERNOULLI_WHY)
         expected = reconstruction_loss(images, leaf, "bernoulli")
-        diagnose = partial(_bernoulli_hints, _probing(bernoulli_reconstruction), images, logits)
+        diagnose = partial(_bernoulli_hints, _probing(bernoulli_reconstruction), images, logits, returned)
         yield _compare(
             name, "the reconstruction term", returned, expected, _bernoulli_mistakes(images, logits), diagnose
         )
@@ -163,11 +163,14 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
     return mistakes
 
 
-def _bernoulli_hints(bernoulli_reconstruction: Callable, images: torch.Tensor, logits: torch.Tensor) -> list[str]:
-    """Probe the learner's term part by part: the targets' range, the sum over pixels, the mean over images."""
+def _bernoulli_hints(
+    bernoulli_reconstruction: Callable, images: torch.Tensor, logits: torch.Tensor, returned: object
+) -> list[str]:
+    """Probe the learner's term part by part: the targets' range, the sum over pixels, the mean over images.
+    `returned` is what it gave on `images` and `logits`."""
     hints = []
     black, white, zero = -torch.ones(1, 1, 28, 28), torch.ones(1, 1, 28, 28), torch.zeros(1, 1, 28, 28)
-    per_pixel = _as_tensor(bernoulli_reconstruction(images, logits))
+    per_pixel = _as_tensor(returned)
     if per_pixel is not None and per_pixel.numel() == images.numel() > len(images):
         return [
             f"one term per pixel ({per_pixel.numel()} values for {len(images)} images): sum them over each image's "
