@@ -239,7 +239,8 @@ RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in
 # small initial posterior variance, a decay to 0, a constant rate with a linear cooldown, a longer weight average,
 # wider or narrower layers and a warm-up of the sampling noise did no better in that time (the README's Speed section
 # has the race and the figures). Muon for the convolution kernels ended 0.0008 short at best. Stretched over 20
-# epochs (--epochs 20: 5.5 minutes on the fastest 2-core CPU measured) it reached the target in three runs of five.
+# epochs (--epochs 20: 5.5-6.7 minutes on the fastest 2-core CPU measured) it ended within 0.0004 of the target in
+# seven runs of eight and reached it in three.
 RECIPES["2d-lab"] = replace(RECIPES["2d-fast"], epochs=13, keep_epochs=())
 # The conditional 2-D model of notebook 08 (outputs/checkpoints/cvae_2d.pt): the -fast recipe, given the labels,
 # over 20 epochs (the class no longer has to be stored in z, so it needs fewer).
