@@ -112,13 +112,14 @@ def drawing_warning(
             f"the ink is {right - left} x {bottom - top} pixels of the canvas, and is scaled up to {INK_BOX} of the "
             "28 x 28 image: a dot or a tiny drawing becomes a blot. Draw the digit larger, across the pad."
         )
-    inked = np.asarray(image) > 127
-    if inked.sum() < LEAST_INK:
+    image = np.asarray(image)
+    inked = image > 127
+    inked_pixels = int(inked.sum())
+    if inked_pixels < LEAST_INK:
         return (
-            f"the ink is faint: {inked.sum()} pixels of the image are above half ink (its brightest is "
-            f"{int(np.asarray(image).max())} of 255), where every MNIST digit has at least {MNIST_FEWEST_INKED}: pale "
-            "ink, or specks "
-            "far apart that scaling made thin. Draw in full white, with strokes across the pad."
+            f"the ink is faint: {inked_pixels} pixels of the image are above half ink (its brightest is "
+            f"{int(image.max())} of 255), where every MNIST digit has at least {MNIST_FEWEST_INKED}: pale ink, or "
+            "specks far apart that scaling made thin. Draw in full white, with strokes across the pad."
         )
     share = float(inked.mean())
     if share > MOST_INK:

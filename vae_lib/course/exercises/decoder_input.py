@@ -22,9 +22,11 @@ from vae_lib.course.exercises.checking import (
     _result,
 )
 
+# How to set one 1 a row, at that row's label: the end of the hints for one-hot rows set by hand.
+ONE_PER_ROW = "one_hot[torch.arange(len(labels)), labels] = 1, or use one_hot(labels, classes)."
 ROWS_INDEXED_HINT = (
     "the labels index the rows: one_hot[labels] = 1 fills whole rows (the rows numbered like the labels) with 1: index "
-    "each row's own column, one_hot[torch.arange(len(labels)), labels] = 1, or use one_hot(labels, classes)."
+    f"each row's own column, {ONE_PER_ROW}"
 )
 
 
@@ -109,7 +111,7 @@ def _decoder_input_failures(decoder_input: Callable) -> Iterator[str]:
             every_label[:, labels] = 1
             hint = (
                 "each row has a 1 at every label of the batch, what one_hot[:, labels] = 1 sets: index the rows as "
-                "well, one_hot[torch.arange(len(labels)), labels] = 1, or use one_hot(labels, classes)."
+                f"well, {ONE_PER_ROW}"
             )
             mistakes.append((hint, torch.cat([latents, every_label], dim=1)))
             if int(labels.max()) < len(labels):  # otherwise indexing the rows with the labels raises
