@@ -8,6 +8,7 @@ import os
 import shutil
 import site
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -226,6 +227,25 @@ def test_the_setup_cell_finds_the_copys_vae_lib_or_says_what_to_do(plain_copy, t
     )
     assert outside.returncode == 0 and outside.stdout.count("\n") == 1, outside.stdout  # one line
     assert "run `pip install -e .` in the repository's folder" in outside.stdout
+
+
+def test_the_setup_cell_takes_its_own_copy_over_another_one_installed(plain_copy) -> None:
+    # This environment has vae_lib installed from REPO_ROOT (pip install -e .): a notebook of another copy (a pulled
+    # copy on a hub whose image installed its own, a second clone) must run its own copy's package and outputs/.
+    show = "\nimport vae_lib\nprint(vae_lib.__file__)\n"
+    installed = subprocess.run(
+        [sys.executable, "-c", show], cwd=plain_copy["kernels"], capture_output=True, text=True, check=True
+    )
+    assert Path(installed.stdout.strip()) == REPO_ROOT / "vae_lib" / "__init__.py", "vae_lib installed from here"
+    found = subprocess.run(
+        [sys.executable, "-c", setup_cell_source() + show],
+        cwd=plain_copy["repository"] / "notebooks" / STUDENT_FOLDER,
+        env=environment_without_vae_lib(),
+        capture_output=True,
+        text=True,
+    )
+    assert found.returncode == 0 and found.stdout.count("\n") == 1, found.stdout + found.stderr  # nothing else printed
+    assert Path(found.stdout.strip()) == plain_copy["repository"] / "vae_lib" / "__init__.py"
 
 
 @pytest.mark.parametrize("name", [path.name for path in STUDENT_NOTEBOOKS])
