@@ -66,3 +66,23 @@ def test_a_stored_history_of_another_version_reads_its_known_fields_and_defaults
     del stored["epochs"][0]["lr"]
     with pytest.raises(TypeError):  # a field a record cannot do without is not made up
         History.from_dict(stored)
+
+
+def test_a_history_shows_as_one_line_with_its_length_and_last_test_figures() -> None:
+    # A notebook cell ending in trainer.finish() shows this: the dataclass's own repr printed every record.
+    steps = [StepRecord(50 * k, k / 6, 2.5 * k, 0.2, 0.19, 9.0, 0.21, 0.2, 9.5) for k in range(1, 1001)]
+    epochs = [
+        EpochRecord(1, 300, 18.4, 1e-3, 0.1205, 0.1098, 10.71, 0.1094, 10_000),
+        EpochRecord(2, 600, 36.71, 4e-5, 0.110278, 0.101810, 8.4672, 0.1012, 2_000),
+    ]
+    shown = repr(History(steps, epochs))
+    assert shown == (
+        "History(600 steps, 2 epochs in 36.7 s; after epoch 2: test total 0.1103, reconstruction 0.1018, KL 8.47 "
+        "on 2,000 test images; records in .steps (1000) and .epochs (2))"
+    )
+    assert repr(History(steps[:3])) == (
+        "History(150 steps in 7.5 s; after step 150: test total 0.2100, reconstruction 0.2000, KL 9.50 on a slice of "
+        "the test images; records in .steps (3) and .epochs (0))"
+    )
+    assert repr(History()) == "History(no records yet)"
+    assert "every test image" in repr(History([], [EpochRecord(1, 300, 18.4, 1e-3, 0.12, 0.11, 10.7, 0.109)]))

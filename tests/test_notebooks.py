@@ -46,6 +46,9 @@ def test_notebook_is_committed_with_outputs_figures_and_checked_cells(path) -> N
     assert not any(output.get("output_type") == "error" for output in outputs)
     warnings = [output for output in outputs if output.get("name") == "stderr"]
     assert not warnings, f"the executing machine's warnings reached the reader: {warnings[0]['text'][:1]}"
+    results = ["".join(output["data"].get("text/plain", "")) for output in outputs if "data" in output]
+    walls = [result for result in results if len(result) > 500]
+    assert not walls, f"a cell's value printed as a wall of text (end the cell with ; or a name): {walls[0][:80]}"
 
 
 def test_a_notebook_trains_a_short_live_run_unless_the_full_recipe_is_asked_for(monkeypatch) -> None:

@@ -60,6 +60,27 @@ class History:
     steps: list[StepRecord] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """Return a one-line summary, where the dataclass's own would print every record (what a notebook cell
+        ending in trainer.finish() shows): the run's length and its last test figures."""
+        if not self.steps and not self.epochs:
+            return "History(no records yet)"
+        records = f"records in .steps ({len(self.steps)}) and .epochs ({len(self.epochs)})"
+        if not self.epochs:
+            last_step = self.steps[-1]
+            return (
+                f"History({last_step.step:,} steps in {last_step.seconds:.1f} s; after step {last_step.step:,}: test "
+                f"total {last_step.test_total:.4f}, reconstruction {last_step.test_recon:.4f}, KL "
+                f"{last_step.test_kl:.2f} on a slice of the test images; {records})"
+            )
+        last = self.epochs[-1]
+        images = "every test image" if last.test_images is None else f"{last.test_images:,} test images"
+        return (
+            f"History({last.step:,} steps, {len(self.epochs)} epochs in {last.seconds:.1f} s; after epoch "
+            f"{last.epoch}: test total {last.test_total:.4f}, reconstruction {last.test_recon:.4f}, KL "
+            f"{last.test_kl:.2f} on {images}; {records})"
+        )
+
     def seconds_to_target(self, target: float) -> float | None:
         """Return the training seconds at the first epoch whose test reconstruction is at or below `target`."""
         return next((record.seconds for record in self.epochs if record.test_recon <= target), None)
