@@ -24,6 +24,7 @@ def test_active_dimensions_is_the_variance_of_the_means_over_images() -> None:
     ("wrong", "phrase"),
     [
         (lambda means, threshold=0.01: means.mean(dim=0) > threshold, "the mean is used instead of the variance"),
+        (lambda means, threshold=0.01: means.mean(dim=0).abs() > threshold, "|mean of μ over the images|"),
         (lambda means, threshold=0.01: means.std(dim=0) > threshold, "the standard deviation is used"),
         (lambda means, threshold=0.01: means.var(dim=1) > threshold, "the variance is taken over dimensions"),
         (lambda means, threshold=0.01: means.var(dim=0) > 0.01, "the threshold argument is ignored"),

@@ -295,3 +295,18 @@ def test_uint8_pixels_for_samples_are_told_to_return_the_decoder_s_floats() -> N
         return torch.from_numpy(to_pixels(model.decode(torch.randn(count, model.latent_dim, generator=generator))))
 
     assert_fails_with(check_sample_prior(sample_pixels), "Looks like: the images came back as uint8 pixels (0-255)")
+
+
+def test_a_wrong_tensor_whose_first_values_are_right_is_shown_where_it_differs_most() -> None:
+    # the message printed the same first six values as expected and got, which read as a contradiction
+    from vae_lib.course.exercises.checking import _compare
+
+    expected = torch.zeros(2, 1, 5, 5)
+    got = expected.clone().double()
+    got[1, 0, 3, 2], got[1, 0, 4, 4] = 0.5, -0.25
+    message = _compare("a case", "the images", got, expected)
+    assert "values [0, 0, 0, 0, 0, 0, ...], got shape (2, 1, 5, 5), values [0, 0, 0, 0, 0, 0, ...]" in message
+    assert message.endswith("They differ most at [1, 0, 3, 2]: expected 0, got 0.5.")
+    got[0, 0, 0, 0] = 1.0  # the first values show the difference already
+    assert "differ most" not in _compare("a case", "the images", got, expected)
+    assert _compare("a case", "the images", expected.double(), expected) == ""

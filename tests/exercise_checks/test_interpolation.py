@@ -164,6 +164,17 @@ def _start_plus_weighted_end(model, start_image, end_image, steps):
     return model.decode(start + torch.linspace(0, 1, steps).view(-1, 1) * end)
 
 
+def _one_weight_on_both(weights_of):
+    """A path weighing both means by the same weights_of(t) (a typo of (1 - t)·μ_start + t·μ_end)."""
+
+    def wrong(model, start_image, end_image, steps):
+        start, end = _encode_pair(model, start_image, end_image)
+        weights = weights_of(torch.linspace(0, 1, steps).view(-1, 1))
+        return model.decode(weights * start + weights * end)
+
+    return wrong
+
+
 def _ends_replaced_by_the_images(model, start_image, end_image, steps):
     images = interpolate(model, start_image, end_image, steps)
     return torch.cat([start_image.unsqueeze(0), images[1:-1], end_image.unsqueeze(0)])
@@ -177,11 +188,27 @@ def _ends_replaced_by_the_images(model, start_image, end_image, steps):
         (_along_the_line(lambda steps: torch.full((steps,), 0.5)), "but at t = 0.5, 0.5, 0.5, 0.5, 0.5"),
         (_sampled_with_a_seed, "between codes a few σ from the two means"),
         (_start_plus_weighted_end, "the codes are μ_start + t·μ_end"),
+        (_one_weight_on_both(lambda t: t), "each code is w·(μ_start + μ_end), one weight on both means (w = 0, 0.25"),
+        (
+            _one_weight_on_both(lambda t: 1 - t),
+            "each code is w·(μ_start + μ_end), one weight on both means (w = 1, 0.75",
+        ),
         (_blend_of_the_decoded_ends, "blends of the two decoded end images"),
         (lambda model, a, b, steps: (interpolate(model, a, b, steps) + 1) / 2, "rescaled to [0, 1]"),
         (_ends_replaced_by_the_images, "the end points are the two input images themselves"),
     ],
-    ids=["start left out", "extrapolated", "the midpoint", "seeded sample", "μ + t·μ", "blend", "[0, 1]", "inputs"],
+    ids=[
+        "start left out",
+        "extrapolated",
+        "the midpoint",
+        "seeded sample",
+        "μ + t·μ",
+        "t·μ + t·μ",
+        "(1 - t)·μ + (1 - t)·μ",
+        "blend",
+        "[0, 1]",
+        "inputs",
+    ],
 )
 def test_interpolations_at_other_points_of_the_line_or_off_it_are_named(wrong, phrase) -> None:
     # each failed with no hint

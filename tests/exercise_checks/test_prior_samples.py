@@ -315,3 +315,16 @@ def test_draws_transformed_before_decoding_are_named(transform, phrase) -> None:
         return model.decode(transform(torch.randn(count, model.latent_dim, generator=generator)))
 
     assert_fails_with(check_sample_prior(transformed), f"Looks like: {phrase}")
+
+
+@pytest.mark.parametrize(
+    "positional",
+    [
+        lambda model, count, g: model.decode(torch.randn(count, model.latent_dim, g)),
+        lambda model, count, g: model.decode(torch.randn((count, model.latent_dim), g)),
+        lambda model, count, g: model.decode(torch.normal(0.0, 1.0, (count, model.latent_dim), g)),
+    ],
+)
+def test_a_generator_passed_by_position_is_told_to_pass_it_by_name(positional) -> None:
+    # torch's TypeError alone ("argument 'size' failed to unpack ... torch._C.Generator")
+    assert_fails_with(check_sample_prior(positional), "passed by position", "generator=generator")

@@ -563,6 +563,46 @@ def test_a_step_returning_the_losses_of_a_second_pass_after_its_step_is_told_so(
     )
 
 
+def test_terms_of_a_second_pass_beside_the_total_of_the_first_are_told_so(small_train) -> None:
+    # the total returned is the step's own, the terms are recomputed after optimizer.step(): the values alone before
+    def terms_after_the_step(model, optimizer, batch, alpha):
+        total, _, _ = step(model, optimizer, batch, alpha)
+        with torch.no_grad():
+            _, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+        return total, recon.item(), kl_term.item()
+
+    assert_fails_with(
+        check_training_step(terms_after_the_step, small_train.images, steps=3),
+        "step 1 at alpha = 0.001*: the reconstruction loss expected",
+        "this is the loss of a second forward pass after optimizer.step()",
+    )
+
+
+def test_a_loss_tuple_called_backward_or_model_outputs_unpacked_out_of_order_are_named(small_train) -> None:
+    # torch's AttributeError and size mismatch alone before
+    def tuple_backward(model, optimizer, batch, alpha):
+        optimizer.zero_grad()
+        losses = vae_loss(batch, *model(batch), alpha)
+        losses.backward()
+        optimizer.step()
+        return losses
+
+    def outputs_out_of_order(model, optimizer, batch, alpha):
+        mean, log_var, reconstruction = model(batch)
+        return step_on_outputs(model, optimizer, batch, alpha, (reconstruction, mean, log_var))
+
+    assert_fails_with(
+        check_training_step(tuple_backward, small_train.images, steps=3),
+        "'tuple' object has no attribute 'backward'",
+        "unpack them, total, reconstruction, kl = vae_loss(...)",
+    )
+    assert_fails_with(
+        check_training_step(outputs_out_of_order, small_train.images, steps=3),
+        "a latent's values (2 per image) met an image's pixels",
+        "reconstruction, mean, log_var in this order",
+    )
+
+
 def test_a_step_zeroing_the_gradients_only_on_some_calls_is_told_they_piled_up(small_train) -> None:
     # it got the general "moved differently" hint
     calls = []

@@ -99,6 +99,11 @@ PROBE_THRESHOLDS = (0.001, 0.01, 0.1, 0.7, 0.85, 2.5)
 MISTAKES: list[tuple[str, Callable[[torch.Tensor, float], torch.Tensor]]] = [
     ("the mean is used instead of the variance over images.", lambda means, threshold: means.mean(dim=0) > threshold),
     (
+        "the size of each dimension's average, |mean of μ over the images|, is compared with the threshold: where the "
+        "means sit says nothing of how they vary from image to image, which is what makes a dimension active.",
+        lambda means, threshold: means.mean(dim=0).abs() > threshold,
+    ),
+    (
         "the standard deviation is used instead of the variance.",
         lambda means, threshold: means.var(dim=0).sqrt() > threshold,
     ),

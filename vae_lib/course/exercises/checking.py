@@ -369,7 +369,10 @@ def _compare(
         return _with_hints(message, [_not_a_tensor_hint(value, what) or _plain_values_hint(value)])
     if _close(got, expected):
         return ""
-    message = f"Case *{case}*: {what} expected {_show(expected.detach().double())}, got {_show(got)}."
+    message = (
+        f"Case *{case}*: {what} expected {_show(expected.detach().double())}, got {_show(got)}."
+        f"{_largest_difference(got, expected)}"
+    )
     hints = [hint for hint, wrong in mistakes if _close(got, wrong)][:1]
     dtype = "" if hints else _dtype_hint(value, expected, what)
     if dtype and isinstance(value, torch.Tensor) and (value.dtype == torch.bool or value.is_floating_point()):
@@ -386,6 +389,21 @@ def _compare(
             "something that can be negative or zero?"
         ]
     return _with_hints(message, hints)
+
+
+def _largest_difference(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """Return where two tensors of one shape differ most, when the first values _show prints agree (else those
+    already show a difference, and ''): ' They differ most at [4, 0, 9, 14]: expected ..., got ....'"""
+    expected = expected.detach().double().cpu()
+    if got.shape != expected.shape or got.numel() <= 6 or not _close(got.flatten()[:6], expected.flatten()[:6]):
+        return ""
+    gaps = (got.double() - expected).abs().nan_to_num(nan=math.inf)
+    gaps[torch.isnan(got) & torch.isnan(expected)] = 0
+    if not gaps.any():
+        return ""
+    index = list(torch.unravel_index(gaps.argmax(), gaps.shape))
+    at = tuple(int(position) for position in index)
+    return f" They differ most at {list(at)}: expected {expected[at].item():.4g}, got {got[at].item():.4g}."
 
 
 def _dtype_hint(value: object, expected: torch.Tensor, what: str) -> str:

@@ -228,6 +228,14 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
         ]
     if len(path) == steps and _close(path, start + evenly.unsqueeze(1) * end, rtol=1e-3, atol=1e-4):
         return ["the codes are μ_start + t·μ_end: the line between the means is (1 - t)·μ_start + t·μ_end."]
+    both = start + end
+    if both.norm() > 0:
+        weights = path @ both / (both @ both)  # each code's weight on μ_start + μ_end, where it lies on that ray
+        if _close(path, weights.unsqueeze(1) * both, rtol=1e-3, atol=1e-4):
+            return [
+                f"each code is w·(μ_start + μ_end), one weight on both means (w = {_numbers(weights.tolist())}): the "
+                "line weighs them 1 - t and t, which add up to 1, (1 - t)·μ_start + t·μ_end."
+            ]
     columns = means.double().T  # means[:, 0], means[:, 1], ...: a latent dimension of both images each
     if latent_dim == 2 and len(path) == steps:  # only then do two columns make codes of the latent size
         crossed = (1 - evenly.unsqueeze(1)) * columns[0] + evenly.unsqueeze(1) * columns[1]

@@ -225,8 +225,13 @@ def _kept_latents(model: VAE, decoded: Sequence[torch.Tensor], images: object, c
 
 
 def _sample_error_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
-    """Return a hint on what the learner's code raised: latents of another width, or latents given to the whole
-    model, whose encoder takes images."""
+    """Return a hint on what the learner's code raised: the generator passed by position, latents of another width,
+    or latents given to the whole model, whose encoder takes images."""
+    if isinstance(error, TypeError) and "torch._C.Generator" in str(error):
+        return [
+            "the generator is passed by position, where torch reads one more size (or a mean or σ): pass it by name, "
+            "torch.randn(count, model.latent_dim, generator=generator)."
+        ]
     width = _latent_width_hints(decoded, latent_dim, error)
     if width or "input to conv2d" not in str(error):
         return width

@@ -148,6 +148,12 @@ def _no_spread_failure(
     uses_log_var = z.requires_grad and torch.autograd.grad(z.sum(), log_var, retain_graph=True, allow_unused=True)[0]
     if not (isinstance(uses_log_var, torch.Tensor) and uses_log_var.abs().sum() > 0):
         hint = "z is not random: add noise, z = mean + σ·ε with ε ~ N(0, I) (torch.randn_like(mean))."
+    elif torch.allclose(noise.abs(), torch.ones_like(noise), rtol=1e-4) and (noise > 0).all() | (noise < 0).all():
+        sign = "+" if noise.flatten()[0] > 0 else "-"
+        hint = (
+            f"z = mean {sign} σ: σ is not multiplied by any noise, so z is one fixed point, not a draw. Multiply it "
+            "by ε ~ N(0, I), a fresh one per element: z = mean + σ · torch.randn_like(mean)."
+        )
     elif torch.allclose(noise, noise[0].expand_as(noise), rtol=1e-4):
         hint = "one ε is shared by every element: draw a fresh ε per element with torch.randn_like(mean)."
     else:

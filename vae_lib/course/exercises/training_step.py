@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -344,7 +345,30 @@ def _step_error_hints(grad_modes: Sequence[bool], model: nn.Module, error: Excep
         ]
     if "backward through the graph a second time" in text:
         return ["backward() is called twice on one forward pass: call it once per step, on the total loss."]
+    if isinstance(error, AttributeError) and re.search(r"'(tuple|list)' object has no attribute", text):
+        return [
+            "vae_loss (and your loss_function) returns three losses, (total, reconstruction, KL), as one tuple: "
+            "unpack them, total, reconstruction, kl = vae_loss(...), and call total.backward()."
+        ]
+    latent_dim = getattr(model, "latent_dim", None)
+    if _latents_met_images(text, latent_dim):
+        return [
+            f"a latent's values ({latent_dim} per image) met an image's pixels in one operation: model(batch) returns "
+            "reconstruction, mean, log_var in this order. Are they unpacked in another order, or passed to the loss "
+            "in another? The loss takes (images, reconstruction, mean, log_var, alpha)."
+        ]
     return []
+
+
+def _latents_met_images(text: str, latent_dim: object) -> bool:
+    """Return whether an error says a tensor of latents (`latent_dim` values per image) met images: torch's size
+    mismatch between the latent size and an image side, or vae_loss's reconstruction of latent shape."""
+    sizes = re.search(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)", text)
+    if sizes:
+        met = {int(sizes[1]), int(sizes[2])}
+        return latent_dim in met and bool(met & {28, 14, 7})
+    reconstruction = re.search(r"reconstruction \(\d+, (\d+)\) must have the same shape", text)
+    return bool(reconstruction) and int(reconstruction[1]) == latent_dim
 
 
 def _frozen_weights(model: nn.Module) -> list[str]:
@@ -674,13 +698,19 @@ def _after_step_hints(
     label: str,
 ) -> list[str]:
     """Return the hint for returned losses that are those of a second forward pass after the step (`after_step`
-    computes them), else otherwise(label)'s."""
-    if not any(_same_losses(returned, losses) for losses in after_step()):
-        return otherwise(label)
-    return [
-        "these are the losses of a second forward pass after optimizer.step(), of the weights the step has just "
-        "changed and of fresh noise: return the losses of the forward pass whose gradients the step took."
-    ]
+    computes them), all three or the one named `label`, else otherwise(label)'s."""
+    if any(_same_losses(returned, losses) for losses in after_step()):
+        return [
+            "these are the losses of a second forward pass after optimizer.step(), of the weights the step has just "
+            "changed and of fresh noise: return the losses of the forward pass whose gradients the step took."
+        ]
+    position = LOSS_NAMES.index(label)
+    if any(_same_loss(returned[position], losses[position]) for losses in after_step()):
+        return [
+            "this is the loss of a second forward pass after optimizer.step(), of the weights the step has just "
+            "changed and of fresh noise: return each loss from the forward pass whose gradients the step took."
+        ]
+    return otherwise(label)
 
 
 def _returned_total_hints(alpha: float, label: str) -> list[str]:
@@ -710,8 +740,13 @@ def _same_losses(returned: object, previous: object) -> bool:
     """Return whether a step returned the three losses `previous` to float rounding (two batches never give them)."""
     if not all(isinstance(losses, tuple | list) and len(losses) == 3 for losses in (returned, previous)):
         return False
+    return all(_same_loss(a, b) for a, b in zip(returned, previous))
+
+
+def _same_loss(returned: object, expected: object) -> bool:
+    """Return whether a returned loss is `expected` to float rounding; False for what is not one number."""
     try:
-        return all(math.isclose(float(a), float(b), rel_tol=1e-5) for a, b in zip(returned, previous))
+        return math.isclose(float(returned), float(expected), rel_tol=1e-5)
     except (TypeError, ValueError, RuntimeError):  # not numbers, or tensors of more than one value
         return False
 
