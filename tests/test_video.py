@@ -353,7 +353,12 @@ def test_every_frame_keeps_the_axis_limits_colours_and_grey_range_and_draws_its_
         assert list(renderer.test_line.get_ydata()) == [record.test_total for record in shown]
         assert list(renderer.marker.get_xdata()) == [snapshot.step, snapshot.step]
         assert loss_axes.get_xlim() == (0, 20)
-        assert loss_axes.get_ylim() == pytest.approx((min(losses) * 0.95, np.percentile(losses, 98) * 1.05))
+        # every loss of the run, the first ones too (the axis was cut at the 98th percentile), on a log scale
+        assert loss_axes.get_yscale() == "log"
+        assert loss_axes.get_ylim() == pytest.approx((min(losses) / 1.05, max(losses) * 1.05))
+        ticks = loss_axes.get_yticks()
+        loss_low, loss_high = loss_axes.get_ylim()
+        assert len(ticks) >= 4 and loss_low <= ticks.min() and ticks.max() <= loss_high  # labels over the whole range
         assert renderer.title.get_text() == (
             f"epoch {snapshot.step / 10:.2f}   step {snapshot.step}   test recon {0.125 + snapshot.step:.4f}"
             f"   KL {12.5 + snapshot.step:.2f}   total {0.25 + snapshot.step:.4f}"

@@ -2,7 +2,7 @@
 
 Each frame shows the test images' latent means coloured by class, the decoded latent grid and the
 loss curves so far. The figure is built once and only its data changes from frame to frame,
-which keeps drawing fast; axis limits are fixed across frames.
+which keeps drawing fast; axis limits are fixed across frames (the losses on a log scale that holds all of them).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
 from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
 from vae_lib.core.config import TrainConfig
@@ -99,10 +100,15 @@ class FrameRenderer:
         self.test_values = np.array([record.test_total for record in history_steps])
         last_step = max(snapshots[-1].step, int(steps.max()) if len(steps) else 1)
         loss_axes.set_xlim(0, last_step)
-        if len(steps):
-            values = np.concatenate([self.train_values, self.test_values])
-            low_loss, high_loss = np.nanmin(values), np.nanpercentile(values, 98)
-            loss_axes.set_ylim(low_loss * 0.95, high_loss * 1.05)
+        values = np.concatenate([self.train_values, self.test_values])
+        values = values[np.isfinite(values) & (values > 0)]
+        if len(values):  # every loss of the run in every frame: a log scale keeps the late ones apart
+            loss_axes.set_yscale("log")
+            loss_axes.set_ylim(values.min() / 1.05, values.max() * 1.05)
+            ticks = [float(f"{tick:.2g}") for tick in np.geomspace(values.min(), values.max(), 6)]
+            loss_axes.yaxis.set_major_locator(FixedLocator(sorted(set(ticks))))
+            loss_axes.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+            loss_axes.yaxis.set_minor_locator(NullLocator())
         loss_axes.set(xlabel="step", ylabel=total_label(likelihood), title="loss so far")
         loss_axes.legend(loc="upper right", fontsize=8)
         loss_axes.grid(alpha=0.3)
