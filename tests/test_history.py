@@ -85,4 +85,5 @@ def test_a_history_shows_as_one_line_with_its_length_and_last_test_figures() -> 
         "the test images; records in .steps (3) and .epochs (0))"
     )
     assert repr(History()) == "History(no records yet)"
-    assert "every test image" in repr(History([], [EpochRecord(1, 300, 18.4, 1e-3, 0.12, 0.11, 10.7, 0.109)]))
+    one_epoch = repr(History([], [EpochRecord(1, 300, 18.4, 1e-3, 0.12, 0.11, 10.7, 0.109)]))
+    assert one_epoch.startswith("History(300 steps, 1 epoch in 18.4 s;") and "on every test image;" in one_epoch

@@ -17,6 +17,7 @@ from vae_lib.pictures.snapshots import Snapshot, SnapshotRecorder, load_snapshot
 from vae_lib.pictures.video import (
     FRAME_SIZE,
     FrameRenderer,
+    loss_ticks,
     make_run_video,
     mp4_to_gif,
     still_frames,
@@ -445,3 +446,20 @@ def test_a_missing_video_or_a_frame_it_lacks_is_named(tmp_path) -> None:
             read(tmp_path / "missing.mp4")
     gif = mp4_to_gif(video, tmp_path / "three.gif")
     assert video_info(gif)["codec"] == "gif"  # "gif," before
+
+
+def test_the_loss_ticks_spread_over_the_range_in_plain_numbers_that_differ() -> None:
+    # a Bernoulli run's nats were labelled 1.1e+02, 1.3e+02, ...; a narrow range got one label for all its ticks
+    assert loss_ticks(0.0726, 0.48) == [0.073, 0.11, 0.15, 0.23, 0.33, 0.48]
+    assert loss_ticks(86.0, 250.0) == [86, 110, 130, 160, 200, 250]
+    narrow = loss_ticks(0.1, 0.1002)
+    assert len(narrow) == 6 and narrow[0] == 0.1 and narrow[-1] == 0.1002
+    assert loss_ticks(0.2, 0.2) == [0.2]
+    history = [
+        StepRecord(step, step / 10, 1.0, 250.0 - step, 1.0, 30.0, 200.0 - step, 1.5, 40.0) for step in range(2, 21, 2)
+    ]
+    renderer = FrameRenderer([_snapshot(0, 1.0, 0), _snapshot(20, 1.0, 1)], history, [f"class {c}" for c in range(10)])
+    loss_axes = renderer.figure.axes[2]
+    renderer.render(_snapshot(20, 1.0, 1))
+    labels = [label.get_text() for label in loss_axes.get_yticklabels()]
+    assert labels == ["180", "190", "200", "220", "230", "250"] and not any("e+" in label for label in labels)

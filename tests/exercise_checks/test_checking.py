@@ -310,3 +310,19 @@ def test_a_wrong_tensor_whose_first_values_are_right_is_shown_where_it_differs_m
     got[0, 0, 0, 0] = 1.0  # the first values show the difference already
     assert "differ most" not in _compare("a case", "the images", got, expected)
     assert _compare("a case", "the images", expected.double(), expected) == ""
+
+
+def test_values_that_print_alike_are_told_apart_and_equal_infinities_are_no_difference() -> None:
+    from vae_lib.course.exercises.checking import _compare
+
+    expected = torch.full((10,), 0.1234, dtype=torch.float64)
+    # every value 0.03 % off: the first six print as 0.1234 in both, which read as no difference at all
+    message = _compare("a case", "the value", expected * (1 + 3e-4), expected)
+    assert message.endswith("They differ most at [0]: expected 0.1234, got 0.12344.")
+    with_infinity = torch.linspace(0.1, 1, 10)
+    with_infinity[9] = float("inf")
+    got = with_infinity.clone().double()
+    got[7] += 0.01
+    assert _compare("a case", "the value", got, with_infinity).endswith(
+        "They differ most at [7]: expected 0.8, got 0.81."
+    )

@@ -175,6 +175,16 @@ def _one_weight_on_both(weights_of):
     return wrong
 
 
+def _combination(codes_of):
+    """A path of codes codes_of(t, μ_start, μ_end), t a column of steps evenly from 0 to 1."""
+
+    def wrong(model, start_image, end_image, steps):
+        start, end = _encode_pair(model, start_image, end_image)
+        return model.decode(codes_of(torch.linspace(0, 1, steps).view(-1, 1), start, end))
+
+    return wrong
+
+
 def _ends_replaced_by_the_images(model, start_image, end_image, steps):
     images = interpolate(model, start_image, end_image, steps)
     return torch.cat([start_image.unsqueeze(0), images[1:-1], end_image.unsqueeze(0)])
@@ -193,6 +203,9 @@ def _ends_replaced_by_the_images(model, start_image, end_image, steps):
             _one_weight_on_both(lambda t: 1 - t),
             "each code is w·(μ_start + μ_end), one weight on both means (w = 1, 0.75",
         ),
+        (_combination(lambda t, start, end: t * end), "a straight line from 0 to μ_end, where it runs from μ_start"),
+        (_combination(lambda t, start, end: t * start + t * end + start), "from μ_start to 2·μ_start + μ_end, where"),
+        (lambda model, a, b, steps: model.decode(torch.zeros(steps, model.latent_dim)), "every code is 0"),
         (_blend_of_the_decoded_ends, "blends of the two decoded end images"),
         (lambda model, a, b, steps: (interpolate(model, a, b, steps) + 1) / 2, "rescaled to [0, 1]"),
         (_ends_replaced_by_the_images, "the end points are the two input images themselves"),
@@ -205,6 +218,9 @@ def _ends_replaced_by_the_images(model, start_image, end_image, steps):
         "μ + t·μ",
         "t·μ + t·μ",
         "(1 - t)·μ + (1 - t)·μ",
+        "t·μ_end",
+        "t·μ + t·μ + μ",
+        "zeros",
         "blend",
         "[0, 1]",
         "inputs",

@@ -328,3 +328,16 @@ def test_draws_transformed_before_decoding_are_named(transform, phrase) -> None:
 def test_a_generator_passed_by_position_is_told_to_pass_it_by_name(positional) -> None:
     # torch's TypeError alone ("argument 'size' failed to unpack ... torch._C.Generator")
     assert_fails_with(check_sample_prior(positional), "passed by position", "generator=generator")
+
+
+def test_a_generator_given_as_a_seed_or_by_a_wrong_name_is_not_told_it_was_passed_by_position() -> None:
+    def seeded_with_it(model, count, generator):
+        torch.manual_seed(generator)
+        return model.decode(torch.randn(count, model.latent_dim))
+
+    def misnamed(model, count, generator):
+        return model.decode(torch.randn(count, model.latent_dim, gen=generator))
+
+    assert_fails_with(check_sample_prior(seeded_with_it), "given where a number belongs", "seed nothing")
+    result = check_sample_prior(misnamed)
+    assert "passed by position" not in result.details and "got (int, int, gen=" in result.details

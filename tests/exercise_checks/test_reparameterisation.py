@@ -59,6 +59,10 @@ def test_a_reparameterisation_written_another_way_passes(right) -> None:
         (lambda mean, log_var: mean, "z is not random"),
         (lambda mean, log_var: mean + log_var.mul(0.5).exp(), "z = mean + σ: σ is not multiplied by any noise"),
         (lambda mean, log_var: mean - torch.exp(0.5 * log_var), "z = mean - σ: σ is not multiplied by any noise"),
+        (lambda mean, log_var: mean + 2 * torch.exp(0.5 * log_var), "z = mean + 2·σ: σ is not multiplied by any"),
+        (lambda mean, log_var: mean - 0.5 * torch.exp(0.5 * log_var), "z = mean - 0.5·σ: σ is not multiplied by"),
+        (lambda mean, log_var: mean + log_var.exp(), "z is the same on every call: nothing in it is drawn"),
+        (lambda mean, log_var: mean + log_var, "z is the same on every call: nothing in it is drawn"),
         # a little off, each in one property only: the check's tolerances are tighter than these
         (lambda mean, log_var: mean + (torch.randn_like(mean) + 0.1) * log_var.mul(0.5).exp(), "not 0: ε ~ N(0, I)"),
         (lambda mean, log_var: mean + 1.1 * torch.randn_like(mean) * log_var.mul(0.5).exp(), "z spreads 1.1 times σ"),

@@ -603,6 +603,16 @@ def test_a_loss_tuple_called_backward_or_model_outputs_unpacked_out_of_order_are
     )
 
 
+def test_a_tuple_read_by_a_name_or_detached_is_not_told_to_call_backward_on_the_total(small_train) -> None:
+    def outputs_by_name(model, optimizer, batch, alpha):
+        outputs = model(batch)
+        return step_on_outputs(model, optimizer, batch, alpha, (outputs.reconstruction, outputs.mean, outputs.log_var))
+
+    result = check_training_step(outputs_by_name, small_train.images, steps=3)
+    assert_fails_with(result, "a tuple has no .reconstruction: model(batch) returns (reconstruction, mean, log_var)")
+    assert "call total.backward()" not in result.details
+
+
 def test_a_step_zeroing_the_gradients_only_on_some_calls_is_told_they_piled_up(small_train) -> None:
     # it got the general "moved differently" hint
     calls = []

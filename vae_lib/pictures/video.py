@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
 from vae_lib.core.config import TrainConfig
@@ -105,9 +105,8 @@ class FrameRenderer:
         if len(values):  # every loss of the run in every frame: a log scale keeps the late ones apart
             loss_axes.set_yscale("log")
             loss_axes.set_ylim(values.min() / 1.05, values.max() * 1.05)
-            ticks = [float(f"{tick:.2g}") for tick in np.geomspace(values.min(), values.max(), 6)]
-            loss_axes.yaxis.set_major_locator(FixedLocator(sorted(set(ticks))))
-            loss_axes.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+            loss_axes.yaxis.set_major_locator(FixedLocator(loss_ticks(values.min(), values.max())))
+            loss_axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.10g}"))
             loss_axes.yaxis.set_minor_locator(NullLocator())
         loss_axes.set(xlabel="step", ylabel=total_label(likelihood), title="loss so far")
         loss_axes.legend(loc="upper right", fontsize=8)
@@ -132,6 +131,17 @@ class FrameRenderer:
         self.title.set_text(f"epoch {snapshot.epoch:.2f}   step {snapshot.step}{numbers}")
         self.figure.canvas.draw()
         return np.asarray(self.figure.canvas.buffer_rgba())[..., :3].copy()
+
+
+def loss_ticks(low: float, high: float, count: int = 6) -> list[float]:
+    """Return about `count` ticks spread evenly on a log scale from `low` to `high`, each rounded to the fewest
+    significant digits (2 or more) that keep them apart: 0.073, 0.11, 0.16, ... or 88, 110, 130, ..."""
+    spread = np.geomspace(low, high, count)
+    for digits in range(2, 8):
+        ticks = sorted({float(f"{tick:.{digits}g}") for tick in spread})
+        if len(ticks) == len(set(spread.tolist())):
+            return ticks
+    return sorted(set(spread.tolist()))
 
 
 def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:

@@ -383,7 +383,7 @@ def _compare(
         hints = [dtype]
     if not hints and got.shape != expected.shape:
         hints = [f"the shape is {tuple(got.shape)}, expected {tuple(expected.shape)}."]
-    if not hints and not torch.isfinite(got).all():
+    if not hints and (~torch.isfinite(got) & torch.isfinite(expected.detach().double().cpu())).any():
         hints = [
             "the result is NaN or infinite where the right one is a number: is a logarithm or square root taken of "
             "something that can be negative or zero?"
@@ -392,18 +392,21 @@ def _compare(
 
 
 def _largest_difference(got: torch.Tensor, expected: torch.Tensor) -> str:
-    """Return where two tensors of one shape differ most, when the first values _show prints agree (else those
-    already show a difference, and ''): ' They differ most at [4, 0, 9, 14]: expected ..., got ....'"""
+    """Return where two tensors of one shape differ most, when _show prints the same first values for both (else
+    those already show a difference, and ''): ' They differ most at [4, 0, 9, 14]: expected ..., got ....', each to
+    as many digits as tell them apart."""
     expected = expected.detach().double().cpu()
-    if got.shape != expected.shape or got.numel() <= 6 or not _close(got.flatten()[:6], expected.flatten()[:6]):
+    if got.shape != expected.shape or got.dim() == 0 or _show(got) != _show(expected):
         return ""
-    gaps = (got.double() - expected).abs().nan_to_num(nan=math.inf)
-    gaps[torch.isnan(got) & torch.isnan(expected)] = 0
+    got = got.double()
+    gaps = (got - expected).abs().nan_to_num(nan=math.inf)
+    gaps[(got == expected) | (torch.isnan(got) & torch.isnan(expected))] = 0  # equal infinities, NaN for NaN
     if not gaps.any():
         return ""
-    index = list(torch.unravel_index(gaps.argmax(), gaps.shape))
-    at = tuple(int(position) for position in index)
-    return f" They differ most at {list(at)}: expected {expected[at].item():.4g}, got {got[at].item():.4g}."
+    at = tuple(int(position) for position in torch.unravel_index(gaps.argmax(), gaps.shape))
+    wanted, found = expected[at].item(), got[at].item()
+    digits = next((d for d in range(4, 17) if f"{wanted:.{d}g}" != f"{found:.{d}g}"), 17)
+    return f" They differ most at {list(at)}: expected {wanted:.{digits}g}, got {found:.{digits}g}."
 
 
 def _dtype_hint(value: object, expected: torch.Tensor, what: str) -> str:

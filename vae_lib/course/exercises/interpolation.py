@@ -228,6 +228,11 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
         ]
     if len(path) == steps and _close(path, start + evenly.unsqueeze(1) * end, rtol=1e-3, atol=1e-4):
         return ["the codes are μ_start + t·μ_end: the line between the means is (1 - t)·μ_start + t·μ_end."]
+    if not path.any():
+        return [
+            "every code is 0, the centre of the prior, not a point between the two means: the path is "
+            "(1 - t)·μ_start + t·μ_end, from the means model.encode gives."
+        ]
     both = start + end
     if both.norm() > 0:
         weights = path @ both / (both @ both)  # each code's weight on μ_start + μ_end, where it lies on that ray
@@ -250,8 +255,14 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
             f"farthest by {off_line / length:.0%} of the distance between the means): a spherical interpolation "
             "(slerp) or another curve? The exercise's path is the straight line (1 - t)·μ_start + t·μ_end."
         ]
-    ends_off = torch.stack([path[0] - start, path[-1] - end]) / log_vars.double().mul(0.5).exp()
+    ends = _ends_in_whole_means(path, start, end)
     own_length = (path[-1] - path[0]).norm().item()
+    if ends and own_length > 0 and _on_line(path, path[0], path[-1])[1] <= 1e-4 * own_length:
+        return [
+            f"the path is a straight line from {ends[0]} to {ends[1]}, where it runs from μ_start to μ_end: "
+            "(1 - t)·μ_start + t·μ_end, whose weights add up to 1 at every t."
+        ]
+    ends_off = torch.stack([path[0] - start, path[-1] - end]) / log_vars.double().mul(0.5).exp()
     if own_length > 0 and _on_line(path, path[0], path[-1])[1] <= 1e-4 * own_length and ends_off.abs().max() < 5:
         return [
             "the path is a straight line, but between codes a few σ from the two means, not the means themselves: "
@@ -259,6 +270,29 @@ def _path_hints(decoded: Sequence[torch.Tensor], means: torch.Tensor, log_vars: 
             "The path runs between model.encode(images)[0] of the two images as they are given."
         ]
     return []
+
+
+def _ends_in_whole_means(path: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> tuple[str, str] | None:
+    """Return the path's two end codes as sums of whole multiples of the means ('0', 'μ_start', '2·μ_start + μ_end'),
+    where each is one (a term left out or added twice, as no sampled code is), else None."""
+    basis = torch.stack([start, end], dim=1)
+    if torch.linalg.matrix_rank(basis) < 2:
+        return None
+    words = []
+    for code in (path[0], path[-1]):
+        whole = torch.linalg.lstsq(basis, code.unsqueeze(1)).solution.squeeze(1).round()
+        if not _close(code, basis @ whole, rtol=1e-3, atol=1e-4) or whole.abs().max() > 9:
+            return None
+        text = ""
+        for k, name in zip(whole.tolist(), ("μ_start", "μ_end")):
+            if k:
+                term = name if abs(k) == 1 else f"{abs(k):g}·{name}"
+                if text:
+                    text += f" {'-' if k < 0 else '+'} {term}"
+                else:
+                    text = f"-{term}" if k < 0 else term
+        words.append(text or "0")
+    return words[0], words[1]
 
 
 def _on_line(path: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> tuple[torch.Tensor, float]:

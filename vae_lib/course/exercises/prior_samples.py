@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
@@ -227,11 +228,9 @@ def _kept_latents(model: VAE, decoded: Sequence[torch.Tensor], images: object, c
 def _sample_error_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
     """Return a hint on what the learner's code raised: the generator passed by position, latents of another width,
     or latents given to the whole model, whose encoder takes images."""
-    if isinstance(error, TypeError) and "torch._C.Generator" in str(error):
-        return [
-            "the generator is passed by position, where torch reads one more size (or a mean or σ): pass it by name, "
-            "torch.randn(count, model.latent_dim, generator=generator)."
-        ]
+    generator_hints = _generator_error_hints(error)
+    if generator_hints:
+        return generator_hints
     width = _latent_width_hints(decoded, latent_dim, error)
     if width or "input to conv2d" not in str(error):
         return width
@@ -239,6 +238,26 @@ def _sample_error_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error:
         "model(z) runs the whole VAE, whose encoder takes images, N × 1 × 28 × 28: decode the latents alone with "
         "model.decode(z)."
     ]
+
+
+def _generator_error_hints(error: Exception) -> list[str]:
+    """Return a hint for a TypeError torch raised over the generator: given by position to a sampling function (in
+    its "got (int, int, torch._C.Generator)" or "failed to unpack the object at pos 3 ... torch._C.Generator"), or
+    given to torch.manual_seed as a seed; else []."""
+    text = str(error)
+    if not isinstance(error, TypeError) or "torch._C.Generator" not in text:
+        return []
+    if re.search(r"got \((?:[^()=]*, )?torch\._C\.Generator[,)]", text) or re.search(r"unpack the object at pos", text):
+        return [
+            "the generator is passed by position, where torch reads one more size (or a mean or σ): pass it by name, "
+            "torch.randn(count, model.latent_dim, generator=generator)."
+        ]
+    if text.startswith("int() argument"):
+        return [
+            "the generator is given where a number belongs (torch.manual_seed(generator)?): it is seeded already, "
+            "so draw from it, torch.randn(count, model.latent_dim, generator=generator), and seed nothing."
+        ]
+    return []
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:

@@ -4,6 +4,7 @@ of 20,000 draws, so any way of drawing ε passes, and by the gradients z hands b
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -78,7 +79,7 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     sigma = variances.double().sqrt()
     spread, centre = draws.std(dim=0), draws.mean(dim=0)
     if torch.allclose(spread, torch.zeros_like(spread), atol=1e-6):
-        yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var)
+        yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var, z_again)
         return
     still = spread <= 1e-6 * sigma
     if still.any():  # no distribution or spread can be judged where z does not move
@@ -140,21 +141,37 @@ def _shape_message(case: str, z: torch.Tensor, mean: torch.Tensor) -> str:
 
 
 def _no_spread_failure(
-    case: str, draws: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor, z: torch.Tensor, log_var: torch.Tensor
+    case: str,
+    draws: torch.Tensor,
+    means: torch.Tensor,
+    sigma: torch.Tensor,
+    z: torch.Tensor,
+    log_var: torch.Tensor,
+    z_again: object,
 ) -> str:
-    """Return the message for z that does not vary over draws: no noise at all, or one ε shared by every image."""
+    """Return the message for z that does not vary over draws: no noise at all (z the same on a second call), or one
+    ε shared by every image."""
     message = f"Case *{case}*: z's standard deviation over the draws expected ≈ {_show(sigma)}, got 0."
     noise = (draws[0] - means) / sigma
     uses_log_var = z.requires_grad and torch.autograd.grad(z.sum(), log_var, retain_graph=True, allow_unused=True)[0]
+    drawn_nothing = isinstance(z_again, torch.Tensor) and torch.equal(z_again.detach().double(), draws)
+    one_multiple = torch.allclose(noise, noise.flatten()[0].expand_as(noise), rtol=1e-4)
     if not (isinstance(uses_log_var, torch.Tensor) and uses_log_var.abs().sum() > 0):
         hint = "z is not random: add noise, z = mean + σ·ε with ε ~ N(0, I) (torch.randn_like(mean))."
-    elif torch.allclose(noise.abs(), torch.ones_like(noise), rtol=1e-4) and (noise > 0).all() | (noise < 0).all():
-        sign = "+" if noise.flatten()[0] > 0 else "-"
+    elif drawn_nothing and one_multiple:
+        c = noise.flatten()[0].item()
+        sign = "+" if c > 0 else "-"
+        term = f"{sign} σ" if math.isclose(abs(c), 1, rel_tol=1e-4) else f"{sign} {abs(c):.3g}·σ"
         hint = (
-            f"z = mean {sign} σ: σ is not multiplied by any noise, so z is one fixed point, not a draw. Multiply it "
+            f"z = mean {term}: σ is not multiplied by any noise, so z is one fixed point, not a draw. Multiply it "
             "by ε ~ N(0, I), a fresh one per element: z = mean + σ · torch.randn_like(mean)."
         )
-    elif torch.allclose(noise, noise[0].expand_as(noise), rtol=1e-4):
+    elif drawn_nothing:
+        hint = (
+            "z is the same on every call: nothing in it is drawn (is σ², log σ² or σ itself added where σ·ε "
+            "belongs?). z = mean + σ·ε, with a fresh ε ~ N(0, I) per element, torch.randn_like(mean)."
+        )
+    elif one_multiple:
         hint = "one ε is shared by every element: draw a fresh ε per element with torch.randn_like(mean)."
     else:
         hint = (

@@ -345,10 +345,16 @@ def _step_error_hints(grad_modes: Sequence[bool], model: nn.Module, error: Excep
         ]
     if "backward through the graph a second time" in text:
         return ["backward() is called twice on one forward pass: call it once per step, on the total loss."]
-    if isinstance(error, AttributeError) and re.search(r"'(tuple|list)' object has no attribute", text):
+    attribute = re.search(r"'(?:tuple|list)' object has no attribute '(\w+)'", text)
+    if isinstance(error, AttributeError) and attribute and attribute[1] == "backward":
         return [
             "vae_loss (and your loss_function) returns three losses, (total, reconstruction, KL), as one tuple: "
             "unpack them, total, reconstruction, kl = vae_loss(...), and call total.backward()."
+        ]
+    if isinstance(error, AttributeError) and attribute:
+        return [
+            f"a tuple has no .{attribute[1]}: model(batch) returns (reconstruction, mean, log_var) and vae_loss(...) "
+            "returns (total, reconstruction, kl), each a plain tuple: unpack them, then use each tensor."
         ]
     latent_dim = getattr(model, "latent_dim", None)
     if _latents_met_images(text, latent_dim):
