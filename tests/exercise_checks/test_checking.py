@@ -1,5 +1,7 @@
 """What all exercise checks share: the learner's exceptions, failed backwards, changed inputs, wrong kinds of value."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -326,3 +328,24 @@ def test_values_that_print_alike_are_told_apart_and_equal_infinities_are_no_diff
     assert _compare("a case", "the value", got, with_infinity).endswith(
         "They differ most at [7]: expected 0.8, got 0.81."
     )
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda mean, log_var: -0.5 * (1 + log_var - mean**2 - math.exp(log_var)), "use torch's own operations"),
+        (
+            lambda mean, log_var: (-0.5 * (1 + log_var - mean**2 - log_var.exp())).sum(1).mean(1),
+            "each reduction (.sum(dim), .mean(dim)) removes one",
+        ),
+        (
+            lambda mean, log_var: torch.from_numpy(-0.5 * (1 + log_var.numpy() - mean.numpy() ** 2)).sum(1).mean(),
+            "NumPy cannot carry gradients",
+        ),
+    ],
+    ids=["math.exp", "a dim reduced away", "NumPy"],
+)
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")  # math.exp's, as shown
+def test_torch_errors_any_exercise_meets_get_what_they_mean_there(wrong, phrase) -> None:
+    # torch's message alone before, and for NumPy torch's own advice to detach, which would cut the gradient
+    assert_fails_with(check_kl_divergence(wrong), phrase)

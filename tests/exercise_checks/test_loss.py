@@ -212,3 +212,16 @@ def test_a_total_leaving_the_kl_out_is_not_told_about_gradients() -> None:
     result = check_loss(kl_left_out)
     assert_fails_with(result, "Looks like: the KL term is left out of the total: the total = reconstruction")
     assert "carries no gradient" not in result.details
+
+
+@pytest.mark.parametrize(
+    "recon_of",
+    [
+        lambda x, y: 0.5 * (x - y).pow(2).mean(dim=(1, 2, 3), keepdim=True).mean(0),
+        lambda x, y: 0.5 * F.mse_loss(y, x).reshape(1),
+    ],
+    ids=["keepdim", "one-element vector"],
+)
+def test_a_right_value_in_a_one_element_tensor_of_another_shape_is_told_its_shape(recon_of) -> None:
+    # it was told a size had been written in
+    assert_fails_with(check_loss(_loss_with(recon_of=recon_of)), "the value is right, but its shape is (1")

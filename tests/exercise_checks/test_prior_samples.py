@@ -156,7 +156,7 @@ def test_a_sample_that_seeds_the_generator_again_fails_and_is_told_so() -> None:
         torch.manual_seed(generator.initial_seed())
         return model.decode(torch.randn(count, model.latent_dim))
 
-    assert_fails_with(check_sample_prior(reseeding), "the first draws of a generator seeded 0 afresh")
+    assert_fails_with(check_sample_prior(reseeding), "the first draws of a generator seeded 0", "seeded again in your")
 
 
 def test_a_sample_copying_the_generators_state_fails_because_calls_repeat() -> None:
@@ -341,3 +341,16 @@ def test_a_generator_given_as_a_seed_or_by_a_wrong_name_is_not_told_it_was_passe
     assert_fails_with(check_sample_prior(seeded_with_it), "given where a number belongs", "seed nothing")
     result = check_sample_prior(misnamed)
     assert "passed by position" not in result.details and "got (int, int, gen=" in result.details
+
+
+def test_the_global_generator_just_seeded_or_images_clamped_to_zero_one_are_named() -> None:
+    # the first was told the learner had seeded a generator afresh; the second that two samples were the same image
+    def global_draws(model, count, generator):
+        return model.decode(torch.randn(count, model.latent_dim))
+
+    torch.manual_seed(0)  # as the notebook's first cells do
+    assert_fails_with(check_sample_prior(global_draws), "torch's global one right after torch.manual_seed(0)")
+    clamped = check_sample_prior(
+        lambda model, count, g: model.decode(torch.randn(count, model.latent_dim, generator=g)).clamp(0, 1)
+    )
+    assert_fails_with(clamped, "the images are clamped to [0, 1]")

@@ -257,3 +257,28 @@ def test_a_meta_z_is_a_failed_check_and_a_sparse_z_is_read_as_its_values() -> No
 
     assert_fails_with(check_reparameterise(meta), "is a tensor on the meta device")  # both crashed the check before
     assert check_reparameterise(sparse).passed
+
+
+def _normalised_noise(mean, log_var):
+    noise = torch.randn_like(mean)
+    return mean + log_var.mul(0.5).exp() * noise / noise.norm(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (lambda mean, log_var: mean + log_var.mul(0.5).exp() + torch.randn_like(mean), "σ and ε are added"),
+        (lambda mean, log_var: mean * log_var.mul(0.5).exp() * torch.randn_like(mean), "the mean multiplies the noise"),
+        (_normalised_noise, "ε is scaled to length 1 in each row"),
+        (
+            lambda mean, log_var: (
+                mean + log_var.mul(0.5).exp() * torch.from_numpy(np.random.randn(*mean.shape)).float()
+            ),
+            "a random stream torch.manual_seed does not set",
+        ),
+    ],
+    ids=["σ + ε", "μ·σ·ε", "ε of length 1", "NumPy's noise"],
+)
+def test_noise_put_together_wrongly_or_drawn_outside_torch_is_named(wrong, phrase) -> None:
+    # told ε averaged 0.99, noise missing where μ = 0, ε uniform; NumPy's noise passed
+    assert_fails_with(check_reparameterise(wrong), phrase)

@@ -812,3 +812,32 @@ def test_the_check_s_own_inputs_are_refused_with_what_to_pass(mnist_train) -> No
     for arguments, kind, message in refusals:  # a TypeError or IndexError from inside the check before
         with pytest.raises(kind, match=message):
             check_training_step(step, *arguments)
+
+
+def test_a_kl_averaged_over_its_dimensions_or_a_loss_rebuilt_from_its_value_is_named(small_train) -> None:
+    # the first was told a weight of 0.0005 for alpha 0.001; the second only that backward() was not called
+    def kl_averaged_over_everything(model, optimizer, batch, alpha):
+        optimizer.zero_grad()
+        reconstruction, mean, log_var = model(batch)
+        recon = 0.5 * F.mse_loss(reconstruction, batch)
+        kl_term = (-0.5 * (1 + log_var - mean**2 - log_var.exp())).mean()
+        total = recon + alpha * kl_term
+        total.backward()
+        optimizer.step()
+        return total.item(), recon.item(), kl_term.item()
+
+    def rebuilt_from_its_value(model, optimizer, batch, alpha):
+        optimizer.zero_grad()
+        total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+        torch.tensor(total.item(), requires_grad=True).backward()
+        optimizer.step()
+        return total.item(), recon.item(), kl_term.item()
+
+    assert_fails_with(
+        check_training_step(kl_averaged_over_everything, small_train.images, steps=3),
+        "the KL is averaged over the 2 latent dimensions too",
+    )
+    assert_fails_with(
+        check_training_step(rebuilt_from_its_value, small_train.images, steps=3),
+        "called on a loss cut from the model's graph (rebuilt as torch.tensor(loss.item(), requires_grad=True)",
+    )

@@ -137,8 +137,31 @@ def _raised_failure(case: str, error: Exception, hints: Sequence[str] = ()) -> s
             "Read sizes from the tensor (x.flatten(1), x.reshape(len(x), -1)), or take a mean over all of it "
             "without reshaping."
         ]
+    if not hints:
+        hints = [hint for pattern, hint in _ERROR_HINTS if pattern in text][:1]
     return _with_hints(f"Case *{case}*: your function raised {type(error).__name__}: {text}", hints)
 
+
+# torch's messages for mistakes of any exercise, and what they mean there (torch's own advice can mislead: detaching
+# to reach NumPy cuts the gradient a training step needs).
+_ERROR_HINTS = (
+    (
+        "Can't call numpy() on Tensor that requires grad",
+        "NumPy cannot carry gradients: compute it with torch's operations (torch.exp, torch.randn_like, .sum()) "
+        "instead of np.*. The .detach().numpy() torch suggests would cut the gradient training needs.",
+    ),
+    (
+        "only one element tensors can be converted to Python scalars",
+        "a tensor of many values was given where one number belongs (math.exp, math.log, float() or a list of "
+        "tensors given to torch.tensor): use torch's own operations on the whole tensor (torch.exp(log_var)), "
+        "or torch.stack for a list of tensors.",
+    ),
+    (
+        "Dimension out of range",
+        "a dim the tensor does not have: each reduction (.sum(dim), .mean(dim)) removes one, so count them on the "
+        "way (print x.shape), or use dim=-1 for the last.",
+    ),
+)
 
 # torch's messages when a float64 tensor meets float32 ones (a matrix product, a convolution, an addition in place).
 _FLOAT64_MEETS_FLOAT32 = re.compile(
@@ -379,6 +402,8 @@ def _compare(
         return _with_hints(message, [dtype])  # before the probes, which would read a bool as a formula's value
     if not hints:
         hints = _diagnosed(diagnose)
+    if not hints and got.numel() == expected.numel() == 1 and _close(got.flatten(), expected.flatten()):
+        hints = [_one_number_shape_hint(got, expected)]
     if not hints and dtype:  # whole numbers: after the probes, which name a rescaling to [0, 255] more exactly
         hints = [dtype]
     if not hints and got.shape != expected.shape:
@@ -407,6 +432,15 @@ def _largest_difference(got: torch.Tensor, expected: torch.Tensor) -> str:
     wanted, found = expected[at].item(), got[at].item()
     digits = next((d for d in range(4, 17) if f"{wanted:.{d}g}" != f"{found:.{d}g}"), 17)
     return f" They differ most at {list(at)}: expected {wanted:.{digits}g}, got {found:.{digits}g}."
+
+
+def _one_number_shape_hint(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """Return the hint for a right value in a tensor of one element but another shape than the answer's."""
+    shape = "a 0-d tensor, one number" if expected.dim() == 0 else f"shape {tuple(expected.shape)}"
+    return (
+        f"the value is right, but its shape is {tuple(got.shape)}, where it is {shape}: reduce over every dimension "
+        "(.mean() or .sum() with no dim, or keepdim=False), or .squeeze() it."
+    )
 
 
 def _dtype_hint(value: object, expected: torch.Tensor, what: str) -> str:

@@ -25,6 +25,7 @@ from vae_lib.course.exercises.checking import (
     _near,
     _not_a_tensor_hint,
     _numbers,
+    _one_number_shape_hint,
     _probing,
     _result,
     _with_hints,
@@ -285,6 +286,9 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
         )
     elif not _near(factor, 1.0):
         parts.append("the factor ½ missing" if _near(factor, 2.0) else f"{factor:.4g} times the right size")
+    pair = reconstruction_term(images, reconstructions)
+    if not parts and isinstance(pair, torch.Tensor) and pair.numel() == 1 and pair.dim() > 0:
+        return [_one_number_shape_hint(pair, torch.tensor(0.0))]  # its value is right on the probes
     if not parts:  # right on these 28 × 28 probes, whatever the failed case got wrong
         return [
             "the term agrees with 0.5 · mean((x - x̂)²) on the check's 28 × 28 probe images, but not on this case: "
@@ -387,9 +391,11 @@ def _weight_hints(
     loss: str,
     batch_size: int = 1,
     from_gradients: bool = False,
+    latent_dim: int = 1,
 ) -> list[str]:
     """Return what is wrong with a loss = a · reconstruction + b · KL, given a and b measured at several alphas on
-    batches of `batch_size` images (a term summed over them, not averaged, is weighted batch_size times); with
+    batches of `batch_size` images (a term summed over them, not averaged, is weighted batch_size times) with
+    `latent_dim` latent dimensions (a KL averaged over them, not summed, is weighted 1/latent_dim times); with
     `from_gradients` a and b were measured from the loss's gradients, where a detached term weighs 0 too."""
     a, b, alpha = (torch.tensor(values, dtype=torch.float64) for values in (recon_weights, kl_weights, alphas))
 
@@ -425,6 +431,16 @@ def _weight_hints(
                 batch_size * alpha,
                 f"the KL is summed over the batch's {batch_size} images, not averaged (its weight is {batch_size} · "
                 "alpha): sum over the latent dimensions (dim=1), then take the mean over the images.",
+            )
+        )
+    if latent_dim > 1:
+        named.append(
+            (
+                1.0,
+                alpha / latent_dim,
+                f"the KL is averaged over the {latent_dim} latent dimensions too (a .mean() over everything: its "
+                f"weight is alpha / {latent_dim}): sum over the latent dimensions (dim=1), then take the mean over "
+                "the images.",
             )
         )
     hint = next((text for recon, kl, text in named if near(a, recon) and near(b, kl)), None)

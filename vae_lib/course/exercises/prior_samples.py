@@ -71,8 +71,10 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
                     model.decode(torch.rand(count, latent_dim, generator=_used_generator(seed))),
                 ),
                 (
-                    f"these are the first draws of a generator seeded {seed} afresh, where the one given has been used "
-                    "already: draw from it as it is given, without seeding it again.",
+                    f"these are the first draws of a generator seeded {seed}: torch's global one right after "
+                    f"torch.manual_seed({seed}) (torch.randn without generator=), or one seeded again in your "
+                    "function, where the one given has been used already: draw from it as it is given, "
+                    "torch.randn(count, model.latent_dim, generator=generator).",
                     model.decode(torch.randn(count, latent_dim, generator=torch.Generator().manual_seed(seed))),
                 ),
                 (
@@ -84,6 +86,11 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
                     "the images are rescaled to [0, 1], (x + 1) / 2: return them as the decoder gives them, in "
                     "[-1, 1] as the model's input images are; the figures rescale them for display.",
                     (expected + 1) / 2,
+                ),
+                (
+                    "the images are clamped to [0, 1], which makes every pixel below 0 (the darker half of [-1, 1]) "
+                    "0: return them as the decoder gives them, in [-1, 1]; the figures rescale them for display.",
+                    expected.clamp(0, 1),
                 ),
             ]
         hints = partial(_sample_hints, got, decoded, latents)

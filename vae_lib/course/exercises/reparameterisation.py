@@ -19,6 +19,7 @@ from vae_lib.course.exercises.checking import (
     _LearnerError,
     _mirrored_pairs,
     _most_at_an_extreme,
+    _near,
     _normal_distance,
     _normalised_over_samples,
     _numbers,
@@ -81,6 +82,10 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     if torch.allclose(spread, torch.zeros_like(spread), atol=1e-6):
         yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var, z_again)
         return
+    misplaced = _misplaced_noise_hint(draws, means.double(), sigma)
+    if misplaced:
+        yield _with_hints(f"Case *{case}*: z is not distributed as N(μ, σ²): {misplaced[0]}", misplaced[1:])
+        return
     still = spread <= 1e-6 * sigma
     if still.any():  # no distribution or spread can be judged where z does not move
         yield _still_dimensions_failure(case, variances.double(), still, reparameterise)
@@ -98,7 +103,42 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
             "Case *two calls with the same inputs*: z is the same both times.",
             ["the noise is drawn once and reused, or a seed is set inside the function: draw a new ε on every call."],
         )
+    with _seeded(0):
+        z_seeded_again = _call("the same torch seed again", reparameterise, mean, log_var)
+    if isinstance(z_seeded_again, torch.Tensor) and not torch.equal(z_seeded_again.detach().double(), draws):
+        yield _with_hints(
+            "Case *the same torch seed again*: z differs from the first call's, made after the same "
+            "torch.manual_seed(0).",
+            [
+                "the noise comes from a random stream torch.manual_seed does not set (NumPy's np.random, Python's "
+                "random), so no run can be repeated: draw ε from torch's, torch.randn_like(mean)."
+            ],
+        )
     yield _gradient_failure_of_z(z, mean, log_var)
+
+
+def _misplaced_noise_hint(draws: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> list[str]:
+    """Return what the draws show and a hint where σ and ε are put together wrongly: added (z = μ + σ + ε), the mean
+    multiplying the noise (z = μ·σ·ε), or ε scaled to length 1 in each row; else []."""
+    centre, spread = draws.mean(dim=0), draws.std(dim=0)
+    if _near((centre - means - sigma).tolist(), 0.0, atol=0.05) and _near(spread.tolist(), 1.0, rtol=0.05):
+        return [
+            f"its average is μ + σ ({_numbers((means + sigma).tolist())}) and its spread 1 in every dimension.",
+            "σ and ε are added, z = mean + σ + ε, where σ multiplies ε: z = mean + σ · ε.",
+        ]
+    if _near(centre.tolist(), 0.0, atol=0.05) and _near(spread.tolist(), (means.abs() * sigma).tolist(), atol=0.05):
+        return [
+            f"its average is 0 and its spread |μ|·σ ({_numbers((means.abs() * sigma).tolist())}).",
+            "the mean multiplies the noise, z = mean · σ · ε, where it is added: z = mean + σ · ε.",
+        ]
+    lengths = ((draws - means) / sigma).norm(dim=1)
+    if _near(lengths.tolist(), 1.0, rtol=1e-4):
+        return [
+            "(z - μ)/σ has length 1 in every row.",
+            "ε is scaled to length 1 in each row (divided by its norm): leave ε as torch.randn_like(mean) draws it, "
+            "each element N(0, 1) on its own.",
+        ]
+    return []
 
 
 def _first_look(reparameterise: Callable, mean: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor | None:

@@ -592,8 +592,10 @@ def _step_mechanics_failure(probe: StepProbe) -> str:
         return _with_hints(
             "Step 1: the gradients were zero when optimizer.step() ran.",
             [
-                "backward() is not called, or zero_grad() is called between backward() and step(): zero the "
-                "gradients first, then backward(), then step()."
+                "backward() is not called, or called on a loss cut from the model's graph (rebuilt as "
+                "torch.tensor(loss.item(), requires_grad=True), or detached and given requires_grad_()), or "
+                "zero_grad() is called between backward() and step(): zero the gradients first, then call "
+                "backward() on the loss computed from model(batch), then step()."
             ],
         )
     return ""
@@ -646,7 +648,13 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
         kl_weights.append(weights[1].item())
         probes.append((model, optimizer, probe, reference))
     hints = _weight_hints(
-        recon_weights, kl_weights, PROBE_ALPHAS, "the minimised loss", CHECK_BATCH_SIZE, from_gradients=True
+        recon_weights,
+        kl_weights,
+        PROBE_ALPHAS,
+        "the minimised loss",
+        CHECK_BATCH_SIZE,
+        from_gradients=True,
+        latent_dim=model.latent_dim,
     )
     if _rescaled_gradients(recon_weights, kl_weights):
         hints = [
