@@ -175,3 +175,11 @@ def test_a_kl_estimated_from_a_sample_of_z_is_told_it_changes_from_call_to_call(
     result = check_kl_divergence(sampled)
     assert_fails_with(result, "Looks like: your KL changes from call to call with the same μ and log σ²")
     assert "not squared" not in result.details
+
+
+def test_the_one_counted_once_per_image_instead_of_once_per_dimension_is_named() -> None:
+    # told only that an image's KL is not the sum of its dimensions', with a probe's figures the learner never saw
+    def one_counted_once(mean, log_var):
+        return (-0.5 * (1 + log_var.sum(1) - mean.pow(2).sum(1) - log_var.exp().sum(1))).mean()
+
+    assert_fails_with(check_kl_divergence(one_counted_once), "is counted once per image, where it is counted once per")

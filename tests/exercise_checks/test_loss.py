@@ -225,3 +225,9 @@ def test_a_total_leaving_the_kl_out_is_not_told_about_gradients() -> None:
 def test_a_right_value_in_a_one_element_tensor_of_another_shape_is_told_its_shape(recon_of) -> None:
     # it was told a size had been written in
     assert_fails_with(check_loss(_loss_with(recon_of=recon_of)), "the value is right, but its shape is (1")
+
+
+def test_a_term_divided_by_the_batch_size_twice_is_named() -> None:
+    # it was told a size had been written in
+    twice = _loss_with(recon_of=lambda x, y: 0.5 * (x - y).pow(2).sum() / x.numel() / len(x))
+    assert_fails_with(check_loss(twice), "divided by the batch size twice")

@@ -259,6 +259,11 @@ def test_a_meta_z_is_a_failed_check_and_a_sparse_z_is_read_as_its_values() -> No
     assert check_reparameterise(sparse).passed
 
 
+def _row_centred_noise(mean, log_var):
+    noise = torch.randn_like(mean)
+    return mean + log_var.mul(0.5).exp() * (noise - noise.mean(dim=1, keepdim=True))
+
+
 def _normalised_noise(mean, log_var):
     noise = torch.randn_like(mean)
     return mean + log_var.mul(0.5).exp() * noise / noise.norm(dim=1, keepdim=True)
@@ -276,8 +281,11 @@ def _normalised_noise(mean, log_var):
             ),
             "a random stream torch.manual_seed does not set",
         ),
+        (lambda mean, log_var: mean + log_var.mul(0.5).exp() * torch.randn_like(mean).abs(), "made positive (.abs())"),
+        (lambda mean, log_var: mean + log_var.mul(0.5).exp() * torch.randn_like(mean) ** 2, "made positive (squared)"),
+        (_row_centred_noise, "ε is centred in each row"),
     ],
-    ids=["σ + ε", "μ·σ·ε", "ε of length 1", "NumPy's noise"],
+    ids=["σ + ε", "μ·σ·ε", "ε of length 1", "NumPy's noise", "|ε|", "ε²", "ε centred per row"],
 )
 def test_noise_put_together_wrongly_or_drawn_outside_torch_is_named(wrong, phrase) -> None:
     # told ε averaged 0.99, noise missing where μ = 0, ε uniform; NumPy's noise passed

@@ -241,8 +241,16 @@ def _kl_reduction_hints(kl_divergence: Callable, batch: float) -> list[str]:
         _as_number(kl_divergence(torch.tensor([[m]]), torch.tensor([[v]]))) for m, v in zip(image_means, image_log_vars)
     ]
     if all(map(math.isfinite, [whole, *dimensions])) and not _near(whole, sum(dimensions)):
+        once = 0.5 * (len(dimensions) - 1)  # what a 1 counted once instead of once per dimension adds
         if _near(whole, sum(dimensions) / len(dimensions)):
             hints.append("averaged over the latent dimensions: sum over dimensions, average over images.")
+        elif _near(whole - sum(dimensions), once):
+            hints.append(
+                f"one dimension against many: on a probe image of {len(dimensions)} dimensions your KL is "
+                f"{whole:.4g}, the sum of its dimensions' KLs {sum(dimensions):.4g}, {once:g} less: the 1 of "
+                "-½ Σ (1 + log σ² - μ² - σ²) is counted once per image, where it is counted once per dimension "
+                "(add it before summing over the dimensions)."
+            )
         else:
             hints.append(
                 f"one dimension against many: an image's KL should be the sum of its dimensions' KLs, "

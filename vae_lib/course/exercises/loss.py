@@ -262,6 +262,12 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
     copies = 3
     per_copy = _as_number(reconstruction_term(image.repeat(copies, 1, 1, 1), drawn.repeat(copies, 1, 1, 1))) / term
     summed_images = _near(per_copy, copies)
+    if _near(per_copy, 1 / copies):
+        return [
+            f"the term shrinks with the number of images ({copies} copies of one image give 1/{copies} of its term): "
+            "it is divided by the batch size twice (a mean over the images, then / len(images) again?). Average "
+            "over pixels and images once, 0.5 · mean((x - x̂)²)."
+        ]
     pixels = image.numel()
     scale = term / right
     summed_pixels = scale > pixels / 4  # a sum over the 784 pixels, whatever else multiplies it

@@ -131,7 +131,26 @@ def _misplaced_noise_hint(draws: torch.Tensor, means: torch.Tensor, sigma: torch
             f"its average is 0 and its spread |μ|·σ ({_numbers((means.abs() * sigma).tolist())}).",
             "the mean multiplies the noise, z = mean · σ · ε, where it is added: z = mean + σ · ε.",
         ]
-    lengths = ((draws - means) / sigma).norm(dim=1)
+    noise = (draws - means) / sigma
+    folded = {  # the mean and spread of |ε| and of ε², for ε ~ N(0, 1)
+        "abs": (math.sqrt(2 / math.pi), math.sqrt(1 - 2 / math.pi)),
+        "square": (1.0, math.sqrt(2.0)),
+    }
+    for name, (average, spread) in folded.items():
+        if (noise >= 0).all() and _near([noise.mean().item(), noise.std().item()], [average, spread], rtol=0.03):
+            return [
+                f"(z - μ)/σ is never negative, and averages {noise.mean().item():.3g}, as the {name} of N(0, 1) "
+                "draws does.",
+                f"ε is made positive ({'.abs()' if name == 'abs' else 'squared'}): ε ~ N(0, I) takes both signs, "
+                "as torch.randn_like(mean) draws it.",
+            ]
+    if _near(noise.mean(dim=1).tolist(), 0.0, atol=1e-6):
+        return [
+            "(z - μ)/σ averages exactly 0 in every row.",
+            "ε is centred in each row (its mean over an image's dimensions subtracted), which shrinks its spread "
+            "and ties the dimensions together: leave ε as torch.randn_like(mean) draws it.",
+        ]
+    lengths = noise.norm(dim=1)
     if _near(lengths.tolist(), 1.0, rtol=1e-4):
         return [
             "(z - μ)/σ has length 1 in every row.",
