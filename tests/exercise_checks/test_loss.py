@@ -231,3 +231,8 @@ def test_a_term_divided_by_the_batch_size_twice_is_named() -> None:
     # it was told a size had been written in
     twice = _loss_with(recon_of=lambda x, y: 0.5 * (x - y).pow(2).sum() / x.numel() / len(x))
     assert_fails_with(check_loss(twice), "divided by the batch size twice")
+
+
+def test_a_term_summed_over_pixels_and_divided_by_the_batch_size_twice_is_told_both() -> None:
+    both = _loss_with(recon_of=lambda x, y: 0.5 * (x - y).pow(2).sum(dim=(1, 2, 3)).mean() / len(x))
+    assert_fails_with(check_loss(both), "summed over pixels, and divided by the batch size twice")

@@ -353,4 +353,10 @@ def test_the_global_generator_just_seeded_or_images_clamped_to_zero_one_are_name
     clamped = check_sample_prior(
         lambda model, count, g: model.decode(torch.randn(count, model.latent_dim, generator=g)).clamp(0, 1)
     )
-    assert_fails_with(clamped, "the images are clamped to [0, 1]")
+    assert_fails_with(clamped, "are the images clamped to [0, 1]")
+
+
+def test_images_of_zeros_are_told_so_as_well_as_a_clamp() -> None:
+    # the first case's decoded pixels are all below 0, so clamping them gives zeros too: told only of a clamp before
+    zeros = check_sample_prior(lambda model, count, generator: torch.zeros(count, 1, 28, 28))
+    assert_fails_with(zeros, "every pixel is 0, where this model draws all of them below 0", "or made as zeros?")

@@ -264,6 +264,11 @@ def _row_centred_noise(mean, log_var):
     return mean + log_var.mul(0.5).exp() * (noise - noise.mean(dim=1, keepdim=True))
 
 
+def _row_standardised_noise(mean, log_var):
+    noise = torch.randn_like(mean)
+    return mean + log_var.mul(0.5).exp() * (noise - noise.mean(dim=1, keepdim=True)) / noise.std(dim=1, keepdim=True)
+
+
 def _normalised_noise(mean, log_var):
     noise = torch.randn_like(mean)
     return mean + log_var.mul(0.5).exp() * noise / noise.norm(dim=1, keepdim=True)
@@ -274,7 +279,7 @@ def _normalised_noise(mean, log_var):
     [
         (lambda mean, log_var: mean + log_var.mul(0.5).exp() + torch.randn_like(mean), "σ and ε are added"),
         (lambda mean, log_var: mean * log_var.mul(0.5).exp() * torch.randn_like(mean), "the mean multiplies the noise"),
-        (_normalised_noise, "ε is scaled to length 1 in each row"),
+        (_normalised_noise, "ε is scaled to one length in each row"),
         (
             lambda mean, log_var: (
                 mean + log_var.mul(0.5).exp() * torch.from_numpy(np.random.randn(*mean.shape)).float()
@@ -284,8 +289,23 @@ def _normalised_noise(mean, log_var):
         (lambda mean, log_var: mean + log_var.mul(0.5).exp() * torch.randn_like(mean).abs(), "made positive (.abs())"),
         (lambda mean, log_var: mean + log_var.mul(0.5).exp() * torch.randn_like(mean) ** 2, "made positive (squared)"),
         (_row_centred_noise, "ε is centred in each row"),
+        (_row_standardised_noise, "ε is standardised (its mean subtracted, divided by its spread) in each row"),
+        (
+            lambda mean, log_var: mean + mean * log_var.mul(0.5).exp() * torch.randn_like(mean),
+            "z = mean + mean · σ · ε",
+        ),
     ],
-    ids=["σ + ε", "μ·σ·ε", "ε of length 1", "NumPy's noise", "|ε|", "ε²", "ε centred per row"],
+    ids=[
+        "σ + ε",
+        "μ·σ·ε",
+        "ε of length 1",
+        "NumPy's noise",
+        "|ε|",
+        "ε²",
+        "ε centred per row",
+        "ε standardised per row",
+        "μ + μ·σ·ε",
+    ],
 )
 def test_noise_put_together_wrongly_or_drawn_outside_torch_is_named(wrong, phrase) -> None:
     # told ε averaged 0.99, noise missing where μ = 0, ε uniform; NumPy's noise passed

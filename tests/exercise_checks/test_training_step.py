@@ -835,9 +835,23 @@ def test_a_kl_averaged_over_its_dimensions_or_a_loss_rebuilt_from_its_value_is_n
 
     assert_fails_with(
         check_training_step(kl_averaged_over_everything, small_train.images, steps=3),
-        "the KL is averaged over the 2 latent dimensions too",
+        "the KL's weight is alpha / 2: is it averaged over the 2 latent dimensions too",
     )
     assert_fails_with(
         check_training_step(rebuilt_from_its_value, small_train.images, steps=3),
         "called on a loss cut from the model's graph (rebuilt as torch.tensor(loss.item(), requires_grad=True)",
+    )
+
+
+def test_losses_returned_as_numpy_after_backward_are_told_to_detach_them(small_train) -> None:
+    # the NumPy hint argued only against .detach(), which is the fix for a loss read after backward()
+    def numpy_losses(model, optimizer, batch, alpha):
+        optimizer.zero_grad()
+        total, recon, kl_term = vae_loss(batch, *model(batch), alpha)
+        total.backward()
+        optimizer.step()
+        return total.numpy(), recon.numpy(), kl_term.numpy()
+
+    assert_fails_with(
+        check_training_step(numpy_losses, small_train.images, steps=3), "a loss only read after backward() as"
     )

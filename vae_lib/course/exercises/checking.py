@@ -147,8 +147,10 @@ def _raised_failure(case: str, error: Exception, hints: Sequence[str] = ()) -> s
 _ERROR_HINTS = (
     (
         "Can't call numpy() on Tensor that requires grad",
-        "NumPy cannot carry gradients: compute it with torch's operations (torch.exp, torch.randn_like, .sum()) "
-        "instead of np.*. The .detach().numpy() torch suggests would cut the gradient training needs.",
+        "NumPy cannot carry gradients. Inside a computation that needs them (z, a loss before backward()) use "
+        "torch's operations (torch.exp, torch.randn_like, .sum()) instead of np.*, where the .detach().numpy() "
+        "torch suggests would cut the gradient; return tensors, and a loss only read after backward() as "
+        "loss.detach() or loss.item().",
     ),
     (
         "only one element tensors can be converted to Python scalars",

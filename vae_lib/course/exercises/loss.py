@@ -262,15 +262,16 @@ def _reconstruction_hints(reconstruction_term: Callable[[torch.Tensor, torch.Ten
     copies = 3
     per_copy = _as_number(reconstruction_term(image.repeat(copies, 1, 1, 1), drawn.repeat(copies, 1, 1, 1))) / term
     summed_images = _near(per_copy, copies)
-    if _near(per_copy, 1 / copies):
-        return [
-            f"the term shrinks with the number of images ({copies} copies of one image give 1/{copies} of its term): "
-            "it is divided by the batch size twice (a mean over the images, then / len(images) again?). Average "
-            "over pixels and images once, 0.5 · mean((x - x̂)²)."
-        ]
     pixels = image.numel()
     scale = term / right
     summed_pixels = scale > pixels / 4  # a sum over the 784 pixels, whatever else multiplies it
+    if _near(per_copy, 1 / copies):
+        summed = "summed over pixels, and " if summed_pixels else ""
+        return [
+            f"the term shrinks with the number of images ({copies} copies of one image give 1/{copies} of its term): "
+            f"{summed}divided by the batch size twice (a mean over the images, then / len(images) again?). The term "
+            "is 0.5 · mean((x - x̂)²), averaged over pixels and images once."
+        ]
     factor = scale / pixels if summed_pixels else scale
     named = {
         (True, False, 1.0): "summed over pixels instead of averaged: 0.5 · mean over pixels and images (F.mse_loss).",
@@ -444,9 +445,9 @@ def _weight_hints(
             (
                 1.0,
                 alpha / latent_dim,
-                f"the KL is averaged over the {latent_dim} latent dimensions too (a .mean() over everything: its "
-                f"weight is alpha / {latent_dim}): sum over the latent dimensions (dim=1), then take the mean over "
-                "the images.",
+                f"the KL's weight is alpha / {latent_dim}: is it averaged over the {latent_dim} latent dimensions "
+                "too (a .mean() over everything, where it is summed over them, dim=1, then averaged over the "
+                f"images), or divided by {latent_dim} once more (a ½ applied twice)?",
             )
         )
     hint = next((text for recon, kl, text in named if near(a, recon) and near(b, kl)), None)

@@ -87,12 +87,20 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
                     "[-1, 1] as the model's input images are; the figures rescale them for display.",
                     (expected + 1) / 2,
                 ),
-                (
-                    "the images are clamped to [0, 1], which makes every pixel below 0 (the darker half of [-1, 1]) "
-                    "0: return them as the decoder gives them, in [-1, 1]; the figures rescale them for display.",
-                    expected.clamp(0, 1),
-                ),
             ]
+            clamped = (  # this model's pixels may all lie below 0, so that clamped they are images of zeros
+                "the images are clamped to [0, 1], which makes every pixel below 0 (the darker half of [-1, 1]) 0"
+                if (expected > 0).any()
+                else "every pixel is 0, where this model draws all of them below 0: are the images clamped to [0, 1] "
+                "(which makes every pixel below 0 a 0), or made as zeros?"
+            )
+            mistakes.append(
+                (
+                    f"{clamped}: return the images as the decoder gives them, in [-1, 1]; the figures rescale them "
+                    "for display.",
+                    expected.clamp(0, 1),
+                )
+            )
         hints = partial(_sample_hints, got, decoded, latents)
         failure = _compare(name, "the images", got, expected, mistakes, hints)
         if failure and _drawn_from_the_prior_another_way(sample_prior, model, count, seed, decoded, got):

@@ -111,7 +111,8 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
             "torch.manual_seed(0).",
             [
                 "the noise comes from a random stream torch.manual_seed does not set (NumPy's np.random, Python's "
-                "random), so no run can be repeated: draw ε from torch's, torch.randn_like(mean)."
+                "random, a torch.Generator of your own), so no run can be repeated: draw ε from torch's, "
+                "torch.randn_like(mean)."
             ],
         )
     yield _gradient_failure_of_z(z, mean, log_var)
@@ -119,43 +120,47 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
 
 def _misplaced_noise_hint(draws: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> list[str]:
     """Return what the draws show and a hint where σ and ε are put together wrongly: added (z = μ + σ + ε), the mean
-    multiplying the noise (z = μ·σ·ε), or ε scaled to length 1 in each row; else []."""
+    multiplying the noise (z = μ·σ·ε, μ + μ·σ·ε), ε made positive, or ε centred, standardised or scaled to one length
+    in each row; else []."""
     centre, spread = draws.mean(dim=0), draws.std(dim=0)
     if _near((centre - means - sigma).tolist(), 0.0, atol=0.05) and _near(spread.tolist(), 1.0, rtol=0.05):
         return [
             f"its average is μ + σ ({_numbers((means + sigma).tolist())}) and its spread 1 in every dimension.",
             "σ and ε are added, z = mean + σ + ε, where σ multiplies ε: z = mean + σ · ε.",
         ]
-    if _near(centre.tolist(), 0.0, atol=0.05) and _near(spread.tolist(), (means.abs() * sigma).tolist(), atol=0.05):
+    if _near(spread.tolist(), (means.abs() * sigma).tolist(), atol=0.05):
+        written = "mean · σ · ε" if _near(centre.tolist(), 0.0, atol=0.05) else "mean + mean · σ · ε"
         return [
-            f"its average is 0 and its spread |μ|·σ ({_numbers((means.abs() * sigma).tolist())}).",
-            "the mean multiplies the noise, z = mean · σ · ε, where it is added: z = mean + σ · ε.",
+            f"its spread is |μ|·σ ({_numbers((means.abs() * sigma).tolist())}), 0 where μ is 0.",
+            f"the mean multiplies the noise, z = {written}, where σ · ε alone is added to it: z = mean + σ · ε.",
         ]
     noise = (draws - means) / sigma
     folded = {  # the mean and spread of |ε| and of ε², for ε ~ N(0, 1)
         "abs": (math.sqrt(2 / math.pi), math.sqrt(1 - 2 / math.pi)),
         "square": (1.0, math.sqrt(2.0)),
     }
-    for name, (average, spread) in folded.items():
-        if (noise >= 0).all() and _near([noise.mean().item(), noise.std().item()], [average, spread], rtol=0.03):
+    for name, (average, spread_of_it) in folded.items():
+        if (noise >= 0).all() and _near([noise.mean().item(), noise.std().item()], [average, spread_of_it], rtol=0.03):
             return [
                 f"(z - μ)/σ is never negative, and averages {noise.mean().item():.3g}, as the {name} of N(0, 1) "
                 "draws does.",
                 f"ε is made positive ({'.abs()' if name == 'abs' else 'squared'}): ε ~ N(0, I) takes both signs, "
                 "as torch.randn_like(mean) draws it.",
             ]
-    if _near(noise.mean(dim=1).tolist(), 0.0, atol=1e-6):
+    leave = "leave ε as torch.randn_like(mean) draws it, each element N(0, 1) on its own."
+    if _near(noise.mean(dim=1).tolist(), 0.0, atol=1e-5):  # float32 rounding leaves a few 1e-6
+        standardised = _near(noise.std(dim=1).tolist(), 1.0, rtol=1e-4)
+        done = "standardised (its mean subtracted, divided by its spread)" if standardised else "centred"
         return [
-            "(z - μ)/σ averages exactly 0 in every row.",
-            "ε is centred in each row (its mean over an image's dimensions subtracted), which shrinks its spread "
-            "and ties the dimensions together: leave ε as torch.randn_like(mean) draws it.",
+            f"(z - μ)/σ averages 0 in every row{', with spread 1' if standardised else ''}.",
+            f"ε is {done} in each row, over an image's dimensions, which ties the dimensions together: {leave}",
         ]
     lengths = noise.norm(dim=1)
-    if _near(lengths.tolist(), 1.0, rtol=1e-4):
+    many_values = noise[:1000].unique().numel() > 1500  # of 3,000: not ε of few values (signs), all of one length
+    if many_values and _near(lengths.tolist(), lengths[0].item(), rtol=1e-4):
         return [
-            "(z - μ)/σ has length 1 in every row.",
-            "ε is scaled to length 1 in each row (divided by its norm): leave ε as torch.randn_like(mean) draws it, "
-            "each element N(0, 1) on its own.",
+            f"(z - μ)/σ has length {lengths[0].item():.4g} in every row.",
+            f"ε is scaled to one length in each row (divided by its norm): {leave}",
         ]
     return []
 
