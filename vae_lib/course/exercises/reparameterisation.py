@@ -1,5 +1,6 @@
 """The check of exercise 1 (notebook 01), the reparameterisation trick z = μ + σ·ε: judged by the distribution
-of 20,000 draws, so any way of drawing ε passes, and by the gradients z hands back to μ and log σ².
+of 20,000 draws, so any way of drawing ε from torch's random stream passes (one that torch.manual_seed does not
+repeat, NumPy's, fails), and by the gradients z hands back to μ and log σ².
 """
 
 from __future__ import annotations
