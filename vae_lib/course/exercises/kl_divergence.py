@@ -199,6 +199,18 @@ def _kl_non_finite_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], o
             f"your KL is {what} where μ is negative, though the KL is a number for every μ and log σ²: is a log or "
             "square root taken of mean? The μ term is mean.pow(2)."
         ]
+    every_place = {(mean, log_var) for mean in KL_PROBE_SIGNED_MEANS for log_var in KL_PROBE_SIGNED_LOG_VARIANCES}
+    batch = _as_tensor(kl_divergence(*map(torch.tensor, KL_PROBE_BATCH)))
+    if places == every_place and batch is not None and torch.isfinite(batch).all():
+        cause = (
+            "is something divided by zero, a count less one such as len(mean) - 1 (0 for one image)?"
+            if nans == {False}
+            else "is a statistic taken over the images that needs two of them (.std() or .var())?"
+        )
+        return [
+            f"your KL is {what} for every single image, and a number for a batch of {len(KL_PROBE_BATCH[0])}: "
+            f"{cause} The KL sums over dimensions, then averages over images, .mean()."
+        ]
     inputs = ", ".join(f"({mean:g}, {log_var:g})" for mean, log_var in sorted(places))
     cause = (  # an infinity with no NaN comes from a division by zero more often than from a log of zero
         "is something divided by zero (a count less one, such as len(mean) - 1, is 0 for one image) or a log taken "
