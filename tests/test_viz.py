@@ -187,3 +187,17 @@ def test_a_scatter_or_reconstruction_rows_of_uneven_counts_are_named(small_test)
     with pytest.raises(ValueError, match=r"one image per original \(4\): 'epoch 1' has 3"):
         viz.plot_reconstructions(originals, {"epoch 1": originals[:3]})
     plt.close("all")
+
+
+def test_the_likelihood_histogram_leaves_room_above_its_bars_for_the_legend() -> None:
+    # the legend covered the top of the histogram's peak and the mean's line (notebook 07)
+    nll = torch.cat([torch.full((400,), 85.0), torch.linspace(30, 180, 600)])
+    labels = torch.arange(1000) % 10
+    figure = viz.plot_negative_log_likelihoods(nll, labels, [str(c) for c in range(10)], {"a reference": 86.0})
+    spread = figure.axes[0]
+    tallest = max(patch.get_height() for patch in spread.patches)
+    assert spread.get_ylim()[1] >= 1.4 * tallest
+    legend_box = spread.get_legend().get_window_extent(figure.canvas.get_renderer())
+    top_of_bars = spread.transData.transform((0, tallest))[1]
+    assert legend_box.y0 >= top_of_bars  # the legend sits wholly above the tallest bar
+    plt.close(figure)

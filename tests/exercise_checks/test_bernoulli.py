@@ -54,7 +54,17 @@ def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
         ),
         (
             lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none").sum(1).mean(),
-            ".sum(dim=1) sums over the one channel only",
+            ".sum(dim=1) of images of N × 1 × 28 × 28, which sums over the one channel only",
+        ),
+        (
+            lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2),
+            "binary_cross_entropy_with_logits' default reduction='mean'",
+        ),
+        (
+            lambda x, logits: (
+                F.binary_cross_entropy_with_logits(logits, 1 - (x + 1) / 2, reduction="none").sum((1, 2, 3)).mean()
+            ),
+            "the targets are flipped, 1 - (images + 1) / 2",
         ),
         (
             lambda x, logits: F.binary_cross_entropy_with_logits(logits, (x + 1) / 2, reduction="none").sum((1, 2, 3)),
@@ -79,6 +89,8 @@ def test_right_bernoulli_terms_written_in_other_ways_pass(answer) -> None:
         "detached",
         "softplus detached",
         "channel sum",
+        "default mean",
+        "flipped targets",
         "per image",
         "swapped",
         "mean all",

@@ -51,6 +51,7 @@ def test_a_decoder_input_written_another_way_passes(right) -> None:
         (lambda z, y, classes: decoder_input(z, y + 1, classes), "each 1 sits one place after its label"),
         (lambda z, y, classes: decoder_input(z, y - 1, classes), "a label became negative (labels - 1?)"),
         (lambda z, y, classes: decoder_input(z, y, classes).tolist(), "should be a tensor"),
+        (lambda z, y, classes: z + F.one_hot(y, classes).float(), "z and the one-hot labels are added"),
     ],
 )
 def test_decoder_input_mistakes_are_named(wrong, phrase) -> None:

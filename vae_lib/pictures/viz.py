@@ -591,7 +591,8 @@ def plot_negative_log_likelihoods(
         spread.axvline(nats, color=class_colour(index), linestyle="--", label=f"{name}, {nats:.2f}")
     spread.set(xlabel="negative log-likelihood of one test image, nats", ylabel="test images")
     spread.set_title("one bound per test image", fontsize=10)
-    spread.legend(fontsize=8)
+    spread.set_ylim(top=spread.get_ylim()[1] * 1.45)  # room above the bars for the legend
+    spread.legend(fontsize=8, loc="upper right")
     means = [float(nll[labels == index].mean()) for index in range(len(class_names))]
     by_class.bar(range(len(class_names)), means, color=[class_colour(index) for index in range(len(class_names))])
     by_class.set_xticks(range(len(class_names)), class_names)

@@ -114,8 +114,9 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
     swapped = nn.functional.binary_cross_entropy_with_logits(targets, logits, reduction="none")
     mistakes = [
         (
-            "a mean over pixels: sum over the 784 pixels (log p(x | z) is a sum over independent pixels); with "
-            "images of N × 1 × 28 × 28, .sum(dim=1) sums over the one channel only: sum over dim=(1, 2, 3).",
+            "a mean over pixels (binary_cross_entropy_with_logits' default reduction='mean', or .sum(dim=1) of "
+            "images of N × 1 × 28 × 28, which sums over the one channel only): sum over the 784 pixels, "
+            "dim=(1, 2, 3), as log p(x | z) is a sum over independent pixels.",
             summed.mean() / 784,
         ),
         (PER_IMAGE_HINT, summed),
@@ -203,6 +204,11 @@ def _bernoulli_hints(
         )
     elif _near(white_at_two, 784 * (right_at_two - 4)):  # softplus(l) - target · l, with a white pixel's target 2
         hints.append("the targets: a white pixel's target is 1, so pass (images + 1) / 2, not images + 1.")
+    elif targets_read and _near(black_target, 1) and _near(white_target, 0):
+        hints.append(
+            "the targets are flipped, 1 - (images + 1) / 2: a black pixel's target is 0 and a white one's 1, "
+            "pass (images + 1) / 2 as it is."
+        )
     elif (
         targets_read and _near(per_black, 784 * math.log(2)) and not (_near(black_target, 0) and _near(white_target, 1))
     ):

@@ -197,5 +197,9 @@ def _decoder_input_error_hints(error: Exception) -> list[str]:
             "a label became negative (labels - 1?): labels count from 0 to classes - 1, as one_hot's positions do; "
             "give one_hot the labels as they are."
         ),
+        "must match the size of tensor b": (
+            "z and the one-hot labels are added (or multiplied), where the label is appended to z: each row is z's "
+            "values, then the label's, torch.cat([latents, one_hot], dim=1)."
+        ),
     }
     return [hint for phrase, hint in hints.items() if phrase in text]
