@@ -110,8 +110,8 @@ def _kl_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> 
     μ or only σ² changes; a mistake nobody listed is still named by the part it is in. A KL that is NaN or infinite
     on some inputs is told so first, and no part is judged from those values.
     """
-    non_finite = _kl_non_finite_hints(kl_divergence)
     batch = _as_tensor(kl_divergence(*map(torch.tensor, KL_PROBE_BATCH)))
+    non_finite = _kl_non_finite_hints(kl_divergence, batch)
     if batch is None:
         return non_finite
     again = _as_tensor(kl_divergence(*map(torch.tensor, KL_PROBE_BATCH)))
@@ -164,9 +164,12 @@ def _kl_rounded_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], obje
     ]
 
 
-def _kl_non_finite_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], object]) -> list[str]:
+def _kl_non_finite_hints(
+    kl_divergence: Callable[[torch.Tensor, torch.Tensor], object], batch: torch.Tensor | None
+) -> list[str]:
     """Return a hint when the KL of a single element is NaN or infinite somewhere, where the right KL is a number:
-    at which sign of log σ² or of μ, and the log or square root that usually makes it so."""
+    at which sign of log σ² or of μ, and the log or square root that usually makes it so; `batch` is the learner's KL
+    of KL_PROBE_BATCH (a number there, where every single image gives NaN, names a statistic over the images)."""
     bad = []
     for mean in KL_PROBE_SIGNED_MEANS:
         for log_var in KL_PROBE_SIGNED_LOG_VARIANCES:
@@ -200,7 +203,6 @@ def _kl_non_finite_hints(kl_divergence: Callable[[torch.Tensor, torch.Tensor], o
             "square root taken of mean? The μ term is mean.pow(2)."
         ]
     every_place = {(mean, log_var) for mean in KL_PROBE_SIGNED_MEANS for log_var in KL_PROBE_SIGNED_LOG_VARIANCES}
-    batch = _as_tensor(kl_divergence(*map(torch.tensor, KL_PROBE_BATCH)))
     if places == every_place and batch is not None and torch.isfinite(batch).all():
         cause = (
             "is something divided by zero, a count less one such as len(mean) - 1 (0 for one image)?"

@@ -83,7 +83,7 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     if torch.allclose(spread, torch.zeros_like(spread), atol=1e-6):
         yield _no_spread_failure(case, draws, means.double(), sigma, z, log_var, z_again)
         return
-    misplaced = _misplaced_noise_hint(draws, means.double(), sigma)
+    misplaced = _misplaced_noise_hint(draws, means.double(), sigma, centre, spread)
     if misplaced:
         yield _with_hints(f"Case *{case}*: z is not distributed as N(μ, σ²): {misplaced[0]}", misplaced[1:])
         return
@@ -119,11 +119,12 @@ def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     yield _gradient_failure_of_z(z, mean, log_var)
 
 
-def _misplaced_noise_hint(draws: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> list[str]:
+def _misplaced_noise_hint(
+    draws: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor, centre: torch.Tensor, spread: torch.Tensor
+) -> list[str]:
     """Return what the draws show and a hint where σ and ε are put together wrongly: added (z = μ + σ + ε), the mean
     multiplying the noise (z = μ·σ·ε, μ + μ·σ·ε), ε made positive, or ε centred, standardised or scaled to one length
-    in each row; else []."""
-    centre, spread = draws.mean(dim=0), draws.std(dim=0)
+    in each row; else []. `centre` and `spread` are the draws' mean and standard deviation in each dimension."""
     if _near((centre - means - sigma).tolist(), 0.0, atol=0.05) and _near(spread.tolist(), 1.0, rtol=0.05):
         return [
             f"its average is μ + σ ({_numbers((means + sigma).tolist())}) and its spread 1 in every dimension.",
