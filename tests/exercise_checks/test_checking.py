@@ -1,6 +1,7 @@
 """What all exercise checks share: the learner's exceptions, failed backwards, changed inputs, wrong kinds of value."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -345,7 +346,48 @@ def test_values_that_print_alike_are_told_apart_and_equal_infinities_are_no_diff
     ],
     ids=["math.exp", "a dim reduced away", "NumPy"],
 )
-@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")  # math.exp's, as shown
 def test_torch_errors_any_exercise_meets_get_what_they_mean_there(wrong, phrase) -> None:
     # torch's message alone before, and for NumPy torch's own advice to detach, which would cut the gradient
     assert_fails_with(check_kl_divergence(wrong), phrase)
+
+
+def test_warnings_of_the_learners_code_are_quoted_below_a_failures_hint_not_printed_above_it() -> None:
+    # torch's broadcasting warning printed above the check's message, out of order with it
+    def squeezed_mse(images, reconstruction, mean, log_var, alpha):
+        reconstruction_term = 0.5 * F.mse_loss(reconstruction.squeeze(1), images)
+        kl_term = kl(mean, log_var)
+        return reconstruction_term + alpha * kl_term, reconstruction_term, kl_term
+
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        result = check_loss(squeezed_mse)
+    assert escaped == []
+    assert_fails_with(result, "compares every reconstruction with every image")
+    last_line = result.details.splitlines()[-1]
+    assert last_line.startswith("Warned while the check ran your code (UserWarning, line ")
+    assert "Using a target size" in last_line and "broadcasting" in last_line
+
+
+def test_a_failure_quotes_two_warnings_each_once_and_counts_the_rest() -> None:
+    def warning_kl(mean, log_var):
+        warnings.warn(f"first, {len(mean)} images", stacklevel=1)
+        warnings.warn("second", stacklevel=1)
+        warnings.warn("third", stacklevel=1)
+        warnings.warn("fourth", DeprecationWarning, stacklevel=1)
+        return 2 * kl(mean, log_var)
+
+    result = check_kl_divergence(warning_kl)
+    assert not result.passed
+    quoted = [line for line in result.details.splitlines() if line.startswith("Warned while")]
+    assert [line.split(": ", 1)[1] for line in quoted] == ["first, 1 images", "second"]
+    assert result.details.endswith("\nAnd 2 more warnings.")
+
+
+def test_after_a_pass_the_learners_warnings_are_given_again() -> None:
+    def warning_kl(mean, log_var):
+        warnings.warn("a note of the learner's", stacklevel=1)
+        return kl(mean, log_var)
+
+    with pytest.warns(UserWarning, match="a note of the learner's") as given:
+        assert check_kl_divergence(warning_kl).passed
+    assert len(given) == 1

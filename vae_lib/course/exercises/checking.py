@@ -7,10 +7,12 @@ from __future__ import annotations
 import inspect
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -563,12 +565,59 @@ def _converted_model_failure(case: str, model: torch.nn.Module) -> str:
 
 
 def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckResult:
-    """Return the first failure as a failed CheckResult, or a pass; the learner's code raising is a failure too."""
-    try:
-        failure = next((failure for failure in failures if failure), "")
-    except _LearnerError as error:
-        failure = error.failure
-    return CheckResult(exercise, False, failure) if failure else CheckResult(exercise, True, passed_note)
+    """Return the first failure as a failed CheckResult, or a pass; the learner's code raising is a failure too.
+
+    Warnings the learner's code gives while the check runs it (torch's broadcasting warning of F.mse_loss on two
+    shapes, std() over one value) become part of a failure's message, below the hint, instead of printing above it
+    out of order; after a pass they are given again as warnings.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            failure = next((failure for failure in failures if failure), "")
+        except _LearnerError as error:
+            failure = error.failure
+    if failure:
+        return CheckResult(exercise, False, failure + _warnings_note(caught))
+    for warning in _distinct(caught):
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return CheckResult(exercise, True, passed_note)
+
+
+# At most this many of the warnings a failed check caught are quoted in its message.
+QUOTED_WARNINGS = 2
+# Where in torch's C++ a warning was raised, which torch appends to some of them: nothing a learner can use.
+_TRIGGERED_INTERNALLY = re.compile(r"\s*\(Triggered internally at [^)]*\)\s*$")
+
+
+def _distinct(caught: Sequence[warnings.WarningMessage]) -> list[warnings.WarningMessage]:
+    """Return the first warning given at each place (a line warns again for each of the check's cases, with
+    their sizes), in the order they were first given."""
+    seen: dict[tuple[type[Warning], str, int], warnings.WarningMessage] = {}
+    for warning in caught:
+        seen.setdefault((warning.category, warning.filename, warning.lineno), warning)
+    return list(seen.values())
+
+
+def _warnings_note(caught: Sequence[warnings.WarningMessage]) -> str:
+    """Return the lines a failed check adds for the warnings its runs of the learner's code gave, or ''."""
+    distinct = _distinct(caught)
+    lines = [
+        f"Warned while the check ran your code ({warning.category.__name__}{_your_line(warning)}): "
+        f"{_TRIGGERED_INTERNALLY.sub('', str(warning.message)).strip()}"
+        for warning in distinct[:QUOTED_WARNINGS]
+    ]
+    more = len(distinct) - QUOTED_WARNINGS
+    if more > 0:
+        lines.append(f"And {more} more warning{'s' if more > 1 else ''}.")
+    return "".join(f"\n{line}" for line in lines)
+
+
+def _your_line(warning: warnings.WarningMessage) -> str:
+    """Return ', line N' when a warning names a line of the learner's code, or '' when it names torch's or ours."""
+    library = (Path(torch.__file__).parent, Path(__file__).parents[2])
+    place = Path(warning.filename)
+    return "" if any(place.is_relative_to(folder) for folder in library) else f", line {warning.lineno}"
 
 
 def _small_model(latent_dim: int, seed: int) -> VAE:
