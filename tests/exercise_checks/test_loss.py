@@ -236,3 +236,13 @@ def test_a_term_divided_by_the_batch_size_twice_is_named() -> None:
 def test_a_term_summed_over_pixels_and_divided_by_the_batch_size_twice_is_told_both() -> None:
     both = _loss_with(recon_of=lambda x, y: 0.5 * (x - y).pow(2).sum(dim=(1, 2, 3)).mean() / len(x))
     assert_fails_with(check_loss(both), "summed over pixels, and divided by the batch size twice")
+
+
+@pytest.mark.parametrize(("scale", "how"), [(1 / 3, "divided by"), (3, "multiplied by")])
+def test_a_total_scaled_by_the_number_of_images_is_named(scale, how) -> None:
+    # the probes of the total use one image each, so the expected and got totals came alone
+    def scaled_total(images, reconstruction, mean, log_var, alpha):
+        total, recon, kl_term = loss(images, reconstruction, mean, log_var, alpha)
+        return total * (scale if len(images) == 3 else 1), recon, kl_term
+
+    assert_fails_with(check_loss(scaled_total), f"the total is {how} the number of images (3 here, len(images))")

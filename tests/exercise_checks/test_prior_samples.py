@@ -360,3 +360,38 @@ def test_images_of_zeros_are_told_so_as_well_as_a_clamp() -> None:
     # the first case's decoded pixels are all below 0, so clamping them gives zeros too: told only of a clamp before
     zeros = check_sample_prior(lambda model, count, generator: torch.zeros(count, 1, 28, 28))
     assert_fails_with(zeros, "every pixel is 0, where this model draws all of them below 0", "or made as zeros?")
+
+
+def test_images_passed_through_the_whole_model_again_are_named() -> None:
+    # told that the generator was not used, though z was drawn with it
+    def through_the_model(model, count, generator):
+        z = torch.randn(count, model.latent_dim, generator=generator)
+        return model(model.decode(z))[0]
+
+    result = check_sample_prior(through_the_model)
+    assert_fails_with(result, "the decoder ran twice", "model(images)", "model.decode(z)")
+    assert "the generator is not used" not in result.details
+
+
+def _unit_length(model, count, generator):
+    z = torch.randn(count, model.latent_dim, generator=generator)
+    return model.decode(z / z.norm(dim=1, keepdim=True))
+
+
+def _standardised_in_each_sample(model, count, generator):
+    z = torch.randn(count, model.latent_dim, generator=generator)
+    return model.decode((z - z.mean(1, keepdim=True)) / z.std(1, keepdim=True))
+
+
+@pytest.mark.parametrize(
+    ("normalised", "phrase"),
+    [
+        (_unit_length, "each z scaled to length 1"),
+        (_standardised_in_each_sample, "each z centred and scaled over its own dimensions"),
+    ],
+)
+def test_z_normalised_in_each_sample_is_named(normalised, phrase) -> None:
+    # a 2-D z standardised in each row was told it held antithetic pairs, one of unit length nothing at all
+    result = check_sample_prior(normalised)
+    assert_fails_with(result, "z is normalised in each sample", phrase, "lengths that vary around √2")
+    assert "antithetic" not in result.details

@@ -310,3 +310,24 @@ def _normalised_noise(mean, log_var):
 def test_noise_put_together_wrongly_or_drawn_outside_torch_is_named(wrong, phrase) -> None:
     # told ε averaged 0.99, noise missing where μ = 0, ε uniform; NumPy's noise passed
     assert_fails_with(check_reparameterise(wrong), phrase)
+
+
+@pytest.mark.parametrize(
+    ("spread", "phrase"),
+    [
+        (
+            lambda log_var: torch.exp(0.5 * log_var).clamp(max=1.0),
+            "σ clamped at ≈ 1: the dimensions whose σ lies above",
+        ),
+        (
+            lambda log_var: torch.exp(0.5 * log_var).clamp(min=1.0),
+            "σ clamped at ≈ 1: the dimensions whose σ lies below",
+        ),
+        (lambda log_var: torch.exp(torch.tensor(0.5)) * log_var, "z spreads as 1.6"),
+    ],
+    ids=["σ clamped above", "σ clamped below", "e^0.5 times log_var"],
+)
+def test_a_clamped_sigma_or_a_multiple_of_the_log_variance_is_named(spread, phrase) -> None:
+    # the spreads expected and got alone before
+    result = check_reparameterise(lambda mean, log_var: mean + torch.randn_like(mean) * spread(log_var))
+    assert_fails_with(result, phrase, "σ = ")

@@ -855,3 +855,37 @@ def test_losses_returned_as_numpy_after_backward_are_told_to_detach_them(small_t
     assert_fails_with(
         check_training_step(numpy_losses, small_train.images, steps=3), "a loss only read after backward() as"
     )
+
+
+def _one_image_at_a_time(model, optimizer, batch, alpha):
+    optimizer.zero_grad()
+    losses = []
+    for image in batch:
+        total, recon, kl_term = vae_loss(image[None], *model(image[None]), alpha)
+        (total / len(batch)).backward()
+        losses.append(torch.stack([total, recon, kl_term]).detach())
+    optimizer.step()
+    return tuple(torch.stack(losses).mean(0).tolist())
+
+
+def _rescaled_batch(model, optimizer, batch, alpha):
+    return step(model, optimizer, (batch + 1) / 2, alpha)
+
+
+def _rescaled_targets(model, optimizer, batch, alpha):
+    return step_on_outputs(model, optimizer, (batch + 1) / 2, alpha, model(batch))
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_one_image_at_a_time, "the model ran 16 times, on 1 of the batch's 16 images at a time"),
+        (_rescaled_batch, "the model was given (batch + 1) / 2, images in [0, 1]"),
+        (_rescaled_targets, "the reconstruction is compared with (batch + 1) / 2"),
+    ],
+    ids=["a loop over the images", "a rescaled batch", "rescaled targets"],
+)
+def test_a_step_over_single_images_or_on_rescaled_images_is_named(small_train, wrong, phrase) -> None:
+    # the generic hint on a loss that is not reconstruction + alpha · KL before
+    result = check_training_step(wrong, small_train.images, steps=3)
+    assert_fails_with(result, "Step 1: the gradients optimizer.step() used are not those of the batch's", phrase)

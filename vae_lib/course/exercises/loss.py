@@ -111,7 +111,13 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             _returned_loss_mistakes("kl", expected, alpha),
             diagnose=partial(_loss_kl_hints, probed, name == LOSS_FAR_CASE),
         )
-        yield _compare(name, "the total", total, expected[0], diagnose=lambda: _total_hints(probed))
+        yield _compare(
+            name,
+            "the total",
+            total,
+            expected[0],
+            diagnose=partial(_total_hints, probed, total, expected[0], len(images)),
+        )
         yield _gradient_failure(
             name,
             "the total",
@@ -121,7 +127,7 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             diagnose=lambda: (
                 _offset_hints(reconstruction_term)
                 or _offset_hints(total_at_the_prior, "the total (at a KL of 0)")
-                or _total_hints(probed)
+                or _combined_terms_hints(probed)
             ),
         )
 
@@ -365,7 +371,13 @@ def _loss_kl_hints(loss_function: Callable, far: bool = False) -> list[str]:
     return [f"{hint} (Check your KL with check_kl_divergence.)" for hint in hints]
 
 
-def _total_hints(loss_function: Callable) -> list[str]:
+def _total_hints(loss_function: Callable, total: object, expected: torch.Tensor, batch_size: int) -> list[str]:
+    """Return what is wrong with how a loss function combines its two terms, from two inputs at each of two alphas;
+    where they find nothing, whether the case's `total` is the `expected` one scaled by its `batch_size`."""
+    return _combined_terms_hints(loss_function) or _total_scaled_by_the_batch_hint(total, expected, batch_size)
+
+
+def _combined_terms_hints(loss_function: Callable) -> list[str]:
     """Return what is wrong with how a loss function combines its two terms, from two inputs at each of two alphas."""
     generator = torch.Generator().manual_seed(2)
     images = torch.rand(3, 1, 1, 28, 28, generator=generator) * 2 - 1
@@ -389,6 +401,21 @@ def _total_hints(loss_function: Callable) -> list[str]:
         recon_weights.append(weights[0].item())
         kl_weights.append(weights[1].item())
     return _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the total")
+
+
+def _total_scaled_by_the_batch_hint(total: object, expected: torch.Tensor, batch_size: int) -> list[str]:
+    """Return a hint when the total is the right one divided or multiplied by the number of images (which the
+    probes of _combined_terms_hints, one image each, cannot see), else []."""
+    got = _as_number(total)
+    if batch_size < 2 or not math.isfinite(got):
+        return []
+    for scaled, how in ((expected.item() / batch_size, "divided by"), (expected.item() * batch_size, "multiplied by")):
+        if _near(got, scaled):
+            return [
+                f"the total is {how} the number of images ({batch_size} here, len(images)): both terms are averages "
+                "over the images already, so total = reconstruction + alpha · KL as they are."
+            ]
+    return []
 
 
 def _weight_hints(

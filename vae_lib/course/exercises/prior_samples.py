@@ -291,7 +291,22 @@ def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torc
     hints = _prior_latent_hints(decoded, latents)
     if hints:
         return hints
+    if _decoded_again(decoded, latents):
+        return [
+            "the decoder ran twice, first on the generator's z and then on other latents: were the images given to "
+            "the whole model, model(images), which encodes them, draws a new z with torch's global generator and "
+            "decodes that? Return the first decoding, model.decode(z)."
+        ]
     decoded_latents = _latents_decoded(decoded, 2, latents.shape[1])
+    normalised = "" if decoded_latents is None else _normalised_in_each_sample(decoded_latents)
+    if normalised:
+        dimensions = latents.shape[1]
+        return [
+            f"z is normalised in each sample ({normalised}): draws from N(0, I) have lengths that vary around "
+            f"√{dimensions} = {math.sqrt(dimensions):.3g}, and normalising each z on its own puts every sample on one "
+            "sphere (in 2-D a circle), which the prior is not. Decode the draws as they come, "
+            "torch.randn(count, model.latent_dim, generator=generator)."
+        ]
     mirrored = [] if decoded_latents is None else _mirrored_pairs(decoded_latents)
     if mirrored:
         first, second = mirrored[0]
@@ -329,6 +344,31 @@ def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torc
         f"samples {first + 1} and {second + 1} are the same image: each sample decodes a z of its own, drawn with "
         "torch.randn(count, model.latent_dim, generator=generator)."
     ]
+
+
+def _decoded_again(decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> bool:
+    """Return whether the decoder was given the generator's draws and then, in a later call, other latents of the
+    same shape: images decoded from z and passed through the whole model, which decodes a z of its own."""
+    return (
+        len(decoded) >= 2
+        and all(z.shape == latents.shape for z in decoded)
+        and _close(decoded[0].double(), latents)
+        and not _close(decoded[-1].double(), latents)
+    )
+
+
+def _normalised_in_each_sample(rows: torch.Tensor) -> str:
+    """Return how each row of latents was normalised on its own, when every row has the same length (z / |z|, or
+    centred and scaled over its own dimensions, which leaves each a length of √(D - 1)); else ''."""
+    if rows.dim() != 2 or rows.shape[1] < 2 or len(rows) < 2:
+        return ""
+    rows = rows.double()
+    lengths = rows.norm(dim=1)
+    if lengths.min() <= 0 or lengths.max() - lengths.min() > 1e-4 * lengths.max():
+        return ""
+    if rows.mean(dim=1).abs().max() < 1e-5 * lengths.max():
+        return "each z centred and scaled over its own dimensions"
+    return f"each z scaled to length {lengths[0].item():.3g}"
 
 
 def _rearranged(decoded: torch.Tensor, latents: torch.Tensor) -> bool:

@@ -47,6 +47,34 @@ def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], 
     return _result("reparameterisation", _reparameterise_failures(reparameterise), "z = μ + σ·ε, with gradients.")
 
 
+def _clamped_spread_hint(spread: torch.Tensor, sigma: torch.Tensor) -> str | None:
+    """Return a hint when z spreads as σ clamped to a bound (dimensions beyond it spread as the bound), else None."""
+    for bound, side, clamped in (
+        (spread.max(), "above", sigma.clamp(max=spread.max().item())),
+        (spread.min(), "below", sigma.clamp(min=spread.min().item())),
+    ):
+        if not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
+            return (
+                f"z spreads as σ clamped at ≈ {bound.item():.3g}: the dimensions whose σ lies {side} it spread as that "
+                "bound. Use σ = exp(0.5 · log_var) as it is: a clamp of σ, or of log_var at a value the encoder "
+                "reaches, changes the distribution z is drawn from."
+            )
+    return None
+
+
+def _log_variance_multiple_hint(spread: torch.Tensor, variances: torch.Tensor) -> str | None:
+    """Return a hint when z spreads as a constant times |log σ²| (math.exp(0.5) * log_var, the exp applied to the
+    constant instead of to half the log-variance), else None."""
+    log_variances = variances.log().abs()
+    factor = (spread * log_variances).sum() / (log_variances * log_variances).sum()
+    if not torch.allclose(spread, factor * log_variances, rtol=0.03):
+        return None
+    return (
+        f"z spreads as {factor.item():.3g} · |log σ²|, a multiple of log_var (math.exp(0.5) * log_var is e^0.5 = "
+        "1.65 times it): σ is the exponential of half the log-variance, σ = torch.exp(0.5 * log_var)."
+    )
+
+
 def _reparameterise_failures(reparameterise: Callable) -> Iterator[str]:
     """Yield a failure message for each property the learner's reparameterise gets wrong, one part at a time."""
     means = torch.tensor([2.0, -1.0, 0.0])
@@ -401,6 +429,7 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
     power, log_factor = torch.linalg.lstsq(
         torch.stack([sigma.log(), torch.ones_like(sigma)], dim=1), spread.log().unsqueeze(1)
     ).solution.squeeze(1)
+    hint = hint or _clamped_spread_hint(spread, sigma) or _log_variance_multiple_hint(spread, variances)
     if hint is None and torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=0.03):
         hint = (
             f"z spreads {ratio.mean().item():.3g} times σ: ε should have standard deviation 1 (torch.randn_like), "

@@ -321,6 +321,22 @@ def _recording_forward_passes(model: nn.Module, state: Callable[[], bool]) -> It
         hook.remove()
 
 
+@contextmanager
+def _recording_model_inputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Record the images each forward pass of the model in a block is given (its first argument)."""
+    inputs: list[torch.Tensor] = []
+
+    def record(_: nn.Module, arguments: tuple) -> None:
+        if arguments and isinstance(arguments[0], torch.Tensor):
+            inputs.append(arguments[0].detach().clone())
+
+    hook = model.register_forward_pre_hook(record)
+    try:
+        yield inputs
+    finally:
+        hook.remove()
+
+
 def _autocast_on() -> bool:
     """Return whether torch.autocast is on for the CPU (a forward pass in bf16 or float16)."""
     return torch.is_autocast_enabled("cpu")
@@ -423,6 +439,7 @@ class StepProbe:
     autocast: bool  # whether a forward pass of the call ran under torch.autocast
     weight_dtypes: list[str]  # the names of the weights' dtypes after the call
     gradients_left: bool  # whether the model holds gradients other than zero after the call
+    model_inputs: list[torch.Tensor]  # the images each forward pass of the model was given
 
 
 def _probe_step(
@@ -446,6 +463,7 @@ def _probe_step(
             _seeded(seed),
             _recording_grad_mode(model) as grad_modes,
             _recording_forward_passes(model, _autocast_on) as autocast,
+            _recording_model_inputs(model) as model_inputs,
         ):
             hints = partial(_step_error_hints, grad_modes, model)
             returned = _call(case, step, model, optimizer, batch, alpha, hints=hints)
@@ -461,6 +479,7 @@ def _probe_step(
         any(autocast),
         _weight_dtypes(model),
         bool(_flat_gradients(model).abs().max() > 0),
+        model_inputs,
     )
 
 
@@ -474,14 +493,21 @@ class LossGradients:
 
 
 def _loss_gradients(
-    model: nn.Module, batch: torch.Tensor, alpha: float, seed: int, swapped: bool = False
+    model: nn.Module,
+    batch: torch.Tensor,
+    alpha: float,
+    seed: int,
+    swapped: bool = False,
+    targets: torch.Tensor | None = None,
 ) -> LossGradients:
     """Return the losses and each term's gradient for a copy of the model in training mode, with the noise of `seed`
-    (with `swapped`, those of the loss given log_var where it takes mean, and mean where it takes log_var)."""
+    (with `swapped`, those of the loss given log_var where it takes mean, and mean where it takes log_var; with
+    `targets`, those of the loss that compares the reconstruction with them instead of the batch)."""
     twin = copy.deepcopy(model).train().requires_grad_(True)
     with _seeded(seed):
         reconstruction, mean, log_var = twin(batch)
-    losses = vae_loss(batch, reconstruction, *((log_var, mean) if swapped else (mean, log_var)), alpha)
+    images = batch if targets is None else targets
+    losses = vae_loss(images, reconstruction, *((log_var, mean) if swapped else (mean, log_var)), alpha)
     parameters = list(twin.parameters())
 
     def gradient(loss: torch.Tensor) -> torch.Tensor:
@@ -512,12 +538,52 @@ OTHER_LOSS_HINT = (
 )
 
 
-def _minimises_the_swapped_loss(gradients: torch.Tensor, batch: torch.Tensor, alpha: float) -> bool:
-    """Return True when a probe's gradients are those of the loss given mean and log_var swapped, from the probes'
-    fresh model and noise."""
+RESCALED_TARGETS_HINT = (
+    "the reconstruction is compared with (batch + 1) / 2, images in [0, 1], where the decoder draws them in [-1, 1] "
+    "as the batch comes: compare it with the batch itself, vae_loss(batch, reconstruction, mean, log_var, alpha)."
+)
+
+
+def _minimises_another_loss(
+    gradients: torch.Tensor, batch: torch.Tensor, alpha: float, **other: bool | torch.Tensor
+) -> bool:
+    """Return True when a probe's gradients are those of the loss _loss_gradients computes with `other` (mean and
+    log_var swapped, other targets), from the probes' fresh model and noise."""
     model = _fresh_training(PROBE_MODEL_SEED)[0]
-    swapped = _loss_gradients(model, batch, alpha, seed=PROBE_NOISE_SEED, swapped=True)
-    return _relative_gap(gradients, swapped.reconstruction + alpha * swapped.kl) < 1e-2
+    loss = _loss_gradients(model, batch, alpha, seed=PROBE_NOISE_SEED, **other)
+    return _relative_gap(gradients, loss.reconstruction + alpha * loss.kl) < 1e-2
+
+
+def _other_loss_hint(probe: StepProbe, batch: torch.Tensor, alpha: float) -> str:
+    """Return the hint for a step whose gradients are not a sum of the batch's two terms: the model run on other
+    images than the batch, or piece by piece; a loss given its outputs in another order, or other targets."""
+    inputs = probe.model_inputs
+    sizes = [len(images) for images in inputs]
+    if len(inputs) > 1 and max(sizes) < len(batch) and sum(sizes) >= len(batch):
+        return (
+            f"the model ran {len(inputs)} times, on {sizes[0]} of the batch's {len(batch)} images at a time: in "
+            "training mode BatchNorm normalises each forward pass with its own images' statistics, so a loop over "
+            "the images (or pieces of the batch) takes another step than one pass, however its losses are "
+            "averaged. Run model(batch) once on the whole batch."
+        )
+    if len(inputs) == 1 and inputs[0].shape == batch.shape and not torch.allclose(inputs[0], batch):
+        given = inputs[0]
+        if torch.allclose(given, (batch + 1) / 2, atol=1e-6):
+            return (
+                "the model was given (batch + 1) / 2, images in [0, 1], where it trains on the batch as it comes, in "
+                "[-1, 1] (the images its decoder draws, and the loss's targets, are in [-1, 1] too): pass the batch "
+                "unchanged, model(batch)."
+            )
+        return (
+            f"the model was given other images than the batch (values {given.min().item():.3g} to "
+            f"{given.max().item():.3g}, the batch's {batch.min().item():.3g} to {batch.max().item():.3g}): pass the "
+            "batch unchanged, model(batch)."
+        )
+    if _minimises_another_loss(probe.gradients[0], batch, alpha, swapped=True):
+        return SWAPPED_OUTPUTS_HINT
+    if _minimises_another_loss(probe.gradients[0], batch, alpha, targets=(batch + 1) / 2):
+        return RESCALED_TARGETS_HINT
+    return OTHER_LOSS_HINT
 
 
 def _relative_gap(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -637,11 +703,7 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
         if off_the_terms:
             yield _with_hints(
                 "Step 1: the gradients optimizer.step() used are not those of the batch's reconstruction and KL terms.",
-                [
-                    SWAPPED_OUTPUTS_HINT
-                    if _minimises_the_swapped_loss(probe.gradients[0], first_batch, alpha)
-                    else OTHER_LOSS_HINT
-                ],
+                [_other_loss_hint(probe, first_batch, alpha)],
             )
             return
         recon_weights.append(weights[0].item())
