@@ -245,7 +245,7 @@ def test_time_to_quality_races_both_recipes_and_reports_the_ratio(capsys) -> Non
 def test_the_race_can_give_the_fast_recipe_a_shorter_schedule(capsys) -> None:
     figures = time_to_quality("8d", print, target=0.5, fast_epochs=1, train_subset=640, test_subset=500, epochs=3)
     printed = capsys.readouterr().out
-    assert "final (1 epochs)" in printed and figures["fast"]["final_recon"] is not None
+    assert "final (1 epoch)" in printed and figures["fast"]["final_recon"] is not None
     epochs_printed = [line.split(":")[0] for line in printed.splitlines() if "CPU s, test recon" in line]
     assert epochs_printed == ["shipped epoch   1", "fast    epoch   1"]
     parser = build_parser()

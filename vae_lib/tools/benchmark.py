@@ -616,7 +616,11 @@ def time_to_quality(
             f"lr {config.learning_rate:.2g}: {result['cpu_seconds_per_epoch']:.1f} CPU s per epoch; "
             f"test recon {target} "
             + (f"at epoch {epoch}, {seconds:.0f} s, {cpu:.0f} CPU s" if epoch else f"not reached in {trainer.epoch}")
-            + (f"; final ({config.epochs} epochs) {result['final_recon']:.5f}" if result["final_recon"] else "")
+            + (
+                f"; final ({config.epochs} epoch{'s' if config.epochs != 1 else ''}) {result['final_recon']:.5f}"
+                if result["final_recon"]
+                else ""
+            )
         )
     first, *others = figures
     for other in others:

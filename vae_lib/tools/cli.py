@@ -133,12 +133,14 @@ def _train(args: argparse.Namespace) -> None:
     remaining = trainer.remaining_epochs()
     if remaining < 1:
         print(
-            f"{RunFolder(out).checkpoint} already has {trainer.epoch} epochs (asked for {config.epochs}); nothing to do"
+            f"{RunFolder(out).checkpoint} already has {trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''} "
+            f"(asked for {config.epochs}); nothing to do"
         )
         return
     kind = "conditional VAE" if config.conditional else "VAE"
     print(
-        f"training a {config.latent_dim}-D {kind} on {config.dataset} for {remaining} epochs on {trainer.device} "
+        f"training a {config.latent_dim}-D {kind} on {config.dataset} for {remaining} "
+        f"epoch{'s' if remaining != 1 else ''} on {trainer.device} "
         f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
     trainer.finish()

@@ -577,6 +577,14 @@ def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckRe
             failure = next((failure for failure in failures if failure), "")
         except _LearnerError as error:
             failure = error.failure
+        except NotImplementedError as error:
+            if str(error):  # not a bare one (_call makes a learner's others failures): let it through as it is
+                raise
+            # The stub, raised again with what to do and a traceback of three frames instead of the check's inside.
+            raise NotImplementedError(
+                f"{exercise}: not written yet (your function still raises the stub's NotImplementedError). Replace "
+                "`raise NotImplementedError` in the exercise's cell above with your code, run that cell, then this one."
+            ) from None
     if failure:
         return CheckResult(exercise, False, failure + _warnings_note(caught))
     for warning in _distinct(caught):
