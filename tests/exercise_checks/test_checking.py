@@ -398,3 +398,21 @@ def test_after_a_pass_the_learners_warnings_are_given_again() -> None:
     with pytest.warns(UserWarning, match="a note of the learner's") as given:
         assert check_kl_divergence(warning_kl).passed
     assert len(given) == 1
+
+
+def test_the_notebooks_own_warning_filters_decide_what_a_check_shows_or_raises() -> None:
+    # a warning was shown after a pass whatever the filters said, and one the filters turn into an error was raised
+    # out of the check after its pass
+    def warning_kl(mean, log_var):
+        warnings.warn("a note of the learner's", stacklevel=1)
+        return kl(mean, log_var)
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", message="a note")
+        assert check_kl_divergence(warning_kl).passed
+    assert shown == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = check_kl_divergence(warning_kl)
+    assert_fails_with(result, "your function raised UserWarning: a note of the learner's")

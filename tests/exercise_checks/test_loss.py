@@ -246,3 +246,15 @@ def test_a_total_scaled_by_the_number_of_images_is_named(scale, how) -> None:
         return total * (scale if len(images) == 3 else 1), recon, kl_term
 
     assert_fails_with(check_loss(scaled_total), f"the total is {how} the number of images (3 here, len(images))")
+
+
+def test_a_reconstruction_term_multiplied_by_the_number_of_images_in_the_total_is_told_so() -> None:
+    # told that the whole total was multiplied: the KL's part is within 1e-3 of nothing at alpha = 0.001
+    def reconstruction_times_batch(images, reconstruction, mean, log_var, alpha):
+        total, recon, kl_term = loss(images, reconstruction, mean, log_var, alpha)
+        return recon * len(images) + alpha * kl_term, recon, kl_term
+
+    assert_fails_with(
+        check_loss(reconstruction_times_batch),
+        "the reconstruction term in the total is multiplied by the number of images",
+    )

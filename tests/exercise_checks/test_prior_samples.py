@@ -395,3 +395,20 @@ def test_z_normalised_in_each_sample_is_named(normalised, phrase) -> None:
     result = check_sample_prior(normalised)
     assert_fails_with(result, "z is normalised in each sample", phrase, "lengths that vary around √2")
     assert "antithetic" not in result.details
+
+
+def test_a_decoding_in_pieces_or_of_normalised_z_passed_through_the_whole_model_is_named() -> None:
+    # told that the generator was not used
+    def pieces_through_the_model(model, count, generator):
+        z = torch.randn(count, model.latent_dim, generator=generator)
+        return model(torch.cat([model.decode(piece) for piece in z.split(2)]))[0]
+
+    def normalised_through_the_model(model, count, generator):
+        return model(_unit_length(model, count, generator))[0]
+
+    result = check_sample_prior(pieces_through_the_model)
+    assert_fails_with(result, "the decoder ran twice")
+    assert "the generator is not used" not in result.details
+    assert_fails_with(
+        check_sample_prior(normalised_through_the_model), "the decoder ran twice", "z is normalised in each sample"
+    )

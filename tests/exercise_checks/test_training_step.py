@@ -889,3 +889,13 @@ def test_a_step_over_single_images_or_on_rescaled_images_is_named(small_train, w
     # the generic hint on a loss that is not reconstruction + alpha · KL before
     result = check_training_step(wrong, small_train.images, steps=3)
     assert_fails_with(result, "Step 1: the gradients optimizer.step() used are not those of the batch's", phrase)
+
+
+def test_a_shuffled_batch_is_told_its_noise_differs_not_that_its_images_do(small_train) -> None:
+    # told that the model was given other images than the batch, with the same range of values as the batch's
+    def shuffled(model, optimizer, batch, alpha):
+        return step(model, optimizer, batch.flip(0), alpha)
+
+    result = check_training_step(shuffled, small_train.images, steps=3)
+    assert_fails_with(result, "uses random numbers before model(batch) (a shuffle), a right formula fails here too")
+    assert "other images than the batch" not in result.details

@@ -569,10 +569,10 @@ def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckRe
 
     Warnings the learner's code gives while the check runs it (torch's broadcasting warning of F.mse_loss on two
     shapes, std() over one value) become part of a failure's message, below the hint, instead of printing above it
-    out of order; after a pass they are given again as warnings.
+    out of order; after a pass they are shown as they would have been. The notebook's own warning filters decide,
+    as they would without the check, which are shown (those recorded here) and which raise (a failure then).
     """
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
         try:
             failure = next((failure for failure in failures if failure), "")
         except _LearnerError as error:
@@ -587,8 +587,8 @@ def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckRe
             ) from None
     if failure:
         return CheckResult(exercise, False, failure + _warnings_note(caught))
-    for warning in _distinct(caught):
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    for warning in _distinct(caught):  # past the filters already: shown, not warned again
+        warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     return CheckResult(exercise, True, passed_note)
 
 

@@ -116,7 +116,7 @@ def _loss_failures(loss_function: Callable) -> Iterator[str]:
             "the total",
             total,
             expected[0],
-            diagnose=partial(_total_hints, probed, total, expected[0], len(images)),
+            diagnose=partial(_total_hints, probed, total, expected, alpha, len(images)),
         )
         yield _gradient_failure(
             name,
@@ -371,10 +371,13 @@ def _loss_kl_hints(loss_function: Callable, far: bool = False) -> list[str]:
     return [f"{hint} (Check your KL with check_kl_divergence.)" for hint in hints]
 
 
-def _total_hints(loss_function: Callable, total: object, expected: torch.Tensor, batch_size: int) -> list[str]:
+def _total_hints(
+    loss_function: Callable, total: object, expected: Sequence[torch.Tensor], alpha: float, batch_size: int
+) -> list[str]:
     """Return what is wrong with how a loss function combines its two terms, from two inputs at each of two alphas;
-    where they find nothing, whether the case's `total` is the `expected` one scaled by its `batch_size`."""
-    return _combined_terms_hints(loss_function) or _total_scaled_by_the_batch_hint(total, expected, batch_size)
+    where they find nothing, whether the case's `total` scales the `expected` (total, reconstruction, kl), or one of
+    its terms, by its `batch_size`."""
+    return _combined_terms_hints(loss_function) or _total_scaled_by_the_batch_hint(total, expected, alpha, batch_size)
 
 
 def _combined_terms_hints(loss_function: Callable) -> list[str]:
@@ -403,18 +406,27 @@ def _combined_terms_hints(loss_function: Callable) -> list[str]:
     return _weight_hints(recon_weights, kl_weights, PROBE_ALPHAS, "the total")
 
 
-def _total_scaled_by_the_batch_hint(total: object, expected: torch.Tensor, batch_size: int) -> list[str]:
-    """Return a hint when the total is the right one divided or multiplied by the number of images (which the
-    probes of _combined_terms_hints, one image each, cannot see), else []."""
+def _total_scaled_by_the_batch_hint(
+    total: object, expected: Sequence[torch.Tensor], alpha: float, batch_size: int
+) -> list[str]:
+    """Return a hint when the total is the right one, or one of its terms, divided or multiplied by the number of
+    images (which the probes of _combined_terms_hints, one image each, cannot see), else []. Compared to float
+    rounding: at a small alpha the KL's part of the total is within a looser tolerance of nothing."""
     got = _as_number(total)
     if batch_size < 2 or not math.isfinite(got):
         return []
-    for scaled, how in ((expected.item() / batch_size, "divided by"), (expected.item() * batch_size, "multiplied by")):
-        if _near(got, scaled):
-            return [
-                f"the total is {how} the number of images ({batch_size} here, len(images)): both terms are averages "
-                "over the images already, so total = reconstruction + alpha · KL as they are."
-            ]
+    reconstruction, weighted_kl = expected[1].item(), alpha * expected[2].item()
+    for factor, how in ((1 / batch_size, "divided by"), (batch_size, "multiplied by")):
+        for scaled, what in (
+            (factor * (reconstruction + weighted_kl), "the total is"),
+            (factor * reconstruction + weighted_kl, "the reconstruction term in the total is"),
+            (reconstruction + factor * weighted_kl, "the KL term in the total is"),
+        ):
+            if _near(got, scaled, rtol=1e-5):
+                return [
+                    f"{what} {how} the number of images ({batch_size} here, len(images)): both terms are averages "
+                    "over the images already, so total = reconstruction + alpha · KL as they are."
+                ]
     return []
 
 

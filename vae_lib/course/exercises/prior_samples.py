@@ -288,15 +288,17 @@ def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error:
 
 def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> list[str]:
     """Return what is wrong with the latents a sampler decoded, else with its images: a sample repeated."""
+    first_decoding = _decoded_again(decoded, latents)
+    if first_decoding is not None:  # what else is wrong is in the first decoding's latents
+        return [
+            "the decoder ran twice, on the latents of the samples and then on as many others: were the images given "
+            "to the whole model, model(images), which encodes them, draws a new z with torch's global generator and "
+            "decodes that? Return the first decoding, model.decode(z).",
+            *_sample_hints(None, [first_decoding], latents),
+        ]
     hints = _prior_latent_hints(decoded, latents)
     if hints:
         return hints
-    if _decoded_again(decoded, latents):
-        return [
-            "the decoder ran twice, first on the generator's z and then on other latents: were the images given to "
-            "the whole model, model(images), which encodes them, draws a new z with torch's global generator and "
-            "decodes that? Return the first decoding, model.decode(z)."
-        ]
     decoded_latents = _latents_decoded(decoded, 2, latents.shape[1])
     normalised = "" if decoded_latents is None else _normalised_in_each_sample(decoded_latents)
     if normalised:
@@ -346,15 +348,16 @@ def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torc
     ]
 
 
-def _decoded_again(decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> bool:
-    """Return whether the decoder was given the generator's draws and then, in a later call, other latents of the
-    same shape: images decoded from z and passed through the whole model, which decodes a z of its own."""
-    return (
-        len(decoded) >= 2
-        and all(z.shape == latents.shape for z in decoded)
-        and _close(decoded[0].double(), latents)
-        and not _close(decoded[-1].double(), latents)
-    )
+def _decoded_again(decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> torch.Tensor | None:
+    """Return the first decoding's latents when the decoder was given, in one call or several, the samples' latents
+    and then exactly as many others (images decoded from z and passed through the whole model, which decodes a z of
+    its own), else None."""
+    count = len(latents)
+    every = _latents_decoded(decoded, count, latents.shape[1])
+    if every is None or len(every) != 2 * count:
+        return None
+    first, second = every[:count].double(), every[count:].double()
+    return None if _close(first, second) else first
 
 
 def _normalised_in_each_sample(rows: torch.Tensor) -> str:

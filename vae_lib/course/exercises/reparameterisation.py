@@ -416,6 +416,8 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
         "σ = exp(0.5 · log_var).": variances.log().abs().sqrt(),
         "ε is not scaled by σ = exp(0.5 · log_var).": torch.ones(3, dtype=torch.float64),
         "exp(-0.5 · log_var) is 1/σ: the sign in the exponent is wrong.": 1 / sigma,
+        "a σ below 1 comes out as 1/σ: is log_var's sign lost (its absolute value taken, or max(σ, 1/σ))? "
+        "σ = exp(0.5 · log_var).": torch.maximum(sigma, 1 / sigma),
         "σ is computed as softplus(log_var), which is not σ: log_var is log σ², so σ = exp(0.5 · log_var).": (
             torch.nn.functional.softplus(variances.log())
         ),
