@@ -876,14 +876,24 @@ def _rescaled_targets(model, optimizer, batch, alpha):
     return step_on_outputs(model, optimizer, (batch + 1) / 2, alpha, model(batch))
 
 
+def _halved_targets(model, optimizer, batch, alpha):
+    return step_on_outputs(model, optimizer, batch * 0.5, alpha, model(batch))
+
+
+def _pixel_value_targets(model, optimizer, batch, alpha):
+    return step_on_outputs(model, optimizer, (batch + 1) * 127.5, alpha, model(batch))
+
+
 @pytest.mark.parametrize(
     ("wrong", "phrase"),
     [
         (_one_image_at_a_time, "the model ran 16 times, on 1 of the batch's 16 images at a time"),
         (_rescaled_batch, "the model was given (batch + 1) / 2, images in [0, 1]"),
         (_rescaled_targets, "the reconstruction is compared with (batch + 1) / 2"),
+        (_halved_targets, "the reconstruction is compared with 0.5 · batch, where"),  # the generic hint before
+        (_pixel_value_targets, "the reconstruction is compared with 127.5 · batch + 127.5, where"),
     ],
-    ids=["a loop over the images", "a rescaled batch", "rescaled targets"],
+    ids=["a loop over the images", "a rescaled batch", "rescaled targets", "halved targets", "0-255 targets"],
 )
 def test_a_step_over_single_images_or_on_rescaled_images_is_named(small_train, wrong, phrase) -> None:
     # the generic hint on a loss that is not reconstruction + alpha · KL before

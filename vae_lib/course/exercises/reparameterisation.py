@@ -48,16 +48,23 @@ def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], 
 
 
 def _clamped_spread_hint(spread: torch.Tensor, sigma: torch.Tensor) -> str | None:
-    """Return a hint when z spreads as σ clamped to a bound (dimensions beyond it spread as the bound), else None."""
-    for bound, side, clamped in (
-        (spread.max(), "above", sigma.clamp(max=spread.max().item())),
-        (spread.min(), "below", sigma.clamp(min=spread.min().item())),
+    """Return a hint when z spreads as σ clamped to a bound or two (dimensions beyond one spread as it), else None."""
+    low, high = spread.min().item(), spread.max().item()
+    below_high, above_low = sigma < 0.97 * high, sigma > 1.03 * low
+    for bounds, clamped, kept in (
+        (f"≈ {high:.3g}: the dimensions whose σ lies above it", sigma.clamp(max=high), below_high),
+        (f"≈ {low:.3g}: the dimensions whose σ lies below it", sigma.clamp(min=low), above_low),
+        (
+            f"≈ {low:.3g} and {high:.3g}: the dimensions whose σ lies beyond them",
+            sigma.clamp(low, high),
+            below_high & above_low,
+        ),
     ):
-        if not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
+        # a clamp leaves some dimension its own σ: a spread the same in every dimension is not one
+        if kept.any() and not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
             return (
-                f"z spreads as σ clamped at ≈ {bound.item():.3g}: the dimensions whose σ lies {side} it spread as that "
-                "bound. Use σ = exp(0.5 · log_var) as it is: a clamp of σ, or of log_var at a value the encoder "
-                "reaches, changes the distribution z is drawn from."
+                f"z spreads as σ clamped at {bounds} spread as the bound. Use σ = exp(0.5 · log_var) as it is: a "
+                "clamp of σ, or of log_var at a value the encoder reaches, changes the distribution z is drawn from."
             )
     return None
 

@@ -493,21 +493,14 @@ class LossGradients:
 
 
 def _loss_gradients(
-    model: nn.Module,
-    batch: torch.Tensor,
-    alpha: float,
-    seed: int,
-    swapped: bool = False,
-    targets: torch.Tensor | None = None,
+    model: nn.Module, batch: torch.Tensor, alpha: float, seed: int, swapped: bool = False
 ) -> LossGradients:
     """Return the losses and each term's gradient for a copy of the model in training mode, with the noise of `seed`
-    (with `swapped`, those of the loss given log_var where it takes mean, and mean where it takes log_var; with
-    `targets`, those of the loss that compares the reconstruction with them instead of the batch)."""
+    (with `swapped`, those of the loss given log_var where it takes mean, and mean where it takes log_var)."""
     twin = copy.deepcopy(model).train().requires_grad_(True)
     with _seeded(seed):
         reconstruction, mean, log_var = twin(batch)
-    images = batch if targets is None else targets
-    losses = vae_loss(images, reconstruction, *((log_var, mean) if swapped else (mean, log_var)), alpha)
+    losses = vae_loss(batch, reconstruction, *((log_var, mean) if swapped else (mean, log_var)), alpha)
     parameters = list(twin.parameters())
 
     def gradient(loss: torch.Tensor) -> torch.Tensor:
@@ -538,20 +531,60 @@ OTHER_LOSS_HINT = (
 )
 
 
-RESCALED_TARGETS_HINT = (
-    "the reconstruction is compared with (batch + 1) / 2, images in [0, 1], where the decoder draws them in [-1, 1] "
-    "as the batch comes: compare it with the batch itself, vae_loss(batch, reconstruction, mean, log_var, alpha)."
-)
+def _targets_hint(scale: float, shift: float) -> str:
+    """Return the hint for a step whose reconstruction term compares with scale · batch + shift."""
+    if math.isclose(scale, 0.5, rel_tol=1e-2) and math.isclose(shift, 0.5, rel_tol=1e-2):
+        targets = "(batch + 1) / 2, images in [0, 1]"
+    else:
+        shifted = f" {'+' if shift >= 0 else '-'} {abs(shift):.4g}" if abs(shift) >= 1e-3 else ""
+        targets = f"{scale:.4g} · batch{shifted}"
+    return (
+        f"the reconstruction is compared with {targets}, where the decoder draws images in [-1, 1] as the batch "
+        "comes: compare it with the batch itself, vae_loss(batch, reconstruction, mean, log_var, alpha)."
+    )
 
 
-def _minimises_another_loss(
-    gradients: torch.Tensor, batch: torch.Tensor, alpha: float, **other: bool | torch.Tensor
-) -> bool:
-    """Return True when a probe's gradients are those of the loss _loss_gradients computes with `other` (mean and
-    log_var swapped, other targets), from the probes' fresh model and noise."""
+def _affine_targets(gradients: torch.Tensor, batch: torch.Tensor, alpha: float) -> tuple[float, float] | None:
+    """Return (a, b) when a probe's gradients are those of ½·mean((x̂ - (a · batch + b))²) + alpha · KL, the
+    reconstruction compared with rescaled images, with (a, b) not (1, 0); else None. That loss's gradient is
+    ∇½·mean(x̂²) - a · ∇mean(x̂ · batch) - b · ∇mean(x̂) + alpha · ∇KL, so a least-squares fit of the gradients on
+    those four, from the probes' fresh model and noise, gives a and b."""
+    model = copy.deepcopy(_fresh_training(PROBE_MODEL_SEED)[0]).train().requires_grad_(True)
+    with _seeded(PROBE_NOISE_SEED):
+        reconstruction, mean, log_var = model(batch)
+    parameters = list(model.parameters())
+
+    def gradient(loss: torch.Tensor) -> torch.Tensor:
+        parts = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(parameters, parts)])
+
+    kl = vae_loss(batch, reconstruction, mean, log_var, alpha)[2]
+    basis = torch.stack(
+        [
+            gradient(0.5 * reconstruction.pow(2).mean()),
+            -gradient((reconstruction * batch).mean()),
+            -gradient(reconstruction.mean()),
+            gradient(kl),
+        ],
+        dim=1,
+    ).double()
+    weights = torch.linalg.lstsq(basis, gradients.unsqueeze(1)).solution.squeeze(1)
+    if _relative_gap(basis @ weights, gradients) > 1e-3:
+        return None
+    square, scale, shift, kl_weight = weights.tolist()
+    if not (math.isclose(square, 1.0, rel_tol=1e-2) and math.isclose(kl_weight, alpha, rel_tol=1e-2)):
+        return None
+    if math.isclose(scale, 1.0, rel_tol=1e-2) and abs(shift) < 1e-2:
+        return None
+    return scale, shift
+
+
+def _minimises_the_swapped_loss(gradients: torch.Tensor, batch: torch.Tensor, alpha: float) -> bool:
+    """Return True when a probe's gradients are those of the loss given mean and log_var swapped, from the probes'
+    fresh model and noise."""
     model = _fresh_training(PROBE_MODEL_SEED)[0]
-    loss = _loss_gradients(model, batch, alpha, seed=PROBE_NOISE_SEED, **other)
-    return _relative_gap(gradients, loss.reconstruction + alpha * loss.kl) < 1e-2
+    swapped = _loss_gradients(model, batch, alpha, seed=PROBE_NOISE_SEED, swapped=True)
+    return _relative_gap(gradients, swapped.reconstruction + alpha * swapped.kl) < 1e-2
 
 
 def _rows_of(given: torch.Tensor, batch: torch.Tensor) -> bool:
@@ -586,11 +619,10 @@ def _other_loss_hint(probe: StepProbe, batch: torch.Tensor, alpha: float) -> str
             f"{given.max().item():.3g}, the batch's {batch.min().item():.3g} to {batch.max().item():.3g}): pass the "
             "batch unchanged, model(batch)."
         )
-    if _minimises_another_loss(probe.gradients[0], batch, alpha, swapped=True):
+    if _minimises_the_swapped_loss(probe.gradients[0], batch, alpha):
         return SWAPPED_OUTPUTS_HINT
-    if _minimises_another_loss(probe.gradients[0], batch, alpha, targets=(batch + 1) / 2):
-        return RESCALED_TARGETS_HINT
-    return OTHER_LOSS_HINT
+    targets = _affine_targets(probe.gradients[0], batch, alpha)
+    return OTHER_LOSS_HINT if targets is None else _targets_hint(*targets)
 
 
 def _relative_gap(got: torch.Tensor, expected: torch.Tensor) -> float:
