@@ -265,3 +265,24 @@ def test_probabilities_and_targets_swapped_in_binary_cross_entropy_are_named() -
         return loss.flatten(1).sum(1).mean()
 
     assert_fails_with(check_bernoulli_reconstruction(swapped), "binary_cross_entropy(input, target) takes the probabil")
+
+
+@pytest.mark.parametrize(("statistic", "name"), [("median", "median"), ("amax", "largest"), ("amin", "smallest")])
+def test_a_statistic_of_the_images_terms_other_than_their_mean_is_named(statistic, name) -> None:
+    # the expected and got terms alone before
+    def per_image_statistic(images, logits):
+        terms = F.binary_cross_entropy_with_logits(logits, (images + 1) / 2, reduction="none").flatten(1).sum(1)
+        return getattr(terms, statistic)()
+
+    result = check_bernoulli_reconstruction(per_image_statistic)
+    assert_fails_with(result, f"the {name} of the images' terms, where the term is their average over the images")
+
+
+def test_targets_right_only_where_pixels_are_black_or_white_are_told_so() -> None:
+    # squared targets leave a binarised image's 0 and 1 alone: the grey case's expected and got alone before
+    def squared_targets(images, logits):
+        targets = ((images + 1) / 2) ** 2
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1).sum(1).mean()
+
+    result = check_bernoulli_reconstruction(squared_targets)
+    assert_fails_with(result, "Case *three grey images*", "right on binarised images, wrong on grey ones")

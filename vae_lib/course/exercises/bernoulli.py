@@ -25,6 +25,7 @@ from vae_lib.course.exercises.checking import (
     _numbers,
     _probing,
     _result,
+    _with_hints,
 )
 
 BERNOULLI_WHY = "the loss minimised in training must carry its gradient back to the decoder's logits"
@@ -57,6 +58,7 @@ def check_bernoulli_reconstruction(
 
 def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
     """Yield a failure message for each case where the learner's term differs from the objective's, naming the part."""
+    binarised_right = False  # a binarised case came out right (the check stops at the first case that does not)
     for name, (images, logits) in bernoulli_cases().items():
         leaf = logits.clone().requires_grad_()
         grey = not bool(((images == 1) | (images == -1)).all())
@@ -64,10 +66,20 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
         yield _kind_failure(name, "the reconstruction term", returned, BERNOULLI_WHY)
         expected = reconstruction_loss(images, leaf, "bernoulli")
         diagnose = partial(_bernoulli_hints, _probing(bernoulli_reconstruction), images, logits, returned)
-        yield _compare(
+        failure = _compare(
             name, "the reconstruction term", returned, expected, _bernoulli_mistakes(images, logits), diagnose
         )
+        if failure and grey and binarised_right and "Looks like" not in failure:
+            failure = _with_hints(failure, [GREY_ONLY_HINT])
+        yield failure
+        binarised_right = binarised_right or not grey
         yield _gradient_failure(name, "the reconstruction term", returned, {"logits": leaf}, expected, diagnose)
+
+
+GREY_ONLY_HINT = (
+    "right on binarised images, wrong on grey ones: are the targets changed in a way that leaves 0 and 1 as they are "
+    "(squared, rounded, raised to a power)? A grey pixel's target lies in between, (images + 1) / 2 as it is."
+)
 
 
 def _bernoulli_error_hints(grey: bool, error: Exception) -> list[str]:
@@ -137,6 +149,14 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
         ),
         ("the sign: the term is −log p(x | z), a positive number of nats.", -summed.mean()),
         ("summed over images: average over the images of the batch.", summed.sum()),
+        *(
+            (f"the {statistic} of the images' terms, where the term is their average over the images, .mean().", value)
+            for statistic, value in (
+                ("median", summed.median()),
+                ("largest", summed.max()),
+                ("smallest", summed.min()),
+            )
+        ),
         (
             "probabilities passed as logits: the decoder's output is already a logit; "
             "binary_cross_entropy_with_logits applies the sigmoid itself.",
