@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vae_lib.course.exercises import check_sample_prior
 
@@ -241,10 +242,18 @@ def _standardised(model, count, g):
     return model.decode((latents - latents.mean(dim=0)) / latents.std(dim=0))
 
 
-@pytest.mark.parametrize("normalised", [_centred, _standardised], ids=["centred", "standardised"])
+def _unit_length_over_the_samples(model, count, g):
+    return model.decode(F.normalize(torch.randn(count, model.latent_dim, generator=g), dim=0))
+
+
+@pytest.mark.parametrize(
+    "normalised",
+    [_centred, _standardised, _unit_length_over_the_samples],
+    ids=["centred", "standardised", "unit length over the samples"],  # the last had no hint
+)
 def test_latents_centred_or_standardised_over_the_samples_fail_and_are_named(normalised) -> None:
     # their 2,000 draws look N(0, I), so they passed, judged as drawn another way
-    assert_fails_with(check_sample_prior(normalised), "z is centred or standardised over the samples")
+    assert_fails_with(check_sample_prior(normalised), "z is centred, standardised or normalised over the samples")
 
 
 def test_images_rescaled_to_zero_one_and_latents_rearranged_are_named() -> None:

@@ -191,6 +191,10 @@ def _standardised(mean, log_var):
     return mean + (noise - noise.mean(dim=0)) / noise.std(dim=0) * torch.exp(0.5 * log_var)
 
 
+def _unit_length_over_the_batch(mean, log_var):
+    return mean + F.normalize(torch.randn_like(mean), dim=0) * 141.4 * torch.exp(0.5 * log_var)
+
+
 def _batch_mean(mean, log_var):
     return mean.mean(dim=0) + torch.randn_like(mean) * torch.exp(0.5 * log_var)
 
@@ -200,10 +204,11 @@ def _batch_mean(mean, log_var):
     [
         (_antithetic, "the images' ε come in pairs ε, -ε"),
         (_half_repeated, "10000 of the 20000 images' ε repeat another image's"),
-        (_standardised, "ε has a mean of exactly 0, or a spread of exactly 1"),
+        (_standardised, "ε has a mean of exactly 0, a spread of exactly 1 or one length over the batch"),
+        (_unit_length_over_the_batch, "ε has a mean of exactly 0, a spread of exactly 1 or one length over the batch"),
         (_batch_mean, "each image's z depends on the means of every image in the batch"),
     ],
-    ids=["antithetic", "half repeated", "standardised", "batch mean"],
+    ids=["antithetic", "half repeated", "standardised", "unit length over the batch", "batch mean"],
 )
 def test_noise_or_means_shared_between_images_fail_and_are_named(wrong, phrase) -> None:
     # each passed: every image's ε looked N(0, I), and z.sum()'s gradient to the mean is 1 for a batch-averaged mean

@@ -669,8 +669,9 @@ def _mirrored_pairs(rows: torch.Tensor) -> list[tuple[int, int]]:
 
 
 def _normalised_over_samples(rows: torch.Tensor) -> bool:
-    """Return whether draws (one row each) were centred or standardised over the rows: in every column a mean of
-    exactly 0 or a standard deviation of exactly 1 (to float rounding), which independent draws never have."""
+    """Return whether draws (one row each) were centred, standardised or scaled to one length over the rows: in every
+    column a mean of exactly 0, a standard deviation of exactly 1 or the same length as every other column
+    (F.normalize(z, dim=0); to float rounding), which independent draws never have."""
     if len(rows) < 3:
         return False
     rows = rows.detach().double()
@@ -682,6 +683,7 @@ def _normalised_over_samples(rows: torch.Tensor) -> bool:
         (rows.mean(dim=0).abs() <= exactly * spread).all()
         or ((spread - 1).abs() <= exactly).all()
         or ((rows.std(dim=0, correction=0) - 1).abs() <= exactly).all()
+        or (rows.shape[1] > 1 and (rows.norm(dim=0) - rows.norm(dim=0)[0]).abs().max() <= exactly * rows.norm(dim=0)[0])
     )
 
 

@@ -319,9 +319,9 @@ def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torc
         ]
     if decoded_latents is not None and _normalised_over_samples(decoded_latents):
         return [
-            "z is centred or standardised over the samples (its mean is exactly 0, or its spread exactly 1, in every "
-            "dimension): draws from N(0, I) vary around 0 and 1, and normalising makes each sample depend on the "
-            "others. Decode the draws as they come."
+            "z is centred, standardised or normalised over the samples (its mean is exactly 0, its spread exactly 1, "
+            "or its length over the samples the same, in every dimension): draws from N(0, I) vary around 0 and 1, "
+            "and normalising makes each sample depend on the others. Decode the draws as they come."
         ]
     bound = None if decoded_latents is None else decoded_latents.abs().max()
     clipped = None if bound is None else latents.double().clamp(-bound.item(), bound.item())

@@ -487,9 +487,11 @@ def _dependent_images_failure(case: str, noise: torch.Tensor) -> str:
         )
     if _normalised_over_samples(noise):
         return _with_hints(
-            f"Case *{case}*: ε has a mean of exactly 0, or a spread of exactly 1, over the batch in every dimension.",
+            f"Case *{case}*: ε has a mean of exactly 0, a spread of exactly 1 or one length over the batch in every "
+            "dimension.",
             [
-                "ε is centred or standardised over the batch, which makes each image's noise depend on the others': "
+                "ε is centred, standardised or normalised over the batch, which makes each image's noise depend on the "
+                "others': "
                 "use randn_like(mean)'s draws as they come."
             ],
         )
