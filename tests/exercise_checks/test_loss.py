@@ -238,14 +238,21 @@ def test_a_term_summed_over_pixels_and_divided_by_the_batch_size_twice_is_told_b
     assert_fails_with(check_loss(both), "summed over pixels, and divided by the batch size twice")
 
 
-@pytest.mark.parametrize(("scale", "how"), [(1 / 3, "divided by"), (3, "multiplied by")])
+@pytest.mark.parametrize(
+    ("scale", "how"),
+    [
+        (1 / 3, "divided by the number of images (3 here, len(images))"),
+        (3, "multiplied by the number of images (3 here, len(images))"),
+        (1 / 2, "divided by the number of images less one (2 here, len(images) - 1)"),
+    ],
+)
 def test_a_total_scaled_by_the_number_of_images_is_named(scale, how) -> None:
     # the probes of the total use one image each, so the expected and got totals came alone
     def scaled_total(images, reconstruction, mean, log_var, alpha):
         total, recon, kl_term = loss(images, reconstruction, mean, log_var, alpha)
         return total * (scale if len(images) == 3 else 1), recon, kl_term
 
-    assert_fails_with(check_loss(scaled_total), f"the total is {how} the number of images (3 here, len(images))")
+    assert_fails_with(check_loss(scaled_total), f"the total is {how}")
 
 
 def test_a_reconstruction_term_multiplied_by_the_number_of_images_in_the_total_is_told_so() -> None:

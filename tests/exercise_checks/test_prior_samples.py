@@ -378,7 +378,7 @@ def test_images_passed_through_the_whole_model_again_are_named() -> None:
         return model(model.decode(z))[0]
 
     result = check_sample_prior(through_the_model)
-    assert_fails_with(result, "the decoder ran twice", "model(images)", "model.decode(z)")
+    assert_fails_with(result, "the whole model ran, model(images)", "model.decode(z)")
     assert "the generator is not used" not in result.details
 
 
@@ -416,8 +416,35 @@ def test_a_decoding_in_pieces_or_of_normalised_z_passed_through_the_whole_model_
         return model(_unit_length(model, count, generator))[0]
 
     result = check_sample_prior(pieces_through_the_model)
-    assert_fails_with(result, "the decoder ran twice")
+    assert_fails_with(result, "the whole model ran")
     assert "the generator is not used" not in result.details
     assert_fails_with(
-        check_sample_prior(normalised_through_the_model), "the decoder ran twice", "z is normalised in each sample"
+        check_sample_prior(normalised_through_the_model), "the whole model ran", "z is normalised in each sample"
     )
+
+
+def test_the_whole_model_run_per_sample_or_twice_over_is_named_and_the_samplers_own_z_judged() -> None:
+    # the model's own decodings interleaved with the sampler's were judged as the sampler's (antithetic pairs), and
+    # three decodings were told the generator was unused
+    def per_sample(model, count, generator):
+        z = torch.randn(count, model.latent_dim, generator=generator)
+        z = (z - z.mean(1, keepdim=True)) / z.std(1, keepdim=True)
+        return torch.cat([model(model.decode(z[i : i + 1]))[0] for i in range(count)])
+
+    def twice_over(model, count, generator):
+        return model(model(model.decode(torch.randn(count, model.latent_dim, generator=generator)))[0])[0]
+
+    result = check_sample_prior(per_sample)
+    assert_fails_with(result, "the whole model ran, model(images)", "z is normalised in each sample")
+    assert "antithetic" not in result.details
+    result = check_sample_prior(twice_over)
+    assert_fails_with(result, "the whole model ran, model(images)")
+    assert "the generator is not used" not in result.details
+
+
+def test_two_decodings_averaged_are_not_told_the_whole_model_ran() -> None:
+    def averaged(model, count, generator):
+        first, second = (torch.randn(count, model.latent_dim, generator=generator) for _ in range(2))
+        return (model.decode(first) + model.decode(second)) / 2
+
+    assert "the whole model ran" not in check_sample_prior(averaged).details

@@ -331,8 +331,18 @@ def test_noise_put_together_wrongly_or_drawn_outside_torch_is_named(wrong, phras
         (lambda log_var: torch.exp(torch.tensor(0.5)) * log_var, "z spreads as 1.6"),
         (lambda log_var: torch.exp(0.5 * log_var.abs()), "a σ below 1 comes out as 1/σ"),  # was told σ was clamped
         (lambda log_var: torch.exp(0.5 * log_var).clamp(0.6, 2.5), "σ clamped at ≈ 0.6 and 2.4"),
+        (lambda log_var: torch.exp(0.5 * log_var.clamp(-1, 1)), "σ clamped at ≈ 0.607 and 1.6"),  # no hint before
+        (lambda log_var: torch.sqrt(2 * torch.exp(0.5 * log_var)), "z spreads as σ to the power 0.5"),  # "clamped"
     ],
-    ids=["σ clamped above", "σ clamped below", "e^0.5 times log_var", "|log_var|", "σ clamped on both sides"],
+    ids=[
+        "σ clamped above",
+        "σ clamped below",
+        "e^0.5 times log_var",
+        "|log_var|",
+        "σ clamped on both sides",
+        "log_var clamped on both sides, every σ at a bound",
+        "a power law right at one σ",
+    ],
 )
 def test_a_clamped_sigma_or_a_multiple_of_the_log_variance_is_named(spread, phrase) -> None:
     # the spreads expected and got alone before

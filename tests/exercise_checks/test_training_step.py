@@ -909,3 +909,33 @@ def test_a_shuffled_batch_is_told_its_noise_differs_not_that_its_images_do(small
     result = check_training_step(shuffled, small_train.images, steps=3)
     assert_fails_with(result, "uses random numbers before model(batch) (a shuffle), a right formula fails here too")
     assert "other images than the batch" not in result.details
+
+
+def _targets_near_the_batch(model, optimizer, batch, alpha):
+    return step_on_outputs(model, optimizer, 0.99 * batch, alpha, model(batch))
+
+
+def _zero_targets(model, optimizer, batch, alpha):
+    return step_on_outputs(model, optimizer, torch.zeros_like(batch), alpha, model(batch))
+
+
+def _mean_output_added(model, optimizer, batch, alpha):
+    reconstruction, mean, log_var = model(batch)
+    total, recon, kl_term = vae_loss(batch, reconstruction, mean, log_var, alpha)
+    optimizer.zero_grad()
+    (total + 0.1 * reconstruction.mean()).backward()
+    optimizer.step()
+    return total.item(), recon.item(), kl_term.item()
+
+
+@pytest.mark.parametrize(
+    ("wrong", "phrase"),
+    [
+        (_targets_near_the_batch, "the reconstruction is compared with 0.99 · batch"),  # told the KL's weight was off
+        (_zero_targets, "the reconstruction is compared with a constant, 0, not with the batch"),  # "1.3e-07 · batch"
+        (_mean_output_added, "or a term in x̂, such as c · mean(x̂) or c · mean(x̂ · batch), is added to the loss"),
+    ],
+    ids=["0.99 · batch", "zeros", "a term in x̂ added"],
+)
+def test_targets_near_the_batch_or_constant_and_terms_in_the_output_added_are_named(small_train, wrong, phrase) -> None:
+    assert_fails_with(check_training_step(wrong, small_train.images, steps=3), phrase)

@@ -569,8 +569,8 @@ def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckRe
 
     Warnings the learner's code gives while the check runs it (torch's broadcasting warning of F.mse_loss on two
     shapes, std() over one value) become part of a failure's message, below the hint, instead of printing above it
-    out of order; after a pass they are shown as they would have been. The notebook's own warning filters decide,
-    as they would without the check, which are shown (those recorded here) and which raise (a failure then).
+    out of order; after a pass they are shown, the first from each line once. The notebook's own warning filters
+    decide which are recorded here (an ignored one is not) and which raise (a failed check then).
     """
     with warnings.catch_warnings(record=True) as caught:
         try:
@@ -582,8 +582,9 @@ def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckRe
                 raise
             # The stub, raised again with what to do and a traceback of three frames instead of the check's inside.
             raise NotImplementedError(
-                f"{exercise}: not written yet (your function still raises the stub's NotImplementedError). Replace "
-                "`raise NotImplementedError` in the exercise's cell above with your code, run that cell, then this one."
+                f"{exercise}: not written yet (your function raises a bare NotImplementedError, as the exercise's "
+                "stub does). Replace `raise NotImplementedError` in the exercise's cell above with your code, run that "
+                "cell, then this one."
             ) from None
     if failure:
         return CheckResult(exercise, False, failure + _warnings_note(caught))

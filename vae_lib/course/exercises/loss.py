@@ -416,7 +416,11 @@ def _total_scaled_by_the_batch_hint(
     if batch_size < 2 or not math.isfinite(got):
         return []
     reconstruction, weighted_kl = expected[1].item(), alpha * expected[2].item()
-    for factor, how in ((1 / batch_size, "divided by"), (batch_size, "multiplied by")):
+    for factor, how in (
+        (1 / batch_size, f"divided by the number of images ({batch_size} here, len(images))"),
+        (batch_size, f"multiplied by the number of images ({batch_size} here, len(images))"),
+        (1 / (batch_size - 1), f"divided by the number of images less one ({batch_size - 1} here, len(images) - 1)"),
+    ):
         for scaled, what in (
             (factor * (reconstruction + weighted_kl), "the total is"),
             (factor * reconstruction + weighted_kl, "the reconstruction term in the total is"),
@@ -424,8 +428,8 @@ def _total_scaled_by_the_batch_hint(
         ):
             if _near(got, scaled, rtol=1e-5):
                 return [
-                    f"{what} {how} the number of images ({batch_size} here, len(images)): both terms are averages "
-                    "over the images already, so total = reconstruction + alpha · KL as they are."
+                    f"{what} {how}: both terms are averages over the images already, so total = reconstruction + "
+                    "alpha · KL as they are."
                 ]
     return []
 

@@ -8,6 +8,7 @@ import copy
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -50,7 +51,7 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
         latents = torch.randn(count, latent_dim, generator=_used_generator(seed))
         with torch.no_grad():
             expected = model.decode(latents)
-        with _recording_latents(model) as decoded:
+        with _recording_sampler_latents(model) as (decoded, decoded_by_the_model):
             hints = partial(_sample_error_hints, decoded, latent_dim)
             got = _call(name, sample_prior, model, count, _used_generator(seed), hints=hints)
         converted = _converted_model_failure(name, model)
@@ -101,7 +102,7 @@ def _sample_failures(sample_prior: Callable) -> Iterator[str]:
                     expected.clamp(0, 1),
                 )
             )
-        hints = partial(_sample_hints, got, decoded, latents)
+        hints = partial(_sample_hints, got, decoded, latents, decoded_by_the_model)
         failure = _compare(name, "the images", got, expected, mistakes, hints)
         if failure and _drawn_from_the_prior_another_way(sample_prior, model, count, seed, decoded, got):
             failure = ""
@@ -210,6 +211,35 @@ def _judged_by_its_latents(
     )
 
 
+@contextmanager
+def _recording_sampler_latents(model: VAE) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """Record, in a block, the latents the model decodes at the sampler's call (model.decode) and, apart, those its
+    own forward passes decode (model(images): encode, draw z, decode)."""
+    decoded: list[torch.Tensor] = []
+    decoded_by_the_model: list[torch.Tensor] = []
+    depth = [0]  # how many of the model's forward passes are running
+
+    def enter(*_: object) -> None:
+        depth[0] += 1
+
+    def leave(*_: object) -> None:
+        depth[0] -= 1
+
+    def record(_: torch.nn.Module, inputs: tuple) -> None:
+        (decoded_by_the_model if depth[0] else decoded).append(inputs[0].detach().clone())
+
+    hooks = [
+        model.register_forward_pre_hook(enter),
+        model.register_forward_hook(leave, always_call=True),
+        model.from_latent.register_forward_pre_hook(record),
+    ]
+    try:
+        yield decoded, decoded_by_the_model
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def _latents_decoded(decoded: Sequence[torch.Tensor], count: int, latent_dim: int) -> torch.Tensor | None:
     """Return the latents a block decoded (_recording_latents), in one or several calls, as one tensor of
     `latent_dim` columns; None when they are fewer than `count` latents of `latent_dim` values. More than `count` is
@@ -286,15 +316,19 @@ def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error:
     ]
 
 
-def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> list[str]:
-    """Return what is wrong with the latents a sampler decoded, else with its images: a sample repeated."""
-    first_decoding = _decoded_again(decoded, latents)
-    if first_decoding is not None:  # what else is wrong is in the first decoding's latents
+def _sample_hints(
+    images: object,
+    decoded: Sequence[torch.Tensor],
+    latents: torch.Tensor,
+    decoded_by_the_model: Sequence[torch.Tensor] = (),
+) -> list[str]:
+    """Return what is wrong with the latents a sampler decoded itself, else with its images: a sample repeated. First,
+    whether it ran the whole model (`decoded_by_the_model`: the latents its forward passes decoded)."""
+    if decoded_by_the_model:  # what else is wrong is in the latents the sampler decoded itself
         return [
-            "the decoder ran twice, on the latents of the samples and then on as many others: were the images given "
-            "to the whole model, model(images), which encodes them, draws a new z with torch's global generator and "
-            "decodes that? Return the first decoding, model.decode(z).",
-            *_sample_hints(None, [first_decoding], latents),
+            "the whole model ran, model(images), which encodes its images, draws a new z with torch's global generator "
+            "and decodes that: return the images decoded from your z, model.decode(z).",
+            *_sample_hints(None, decoded, latents),
         ]
     hints = _prior_latent_hints(decoded, latents)
     if hints:
@@ -346,18 +380,6 @@ def _sample_hints(images: object, decoded: Sequence[torch.Tensor], latents: torc
         f"samples {first + 1} and {second + 1} are the same image: each sample decodes a z of its own, drawn with "
         "torch.randn(count, model.latent_dim, generator=generator)."
     ]
-
-
-def _decoded_again(decoded: Sequence[torch.Tensor], latents: torch.Tensor) -> torch.Tensor | None:
-    """Return the first decoding's latents when the decoder was given, in one call or several, the samples' latents
-    and then exactly as many others (images decoded from z and passed through the whole model, which decodes a z of
-    its own), else None."""
-    count = len(latents)
-    every = _latents_decoded(decoded, count, latents.shape[1])
-    if every is None or len(every) != 2 * count:
-        return None
-    first, second = every[:count].double(), every[count:].double()
-    return None if _close(first, second) else first
 
 
 def _normalised_in_each_sample(rows: torch.Tensor) -> str:

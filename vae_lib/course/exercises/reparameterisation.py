@@ -50,18 +50,17 @@ def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], 
 def _clamped_spread_hint(spread: torch.Tensor, sigma: torch.Tensor) -> str | None:
     """Return a hint when z spreads as σ clamped to a bound or two (dimensions beyond one spread as it), else None."""
     low, high = spread.min().item(), spread.max().item()
-    below_high, above_low = sigma < 0.97 * high, sigma > 1.03 * low
-    for bounds, clamped, kept in (
-        (f"≈ {high:.3g}: the dimensions whose σ lies above it", sigma.clamp(max=high), below_high),
-        (f"≈ {low:.3g}: the dimensions whose σ lies below it", sigma.clamp(min=low), above_low),
+    # a spread the same in every dimension is not a clamp: one bound leaves some dimension its own σ, two differ
+    for bounds, clamped, possible in (
+        (f"≈ {high:.3g}: the dimensions whose σ lies above it", sigma.clamp(max=high), (sigma < 0.97 * high).any()),
+        (f"≈ {low:.3g}: the dimensions whose σ lies below it", sigma.clamp(min=low), (sigma > 1.03 * low).any()),
         (
             f"≈ {low:.3g} and {high:.3g}: the dimensions whose σ lies beyond them",
             sigma.clamp(low, high),
-            below_high & above_low,
+            low < 0.97 * high,
         ),
     ):
-        # a clamp leaves some dimension its own σ: a spread the same in every dimension is not one
-        if kept.any() and not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
+        if possible and not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
             return (
                 f"z spreads as σ clamped at {bounds} spread as the bound. Use σ = exp(0.5 · log_var) as it is: a "
                 "clamp of σ, or of log_var at a value the encoder reaches, changes the distribution z is drawn from."
@@ -438,7 +437,6 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
     power, log_factor = torch.linalg.lstsq(
         torch.stack([sigma.log(), torch.ones_like(sigma)], dim=1), spread.log().unsqueeze(1)
     ).solution.squeeze(1)
-    hint = hint or _clamped_spread_hint(spread, sigma) or _log_variance_multiple_hint(spread, variances)
     if hint is None and torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=0.03):
         hint = (
             f"z spreads {ratio.mean().item():.3g} times σ: ε should have standard deviation 1 (torch.randn_like), "
@@ -452,6 +450,8 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
         )
     elif hint is None and torch.allclose(log_factor.exp() * sigma**power, spread, rtol=0.03):
         hint = f"z spreads as σ to the power {power.item():.2g}, not as σ: σ = exp(0.5 · log_var)."
+    # after the power law: on three dimensions a curve right at one σ can look clamped at the other two
+    hint = hint or _clamped_spread_hint(spread, sigma) or _log_variance_multiple_hint(spread, variances)
     message = f"Case *{case}*: z's standard deviation over the draws expected ≈ {_show(sigma)}, got {_show(spread)}."
     return _with_hints(message, [hint] if hint else [])
 

@@ -532,7 +532,15 @@ OTHER_LOSS_HINT = (
 
 
 def _targets_hint(scale: float, shift: float) -> str:
-    """Return the hint for a step whose reconstruction term compares with scale · batch + shift."""
+    """Return the hint for a step whose reconstruction term compares with scale · batch + shift (or that adds a term
+    linear in x̂ to the loss: its gradients are the same)."""
+    if abs(scale) < 1e-3:
+        return (
+            f"the reconstruction is compared with a constant, {shift if abs(shift) >= 1e-3 else 0:.4g}, not with the "
+            "batch (or a term such as "
+            "mean(x̂²) is added to the loss, which has the same gradients): compare it with the batch, "
+            "vae_loss(batch, reconstruction, mean, log_var, alpha)."
+        )
     if math.isclose(scale, 0.5, rel_tol=1e-2) and math.isclose(shift, 0.5, rel_tol=1e-2):
         targets = "(batch + 1) / 2, images in [0, 1]"
     else:
@@ -540,7 +548,8 @@ def _targets_hint(scale: float, shift: float) -> str:
         targets = f"{scale:.4g} · batch{shifted}"
     return (
         f"the reconstruction is compared with {targets}, where the decoder draws images in [-1, 1] as the batch "
-        "comes: compare it with the batch itself, vae_loss(batch, reconstruction, mean, log_var, alpha)."
+        "comes (or a term in x̂, such as c · mean(x̂) or c · mean(x̂ · batch), is added to the loss, which has the "
+        "same gradients): compare it with the batch itself, vae_loss(batch, reconstruction, mean, log_var, alpha)."
     )
 
 
@@ -574,7 +583,7 @@ def _affine_targets(gradients: torch.Tensor, batch: torch.Tensor, alpha: float) 
     square, scale, shift, kl_weight = weights.tolist()
     if not (math.isclose(square, 1.0, rel_tol=1e-2) and math.isclose(kl_weight, alpha, rel_tol=1e-2)):
         return None
-    if math.isclose(scale, 1.0, rel_tol=1e-2) and abs(shift) < 1e-2:
+    if abs(scale - 1) < 1e-3 and abs(shift) < 1e-3:  # the batch itself, to the fit's rounding
         return None
     return scale, shift
 
@@ -757,7 +766,10 @@ def _probe_failures(step: Callable, images: torch.Tensor, previous: object) -> I
         from_gradients=True,
         latent_dim=model.latent_dim,
     )
-    if _rescaled_gradients(recon_weights, kl_weights):
+    targets = _affine_targets(probes[0][2].gradients[0], first_batch, PROBE_ALPHAS[0]) if hints else None
+    if targets is not None:  # targets near the batch (0.99 · batch) give gradients near the two terms' span
+        hints = [_targets_hint(*targets)]
+    elif _rescaled_gradients(recon_weights, kl_weights):
         hints = [
             "the gradients point as those of reconstruction + alpha · KL do, but are scaled by "
             f"{_numbers(recon_weights)} at alpha = {_numbers(PROBE_ALPHAS)}, a factor not the same at the two: "
