@@ -578,7 +578,7 @@ def _result(exercise: str, failures: Iterator[str], passed_note: str) -> CheckRe
         except _LearnerError as error:
             failure = error.failure
         except NotImplementedError as error:
-            if str(error):  # not a bare one (_call makes a learner's others failures): let it through as it is
+            if str(error):  # not the stub's bare one (_call turns a learner's others into failures): as it is
                 raise
             # The stub, raised again with what to do and a traceback of three frames instead of the check's inside.
             raise NotImplementedError(

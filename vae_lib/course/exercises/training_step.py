@@ -502,14 +502,18 @@ def _loss_gradients(
         reconstruction, mean, log_var = twin(batch)
     losses = vae_loss(batch, reconstruction, *((log_var, mean) if swapped else (mean, log_var)), alpha)
     parameters = list(twin.parameters())
-
-    def gradient(loss: torch.Tensor) -> torch.Tensor:
-        parts = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
-        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(parameters, parts)])
-
     return LossGradients(
-        tuple(loss.detach() for loss in losses), gradient(losses[1]).double(), gradient(losses[2]).double()
+        tuple(loss.detach() for loss in losses),
+        _gradient(losses[1], parameters).double(),
+        _gradient(losses[2], parameters).double(),
     )
+
+
+def _gradient(loss: torch.Tensor, parameters: Sequence[nn.Parameter]) -> torch.Tensor:
+    """Return the loss's gradient with respect to the parameters as one vector (zeros where it does not reach), the
+    graph kept for the next."""
+    parts = torch.autograd.grad(loss, list(parameters), retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(parameters, parts)])
 
 
 # What the gradients a step used may be, when they are not the batch's two terms'.
@@ -537,9 +541,8 @@ def _targets_hint(scale: float, shift: float) -> str:
     if abs(scale) < 1e-3:
         return (
             f"the reconstruction is compared with a constant, {shift if abs(shift) >= 1e-3 else 0:.4g}, not with the "
-            "batch (or a term such as "
-            "mean(x̂²) is added to the loss, which has the same gradients): compare it with the batch, "
-            "vae_loss(batch, reconstruction, mean, log_var, alpha)."
+            "batch (or a term such as mean(x̂²) is added to the loss, which has the same gradients): compare it with "
+            "the batch, vae_loss(batch, reconstruction, mean, log_var, alpha)."
         )
     if math.isclose(scale, 0.5, rel_tol=1e-2) and math.isclose(shift, 0.5, rel_tol=1e-2):
         targets = "(batch + 1) / 2, images in [0, 1]"
@@ -562,18 +565,13 @@ def _affine_targets(gradients: torch.Tensor, batch: torch.Tensor, alpha: float) 
     with _seeded(PROBE_NOISE_SEED):
         reconstruction, mean, log_var = model(batch)
     parameters = list(model.parameters())
-
-    def gradient(loss: torch.Tensor) -> torch.Tensor:
-        parts = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
-        return torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for p, g in zip(parameters, parts)])
-
     kl = vae_loss(batch, reconstruction, mean, log_var, alpha)[2]
     basis = torch.stack(
         [
-            gradient(0.5 * reconstruction.pow(2).mean()),
-            -gradient((reconstruction * batch).mean()),
-            -gradient(reconstruction.mean()),
-            gradient(kl),
+            _gradient(0.5 * reconstruction.pow(2).mean(), parameters),
+            -_gradient((reconstruction * batch).mean(), parameters),
+            -_gradient(reconstruction.mean(), parameters),
+            _gradient(kl, parameters),
         ],
         dim=1,
     ).double()
