@@ -164,3 +164,30 @@ def test_other_measures_of_spread_and_a_part_of_the_images_are_named(wrong, phra
 def test_an_answer_that_never_changes_is_told_so_rather_than_that_it_ignores_a_scale() -> None:
     result = check_active_units(lambda means, threshold: torch.zeros(means.shape[1], dtype=torch.bool))
     assert_fails_with(result, "your answer is the same at every threshold")
+
+
+@pytest.mark.parametrize(
+    "scaled",
+    [
+        lambda means, threshold: 1.2 * means.var(dim=0) > threshold,
+        lambda means, threshold: means.diff(dim=0).var(dim=0) > threshold,
+        lambda means, threshold: ((means[:, None] - means[None]) ** 2).mean(dim=(0, 1)) > threshold,
+    ],
+    ids=["variance × 1.2", "variance of neighbours' differences", "pairs without their ½"],
+)
+def test_a_variance_scaled_up_is_caught_near_the_threshold_and_named(scaled) -> None:
+    # each passed: the cases' variances lay 4 times or more from their thresholds
+    assert_fails_with(check_active_units(scaled), "Case *the same means, threshold 0.1*", "is the variance scaled up")
+
+
+@pytest.mark.parametrize(
+    "subset",
+    [
+        lambda means, threshold: means[::2].var(dim=0) > threshold,
+        lambda means, threshold: means[100:].var(0) > threshold,
+    ],
+    ids=["every other image", "all but the first 100"],
+)
+def test_images_left_out_are_caught_and_named(subset) -> None:
+    # each passed: a subset's variances lay as far from the thresholds as the whole's
+    assert_fails_with(check_active_units(subset), "Case *one image far from the others", "are some images left out")

@@ -275,7 +275,7 @@ def test_a_statistic_of_the_images_terms_other_than_their_mean_is_named(statisti
         return getattr(terms, statistic)()
 
     result = check_bernoulli_reconstruction(per_image_statistic)
-    assert_fails_with(result, f"the {name} of the images' terms, where the term is their average over the images")
+    assert_fails_with(result, f"which is also the {name} of their terms: the term is their average over the images")
 
 
 def test_targets_right_only_where_pixels_are_black_or_white_are_told_so() -> None:
@@ -286,3 +286,26 @@ def test_targets_right_only_where_pixels_are_black_or_white_are_told_so() -> Non
 
     result = check_bernoulli_reconstruction(squared_targets)
     assert_fails_with(result, "Case *three grey images*", "right on binarised images, wrong on grey ones")
+
+
+@pytest.mark.parametrize(
+    "unstable",
+    [
+        lambda x, logits: (torch.log1p(torch.exp(logits)) - logits * (x + 1) / 2).flatten(1).sum(1).mean(),
+        lambda x, logits: F.binary_cross_entropy(torch.sigmoid(logits), (x + 1) / 2, reduction="sum") / len(x),
+    ],
+    ids=["log1p(exp(l))", "binary_cross_entropy of a sigmoid"],
+)
+def test_a_term_that_is_exact_only_for_moderate_logits_fails_where_they_are_large(unstable) -> None:
+    # both passed: no case had logits beyond ±12
+    result = check_bernoulli_reconstruction(unstable)
+    assert_fails_with(result, "Case *two binarised images, logits of ±30 and ±100*", "right for moderate logits")
+
+
+def test_one_images_term_is_named_as_one_image_and_as_the_statistic_it_also_is() -> None:
+    # the first image's term alone was told it was the largest of the images' terms, which it happens to be
+    def first_image(images, logits):
+        return F.binary_cross_entropy_with_logits(logits[0], (images[0] + 1) / 2, reduction="sum")
+
+    result = check_bernoulli_reconstruction(first_image)
+    assert_fails_with(result, "the term of image 1 of 4 alone, which is also the largest of their terms")

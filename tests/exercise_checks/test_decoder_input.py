@@ -43,7 +43,10 @@ def test_a_decoder_input_written_another_way_passes(right) -> None:
         (lambda z, y, classes: F.one_hot(y, classes).float(), "z is left out"),
         (lambda z, y, classes: torch.cat([F.one_hot(y, classes).float(), z], dim=1), "the label comes first"),
         (lambda z, y, classes: torch.cat([z, F.one_hot(y.float(), classes)], dim=1), "do not turn them into floats"),
-        (lambda z, y, classes: torch.cat([z, F.one_hot(y, classes - 1).float()], dim=1), "needs 10, one per class"),
+        (
+            lambda z, y, classes: torch.cat([z, F.one_hot(y, classes - 1).float()], dim=1),
+            "and the one-hot label's 10, one per class",
+        ),
         (lambda z, y, classes: torch.cat([z, F.one_hot(y, 3).float()], dim=1), "narrower than the labels"),
         (lambda z, y, classes: decoder_input(z.detach(), y, classes), "carries no gradient"),
         (lambda z, y, classes: decoder_input(z, (y + 1) % classes, classes), "each 1 sits one place after its label"),
@@ -158,4 +161,13 @@ def test_a_one_hot_one_class_too_wide_is_told_its_width_not_that_values_follow_i
     # a hint for z appended twice first took any row that begins with z and the one-hot label: one_hot(labels,
     # classes + 1) begins so too, and was told "then 1 values more"
     result = check_decoder_input(lambda z, labels, classes: torch.cat([z, F.one_hot(labels, classes + 1).float()], 1))
-    assert_fails_with(result, "each row has 13 values: z's 2 and 11 more, where the one-hot label needs 10")
+    assert_fails_with(result, "each row has 13 values: z's 2 and 11 more, where it needs 12")
+
+
+def test_a_latent_size_written_in_is_not_told_the_row_begins_with_z() -> None:
+    # z[:, :2] on the 8-D case was told "z's 8 and 4 more"
+    result = check_decoder_input(
+        lambda z, labels, classes: torch.cat([z[:, :2], F.one_hot(labels, classes).float()], 1)
+    )
+    assert_fails_with(result, "values, where it needs 18: z's 8 values (every one: is a latent size written in?)")
+    assert "z's 8 and" not in result.details

@@ -19,7 +19,27 @@ from vae_lib.course.exercises.checking import (
     _probing,
     _result,
     _show,
+    _with_hints,
 )
+
+NEAR_THRESHOLD_CASE = "the same means, threshold 0.1"
+ONE_IMAGE_CASE = "one image far from the others in the first dimension, threshold 0.1"
+# What an answer that passed the cases before these gets wrong in them: the first dimension each case's hint names.
+CASE_HINTS = {
+    NEAR_THRESHOLD_CASE: (
+        1,
+        "the second dimension, whose variance over the images (0.09) lies just below the threshold (0.1), is marked "
+        "active: is the variance scaled up (twice it, as the variance of the differences between neighbouring images "
+        "or a mean over pairs of images without its ½, gives)? Compare the variance itself, means.var(dim=0) > "
+        "threshold.",
+    ),
+    ONE_IMAGE_CASE: (
+        0,
+        "the first dimension, which only the second image moves (10, where every other image's is 0: a variance of "
+        "0.2), is not marked active: are some images left out (a slice such as means[::2] or means[100:])? Take the "
+        "variance over every image.",
+    ),
+}
 
 
 def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
@@ -29,7 +49,10 @@ def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
     means are 3 times as far apart: the largest variance is 9, not 1 (so variances divided by it or by their sum
     differ), and one variance, 0.0225, lies just above the threshold (so rounded variances differ). In the fourth,
     the last dimension is 0.5 in every image, whose variance is exactly 0 however it is summed, and the threshold is
-    0: that dimension is not active, so variance >= threshold differs from variance > threshold.
+    0: that dimension is not active, so variance >= threshold differs from variance > threshold. In the fifth, the
+    second dimension's variance, 0.09, lies just below the threshold, 0.1, so a variance 1.12 times too large or more
+    (of the differences between images, or of pairs without their ½) differs. In the sixth, one dimension varies only
+    through the second image, 10 where the others are 0 (variance 0.2): an answer that leaves images out differs.
     """
     generator = torch.Generator().manual_seed(0)
     spreads = torch.tensor([1.0, 0.3, 0.05, 0.02, 0.003, 0.0])
@@ -45,7 +68,20 @@ def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
             torch.cat([latent_means[:, :-1], torch.full((500, 1), 0.5)], 1),
             0.0,
         ),
+        NEAR_THRESHOLD_CASE: (latent_means, 0.1),
+        ONE_IMAGE_CASE: (
+            torch.cat([torch.zeros(500, 1).index_fill(0, torch.tensor([1]), 10.0), latent_means[:, 1:]], 1),
+            0.1,
+        ),
     }
+
+
+def _differs_at(got: object, expected: torch.Tensor, dimension: int) -> bool:
+    """Return whether an answer of the right shape marks `dimension` otherwise than `expected` does."""
+    values = _as_tensor(got)
+    return (
+        values is not None and values.shape == expected.shape and bool(values[dimension]) != bool(expected[dimension])
+    )
 
 
 def check_active_units(active_units: Callable[[torch.Tensor, float], torch.Tensor]) -> CheckResult:
@@ -77,7 +113,7 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
             ("this is how many dimensions are active: return one True/False per dimension.", expected.sum()),
         ]
         diagnose = partial(_active_unit_hints, _probing(active_units), latent_means, threshold)
-        yield _compare(
+        failure = _compare(
             name,
             "the active dimensions",
             got,
@@ -85,6 +121,10 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
             [(hint, wrong.double()) for hint, wrong in mistakes],
             diagnose,
         )
+        dimension, hint = CASE_HINTS.get(name, (None, ""))
+        if failure and hint and _differs_at(got, expected, dimension):  # the cases before passed: this one's hint
+            failure = _with_hints(failure.split("\nLooks like:")[0], [hint])
+        yield failure
 
 
 # Thresholds each named mistake is confirmed at: an answer that agrees with a mistake at the case's threshold alone

@@ -41,7 +41,20 @@ def bernoulli_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         "four binarised images": (binary, torch.randn(4, 1, 28, 28, generator=generator) * 2),
         "three grey images": (grey, torch.randn(3, 1, 28, 28, generator=generator)),
         "one image": (binary[:1], torch.randn(1, 1, 28, 28, generator=generator) * 3),
+        LARGE_LOGITS_CASE: (binary[1:3], _large_logits(generator)),
     }
+
+
+# A case whose logits are as large as a trained decoder's can be (±30 and ±100), where a sigmoid rounds to 0 or 1 in
+# float32 and exp overflows: only a term computed from the logits stays exact there.
+LARGE_LOGITS_CASE = "two binarised images, logits of ±30 and ±100"
+
+
+def _large_logits(generator: torch.Generator) -> torch.Tensor:
+    """Return 2 × 1 × 28 × 28 logits of random sign, each 30 or 100 in size."""
+    signs = torch.randint(0, 2, (2, 1, 28, 28), generator=generator) * 2 - 1
+    sizes = torch.where(torch.rand(2, 1, 28, 28, generator=generator) < 0.5, 30.0, 100.0)
+    return signs * sizes
 
 
 def check_bernoulli_reconstruction(
@@ -71,15 +84,44 @@ def _bernoulli_failures(bernoulli_reconstruction: Callable) -> Iterator[str]:
         )
         if failure and grey and binarised_right and "Looks like" not in failure:
             failure = _with_hints(failure, [GREY_ONLY_HINT])
+        if failure and name == LARGE_LOGITS_CASE:  # the moderate cases passed: what fails here is the numerics
+            failure = _with_hints(failure.split("\nLooks like:")[0], [LARGE_LOGITS_HINT])
         yield failure
         binarised_right = binarised_right or not grey
         yield _gradient_failure(name, "the reconstruction term", returned, {"logits": leaf}, expected, diagnose)
 
 
+LARGE_LOGITS_HINT = (
+    "right for moderate logits, wrong where they are large: there a sigmoid rounds to 0 or 1 in float32 (log of 0, or "
+    "binary_cross_entropy's clamp at 100 nats) and exp overflows (log1p(exp(l)) is inf above 88). "
+    "binary_cross_entropy_with_logits(logits, (images + 1) / 2), or softplus(logits) - targets · logits, stays exact, "
+    "given the logits as they are (not clamped)."
+)
 GREY_ONLY_HINT = (
     "right on binarised images, wrong on grey ones: are the targets changed in a way that leaves 0 and 1 as they are "
     "(squared, rounded, raised to a power)? A grey pixel's target lies in between, (images + 1) / 2 as it is."
 )
+
+
+def _one_image_mistakes(summed: torch.Tensor) -> list[Mistake]:
+    """Return, for each image of a case, its term alone taken for the batch's, named with the statistic of the
+    images' terms it also is (the median, largest or smallest): which of the two the code computes, one case
+    cannot tell."""
+    if len(summed) < 2:
+        return []
+    statistics = {"median": summed.median(), "largest": summed.max(), "smallest": summed.min()}
+    mistakes = []
+    for index, term in enumerate(summed):
+        alike = [name for name, value in statistics.items() if torch.equal(value, term)]
+        also = f", which is also the {' and the '.join(alike)} of their terms" if alike else ""
+        mistakes.append(
+            (
+                f"the term of image {index + 1} of {len(summed)} alone{also}: the term is their average over the "
+                "images, .mean().",
+                term,
+            )
+        )
+    return mistakes
 
 
 def _bernoulli_error_hints(grey: bool, error: Exception) -> list[str]:
@@ -149,14 +191,7 @@ def _bernoulli_mistakes(images: torch.Tensor, logits: torch.Tensor) -> list[Mist
         ),
         ("the sign: the term is −log p(x | z), a positive number of nats.", -summed.mean()),
         ("summed over images: average over the images of the batch.", summed.sum()),
-        *(
-            (f"the {statistic} of the images' terms, where the term is their average over the images, .mean().", value)
-            for statistic, value in (
-                ("median", summed.median()),
-                ("largest", summed.max()),
-                ("smallest", summed.min()),
-            )
-        ),
+        *_one_image_mistakes(summed),
         (
             "probabilities passed as logits: the decoder's output is already a logit; "
             "binary_cross_entropy_with_logits applies the sigmoid itself.",
@@ -267,6 +302,6 @@ def _bernoulli_hints(
         )
     one = _as_number(bernoulli_reconstruction(images[:1], logits[:1]))
     twice = _as_number(bernoulli_reconstruction(images[:1].repeat(2, 1, 1, 1), logits[:1].repeat(2, 1, 1, 1)))
-    if _near(twice, 2 * one) and not _near(one, 0):
+    if math.isfinite(one) and _near(twice, 2 * one) and not _near(one, 0):
         hints.append("summed over images: the same image twice should cost what it costs once (average over images).")
     return hints

@@ -147,9 +147,12 @@ def _decoder_layout_hints(got: torch.Tensor, latents: torch.Tensor, labels: torc
             "torch.cat([latents, one_hot], dim=1)."
         ]
     if got.shape[1] != latent_dim + classes:
+        starts_with_z = len(got) == len(latents) and _close(got.detach()[:, :latent_dim].double(), latents.double())
+        parts = f": z's {latent_dim} and {got.shape[1] - latent_dim} more" if starts_with_z else ""
         return [
-            f"each row has {got.shape[1]} values: z's {latent_dim} and {got.shape[1] - latent_dim} more, where the "
-            f"one-hot label needs {classes}, one per class: one_hot(labels, classes)."
+            f"each row has {got.shape[1]} values{parts}, where it needs {latent_dim + classes}: z's {latent_dim} "
+            f"values (every one: is a latent size written in?) and the one-hot label's {classes}, one per class, "
+            "one_hot(labels, classes)."
         ]
     label_part = got.detach()[:, latent_dim:].double()
     if len(got) != len(latents) or not _close(got.detach()[:, :latent_dim].double(), latents.double()):
