@@ -50,7 +50,7 @@ def active_unit_cases() -> dict[str, tuple[torch.Tensor, float]]:
     differ), and one variance, 0.0225, lies just above the threshold (so rounded variances differ). In the fourth,
     the last dimension is 0.5 in every image, whose variance is exactly 0 however it is summed, and the threshold is
     0: that dimension is not active, so variance >= threshold differs from variance > threshold. In the fifth, the
-    second dimension's variance, 0.09, lies just below the threshold, 0.1, so a variance 1.12 times too large or more
+    second dimension's variance, 0.09, lies just below the threshold, 0.1, so a variance more than 1.11 times too large
     (of the differences between images, or of pairs without their ½) differs. In the sixth, one dimension varies only
     through the second image, 10 where the others are 0 (variance 0.2): an answer that leaves images out differs.
     """
