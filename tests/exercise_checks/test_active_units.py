@@ -25,7 +25,10 @@ def test_active_dimensions_is_the_variance_of_the_means_over_images() -> None:
     [
         (lambda means, threshold=0.01: means.mean(dim=0) > threshold, "the mean is used instead of the variance"),
         (lambda means, threshold=0.01: means.mean(dim=0).abs() > threshold, "|mean of μ over the images|"),
-        (lambda means, threshold=0.01: means.std(dim=0) > threshold, "the standard deviation is used"),
+        (
+            lambda means, threshold=0.01: means.std(dim=0) > threshold,
+            "the standard deviation is compared with the threshold",
+        ),
         (lambda means, threshold=0.01: means.var(dim=1) > threshold, "the variance is taken over dimensions"),
         (lambda means, threshold=0.01: means.var(dim=0) > 0.01, "the threshold argument is ignored"),
         (lambda means, threshold=0.01: means.var(dim=0), "one True/False per dimension"),
@@ -191,3 +194,9 @@ def test_a_variance_scaled_up_is_caught_near_the_threshold_and_named(scaled) -> 
 def test_images_left_out_are_caught_and_named(subset) -> None:
     # each passed: a subset's variances lay as far from the thresholds as the whole's
     assert_fails_with(check_active_units(subset), "Case *one image far from the others", "are some images left out")
+
+
+def test_the_variance_against_the_threshold_squared_is_named_with_the_standard_deviation() -> None:
+    # told only that the standard deviation was used, which this code does not compute
+    result = check_active_units(lambda means, threshold: means.var(dim=0) > threshold**2)
+    assert_fails_with(result, "(or the variance with the threshold squared)")

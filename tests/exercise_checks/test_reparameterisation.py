@@ -333,6 +333,12 @@ def test_noise_put_together_wrongly_or_drawn_outside_torch_is_named(wrong, phras
         (lambda log_var: torch.exp(0.5 * log_var).clamp(0.6, 2.5), "σ clamped at ≈ 0.6 and 2.4"),
         (lambda log_var: torch.exp(0.5 * log_var.clamp(-1, 1)), "σ clamped at ≈ 0.607 and 1.6"),  # no hint before
         (lambda log_var: torch.sqrt(2 * torch.exp(0.5 * log_var)), "z spreads as σ to the power 0.5"),  # "clamped"
+        (lambda log_var: torch.exp(0.5 * log_var) + 0.1, "z spreads as if 0.1 were added to σ:"),  # "power 0.91"
+        (lambda log_var: torch.exp(0.5 * log_var).clamp(min=0.6), "σ clamped at ≈ 0.6: the dimensions"),  # "0.89"
+        (  # told only that σ was clamped at 0.592
+            lambda log_var: torch.sqrt(torch.exp(log_var) + 0.1),
+            "the dimensions whose σ lies below it spread as the bound, or as if 0.1 were added to the variance σ²",
+        ),
     ],
     ids=[
         "σ clamped above",
@@ -342,6 +348,9 @@ def test_noise_put_together_wrongly_or_drawn_outside_torch_is_named(wrong, phras
         "σ clamped on both sides",
         "log_var clamped on both sides, every σ at a bound",
         "a power law right at one σ",
+        "σ + 0.1",
+        "σ clamped below at 0.6",
+        "√(σ² + 0.1)",
     ],
 )
 def test_a_clamped_sigma_or_a_multiple_of_the_log_variance_is_named(spread, phrase) -> None:

@@ -144,7 +144,8 @@ MISTAKES: list[tuple[str, Callable[[torch.Tensor, float], torch.Tensor]]] = [
         lambda means, threshold: means.mean(dim=0).abs() > threshold,
     ),
     (
-        "the standard deviation is used instead of the variance.",
+        "the standard deviation is compared with the threshold (or the variance with the threshold squared): compare "
+        "the variance itself with the threshold, means.var(dim=0) > threshold.",
         lambda means, threshold: means.var(dim=0).sqrt() > threshold,
     ),
     (

@@ -47,25 +47,62 @@ def check_reparameterise(reparameterise: Callable[[torch.Tensor, torch.Tensor], 
     return _result("reparameterisation", _reparameterise_failures(reparameterise), "z = μ + σ·ε, with gradients.")
 
 
-def _clamped_spread_hint(spread: torch.Tensor, sigma: torch.Tensor) -> str | None:
-    """Return a hint when z spreads as σ clamped to a bound or two (dimensions beyond one spread as it), else None."""
+CLAMP_WHY = (
+    "Use σ = exp(0.5 · log_var) as it is: a clamp of σ, or of log_var at a value the encoder reaches, changes the "
+    "distribution z is drawn from."
+)
+
+
+def _clamped_spread_hint(spread: torch.Tensor, sigma: torch.Tensor, two_sided: bool = False) -> str | None:
+    """Return a hint when z spreads as σ clamped to one bound (or, with `two_sided`, to two), the dimensions beyond it
+    spreading as the bound; else None. A small constant added to σ or σ² fits as well as a clamp from below on these
+    three dimensions, so that hint names both."""
     low, high = spread.min().item(), spread.max().item()
     # a spread the same in every dimension is not a clamp: one bound leaves some dimension its own σ, two differ
-    for bounds, clamped, possible in (
-        (f"≈ {high:.3g}: the dimensions whose σ lies above it", sigma.clamp(max=high), (sigma < 0.97 * high).any()),
-        (f"≈ {low:.3g}: the dimensions whose σ lies below it", sigma.clamp(min=low), (sigma > 1.03 * low).any()),
-        (
-            f"≈ {low:.3g} and {high:.3g}: the dimensions whose σ lies beyond them",
-            sigma.clamp(low, high),
-            low < 0.97 * high,
-        ),
-    ):
-        if possible and not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
-            return (
-                f"z spreads as σ clamped at {bounds} spread as the bound. Use σ = exp(0.5 · log_var) as it is: a "
-                "clamp of σ, or of log_var at a value the encoder reaches, changes the distribution z is drawn from."
+    bounds = (
+        [
+            (
+                f"≈ {low:.3g} and {high:.3g}: the dimensions whose σ lies beyond them",
+                sigma.clamp(low, high),
+                low < 0.97 * high,
             )
+        ]
+        if two_sided
+        else [
+            (f"≈ {high:.3g}: the dimensions whose σ lies above it", sigma.clamp(max=high), (sigma < 0.97 * high).any()),
+            (f"≈ {low:.3g}: the dimensions whose σ lies below it", sigma.clamp(min=low), (sigma > 1.03 * low).any()),
+        ]
+    )
+    added = _added_to_sigma(spread, sigma)
+    for where, clamped, possible in bounds:
+        if possible and not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
+            also = f", or as if {added} (a small number added for safety)" if added else ""
+            return f"z spreads as σ clamped at {where} spread as the bound{also}. {CLAMP_WHY}"
     return None
+
+
+def _added_to_sigma(spread: torch.Tensor, sigma: torch.Tensor) -> str:
+    """Return 'c were added to σ' (or to the variance σ²) when z spreads as σ + c or √(σ² + c) for a constant c,
+    read from the dimension of the smallest σ, where the draws measure it best; else ''."""
+    smallest = sigma.argmin()
+    for what, added, spread_of in (
+        ("σ", spread[smallest] - sigma[smallest], lambda c: sigma + c),
+        ("the variance σ²", spread[smallest] ** 2 - sigma[smallest] ** 2, lambda c: (sigma**2 + c).clamp_min(0).sqrt()),
+    ):
+        if abs(added.item()) > 1e-3 and torch.allclose(spread, spread_of(added), rtol=0.03):
+            return f"{added.item():.3g} were added to {what}"
+    return ""
+
+
+def _added_to_sigma_hint(spread: torch.Tensor, sigma: torch.Tensor) -> str | None:
+    """Return a hint when z spreads as σ + c or as √(σ² + c) for a constant c and as no clamp, else None."""
+    added = _added_to_sigma(spread, sigma)
+    if not added or _clamped_spread_hint(spread, sigma):
+        return None
+    return (
+        f"z spreads as if {added}: σ = exp(0.5 · log_var) needs nothing added (exp is positive already), and ε is "
+        "scaled by σ alone."
+    )
 
 
 def _log_variance_multiple_hint(spread: torch.Tensor, variances: torch.Tensor) -> str | None:
@@ -437,6 +474,7 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
     power, log_factor = torch.linalg.lstsq(
         torch.stack([sigma.log(), torch.ones_like(sigma)], dim=1), spread.log().unsqueeze(1)
     ).solution.squeeze(1)
+    hint = hint or _added_to_sigma_hint(spread, sigma) or _clamped_spread_hint(spread, sigma)
     if hint is None and torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=0.03):
         hint = (
             f"z spreads {ratio.mean().item():.3g} times σ: ε should have standard deviation 1 (torch.randn_like), "
@@ -451,7 +489,7 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
     elif hint is None and torch.allclose(log_factor.exp() * sigma**power, spread, rtol=0.03):
         hint = f"z spreads as σ to the power {power.item():.2g}, not as σ: σ = exp(0.5 · log_var)."
     # after the power law: on three dimensions a curve right at one σ can look clamped at the other two
-    hint = hint or _clamped_spread_hint(spread, sigma) or _log_variance_multiple_hint(spread, variances)
+    hint = hint or _clamped_spread_hint(spread, sigma, two_sided=True) or _log_variance_multiple_hint(spread, variances)
     message = f"Case *{case}*: z's standard deviation over the draws expected ≈ {_show(sigma)}, got {_show(spread)}."
     return _with_hints(message, [hint] if hint else [])
 
