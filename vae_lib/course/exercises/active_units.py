@@ -19,7 +19,7 @@ from vae_lib.course.exercises.checking import (
     _probing,
     _result,
     _show,
-    _with_hints,
+    _with_hints_instead,
 )
 
 NEAR_THRESHOLD_CASE = "the same means, threshold 0.1"
@@ -123,7 +123,7 @@ def _active_unit_failures(active_units: Callable) -> Iterator[str]:
         )
         dimension, hint = CASE_HINTS.get(name, (None, ""))
         if failure and hint and _differs_at(got, expected, dimension):  # the cases before passed: this one's hint
-            failure = _with_hints(failure.split("\nLooks like:")[0], [hint])
+            failure = _with_hints_instead(failure, [hint])
         yield failure
 
 

@@ -114,6 +114,12 @@ def _with_hints(message: str, hints: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _with_hints_instead(failure: str, hints: Sequence[str]) -> str:
+    """Return a failure message (_with_hints') with its hints replaced by these: a case that names its mistake
+    better than the general probes do."""
+    return _with_hints(failure.split("\nLooks like:")[0], hints)
+
+
 class _LearnerError(Exception):
     """The learner's function raised: carries the failure message that names the case, the exception and a hint."""
 
@@ -680,11 +686,12 @@ def _normalised_over_samples(rows: torch.Tensor) -> bool:
     if not (spread > 0).all():  # a column the same in every row (zeros, one value repeated) is no normalisation
         return False
     exactly = 1e-5
+    lengths = rows.norm(dim=0)
     return bool(
         (rows.mean(dim=0).abs() <= exactly * spread).all()
         or ((spread - 1).abs() <= exactly).all()
         or ((rows.std(dim=0, correction=0) - 1).abs() <= exactly).all()
-        or (rows.shape[1] > 1 and (rows.norm(dim=0) - rows.norm(dim=0)[0]).abs().max() <= exactly * rows.norm(dim=0)[0])
+        or (rows.shape[1] > 1 and (lengths - lengths[0]).abs().max() <= exactly * lengths[0])
     )
 
 

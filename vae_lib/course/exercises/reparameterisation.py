@@ -53,10 +53,12 @@ CLAMP_WHY = (
 )
 
 
-def _clamped_spread_hint(spread: torch.Tensor, sigma: torch.Tensor, two_sided: bool = False) -> str | None:
+def _clamped_spread_hint(
+    spread: torch.Tensor, sigma: torch.Tensor, two_sided: bool = False, added: str = ""
+) -> str | None:
     """Return a hint when z spreads as σ clamped to one bound (or, with `two_sided`, to two), the dimensions beyond it
-    spreading as the bound; else None. A small constant added to σ or σ² fits as well as a clamp from below on these
-    three dimensions, so that hint names both."""
+    spreading as the bound; else None. A small constant added to σ or σ² (`added`, _added_to_sigma's) can fit as well
+    as a clamp from below on these three dimensions, so the hint then names both."""
     low, high = spread.min().item(), spread.max().item()
     # a spread the same in every dimension is not a clamp: one bound leaves some dimension its own σ, two differ
     bounds = (
@@ -73,7 +75,6 @@ def _clamped_spread_hint(spread: torch.Tensor, sigma: torch.Tensor, two_sided: b
             (f"≈ {low:.3g}: the dimensions whose σ lies below it", sigma.clamp(min=low), (sigma > 1.03 * low).any()),
         ]
     )
-    added = _added_to_sigma(spread, sigma)
     for where, clamped, possible in bounds:
         if possible and not torch.allclose(spread, sigma, rtol=0.03) and torch.allclose(spread, clamped, rtol=0.03):
             also = f", or as if {added} (a small number added for safety)" if added else ""
@@ -94,10 +95,9 @@ def _added_to_sigma(spread: torch.Tensor, sigma: torch.Tensor) -> str:
     return ""
 
 
-def _added_to_sigma_hint(spread: torch.Tensor, sigma: torch.Tensor) -> str | None:
-    """Return a hint when z spreads as σ + c or as √(σ² + c) for a constant c and as no clamp, else None."""
-    added = _added_to_sigma(spread, sigma)
-    if not added or _clamped_spread_hint(spread, sigma):
+def _added_to_sigma_hint(added: str) -> str | None:
+    """Return the hint for z spreading as σ + c or as √(σ² + c) (`added`, _added_to_sigma's), else None."""
+    if not added:
         return None
     return (
         f"z spreads as if {added}: σ = exp(0.5 · log_var) needs nothing added (exp is positive already), and ε is "
@@ -474,7 +474,8 @@ def _spread_failure(case: str, spread: torch.Tensor, variances: torch.Tensor, re
     power, log_factor = torch.linalg.lstsq(
         torch.stack([sigma.log(), torch.ones_like(sigma)], dim=1), spread.log().unsqueeze(1)
     ).solution.squeeze(1)
-    hint = hint or _added_to_sigma_hint(spread, sigma) or _clamped_spread_hint(spread, sigma)
+    added = _added_to_sigma(spread, sigma)
+    hint = hint or _clamped_spread_hint(spread, sigma, added=added) or _added_to_sigma_hint(added)
     if hint is None and torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=0.03):
         hint = (
             f"z spreads {ratio.mean().item():.3g} times σ: ε should have standard deviation 1 (torch.randn_like), "

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache, partial
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -306,40 +307,33 @@ def _is_numpy_number(value: object) -> bool:
 @contextmanager
 def _recording_grad_mode(model: nn.Module) -> Iterator[list[bool]]:
     """Record, for each forward pass of the model in a block, whether gradients were on (off under torch.no_grad())."""
-    with _recording_forward_passes(model, torch.is_grad_enabled) as grad_modes:
+    with _recording_forward_passes(model, lambda _: torch.is_grad_enabled()) as grad_modes:
         yield grad_modes
 
 
+# What a recorder of the model's forward passes keeps of each (whether gradients were on, the images given).
+PassRecord = TypeVar("PassRecord")
+
+
 @contextmanager
-def _recording_forward_passes(model: nn.Module, state: Callable[[], bool]) -> Iterator[list[bool]]:
-    """Record state() at each forward pass of the model in a block."""
-    states: list[bool] = []
-    hook = model.register_forward_pre_hook(lambda *_: states.append(state()))
+def _recording_forward_passes(model: nn.Module, state: Callable[[tuple], PassRecord]) -> Iterator[list[PassRecord]]:
+    """Record state(arguments) at each forward pass of the model in a block, given the pass's arguments."""
+    states: list[PassRecord] = []
+    hook = model.register_forward_pre_hook(lambda _, arguments: states.append(state(arguments)))
     try:
         yield states
     finally:
         hook.remove()
 
 
-@contextmanager
-def _recording_model_inputs(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Record the images each forward pass of the model in a block is given (its first argument)."""
-    inputs: list[torch.Tensor] = []
-
-    def record(_: nn.Module, arguments: tuple) -> None:
-        if arguments and isinstance(arguments[0], torch.Tensor):
-            inputs.append(arguments[0].detach().clone())
-
-    hook = model.register_forward_pre_hook(record)
-    try:
-        yield inputs
-    finally:
-        hook.remove()
-
-
-def _autocast_on() -> bool:
+def _autocast_on(_: tuple) -> bool:
     """Return whether torch.autocast is on for the CPU (a forward pass in bf16 or float16)."""
     return torch.is_autocast_enabled("cpu")
+
+
+def _given_images(arguments: tuple) -> torch.Tensor | None:
+    """Return a copy of the images a forward pass is given (its first argument), or None when it is not a tensor."""
+    return arguments[0].detach().clone() if arguments and isinstance(arguments[0], torch.Tensor) else None
 
 
 def _step_error_hints(grad_modes: Sequence[bool], model: nn.Module, error: Exception) -> list[str]:
@@ -463,7 +457,7 @@ def _probe_step(
             _seeded(seed),
             _recording_grad_mode(model) as grad_modes,
             _recording_forward_passes(model, _autocast_on) as autocast,
-            _recording_model_inputs(model) as model_inputs,
+            _recording_forward_passes(model, _given_images) as model_inputs,
         ):
             hints = partial(_step_error_hints, grad_modes, model)
             returned = _call(case, step, model, optimizer, batch, alpha, hints=hints)
@@ -479,7 +473,7 @@ def _probe_step(
         any(autocast),
         _weight_dtypes(model),
         bool(_flat_gradients(model).abs().max() > 0),
-        model_inputs,
+        [images for images in model_inputs if images is not None],
     )
 
 
