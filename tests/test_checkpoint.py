@@ -261,3 +261,19 @@ def test_continuing_applies_the_resumable_settings_and_refuses_the_others_by_nam
         continued_config(checkpoint, replace(config, learning_rate=5e-3))
     with pytest.raises(CheckpointError, match=r"belongs to another model \(latent_dim: 2 vs 8\): choose"):
         continued_config(checkpoint, replace(config, latent_dim=8, learning_rate=5e-3))
+
+
+def test_a_damaged_checkpoint_beside_kept_epochs_names_them_and_a_folder_in_its_place_is_named(
+    trained: Trainer, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    whole = trained.run_folder.checkpoint.read_bytes()
+    (run / "epoch_001.pt").write_bytes(whole)
+    (run / "checkpoint.pt").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    with pytest.raises(CheckpointError, match=r"keeps epoch_001.pt: to go on from the last, copy .*epoch_001.pt to"):
+        read_checkpoint(run / "checkpoint.pt")
+    (run / "checkpoint.pt").unlink()
+    (run / "checkpoint.pt").mkdir()
+    with pytest.raises(CheckpointError, match="a folder where a checkpoint file belongs: move it out of the way"):
+        read_checkpoint(run / "checkpoint.pt")

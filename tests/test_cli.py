@@ -11,6 +11,7 @@ import torch
 from vae_lib import History, TrainConfig, load_model, read_checkpoint
 from vae_lib.core.checkpoint import save_checkpoint
 from vae_lib.core.run_folder import RunFolder
+from vae_lib.core.settings import REPO_ROOT
 from vae_lib.tools import cli
 from vae_lib.tools.cli import build_parser, main
 
@@ -596,3 +597,38 @@ def test_train_counts_one_epoch_in_the_singular(tmp_path, capsys) -> None:
     assert " for 1 epoch on cpu in fp32 " in capsys.readouterr().out
     assert main(run) == 0
     assert capsys.readouterr().out.rstrip().endswith("already has 1 epoch (asked for 1); nothing to do")
+
+
+def test_a_model_too_large_for_the_memory_ends_in_an_error_line(monkeypatch, capsys) -> None:
+    def too_large(*args, **options):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 5017600000000 bytes. Error code 12 (Cannot allocate memory)"
+        )
+
+    monkeypatch.setattr(cli, "open_run", too_large)  # as --latent-dim 100000000 fails while building the model
+    assert main(["train", "--latent-dim", "100000000", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err == (
+        "error: not enough memory ([enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 5017600000000 bytes. Error code 12 (Cannot allocate memory)): choose a "
+        "smaller model or batch\n"
+    )
+    monkeypatch.setattr(cli, "open_run", lambda *args, **options: (_ for _ in ()).throw(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # any other RuntimeError is not dressed up as a user's error
+        main(["train", "--epochs", "1"])
+
+
+def test_output_cut_short_by_its_reader_ends_quietly() -> None:
+    code = (
+        "import sys\n"
+        "from vae_lib.tools import cli\n"
+        "cli._student_notebooks = lambda args: [print(line) for line in range(10**6)]\n"
+        "sys.exit(cli.main(['student-notebooks']))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT
+    )
+    assert process.stdout.readline() == "0\n"
+    process.stdout.close()  # as `| head -1` does
+    assert process.wait(timeout=60) == 0
+    assert process.stderr.read() == ""  # it printed "error: [Errno 32] Broken pipe" and exited 2

@@ -1,5 +1,6 @@
 import gzip
 import io
+import math
 import os
 import pickle
 import re
@@ -353,9 +354,30 @@ def test_float_images_in_0_1_or_0_255_are_refused_not_read_as_minus_1_1() -> Non
     ):
         to_pixels(images * 255)  # drawn with every background at grey 128 before
     assert to_pixels(images * 2 - 1).max() == 255
+    from vae_lib.pictures.viz import plot_reconstructions
+
+    with pytest.raises(ValueError, match=r"no pixel below 0 \(values in \[0, 1\]\): images in \[0, 1\]\?"):
+        plot_reconstructions(images, {"same": images})  # drawn grey on grey before: ink 255, background 128
+    assert to_pixels(images).min() == 128  # a model's decodings may lie in [0, 1] (an untrained one's do): drawn
+
+
+def test_nan_or_infinite_images_are_refused_when_drawn_not_drawn_black() -> None:
+    for bad in (math.nan, math.inf):
+        images = torch.full((2, 1, 28, 28), -1.0)
+        images[1, 0, 3, 3] = bad
+        with pytest.raises(ValueError, match="images to draw contain NaN or infinite values"):
+            to_pixels(images)
 
 
 @pytest.mark.parametrize("shape, channels", [((28, 28), 1), ((3, 28, 28), 3)])
 def test_one_image_without_a_batch_dimension_is_told_to_add_one(shape: tuple, channels: int) -> None:
     with pytest.raises(ValueError, match=rf"got {re.escape(str(shape))}; that is one image: give a batch of them"):
         to_model_input(torch.zeros(shape, dtype=torch.uint8), channels)  # it was told to resize or crop to 28 x 28
+
+
+def test_an_empty_data_or_outputs_variable_means_the_repository_s_folders(monkeypatch) -> None:
+    from vae_lib.core.settings import REPO_ROOT, outputs_dir
+
+    monkeypatch.setenv("VAE_DATA_DIR", "")  # `export VAE_DATA_DIR=` was read as the current folder
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", "")
+    assert (data_dir(), outputs_dir()) == (REPO_ROOT / "data", REPO_ROOT / "outputs")

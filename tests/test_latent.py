@@ -52,3 +52,15 @@ def test_a_traversal_of_a_dimension_the_space_lacks_is_refused() -> None:
         traversal_images(model, torch.zeros(2), 5, [0.0, 1.0])
     with pytest.raises(ValueError, match="has 2 dimensions, got latents of 8 numbers"):
         traversal_images(model, torch.zeros(8), 0, [0.0, 1.0])  # the 8-D model's base given to the 2-D model
+
+
+def test_an_interpolation_between_latents_of_other_sizes_or_with_too_few_steps_is_refused() -> None:
+    from vae_lib.core.latent import interpolation_latents
+
+    with pytest.raises(ValueError, match=r"two latents of one size.*got shapes \(2,\) and \(1,\)"):
+        interpolation_latents(torch.tensor([1.0, 2.0]), torch.tensor([0.0]))  # was broadcast into 10 latents
+    for steps in (-1, 0, 1, 2.5, True):
+        with pytest.raises(ValueError, match="steps must be a whole number of at least 2"):
+            interpolation_latents(torch.zeros(2), torch.ones(2), steps)
+    line = interpolation_latents(np.array([0.0, 1.0]), [2.0, 3.0], 3)  # NumPy and lists are taken
+    assert torch.equal(line, torch.tensor([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]))

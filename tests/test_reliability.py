@@ -403,3 +403,56 @@ def test_a_hook_that_draws_random_numbers_leaves_a_resumed_run_equal_to_an_unint
         hooks=[_DrawsRandomNumbers()],
     ).fit(1)
     _assert_same_state(read_checkpoint(tmp_path / "straight"), read_checkpoint(tmp_path / "halves"))
+
+
+def test_a_trainer_whose_folder_another_trainer_saved_to_since_is_refused_and_the_later_run_kept(
+    tmp_path, small_train, small_test
+) -> None:
+    data = {"train_data": small_train, "test_data": small_test, "device": "cpu", "progress": False}
+    first = open_run(TINY, tmp_path, **data)
+    first.fit(1)
+    second = open_run(TINY, tmp_path, **data)  # a notebook cell run twice: a second trainer of the same folder
+    first.fit(2)
+    saved = RunFolder(tmp_path).checkpoint.read_bytes()
+    with pytest.raises(
+        CheckpointError, match=r"written by another trainer or process since this trainer \(at epoch 1\)"
+    ):
+        second.fit(1)
+    assert RunFolder(tmp_path).checkpoint.read_bytes() == saved and read_checkpoint(tmp_path)["epoch"] == 3
+    first.fit(1)  # the trainer that wrote it goes on
+    assert read_checkpoint(tmp_path)["epoch"] == 4
+    stale = _trainer(tmp_path / "fresh", small_train, small_test)  # made while the folder was empty
+    writer = _trainer(tmp_path / "fresh", small_train, small_test)
+    writer.fit(1)
+    with pytest.raises(CheckpointError, match="written by another trainer or process"):
+        stale.fit(1)
+    assert read_checkpoint(tmp_path / "fresh")["epoch"] == 1
+    RunFolder(tmp_path / "fresh").checkpoint.unlink()
+    with pytest.raises(CheckpointError, match=r"has been removed since this trainer \(at epoch 1\)"):
+        writer.fit(1)
+    resumed = Trainer.resume(RunFolder(tmp_path).checkpoint, **data)  # what the message advises
+    resumed.fit(1)
+    assert read_checkpoint(tmp_path)["epoch"] == 5
+
+
+def test_only_the_run_s_own_temporary_files_are_removed_and_a_folder_as_the_lock_is_named(tmp_path) -> None:
+    run_folder = RunFolder(tmp_path)
+    run_folder.snapshots.mkdir()
+    mine = [tmp_path / "thesis_draft.partial", run_folder.snapshots / "figure.partial"]
+    leftovers = [tmp_path / ".checkpoint.pt.k2j4x_.partial", run_folder.snapshots / ".step_0000004.npz.x1.partial"]
+    for path in mine + leftovers:
+        path.write_text("x")
+    with RunLock(run_folder):
+        pass
+    assert all(path.exists() for path in mine) and not any(path.exists() for path in leftovers)
+    run_folder.lock.mkdir()
+    with (
+        pytest.raises(CheckpointError, match=r"run.lock is a folder, where the run's lock file belongs"),
+        RunLock(run_folder),
+    ):
+        pass
+    assert run_folder.lock.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "run.lock",
+        "snapshots",
+        "thesis_draft.partial",
+    ]

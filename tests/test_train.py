@@ -369,8 +369,9 @@ def test_a_trainer_on_the_cpu_keeps_freed_memory(small_train, small_test, monkey
         (lambda images: to_model_input(images)[:, 0], "got torch.float32 \\(8, 28, 28\\): pass your images through"),
         (lambda images: to_model_input(images).index_fill(0, torch.tensor([3]), math.nan), "NaN or infinite values"),
         (lambda images: to_model_input(images) * 255, "float images must lie in \\[-1, 1\\]"),
+        (lambda images: to_model_input(images)[:0], "an empty batch \\(0 images\\): give it at least one image"),
     ],
-    ids=["uint8", "no channel axis", "nan", "0-255 floats"],
+    ids=["uint8", "no channel axis", "nan", "0-255 floats", "empty"],
 )
 def test_train_step_refuses_a_batch_that_is_not_model_input_before_the_weights_change(
     small_train, make_bad, message: str
@@ -417,3 +418,56 @@ def test_a_tensor_for_the_data_or_one_hook_for_the_list_is_named(small_train) ->
         Trainer(config, train_data=small_train.images, device="cpu", progress=False)  # "no attribute 'subset'" before
     with pytest.raises(TypeError, match=r"^hooks is a list of hooks, got a TrainingHook: pass hooks=\[hook\]$"):
         Trainer(config, train_data=small_train, hooks=TrainingHook(), device="cpu", progress=False)
+
+
+def test_train_step_trains_a_float64_or_float16_batch_as_float32(small_train) -> None:
+    from vae_lib.core.train import train_step
+
+    images = to_model_input(small_train.images[:8])
+    losses = {}
+    for dtype in (torch.float32, torch.float64, torch.float16):
+        torch.manual_seed(0)
+        model = TrainConfig(widths=(4, 8, 8, 8)).build_model()
+        torch.manual_seed(1)  # the same z draws
+        losses[dtype] = train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), images.to(dtype), 1e-3)
+    assert torch.equal(torch.stack(losses[torch.float64]), torch.stack(losses[torch.float32]))  # it raised before
+    assert torch.allclose(torch.stack(losses[torch.float16]), torch.stack(losses[torch.float32]), rtol=1e-2)
+
+
+def test_an_optimizer_over_another_model_s_parameters_is_refused_before_it_trains_nothing(
+    small_train, small_test, tmp_path
+) -> None:
+    from vae_lib import VAE
+    from vae_lib.core.optimizer import Adam
+    from vae_lib.core.train import train_step
+
+    config = TrainConfig(widths=(4, 8, 8, 8), batch_size=64)
+    model, other = config.build_model(), config.build_model()
+    data = {"train_data": small_train, "test_data": small_test, "progress": False, "run_dir": tmp_path}
+    with pytest.raises(ValueError, match=r"updates 34 tensors, 34 of them not this model's parameters.*Adam\(model"):
+        Trainer(config, model=model, optimizer=Adam(other.parameters(), lr=1e-3), **data)
+    with pytest.raises(ValueError, match="not this model's parameters"):  # model= left out: built from the config
+        Trainer(config, optimizer=Adam(model.parameters(), lr=1e-3), **data)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match="not this model's parameters"):
+        train_step(
+            model,
+            torch.optim.SGD(VAE(widths=(4, 8, 8, 8)).parameters(), lr=1.0),
+            to_model_input(small_train.images[:8]),
+            1e-3,
+        )
+    assert all(torch.equal(tensor, before[name]) for name, tensor in model.state_dict().items())
+    encoder_only = Adam(model.encoder.parameters(), lr=1e-3)  # some of its parameters: a learner freezing the rest
+    trainer = Trainer(config, model=model, optimizer=encoder_only, **data)
+    trainer.fit(1)
+    assert torch.equal(trainer.model.decoder[0][0].weight, before["decoder.0.0.weight"])
+    assert not torch.equal(trainer.model.encoder[0][0].weight, before["encoder.0.0.weight"])
+
+
+def test_an_empty_test_set_is_refused_before_an_epoch_is_trained(small_train, small_test) -> None:
+    from vae_lib.core.data import ImageDataset
+
+    empty = ImageDataset(small_test.images[:0], small_test.labels[:0], small_test.class_names, small_test.name)
+    with pytest.raises(ValueError, match="test_data holds no images: every epoch ends with a test pass"):
+        Trainer(CONFIG, train_data=small_train, test_data=empty, progress=False)

@@ -115,12 +115,13 @@ def read_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         folder = RunFolder(path)
         kept = folder.kept_epochs() if path.is_dir() else []
-        advice = (
-            f"it holds no {folder.checkpoint.name}, but the kept epochs {', '.join(p.name for p in kept)}: "
-            "pass one of them"
-            if kept
-            else _advice(path, "train a model first (python -m vae_lib train ...) or check the path")
-        )
+        if kept:
+            names = ", ".join(p.name for p in kept)
+            advice = f"it holds no {folder.checkpoint.name}, but the kept epochs {names}: pass one of them"
+        elif path.is_dir() and path.suffix == ".pt":
+            advice = "that is a folder where a checkpoint file belongs: move it out of the way (or rename it)"
+        else:
+            advice = _advice(path, "train a model first (python -m vae_lib train ...) or check the path")
         raise CheckpointError(f"no checkpoint at {path}: {advice}")
     if path.stat().st_size == 0:
         advice = _advice(path, "delete it and retrain, or use another checkpoint")
@@ -185,8 +186,17 @@ def tracked_file_advice(path: Path) -> str | None:
 
 
 def _advice(path: Path, otherwise: str) -> str:
-    """Return what to do about a checkpoint that cannot be used: restore it if it was shipped, else `otherwise`."""
-    return tracked_file_advice(path) or otherwise
+    """Return what to do about a checkpoint that cannot be used: restore it if it was shipped, else `otherwise`, and
+    for a run folder's checkpoint.pt with kept epochs beside it, how to go on from the last of them."""
+    shipped = tracked_file_advice(path)
+    if shipped:
+        return shipped
+    folder = RunFolder(path.parent)
+    kept = folder.kept_epochs() if path.name == folder.checkpoint.name else []
+    if not kept:
+        return otherwise
+    names = ", ".join(p.name for p in kept)
+    return f"{otherwise}; the run folder keeps {names}: to go on from the last, copy {kept[-1]} to {path}"
 
 
 def check_intact(state: dict, path: Path) -> None:

@@ -153,6 +153,11 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
         images = images[:, 0]
     if images.dtype == torch.uint8:
         return images.numpy()
+    if images.numel() and not torch.isfinite(images).all():
+        raise ValueError(
+            "images to draw contain NaN or infinite values (decoded from NaN latents, or by a model whose training "
+            "diverged?): draw finite images"
+        )
     if images.numel() and images.max().item() > 1.0 + 1e-3:  # model images are tanh's [-1, 1]
         raise ValueError(
             f"float images to draw must lie in [-1, 1], got values up to {images.max().item():.4g}: pass uint8 "

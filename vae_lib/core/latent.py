@@ -124,8 +124,16 @@ def traversal_images(model: VAE, base: torch.Tensor, dim: int, values: Sequence[
 
 def interpolation_latents(start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """Return `steps` x latent_dim latents evenly spaced on the straight line from `start` to `end`, both included."""
+    start, end = torch.as_tensor(start).float(), torch.as_tensor(end).float()
+    if start.dim() != 1 or start.shape != end.shape:
+        raise ValueError(
+            f"start and end must be two latents of one size, each a row of latent_dim numbers, got shapes "
+            f"{tuple(start.shape)} and {tuple(end.shape)}: take both from one model, e.g. means[0] and means[1]"
+        )
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
+        raise ValueError(f"steps must be a whole number of at least 2 (both ends are included), got {steps!r}")
     weights = torch.linspace(0, 1, steps).view(-1, 1)
-    return (1 - weights) * start.float() + weights * end.float()
+    return (1 - weights) * start + weights * end
 
 
 def interpolation_images(model: VAE, start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> np.ndarray:

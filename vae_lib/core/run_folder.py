@@ -111,8 +111,19 @@ class RunFolder:
         return [path for path in named if path.exists()]
 
     def partial_files(self) -> list[Path]:
-        """Return the temporary files of writes that never completed (a process killed while saving)."""
-        return sorted([*self.path.glob(f"*{PARTIAL_SUFFIX}"), *self.snapshots.glob(f"*{PARTIAL_SUFFIX}")])
+        """Return the temporary files of writes that never completed (a process killed while saving): hidden files
+        ending in .partial, as files.replaced_atomically and RunLock name them; a visible one is the user's."""
+        pattern = f".*{PARTIAL_SUFFIX}"
+        return sorted([*self.path.glob(pattern), *self.snapshots.glob(pattern)])
+
+    def checkpoint_stamp(self) -> tuple[int, int, int] | None:
+        """Return what identifies the checkpoint file now on disk (inode, modification time in ns, size), or None
+        without one: every save replaces the file by a new one, so a stamp that changed means another save."""
+        try:
+            status = self.checkpoint.stat()
+        except FileNotFoundError:
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 def clear_run(run_dir: str | Path) -> Path:
@@ -164,6 +175,11 @@ class RunLock:
     def __enter__(self) -> RunLock:
         if self.run_folder.path.exists() and not self.run_folder.path.is_dir():
             raise CheckpointError(f"{self.run_folder.path} is a file, not a run folder: choose a folder for the run")
+        if self.run_folder.lock.is_dir():
+            raise CheckpointError(
+                f"{self.run_folder.lock} is a folder, where the run's lock file belongs: move it out of the run "
+                "folder, or choose another folder for the run"
+            )
         try:
             self.run_folder.path.mkdir(parents=True, exist_ok=True)
             while not self._create():

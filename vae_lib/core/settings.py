@@ -13,13 +13,13 @@ SMOKE_VARIABLE = "VAE_SMOKE"
 
 
 def data_dir() -> Path:
-    """Return the dataset folder: $VAE_DATA_DIR, else the repository's data/."""
-    return Path(os.environ.get("VAE_DATA_DIR", REPO_ROOT / "data"))
+    """Return the dataset folder: $VAE_DATA_DIR, else (unset or empty) the repository's data/."""
+    return Path(os.environ.get("VAE_DATA_DIR") or REPO_ROOT / "data")
 
 
 def outputs_dir() -> Path:
-    """Return the folder for checkpoints, figures and videos: $VAE_OUTPUTS_DIR, else outputs/."""
-    return Path(os.environ.get("VAE_OUTPUTS_DIR", REPO_ROOT / "outputs"))
+    """Return the folder for checkpoints, figures and videos: $VAE_OUTPUTS_DIR, else (unset or empty) outputs/."""
+    return Path(os.environ.get("VAE_OUTPUTS_DIR") or REPO_ROOT / "outputs")
 
 
 def smoke_mode() -> bool:

@@ -74,7 +74,8 @@ def train_step(
     """
     images, labels = as_batch(batch)
     if check_batch:
-        check_model_batch(model, images)
+        images = check_model_batch(model, images)
+        check_optimizer_fits(model, optimizer)
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
         output, mean, log_var = model(images, labels)  # encode, sample z = mean + sigma * eps, decode
     total, recon, kl = vae_loss(images, output.float(), mean.float(), log_var.float(), alpha, model.likelihood)
@@ -86,9 +87,10 @@ def train_step(
     return total.detach(), recon.detach(), kl.detach()
 
 
-def check_model_batch(model: LatentModel, images: torch.Tensor) -> None:
-    """Raise a ValueError unless images are a batch the model trains on: floating point, N x C x 28 x 28, finite
-    and in [-1, 1] (data.to_model_input makes one from uint8 images)."""
+def check_model_batch(model: LatentModel, images: torch.Tensor) -> torch.Tensor:
+    """Raise a ValueError unless images are a batch the model trains on: floating point, N x C x 28 x 28, at
+    least one image, finite and in [-1, 1] (data.to_model_input makes one from uint8 images); return it in the
+    model's float32 (a float64 or float16 batch is converted, as to_model_input converts it)."""
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.dim() != 4 or not images.is_floating_point():  # uint8 included
@@ -96,7 +98,25 @@ def check_model_batch(model: LatentModel, images: torch.Tensor) -> None:
             f"train_step takes model input, float N x {model.channels} x {IMAGE_SIZE} x {IMAGE_SIZE} in [-1, 1], got "
             f"{images.dtype} {tuple(images.shape)}: pass your images through vae_lib.core.data.to_model_input first"
         )
-    to_model_input(images, model.channels)  # checks the shape, NaN and the range, with messages that say what to do
+    if len(images) == 0:
+        raise ValueError("train_step got an empty batch (0 images): give it at least one image")
+    return to_model_input(
+        images, model.channels
+    )  # checks the shape, NaN and the range, with messages that say what to do
+
+
+def check_optimizer_fits(model: nn.Module, optimizer: Optimizer) -> None:
+    """Raise a ValueError unless the optimizer updates some of the model's parameters and nothing else: one made
+    over another model's (a model built again in a later cell) would train nothing, silently."""
+    trained = {id(parameter) for parameter in model.parameters()}
+    updated = [parameter for group in optimizer.param_groups for parameter in group["params"]]
+    if updated and all(id(parameter) in trained for parameter in updated):
+        return
+    raise ValueError(
+        f"the optimizer updates {len(updated)} tensors, {sum(id(p) not in trained for p in updated)} of them not "
+        "this model's parameters (was it made for another model, or before the model was built again?): make it "
+        "over this model's, Adam(model.parameters(), lr=...), and pass both together"
+    )
 
 
 class TrainingDivergedError(RuntimeError):
@@ -207,10 +227,13 @@ class Trainer:
         self.run_folder = RunFolder(run_dir) if run_dir is not None else None
         if self.run_folder is not None:
             refuse_saved_run(self.run_folder)  # Trainer.resume sets its folder after this
+        self._seen_checkpoint = self.run_folder.checkpoint_stamp() if self.run_folder is not None else None
         torch.manual_seed(config.seed)
         if model is not None:
             check_model_fits(model, config)
         self.model = place_model(model if model is not None else config.build_model(), self.device)
+        if optimizer is not None:
+            check_optimizer_fits(self.model, optimizer)  # with model= left out it cannot be this model's
         # vae_lib's Adam: torch.optim.Adam's update bit for bit, without torch.optim's import of the compiler
         self.optimizer = optimizer or Adam(self.model.parameters(), lr=config.learning_rate)
         self.weight_average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
@@ -231,16 +254,18 @@ class Trainer:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
         steps, label = epochs * self.steps_per_epoch, f"epochs {self.epoch + 1}-{self.epoch + epochs}"
-        with run_lock(self.run_folder), tqdm(total=steps, desc=label, disable=not self.progress) as bar:
-            with hooks_random_state(self.device):  # inside the lock: hooks may write into the run folder
-                for hook in self.hooks:
-                    hook.on_fit_start(self)
-            try:
-                for _ in range(epochs):
-                    self._train_epoch(bar)
-            except KeyboardInterrupt as interrupt:
-                self.load_state_dict(self._last_complete_state)
-                raise TrainingInterrupted(f"interrupted: {where_it_stands(self)}") from interrupt
+        with run_lock(self.run_folder):
+            self._refuse_a_checkpoint_written_by_another()
+            with tqdm(total=steps, desc=label, disable=not self.progress) as bar:
+                with hooks_random_state(self.device):  # inside the lock: hooks may write into the run folder
+                    for hook in self.hooks:
+                        hook.on_fit_start(self)
+                try:
+                    for _ in range(epochs):
+                        self._train_epoch(bar)
+                except KeyboardInterrupt as interrupt:
+                    self.load_state_dict(self._last_complete_state)
+                    raise TrainingInterrupted(f"interrupted: {where_it_stands(self)}") from interrupt
         return self.history
 
     def _train_epoch(self, bar: tqdm) -> None:
@@ -285,10 +310,26 @@ class Trainer:
             state = self.state_dict()
             if self.run_folder is not None:
                 save_epoch(state, self.run_folder, keep=self.epoch in config.keep_epochs)
+                self._seen_checkpoint = self.run_folder.checkpoint_stamp()
         self._last_complete_state = state  # only once saved: Ctrl-C during a save rolls back to what is on disk
         with hooks_random_state(self.device):  # after the save: Ctrl-C in a hook (a plot) keeps the finished epoch
             for hook in self.hooks:
                 hook.on_epoch_end(self)
+
+    def _refuse_a_checkpoint_written_by_another(self) -> None:
+        """Raise a CheckpointError if the run folder's checkpoint is not the one this trainer last read or wrote:
+        another trainer (a notebook cell run twice, another process) has saved there since, or it was removed, and
+        this trainer's older state would overwrite it."""
+        if self.run_folder is None or self.run_folder.checkpoint_stamp() == self._seen_checkpoint:
+            return
+        checkpoint = self.run_folder.checkpoint
+        now = "has been removed" if not checkpoint.exists() else "was written by another trainer or process"
+        raise CheckpointError(
+            f"{checkpoint} {now} since this trainer (at epoch {self.epoch}) last read or wrote it; training on would "
+            f"overwrite that run with this trainer's older state. Continue the run as it is saved with open_run "
+            f"(config, '{self.run_folder.path}') or Trainer.resume('{checkpoint}') (the train command does), or, "
+            "for a new run, choose another folder"
+        )
 
     def _record_steps(self, epoch_started: float) -> None:
         """Append a StepRecord: the mean train losses since the last one and a test estimate on a fixed subset."""
@@ -341,6 +382,7 @@ class Trainer:
         trainer = cls(config_of(state), **options)
         trainer.load_state_dict(state)
         trainer.run_folder = run_folder
+        trainer._seen_checkpoint = run_folder.checkpoint_stamp() if run_folder is not None else None
         return trainer
 
 
@@ -451,6 +493,8 @@ def training_data(
     train_data, test_data = _subset(train_data, config.train_subset), evaluation_data(config, test_data)
     if len(train_data) < config.batch_size:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train_data)} training images")
+    if len(test_data) == 0:
+        raise ValueError("test_data holds no images: every epoch ends with a test pass, so give it at least one")
     return replace(train_data, images=train_data.images.to(device), labels=train_data.labels.to(device)), test_data
 
 

@@ -9,6 +9,8 @@ Every setting has a working default; the command line only overrides.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import typing
 from dataclasses import fields, replace
@@ -522,6 +524,15 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
     settle.set_defaults(run=_settle_progress_bars)
 
 
+def _memory_shortage(error: BaseException) -> str | None:
+    """Return the first line of an allocation that failed (a MemoryError, or torch's "can't allocate memory" for a
+    model or batch too large for this machine, --latent-dim 100000000), or None for any other error."""
+    text = str(error).strip()
+    if isinstance(error, MemoryError) or "can't allocate memory" in text:
+        return text.splitlines()[0] if text else type(error).__name__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; errors the user can fix print one clear line and exit with status 2."""
     args = build_parser().parse_args(argv)
@@ -529,8 +540,18 @@ def main(argv: list[str] | None = None) -> int:
         args.check_options(args)
     try:
         args.run(args)
+    except BrokenPipeError:  # the reader of the output went away (`... | head`): stop quietly, as other tools do
+        with contextlib.suppress(OSError, ValueError):  # (a stdout without a file descriptor has nothing to flush)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
+        return 0
     except (DataError, CheckpointError, TrainingDivergedError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (MemoryError, RuntimeError) as error:
+        shortage = _memory_shortage(error)
+        if shortage is None:
+            raise
+        print(f"error: not enough memory ({shortage}): choose a smaller model or batch", file=sys.stderr)
         return 2
     except TrainingInterrupted as interrupt:
         print(f"stopped, {interrupt}: run the same command to resume", file=sys.stderr)
