@@ -277,3 +277,9 @@ def test_a_damaged_checkpoint_beside_kept_epochs_names_them_and_a_folder_in_its_
     (run / "checkpoint.pt").mkdir()
     with pytest.raises(CheckpointError, match="a folder where a checkpoint file belongs: move it out of the way"):
         read_checkpoint(run / "checkpoint.pt")
+
+
+def test_load_model_given_a_latent_size_that_is_not_a_whole_number_says_so(trained: Trainer) -> None:
+    with pytest.raises(ValueError, match="latent_dim must be a whole number of at least 1, got '2'"):
+        load_model(trained.run_folder.checkpoint, latent_dim="2")  # "holds a 2-D model, not the 2-D one" before
+    assert load_model(trained.run_folder.checkpoint, latent_dim=2).latent_dim == 2

@@ -632,3 +632,21 @@ def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     process.stdout.close()  # as `| head -1` does
     assert process.wait(timeout=60) == 0
     assert process.stderr.read() == ""  # it printed "error: [Errno 32] Broken pipe" and exited 2
+
+
+def test_ctrl_c_while_the_command_starts_ends_in_one_line(tmp_path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(  # Ctrl-C arriving while torch is imported, as a hook can make it
+        "import builtins\n"
+        "real_import = builtins.__import__\n"
+        "def interrupted(name, *args, **options):\n"
+        "    if name == 'vae_lib.tools.cli':\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real_import(name, *args, **options)\n"
+        "builtins.__import__ = interrupted\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_lib", "train"], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert result.returncode == 130  # a KeyboardInterrupt traceback before
+    assert result.stderr == "stopped while starting, before the command began; nothing was changed\n"

@@ -117,3 +117,11 @@ def test_set_latent_takes_one_number_per_dimension_and_refuses_others(explorer: 
     means = encode_means(explorer.model, small_test.subset(1))  # 1 x 2, as one image's means come
     explorer.set_latent(means)
     assert [slider.value for slider in explorer.sliders] == pytest.approx(means[0].clamp(-3, 3).tolist(), abs=0.051)
+
+
+def test_the_explorers_given_the_test_images_instead_of_the_dataset_say_what_to_pass(small_test) -> None:
+    from vae_lib.pictures.drawing_pad import DrawingExplorer
+
+    for make in (LatentExplorer, DrawingExplorer):
+        with pytest.raises(TypeError, match=r"test_data must be an ImageDataset .* got Tensor"):
+            make(VAE(latent_dim=2), small_test.images)  # AttributeError deep inside before

@@ -48,7 +48,7 @@ def test_latents_of_another_size_are_refused_naming_both_sizes() -> None:
 
 def test_a_traversal_of_a_dimension_the_space_lacks_is_refused() -> None:
     model = VAE(latent_dim=2).eval()
-    with pytest.raises(ValueError, match=r"dimension 5 does not exist in a 2-D latent space \(0 to 1\)"):
+    with pytest.raises(ValueError, match=r"dimension 5 does not exist in a 2-D latent space \(a whole number, 0 to 1\)"):
         traversal_images(model, torch.zeros(2), 5, [0.0, 1.0])
     with pytest.raises(ValueError, match="has 2 dimensions, got latents of 8 numbers"):
         traversal_images(model, torch.zeros(8), 0, [0.0, 1.0])  # the 8-D model's base given to the 2-D model
@@ -64,3 +64,16 @@ def test_an_interpolation_between_latents_of_other_sizes_or_with_too_few_steps_i
             interpolation_latents(torch.zeros(2), torch.ones(2), steps)
     line = interpolation_latents(np.array([0.0, 1.0]), [2.0, 3.0], 3)  # NumPy and lists are taken
     assert torch.equal(line, torch.tensor([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]))
+
+
+def test_numpy_or_list_latents_are_decoded_and_a_traversal_s_wrong_dimension_or_values_are_named() -> None:
+    torch.manual_seed(0)
+    model = VAE(latent_dim=2).eval()
+    expected = decode_latents(model, torch.tensor([[0.5, -1.0]]))
+    assert np.array_equal(decode_latents(model, np.array([[0.5, -1.0]])), expected)  # AttributeError 'dim' before
+    assert np.array_equal(decode_latents(model, [[0.5, -1.0]]), expected)
+    assert np.array_equal(traversal_images(model, np.array([0.5, 0.0]), np.int64(1), [-1.0]), expected)
+    with pytest.raises(ValueError, match=r"dimension 1.5 does not exist in a 2-D latent space \(a whole number"):
+        traversal_images(model, torch.zeros(2), 1.5, [0.0])  # a raw IndexError before
+    with pytest.raises(ValueError, match="values is empty"):
+        traversal_images(model, torch.zeros(2), 0, [])

@@ -471,3 +471,11 @@ def test_an_empty_test_set_is_refused_before_an_epoch_is_trained(small_train, sm
     empty = ImageDataset(small_test.images[:0], small_test.labels[:0], small_test.class_names, small_test.name)
     with pytest.raises(ValueError, match="test_data holds no images: every epoch ends with a test pass"):
         Trainer(CONFIG, train_data=small_train, test_data=empty, progress=False)
+
+
+def test_a_dict_for_the_config_or_one_number_for_a_list_setting_is_named() -> None:
+    with pytest.raises(TypeError, match=r"config must be a TrainConfig, got dict: TrainConfig\(\*\*settings\)"):
+        Trainer({"latent_dim": 2}, progress=False)  # AttributeError deep inside before
+    with pytest.raises(ValueError, match=r"keep_epochs is a list of numbers, got 3: write keep_epochs=\(3,\) for one"):
+        TrainConfig(keep_epochs=3)  # "'int' object is not iterable" before
+    assert TrainConfig(keep_epochs=[3]).keep_epochs == (3,)

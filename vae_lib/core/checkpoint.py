@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.core.config import TrainConfig
+from vae_lib.core.config import TrainConfig, is_whole_number
 from vae_lib.core.device import place_model
 from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomically
 from vae_lib.core.history import History
@@ -257,6 +257,8 @@ def model_from_state(state: dict, source: str | Path = "checkpoint") -> VAE:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu", latent_dim: int | None = None) -> VAE:
     """Return the trained VAE stored at `path`, in eval mode; `latent_dim`, if given, must match it."""
+    if latent_dim is not None and not is_whole_number(latent_dim, 1):
+        raise ValueError(f"latent_dim must be a whole number of at least 1, got {latent_dim!r}")
     state = read_checkpoint(path)
     config = config_of(state)
     if latent_dim is not None and config.latent_dim != latent_dim:

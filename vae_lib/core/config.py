@@ -118,8 +118,11 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(self.widths))
-        object.__setattr__(self, "keep_epochs", tuple(self.keep_epochs))
+        for name in ("widths", "keep_epochs"):  # a single number where a list belongs: keep_epochs=3
+            value = getattr(self, name)
+            if isinstance(value, int | float | str):
+                raise ValueError(f"{name} is a list of numbers, got {value!r}: write {name}=({value!r},) for one")
+            object.__setattr__(self, name, tuple(value))
         if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(
                 f"alpha weights the KL term and must be > 0 (and finite), got {self.alpha!r}. Without the KL term "

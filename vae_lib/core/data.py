@@ -97,6 +97,16 @@ def binarised(dataset: ImageDataset, seed: int = TEST_BINARISATION_SEED) -> Imag
     return ImageDataset(images, dataset.labels, dataset.class_names, dataset.name)
 
 
+def check_image_dataset(given: object, name: str) -> None:
+    """Raise a TypeError naming `name` unless `given` is an ImageDataset (a tensor of its images is the usual slip)."""
+    if not isinstance(given, ImageDataset):
+        raise TypeError(
+            f"{name} must be an ImageDataset (load_dataset(...) or a subset of one), whose labels and class names go "
+            f"with its images, got {type(given).__name__}: for a tensor of images, "
+            "ImageDataset(images, labels, class_names, name)"
+        )
+
+
 def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
     """Return a float32 batch N x channels x 28 x 28 in [-1, 1].
 

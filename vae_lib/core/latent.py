@@ -7,6 +7,7 @@ first chosen dimension, rows from +limit (top) to -limit along the second, as on
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -93,6 +94,7 @@ def check_latent_size(model: VAE, latents: torch.Tensor) -> None:
 def decode_latents(model: VAE, latents: torch.Tensor, labels: torch.Tensor | None = None) -> np.ndarray:
     """Return uint8 images (... x 28 x 28) decoded from latents of any leading shape (... x latent_dim), each as the
     class `labels` gives it (one label per latent, that leading shape) for a model that needs labels."""
+    latents = torch.as_tensor(latents)  # NumPy arrays and lists are taken too
     check_latent_size(model, latents)
     with inference(model) as device:
         flat_labels = None if labels is None else labels.reshape(-1).to(device)
@@ -113,11 +115,14 @@ def decode_grid(
 
 def traversal_images(model: VAE, base: torch.Tensor, dim: int, values: Sequence[float]) -> np.ndarray:
     """Return len(values) x 28 x 28 uint8 images decoded from `base` with dimension `dim` set to each value."""
-    if not 0 <= dim < model.latent_dim:
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or not 0 <= dim < model.latent_dim:
         raise ValueError(
-            f"dimension {dim} does not exist in a {model.latent_dim}-D latent space (0 to {model.latent_dim - 1})"
+            f"dimension {dim!r} does not exist in a {model.latent_dim}-D latent space (a whole number, 0 to "
+            f"{model.latent_dim - 1})"
         )
-    latents = base.float().repeat(len(values), 1)
+    if len(values) == 0:
+        raise ValueError("values is empty: give at least one value for the dimension to take")
+    latents = torch.as_tensor(base).float().repeat(len(values), 1)
     latents[:, dim] = torch.tensor(list(values), dtype=torch.float32)
     return decode_latents(model, latents)
 

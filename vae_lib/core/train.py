@@ -31,7 +31,7 @@ from vae_lib.core.checkpoint import (
     save_epoch,
 )
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
-from vae_lib.core.data import Batch, ImageDataset, as_batch, binarise, binarised, to_model_input
+from vae_lib.core.data import Batch, ImageDataset, as_batch, binarise, binarised, check_image_dataset, to_model_input
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.device import autocast_dtype, choose_device, keep_freed_memory, place_model
 from vae_lib.core.evaluate import evaluate
@@ -216,6 +216,8 @@ class Trainer:
         hooks: Sequence[TrainingHook] = (),
         progress: bool = True,
     ) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}: TrainConfig(**settings)")
         if isinstance(hooks, TrainingHook) or not isinstance(hooks, Sequence):
             raise TypeError(f"hooks is a list of hooks, got a {type(hooks).__name__}: pass hooks=[hook]")
         self.config, self.hooks, self.progress = config, list(hooks), progress
@@ -483,12 +485,8 @@ def training_data(
     The training images move to `device`: on a GPU the whole dataset lives there and batches never cross the bus.
     """
     for name, given in (("train_data", train_data), ("test_data", test_data)):
-        if given is not None and not isinstance(given, ImageDataset):
-            raise TypeError(
-                f"{name} must be an ImageDataset (load_dataset(...) or a subset of one), whose labels and class "
-                f"names go with its images, got {type(given).__name__}: for a tensor of images, "
-                "ImageDataset(images, labels, class_names, name)"
-            )
+        if given is not None:
+            check_image_dataset(given, name)
     train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
     train_data, test_data = _subset(train_data, config.train_subset), evaluation_data(config, test_data)
     if len(train_data) < config.batch_size:

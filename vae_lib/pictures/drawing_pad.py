@@ -20,7 +20,7 @@ import torch
 import traitlets
 
 from vae_lib.core.conditional import decode_as_every_class, likeliest_classes
-from vae_lib.core.data import Batch, ImageDataset
+from vae_lib.core.data import Batch, ImageDataset, check_image_dataset
 from vae_lib.core.datasets import legend_title
 from vae_lib.core.drawing import LINE_WIDTH, PAD_SIZE, drawing_to_image, drawing_warning
 from vae_lib.core.evaluate import encode_means
@@ -240,6 +240,7 @@ class DrawingExplorer:
         conditional_model: ConditionalVAE | None = None,
         scatter_images: int = 2000,
     ) -> None:
+        check_image_dataset(test_data, "test_data")
         self.model = model.eval()
         self.conditional_model = None if conditional_model is None else conditional_model.eval()
         self.class_names = list(test_data.class_names)

@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from vae_lib.core.data import ImageDataset
+from vae_lib.core.data import ImageDataset, check_image_dataset
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.latent import LatentProjection, decode_latents, interpolation_images, traversal_images
 from vae_lib.core.model import IMAGE_SIZE, VAE
@@ -84,6 +84,7 @@ class LatentExplorer:
         scatter_images: int = 2000,
         seed: int = 0,
     ) -> None:
+        check_image_dataset(test_data, "test_data")
         if model.needs_labels:
             raise ValueError(
                 "the explorer decodes a latent alone, and a conditional VAE also needs a label: explore it with "
