@@ -650,3 +650,14 @@ def test_ctrl_c_while_the_command_starts_ends_in_one_line(tmp_path) -> None:
     )
     assert result.returncode == 130  # a KeyboardInterrupt traceback before
     assert result.stderr == "stopped while starting, before the command began; nothing was changed\n"
+
+
+def test_a_kept_epoch_beyond_the_run_s_epochs_is_warned_of(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert (
+        main(["train", "--epochs", "1", "--keep-epochs", "1", "5", "--out", str(out), "--device", "cpu", *SMALL]) == 0
+    )
+    assert "warning: --keep-epochs 5 lies beyond the run's 1 epoch: nothing is kept for it unless the run goes on" in (
+        capsys.readouterr().out
+    )
+    assert sorted(path.name for path in RunFolder(out).kept_epochs()) == ["epoch_001.pt"]

@@ -381,3 +381,43 @@ def test_an_empty_data_or_outputs_variable_means_the_repository_s_folders(monkey
     monkeypatch.setenv("VAE_DATA_DIR", "")  # `export VAE_DATA_DIR=` was read as the current folder
     monkeypatch.setenv("VAE_OUTPUTS_DIR", "")
     assert (data_dir(), outputs_dir()) == (REPO_ROOT / "data", REPO_ROOT / "outputs")
+
+
+def test_an_image_dataset_takes_numpy_arrays_and_needs_one_label_per_image() -> None:
+    from vae_lib.core.data import ImageDataset
+
+    images, labels = np.zeros((4, 28, 28), dtype=np.uint8), np.arange(4)
+    dataset = ImageDataset(images, labels, ("0", "1", "2", "3"), "four")  # AttributeError 'to' in a trainer before
+    assert isinstance(dataset.images, torch.Tensor) and dataset.labels.tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"one label per image, got \(4, 28, 28\) images and \(3,\) labels"):
+        ImageDataset(images, labels[:3], ("0",), "short")  # an IndexError in the middle of fit before
+
+
+def test_a_smoke_setting_that_is_neither_on_nor_off_is_refused(monkeypatch) -> None:
+    from vae_lib.core.settings import smoke_mode
+
+    for value, expected in (("1", True), (" On ", True), ("0", False), ("", False), ("off", False)):
+        monkeypatch.setenv("VAE_SMOKE", value)
+        assert smoke_mode() is expected
+    monkeypatch.setenv("VAE_SMOKE", "ture")  # read as off before: a notebook trained for minutes
+    with pytest.raises(ValueError, match=r"VAE_SMOKE='ture' is neither on \(1, true, yes, on\) nor off"):
+        smoke_mode()
+
+
+def test_a_data_folder_that_cannot_be_written_is_named_with_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from vae_lib.core import datasets
+
+    def read_only(root, report):
+        raise OSError(errno.EROFS, "Read-only file system", str(root / "MNIST"))
+
+    from dataclasses import replace
+
+    monkeypatch.setitem(datasets.DATASETS, "mnist", replace(datasets.dataset_entry("mnist"), prepare=read_only))
+    with pytest.raises(
+        DataError,
+        match=r"cannot be prepared in .*: it cannot be written there \(Read-only file system\); "
+        r"prepare it in a folder you can write, with VAE_DATA_DIR set to that folder",
+    ):
+        datasets.prepare_dataset("mnist", root=tmp_path)  # the bare OSError before

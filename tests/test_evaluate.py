@@ -139,3 +139,9 @@ def test_a_class_without_images_has_no_error_rather_than_zero(small_test) -> Non
     errors = per_class_recon_error(VAE(latent_dim=2), subset)
     present = torch.bincount(subset.labels, minlength=10) > 0
     assert torch.isnan(errors[~present]).all() and bool((errors[present] > 0).all())  # 0.0, "perfect", before
+
+
+def test_evaluate_s_seed_must_be_a_whole_number(model: VAE) -> None:
+    images = torch.full((2, 1, 28, 28), -1.0)
+    with pytest.raises(ValueError, match="seed must be a whole number of at least 0, got 1.5"):
+        evaluate(model, images, seed=1.5)  # seeded as 1 before

@@ -125,3 +125,9 @@ def test_the_explorers_given_the_test_images_instead_of_the_dataset_say_what_to_
     for make in (LatentExplorer, DrawingExplorer):
         with pytest.raises(TypeError, match=r"test_data must be an ImageDataset .* got Tensor"):
             make(VAE(latent_dim=2), small_test.images)  # AttributeError deep inside before
+
+
+@pytest.mark.parametrize("limit", [float("nan"), -1.0, 0, float("inf"), "3"])
+def test_the_explorer_s_limit_must_be_a_positive_number(small_test, limit) -> None:
+    with pytest.raises(ValueError, match="limit must be a positive number"):  # NaN was taken, -1 met a TraitError
+        LatentExplorer(VAE(latent_dim=2), small_test, limit=limit)

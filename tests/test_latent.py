@@ -48,7 +48,9 @@ def test_latents_of_another_size_are_refused_naming_both_sizes() -> None:
 
 def test_a_traversal_of_a_dimension_the_space_lacks_is_refused() -> None:
     model = VAE(latent_dim=2).eval()
-    with pytest.raises(ValueError, match=r"dimension 5 does not exist in a 2-D latent space \(a whole number, 0 to 1\)"):
+    with pytest.raises(
+        ValueError, match=r"dimension 5 does not exist in a 2-D latent space \(a whole number, 0 to 1\)"
+    ):
         traversal_images(model, torch.zeros(2), 5, [0.0, 1.0])
     with pytest.raises(ValueError, match="has 2 dimensions, got latents of 8 numbers"):
         traversal_images(model, torch.zeros(8), 0, [0.0, 1.0])  # the 8-D model's base given to the 2-D model

@@ -479,3 +479,15 @@ def test_a_dict_for_the_config_or_one_number_for_a_list_setting_is_named() -> No
     with pytest.raises(ValueError, match=r"keep_epochs is a list of numbers, got 3: write keep_epochs=\(3,\) for one"):
         TrainConfig(keep_epochs=3)  # "'int' object is not iterable" before
     assert TrainConfig(keep_epochs=[3]).keep_epochs == (3,)
+
+
+def test_an_empty_run_folder_name_or_a_weight_given_as_text_is_refused(small_train, small_test, monkeypatch, tmp_path):
+    from vae_lib.core.train import train_step
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="run_dir is empty: give a folder to save the run in, or leave it out"):
+        Trainer(CONFIG, train_data=small_train, test_data=small_test, run_dir="", progress=False)
+    assert not any(tmp_path.iterdir())  # checkpoint.pt was written into the current folder before
+    model = TrainConfig(widths=(4, 8, 8, 8)).build_model()
+    with pytest.raises(TypeError, match=r"alpha, the KL term's weight, is a number, got str '0.001'"):
+        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), to_model_input(small_train.images[:8]), "0.001")

@@ -201,3 +201,8 @@ def test_the_likelihood_histogram_leaves_room_above_its_bars_for_the_legend() ->
     top_of_bars = spread.transData.transform((0, tallest))[1]
     assert legend_box.y0 >= top_of_bars  # the legend sits wholly above the tallest bar
     plt.close(figure)
+
+
+def test_plot_metrics_given_something_else_than_a_history_says_what_to_pass() -> None:
+    with pytest.raises(TypeError, match=r"plot_metrics takes a run's History \(trainer.history\), got dict"):
+        viz.plot_metrics({})  # AttributeError 'steps' before

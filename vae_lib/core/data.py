@@ -68,6 +68,15 @@ class ImageDataset:
     class_names: tuple[str, ...]
     name: str
 
+    def __post_init__(self) -> None:
+        for field_name in ("images", "labels"):  # NumPy arrays are taken, as tensors sharing their memory
+            object.__setattr__(self, field_name, torch.as_tensor(getattr(self, field_name)))
+        if self.images.dim() == 0 or self.labels.shape[:1] != self.images.shape[:1]:
+            raise ValueError(
+                f"an ImageDataset needs one label per image, got {tuple(self.images.shape)} images and "
+                f"{tuple(self.labels.shape)} labels"
+            )
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
 

@@ -5,6 +5,7 @@ images is one entry in DATASETS.
 
 from __future__ import annotations
 
+import errno
 import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,7 +212,16 @@ def prepare_dataset(name: str = DEFAULT_DATASET, root: Path | None = None, repor
             kept = move_aside(path)
             if report is not None:
                 report(f"{path} {CORRUPT}: moved it aside to {kept}; fetching it again")
-        entry.prepare(root, report)
+        try:
+            entry.prepare(root, report)
+        except OSError as error:
+            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise DataError(
+                f"{entry.title} cannot be prepared in {root}: it cannot be written there ({error.strerror}); prepare "
+                f"it in a folder you can write, with VAE_DATA_DIR set to that folder, or ask whoever shares {root} "
+                "to prepare it there"
+            ) from error
     problems = entry.problems(root)
     if problems:
         raise DataError(f"{entry.title} preparation failed:\n" + "\n".join(problems))

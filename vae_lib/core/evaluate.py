@@ -82,6 +82,8 @@ def evaluate(
     recon_at_mean decodes z = mean, the deterministic reconstruction error. The reconstruction term is the
     model's likelihood's. The global random state is left as it was, so evaluating never changes a training run.
     """
+    if not is_whole_number(seed, 0):
+        raise ValueError(f"seed must be a whole number of at least 0, got {seed!r}")
     count = len(labelled(images).images)
     if count == 0:
         raise ValueError("evaluate needs at least one image")

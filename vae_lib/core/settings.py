@@ -23,8 +23,18 @@ def outputs_dir() -> Path:
 
 
 def smoke_mode() -> bool:
-    """Return True when VAE_SMOKE is set to a true value: notebooks then train for seconds, not minutes."""
-    return os.environ.get(SMOKE_VARIABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+    """Return True when VAE_SMOKE is set to a true value: notebooks then train for seconds, not minutes. A value
+    that is neither on nor off (a typo, `ture`) is refused rather than read as off."""
+    raw = os.environ.get(SMOKE_VARIABLE, "")
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"", "0", "false", "no", "off"}:
+        return False
+    raise ValueError(
+        f"{SMOKE_VARIABLE}={raw!r} is neither on (1, true, yes, on) nor off (0, false, no, off, or unset): set it to "
+        "one of those"
+    )
 
 
 def runs_dir() -> Path:

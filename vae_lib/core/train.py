@@ -74,6 +74,8 @@ def train_step(
     """
     images, labels = as_batch(batch)
     if check_batch:
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+            raise TypeError(f"alpha, the KL term's weight, is a number, got {type(alpha).__name__} {alpha!r}")
         images = check_model_batch(model, images)
         check_optimizer_fits(model, optimizer)
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
@@ -226,6 +228,8 @@ class Trainer:
             keep_freed_memory()  # a step's freed activations are reused, not faulted in afresh (0.7-0.9 the time)
         self.train_data, self.test_data = training_data(config, train_data, test_data, self.device)
         self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
+        if isinstance(run_dir, str) and not run_dir.strip():  # Path("") is the current folder
+            raise ValueError("run_dir is empty: give a folder to save the run in, or leave it out to save nothing")
         self.run_folder = RunFolder(run_dir) if run_dir is not None else None
         if self.run_folder is not None:
             refuse_saved_run(self.run_folder)  # Trainer.resume sets its folder after this

@@ -9,6 +9,7 @@ strip and re-encodes three small PNGs; the scatter is drawn once and only the ma
 from __future__ import annotations
 
 import io
+import math
 
 import ipywidgets as widgets
 import numpy as np
@@ -85,6 +86,8 @@ class LatentExplorer:
         seed: int = 0,
     ) -> None:
         check_image_dataset(test_data, "test_data")
+        if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < math.inf:
+            raise ValueError(f"limit must be a positive number (how far the sliders reach from 0), got {limit!r}")
         if model.needs_labels:
             raise ValueError(
                 "the explorer decodes a latent alone, and a conditional VAE also needs a label: explore it with "

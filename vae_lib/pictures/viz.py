@@ -221,6 +221,8 @@ def _test_label(epochs: Sequence) -> str:
 
 def plot_metrics(history: History, title: str = "training metrics", likelihood: str = "gaussian") -> Figure:
     """Return total, reconstruction and KL against epochs: train (step records) and test (each epoch)."""
+    if not isinstance(history, History):
+        raise TypeError(f"plot_metrics takes a run's History (trainer.history), got {type(history).__name__}")
     steps, epochs = history.steps, history.epochs
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     labels = (total_label(likelihood), recon_label(likelihood), KL_LABEL)

@@ -130,6 +130,13 @@ def _train(args: argparse.Namespace) -> None:
 
         hooks.append(SnapshotRecorder(out, load_dataset(config.dataset, train=False), every=args.snapshot_every))
     trainer = open_run(config, out, report=say, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
+    beyond = [epoch for epoch in trainer.config.keep_epochs if epoch > trainer.config.epochs]
+    if beyond:
+        kept, epochs = " ".join(map(str, beyond)), trainer.config.epochs
+        say(
+            f"warning: --keep-epochs {kept} lies beyond the run's {epochs} epoch{'s' if epochs != 1 else ''}: nothing "
+            "is kept for it unless the run goes on that far (run again with --epochs N)"
+        )
     if trainer.epoch:
         print(f"resuming {RunFolder(out).checkpoint} at epoch {trainer.epoch}")
     remaining = trainer.remaining_epochs()
