@@ -630,8 +630,11 @@ def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     )
     assert process.stdout.readline() == "0\n"
     process.stdout.close()  # as `| head -1` does
-    assert process.wait(timeout=60) == 0
-    assert process.stderr.read() == ""  # it printed "error: [Errno 32] Broken pipe" and exited 2
+    assert process.wait(timeout=60) == 1  # stopped, not refused: 2 is for bad input
+    assert process.stderr.read() == (  # "error: [Errno 32] Broken pipe" before
+        "stopped: the output of python -m vae_lib student-notebooks was closed by its reader (| head?); what it saved "
+        "stays\n"
+    )
 
 
 def test_ctrl_c_while_the_command_starts_ends_in_one_line(tmp_path) -> None:
@@ -661,3 +664,10 @@ def test_a_kept_epoch_beyond_the_run_s_epochs_is_warned_of(tmp_path, capsys) -> 
         capsys.readouterr().out
     )
     assert sorted(path.name for path in RunFolder(out).kept_epochs()) == ["epoch_001.pt"]
+    assert main(["train", "--epochs", "2", "--keep-epochs", "2", "--out", str(out), "--device", "cpu", *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["train", "--epochs", "1", "--keep-epochs", "2", "--out", str(out), "--device", "cpu", *SMALL]) == 0
+    assert "warning" not in capsys.readouterr().out  # epoch 2 is kept already
+    recipe = tmp_path / "recipe"
+    assert main(["train", "--recipe", "2d", "--epochs", "1", "--out", str(recipe), "--device", "cpu", *SMALL]) == 0
+    assert "warning" not in capsys.readouterr().out  # the recipe's own keep_epochs (1, 20, 40) were not asked for

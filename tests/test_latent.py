@@ -79,3 +79,10 @@ def test_numpy_or_list_latents_are_decoded_and_a_traversal_s_wrong_dimension_or_
         traversal_images(model, torch.zeros(2), 1.5, [0.0])  # a raw IndexError before
     with pytest.raises(ValueError, match="values is empty"):
         traversal_images(model, torch.zeros(2), 0, [])
+
+
+def test_an_interpolation_takes_rows_of_one_latent_as_encode_means_returns_them() -> None:
+    from vae_lib.core.latent import interpolation_latents
+
+    line = interpolation_latents(torch.tensor([[0.0, 1.0]]), torch.tensor([[2.0, 3.0]]), 3)  # encode_means of one image
+    assert torch.equal(line, torch.tensor([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]]))

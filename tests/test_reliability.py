@@ -456,3 +456,30 @@ def test_only_the_run_s_own_temporary_files_are_removed_and_a_folder_as_the_lock
         "snapshots",
         "thesis_draft.partial",
     ]
+
+
+def test_a_save_while_a_trainer_is_resumed_is_not_taken_for_the_one_it_read_and_a_folder_resumes_into_itself(
+    tmp_path, small_train, small_test, monkeypatch
+) -> None:
+    from vae_lib.core import train
+
+    data = {"train_data": small_train, "test_data": small_test, "device": "cpu", "progress": False}
+    other = open_run(TINY, tmp_path, **data)
+    other.fit(1)
+    read = train.read_checkpoint
+
+    def read_then_another_saves(path):
+        state = read(path)
+        other.fit(1)  # another process saves epoch 2 while this one builds its trainer from epoch 1
+        return state
+
+    monkeypatch.setattr(train, "read_checkpoint", read_then_another_saves)
+    late = Trainer.resume(RunFolder(tmp_path).checkpoint, **data)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="written by another trainer or process"):
+        late.fit(1)  # it overwrote epoch 2 with its own epoch 2 before
+    assert read_checkpoint(tmp_path)["epoch"] == 2
+    resumed = Trainer.resume(tmp_path, **data)  # the folder itself: it saved into the folder's parent before
+    resumed.fit(1)
+    assert resumed.run_folder == RunFolder(tmp_path) and read_checkpoint(tmp_path)["epoch"] == 3
+    assert not (tmp_path.parent / "checkpoint.pt").exists()

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,10 +130,14 @@ class _PoisonWeights(TrainingHook):
                 trainer.model.to_latent.weight.fill_(float("nan"))
 
 
-def test_nan_loss_stops_training_naming_the_step(small_train, small_test, tmp_path) -> None:
-    trainer = _trainer(small_train, small_test, tmp_path / "run", hooks=[_PoisonWeights()])
+@pytest.mark.parametrize("drawing", [False, True], ids=["no drawing hook", "a snapshot at the first diverged step"])
+def test_nan_loss_stops_training_naming_the_step(small_train, small_test, tmp_path, drawing: bool) -> None:
+    from vae_lib.pictures.snapshots import SnapshotRecorder
+
+    hooks = [_PoisonWeights()] + ([SnapshotRecorder(tmp_path / "run", small_test, every=11)] if drawing else [])
+    trainer = _trainer(small_train, small_test, tmp_path / "run", hooks=hooks)
     with pytest.raises(TrainingDivergedError, match="at step 11 \\(epoch 2\\)"):
-        trainer.fit(3)
+        trainer.fit(3)  # a hook drawing the diverged model's NaN images must not stand in the way
     assert trainer.epoch == 1 and trainer.step == 8
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 1
@@ -489,5 +494,8 @@ def test_an_empty_run_folder_name_or_a_weight_given_as_text_is_refused(small_tra
         Trainer(CONFIG, train_data=small_train, test_data=small_test, run_dir="", progress=False)
     assert not any(tmp_path.iterdir())  # checkpoint.pt was written into the current folder before
     model = TrainConfig(widths=(4, 8, 8, 8)).build_model()
+    optimizer, batch = torch.optim.SGD(model.parameters(), lr=0.1), to_model_input(small_train.images[:8])
     with pytest.raises(TypeError, match=r"alpha, the KL term's weight, is a number, got str '0.001'"):
-        train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), to_model_input(small_train.images[:8]), "0.001")
+        train_step(model, optimizer, batch, "0.001")
+    for alpha in (np.float32(0.01), torch.tensor(0.01), 1):  # a KL warm-up's weight may be any of these
+        assert math.isfinite(train_step(model, optimizer, batch, alpha)[0].item())

@@ -69,6 +69,11 @@ class ImageDataset:
     name: str
 
     def __post_init__(self) -> None:
+        if self.labels is None:
+            raise ValueError(
+                "an ImageDataset needs one label per image, got labels=None: for images without classes give "
+                "torch.zeros(len(images), dtype=torch.long) and class_names=('none',)"
+            )
         for field_name in ("images", "labels"):  # NumPy arrays are taken, as tensors sharing their memory
             object.__setattr__(self, field_name, torch.as_tensor(getattr(self, field_name)))
         if self.images.dim() == 0 or self.labels.shape[:1] != self.images.shape[:1]:
@@ -172,11 +177,6 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
         images = images[:, 0]
     if images.dtype == torch.uint8:
         return images.numpy()
-    if images.numel() and not torch.isfinite(images).all():
-        raise ValueError(
-            "images to draw contain NaN or infinite values (decoded from NaN latents, or by a model whose training "
-            "diverged?): draw finite images"
-        )
     if images.numel() and images.max().item() > 1.0 + 1e-3:  # model images are tanh's [-1, 1]
         raise ValueError(
             f"float images to draw must lie in [-1, 1], got values up to {images.max().item():.4g}: pass uint8 "

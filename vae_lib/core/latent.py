@@ -96,6 +96,8 @@ def decode_latents(model: VAE, latents: torch.Tensor, labels: torch.Tensor | Non
     class `labels` gives it (one label per latent, that leading shape) for a model that needs labels."""
     latents = torch.as_tensor(latents)  # NumPy arrays and lists are taken too
     check_latent_size(model, latents)
+    if not torch.isfinite(latents).all():
+        raise ValueError("latents contain NaN or infinite values, which decode to blank images: give finite latents")
     with inference(model) as device:
         flat_labels = None if labels is None else labels.reshape(-1).to(device)
         images = model.decode(latents.reshape(-1, model.latent_dim).float().to(device), flat_labels)
@@ -129,7 +131,8 @@ def traversal_images(model: VAE, base: torch.Tensor, dim: int, values: Sequence[
 
 def interpolation_latents(start: torch.Tensor, end: torch.Tensor, steps: int = 10) -> torch.Tensor:
     """Return `steps` x latent_dim latents evenly spaced on the straight line from `start` to `end`, both included."""
-    start, end = torch.as_tensor(start).float(), torch.as_tensor(end).float()
+    start, end = (torch.as_tensor(end_point).float() for end_point in (start, end))
+    start, end = (point[0] if point.dim() == 2 and len(point) == 1 else point for point in (start, end))  # 1 x d rows
     if start.dim() != 1 or start.shape != end.shape:
         raise ValueError(
             f"start and end must be two latents of one size, each a row of latent_dim numbers, got shapes "

@@ -8,6 +8,7 @@ writes checkpoints. Whatever watches training (snapshots, live plots, printing) 
 from __future__ import annotations
 
 import copy
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -74,7 +75,9 @@ def train_step(
     """
     images, labels = as_batch(batch)
     if check_batch:
-        if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+        if isinstance(alpha, bool | str | bytes) or not (
+            isinstance(alpha, numbers.Real) or (isinstance(alpha, torch.Tensor) and alpha.numel() == 1)
+        ):
             raise TypeError(f"alpha, the KL term's weight, is a number, got {type(alpha).__name__} {alpha!r}")
         images = check_model_batch(model, images)
         check_optimizer_fits(model, optimizer)
@@ -302,7 +305,11 @@ class Trainer:
                 bar.set_postfix(loss=f"{self.history.steps[-1].train_total:.4f}")
             bar.update()
             for hook in self.hooks:
-                hook.on_step_end(self)
+                try:
+                    hook.on_step_end(self)
+                except Exception:  # a hook meeting a diverged model's NaN (a snapshot decoding its NaN means) is
+                    self._stop_if_diverged()  # the divergence, rolled back and named as such
+                    raise
         self._stop_if_diverged()
         self.epoch += 1
         test_set = epoch_test_set(config, self.epoch, self.test_data)
@@ -328,13 +335,18 @@ class Trainer:
         this trainer's older state would overwrite it."""
         if self.run_folder is None or self.run_folder.checkpoint_stamp() == self._seen_checkpoint:
             return
-        checkpoint = self.run_folder.checkpoint
-        now = "has been removed" if not checkpoint.exists() else "was written by another trainer or process"
+        checkpoint, folder = self.run_folder.checkpoint, self.run_folder.path
+        if not checkpoint.exists():
+            raise CheckpointError(
+                f"{checkpoint} has been removed since this trainer (at epoch {self.epoch}) last read or wrote it "
+                f"(clear_run?); training on would write its older run there again: for a new run, make a new trainer "
+                f"(open_run(config, '{folder}'))"
+            )
         raise CheckpointError(
-            f"{checkpoint} {now} since this trainer (at epoch {self.epoch}) last read or wrote it; training on would "
-            f"overwrite that run with this trainer's older state. Continue the run as it is saved with open_run "
-            f"(config, '{self.run_folder.path}') or Trainer.resume('{checkpoint}') (the train command does), or, "
-            "for a new run, choose another folder"
+            f"{checkpoint} was written by another trainer or process since this trainer (at epoch {self.epoch}) last "
+            "read or wrote it; training on would overwrite that run with this trainer's older state. Continue the run "
+            f"as it is saved with open_run(config, '{folder}') or Trainer.resume('{checkpoint}') (the train command "
+            "does), or, for a new run, choose another folder"
         )
 
     def _record_steps(self, epoch_started: float) -> None:
@@ -380,15 +392,18 @@ class Trainer:
     def resume(cls, path: str | Path, **options: Any) -> Trainer:
         """Return a trainer that continues the run saved at `path`; options as for Trainer (run_dir: its folder, the
         default; another folder must not hold a saved run, which the continued run would overwrite)."""
-        state = read_checkpoint(path)
+        if Path(path).is_dir():  # a run folder (read_checkpoint takes one): its checkpoint, and the folder is its own
+            path = RunFolder(path).checkpoint
         run_dir = options.pop("run_dir", Path(path).parent)
         run_folder = RunFolder(run_dir) if run_dir is not None else None
+        seen = run_folder.checkpoint_stamp() if run_folder is not None else None  # before reading: a save after it
+        state = read_checkpoint(path)  # makes the first fit() refuse, as another trainer's would
         if run_folder is not None and run_folder.checkpoint.resolve() != Path(path).resolve():
             refuse_saved_run(run_folder)
         trainer = cls(config_of(state), **options)
         trainer.load_state_dict(state)
         trainer.run_folder = run_folder
-        trainer._seen_checkpoint = run_folder.checkpoint_stamp() if run_folder is not None else None
+        trainer._seen_checkpoint = seen
         return trainer
 
 

@@ -22,7 +22,7 @@ from vae_lib.core.conditional import (
     rewrite_in_every_class,
 )
 from vae_lib.core.config import is_whole_number
-from vae_lib.core.data import Batch, ImageDataset, to_model_input, to_pixels
+from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.datasets import legend_title
 from vae_lib.core.evaluate import ACTIVE_UNIT_THRESHOLD, encode_means, reconstruct
 from vae_lib.core.history import History
@@ -185,10 +185,7 @@ def plot_reconstructions(
     originals: torch.Tensor, reconstructions: dict[str, torch.Tensor], title: str = "", first_row: str = "original"
 ) -> Figure:
     """Return a figure with the originals in the top row, labelled `first_row`, and one row per named set of
-    reconstructions. Float originals are checked as model input is (to_model_input): images in [0, 1] are refused,
-    where they would be drawn grey (a model's decodings are not: an untrained one's may all lie above 0)."""
-    if isinstance(originals, torch.Tensor) and originals.is_floating_point():
-        to_model_input(originals)
+    reconstructions."""
     rows = {first_row: originals, **reconstructions}
     columns = len(originals)
     uneven = {name: len(images) for name, images in rows.items() if len(images) != columns}

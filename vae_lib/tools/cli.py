@@ -130,7 +130,10 @@ def _train(args: argparse.Namespace) -> None:
 
         hooks.append(SnapshotRecorder(out, load_dataset(config.dataset, train=False), every=args.snapshot_every))
     trainer = open_run(config, out, report=say, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
-    beyond = [epoch for epoch in trainer.config.keep_epochs if epoch > trainer.config.epochs]
+    asked = getattr(args, "keep_epochs", ())  # the epochs this command asked to keep (absent when not given)
+    beyond = [
+        epoch for epoch in asked if epoch > trainer.config.epochs and not RunFolder(out).kept_epoch(epoch).exists()
+    ]
     if beyond:
         kept, epochs = " ".join(map(str, beyond)), trainer.config.epochs
         say(
@@ -547,10 +550,15 @@ def main(argv: list[str] | None = None) -> int:
         args.check_options(args)
     try:
         args.run(args)
-    except BrokenPipeError:  # the reader of the output went away (`... | head`): stop quietly, as other tools do
+    except BrokenPipeError:  # the reader of the output went away (`... | head`): stopped, not failed on bad input
         with contextlib.suppress(OSError, ValueError):  # (a stdout without a file descriptor has nothing to flush)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
-        return 0
+        print(
+            f"stopped: the output of python -m vae_lib {args.command} was closed by its reader (| head?); what it "
+            "saved stays",
+            file=sys.stderr,
+        )
+        return 1
     except (DataError, CheckpointError, TrainingDivergedError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
