@@ -230,6 +230,7 @@ def test_a_full_disk_during_training_is_one_error_line_and_leaves_no_temporary_f
         (["train", "--device", "tpu"], "error: unsupported device 'tpu': use one of cuda, mps, cpu"),
         (["train", "--device", "meta"], "error: unsupported device 'meta': use one of cuda, mps, cpu"),
         (["evaluate", "{checkpoint}", "--device", "{absent_gpu}"], "error: device '{absent_gpu}' was asked for"),
+        (["train", "--device", ""], "error: the device is empty: name one (cpu, cuda, mps) or leave it out"),
     ],
 )
 def test_a_device_this_machine_cannot_use_is_one_error_line(

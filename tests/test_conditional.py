@@ -180,3 +180,13 @@ def test_a_plain_model_given_to_the_conditional_helpers_is_named(small_test) -> 
             call()
     with pytest.raises(ValueError, match=r"needs one label per latent mean: got 5 labels for 10 means"):
         neighbour_class_agreement(torch.zeros(10, 2), small_test.labels[:5])  # blamed `neighbours` before
+
+
+def test_agreement_of_nan_means_or_of_no_labels_is_refused_not_a_number() -> None:
+    means, labels = torch.randn(20, 2), torch.arange(20) % 2
+    assert 0 <= neighbour_class_agreement(means, labels, neighbours=3) <= 1
+    means[4, 1] = float("nan")
+    with pytest.raises(ValueError, match="the latent means contain NaN or infinite values"):
+        neighbour_class_agreement(means, labels, neighbours=3)  # 0.45 before
+    with pytest.raises(ValueError, match="chance_agreement needs at least one label"):
+        chance_agreement(torch.zeros(0, dtype=torch.long))  # 0.0 before

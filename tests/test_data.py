@@ -423,3 +423,11 @@ def test_a_data_folder_that_cannot_be_written_is_named_with_what_to_do(tmp_path:
         r"prepare it in a folder you can write, with VAE_DATA_DIR set to that folder",
     ):
         datasets.prepare_dataset("mnist", root=tmp_path)  # the bare OSError before
+
+
+def test_images_of_several_channels_are_refused_when_drawn_not_cut_to_their_first() -> None:
+    with pytest.raises(
+        ValueError, match=r"to_pixels draws grey images .* got 3 channels: draw one channel, or average"
+    ):
+        to_pixels(torch.zeros(2, 3, 28, 28))  # channel 0 alone was drawn before
+    assert to_pixels(torch.zeros(2, 1, 28, 28)).shape == (2, 28, 28)

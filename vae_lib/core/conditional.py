@@ -61,6 +61,8 @@ def neighbour_class_agreement(latent_means: torch.Tensor, labels: torch.Tensor, 
         )
     if not 0 < neighbours < len(points):
         raise ValueError(f"neighbours must lie in [1, {len(points) - 1}] for {len(points)} images, got {neighbours}")
+    if not torch.isfinite(points).all():
+        raise ValueError("the latent means contain NaN or infinite values (a diverged model?): give finite means")
     distances = torch.cdist(points, points)
     distances.fill_diagonal_(float("inf"))  # an image is not its own neighbour
     nearest = distances.topk(neighbours, dim=1, largest=False).indices
@@ -69,6 +71,8 @@ def neighbour_class_agreement(latent_means: torch.Tensor, labels: torch.Tensor, 
 
 def chance_agreement(labels: torch.Tensor) -> float:
     """Return the agreement of neighbours drawn at random: the sum of the squared class frequencies."""
+    if len(labels) == 0:
+        raise ValueError("chance_agreement needs at least one label, got none")
     frequencies = torch.bincount(labels).double() / len(labels)
     return frequencies.pow(2).sum().item()
 

@@ -173,6 +173,11 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     images = images.detach().cpu()
+    if images.dim() == 4 and images.shape[1] != 1:
+        raise ValueError(
+            f"to_pixels draws grey images (N x 1 x 28 x 28 or N x 28 x 28), got {images.shape[1]} channels: draw one "
+            "channel, or average them (images.mean(dim=1))"
+        )
     if images.dim() == 4:
         images = images[:, 0]
     if images.dtype == torch.uint8:

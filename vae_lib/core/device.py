@@ -34,6 +34,8 @@ def choose_device(preferred: str | torch.device | None = None) -> torch.device:
 
     A device this machine lacks, or one vae_lib cannot train on (tpu, meta, ...), raises a ValueError saying so.
     """
+    if isinstance(preferred, str) and not preferred.strip():
+        raise ValueError("the device is empty: name one (cpu, cuda, mps) or leave it out for the fastest here")
     if preferred:
         return _checked_device(str(preferred))
     if torch.cuda.is_available():
