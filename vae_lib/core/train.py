@@ -105,9 +105,8 @@ def check_model_batch(model: LatentModel, images: torch.Tensor) -> torch.Tensor:
         )
     if len(images) == 0:
         raise ValueError("train_step got an empty batch (0 images): give it at least one image")
-    return to_model_input(
-        images, model.channels
-    )  # checks the shape, NaN and the range, with messages that say what to do
+    # to_model_input checks the shape, NaN and the range, with messages that say what to do
+    return to_model_input(images, model.channels)
 
 
 def check_optimizer_fits(model: nn.Module, optimizer: Optimizer) -> None:
