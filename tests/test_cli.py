@@ -379,6 +379,18 @@ def test_ctrl_c_while_bounding_says_how_many_images_the_bounds_file_keeps(
         f"{bounds_file}; run the same command to continue\n"
     )
     assert int((~read_saved_bounds(bounds_file).bounds[:, 0].isnan()).sum()) == BOUND_PART
+    from vae_lib.core import likelihood
+
+    monkeypatch.setattr(
+        likelihood, "importance_log_weights", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
+    )  # Ctrl-C before the first part ends
+    first = tmp_path / "first.pt"
+    assert main([*command, "--bounds-file", str(first)]) == 130
+    assert capsys.readouterr().err == (  # it said the bounds of 0 images were saved in a file that did not exist
+        f"stopped while bounding log p(x), before its first part of {BOUND_PART + 10} images ended; nothing was saved "
+        f"in {first} yet: run the same command to start again\n"
+    )
+    assert not first.exists()
 
 
 def test_ctrl_c_while_bounding_without_a_bounds_file_says_nothing_was_saved(

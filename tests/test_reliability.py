@@ -110,7 +110,9 @@ def test_a_lock_left_by_a_killed_process_is_taken_over_and_its_leftovers_removed
     assert not run_folder.lock.exists()
 
 
-def test_a_lock_this_process_left_by_an_interrupted_acquisition_is_stale_but_a_held_one_refuses(tmp_path) -> None:
+def test_a_lock_this_process_left_by_an_interrupted_acquisition_is_stale_but_a_held_one_refuses(
+    tmp_path, caplog
+) -> None:
     run_folder = RunFolder(tmp_path)
     mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2024-05-01T10:00:00+00:00"}
     run_folder.lock.write_text(json.dumps(mine))  # as Ctrl-C right after creating it would leave it, in a notebook
@@ -120,6 +122,12 @@ def test_a_lock_this_process_left_by_an_interrupted_acquisition_is_stale_but_a_h
             pass
         assert run_folder.lock.exists()
     assert not run_folder.lock.exists()
+    assert (
+        f"process {os.getpid()} (started 2024-05-01T10:00:00+00:00) is this one, which was interrupted while taking "
+        in (
+            caplog.text  # it was said to be "no longer running"
+        )
+    )
 
 
 def test_a_lock_held_on_another_host_is_not_taken_over(tmp_path) -> None:
@@ -483,3 +491,23 @@ def test_a_save_while_a_trainer_is_resumed_is_not_taken_for_the_one_it_read_and_
     resumed.fit(1)
     assert resumed.run_folder == RunFolder(tmp_path) and read_checkpoint(tmp_path)["epoch"] == 3
     assert not (tmp_path.parent / "checkpoint.pt").exists()
+
+
+def test_a_relative_run_folder_after_the_working_folder_changed_is_named_as_such(
+    tmp_path, small_train, small_test, monkeypatch
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    trainer = _trainer(Path("run"), small_train, small_test)
+    trainer.fit(1)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a notebook cell's os.chdir
+    with pytest.raises(
+        CheckpointError,
+        match=r"the run folder 'run' was .*/run when this trainer was made, and now "
+        r"means .*/elsewhere/run: the working folder changed since",
+    ):
+        trainer.fit(1)  # it was told its checkpoint had been removed
+    assert not (tmp_path / "elsewhere" / "run").exists() and read_checkpoint(tmp_path / "run")["epoch"] == 1
+    monkeypatch.chdir(tmp_path)
+    trainer.fit(1)  # back where it was made: it goes on
+    assert read_checkpoint(tmp_path / "run")["epoch"] == 2

@@ -463,3 +463,12 @@ def test_the_loss_ticks_spread_over_the_range_in_plain_numbers_that_differ() -> 
     renderer.render(_snapshot(20, 1.0, 1))
     labels = [label.get_text() for label in loss_axes.get_yticklabels()]
     assert labels == ["180", "190", "200", "220", "230", "250"] and not any("e+" in label for label in labels)
+
+
+@pytest.mark.parametrize("fps", [0, 61, 1000000, 2.5])
+def test_a_frame_rate_no_screen_shows_is_refused_before_anything_is_drawn(tmp_path, fps) -> None:
+    from vae_lib.pictures.video import make_run_video
+
+    with pytest.raises(ValueError, match=r"fps must be a whole number from 1 to 60 \(frames a second\)"):
+        make_run_video(tmp_path, fps=fps)  # 1,000,000 wrote a 0-second mp4 before
+    assert not any(tmp_path.iterdir())

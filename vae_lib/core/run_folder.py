@@ -238,11 +238,17 @@ class RunLock:
             return
         moved.unlink()
         self.taken_over = holder or {"pid": "unknown", "host": "unknown", "started": "unknown"}
+        gone = (
+            "is this one, which was interrupted while taking it"
+            if self.taken_over["pid"] == os.getpid()
+            else "is no longer running"
+        )
         logger.warning(
-            "took over the lock of %s: process %s (started %s) is no longer running",
+            "took over the lock of %s: process %s (started %s) %s",
             self.run_folder.path,
             self.taken_over["pid"],
             self.taken_over["started"],
+            gone,
         )
 
 

@@ -236,6 +236,7 @@ class Trainer:
         if self.run_folder is not None:
             refuse_saved_run(self.run_folder)  # Trainer.resume sets its folder after this
         self._seen_checkpoint = self.run_folder.checkpoint_stamp() if self.run_folder is not None else None
+        self._folder_at_start = self.run_folder.path.resolve() if self.run_folder is not None else None
         torch.manual_seed(config.seed)
         if model is not None:
             check_model_fits(model, config)
@@ -262,6 +263,7 @@ class Trainer:
         if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
         steps, label = epochs * self.steps_per_epoch, f"epochs {self.epoch + 1}-{self.epoch + epochs}"
+        self._refuse_a_folder_the_working_folder_moved()  # before the lock, which would make the folder
         with run_lock(self.run_folder):
             self._refuse_a_checkpoint_written_by_another()
             with tqdm(total=steps, desc=label, disable=not self.progress) as bar:
@@ -327,6 +329,17 @@ class Trainer:
         with hooks_random_state(self.device):  # after the save: Ctrl-C in a hook (a plot) keeps the finished epoch
             for hook in self.hooks:
                 hook.on_epoch_end(self)
+
+    def _refuse_a_folder_the_working_folder_moved(self) -> None:
+        """Raise a CheckpointError if the run folder, given as a relative path, now means another folder: the
+        process changed its working folder (a notebook cell's os.chdir) since the trainer was made."""
+        if self.run_folder is None or self.run_folder.path.resolve() == self._folder_at_start:
+            return
+        raise CheckpointError(
+            f"the run folder '{self.run_folder.path}' was {self._folder_at_start} when this trainer was made, and now "
+            f"means {self.run_folder.path.resolve()}: the working folder changed since; change back to the one the "
+            "trainer was made in, or make the trainer with an absolute folder"
+        )
 
     def _refuse_a_checkpoint_written_by_another(self) -> None:
         """Raise a CheckpointError if the run folder's checkpoint is not the one this trainer last read or wrote:
@@ -403,6 +416,7 @@ class Trainer:
         trainer.load_state_dict(state)
         trainer.run_folder = run_folder
         trainer._seen_checkpoint = seen
+        trainer._folder_at_start = run_folder.path.resolve() if run_folder is not None else None
         return trainer
 
 

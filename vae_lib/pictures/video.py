@@ -30,6 +30,7 @@ from vae_lib.pictures.snapshots import Snapshot, check_checkpoint_took_snapshots
 from vae_lib.pictures.viz import class_colour, image_grid, total_label
 
 FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no padding
+MAX_FPS = 60  # frames a second: a screen shows no more, and a faster video's frames are never seen
 
 
 class FrameRenderer:
@@ -221,6 +222,8 @@ def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps
 
 def make_run_video(run_dir: str | Path, fps: int = 12, gif: bool = False) -> dict[str, Path | float | int]:
     """Render a run's snapshots into run_dir/latent_evolution.mp4 (and .gif); return paths, frame count, seconds."""
+    if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= MAX_FPS:
+        raise ValueError(f"fps must be a whole number from 1 to {MAX_FPS} (frames a second), got {fps!r}")
     started = time.perf_counter()
     run_folder = RunFolder(run_dir)
     snapshots, renderer = frames_of_run(run_dir)

@@ -247,7 +247,12 @@ def _bounding_stopped(bounds_file: str | None, images: int) -> str:
             "part's bounds as it ends, and a run given it again continues)"
         )
     path = Path(bounds_file)
-    done = int((~read_saved_bounds(path).bounds[:, 0].isnan()).sum()) if path.exists() else 0
+    if not path.exists():
+        return (
+            f"while bounding log p(x), before its first part of {images} images ended; nothing was saved in {path} "
+            "yet: run the same command to start again"
+        )
+    done = int((~read_saved_bounds(path).bounds[:, 0].isnan()).sum())
     return (
         f"while bounding log p(x): the bounds of {done} of {images} images are saved in {path}; "
         "run the same command to continue"
