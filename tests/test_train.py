@@ -18,6 +18,7 @@ from vae_lib import (
     TrainingInterrupted,
     open_run,
     read_checkpoint,
+    vae_loss,
 )
 from vae_lib.core.data import to_model_input
 from vae_lib.core.device import malloc_is_glibcs
@@ -153,6 +154,7 @@ def test_epoch_count_must_be_positive(small_train, small_test, tmp_path, epochs)
     ("settings", "message"),
     [
         ({"alpha": -0.1}, "alpha"),
+        ({"alpha": True}, "alpha"),
         ({"alpha": 0.0}, "alpha"),
         ({"learning_rate": 0}, "learning_rate"),
         ({"batch_size": 0}, "batch_size"),
@@ -497,5 +499,7 @@ def test_an_empty_run_folder_name_or_a_weight_given_as_text_is_refused(small_tra
     optimizer, batch = torch.optim.SGD(model.parameters(), lr=0.1), to_model_input(small_train.images[:8])
     with pytest.raises(TypeError, match=r"alpha, the KL term's weight, is a number, got str '0.001'"):
         train_step(model, optimizer, batch, "0.001")
+    with pytest.raises(TypeError, match=r"alpha, the KL term's weight, is a number, got str '0.001'"):
+        vae_loss(batch, batch, torch.zeros(8, 2), torch.zeros(8, 2), "0.001")  # checked where the loss is, once
     for alpha in (np.float32(0.01), torch.tensor(0.01), 1):  # a KL warm-up's weight may be any of these
         assert math.isfinite(train_step(model, optimizer, batch, alpha)[0].item())

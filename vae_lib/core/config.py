@@ -123,7 +123,8 @@ class TrainConfig:
             if isinstance(value, int | float | str):
                 raise ValueError(f"{name} is a list of numbers, got {value!r}: write {name}=({value!r},) for one")
             object.__setattr__(self, name, tuple(value))
-        if not (isinstance(self.alpha, int | float) and math.isfinite(self.alpha) and self.alpha > 0):
+        alpha_is_number = isinstance(self.alpha, int | float) and not isinstance(self.alpha, bool)  # as vae_loss's
+        if not (alpha_is_number and math.isfinite(self.alpha) and self.alpha > 0):
             raise ValueError(
                 f"alpha weights the KL term and must be > 0 (and finite), got {self.alpha!r}. Without the KL term "
                 "nothing bounds the variance of latent dimensions the decoder ignores: it overflows within a few "

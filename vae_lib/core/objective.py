@@ -10,6 +10,7 @@ variance up to a constant and a scale: not in nats), and `bernoulli`, binary cro
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -139,7 +140,12 @@ def log_likelihood(
 def _check_loss_inputs(
     images: torch.Tensor, reconstruction: torch.Tensor, mean: torch.Tensor, log_var: torch.Tensor, alpha: float
 ) -> None:
-    """Raise a ValueError naming the problem if vae_loss's inputs would give a silently wrong loss."""
+    """Raise a ValueError naming the problem if vae_loss's inputs would give a silently wrong loss (a TypeError for
+    an alpha that is no number: text, a bool; a NumPy number or a one-element tensor, a KL warm-up's weight, is one)."""
+    if isinstance(alpha, bool | str | bytes) or not (
+        isinstance(alpha, numbers.Real) or (isinstance(alpha, torch.Tensor) and alpha.numel() == 1)
+    ):
+        raise TypeError(f"alpha, the KL term's weight, is a number, got {type(alpha).__name__} {alpha!r}")
     if not (math.isfinite(alpha) and alpha >= 0):
         raise ValueError(f"alpha weights the KL term and must be a finite number >= 0, got {alpha}")
     if not (images.is_floating_point() and reconstruction.is_floating_point()):

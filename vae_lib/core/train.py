@@ -8,7 +8,6 @@ writes checkpoints. Whatever watches training (snapshots, live plots, printing) 
 from __future__ import annotations
 
 import copy
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -75,10 +74,6 @@ def train_step(
     """
     images, labels = as_batch(batch)
     if check_batch:
-        if isinstance(alpha, bool | str | bytes) or not (
-            isinstance(alpha, numbers.Real) or (isinstance(alpha, torch.Tensor) and alpha.numel() == 1)
-        ):
-            raise TypeError(f"alpha, the KL term's weight, is a number, got {type(alpha).__name__} {alpha!r}")
         images = check_model_batch(model, images)
         check_optimizer_fits(model, optimizer)
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
@@ -232,11 +227,10 @@ class Trainer:
         self.steps_per_epoch = len(self.train_data) // config.batch_size  # the last partial batch is dropped
         if isinstance(run_dir, str) and not run_dir.strip():  # Path("") is the current folder
             raise ValueError("run_dir is empty: give a folder to save the run in, or leave it out to save nothing")
-        self.run_folder = RunFolder(run_dir) if run_dir is not None else None
-        if self.run_folder is not None:
-            refuse_saved_run(self.run_folder)  # Trainer.resume sets its folder after this
-        self._seen_checkpoint = self.run_folder.checkpoint_stamp() if self.run_folder is not None else None
-        self._folder_at_start = self.run_folder.path.resolve() if self.run_folder is not None else None
+        run_folder = RunFolder(run_dir) if run_dir is not None else None
+        if run_folder is not None:
+            refuse_saved_run(run_folder)  # so it holds no checkpoint yet; Trainer.resume sets its folder after this
+        self._use_run_folder(run_folder, seen_checkpoint=None)
         torch.manual_seed(config.seed)
         if model is not None:
             check_model_fits(model, config)
@@ -330,6 +324,12 @@ class Trainer:
             for hook in self.hooks:
                 hook.on_epoch_end(self)
 
+    def _use_run_folder(self, run_folder: RunFolder | None, seen_checkpoint: tuple[int, int, int] | None) -> None:
+        """Save the run in run_folder (None: nowhere), whose checkpoint this trainer has seen as `seen_checkpoint`
+        (RunFolder.checkpoint_stamp; None: none), and remember the folder it means now, for the checks of fit()."""
+        self.run_folder, self._seen_checkpoint = run_folder, seen_checkpoint
+        self._folder_at_start = run_folder.path.resolve() if run_folder is not None else None
+
     def _refuse_a_folder_the_working_folder_moved(self) -> None:
         """Raise a CheckpointError if the run folder, given as a relative path, now means another folder: the
         process changed its working folder (a notebook cell's os.chdir) since the trainer was made."""
@@ -414,9 +414,7 @@ class Trainer:
             refuse_saved_run(run_folder)
         trainer = cls(config_of(state), **options)
         trainer.load_state_dict(state)
-        trainer.run_folder = run_folder
-        trainer._seen_checkpoint = seen
-        trainer._folder_at_start = run_folder.path.resolve() if run_folder is not None else None
+        trainer._use_run_folder(run_folder, seen_checkpoint=seen)
         return trainer
 
 

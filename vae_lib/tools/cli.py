@@ -48,6 +48,11 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+def _counted(count: int, noun: str) -> str:
+    """Return '1 epoch', '2 epochs': a count with its noun, plural unless the count is one."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
     """Return an argparse type that accepts integers >= minimum."""
 
@@ -135,24 +140,24 @@ def _train(args: argparse.Namespace) -> None:
         epoch for epoch in asked if epoch > trainer.config.epochs and not RunFolder(out).kept_epoch(epoch).exists()
     ]
     if beyond:
-        kept, epochs = " ".join(map(str, beyond)), trainer.config.epochs
         say(
-            f"warning: --keep-epochs {kept} lies beyond the run's {epochs} epoch{'s' if epochs != 1 else ''}: nothing "
-            "is kept for it unless the run goes on that far (run again with --epochs N)"
+            f"warning: --keep-epochs {' '.join(map(str, beyond))} lies beyond the run's "
+            f"{_counted(trainer.config.epochs, 'epoch')}: nothing is kept for it unless the run goes on that far (run "
+            "again with --epochs N)"
         )
     if trainer.epoch:
         print(f"resuming {RunFolder(out).checkpoint} at epoch {trainer.epoch}")
     remaining = trainer.remaining_epochs()
     if remaining < 1:
         print(
-            f"{RunFolder(out).checkpoint} already has {trainer.epoch} epoch{'s' if trainer.epoch != 1 else ''} "
-            f"(asked for {config.epochs}); nothing to do"
+            f"{RunFolder(out).checkpoint} already has {_counted(trainer.epoch, 'epoch')} (asked for {config.epochs}); "
+            "nothing to do"
         )
         return
     kind = "conditional VAE" if config.conditional else "VAE"
     print(
-        f"training a {config.latent_dim}-D {kind} on {config.dataset} for {remaining} "
-        f"epoch{'s' if remaining != 1 else ''} on {trainer.device} "
+        f"training a {config.latent_dim}-D {kind} on {config.dataset} for {_counted(remaining, 'epoch')} on "
+        f"{trainer.device} "
         f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
     trainer.finish()
@@ -311,7 +316,7 @@ def _settle_progress_bars(args: argparse.Namespace) -> None:
 
     paths = [Path(path) for path in args.notebooks] or sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
     for path, changed in settle_notebook_files(paths).items():
-        print(f"{path}: {changed} progress bar text{'s' if changed != 1 else ''} set to the final state")
+        print(f"{path}: {_counted(changed, 'progress bar text')} set to the final state")
 
 
 # The benchmarks with options that only they read: the options, and how to choose that benchmark.
