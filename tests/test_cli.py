@@ -36,6 +36,17 @@ def test_the_help_names_every_command(capsys) -> None:
     assert "each command's --help says more" in " ".join(capsys.readouterr().out.split())
 
 
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    commands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    silent = [
+        f"{name} {action.option_strings[-1]}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.option_strings and not action.help
+    ]
+    assert len(commands) >= 9 and not silent, f"options without a help text: {silent}"
+
+
 def test_one_epoch_cli_run_writes_a_checkpoint_load_model_reads(tmp_path: Path, capsys) -> None:
     out = tmp_path / "2d"
     assert main(["train", "--latent-dim", "2", "--epochs", "1", "--out", str(out), "--device", "cpu", *SMALL]) == 0

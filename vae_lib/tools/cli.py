@@ -37,6 +37,8 @@ from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 # The k the bounds on log p(x) are printed for. The largest is the most --samples takes: more samples would only
 # average more groups of it, while every image's K samples are decoded and held in memory at once (3 KB each).
 BOUND_SAMPLE_COUNTS = (1, 10, 100, 1000, 5000)
+# Every command that computes takes --device.
+DEVICE_HELP = "cuda, mps or cpu (default: the fastest available)"
 
 
 class CommandInterrupted(KeyboardInterrupt):
@@ -387,7 +389,7 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
         "override them",
     )
     train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
-    train.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
+    train.add_argument("--device", help=DEVICE_HELP)
     snapshots = "record latent-space snapshots every STEPS steps and at each epoch end, for videos"
     train.add_argument("--snapshot-every", type=_integer_at_least(0), default=0, metavar="STEPS", help=snapshots)
     add_config_options(train)
@@ -412,14 +414,14 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
         default=list(SWEEP_ALPHAS),
         help=f"KL weights to train (default: {' '.join(map(str, SWEEP_ALPHAS))})",
     )
-    sweep.add_argument("--device", help="cuda, mps or cpu (default: the fastest available)")
+    sweep.add_argument("--device", help=DEVICE_HELP)
     sweep.set_defaults(run=_sweep)
 
     video = commands.add_parser("video", help="turn a run's snapshots into an mp4 (and a GIF)")
     video.add_argument(
         "run_dir", help="a run folder trained with snapshots; the video is written there as latent_evolution.mp4"
     )
-    video.add_argument("--fps", type=_integer_at_least(1), default=12)
+    video.add_argument("--fps", type=_integer_at_least(1), default=12, help="frames a second (default: 12)")
     video.add_argument("--gif", action="store_true", help="also write a GIF for READMEs")
     video.set_defaults(run=_video)
 
@@ -428,7 +430,7 @@ def _add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     """Add the commands about checkpoints and data: evaluate, reproduce and prepare-data."""
     evaluate_command = commands.add_parser("evaluate", help="print a checkpoint's test metrics")
     evaluate_command.add_argument("checkpoint", help="a checkpoint file, or a run folder (for its checkpoint.pt)")
-    evaluate_command.add_argument("--device")
+    evaluate_command.add_argument("--device", help=DEVICE_HELP)
     evaluate_command.add_argument("--seed", type=_seed, default=0, help="seed of the sampled z")
     evaluate_command.add_argument(
         "--log-likelihood",
@@ -486,7 +488,7 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
     benchmark.add_argument(
         "--steps", type=_integer_at_least(1), help="training steps the speed benchmark times (default: 400)"
     )
-    benchmark.add_argument("--device")
+    benchmark.add_argument("--device", help=DEVICE_HELP)
     benchmark.add_argument("--threads", type=_integer_at_least(1), help="CPU threads torch uses (default: its own)")
     kind = benchmark.add_mutually_exclusive_group()
     kind.add_argument(
