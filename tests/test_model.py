@@ -3,6 +3,7 @@ import torch
 
 from vae_lib import VAE
 from vae_lib.core.device import place_model
+from vae_lib.core.model import ConditionalVAE, ModelInputError
 
 
 @pytest.mark.parametrize("latent_dim", [2, 8])
@@ -67,6 +68,58 @@ def test_sample_draws_from_the_prior_with_a_generator() -> None:
 def test_bad_latent_dim_is_rejected(bad) -> None:
     with pytest.raises(ValueError, match="latent_dim"):
         VAE(latent_dim=bad)
+
+
+# What a learner calling the model by hand gives it, and what the refusal must say (torch's own errors named a layer's
+# weights: "mat1 and mat2 shapes cannot be multiplied (6x2 and 6272x4)", "Input type (unsigned char) and bias type").
+WRONG_IMAGES = [
+    (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "to_model_input"),
+    (torch.zeros(1, 28, 28), "that is one image: give a batch of one, image.unsqueeze(0)"),
+    (torch.zeros(28, 28), "that is one image"),
+    (torch.zeros(4, 28, 28), "lacks the channel dimension: images.unsqueeze(1)"),
+    (torch.zeros(4, 3, 28, 28), "this model takes 1-channel images, these have 3"),
+    (torch.zeros(4, 1, 32, 32), "got float32 of shape (4, 1, 32, 32)"),
+    (torch.zeros(6, 2), "these look like 6 latents of 2 numbers: model(...) encodes images, so decode latents with"),
+    (torch.zeros(4, 1, 28, 28, dtype=torch.float64), "weights are float32 and these images float64"),
+    ([[0.0] * 28] * 28, "got a list: torch.as_tensor"),
+]
+WRONG_LATENTS = [
+    (torch.zeros(4, 8), "this model's latent space has 2 dimensions, these latents 8"),
+    (torch.zeros(2), "that is one latent: give a batch of one, z.unsqueeze(0)"),
+    (torch.zeros(3, 1, 28, 28), "these look like images: model.decode takes latents"),
+    (torch.zeros(4, 2, dtype=torch.long), "latents are real numbers: latents.float()"),
+    (torch.zeros(4, 2, dtype=torch.float64), "weights are float32 and these latents float64"),
+]
+
+
+@pytest.mark.parametrize("make", [VAE, ConditionalVAE])
+@pytest.mark.parametrize(("images", "advice"), WRONG_IMAGES)
+def test_what_the_encoder_does_not_take_is_refused_saying_what_to_do(make, images, advice) -> None:
+    model, labels = make(latent_dim=2), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ModelInputError) as refusal:
+        model(images, labels)
+    assert advice in str(refusal.value)
+    if isinstance(images, torch.Tensor):
+        assert refusal.value.given == tuple(images.shape) and refusal.value.expected == ("N", 1, 28, 28)
+
+
+@pytest.mark.parametrize("make", [VAE, ConditionalVAE])
+@pytest.mark.parametrize(("latents", "advice"), WRONG_LATENTS)
+def test_what_the_decoder_does_not_take_is_refused_saying_what_to_do(make, latents, advice) -> None:
+    model = make(latent_dim=2)
+    with pytest.raises(ModelInputError) as refusal:
+        model.decode(latents, torch.zeros(len(latents), dtype=torch.long))
+    assert advice in str(refusal.value)
+    assert refusal.value.given == tuple(latents.shape) and refusal.value.expected == ("N", 2)
+
+
+def test_a_half_model_is_told_how_to_go_back_and_autocast_inputs_pass() -> None:
+    model = VAE(latent_dim=2).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 images and bf16 latents meet cast weights
+        assert model(torch.zeros(3, 1, 28, 28))[0].shape == (3, 1, 28, 28)
+        assert model.decode(torch.zeros(3, 2, dtype=torch.bfloat16)).shape == (3, 1, 28, 28)
+    with pytest.raises(ModelInputError, match=r"weights are float16 and these images float32: .*model\.float\(\)"):
+        model.half()(torch.zeros(3, 1, 28, 28))
 
 
 def _layouts_reaching_the_encoder_output_and_decoder(model: VAE, images: torch.Tensor) -> tuple[bool, bool]:

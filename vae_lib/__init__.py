@@ -30,7 +30,7 @@ from vae_lib.core.evaluate import (
 from vae_lib.core.files import CheckpointError
 from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.hooks import TrainingHook
-from vae_lib.core.model import VAE, LatentModel, reparameterise
+from vae_lib.core.model import VAE, LatentModel, ModelInputError, reparameterise
 from vae_lib.core.objective import LIKELIHOODS, kl_per_dimension, reconstruction_loss, vae_loss
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import outputs_dir, smoke_mode
@@ -49,6 +49,7 @@ __all__ = [
     "History",
     "ImageDataset",
     "LatentModel",
+    "ModelInputError",
     "RunFolder",
     "StepRecord",
     "TrainConfig",

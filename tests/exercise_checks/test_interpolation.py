@@ -108,7 +108,7 @@ def test_float64_weights_from_numpy_are_named_when_the_decoder_refuses_them() ->
 
     assert_fails_with(
         check_interpolate(numpy_weights),
-        "your function raised RuntimeError",
+        "your function raised ModelInputError",
         "a float64 tensor met the model's float32 weights",
     )
 

@@ -83,7 +83,7 @@ def test_a_latent_size_written_in_fails_the_check_on_the_other_model_and_says_so
     result = check_sample_prior(lambda model, count, g: model.decode(torch.randn(count, 2, generator=g)))
     assert_fails_with(
         result,
-        "Case *8-D model, 4 samples, generator seeded 1*: your function raised RuntimeError",
+        "Case *8-D model, 4 samples, generator seeded 1*: your function raised ModelInputError",
         "z has 2 values per sample, where this model's latent space has 8",
         "model.latent_dim",
     )
@@ -297,7 +297,7 @@ def test_a_sampler_converting_the_model_fails_without_crashing_the_check() -> No
 
 
 def test_latents_given_to_the_whole_model_are_told_to_use_decode() -> None:
-    # torch's conv2d error alone
+    # the model's own refusal alone (torch's conv2d error, before the model checked its input)
     def whole_model(model, count, generator):
         return model(torch.randn(count, model.latent_dim, generator=generator))[0]
 

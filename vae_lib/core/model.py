@@ -26,6 +26,16 @@ def reparameterise(mean: torch.Tensor, log_var: torch.Tensor, noise: torch.Tenso
     return mean + noise * torch.exp(0.5 * log_var)
 
 
+class ModelInputError(ValueError):
+    """A VAE was given something other than what it takes: images where it takes latents, one image where it takes
+    a batch, pixels 0-255 where it takes [-1, 1], latents of another size. `given` is the shape it was given
+    (None for what is not a tensor) and `expected` the shape it takes, N standing for any batch size."""
+
+    def __init__(self, message: str, given: tuple[int, ...] | None, expected: tuple[int | str, ...]) -> None:
+        super().__init__(message)
+        self.given, self.expected = given, expected
+
+
 class LatentModel(Protocol):
     """What training, evaluation and the figures need of a model; VAE is one.
 
@@ -51,6 +61,16 @@ class LatentModel(Protocol):
         self, images: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (decoder output, mean, log_var) for a batch, z sampled from q(z|x)."""
+
+
+def _shape_text(shape: tuple[int | str, ...]) -> str:
+    """Return a shape as the messages write what a model takes: N x 1 x 28 x 28."""
+    return " x ".join(str(size) for size in shape)
+
+
+def _dtype_text(tensor: torch.Tensor) -> str:
+    """Return a tensor's dtype without torch's prefix: float64, uint8."""
+    return str(tensor.dtype).removeprefix("torch.")
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, transposed: bool) -> nn.Sequential:
@@ -114,6 +134,7 @@ class VAE(nn.Module):
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the posterior's (mean, log_var), each N x latent_dim."""
+        self.check_images(images)
         features = self.encoder(images).flatten(1)
         mean, log_var = self.to_latent(features).chunk(2, dim=1)
         return mean, log_var
@@ -122,6 +143,7 @@ class VAE(nn.Module):
 
     def decoder_output(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Return the likelihood's parameters, N x channels x 28 x 28: images in [-1, 1] (gaussian) or logits."""
+        self.check_latents(latents)
         features = self.from_latent(latents).view(-1, *self.feature_shape)
         return self.decoder(features)
 
@@ -136,6 +158,93 @@ class VAE(nn.Module):
         output is the reconstruction for gaussian, its logits for bernoulli."""
         mean, log_var = self.encode(images, labels)
         return self.decoder_output(reparameterise(mean, log_var), labels), mean, log_var
+
+    def check_images(self, images: torch.Tensor) -> None:
+        """Raise a ModelInputError saying what to do unless `images` are what the encoder takes, a floating-point
+        batch N x channels x 28 x 28 in the weights' precision (torch's own errors name a layer's weights, not the
+        mistake). Shapes and types only: the values are checked where data comes in (data.to_model_input)."""
+        expected = (self.channels, IMAGE_SIZE, IMAGE_SIZE)
+        if not isinstance(images, torch.Tensor):
+            raise ModelInputError(
+                f"the model takes a tensor of images, N x {_shape_text(expected)}, got a {type(images).__name__}: "
+                "torch.as_tensor(...) or torch.stack([...]) makes one",
+                None,
+                ("N", *expected),
+            )
+        given = tuple(images.shape)
+        if images.dim() == 4 and given[1:] == expected and images.is_floating_point():
+            self._check_precision(images, "images", ("N", *expected))
+            return
+        advice = f"give the model a batch of images, N x {_shape_text(expected)}"
+        if images.dim() == 2 and given[1] == self.latent_dim:
+            advice = (
+                f"these look like {given[0]} latents of {self.latent_dim} numbers: model(...) encodes images, so "
+                "decode latents with model.decode(z)"
+            )
+        elif given in (expected, expected[1:]):
+            advice = "that is one image: give a batch of one, image.unsqueeze(0), or torch.stack([...]) of several"
+        elif images.dim() == 4 and given[1:] == expected:  # integer pixels
+            advice = "pixels 0-255 go through vae_lib.core.data.to_model_input(images) first, which makes [-1, 1]"
+        elif images.dim() == 3 and given[1:] == expected[1:] and self.channels == 1:
+            advice = "N x 28 x 28 lacks the channel dimension: images.unsqueeze(1)"
+        elif images.dim() == 4 and given[2:] == expected[1:]:
+            advice = f"this model takes {self.channels}-channel images, these have {given[1]}: give it its dataset's"
+        raise ModelInputError(
+            f"the model's encoder takes floating-point images, N x {_shape_text(expected)}, got {_dtype_text(images)} "
+            f"of shape {given}: {advice}",
+            given,
+            ("N", *expected),
+        )
+
+    def check_latents(self, latents: torch.Tensor) -> None:
+        """Raise a ModelInputError saying what to do unless `latents` are what the decoder takes, floating-point
+        N x latent_dim in the weights' precision."""
+        if not isinstance(latents, torch.Tensor):
+            raise ModelInputError(
+                f"the model's decoder takes a tensor of latents, N x {self.latent_dim}, got a "
+                f"{type(latents).__name__}: torch.as_tensor(...) makes one",
+                None,
+                ("N", self.latent_dim),
+            )
+        given = tuple(latents.shape)
+        if latents.dim() == 2 and given[1] == self.latent_dim and latents.is_floating_point():
+            self._check_precision(latents, "latents", ("N", self.latent_dim))
+            return
+        advice = f"give the decoder N rows of {self.latent_dim} numbers"
+        if latents.dim() == 4 and given[-2:] == (IMAGE_SIZE, IMAGE_SIZE):
+            advice = "these look like images: model.decode takes latents; encode images with model.encode(images)"
+        elif given == (self.latent_dim,):
+            advice = "that is one latent: give a batch of one, z.unsqueeze(0)"
+        elif latents.dim() == 2 and given[1] != self.latent_dim:
+            advice = (
+                f"this model's latent space has {self.latent_dim} dimensions, these latents {given[1]}: take the size "
+                "from the model, torch.randn(count, model.latent_dim), or decode with the model they came from"
+            )
+        elif latents.dim() == 2:  # integers
+            advice = "latents are real numbers: latents.float()"
+        raise ModelInputError(
+            f"the model's decoder takes floating-point latents, N x {self.latent_dim}, got {_dtype_text(latents)} of "
+            f"shape {given}: {advice}",
+            given,
+            ("N", self.latent_dim),
+        )
+
+    def _check_precision(self, given: torch.Tensor, what: str, expected: tuple[int | str, ...]) -> None:
+        """Raise a ModelInputError unless `given` is in the weights' precision, or autocast casts it."""
+        weights = self.from_latent.weight.dtype
+        if given.dtype != weights and not torch.is_autocast_enabled(given.device.type):
+            name = str(weights).removeprefix("torch.")
+            model_back = (
+                ""
+                if weights == torch.float32
+                else ", or make the model float32 again, model.float(): vae_lib gives float32"
+            )
+            raise ModelInputError(
+                f"the model's weights are {name} and these {what} {_dtype_text(given)}: give it "
+                f"{what}.to(torch.{name}){model_back}",
+                tuple(given.shape),
+                expected,
+            )
 
     @torch.no_grad()
     def sample(
@@ -182,11 +291,13 @@ class ConditionalVAE(VAE):
 
     def encode(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the posterior's (mean, log_var) given the images and their labels, each N x latent_dim."""
+        self.check_images(images)
         features = self.encoder(images).flatten(1)
         mean, log_var = self.to_latent(torch.cat([features, self.one_hot(labels, features)], dim=1)).chunk(2, dim=1)
         return mean, log_var
 
     def decoder_output(self, latents: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Return the likelihood's parameters for latents decoded as the given labels' classes."""
+        self.check_latents(latents)
         codes = torch.cat([latents, self.one_hot(labels, latents)], dim=1)
         return self.decoder(self.from_latent(codes).view(-1, *self.feature_shape))

@@ -11,7 +11,7 @@ from functools import partial
 import torch
 
 from vae_lib.core.latent import interpolation_latents
-from vae_lib.core.model import VAE
+from vae_lib.core.model import VAE, ModelInputError
 from vae_lib.course.exercises.checking import (
     CheckResult,
     _as_tensor,
@@ -152,13 +152,15 @@ def _interpolation_error_hints(steps: int, latent_dim: int, error: Exception) ->
             "torch.linspace(0, 1, steps).unsqueeze(1), so that row i of (1 - t)·μ_start + t·μ_end is the i-th code."
         ]
     names_the_size = str(latent_dim) in text or f"input of size {steps * latent_dim}" in text  # a view: steps · 8
-    if latent_dim != 2 and _TWO_AGAINST_THE_LATENT_SIZE.search(text) and names_the_size:
+    two_wide = isinstance(error, ModelInputError) and error.given is not None and error.given[-1:] == (2,)
+    if latent_dim != 2 and (two_wide or _TWO_AGAINST_THE_LATENT_SIZE.search(text) and names_the_size):
         return [
             f"the 2-D case passed, and this model's codes have {latent_dim} values, where your code has 2: a size "
             "written in (torch.zeros(steps, 2), means[:, :2], .expand(steps, 2), .view(steps, 2))? Take it from the "
             "model, model.latent_dim, or from the means, means.shape[1]."
         ]
-    if "expected 4D input (got 3D input)" in text:
+    one_image = isinstance(error, ModelInputError) and len(error.expected) == 4  # the encoder's, N x C x 28 x 28
+    if one_image and error.given in (error.expected[1:], error.expected[2:]):
         return [
             "the model takes a batch of images, N × 1 × 28 × 28, and start_image and end_image are one image each, 1 "
             "× 28 × 28: encode torch.stack([start_image, end_image]), or each with .unsqueeze(0)."

@@ -13,7 +13,7 @@ from functools import partial
 
 import torch
 
-from vae_lib.core.model import VAE
+from vae_lib.core.model import VAE, ModelInputError
 from vae_lib.course.exercises.checking import (
     CheckResult,
     _call,
@@ -277,7 +277,8 @@ def _sample_error_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error:
     if generator_hints:
         return generator_hints
     width = _latent_width_hints(decoded, latent_dim, error)
-    if width or "input to conv2d" not in str(error):
+    to_the_encoder = isinstance(error, ModelInputError) and len(error.expected) == 4 and len(error.given or ()) == 2
+    if width or not to_the_encoder:  # latents given to the encoder, which takes images
         return width
     return [
         "model(z) runs the whole VAE, whose encoder takes images, N × 1 × 28 × 28: decode the latents alone with "
@@ -306,8 +307,12 @@ def _generator_error_hints(error: Exception) -> list[str]:
 
 
 def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error: Exception) -> list[str]:
-    """Return a hint when the learner's code raised after decoding latents as wide as another model's latent space."""
+    """Return a hint when the learner's code raised after decoding latents as wide as another model's latent space,
+    or when the decoder refused them (before recording them)."""
     widths = [latents.shape[-1] for latents in decoded if latents.dim() == 2 and latents.shape[-1] != latent_dim]
+    refused = error.given if isinstance(error, ModelInputError) and len(error.expected) == 2 else None
+    if refused is not None and len(refused) == 2 and refused[1] != latent_dim:
+        widths.append(refused[1])
     if not widths:
         return []
     return [
