@@ -73,19 +73,29 @@ def test_bad_latent_dim_is_rejected(bad) -> None:
 # What a learner calling the model by hand gives it, and what the refusal must say (torch's own errors named a layer's
 # weights: "mat1 and mat2 shapes cannot be multiplied (6x2 and 6272x4)", "Input type (unsigned char) and bias type").
 WRONG_IMAGES = [
-    (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "to_model_input"),
+    (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), "to_model_input(images) first"),
+    (torch.zeros(4, 28, 28, dtype=torch.uint8), "to_model_input(images) first"),
+    (torch.zeros(4, 1, 28, 28, dtype=torch.int64), "to_model_input(images.byte())"),
+    (torch.zeros(4, 1, 28, 28, dtype=torch.bool), "images.float() * 2 - 1"),
     (torch.zeros(1, 28, 28), "that is one image: give a batch of one, image.unsqueeze(0)"),
-    (torch.zeros(28, 28), "that is one image"),
+    (torch.zeros(28, 28), "that is one image: give a batch of one, image.view(1, 1, 28, 28)"),
     (torch.zeros(4, 28, 28), "lacks the channel dimension: images.unsqueeze(1)"),
+    (torch.zeros(4, 784), "flattened images: images.view(-1, 1, 28, 28)"),
+    (torch.zeros(4, 28, 28, 1), "images.permute(0, 3, 1, 2)"),
     (torch.zeros(4, 3, 28, 28), "this model takes 1-channel images, these have 3"),
     (torch.zeros(4, 1, 32, 32), "got float32 of shape (4, 1, 32, 32)"),
-    (torch.zeros(6, 2), "these look like 6 latents of 2 numbers: model(...) encodes images, so decode latents with"),
+    (torch.zeros(6, 2), "these look like 6 latents of 2 numbers: decode latents with model.decode(z"),
     (torch.zeros(4, 1, 28, 28, dtype=torch.float64), "weights are float32 and these images float64"),
-    ([[0.0] * 28] * 28, "got a list: torch.as_tensor"),
+    ([[0.0] * 28] * 28, "got a list: torch.as_tensor(images, dtype=torch.float32)"),
+    ([torch.zeros(1, 28, 28)] * 2, "got a list: torch.stack(images)"),
+    (
+        (torch.zeros(2, 1, 28, 28), torch.zeros(2)),
+        "an (images, labels) pair, a Batch? Give the model both, model(*batch)",
+    ),
 ]
 WRONG_LATENTS = [
     (torch.zeros(4, 8), "this model's latent space has 2 dimensions, these latents 8"),
-    (torch.zeros(2), "that is one latent: give a batch of one, z.unsqueeze(0)"),
+    (torch.zeros(2, 6), "these look transposed, 2 x N: give it z.T"),
     (torch.zeros(3, 1, 28, 28), "these look like images: model.decode takes latents"),
     (torch.zeros(4, 2, dtype=torch.long), "latents are real numbers: latents.float()"),
     (torch.zeros(4, 2, dtype=torch.float64), "weights are float32 and these latents float64"),
@@ -113,11 +123,23 @@ def test_what_the_decoder_does_not_take_is_refused_saying_what_to_do(make, laten
     assert refusal.value.given == tuple(latents.shape) and refusal.value.expected == ("N", 2)
 
 
+def test_a_plain_vae_decodes_latents_of_any_leading_shape_and_a_conditional_one_asks_for_rows() -> None:
+    model = VAE(latent_dim=2).eval()  # as its layers always did: a learner's right answers decode one latent at a time
+    assert model.decode(torch.zeros(2)).shape == (1, 1, 28, 28)
+    assert model.decode(torch.zeros(5, 1, 2)).shape == (5, 1, 28, 28)
+    with pytest.raises(ModelInputError, match=r"give it a batch, z.view\(-1, 2\), and one label per row"):
+        ConditionalVAE(latent_dim=2).decode(torch.zeros(2), torch.zeros(1, dtype=torch.long))
+    model.from_latent = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 128 * 49))
+    assert model.decode(torch.zeros(3, 2)).shape == (3, 1, 28, 28)  # a subclass's own layer: no .weight to read
+
+
 def test_a_half_model_is_told_how_to_go_back_and_autocast_inputs_pass() -> None:
     model = VAE(latent_dim=2).eval()
     with torch.autocast("cpu", dtype=torch.bfloat16):  # float32 images and bf16 latents meet cast weights
         assert model(torch.zeros(3, 1, 28, 28))[0].shape == (3, 1, 28, 28)
         assert model.decode(torch.zeros(3, 2, dtype=torch.bfloat16)).shape == (3, 1, 28, 28)
+        with pytest.raises(ModelInputError, match="weights are float32 and these images float64"):  # not cast
+            model(torch.zeros(3, 1, 28, 28, dtype=torch.float64))
     with pytest.raises(ModelInputError, match=r"weights are float16 and these images float32: .*model\.float\(\)"):
         model.half()(torch.zeros(3, 1, 28, 28))
 

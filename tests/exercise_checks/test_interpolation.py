@@ -362,3 +362,23 @@ def test_a_latent_size_of_2_written_into_an_interpolation_is_named(wrong) -> Non
         result, "Case *8-D model, 7 steps*", "Looks like: the 2-D case passed", "codes have 8 values", "latent_dim"
     )
     assert "take a mean" not in result.details
+
+
+def _codes(model, start_image, end_image, steps):
+    means, _ = model.encode(torch.stack([start_image, end_image]))
+    weights = torch.linspace(0, 1, steps).view(-1, 1)
+    return (1 - weights) * means[0] + weights * means[1]
+
+
+@pytest.mark.parametrize(
+    "decode",
+    [
+        lambda model, codes: torch.cat([model.decode(code) for code in codes]),  # one code at a time
+        lambda model, codes: model.decode(codes.unsqueeze(1)),  # steps x 1 x latent_dim
+    ],
+    ids=["one code at a time", "codes of shape steps x 1 x d"],
+)
+def test_right_interpolations_decoding_codes_of_other_leading_shapes_pass(decode) -> None:
+    # the model's check of its latents must not refuse what its layers always decoded
+    result = check_interpolate(lambda model, a, b, steps: decode(model, _codes(model, a, b, steps)))
+    assert result.passed, result.details

@@ -448,3 +448,14 @@ def test_two_decodings_averaged_are_not_told_the_whole_model_ran() -> None:
         return (model.decode(first) + model.decode(second)) / 2
 
     assert "the whole model ran" not in check_sample_prior(averaged).details
+
+
+def test_one_latent_for_all_the_samples_is_told_the_shape_and_transposed_latents_are_not_told_a_size() -> None:
+    # count left out: one image, as before the model checked its latents (not "give a batch of one")
+    one = check_sample_prior(lambda model, count, g: model.decode(torch.randn(model.latent_dim, generator=g)))
+    assert_fails_with(one, "the shape is (1, 1, 28, 28), expected (6, 1, 28, 28)")
+    transposed = check_sample_prior(
+        lambda model, count, g: model.decode(torch.randn(model.latent_dim, count, generator=g))
+    )
+    assert_fails_with(transposed, "these look transposed, 2 x N: give it z.T")
+    assert "values per sample" not in transposed.details

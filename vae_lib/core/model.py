@@ -68,6 +68,15 @@ def _shape_text(shape: tuple[int | str, ...]) -> str:
     return " x ".join(str(size) for size in shape)
 
 
+def _as_tensor_advice(given: object, name: str) -> str:
+    """Return how to make a tensor of what a model was given instead of one: a Batch, a list of tensors, an array."""
+    if isinstance(given, tuple) and len(given) == 2 and isinstance(given[0], torch.Tensor):
+        return "an (images, labels) pair, a Batch? Give the model both, model(*batch)"
+    if isinstance(given, list | tuple) and given and all(isinstance(item, torch.Tensor) for item in given):
+        return f"torch.stack({name}) makes one of tensors of one shape"
+    return f"torch.as_tensor({name}, dtype=torch.float32) makes one of numbers or an array"
+
+
 def _dtype_text(tensor: torch.Tensor) -> str:
     """Return a tensor's dtype without torch's prefix: float64, uint8."""
     return str(tensor.dtype).removeprefix("torch.")
@@ -167,7 +176,7 @@ class VAE(nn.Module):
         if not isinstance(images, torch.Tensor):
             raise ModelInputError(
                 f"the model takes a tensor of images, N x {_shape_text(expected)}, got a {type(images).__name__}: "
-                "torch.as_tensor(...) or torch.stack([...]) makes one",
+                f"{_as_tensor_advice(images, 'images')}",
                 None,
                 ("N", *expected),
             )
@@ -175,19 +184,29 @@ class VAE(nn.Module):
         if images.dim() == 4 and given[1:] == expected and images.is_floating_point():
             self._check_precision(images, "images", ("N", *expected))
             return
+        side = (IMAGE_SIZE, IMAGE_SIZE)
+        convert = "to_model_input(images)" if self.channels == 1 else f"to_model_input(images, {self.channels})"
         advice = f"give the model a batch of images, N x {_shape_text(expected)}"
-        if images.dim() == 2 and given[1] == self.latent_dim:
-            advice = (
-                f"these look like {given[0]} latents of {self.latent_dim} numbers: model(...) encodes images, so "
-                "decode latents with model.decode(z)"
-            )
-        elif given in (expected, expected[1:]):
+        if given == side and self.channels == 1:
+            advice = "that is one image: give a batch of one, image.view(1, 1, 28, 28)"
+        elif given == expected:
             advice = "that is one image: give a batch of one, image.unsqueeze(0), or torch.stack([...]) of several"
-        elif images.dim() == 4 and given[1:] == expected:  # integer pixels
-            advice = "pixels 0-255 go through vae_lib.core.data.to_model_input(images) first, which makes [-1, 1]"
-        elif images.dim() == 3 and given[1:] == expected[1:] and self.channels == 1:
+        elif images.dtype == torch.uint8 and (given[1:] == expected or given[1:] == side and self.channels == 1):
+            advice = f"pixels 0-255 go through vae_lib.core.data.{convert} first, which makes [-1, 1]"
+        elif images.dtype == torch.bool and given[1:] == expected:
+            advice = "black and white as False and True: images.float() * 2 - 1 makes them -1 and 1"
+        elif not images.is_floating_point() and given[1:] == expected:
+            advice = f"pixels 0-255 as integers: vae_lib.core.data.{convert.replace('images', 'images.byte()')}"
+        elif images.dim() == 2 and given[1] == self.latent_dim:
+            decode = "model.decode(z, labels)" if self.needs_labels else "model.decode(z)"
+            advice = f"these look like {given[0]} latents of {self.latent_dim} numbers: decode latents with {decode}"
+        elif images.dim() == 3 and given[1:] == side and self.channels == 1:
             advice = "N x 28 x 28 lacks the channel dimension: images.unsqueeze(1)"
-        elif images.dim() == 4 and given[2:] == expected[1:]:
+        elif images.dim() == 2 and given[1] == self.channels * IMAGE_SIZE * IMAGE_SIZE:
+            advice = f"flattened images: images.view(-1, {self.channels}, 28, 28)"
+        elif images.dim() == 4 and given[1:3] == side and given[3] == self.channels:
+            advice = "channels last (N x 28 x 28 x C, NumPy's order): images.permute(0, 3, 1, 2)"
+        elif images.dim() == 4 and given[2:] == side:
             advice = f"this model takes {self.channels}-channel images, these have {given[1]}: give it its dataset's"
         raise ModelInputError(
             f"the model's encoder takes floating-point images, N x {_shape_text(expected)}, got {_dtype_text(images)} "
@@ -197,31 +216,35 @@ class VAE(nn.Module):
         )
 
     def check_latents(self, latents: torch.Tensor) -> None:
-        """Raise a ModelInputError saying what to do unless `latents` are what the decoder takes, floating-point
-        N x latent_dim in the weights' precision."""
+        """Raise a ModelInputError saying what to do unless `latents` are what the decoder takes: floating point,
+        in the weights' precision, N x latent_dim (a model without labels also decodes one latent, or any leading
+        shape, as N = all of them: ... x latent_dim)."""
         if not isinstance(latents, torch.Tensor):
             raise ModelInputError(
                 f"the model's decoder takes a tensor of latents, N x {self.latent_dim}, got a "
-                f"{type(latents).__name__}: torch.as_tensor(...) makes one",
+                f"{type(latents).__name__}: {_as_tensor_advice(latents, 'z')}",
                 None,
                 ("N", self.latent_dim),
             )
         given = tuple(latents.shape)
-        if latents.dim() == 2 and given[1] == self.latent_dim and latents.is_floating_point():
+        rows = latents.dim() == 2 or latents.dim() >= 1 and not self.needs_labels  # cat with the one-hot rows
+        if rows and given[-1] == self.latent_dim and latents.is_floating_point():
             self._check_precision(latents, "latents", ("N", self.latent_dim))
             return
         advice = f"give the decoder N rows of {self.latent_dim} numbers"
         if latents.dim() == 4 and given[-2:] == (IMAGE_SIZE, IMAGE_SIZE):
             advice = "these look like images: model.decode takes latents; encode images with model.encode(images)"
-        elif given == (self.latent_dim,):
-            advice = "that is one latent: give a batch of one, z.unsqueeze(0)"
-        elif latents.dim() == 2 and given[1] != self.latent_dim:
-            advice = (
-                f"this model's latent space has {self.latent_dim} dimensions, these latents {given[1]}: take the size "
-                "from the model, torch.randn(count, model.latent_dim), or decode with the model they came from"
-            )
-        elif latents.dim() == 2:  # integers
+        elif given[-1:] == (self.latent_dim,) and not latents.is_floating_point():
             advice = "latents are real numbers: latents.float()"
+        elif given[-1:] == (self.latent_dim,):  # a conditional model given one latent, or several dimensions
+            advice = f"give it a batch, z.view(-1, {self.latent_dim}), and one label per row"
+        elif latents.dim() == 2 and given[0] == self.latent_dim:
+            advice = f"these look transposed, {self.latent_dim} x N: give it z.T, one row per latent"
+        elif latents.dim() >= 1:
+            advice = (
+                f"this model's latent space has {self.latent_dim} dimensions, these latents {given[-1]}: take the "
+                "size from the model, model.latent_dim, or decode with the model they came from"
+            )
         raise ModelInputError(
             f"the model's decoder takes floating-point latents, N x {self.latent_dim}, got {_dtype_text(latents)} of "
             f"shape {given}: {advice}",
@@ -230,9 +253,11 @@ class VAE(nn.Module):
         )
 
     def _check_precision(self, given: torch.Tensor, what: str, expected: tuple[int | str, ...]) -> None:
-        """Raise a ModelInputError unless `given` is in the weights' precision, or autocast casts it."""
-        weights = self.from_latent.weight.dtype
-        if given.dtype != weights and not torch.is_autocast_enabled(given.device.type):
+        """Raise a ModelInputError unless `given` is in the weights' precision, or autocast casts it (float64 it
+        does not)."""
+        weights = next(self.parameters()).dtype
+        casts = torch.is_autocast_enabled(given.device.type) and given.dtype != torch.float64
+        if given.dtype != weights and not casts:
             name = str(weights).removeprefix("torch.")
             model_back = (
                 ""

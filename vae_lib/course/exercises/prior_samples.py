@@ -311,7 +311,7 @@ def _latent_width_hints(decoded: Sequence[torch.Tensor], latent_dim: int, error:
     or when the decoder refused them (before recording them)."""
     widths = [latents.shape[-1] for latents in decoded if latents.dim() == 2 and latents.shape[-1] != latent_dim]
     refused = error.given if isinstance(error, ModelInputError) and len(error.expected) == 2 else None
-    if refused is not None and len(refused) == 2 and refused[1] != latent_dim:
+    if refused is not None and len(refused) == 2 and latent_dim not in refused:  # not transposed: the model says so
         widths.append(refused[1])
     if not widths:
         return []
