@@ -95,7 +95,11 @@ WRONG_IMAGES = [
 ]
 WRONG_LATENTS = [
     (torch.zeros(4, 8), "this model's latent space has 2 dimensions, these latents 8"),
-    (torch.zeros(2, 6), "these look transposed, 2 x N: give it z.T"),
+    (
+        torch.zeros(2, 6),
+        "these are 2 latents of 6 numbers: another model's (take the size from model.latent_dim), or 6",
+    ),
+    ((torch.zeros(3, 2), torch.zeros(3, 2)), "encode's (mean, log_var)? Decode the means"),
     (torch.zeros(3, 1, 28, 28), "these look like images: model.decode takes latents"),
     (torch.zeros(4, 2, dtype=torch.long), "latents are real numbers: latents.float()"),
     (torch.zeros(4, 2, dtype=torch.float64), "weights are float32 and these latents float64"),
@@ -118,9 +122,10 @@ def test_what_the_encoder_does_not_take_is_refused_saying_what_to_do(make, image
 def test_what_the_decoder_does_not_take_is_refused_saying_what_to_do(make, latents, advice) -> None:
     model = make(latent_dim=2)
     with pytest.raises(ModelInputError) as refusal:
-        model.decode(latents, torch.zeros(len(latents), dtype=torch.long))
+        model.decode(latents, torch.zeros(3, dtype=torch.long))
     assert advice in str(refusal.value)
-    assert refusal.value.given == tuple(latents.shape) and refusal.value.expected == ("N", 2)
+    given = tuple(latents.shape) if isinstance(latents, torch.Tensor) else None
+    assert refusal.value.given == given and refusal.value.expected == ("N", 2)
 
 
 def test_a_plain_vae_decodes_latents_of_any_leading_shape_and_a_conditional_one_asks_for_rows() -> None:
@@ -129,6 +134,12 @@ def test_a_plain_vae_decodes_latents_of_any_leading_shape_and_a_conditional_one_
     assert model.decode(torch.zeros(5, 1, 2)).shape == (5, 1, 28, 28)
     with pytest.raises(ModelInputError, match=r"give it a batch, z.view\(-1, 2\), and one label per row"):
         ConditionalVAE(latent_dim=2).decode(torch.zeros(2), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ModelInputError, match="these look like images"):  # whatever the latent size
+        VAE(latent_dim=28).decode(torch.zeros(4, 1, 28, 28))
+    with pytest.raises(ModelInputError, match=r"give the model a batch of images, N x 1 x 28 x 28"):
+        model(torch.zeros(4, 1, 28, 28, dtype=torch.complex64))
+    meta = VAE(latent_dim=2).to("meta")  # a device autocast does not know
+    assert meta(torch.empty(4, 1, 28, 28, device="meta"))[0].shape == (4, 1, 28, 28)
     model.from_latent = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 128 * 49))
     assert model.decode(torch.zeros(3, 2)).shape == (3, 1, 28, 28)  # a subclass's own layer: no .weight to read
 

@@ -457,5 +457,14 @@ def test_one_latent_for_all_the_samples_is_told_the_shape_and_transposed_latents
     transposed = check_sample_prior(
         lambda model, count, g: model.decode(torch.randn(model.latent_dim, count, generator=g))
     )
-    assert_fails_with(transposed, "these look transposed, 2 x N: give it z.T")
+    assert_fails_with(transposed, "or 6 latents transposed (z.T gives one row per latent)")
     assert "values per sample" not in transposed.details
+
+
+def test_a_sampler_decoding_one_latent_a_call_passes_on_both_models() -> None:
+    # in 8-D, four torch.randn(8) differ from one torch.randn(4, 8) of the same generator: judged by the latents decoded
+    def one_a_call(model, count, generator):
+        return torch.cat([model.decode(torch.randn(model.latent_dim, generator=generator)) for _ in range(count)])
+
+    result = check_sample_prior(one_a_call)
+    assert result.passed, result.details

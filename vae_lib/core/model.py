@@ -68,13 +68,12 @@ def _shape_text(shape: tuple[int | str, ...]) -> str:
     return " x ".join(str(size) for size in shape)
 
 
-def _as_tensor_advice(given: object, name: str) -> str:
-    """Return how to make a tensor of what a model was given instead of one: a Batch, a list of tensors, an array."""
-    if isinstance(given, tuple) and len(given) == 2 and isinstance(given[0], torch.Tensor):
-        return "an (images, labels) pair, a Batch? Give the model both, model(*batch)"
-    if isinstance(given, list | tuple) and given and all(isinstance(item, torch.Tensor) for item in given):
-        return f"torch.stack({name}) makes one of tensors of one shape"
-    return f"torch.as_tensor({name}, dtype=torch.float32) makes one of numbers or an array"
+def _autocast_on(device_type: str) -> bool:
+    """Return whether autocast is on for this device type (False for one autocast does not know, such as meta)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:
+        return False
 
 
 def _dtype_text(tensor: torch.Tensor) -> str:
@@ -176,7 +175,7 @@ class VAE(nn.Module):
         if not isinstance(images, torch.Tensor):
             raise ModelInputError(
                 f"the model takes a tensor of images, N x {_shape_text(expected)}, got a {type(images).__name__}: "
-                f"{_as_tensor_advice(images, 'images')}",
+                f"{self._as_tensor_advice(images, 'images')}",
                 None,
                 ("N", *expected),
             )
@@ -195,7 +194,7 @@ class VAE(nn.Module):
             advice = f"pixels 0-255 go through vae_lib.core.data.{convert} first, which makes [-1, 1]"
         elif images.dtype == torch.bool and given[1:] == expected:
             advice = "black and white as False and True: images.float() * 2 - 1 makes them -1 and 1"
-        elif not images.is_floating_point() and given[1:] == expected:
+        elif not images.is_floating_point() and not images.is_complex() and given[1:] == expected:
             advice = f"pixels 0-255 as integers: vae_lib.core.data.{convert.replace('images', 'images.byte()')}"
         elif images.dim() == 2 and given[1] == self.latent_dim:
             decode = "model.decode(z, labels)" if self.needs_labels else "model.decode(z)"
@@ -206,7 +205,7 @@ class VAE(nn.Module):
             advice = f"flattened images: images.view(-1, {self.channels}, 28, 28)"
         elif images.dim() == 4 and given[1:3] == side and given[3] == self.channels:
             advice = "channels last (N x 28 x 28 x C, NumPy's order): images.permute(0, 3, 1, 2)"
-        elif images.dim() == 4 and given[2:] == side:
+        elif images.dim() == 4 and given[2:] == side and given[1] != self.channels:
             advice = f"this model takes {self.channels}-channel images, these have {given[1]}: give it its dataset's"
         raise ModelInputError(
             f"the model's encoder takes floating-point images, N x {_shape_text(expected)}, got {_dtype_text(images)} "
@@ -222,24 +221,29 @@ class VAE(nn.Module):
         if not isinstance(latents, torch.Tensor):
             raise ModelInputError(
                 f"the model's decoder takes a tensor of latents, N x {self.latent_dim}, got a "
-                f"{type(latents).__name__}: {_as_tensor_advice(latents, 'z')}",
+                f"{type(latents).__name__}: {self._as_tensor_advice(latents, 'z')}",
                 None,
                 ("N", self.latent_dim),
             )
         given = tuple(latents.shape)
         rows = latents.dim() == 2 or latents.dim() >= 1 and not self.needs_labels  # cat with the one-hot rows
-        if rows and given[-1] == self.latent_dim and latents.is_floating_point():
+        images = latents.dim() >= 3 and given[-2:] == (IMAGE_SIZE, IMAGE_SIZE)
+        if rows and not images and given[-1] == self.latent_dim and latents.is_floating_point():
             self._check_precision(latents, "latents", ("N", self.latent_dim))
             return
         advice = f"give the decoder N rows of {self.latent_dim} numbers"
-        if latents.dim() == 4 and given[-2:] == (IMAGE_SIZE, IMAGE_SIZE):
+        if images:
             advice = "these look like images: model.decode takes latents; encode images with model.encode(images)"
         elif given[-1:] == (self.latent_dim,) and not latents.is_floating_point():
             advice = "latents are real numbers: latents.float()"
         elif given[-1:] == (self.latent_dim,):  # a conditional model given one latent, or several dimensions
             advice = f"give it a batch, z.view(-1, {self.latent_dim}), and one label per row"
-        elif latents.dim() == 2 and given[0] == self.latent_dim:
-            advice = f"these look transposed, {self.latent_dim} x N: give it z.T, one row per latent"
+        elif latents.dim() == 2 and given[0] == self.latent_dim:  # transposed, or another model's latents
+            advice = (
+                f"this model's latent space has {self.latent_dim} dimensions, and these are {self.latent_dim} latents "
+                f"of {given[1]} numbers: another model's (take the size from model.latent_dim), or {given[1]} latents "
+                "transposed (z.T gives one row per latent)?"
+            )
         elif latents.dim() >= 1:
             advice = (
                 f"this model's latent space has {self.latent_dim} dimensions, these latents {given[-1]}: take the "
@@ -256,20 +260,32 @@ class VAE(nn.Module):
         """Raise a ModelInputError unless `given` is in the weights' precision, or autocast casts it (float64 it
         does not)."""
         weights = next(self.parameters()).dtype
-        casts = torch.is_autocast_enabled(given.device.type) and given.dtype != torch.float64
-        if given.dtype != weights and not casts:
-            name = str(weights).removeprefix("torch.")
-            model_back = (
-                ""
-                if weights == torch.float32
-                else ", or make the model float32 again, model.float(): vae_lib gives float32"
-            )
-            raise ModelInputError(
-                f"the model's weights are {name} and these {what} {_dtype_text(given)}: give it "
-                f"{what}.to(torch.{name}){model_back}",
-                tuple(given.shape),
-                expected,
-            )
+        if given.dtype == weights or given.dtype != torch.float64 and _autocast_on(given.device.type):
+            return
+        name = str(weights).removeprefix("torch.")
+        model_back = (
+            ""
+            if weights == torch.float32
+            else ", or make the model float32 again, model.float(): vae_lib gives float32"
+        )
+        raise ModelInputError(
+            f"the model's weights are {name} and these {what} {_dtype_text(given)}: give it "
+            f"{what}.to(torch.{name}){model_back}",
+            tuple(given.shape),
+            expected,
+        )
+
+    def _as_tensor_advice(self, given: object, name: str) -> str:
+        """Return how to make a tensor of what the model was given instead of one: encode's (mean, log_var), a
+        Batch, a list of tensors, numbers or an array."""
+        pair = isinstance(given, tuple) and len(given) == 2 and isinstance(given[0], torch.Tensor)
+        if pair and given[0].dim() == 2 and given[0].shape[1] == self.latent_dim:
+            return "encode's (mean, log_var)? Decode the means, model.decode(model.encode(images)[0])"
+        if pair:
+            return "an (images, labels) pair, a Batch? Give the model both, model(*batch)"
+        if isinstance(given, list | tuple) and given and all(isinstance(item, torch.Tensor) for item in given):
+            return f"torch.stack({name}) makes one of tensors of one shape"
+        return f"torch.as_tensor({name}, dtype=torch.float32) makes one of numbers or an array"
 
     @torch.no_grad()
     def sample(

@@ -242,11 +242,12 @@ def _recording_sampler_latents(model: VAE) -> Iterator[tuple[list[torch.Tensor],
 
 def _latents_decoded(decoded: Sequence[torch.Tensor], count: int, latent_dim: int) -> torch.Tensor | None:
     """Return the latents a block decoded (_recording_latents), in one or several calls, as one tensor of
-    `latent_dim` columns; None when they are fewer than `count` latents of `latent_dim` values. More than `count` is
-    an answer that draws extra latents and keeps `count` of the images."""
-    if not decoded or any(z.dim() != 2 or z.shape[1] != latent_dim for z in decoded):
+    `latent_dim` columns (of any leading shape, as the model decodes them); None when they are fewer than `count`
+    latents of `latent_dim` values. More than `count` is an answer that draws extra latents and keeps `count` of the
+    images."""
+    if not decoded or any(z.dim() == 0 or z.shape[-1] != latent_dim for z in decoded):
         return None
-    latents = torch.cat(list(decoded))
+    latents = torch.cat([z.reshape(-1, latent_dim) for z in decoded])  # one latent a call decodes too
     return latents if len(latents) >= count else None
 
 
