@@ -76,9 +76,9 @@ def _autocast_on(device_type: str) -> bool:
         return False
 
 
-def _dtype_text(tensor: torch.Tensor) -> str:
-    """Return a tensor's dtype without torch's prefix: float64, uint8."""
-    return str(tensor.dtype).removeprefix("torch.")
+def _dtype_name(dtype: torch.dtype) -> str:
+    """Return a dtype's name without torch's prefix: float64, uint8."""
+    return str(dtype).removeprefix("torch.")
 
 
 def _conv_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, transposed: bool) -> nn.Sequential:
@@ -208,8 +208,8 @@ class VAE(nn.Module):
         elif images.dim() == 4 and given[2:] == side and given[1] != self.channels:
             advice = f"this model takes {self.channels}-channel images, these have {given[1]}: give it its dataset's"
         raise ModelInputError(
-            f"the model's encoder takes floating-point images, N x {_shape_text(expected)}, got {_dtype_text(images)} "
-            f"of shape {given}: {advice}",
+            f"the model's encoder takes floating-point images, N x {_shape_text(expected)}, got "
+            f"{_dtype_name(images.dtype)} of shape {given}: {advice}",
             given,
             ("N", *expected),
         )
@@ -250,8 +250,8 @@ class VAE(nn.Module):
                 "size from the model, model.latent_dim, or decode with the model they came from"
             )
         raise ModelInputError(
-            f"the model's decoder takes floating-point latents, N x {self.latent_dim}, got {_dtype_text(latents)} of "
-            f"shape {given}: {advice}",
+            f"the model's decoder takes floating-point latents, N x {self.latent_dim}, got "
+            f"{_dtype_name(latents.dtype)} of shape {given}: {advice}",
             given,
             ("N", self.latent_dim),
         )
@@ -262,14 +262,14 @@ class VAE(nn.Module):
         weights = next(self.parameters()).dtype
         if given.dtype == weights or given.dtype != torch.float64 and _autocast_on(given.device.type):
             return
-        name = str(weights).removeprefix("torch.")
+        name = _dtype_name(weights)
         model_back = (
             ""
             if weights == torch.float32
             else ", or make the model float32 again, model.float(): vae_lib gives float32"
         )
         raise ModelInputError(
-            f"the model's weights are {name} and these {what} {_dtype_text(given)}: give it "
+            f"the model's weights are {name} and these {what} {_dtype_name(given.dtype)}: give it "
             f"{what}.to(torch.{name}){model_back}",
             tuple(given.shape),
             expected,
