@@ -138,7 +138,7 @@ def interpolation_latents(start: torch.Tensor, end: torch.Tensor, steps: int = 1
             f"start and end must be two latents of one size, each a row of latent_dim numbers, got shapes "
             f"{tuple(start.shape)} and {tuple(end.shape)}: take both from one model, e.g. means[0] and means[1]"
         )
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
+    if not is_whole_number(steps, 2):
         raise ValueError(f"steps must be a whole number of at least 2 (both ends are included), got {steps!r}")
     weights = torch.linspace(0, 1, steps).view(-1, 1)
     return (1 - weights) * start + weights * end

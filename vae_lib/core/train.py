@@ -30,7 +30,7 @@ from vae_lib.core.checkpoint import (
     read_checkpoint,
     save_epoch,
 )
-from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
+from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig, is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, as_batch, binarise, binarised, check_image_dataset, to_model_input
 from vae_lib.core.datasets import load_dataset
 from vae_lib.core.device import autocast_dtype, choose_device, keep_freed_memory, place_model
@@ -254,7 +254,7 @@ class Trainer:
     def fit(self, epochs: int) -> History:
         """Train `epochs` more epochs and return the history. Ctrl-C (or a notebook's stop button) rolls the
         trainer back to the end of its last complete epoch and raises TrainingInterrupted; fit() can go on after."""
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        if not is_whole_number(epochs, 1):
             raise ValueError(f"epochs must be a positive integer (how many more epochs to train), got {epochs!r}")
         steps, label = epochs * self.steps_per_epoch, f"epochs {self.epoch + 1}-{self.epoch + epochs}"
         self._refuse_a_folder_the_working_folder_moved()  # before the lock, which would make the folder

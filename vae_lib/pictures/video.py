@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
-from vae_lib.core.config import TrainConfig
+from vae_lib.core.config import TrainConfig, is_whole_number
 from vae_lib.core.datasets import DATASETS
 from vae_lib.core.files import CheckpointError, last_error_line, replaced_atomically
 from vae_lib.core.history import StepRecord
@@ -222,7 +222,7 @@ def mp4_to_gif(mp4_path: str | Path, gif_path: str | Path, width: int = 640, fps
 
 def make_run_video(run_dir: str | Path, fps: int = 12, gif: bool = False) -> dict[str, Path | float | int]:
     """Render a run's snapshots into run_dir/latent_evolution.mp4 (and .gif); return paths, frame count, seconds."""
-    if isinstance(fps, bool) or not isinstance(fps, int) or not 1 <= fps <= MAX_FPS:
+    if not is_whole_number(fps, 1) or fps > MAX_FPS:
         raise ValueError(f"fps must be a whole number from 1 to {MAX_FPS} (frames a second), got {fps!r}")
     started = time.perf_counter()
     run_folder = RunFolder(run_dir)

@@ -137,10 +137,9 @@ def _train(args: argparse.Namespace) -> None:
 
         hooks.append(SnapshotRecorder(out, load_dataset(config.dataset, train=False), every=args.snapshot_every))
     trainer = open_run(config, out, report=say, device=args.device, hooks=hooks, progress=sys.stderr.isatty())
+    folder = RunFolder(out)
     asked = getattr(args, "keep_epochs", ())  # the epochs this command asked to keep (absent when not given)
-    beyond = [
-        epoch for epoch in asked if epoch > trainer.config.epochs and not RunFolder(out).kept_epoch(epoch).exists()
-    ]
+    beyond = [epoch for epoch in asked if epoch > trainer.config.epochs and not folder.kept_epoch(epoch).exists()]
     if beyond:
         say(
             f"warning: --keep-epochs {' '.join(map(str, beyond))} lies beyond the run's "
@@ -148,11 +147,11 @@ def _train(args: argparse.Namespace) -> None:
             "again with --epochs N)"
         )
     if trainer.epoch:
-        print(f"resuming {RunFolder(out).checkpoint} at epoch {trainer.epoch}")
+        print(f"resuming {folder.checkpoint} at epoch {trainer.epoch}")
     remaining = trainer.remaining_epochs()
     if remaining < 1:
         print(
-            f"{RunFolder(out).checkpoint} already has {_counted(trainer.epoch, 'epoch')} (asked for {config.epochs}); "
+            f"{folder.checkpoint} already has {_counted(trainer.epoch, 'epoch')} (asked for {config.epochs}); "
             "nothing to do"
         )
         return
