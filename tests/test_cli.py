@@ -596,6 +596,17 @@ def test_a_seed_torch_cannot_take_is_refused_by_the_parser(capsys, untrained_che
         assert exit_status.value.code == 2 and f"argument --seed: {message}" in capsys.readouterr().err
 
 
+def test_a_frame_rate_no_screen_shows_is_refused_by_the_parser_which_names_the_range(capsys, tmp_path: Path) -> None:
+    for fps, message in [(61, "must be at most 60 frames a second"), (0, "must be a positive integer, got 0")]:
+        with pytest.raises(SystemExit) as exit_status:
+            main(["video", str(tmp_path), "--fps", str(fps)])
+        assert exit_status.value.code == 2 and f"argument --fps: {message}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(SystemExit):
+        main(["video", "--help"])
+    assert "frames a second, 1 to 60 (default: 12)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_more_benchmark_steps_than_an_epoch_holds_are_refused_not_cut_short() -> None:
     from vae_lib.tools.benchmark import run_benchmark
 

@@ -16,6 +16,7 @@ from vae_lib.core.objective import DEFAULT_ALPHA, LIKELIHOODS
 
 LR_SCHEDULES = ("constant", "cosine")
 MAX_SEED = 2**64 - 1  # the largest seed torch.manual_seed takes
+MAX_FPS = 60  # a training video's frames a second: a screen shows no more, and a faster video's frames are never seen
 # Settings that change what the model is; a checkpoint can only continue a run that agrees on them.
 MODEL_FIELDS = ("latent_dim", "channels", "widths", "likelihood", "conditional", "dataset")
 # Settings a run may change when it is resumed (a longer run, other records); any other change is refused.

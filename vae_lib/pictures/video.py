@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from vae_lib.core.checkpoint import config_of, history_of, read_checkpoint
-from vae_lib.core.config import TrainConfig, is_whole_number
+from vae_lib.core.config import MAX_FPS, TrainConfig, is_whole_number
 from vae_lib.core.datasets import DATASETS
 from vae_lib.core.files import CheckpointError, last_error_line, replaced_atomically
 from vae_lib.core.history import StepRecord
@@ -30,7 +30,6 @@ from vae_lib.pictures.snapshots import Snapshot, check_checkpoint_took_snapshots
 from vae_lib.pictures.viz import class_colour, image_grid, total_label
 
 FRAME_SIZE = (1280, 448)  # pixels; both divisible by 16 so H.264 needs no padding
-MAX_FPS = 60  # frames a second: a screen shows no more, and a faster video's frames are never seen
 
 
 class FrameRenderer:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from vae_lib.core.checkpoint import config_of, load_model, read_checkpoint
-from vae_lib.core.config import MAX_SEED, RECIPES, SHIPPED_RECIPES, TrainConfig
+from vae_lib.core.config import MAX_FPS, MAX_SEED, RECIPES, SHIPPED_RECIPES, TrainConfig
 from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
 from vae_lib.core.device import numerics_name
@@ -80,6 +80,16 @@ def _seed(text: str) -> int:
     if seed > MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be at most 2**64 - 1 (what torch's generators take), got {seed}")
     return seed
+
+
+def _frame_rate(text: str) -> int:
+    """Parse --fps: frames a second, 1 to MAX_FPS."""
+    fps = _integer_at_least(1)(text)
+    if fps > MAX_FPS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_FPS} frames a second (a screen shows no more), got {fps}"
+        )
+    return fps
 
 
 def _sample_count(text: str) -> int:
@@ -420,7 +430,7 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     video.add_argument(
         "run_dir", help="a run folder trained with snapshots; the video is written there as latent_evolution.mp4"
     )
-    video.add_argument("--fps", type=_integer_at_least(1), default=12, help="frames a second (default: 12)")
+    video.add_argument("--fps", type=_frame_rate, default=12, help=f"frames a second, 1 to {MAX_FPS} (default: 12)")
     video.add_argument("--gif", action="store_true", help="also write a GIF for READMEs")
     video.set_defaults(run=_video)
 
