@@ -308,7 +308,9 @@ def test_more_log_likelihood_images_than_the_test_set_has_are_said_to_be_cut(
     from vae_lib.tools import cli
 
     bounded = []
-    monkeypatch.setattr(cli, "_print_log_likelihood", lambda model, config, images, args: bounded.append(args))
+    monkeypatch.setattr(
+        cli, "_print_log_likelihood", lambda model, config, images, variance, args: bounded.append(args)
+    )
     assert main(["evaluate", str(untrained_checkpoint), "--log-likelihood", "20000"]) == 0
     assert "--log-likelihood 20000: the test set has 10000 images; bounding them all" in capsys.readouterr().out
     assert (bounded[0].samples, bounded[0].workers) == (1000, 1)  # the defaults, filled in by the check

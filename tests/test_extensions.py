@@ -17,7 +17,7 @@ from vae_lib.core.config import ADDED_FIELDS
 from vae_lib.core.data import DataError, binarise, binarised, idx_bytes
 from vae_lib.core.datasets import legend_title
 from vae_lib.core.likelihood import importance_log_weights, log_likelihood_bounds
-from vae_lib.core.objective import log_likelihood, vae_loss
+from vae_lib.core.objective import Likelihood, log_likelihood, vae_loss
 from vae_lib.core.train import evaluation_data
 
 
@@ -186,3 +186,106 @@ def test_a_new_dataset_is_one_registry_entry(tmp_path: Path, monkeypatch) -> Non
     target.write_bytes(target.read_bytes()[:-1] + b"\x03")
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is corrupt(.|\n)*zalandoresearch"):
         load_dataset("fashion-mnist", train=False)
+
+
+def _laplace(log_prob: bool) -> Likelihood:
+    """An L1 reconstruction term (a Laplace decoder of fixed scale, up to a constant and a scale), with or without
+    its log-likelihood: log p(x | z) = -sum |x - x'| / b - pixels * log(2b), b read as the variance argument."""
+
+    def laplace_log_prob(images: torch.Tensor, output: torch.Tensor, scale: float | None) -> torch.Tensor:
+        return -(images - output).abs().flatten(1).sum(1) / scale - images[0].numel() * math.log(2 * scale)
+
+    return Likelihood(
+        "laplace",
+        "L1",
+        "",
+        torch.nn.Tanh,
+        lambda output: output,
+        lambda images, output: (output - images).abs().flatten(1).mean(1),
+        lambda images, output: F.l1_loss(output, images),
+        laplace_log_prob if log_prob else None,
+        needs_variance=log_prob,
+    )
+
+
+def test_a_likelihood_added_at_run_time_trains_and_log_p_x_needs_its_log_prob(
+    small_train, small_test, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from vae_lib.core.objective import LIKELIHOODS
+    from vae_lib.tools.cli import main
+
+    monkeypatch.setitem(LIKELIHOODS, "laplace", _laplace(log_prob=False))
+    config = TrainConfig(likelihood="laplace", epochs=1, log_every=4, step_test_images=64)  # refused before
+    trainer = Trainer(config, train_data=small_train, test_data=small_test, run_dir=tmp_path, progress=False)
+    first = evaluate(trainer.model, small_test)["recon"]
+    trainer.fit(1)
+    model = load_model(tmp_path)
+    assert model.likelihood == "laplace" and evaluate(model, small_test)["recon"] < first
+    refusal = "the laplace likelihood has no log-likelihood in nats .* no log_prob"
+    with pytest.raises(ValueError, match=refusal):
+        importance_log_weights(model, small_test.images[:2], 10)  # it returned -mean |x - x'| as if in nats
+    assert main(["evaluate", str(tmp_path), "--log-likelihood", "2", "--samples", "10"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "no log-likelihood in nats" in printed.err  # refused before the test metrics
+    monkeypatch.setitem(LIKELIHOODS, "laplace", _laplace(log_prob=True))
+    assert main(["evaluate", str(tmp_path), "--log-likelihood", "2", "--samples", "10"]) == 0
+    printed = capsys.readouterr().out
+    assert "Laplace decoder of variance 0.784, first 2 test images" in printed  # it said "Bernoulli decoder"
+    # k = 1 is the ELBO: log p(x | z) + log p(z) - log q(z | x) averaged over the draws, of -1,000 nats or so here
+    log_weights = importance_log_weights(model, small_test.images[:2], 10, variance=0.784)
+    elbo = float(printed.split("k =    1:")[1].split()[0])
+    assert elbo == pytest.approx(log_weights.mean().item(), abs=0.01) and -3000 < elbo < -500
+
+
+def test_a_dataset_given_to_the_trainer_must_be_the_one_its_config_names(small_train, small_test) -> None:
+    letters = replace(small_train, name="emnist-letters")  # registered: the checkpoint would have said mnist
+    with pytest.raises(ValueError, match=r"train_data holds emnist-letters images, but the config trains on "):
+        Trainer(TrainConfig(epochs=1), train_data=letters, test_data=small_test, progress=False)
+    with pytest.raises(ValueError, match=r"test_data holds emnist-letters images"):
+        Trainer(TrainConfig(epochs=1), train_data=small_train, test_data=replace(small_test, name="emnist-letters"))
+    own = replace(small_train, name="my digits")  # images of one's own, not a registered dataset: taken
+    assert len(Trainer(TrainConfig(epochs=1), train_data=own, test_data=small_test, progress=False).train_data) > 0
+
+
+def test_a_checkpoint_of_a_model_of_ones_own_class_says_so_and_resumes_given_one(
+    small_train, small_test, tmp_path: Path
+) -> None:
+    from vae_lib.core.files import CheckpointError
+
+    torch.manual_seed(0)
+    config = TrainConfig(epochs=2, log_every=4, step_test_images=64)
+    options = {"train_data": small_train, "test_data": small_test, "progress": False}
+    Trainer(config, model=ConditionalVAE(), run_dir=tmp_path, **options).fit(1)
+    own_class = r"a model of your own class, test_extensions\.ConditionalVAE"
+    with pytest.raises(CheckpointError, match=own_class) as refusal:
+        load_model(tmp_path)  # it said "the file was changed after vae_lib wrote it"
+    assert "model.load_state_dict" in str(refusal.value) and "was changed" not in str(refusal.value)
+    with pytest.raises(CheckpointError, match=own_class + ", not a VAE"):
+        Trainer.resume(tmp_path, model=VAE(), **options)
+    with pytest.raises(CheckpointError, match=own_class):
+        Trainer.resume(tmp_path, **options)  # it said the optimizer's state was another model's
+    trainer = Trainer.resume(tmp_path, model=ConditionalVAE(), **options)
+    trainer.fit(1)
+    assert trainer.epoch == 2 and trainer.model.labels_seen > len(small_train)
+
+
+def test_the_conditional_helpers_take_any_model_that_needs_labels_and_counts_its_classes(small_test) -> None:
+    from vae_lib.core.conditional import decode_as_every_class, likeliest_classes
+    from vae_lib.core.train import train_step
+
+    torch.manual_seed(0)
+    model = ConditionalVAE(latent_dim=2, classes=4)
+    assert decode_as_every_class(model, torch.zeros(3, 2)).shape == (3, 4, 28, 28)  # a TypeError before
+    assert likeliest_classes(model, small_test.images[:5]).shape == (5,)
+    model.classes = None
+    with pytest.raises(TypeError, match="does not say how many there are: give it classes = K"):
+        decode_as_every_class(model, torch.zeros(3, 2))
+    with pytest.raises(TypeError, match="needs a conditional VAE"):
+        decode_as_every_class(VAE(), torch.zeros(3, 2))
+    model = ConditionalVAE()
+    images = small_test.images[:8].float() / 127.5 - 1
+    optimizer = torch.optim.Adam(model.parameters())
+    before = [weight.clone() for weight in model.parameters()]
+    with pytest.raises(ValueError, match=r"conditioned on labels: pass a Batch\(images, labels\)"):
+        train_step(model, optimizer, images.unsqueeze(1), 1e-3)  # one_hot's TypeError on None before
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

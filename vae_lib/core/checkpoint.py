@@ -18,7 +18,7 @@ from vae_lib.core.config import TrainConfig, is_whole_number
 from vae_lib.core.device import place_model
 from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomically
 from vae_lib.core.history import History
-from vae_lib.core.model import VAE
+from vae_lib.core.model import VAE, ConditionalVAE
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT
 
@@ -35,6 +35,30 @@ TRAINED_WEIGHTS_KEY = "trained_model"
 RUNNING_LOSSES_KEY = "running_losses"
 # The sha256 of a checkpoint's other contents; training checkpoints written before it existed have none.
 CHECKSUM_KEY = "checksum"
+# The module and class of a model of the user's own class (Trainer(config, model=...)), which the config cannot
+# rebuild; absent for the classes a config builds (VAE, ConditionalVAE).
+MODEL_CLASS_KEY = "model_class"
+
+
+def own_model_class(model: object) -> str | None:
+    """Return 'module.Class' of a model of a class of the user's own, or None for one a config builds."""
+    if type(model) in (VAE, ConditionalVAE):
+        return None
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def refuse_own_model_class(state: dict, source: str | Path, given: object = None) -> None:
+    """Raise a CheckpointError if a checkpoint holds the weights of a model of the user's own class and `given`
+    (the model it is to be loaded into, if any) is not one of that class: its config alone cannot rebuild it."""
+    saved = state.get(MODEL_CLASS_KEY)
+    if saved is None or (given is not None and own_model_class(given) == saved):
+        return
+    got = "" if given is None else f", not a {type(given).__name__}"
+    raise CheckpointError(
+        f"{source} holds the weights of a model of your own class, {saved}{got}, which its config cannot rebuild: "
+        "build one as you did for training and load them, model.load_state_dict(read_checkpoint(path)['model']); "
+        "Trainer.resume(path, model=...) continues its training"
+    )
 
 
 def continued_config(checkpoint: Path, requested: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
@@ -243,6 +267,7 @@ def history_of(state: dict) -> History:
 
 def model_from_state(state: dict, source: str | Path = "checkpoint") -> VAE:
     """Return the VAE a checkpoint dict describes, with its weights loaded."""
+    refuse_own_model_class(state, source)
     model = config_of(state).build_model()
     try:
         model.load_state_dict(state["model"])

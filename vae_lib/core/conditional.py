@@ -18,11 +18,18 @@ from vae_lib.core.objective import DEFAULT_ALPHA, kl_per_dimension, reconstructi
 
 
 def _require_conditional(model: object, function_name: str) -> None:
-    """Raise a TypeError naming the function unless `model` is a conditional VAE (one that takes labels)."""
-    if not isinstance(model, ConditionalVAE):
+    """Raise a TypeError naming the function unless `model` is a conditional VAE: one that takes labels
+    (`needs_labels`) and says how many classes there are (`classes`), as ConditionalVAE does."""
+    if not getattr(model, "needs_labels", False):
         raise TypeError(
             f"{function_name} needs a conditional VAE, which takes a label with each image (as the shipped 'cvae-2d' "
             f"does), got a {type(model).__name__}"
+        )
+    classes = getattr(model, "classes", None)
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+        raise TypeError(
+            f"{function_name} decodes as every class of the model, and this {type(model).__name__} does not say how "
+            f"many there are: give it classes = K, an int, as ConditionalVAE(..., classes=K) has (got {classes!r})"
         )
 
 

@@ -7,6 +7,7 @@ and help text are written here once; the command line's options are generated fr
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from vae_lib.core.datasets import DATASETS, DEFAULT_DATASET, dataset_entry
@@ -46,7 +47,7 @@ def setting(
     flag: str | None = None,
     minimum: int | None = None,
     nargs: int | str | None = None,
-    choices: tuple[str, ...] | None = None,
+    choices: Collection[str] | None = None,
 ) -> object:
     """Return a dataclass field carrying its command-line help, and its flag when that is not --field-name.
 
@@ -69,9 +70,9 @@ class TrainConfig:
     )
     likelihood: str = setting(
         "gaussian",
-        "the decoder's likelihood: gaussian (the reference's 0.5 MSE, tanh output) or bernoulli (BCE with logits, "
-        "nats)",
-        choices=tuple(LIKELIHOODS),
+        "the decoder's likelihood, an entry of objective.LIKELIHOODS: gaussian (the reference's 0.5 MSE, tanh output), "
+        "bernoulli (BCE with logits, nats), or one added there",
+        choices=LIKELIHOODS,  # the registry itself, so that an entry added at run time is taken
     )
     binarise: bool = setting(
         False,
@@ -153,7 +154,7 @@ class TrainConfig:
             minimum, choices = item.metadata["minimum"], item.metadata["choices"]
             value = getattr(self, item.name)
             if choices is not None and value not in choices:
-                raise ValueError(f"{item.name} must be one of {choices}, got {value!r}")
+                raise ValueError(f"{item.name} must be one of {tuple(choices)}, got {value!r}")
             for number in value if isinstance(value, tuple) else (value,):
                 if minimum is not None and not is_whole_number(number, minimum):
                     raise ValueError(f"{item.name} must be an integer >= {minimum}, got {number!r}")

@@ -24,7 +24,7 @@ from vae_lib.core.data import Batch
 from vae_lib.core.evaluate import Images, batches, inference, labelled
 from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomically
 from vae_lib.core.model import IMAGE_SIZE, LatentModel, reparameterise
-from vae_lib.core.objective import log_likelihood
+from vae_lib.core.objective import check_log_likelihood_settings, log_likelihood
 
 
 def decoder_variance(alpha: float, pixels: int = IMAGE_SIZE * IMAGE_SIZE) -> float:
@@ -77,6 +77,7 @@ def importance_log_weights(
     `progress` shows a progress bar over the images.
     """
     _check_samples(samples)
+    check_log_likelihood_settings(model.likelihood, variance)
     rows = []
     with inference(model) as device:
         for index, (image, label) in enumerate(
@@ -147,6 +148,7 @@ def bound_images(
     `report`, if given, is told so.
     """
     _check_samples(samples)
+    check_log_likelihood_settings(model.likelihood, variance)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     pixels, labels = labelled(images)

@@ -2,9 +2,11 @@
 its log-likelihood in nats), and the loss that weighs the two. Training, evaluation and the likelihood bounds
 all take them from here.
 
-Two likelihoods: `gaussian`, the reference implementation's 0.5 * MSE on images in [-1, 1] (a Gaussian of fixed
-variance up to a constant and a scale: not in nats), and `bernoulli`, binary cross-entropy with logits on pixels in
-[0, 1], summed over pixels (nats per image).
+The likelihoods are the entries of `LIKELIHOODS`: `gaussian`, the reference implementation's 0.5 * MSE on images in
+[-1, 1] (a Gaussian of fixed variance up to a constant and a scale: not in nats; its log-likelihood needs the
+variance, likelihood.decoder_variance), and `bernoulli`, binary cross-entropy with logits on pixels in [0, 1], summed
+over pixels (nats per image). A new likelihood is one more entry; without a `log_prob` it trains and is evaluated,
+and log p(x) is refused for it.
 """
 
 from __future__ import annotations
@@ -23,16 +25,23 @@ DEFAULT_ALPHA = 0.001
 
 @dataclass(frozen=True)
 class Likelihood:
-    """A decoder's likelihood: what its last layer outputs, how that output becomes an image in [-1, 1], and the
-    reconstruction term the loss minimises, per image and averaged over a batch."""
+    """A decoder's likelihood: what its last layer outputs, how that output becomes an image in [-1, 1], the
+    reconstruction term the loss minimises, per image and averaged over a batch, and log p(x | z) in nats.
+
+    Each callable takes (images in [-1, 1], the decoder's output) but `head` (no arguments) and `to_images` (the
+    output). `log_prob` also takes the decoder's variance, None unless `needs_variance`; a likelihood without one
+    (None) has no log p(x) the bounds could estimate.
+    """
 
     name: str
     recon_label: str  # how figures and tables name the reconstruction term
-    units: str  # the term's units, where it has any
+    units: str  # the term's units, where it has any ("nats per image" only where it is -log p(x | z))
     head: Callable[[], nn.Module]  # the decoder's last layer
-    to_images: Callable[[torch.Tensor], torch.Tensor]
+    to_images: Callable[[torch.Tensor], torch.Tensor]  # the output as images in [-1, 1], what decode() returns
     per_image: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     batch_mean: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    log_prob: Callable[[torch.Tensor, torch.Tensor, float | None], torch.Tensor] | None = None
+    needs_variance: bool = False  # log_prob reads a decoder variance (the Gaussian's, which alpha sets)
 
 
 def _gaussian_per_image(images: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -56,9 +65,24 @@ def _bernoulli_to_images(logits: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(logits) * 2 - 1
 
 
+def gaussian_log_likelihood(images: torch.Tensor, reconstructions: torch.Tensor, variance: float) -> torch.Tensor:
+    """Return log N(images | reconstructions, variance I) in nats, one value per image."""
+    pixels = images[0].numel()
+    squared_error = (images - reconstructions).pow(2).flatten(1).sum(dim=1)
+    return -0.5 * squared_error / variance - 0.5 * pixels * math.log(2 * math.pi * variance)
+
+
 LIKELIHOODS = {
     "gaussian": Likelihood(
-        "gaussian", "0.5 MSE", "", nn.Tanh, lambda output: output, _gaussian_per_image, _gaussian_batch_mean
+        "gaussian",
+        "0.5 MSE",
+        "",
+        nn.Tanh,
+        lambda output: output,
+        _gaussian_per_image,
+        _gaussian_batch_mean,
+        gaussian_log_likelihood,
+        needs_variance=True,
     ),
     "bernoulli": Likelihood(
         "bernoulli",
@@ -68,6 +92,7 @@ LIKELIHOODS = {
         _bernoulli_to_images,
         _bernoulli_per_image,
         lambda images, logits: _bernoulli_per_image(images, logits).mean(),
+        lambda images, logits, variance: -_bernoulli_per_image(images, logits),
     ),
 }
 
@@ -115,26 +140,34 @@ def vae_loss(
     return reconstruction_term + alpha * kl, reconstruction_term, kl
 
 
-def gaussian_log_likelihood(images: torch.Tensor, reconstructions: torch.Tensor, variance: float) -> torch.Tensor:
-    """Return log N(images | reconstructions, variance I) in nats, one value per image."""
-    pixels = images[0].numel()
-    squared_error = (images - reconstructions).pow(2).flatten(1).sum(dim=1)
-    return -0.5 * squared_error / variance - 0.5 * pixels * math.log(2 * math.pi * variance)
+def check_log_likelihood_settings(likelihood: str, variance: float | None) -> None:
+    """Raise a ValueError unless log p(x | z) of `likelihood` can be computed with `variance`: the likelihood gives
+    a log_prob, and a variance > 0 where it needs one (the Gaussian's), None where it does not."""
+    entry = likelihood_named(likelihood)
+    if entry.log_prob is None:
+        raise ValueError(
+            f"the {likelihood} likelihood has no log-likelihood in nats (its entry in objective.LIKELIHOODS gives no "
+            "log_prob), so log p(x) cannot be bounded for it: give it a log_prob(images, output, variance)"
+        )
+    if entry.needs_variance:
+        if variance is None:
+            raise ValueError(
+                f"a {likelihood.capitalize()} decoder's log-likelihood needs its variance (likelihood.decoder_variance)"
+            )
+        if not (isinstance(variance, int | float) and math.isfinite(variance) and variance > 0):
+            raise ValueError(
+                f"the {likelihood.capitalize()} decoder's variance must be a number > 0 (and finite), got {variance!r}"
+            )
+    elif variance is not None:
+        raise ValueError(f"a {likelihood} decoder has no variance: leave variance out (got {variance!r})")
 
 
 def log_likelihood(
     images: torch.Tensor, output: torch.Tensor, likelihood: str, variance: float | None = None
 ) -> torch.Tensor:
     """Return log p(x | z) in nats, one value per image: a Gaussian needs its `variance`, a Bernoulli none."""
-    if likelihood == "gaussian":
-        if variance is None:
-            raise ValueError("a Gaussian decoder's log-likelihood needs its variance (likelihood.decoder_variance)")
-        if not (isinstance(variance, int | float) and math.isfinite(variance) and variance > 0):
-            raise ValueError(f"the Gaussian decoder's variance must be a number > 0 (and finite), got {variance!r}")
-        return gaussian_log_likelihood(images, output, variance)
-    if variance is not None:
-        raise ValueError(f"a {likelihood} decoder has no variance: leave variance out (got {variance!r})")
-    return -reconstruction_per_image(images, output, likelihood)
+    check_log_likelihood_settings(likelihood, variance)
+    return likelihood_named(likelihood).log_prob(images, output, variance)
 
 
 def _check_loss_inputs(

@@ -22,17 +22,20 @@ from torch.profiler import record_function
 from tqdm.auto import tqdm
 
 from vae_lib.core.checkpoint import (
+    MODEL_CLASS_KEY,
     RUNNING_LOSSES_KEY,
     TRAINED_WEIGHTS_KEY,
     TRAINING_ONLY_KEYS,
     config_of,
     continued_config,
+    own_model_class,
     read_checkpoint,
+    refuse_own_model_class,
     save_epoch,
 )
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig, is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, as_batch, binarise, binarised, check_image_dataset, to_model_input
-from vae_lib.core.datasets import load_dataset
+from vae_lib.core.datasets import DATASETS, load_dataset
 from vae_lib.core.device import autocast_dtype, choose_device, keep_freed_memory, place_model
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, replaced_atomically
@@ -76,6 +79,11 @@ def train_step(
     if check_batch:
         images = check_model_batch(model, images)
         check_optimizer_fits(model, optimizer)
+        if model.needs_labels and labels is None:
+            raise ValueError(
+                "this model is conditioned on labels: pass a Batch(images, labels) (or (images, labels)), not images "
+                "alone"
+            )
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
         output, mean, log_var = model(images, labels)  # encode, sample z = mean + sigma * eps, decode
     total, recon, kl = vae_loss(images, output.float(), mean.float(), log_var.float(), alpha, model.likelihood)
@@ -412,6 +420,7 @@ class Trainer:
         state = read_checkpoint(path)  # makes the first fit() refuse, as another trainer's would
         if run_folder is not None and run_folder.checkpoint.resolve() != Path(path).resolve():
             refuse_saved_run(run_folder)
+        refuse_own_model_class(state, path, options.get("model"))
         trainer = cls(config_of(state), **options)
         trainer.load_state_dict(state)
         trainer._use_run_folder(run_folder, seen_checkpoint=seen)
@@ -517,6 +526,11 @@ def training_data(
     for name, given in (("train_data", train_data), ("test_data", test_data)):
         if given is not None:
             check_image_dataset(given, name)
+            if given.name in DATASETS and given.name != config.dataset:  # the checkpoint would name the wrong one
+                raise ValueError(
+                    f"{name} holds {given.name} images, but the config trains on dataset={config.dataset!r}: pass "
+                    f"TrainConfig(dataset={given.name!r}, ...), so that the checkpoint records what the model learned"
+                )
     train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
     train_data, test_data = _subset(train_data, config.train_subset), evaluation_data(config, test_data)
     if len(train_data) < config.batch_size:
@@ -609,6 +623,8 @@ def capture_training_state(run: Trainer) -> dict:
     rng = {**global_random_state(), "shuffle": run.shuffle_generator.get_state()}
     parts = {"model": run.evaluated_model.state_dict(), "optimizer": run.optimizer.state_dict(), "rng": rng}
     parts[RUNNING_LOSSES_KEY] = run.running.state_dict()
+    if (model_class := own_model_class(run.model)) is not None:
+        parts[MODEL_CLASS_KEY] = model_class
     if run.evaluated_model is not run.model:
         parts[TRAINED_WEIGHTS_KEY] = run.model.state_dict()
     counters = {"epoch": run.epoch, "step": run.step, "train_seconds": run.train_seconds}

@@ -28,6 +28,7 @@ from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, refuse_file_in_the_way
 from vae_lib.core.hooks import EpochReporter, TrainingHook
 from vae_lib.core.likelihood import read_saved_bounds
+from vae_lib.core.objective import check_log_likelihood_settings, likelihood_named
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT, runs_dir
 from vae_lib.core.train import TrainingDivergedError, TrainingInterrupted, evaluation_data, open_run
@@ -178,6 +179,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.log_likelihood and args.bounds_file:
         _check_bounds_file(Path(args.bounds_file))  # before the test metrics, not after them
     config = config_of(read_checkpoint(args.checkpoint))
+    variance = _decoder_variance(config)
+    if args.log_likelihood:
+        check_log_likelihood_settings(config.likelihood, variance)  # before the test metrics, not after them
     model = load_model(args.checkpoint, device=args.device or "cpu")
     test_data = evaluation_data(replace(config, test_subset=0))  # every test image, binarised as in training
     metrics = evaluate(model, test_data, config.alpha, seed=args.seed)
@@ -190,7 +194,18 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.log_likelihood:
         if args.log_likelihood > len(test_data):
             say(f"--log-likelihood {args.log_likelihood}: the test set has {len(test_data)} images; bounding them all")
-        _print_log_likelihood(model, config, test_data.subset(args.log_likelihood), args)
+        _print_log_likelihood(model, config, test_data.subset(args.log_likelihood), variance, args)
+
+
+def _decoder_variance(config: TrainConfig) -> float | None:
+    """Return the decoder variance a run's loss amounts to where its likelihood's log p(x | z) reads one (the
+    Gaussian's, which alpha sets), else None."""
+    from vae_lib.core.likelihood import decoder_variance
+    from vae_lib.core.model import IMAGE_SIZE
+
+    if not likelihood_named(config.likelihood).needs_variance:
+        return None
+    return decoder_variance(config.alpha, config.channels * IMAGE_SIZE * IMAGE_SIZE)  # the loss's mean is per value
 
 
 # Defaults of evaluate's options for --log-likelihood, which are None in the parser so that giving one without
@@ -210,14 +225,15 @@ def _check_evaluate_options(parser: argparse.ArgumentParser, args: argparse.Name
 
 
 def _print_log_likelihood(
-    model: torch.nn.Module, config: TrainConfig, test_data: ImageDataset, args: argparse.Namespace
+    model: torch.nn.Module,
+    config: TrainConfig,
+    test_data: ImageDataset,
+    variance: float | None,
+    args: argparse.Namespace,
 ) -> None:
     """Print the importance-sampled bounds on log p(x), in nats per image, for k = 1, 10, ... up to --samples."""
-    from vae_lib.core.likelihood import bound_images, bound_summary, decoder_variance
-    from vae_lib.core.model import IMAGE_SIZE
+    from vae_lib.core.likelihood import bound_images, bound_summary
 
-    pixels = config.channels * IMAGE_SIZE * IMAGE_SIZE  # the loss's mean runs over every value of an image
-    variance = decoder_variance(config.alpha, pixels) if config.likelihood == "gaussian" else None
     counts = [count for count in BOUND_SAMPLE_COUNTS if count <= args.samples and args.samples % count == 0]
     try:
         bounds = bound_images(
@@ -234,7 +250,9 @@ def _print_log_likelihood(
         )
     except KeyboardInterrupt:
         raise CommandInterrupted(_bounding_stopped(args.bounds_file, len(test_data))) from None
-    decoder = f"Gaussian decoder of variance {variance:.4g}" if variance is not None else "Bernoulli decoder"
+    decoder = f"{config.likelihood.capitalize()} decoder" + (
+        f" of variance {variance:.4g}" if variance is not None else ""
+    )
     print(f"  log p(x) in nats per image, {decoder}, first {len(bounds)} test images (k = 1 is the ELBO):")
     for count, (mean, error) in bound_summary(bounds, counts).items():
         print(f"    k = {count:4d}: {mean:.2f} nats (standard error {error:.2f})")
