@@ -598,6 +598,15 @@ def test_a_seed_torch_cannot_take_is_refused_by_the_parser(capsys, untrained_che
         assert exit_status.value.code == 2 and f"argument --seed: {message}" in capsys.readouterr().err
 
 
+def test_a_seed_whose_per_image_seeds_torch_cannot_take_is_refused_before_the_test_metrics(
+    capsys, untrained_checkpoint: Path
+) -> None:
+    command = ["evaluate", str(untrained_checkpoint), "--log-likelihood", "2", "--samples", "10"]
+    assert main([*command, "--seed", str(2**64 - 1)]) == 2  # "Overflow when unpacking long long" after the metrics
+    printed = capsys.readouterr()
+    assert printed.out == "" and "give a seed of at most 18446744073709551614" in printed.err
+
+
 def test_a_frame_rate_no_screen_shows_is_refused_by_the_parser_which_names_the_range(capsys, tmp_path: Path) -> None:
     for fps, message in [(61, "must be at most 60 frames a second"), (0, "must be a positive integer, got 0")]:
         with pytest.raises(SystemExit) as exit_status:

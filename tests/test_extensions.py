@@ -57,7 +57,9 @@ def test_a_bernoulli_run_trains_saves_and_bounds_log_p_x_in_nats(small_train, sm
     trainer.fit(1)
     model = load_model(tmp_path / "checkpoint.pt")
     assert model.likelihood == "bernoulli" and trainer.history.epochs[-1].test_recon < first
-    log_weights = importance_log_weights(model, small_test.images[:3], 10)  # a Bernoulli needs no variance
+    log_weights = importance_log_weights(model, binarised(small_test).images[:3], 10)  # a Bernoulli needs no variance
+    with pytest.raises(ValueError, match="a probability of black-and-white images, and these have grey pixels"):
+        importance_log_weights(model, small_test.images[:3], 10)  # a cross-entropy of grey pixels, as if nats
     bounds = log_likelihood_bounds(log_weights, [1, 10])
     assert -784 * math.log(2) < bounds[1] <= bounds[10] + 1.0 < 0
 

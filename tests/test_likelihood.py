@@ -21,7 +21,7 @@ from vae_lib.core.likelihood import (
     log_likelihood_bounds,
     per_image_bounds,
 )
-from vae_lib.core.model import VAE
+from vae_lib.core.model import VAE, ConditionalVAE
 from vae_lib.core.objective import gaussian_log_likelihood
 
 PIXELS = 28 * 28
@@ -213,3 +213,103 @@ def test_a_decoder_variance_that_is_not_positive_or_has_no_place_is_refused() ->
             log_likelihood(images, images, "gaussian", variance)
     with pytest.raises(ValueError, match=r"a bernoulli decoder has no variance: leave variance out \(got 0.5\)"):
         log_likelihood(images, images, "bernoulli", 0.5)  # ignored before
+
+
+def test_the_settings_of_a_bounding_are_checked_before_any_work_and_numpy_numbers_are_taken(tmp_path: Path) -> None:
+    import numpy as np
+
+    model, images = _small_bernoulli_model_and_images()
+    path = tmp_path / "bounds.pt"
+    # NumPy numbers in the settings: the file of saved bounds held NumPy scalars, which weights_only cannot read back,
+    # so the run could never be continued; now they are plain numbers, and the bounds those of Python's
+    numpy_run = bound_images(model, images[:4], np.int64(10), np.array([1, 10]), seed=np.int64(3), save_to=path)
+    assert torch.equal(numpy_run, bound_images(model, images[:4], 10, [1, 10], seed=3, save_to=path))
+    for counts, message in [
+        ([0], "a positive whole number, got 0"),
+        ([-1], "a positive whole number, got -1"),
+        ([2.0], "a positive whole number, got 2.0"),
+        ([], "sample_counts is empty"),
+        ([3], "10 samples per image do not split into groups of 3"),  # refused after the first part before
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            bound_images(model, images[:60], 10, counts, save_to=tmp_path / "other.pt")
+        assert not (tmp_path / "other.pt").exists()
+    for seed, message in [
+        (1.5, "seed must be a whole number >= 0, got 1.5"),
+        (None, "got None"),
+        (-1, "got -1"),
+        (2**64 - 1, "seed 18446744073709551615 + 3 is more than torch's generators take"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            importance_log_weights(model, images[:4], 2, seed=seed)
+    with pytest.raises(ValueError, match="there are no images to bound: give at least one"):
+        importance_log_weights(model, images[:0], 2)  # torch.stack's error before
+    with pytest.raises(ValueError, match="there are no images to bound"):
+        bound_images(model, images[:0], 2, [1])  # a (0, 1) tensor, then a summary of NaN, before
+
+
+def test_the_bounds_of_a_generator_of_counts_or_numpy_weights_are_those_of_a_list() -> None:
+    log_weights = torch.randn(3, 10, generator=torch.Generator().manual_seed(0))
+    expected = log_likelihood_bounds(log_weights, [1, 10])
+    assert log_likelihood_bounds(log_weights, (k for k in [1, 10])) == expected  # {} before: read twice
+    assert log_likelihood_bounds(log_weights.numpy(), [1, 10]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match=r"log_weights are images x samples .*got shape \(10,\)"):
+        log_likelihood_bounds(log_weights[0], [1])
+    with pytest.raises(TypeError, match="sample_counts is a list of k"):
+        log_likelihood_bounds(log_weights, 10)
+
+
+def test_decoder_variance_and_beta_take_numbers_only() -> None:
+    import numpy as np
+
+    assert decoder_variance(np.float32(0.001)) == pytest.approx(0.784) and beta_of(0) == 0.0
+    for call, message in [
+        (lambda: decoder_variance("0.001"), "a decoder variance needs alpha > 0: got alpha = '0.001'"),  # a string
+        (lambda: decoder_variance([0.001]), "got alpha = [0.001]"),  # 784 copies of the list before
+        (lambda: decoder_variance(0.0), "got alpha = 0.0"),
+        (lambda: beta_of(-0.001), "alpha weighs the KL term, a number >= 0: got alpha = -0.001"),
+        (lambda: beta_of(0.001, pixels=0), "a whole number: got 0"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            call()
+    model = VAE(latent_dim=2, widths=(4, 4, 8, 8)).eval()
+    images = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    by_float = importance_log_weights(model, images, 2, variance=0.784)
+    assert torch.equal(importance_log_weights(model, images, 2, variance=np.float32(0.784)), by_float.float())
+    with pytest.raises(ValueError, match="variance must be a number > 0"):
+        importance_log_weights(model, images, 2, variance=True)  # 1.0 before
+
+
+def test_what_is_not_a_model_or_not_its_images_is_named_by_what_it_is() -> None:
+    from vae_lib.core.data import Batch
+    from vae_lib.core.evaluate import evaluate
+
+    model, images = _small_bernoulli_model_and_images()
+
+    class SweepPoint:  # what notebook 06's points are: they hold a model
+        def __init__(self, model: VAE) -> None:
+            self.model = model
+
+    with pytest.raises(TypeError, match=r"got a SweepPoint: it holds one as \.model, pass that \(sweeppoint\.model\)"):
+        importance_log_weights(SweepPoint(model), images[:2], 2)  # AttributeError 'training' before
+    with pytest.raises(TypeError, match="got a str"):
+        evaluate("checkpoint.pt", images[:2])
+    with pytest.raises(ValueError, match=r"got \(28, 28\); that is one image"):
+        importance_log_weights(model, images[0], 2)  # it named a row of it, (1, 28), and said to resize
+    with pytest.raises(ValueError, match=r"float64, and evaluation gives it float32 images .* model\.float\(\)"):
+        importance_log_weights(_small_bernoulli_model().double(), images[:2], 2)  # it advised float64 images
+    nan_model = _small_bernoulli_model()
+    with torch.no_grad():
+        next(nan_model.parameters()).fill_(math.nan)
+    with pytest.raises(ValueError, match="the log weights of image 0 are not finite"):
+        bound_images(nan_model, images[:3], 2, [1])  # "3 images are not bounded yet" from the summary before
+    # a conditional model's labels: a NumPy array or a list, one per image, in a Batch or an (images, labels) pair
+    torch.manual_seed(0)
+    conditional = ConditionalVAE(latent_dim=2, widths=(4, 4, 8, 8), likelihood="bernoulli").eval()
+    labels = torch.tensor([3, 1, 4])
+    expected = importance_log_weights(conditional, Batch(images[:3], labels), 2)
+    assert torch.equal(importance_log_weights(conditional, Batch(images[:3], labels.numpy()), 2), expected)
+    assert torch.equal(importance_log_weights(conditional, (images[:3], [3, 1, 4]), 2), expected)
+    for wrong in (labels[:2], torch.tensor([3, 1, 4, 1, 5])):  # an error at the third image, or extra ones taken
+        with pytest.raises(ValueError, match=rf"give one label per image: got labels of shape \({len(wrong)},\)"):
+            importance_log_weights(conditional, Batch(images[:3], wrong), 2)

@@ -2,6 +2,7 @@
 nearly stopped improving, and show what the weight does (as alpha grows the rate falls, the distortion rises and
 active units vanish)."""
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -171,3 +172,27 @@ def test_a_point_the_sweep_did_not_ship_is_named_with_the_shipped_ones_and_how_t
         "the shipped points are 2-D and 8-D at alphas 1e-05, 0.0001, 0.001, 0.01, 0.1 (SWEEP_ALPHAS); train another "
         "with python -m vae_lib sweep --latent-dims 2 --alphas 0.010000000000000002"
     )  # "no checkpoint at …: train a model first (python -m vae_lib train …)" before
+
+
+def test_a_point_s_file_holding_another_model_is_refused_saying_how_it_differs(
+    mnist_test, tmp_path, monkeypatch
+) -> None:
+    import shutil
+
+    from vae_lib.core.files import CheckpointError
+    from vae_lib.course.shipped import shipped_checkpoint
+
+    swaps = {  # (latent size, alpha) of the file replaced: the shipped file put there, and how it differs
+        (2, 0.01): (sweep_checkpoint(2, 0.1), "alpha: 0.1 vs 0.01"),  # the collapsed point, in the row before it
+        (2, 0.001): (sweep_checkpoint(8, 0.001), "latent_dim: 8 vs 2"),
+        (8, 0.01): (shipped_checkpoint("bernoulli"), "latent_dim: 32 vs 8; likelihood: 'bernoulli' vs 'gaussian'"),
+        (2, 0.0001): (shipped_checkpoint("cvae-2d"), "conditional: True vs False"),
+    }
+    monkeypatch.setenv("VAE_OUTPUTS_DIR", str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    for (latent_dim, alpha), (source, difference) in swaps.items():
+        shutil.copy(source, sweep_checkpoint(latent_dim, alpha))
+        with pytest.raises(CheckpointError, match=re.escape(difference)) as refusal:
+            load_sweep(mnist_test.subset(10), latent_dims=(latent_dim,), alphas=(alpha,))  # loaded as the point before
+        assert f"holds another model than the sweep's {latent_dim}-D point at alpha {alpha!r}" in str(refusal.value)
+        assert f"python -m vae_lib sweep --latent-dims {latent_dim} --alphas {alpha!r}" in str(refusal.value)

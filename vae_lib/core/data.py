@@ -121,6 +121,27 @@ def check_image_dataset(given: object, name: str) -> None:
         )
 
 
+def check_image_shape(images: torch.Tensor, channels: int = 1) -> None:
+    """Raise a ValueError, saying what to do, unless `images` are N x channels x 28 x 28 (or N x 28 x 28 for one
+    channel): the shapes to_model_input takes. Functions that cut images into batches check the whole tensor
+    first, so that the message names the shape given, not a batch's."""
+    given_shape = tuple(images.shape)
+    shape = (given_shape[0], 1, *given_shape[1:]) if len(given_shape) == 3 and channels == 1 else given_shape
+    expected = (channels, IMAGE_SIZE, IMAGE_SIZE)
+    if len(shape) == 4 and shape[1:] == expected:
+        return
+    side = f"{IMAGE_SIZE} x {IMAGE_SIZE}"
+    shapes = f"N x {channels} x {side}" + (f" (or N x {side})" if channels == 1 else "")
+    if given_shape in ((IMAGE_SIZE, IMAGE_SIZE), (channels, IMAGE_SIZE, IMAGE_SIZE)):
+        advice = "that is one image: give a batch of them, images.unsqueeze(0) for a batch of one"
+    elif shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE) and len(shape) in (3, 4):
+        given = shape[1] if len(shape) == 4 else 1
+        advice = f"the model takes {channels}-channel images, these have {given}: give it images of its dataset"
+    else:
+        advice = f"resize or crop them to {side} first"
+    raise ValueError(f"images must have shape {shapes}, got {given_shape}; {advice}")
+
+
 def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
     """Return a float32 batch N x channels x 28 x 28 in [-1, 1].
 
@@ -130,21 +151,9 @@ def to_model_input(images: torch.Tensor, channels: int = 1) -> torch.Tensor:
     """
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    given_shape = tuple(images.shape)
+    check_image_shape(images, channels)
     if images.dim() == 3 and channels == 1:
         images = images.unsqueeze(1)
-    expected = (channels, IMAGE_SIZE, IMAGE_SIZE)
-    if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-        side = f"{IMAGE_SIZE} x {IMAGE_SIZE}"
-        shapes = f"N x {channels} x {side}" + (f" (or N x {side})" if channels == 1 else "")
-        if given_shape in ((IMAGE_SIZE, IMAGE_SIZE), (channels, IMAGE_SIZE, IMAGE_SIZE)):
-            advice = "that is one image: give a batch of them, images.unsqueeze(0) for a batch of one"
-        elif tuple(images.shape[-2:]) == (IMAGE_SIZE, IMAGE_SIZE) and images.dim() in (3, 4):
-            given = images.shape[1] if images.dim() == 4 else 1
-            advice = f"the model takes {channels}-channel images, these have {given}: give it images of its dataset"
-        else:
-            advice = f"resize or crop them to {side} first"
-        raise ValueError(f"images must have shape {shapes}, got {given_shape}; {advice}")
     if images.dtype == torch.uint8:
         return images.float().div_(127.5).sub_(1.0)
     if not images.is_floating_point():

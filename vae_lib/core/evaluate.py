@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 
 from vae_lib.core.config import is_whole_number
-from vae_lib.core.data import Batch, ImageDataset, to_model_input
+from vae_lib.core.data import Batch, ImageDataset, as_batch, check_image_shape, to_model_input
 from vae_lib.core.model import LatentModel
 from vae_lib.core.objective import (
     DEFAULT_ALPHA,
@@ -28,7 +28,11 @@ Images = torch.Tensor | ImageDataset | Batch
 
 @contextmanager
 def inference(model: LatentModel) -> Iterator[torch.device]:
-    """Run a block with the model in eval mode and without gradients; restore its mode after. Yields its device."""
+    """Run a block with the model in eval mode and without gradients; restore its mode after. Yields its device.
+
+    The model must be a torch module with float32 weights: these functions give it float32 images (to_model_input).
+    """
+    check_evaluated_model(model)
     was_training = model.training
     model.eval()
     try:
@@ -38,13 +42,38 @@ def inference(model: LatentModel) -> Iterator[torch.device]:
         model.train(was_training)
 
 
-def labelled(images: Images) -> Batch:
-    """Return images as a Batch of uint8 or model images and their labels (None where there are none)."""
+def check_evaluated_model(model: object) -> None:
+    """Raise a TypeError unless `model` is a torch module (a SweepPoint or a path is not: the message says so), and
+    a ValueError unless its weights are float32, the precision of the images the evaluation gives it."""
+    if not isinstance(model, torch.nn.Module):
+        held = getattr(model, "model", None)
+        hint = f": it holds one as .model, pass that ({type(model).__name__.lower()}.model)" if held is not None else ""
+        raise TypeError(f"model must be a VAE (a torch.nn.Module), got a {type(model).__name__}{hint}")
+    weight = next(model.parameters(), None)
+    if weight is not None and weight.dtype != torch.float32:
+        raise ValueError(
+            f"the model's weights are {str(weight.dtype).removeprefix('torch.')}, and evaluation gives it float32 "
+            "images (to_model_input converts them): turn it back with model.float()"
+        )
+
+
+def labelled(images: Images | tuple[torch.Tensor, torch.Tensor]) -> Batch:
+    """Return images as a Batch of uint8 or model images and their labels (None where there are none): an
+    ImageDataset, a Batch or an (images, labels) pair; labels of any integer sequence become a tensor, one per
+    image."""
     if isinstance(images, ImageDataset):
         return Batch(images.images, images.labels)
-    if isinstance(images, Batch):
-        return images
-    return Batch(images)
+    if not isinstance(images, tuple):
+        return Batch(images)
+    pixels, labels = as_batch(images)
+    if labels is None:
+        return Batch(pixels)
+    labels = torch.as_tensor(labels)  # NumPy arrays and lists too
+    if isinstance(pixels, torch.Tensor) and pixels.dim() >= 3 and labels.shape != (len(pixels),):
+        raise ValueError(
+            f"give one label per image: got labels of shape {tuple(labels.shape)} for {len(pixels)} images"
+        )
+    return Batch(pixels, labels)
 
 
 def batches(
@@ -54,6 +83,8 @@ def batches(
     given none gets a ValueError that says what to pass."""
     _check_batch_size(batch_size)
     pixels, labels = labelled(images)
+    if isinstance(pixels, torch.Tensor):  # the whole tensor's shape, before any batch of it is cut
+        check_image_shape(pixels, model.channels)
     if model.needs_labels and labels is None:
         raise ValueError(
             "this model is conditioned on labels: pass an ImageDataset or a Batch(images, labels), not images alone"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -20,22 +20,35 @@ import torch
 from tqdm.auto import tqdm
 
 from vae_lib.core.checkpoint import content_digest
+from vae_lib.core.config import MAX_SEED, is_whole_number
 from vae_lib.core.data import Batch
-from vae_lib.core.evaluate import Images, batches, inference, labelled
+from vae_lib.core.evaluate import Images, batches, check_evaluated_model, inference, labelled
 from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomically
 from vae_lib.core.model import IMAGE_SIZE, LatentModel, reparameterise
-from vae_lib.core.objective import check_log_likelihood_settings, log_likelihood
+from vae_lib.core.objective import check_log_likelihood_settings, likelihood_named, log_likelihood
 
 
 def decoder_variance(alpha: float, pixels: int = IMAGE_SIZE * IMAGE_SIZE) -> float:
     """Return the Gaussian decoder variance s^2 under which the loss 0.5 mean((x - x')^2) + alpha KL is the
     negative ELBO divided by a constant: 0.5 sum((x - x')^2) / s^2 + KL with s^2 = pixels * alpha."""
-    return pixels * alpha
+    _check_alpha_and_pixels(alpha, pixels, "a decoder variance needs alpha > 0", positive=True)
+    return float(pixels * alpha)
 
 
 def beta_of(alpha: float, pixels: int = IMAGE_SIZE * IMAGE_SIZE) -> float:
     """Return the weight beta on the KL that alpha amounts to for a unit-variance Gaussian decoder (pixels * alpha)."""
-    return pixels * alpha
+    _check_alpha_and_pixels(alpha, pixels, "alpha weighs the KL term, a number >= 0", positive=False)
+    return float(pixels * alpha)
+
+
+def _check_alpha_and_pixels(alpha: float, pixels: int, what: str, positive: bool) -> None:
+    """Raise a ValueError unless alpha is a finite real number (> 0, or >= 0) and pixels a whole number >= 1."""
+    if isinstance(alpha, bool) or not (
+        isinstance(alpha, numbers.Real) and math.isfinite(alpha) and (alpha > 0 if positive else alpha >= 0)
+    ):
+        raise ValueError(f"{what}: got alpha = {alpha!r:.60}")
+    if not is_whole_number(pixels, 1):
+        raise ValueError(f"pixels is the number of values in an image (784 for MNIST), a whole number: got {pixels!r}")
 
 
 def standard_normal_log_density(latents: torch.Tensor) -> torch.Tensor:
@@ -59,6 +72,69 @@ def _check_samples(samples: int) -> None:
         raise ValueError(f"samples is the number of z drawn per image, a positive whole number: got {samples!r}")
 
 
+def _integer(value: object) -> bool:
+    """Return True for an integer of Python's or NumPy's (not a bool)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _sample_counts(sample_counts: Iterable[int], samples: int | None = None) -> list[int]:
+    """Return the sample counts k as a list of Python ints after checking them: at least one, each a positive
+    whole number and, given `samples`, one that divides it (its draws split into groups of k)."""
+    if isinstance(sample_counts, numbers.Number | str | bytes):
+        raise TypeError(f"sample_counts is a list of k, such as [1, 10, 100]; got {sample_counts!r}")
+    counts = list(sample_counts)  # a generator is read once
+    if not counts:
+        raise ValueError("sample_counts is empty: give at least one k, such as [1, 10, 100] (k = 1 is the ELBO)")
+    for count in counts:
+        if not _integer(count) or count < 1:
+            raise ValueError(f"each sample count k is a positive whole number, got {count!r} in {counts}")
+        if samples is not None and samples % count:
+            raise ValueError(
+                f"{samples} samples per image do not split into groups of {count}: give sample counts that divide "
+                "the samples"
+            )
+    return [int(count) for count in counts]
+
+
+def check_bound_settings(
+    samples: int, variance: float | None, seed: int, last_index: int
+) -> tuple[int, float | None, int]:
+    """Return (samples, variance, seed) as Python numbers after checking them, so that a file of saved bounds holds
+    what torch.load(weights_only=True) reads back: the seed must be a whole number >= 0 whose per-image seeds, up to
+    seed + `last_index`, torch's generators take."""
+    _check_samples(samples)
+    if not _integer(seed) or seed < 0:
+        raise ValueError(f"seed must be a whole number >= 0, got {seed!r}")
+    if seed + last_index > MAX_SEED:
+        raise ValueError(
+            f"image i draws its samples with seed + i, and seed {seed} + {last_index} is more than torch's generators "
+            f"take (2**64 - 1): give a seed of at most {MAX_SEED - last_index}"
+        )
+    if variance is not None and not isinstance(variance, bool) and isinstance(variance, numbers.Real):
+        variance = float(variance)
+    return int(samples), variance, int(seed)
+
+
+def check_binary_images(likelihood: str, pixels: torch.Tensor) -> None:
+    """Raise a ValueError if log p(x) of a likelihood over black-and-white images (the Bernoulli's) is asked of
+    images with grey pixels: of those its log_prob is a cross-entropy, not the log of a probability."""
+    if not likelihood_named(likelihood).binary or not isinstance(pixels, torch.Tensor):
+        return
+    black, white = (0, 255) if pixels.dtype == torch.uint8 else (-1, 1)
+    if not ((pixels == black) | (pixels == white)).all():
+        raise ValueError(
+            f"log p(x) of a {likelihood.capitalize()} decoder is a probability of black-and-white images, and these "
+            "have grey pixels: binarise them first, as the model's training did "
+            "(vae_lib.core.data.binarised(test_data), the test set's fixed binarisation)"
+        )
+
+
+def _check_images_to_bound(count: int) -> None:
+    """Raise a ValueError if there are no images to bound."""
+    if count == 0:
+        raise ValueError("there are no images to bound: give at least one")
+
+
 def importance_log_weights(
     model: LatentModel,
     images: Images,
@@ -76,12 +152,16 @@ def importance_log_weights(
     position of the first image in its dataset: any split of a dataset into parts draws the same samples.
     `progress` shows a progress bar over the images.
     """
-    _check_samples(samples)
+    check_evaluated_model(model)
+    pixels, labels = labelled(images)
+    _check_images_to_bound(len(pixels))
+    samples, variance, seed = check_bound_settings(samples, variance, seed, first_index + len(pixels) - 1)
     check_log_likelihood_settings(model.likelihood, variance)
+    check_binary_images(model.likelihood, pixels)
     rows = []
     with inference(model) as device:
         for index, (image, label) in enumerate(
-            tqdm(batches(model, images, 1, device), total=len(labelled(images).images), disable=not progress)
+            tqdm(batches(model, Batch(pixels, labels), 1, device), total=len(pixels), disable=not progress)
         ):
             generator = torch.Generator().manual_seed(seed + first_index + index)
             mean, log_var = (part.cpu() for part in model.encode(image, label))
@@ -95,9 +175,13 @@ def importance_log_weights(
                 ]
             )
             log_likelihoods = log_likelihood(image.cpu().expand_as(output), output, model.likelihood, variance)
-            rows.append(
-                log_likelihoods + standard_normal_log_density(latents) - posterior_log_density(latents, mean, log_var)
-            )
+            row = log_likelihoods + standard_normal_log_density(latents) - posterior_log_density(latents, mean, log_var)
+            if not torch.isfinite(row).all():
+                raise ValueError(
+                    f"the log weights of image {first_index + index} are not finite (NaN or infinite): the model's "
+                    "weights or outputs are not finite numbers; check them (torch.isfinite on model.parameters())"
+                )
+            rows.append(row)
     return torch.stack(rows)
 
 
@@ -107,11 +191,14 @@ def per_image_bounds(log_weights: torch.Tensor, sample_counts: Sequence[int]) ->
     The samples of each image are split into groups of k and the bounds of the groups averaged, so every
     k uses all samples; k = 1 is the ELBO. The bound rises towards log p(x) as k grows.
     """
+    log_weights = torch.as_tensor(log_weights)  # a NumPy array too
+    if log_weights.dim() != 2:
+        raise ValueError(
+            f"log_weights are images x samples (importance_log_weights'), got shape {tuple(log_weights.shape)}"
+        )
     images, samples = log_weights.shape
     columns = []
-    for count in sample_counts:
-        if samples % count:
-            raise ValueError(f"{samples} samples per image do not split into groups of {count}")
+    for count in _sample_counts(sample_counts, samples):
         groups = log_weights.double().view(images, samples // count, count)
         columns.append((torch.logsumexp(groups, dim=2) - math.log(count)).mean(dim=1))
     return torch.stack(columns, dim=1)
@@ -119,6 +206,7 @@ def per_image_bounds(log_weights: torch.Tensor, sample_counts: Sequence[int]) ->
 
 def log_likelihood_bounds(log_weights: torch.Tensor, sample_counts: Sequence[int]) -> dict[int, float]:
     """Return, for each k, the mean over images of per_image_bounds: the bound on log p(x) in nats per image."""
+    sample_counts = _sample_counts(sample_counts)  # a generator is read once, here
     means = per_image_bounds(log_weights, sample_counts).mean(dim=0)
     return {count: float(mean) for count, mean in zip(sample_counts, means)}
 
@@ -147,12 +235,16 @@ def bound_images(
     there after each part, and a run given a file of the same model, images and settings continues from it;
     `report`, if given, is told so.
     """
-    _check_samples(samples)
-    check_log_likelihood_settings(model.likelihood, variance)
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    check_evaluated_model(model)
     pixels, labels = labelled(images)
-    settings = {"samples": samples, "sample_counts": list(sample_counts), "variance": variance, "seed": seed}
+    _check_images_to_bound(len(pixels))
+    samples, variance, seed = check_bound_settings(samples, variance, seed, len(pixels) - 1)
+    sample_counts = _sample_counts(sample_counts, samples)
+    check_log_likelihood_settings(model.likelihood, variance)
+    check_binary_images(model.likelihood, pixels)
+    if not is_whole_number(workers, 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    settings = {"samples": samples, "sample_counts": sample_counts, "variance": variance, "seed": seed}
     key = bounds_key(model, images, settings)
     bounds = torch.full((len(pixels), len(sample_counts)), math.nan, dtype=torch.float64)
     path = None if save_to is None else Path(save_to)

@@ -42,6 +42,7 @@ class Likelihood:
     batch_mean: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     log_prob: Callable[[torch.Tensor, torch.Tensor, float | None], torch.Tensor] | None = None
     needs_variance: bool = False  # log_prob reads a decoder variance (the Gaussian's, which alpha sets)
+    binary: bool = False  # log_prob is a probability of black-and-white images alone (the Bernoulli's)
 
 
 def _gaussian_per_image(images: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
@@ -93,6 +94,7 @@ LIKELIHOODS = {
         _bernoulli_per_image,
         lambda images, logits: _bernoulli_per_image(images, logits).mean(),
         lambda images, logits, variance: -_bernoulli_per_image(images, logits),
+        binary=True,
     ),
 }
 
@@ -154,7 +156,9 @@ def check_log_likelihood_settings(likelihood: str, variance: float | None) -> No
             raise ValueError(
                 f"a {likelihood.capitalize()} decoder's log-likelihood needs its variance (likelihood.decoder_variance)"
             )
-        if not (isinstance(variance, int | float) and math.isfinite(variance) and variance > 0):
+        if isinstance(variance, bool) or not (
+            isinstance(variance, numbers.Real) and math.isfinite(variance) and variance > 0
+        ):
             raise ValueError(
                 f"the {likelihood.capitalize()} decoder's variance must be a number > 0 (and finite), got {variance!r}"
             )

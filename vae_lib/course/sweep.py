@@ -12,11 +12,12 @@ from pathlib import Path
 
 import torch
 
-from vae_lib.core.checkpoint import history_of, model_from_state, read_checkpoint
-from vae_lib.core.config import RECIPES, TrainConfig
+from vae_lib.core.checkpoint import config_of, history_of, model_from_state, read_checkpoint, tracked_file_advice
+from vae_lib.core.config import MODEL_FIELDS, RECIPES, TrainConfig
 from vae_lib.core.data import ImageDataset
 from vae_lib.core.device import place_model
 from vae_lib.core.evaluate import active_dimensions, encode_means, kl_by_dimension
+from vae_lib.core.files import CheckpointError
 from vae_lib.core.history import History
 from vae_lib.core.model import VAE
 from vae_lib.core.settings import shipped_dir
@@ -79,11 +80,27 @@ class SweepPoint:
         return int(self.active.sum())
 
 
+def check_sweep_point(state: dict, path: Path, latent_dim: int, alpha: float) -> None:
+    """Raise a CheckpointError unless a checkpoint read from a sweep point's file holds that point's model: its
+    latent size, alpha and kind of model (another point's file, or a shipped model's, copied there would put its
+    figures in the wrong row of notebook 06's table)."""
+    differences = config_of(state).differences(sweep_config(latent_dim, alpha), (*MODEL_FIELDS, "alpha"))
+    if differences:
+        restore = tracked_file_advice(path) or (
+            f"train it again with python -m vae_lib sweep --latent-dims {latent_dim} --alphas {alpha!r}"
+        )
+        raise CheckpointError(
+            f"{path} holds another model than the sweep's {latent_dim}-D point at alpha {alpha!r} (its settings vs "
+            f"the point's: {'; '.join(differences)}): {restore}"
+        )
+
+
 def load_sweep(
     test_data: ImageDataset, latent_dims: Sequence[int] = SWEEP_LATENT_DIMS, alphas: Sequence[float] = SWEEP_ALPHAS
 ) -> list[SweepPoint]:
     """Return every shipped point of the sweep; per-dimension KL and active units are measured on `test_data`. A
-    point with no checkpoint is refused, naming the shipped ones and the command that trains it."""
+    point with no checkpoint is refused, naming the shipped ones and the command that trains it, and so is a file
+    holding another model (check_sweep_point)."""
     points = []
     for latent_dim in latent_dims:
         for alpha in alphas:
@@ -96,6 +113,7 @@ def load_sweep(
                     f"--latent-dims {latent_dim} --alphas {alpha!r}"
                 )
             state = read_checkpoint(path)  # read once: the model and its history come from the same file
+            check_sweep_point(state, path, latent_dim, alpha)
             model, history = place_model(model_from_state(state, path), "cpu").eval(), history_of(state)
             final, means = history.epochs[-1], encode_means(model, test_data)
             kl, active = kl_by_dimension(model, test_data), active_dimensions(means)

@@ -27,7 +27,7 @@ from vae_lib.core.device import numerics_name
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, refuse_file_in_the_way
 from vae_lib.core.hooks import EpochReporter, TrainingHook
-from vae_lib.core.likelihood import read_saved_bounds
+from vae_lib.core.likelihood import check_bound_settings, read_saved_bounds
 from vae_lib.core.objective import check_log_likelihood_settings, likelihood_named
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT, runs_dir
@@ -180,8 +180,9 @@ def _evaluate(args: argparse.Namespace) -> None:
         _check_bounds_file(Path(args.bounds_file))  # before the test metrics, not after them
     config = config_of(read_checkpoint(args.checkpoint))
     variance = _decoder_variance(config)
-    if args.log_likelihood:
-        check_log_likelihood_settings(config.likelihood, variance)  # before the test metrics, not after them
+    if args.log_likelihood:  # before the test metrics, not after them
+        check_log_likelihood_settings(config.likelihood, variance)
+        check_bound_settings(args.samples, variance, args.seed, args.log_likelihood - 1)
     model = load_model(args.checkpoint, device=args.device or "cpu")
     test_data = evaluation_data(replace(config, test_subset=0))  # every test image, binarised as in training
     metrics = evaluate(model, test_data, config.alpha, seed=args.seed)
