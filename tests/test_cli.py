@@ -400,8 +400,8 @@ def test_ctrl_c_while_bounding_says_how_many_images_the_bounds_file_keeps(
     first = tmp_path / "first.pt"
     assert main([*command, "--bounds-file", str(first)]) == 130
     assert capsys.readouterr().err == (  # it said the bounds of 0 images were saved in a file that did not exist
-        f"stopped while bounding log p(x), before its first part of {BOUND_PART + 10} images ended; nothing was saved "
-        f"in {first} yet: run the same command to start again\n"
+        f"stopped while bounding log p(x) on {BOUND_PART + 10} test images, before its first part of {BOUND_PART} "
+        f"ended; nothing was saved in {first} yet: run the same command to start again\n"  # a part of 60, it said
     )
     assert not first.exists()
 
@@ -605,6 +605,22 @@ def test_a_seed_whose_per_image_seeds_torch_cannot_take_is_refused_before_the_te
     assert main([*command, "--seed", str(2**64 - 1)]) == 2  # "Overflow when unpacking long long" after the metrics
     printed = capsys.readouterr()
     assert printed.out == "" and "give a seed of at most 18446744073709551614" in printed.err
+
+
+def test_sample_counts_left_out_of_the_bounds_are_named_and_a_conditional_model_s_bound_is_given_its_class(
+    capsys,
+) -> None:
+    from vae_lib.course.shipped import shipped_checkpoint
+
+    command = ["evaluate", str(shipped_checkpoint("cvae-2d")), "--log-likelihood", "2", "--samples", "25"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out  # k = 10 was left out silently, and the bound was called log p(x)
+    assert (
+        "k = 10 left out: 25 samples do not split into groups of that size (--samples 10 gives every k up to it)"
+        in (printed)
+    )
+    assert "log p(x | y), given each image's class, in nats per image" in printed
+    assert [line.split(":")[0] for line in printed.splitlines() if line.startswith("    k =")] == ["    k =    1"]
 
 
 def test_a_frame_rate_no_screen_shows_is_refused_by_the_parser_which_names_the_range(capsys, tmp_path: Path) -> None:

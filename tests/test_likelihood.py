@@ -170,11 +170,11 @@ def test_a_stopped_bounding_continues_from_its_file_and_refuses_another_setting(
     continued = bound_images(model, images, 20, [1, 20], save_to=path, report=lines.append)
     assert lines == [f"continuing from {path}: 50 of 120 images done"]
     assert continued[0, 0] == 123.0 and torch.equal(continued[1:], full[1:])
-    with pytest.raises(CheckpointError, match="holds bounds for another samples: pass another path"):
+    with pytest.raises(CheckpointError, match=r"holds the bounds of another run \(other samples\): pass another path"):
         bound_images(model, images, 40, [1, 20], save_to=path, report=lines.append)
-    with pytest.raises(CheckpointError, match="holds bounds for another images: pass another path"):
+    with pytest.raises(CheckpointError, match=r"holds the bounds of another run \(other images\): pass another path"):
         bound_images(model, images.flip(0), 20, [1, 20], save_to=path, report=lines.append)
-    with pytest.raises(CheckpointError, match="holds bounds for another model: pass another path"):
+    with pytest.raises(CheckpointError, match=r"holds the bounds of another run \(other model\): pass another path"):
         bound_images(_small_bernoulli_model(1), images, 20, [1, 20], save_to=path, report=lines.append)
     path.write_bytes(b"not a file of bounds")
     with pytest.raises(CheckpointError, match="is not a readable file of saved bounds .*: pass another path"):

@@ -346,8 +346,8 @@ def _read_bounds(path: Path, key: dict) -> torch.Tensor:
     if saved.key != key:
         changed = sorted(name for name in key if saved.key.get(name) != key[name])
         raise CheckpointError(
-            f"{path} holds bounds for another {', '.join(changed)}: pass another path to bound these settings "
-            "(the file keeps the bounds it holds)"
+            f"{path} holds the bounds of another run (other {', '.join(changed)}): pass another path to bound these "
+            "settings (the file keeps the bounds it holds)"
         )
     return saved.bounds
 

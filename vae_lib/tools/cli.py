@@ -27,7 +27,7 @@ from vae_lib.core.device import numerics_name
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, refuse_file_in_the_way
 from vae_lib.core.hooks import EpochReporter, TrainingHook
-from vae_lib.core.likelihood import check_bound_settings, read_saved_bounds
+from vae_lib.core.likelihood import BOUND_PART, check_bound_settings, read_saved_bounds
 from vae_lib.core.objective import check_log_likelihood_settings, likelihood_named
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT, runs_dir
@@ -236,6 +236,12 @@ def _print_log_likelihood(
     from vae_lib.core.likelihood import bound_images, bound_summary
 
     counts = [count for count in BOUND_SAMPLE_COUNTS if count <= args.samples and args.samples % count == 0]
+    left_out = [str(count) for count in BOUND_SAMPLE_COUNTS if count <= args.samples and args.samples % count]
+    if left_out:
+        say(
+            f"k = {', '.join(left_out)} left out: {args.samples} samples do not split into groups of that size "
+            f"(--samples {max(count for count in BOUND_SAMPLE_COUNTS if count <= args.samples)} gives every k up to it)"
+        )
     try:
         bounds = bound_images(
             model,
@@ -254,7 +260,8 @@ def _print_log_likelihood(
     decoder = f"{config.likelihood.capitalize()} decoder" + (
         f" of variance {variance:.4g}" if variance is not None else ""
     )
-    print(f"  log p(x) in nats per image, {decoder}, first {len(bounds)} test images (k = 1 is the ELBO):")
+    quantity = "log p(x | y), given each image's class," if config.conditional else "log p(x)"
+    print(f"  {quantity} in nats per image, {decoder}, first {len(bounds)} test images (k = 1 is the ELBO):")
     for count, (mean, error) in bound_summary(bounds, counts).items():
         print(f"    k = {count:4d}: {mean:.2f} nats (standard error {error:.2f})")
 
@@ -284,8 +291,8 @@ def _bounding_stopped(bounds_file: str | None, images: int) -> str:
     path = Path(bounds_file)
     if not path.exists():
         return (
-            f"while bounding log p(x), before its first part of {images} images ended; nothing was saved in {path} "
-            "yet: run the same command to start again"
+            f"while bounding log p(x) on {images} test images, before its first part of {min(images, BOUND_PART)} "
+            f"ended; nothing was saved in {path} yet: run the same command to start again"
         )
     done = int((~read_saved_bounds(path).bounds[:, 0].isnan()).sum())
     return (
