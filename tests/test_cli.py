@@ -623,6 +623,18 @@ def test_sample_counts_left_out_of_the_bounds_are_named_and_a_conditional_model_
     assert [line.split(":")[0] for line in printed.splitlines() if line.startswith("    k =")] == ["    k =    1"]
 
 
+def test_a_run_that_fails_to_start_leaves_no_empty_folders_behind(capsys, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "run"
+    assert main(["train", "--dataset", "fashionmnist", "--out", str(out)]) == 2  # the folder was left, empty
+    assert "unknown dataset 'fashionmnist'" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    assert main(["train", "--train-subset", "10", "--epochs", "1", "--out", str(out)]) == 2
+    assert "larger than the 10 training images" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "notes.txt").write_text("mine")  # a folder that was there is left as it was
+    assert main(["train", "--train-subset", "10", "--epochs", "1", "--out", str(tmp_path / "new")]) == 2
+    assert [path.name for path in (tmp_path / "new").iterdir()] == ["notes.txt"]
+
+
 def test_a_frame_rate_no_screen_shows_is_refused_by_the_parser_which_names_the_range(capsys, tmp_path: Path) -> None:
     for fps, message in [(61, "must be at most 60 frames a second"), (0, "must be a positive integer, got 0")]:
         with pytest.raises(SystemExit) as exit_status:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import replace
 from itertools import chain
 from pathlib import Path
@@ -437,6 +437,16 @@ def open_run(
     while it is read, so a folder another process is training in is refused at once. Options as for Trainer.
     """
     run_folder = RunFolder(run_dir)
+    if not run_folder.path.exists():  # a new run: a failure to start it (an unknown dataset) leaves no empty folders
+        created = [run_folder.path, *(parent for parent in run_folder.path.parents if not parent.exists())]
+        try:
+            with RunLock(run_folder):
+                return Trainer(config, run_dir=run_dir, **options)
+        except BaseException:
+            with suppress(OSError):  # each only if nothing is in it
+                for folder in created:
+                    folder.rmdir()
+            raise
     with RunLock(run_folder):
         if not run_folder.checkpoint.exists():
             return Trainer(config, run_dir=run_dir, **options)
