@@ -620,6 +620,7 @@ def test_sample_counts_left_out_of_the_bounds_are_named_and_a_conditional_model_
         in (printed)
     )
     assert "log p(x | y), given each image's class, in nats per image" in printed
+    assert ": 2-D conditional model, gaussian likelihood, 10000 mnist test images" in printed  # neither was named
     assert [line.split(":")[0] for line in printed.splitlines() if line.startswith("    k =")] == ["    k =    1"]
 
 

@@ -188,7 +188,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     metrics = evaluate(model, test_data, config.alpha, seed=args.seed)
     binarisation = f", binarised with seed {TEST_BINARISATION_SEED}" if config.binarise else ""
     print(
-        f"{args.checkpoint}: {config.latent_dim}-D model, {len(test_data)} {config.dataset} test images{binarisation}"
+        f"{args.checkpoint}: {config.latent_dim}-D {'conditional ' if config.conditional else ''}model, "
+        f"{config.likelihood} likelihood, {len(test_data)} {config.dataset} test images{binarisation}"
     )
     for name, value in metrics.items():
         print(f"  test {name:14s} {value:.6f}")
