@@ -3,12 +3,13 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from vae_lib import History, TrainConfig, load_model, read_checkpoint
+from vae_lib import History, TrainConfig, Trainer, load_model, read_checkpoint
 from vae_lib.core.checkpoint import save_checkpoint
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT
@@ -599,12 +600,25 @@ def test_a_seed_torch_cannot_take_is_refused_by_the_parser(capsys, untrained_che
 
 
 def test_a_seed_whose_per_image_seeds_torch_cannot_take_is_refused_before_the_test_metrics(
-    capsys, untrained_checkpoint: Path
+    capsys, monkeypatch, untrained_checkpoint: Path
 ) -> None:
     command = ["evaluate", str(untrained_checkpoint), "--log-likelihood", "2", "--samples", "10"]
     assert main([*command, "--seed", str(2**64 - 1)]) == 2  # "Overflow when unpacking long long" after the metrics
     printed = capsys.readouterr()
     assert printed.out == "" and "give a seed of at most 18446744073709551614" in printed.err
+    bounded = []
+    monkeypatch.setattr(cli, "_print_log_likelihood", lambda *args: bounded.append(args))
+    last = 2**64 - 1 - 9999  # 10,000 test images bounded of the 20,000 asked: the last is seeded 2**64 - 1
+    assert main(["evaluate", str(untrained_checkpoint), "--log-likelihood", "20000", "--seed", str(last)]) == 0
+    assert len(bounded) == 1  # it was refused, reckoned over 20,000 images
+
+
+def test_bounding_a_bernoulli_model_trained_on_grey_images_is_refused_before_the_metrics(capsys, tmp_path) -> None:
+    config = TrainConfig(latent_dim=2, likelihood="bernoulli", epochs=1, train_subset=128, test_subset=32)
+    Trainer(replace(config, log_every=2, step_test_images=16), run_dir=tmp_path, progress=False).fit(1)
+    assert main(["evaluate", str(tmp_path), "--log-likelihood", "2", "--samples", "10"]) == 2
+    printed = capsys.readouterr()  # the metrics, then advice to binarise the images, which the command cannot do
+    assert printed.out == "" and "trained on grey images (without --binarise)" in printed.err
 
 
 def test_sample_counts_left_out_of_the_bounds_are_named_and_a_conditional_model_s_bound_is_given_its_class(
@@ -630,6 +644,9 @@ def test_a_run_that_fails_to_start_leaves_no_empty_folders_behind(capsys, tmp_pa
     assert "unknown dataset 'fashionmnist'" in capsys.readouterr().err and not (tmp_path / "new").exists()
     assert main(["train", "--train-subset", "10", "--epochs", "1", "--out", str(out)]) == 2
     assert "larger than the 10 training images" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    roundabout = tmp_path / "made" / ".." / "new" / "run"  # makes "made" on the way to "new"
+    assert main(["train", "--train-subset", "10", "--epochs", "1", "--out", str(roundabout)]) == 2
+    assert list(tmp_path.iterdir()) == [] and "larger than the 10 training images" in capsys.readouterr().err
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "notes.txt").write_text("mine")  # a folder that was there is left as it was
     assert main(["train", "--train-subset", "10", "--epochs", "1", "--out", str(tmp_path / "new")]) == 2

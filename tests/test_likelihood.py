@@ -223,7 +223,8 @@ def test_the_settings_of_a_bounding_are_checked_before_any_work_and_numpy_number
     # NumPy numbers in the settings: the file of saved bounds held NumPy scalars, which weights_only cannot read back,
     # so the run could never be continued; now they are plain numbers, and the bounds those of Python's
     numpy_run = bound_images(model, images[:4], np.int64(10), np.array([1, 10]), seed=np.int64(3), save_to=path)
-    assert torch.equal(numpy_run, bound_images(model, images[:4], 10, [1, 10], seed=3, save_to=path))
+    assert torch.equal(numpy_run, bound_images(model, images[:4], 10, [1, 10], seed=3))  # computed afresh
+    assert torch.equal(bound_images(model, images[:4], 10, [1, 10], seed=3, save_to=path), numpy_run)  # read back
     for counts, message in [
         ([0], "a positive whole number, got 0"),
         ([-1], "a positive whole number, got -1"),
@@ -298,6 +299,21 @@ def test_what_is_not_a_model_or_not_its_images_is_named_by_what_it_is() -> None:
         importance_log_weights(model, images[0], 2)  # it named a row of it, (1, 28), and said to resize
     with pytest.raises(ValueError, match=r"float64, and evaluation gives it float32 images .* model\.float\(\)"):
         importance_log_weights(_small_bernoulli_model().double(), images[:2], 2)  # it advised float64 images
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast, which casts the images, a bf16 model is taken
+        assert evaluate(_small_bernoulli_model().to(torch.bfloat16), images[:2])["recon"] > 0
+
+    class Trainer:  # holds the trained weights as .model and the weight average as .evaluated_model
+        model, evaluated_model = _small_bernoulli_model(), _small_bernoulli_model(1)
+
+    with pytest.raises(TypeError, match=r"got a Trainer: pass trainer\.evaluated_model, the weights its history"):
+        evaluate(Trainer(), images[:2])
+    for not_binarised, message in [
+        (images[:2] > 0, "images must be uint8 or floating point, got torch.bool"),  # "grey pixels" before
+        ((images[:2] > 0).float(), r"images in \[0, 1\]\? The model takes \[-1, 1\]"),
+        (images[:2].float() / 255 - 0.5, "have grey pixels: binarise them first"),  # -0.5 and 0.5
+    ]:
+        with pytest.raises(ValueError, match=message):
+            importance_log_weights(model, not_binarised, 2)
     nan_model = _small_bernoulli_model()
     with torch.no_grad():
         next(nan_model.parameters()).fill_(math.nan)

@@ -47,18 +47,21 @@ def own_model_class(model: object) -> str | None:
     return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
-def refuse_own_model_class(state: dict, source: str | Path, given: object = None) -> None:
-    """Raise a CheckpointError if a checkpoint holds the weights of a model of the user's own class and `given`
-    (the model it is to be loaded into, if any) is not one of that class: its config alone cannot rebuild it."""
+def own_model_class_refusal(state: dict, source: str | Path) -> CheckpointError | None:
+    """Return the CheckpointError for a checkpoint of a model of the user's own class that its config cannot rebuild
+    (its weights do not fit the model the config builds), or None: a subclass keeping VAE's weights loads as one."""
     saved = state.get(MODEL_CLASS_KEY)
-    if saved is None or (given is not None and own_model_class(given) == saved):
-        return
-    got = "" if given is None else f", not a {type(given).__name__}"
-    raise CheckpointError(
-        f"{source} holds the weights of a model of your own class, {saved}{got}, which its config cannot rebuild: "
-        "build one as you did for training and load them, model.load_state_dict(read_checkpoint(path)['model']); "
-        "Trainer.resume(path, model=...) continues its training"
-    )
+    if saved is None:
+        return None
+    try:
+        config_of(state).build_model().load_state_dict(state["model"])
+    except RuntimeError:
+        return CheckpointError(
+            f"{source} holds the weights of a model of your own class, {saved}, which its config cannot rebuild: "
+            "build one as you did for training and load them, model.load_state_dict(read_checkpoint(path)['model']); "
+            "to continue its training, Trainer.resume(path, model=YourClass(...))"
+        )
+    return None
 
 
 def continued_config(checkpoint: Path, requested: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
@@ -267,11 +270,12 @@ def history_of(state: dict) -> History:
 
 def model_from_state(state: dict, source: str | Path = "checkpoint") -> VAE:
     """Return the VAE a checkpoint dict describes, with its weights loaded."""
-    refuse_own_model_class(state, source)
     model = config_of(state).build_model()
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
+        if (refusal := own_model_class_refusal(state, source)) is not None:
+            raise refusal from error
         details = "; ".join(line.strip() for line in str(error).splitlines()[1:] if line.strip()) or str(error)
         raise CheckpointError(
             f"the weights in {source} do not fit the model its config describes ({details}): the file was changed "

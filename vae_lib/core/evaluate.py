@@ -14,7 +14,7 @@ import torch
 
 from vae_lib.core.config import is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, as_batch, check_image_shape, to_model_input
-from vae_lib.core.model import LatentModel
+from vae_lib.core.model import LatentModel, autocast_on
 from vae_lib.core.objective import (
     DEFAULT_ALPHA,
     kl_per_dimension,
@@ -43,14 +43,22 @@ def inference(model: LatentModel) -> Iterator[torch.device]:
 
 
 def check_evaluated_model(model: object) -> None:
-    """Raise a TypeError unless `model` is a torch module (a SweepPoint or a path is not: the message says so), and
-    a ValueError unless its weights are float32, the precision of the images the evaluation gives it."""
+    """Raise a TypeError unless `model` is a torch module (a SweepPoint, a Trainer or a path is not: the message
+    says what to pass), and a ValueError if its weights are not float32 and no autocast casts the float32 images
+    the evaluation gives it."""
     if not isinstance(model, torch.nn.Module):
-        held = getattr(model, "model", None)
-        hint = f": it holds one as .model, pass that ({type(model).__name__.lower()}.model)" if held is not None else ""
-        raise TypeError(f"model must be a VAE (a torch.nn.Module), got a {type(model).__name__}{hint}")
+        name = type(model).__name__
+        if isinstance(
+            getattr(model, "evaluated_model", None), torch.nn.Module
+        ):  # a Trainer: the weights its record is of
+            hint = f": pass {name.lower()}.evaluated_model, the weights its history and checkpoint are of"
+        elif getattr(model, "model", None) is not None:
+            hint = f": it holds one as .model, pass that ({name.lower()}.model)"
+        else:
+            hint = ""
+        raise TypeError(f"model must be a VAE (a torch.nn.Module), got a {name}{hint}")
     weight = next(model.parameters(), None)
-    if weight is not None and weight.dtype != torch.float32:
+    if weight is not None and weight.dtype != torch.float32 and not autocast_on(weight.device.type):
         raise ValueError(
             f"the model's weights are {str(weight.dtype).removeprefix('torch.')}, and evaluation gives it float32 "
             "images (to_model_input converts them): turn it back with model.float()"

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from vae_lib.core.checkpoint import content_digest
 from vae_lib.core.config import MAX_SEED, is_whole_number
-from vae_lib.core.data import Batch
+from vae_lib.core.data import Batch, to_model_input
 from vae_lib.core.evaluate import Images, batches, check_evaluated_model, inference, labelled
 from vae_lib.core.files import CheckpointError, failure_reason, replaced_atomically
 from vae_lib.core.model import IMAGE_SIZE, LatentModel, reparameterise
@@ -115,17 +115,18 @@ def check_bound_settings(
     return int(samples), variance, int(seed)
 
 
-def check_binary_images(likelihood: str, pixels: torch.Tensor) -> None:
+def check_binary_images(model: LatentModel, pixels: torch.Tensor) -> None:
     """Raise a ValueError if log p(x) of a likelihood over black-and-white images (the Bernoulli's) is asked of
-    images with grey pixels: of those its log_prob is a cross-entropy, not the log of a probability."""
-    if not likelihood_named(likelihood).binary or not isinstance(pixels, torch.Tensor):
+    images with grey pixels: of those its log_prob is a cross-entropy, not the log of a probability. The images are
+    read as the model reads them (to_model_input, whose own refusals come first): -1 and 1 are black and white."""
+    if not likelihood_named(model.likelihood).binary or not isinstance(pixels, torch.Tensor):
         return
-    black, white = (0, 255) if pixels.dtype == torch.uint8 else (-1, 1)
-    if not ((pixels == black) | (pixels == white)).all():
+    model_input = to_model_input(pixels, model.channels)
+    if not ((model_input == -1) | (model_input == 1)).all():
         raise ValueError(
-            f"log p(x) of a {likelihood.capitalize()} decoder is a probability of black-and-white images, and these "
-            "have grey pixels: binarise them first, as the model's training did "
-            "(vae_lib.core.data.binarised(test_data), the test set's fixed binarisation)"
+            f"log p(x) of a {model.likelihood.capitalize()} decoder is a probability of black-and-white images, and "
+            "these have grey pixels: binarise them first (vae_lib.core.data.binarised(test_data), the test set's "
+            "fixed binarisation, on which a model trained with binarise=True is evaluated)"
         )
 
 
@@ -157,7 +158,7 @@ def importance_log_weights(
     _check_images_to_bound(len(pixels))
     samples, variance, seed = check_bound_settings(samples, variance, seed, first_index + len(pixels) - 1)
     check_log_likelihood_settings(model.likelihood, variance)
-    check_binary_images(model.likelihood, pixels)
+    check_binary_images(model, pixels)
     rows = []
     with inference(model) as device:
         for index, (image, label) in enumerate(
@@ -241,7 +242,7 @@ def bound_images(
     samples, variance, seed = check_bound_settings(samples, variance, seed, len(pixels) - 1)
     sample_counts = _sample_counts(sample_counts, samples)
     check_log_likelihood_settings(model.likelihood, variance)
-    check_binary_images(model.likelihood, pixels)
+    check_binary_images(model, pixels)
     if not is_whole_number(workers, 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     settings = {"samples": samples, "sample_counts": sample_counts, "variance": variance, "seed": seed}

@@ -68,7 +68,7 @@ def _shape_text(shape: tuple[int | str, ...]) -> str:
     return " x ".join(str(size) for size in shape)
 
 
-def _autocast_on(device_type: str) -> bool:
+def autocast_on(device_type: str) -> bool:
     """Return whether autocast is on for this device type (False for one autocast does not know, such as meta)."""
     try:
         return torch.is_autocast_enabled(device_type)
@@ -260,7 +260,7 @@ class VAE(nn.Module):
         """Raise a ModelInputError unless `given` is in the weights' precision, or autocast casts it (float64 it
         does not)."""
         weights = next(self.parameters()).dtype
-        if given.dtype == weights or given.dtype != torch.float64 and _autocast_on(given.device.type):
+        if given.dtype == weights or given.dtype != torch.float64 and autocast_on(given.device.type):
             return
         name = _dtype_name(weights)
         model_back = (

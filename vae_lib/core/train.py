@@ -8,6 +8,7 @@ writes checkpoints. Whatever watches training (snapshots, live plots, printing) 
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext, suppress
@@ -29,8 +30,8 @@ from vae_lib.core.checkpoint import (
     config_of,
     continued_config,
     own_model_class,
+    own_model_class_refusal,
     read_checkpoint,
-    refuse_own_model_class,
     save_epoch,
 )
 from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig, is_whole_number
@@ -420,7 +421,8 @@ class Trainer:
         state = read_checkpoint(path)  # makes the first fit() refuse, as another trainer's would
         if run_folder is not None and run_folder.checkpoint.resolve() != Path(path).resolve():
             refuse_saved_run(run_folder)
-        refuse_own_model_class(state, path, options.get("model"))
+        if options.get("model") is None and (refusal := own_model_class_refusal(state, path)) is not None:
+            raise refusal
         trainer = cls(config_of(state), **options)
         trainer.load_state_dict(state)
         trainer._use_run_folder(run_folder, seen_checkpoint=seen)
@@ -438,13 +440,19 @@ def open_run(
     """
     run_folder = RunFolder(run_dir)
     if not run_folder.path.exists():  # a new run: a failure to start it (an unknown dataset) leaves no empty folders
-        created = [run_folder.path, *(parent for parent in run_folder.path.parents if not parent.exists())]
+        absolute = Path(os.path.abspath(run_folder.path))  # "a/../b/new" makes b/new, and a on the way
+        created = [
+            folder
+            for path in (absolute, run_folder.path)
+            for folder in (path, *path.parents)
+            if not folder.exists() and folder.name not in ("", "..")
+        ]
         try:
             with RunLock(run_folder):
                 return Trainer(config, run_dir=run_dir, **options)
         except BaseException:
-            with suppress(OSError):  # each only if nothing is in it
-                for folder in created:
+            for folder in created:  # the deepest first; each only if nothing is in it
+                with suppress(OSError):
                     folder.rmdir()
             raise
     with RunLock(run_folder):
@@ -536,11 +544,11 @@ def training_data(
     for name, given in (("train_data", train_data), ("test_data", test_data)):
         if given is not None:
             check_image_dataset(given, name)
-            if given.name in DATASETS and given.name != config.dataset:  # the checkpoint would name the wrong one
-                raise ValueError(
-                    f"{name} holds {given.name} images, but the config trains on dataset={config.dataset!r}: pass "
-                    f"TrainConfig(dataset={given.name!r}, ...), so that the checkpoint records what the model learned"
-                )
+    if train_data is not None and train_data.name in DATASETS and train_data.name != config.dataset:
+        raise ValueError(  # the checkpoint would name the wrong dataset (test images of another are the caller's)
+            f"train_data holds {train_data.name} images, but the config trains on dataset={config.dataset!r}: pass "
+            f"TrainConfig(dataset={train_data.name!r}, ...), so that the checkpoint records what the model learned"
+        )
     train_data = load_dataset(config.dataset, train=True) if train_data is None else train_data
     train_data, test_data = _subset(train_data, config.train_subset), evaluation_data(config, test_data)
     if len(train_data) < config.batch_size:

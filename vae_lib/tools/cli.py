@@ -182,9 +182,15 @@ def _evaluate(args: argparse.Namespace) -> None:
     variance = _decoder_variance(config)
     if args.log_likelihood:  # before the test metrics, not after them
         check_log_likelihood_settings(config.likelihood, variance)
-        check_bound_settings(args.samples, variance, args.seed, args.log_likelihood - 1)
+        if likelihood_named(config.likelihood).binary and not config.binarise:
+            raise ValueError(
+                f"this {config.likelihood} model was trained on grey images (without --binarise), of which its "
+                "log-likelihood is not a probability: --log-likelihood bounds the models trained with --binarise"
+            )
     model = load_model(args.checkpoint, device=args.device or "cpu")
     test_data = evaluation_data(replace(config, test_subset=0))  # every test image, binarised as in training
+    if args.log_likelihood:
+        check_bound_settings(args.samples, variance, args.seed, min(args.log_likelihood, len(test_data)) - 1)
     metrics = evaluate(model, test_data, config.alpha, seed=args.seed)
     binarisation = f", binarised with seed {TEST_BINARISATION_SEED}" if config.binarise else ""
     print(
