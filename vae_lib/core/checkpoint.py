@@ -35,8 +35,8 @@ TRAINED_WEIGHTS_KEY = "trained_model"
 RUNNING_LOSSES_KEY = "running_losses"
 # The sha256 of a checkpoint's other contents; training checkpoints written before it existed have none.
 CHECKSUM_KEY = "checksum"
-# The module and class of a model of the user's own class (Trainer(config, model=...)), which the config cannot
-# rebuild; absent for the classes a config builds (VAE, ConditionalVAE).
+# The module and class of a model of the user's own class (Trainer(config, model=...)), absent for the classes a
+# config builds (VAE, ConditionalVAE): where the config's model cannot take its weights, loading names the class.
 MODEL_CLASS_KEY = "model_class"
 
 

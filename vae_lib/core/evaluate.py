@@ -30,7 +30,8 @@ Images = torch.Tensor | ImageDataset | Batch
 def inference(model: LatentModel) -> Iterator[torch.device]:
     """Run a block with the model in eval mode and without gradients; restore its mode after. Yields its device.
 
-    The model must be a torch module with float32 weights: these functions give it float32 images (to_model_input).
+    The model must be a torch module with float32 weights, or weights autocast casts to: these functions give it
+    float32 images (to_model_input); check_evaluated_model says what to do otherwise.
     """
     check_evaluated_model(model)
     was_training = model.training
@@ -48,9 +49,7 @@ def check_evaluated_model(model: object) -> None:
     the evaluation gives it."""
     if not isinstance(model, torch.nn.Module):
         name = type(model).__name__
-        if isinstance(
-            getattr(model, "evaluated_model", None), torch.nn.Module
-        ):  # a Trainer: the weights its record is of
+        if isinstance(getattr(model, "evaluated_model", None), torch.nn.Module):  # a Trainer's weights on record
             hint = f": pass {name.lower()}.evaluated_model, the weights its history and checkpoint are of"
         elif getattr(model, "model", None) is not None:
             hint = f": it holds one as .model, pass that ({name.lower()}.model)"
