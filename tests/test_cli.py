@@ -644,6 +644,10 @@ def test_a_run_that_fails_to_start_leaves_no_empty_folders_behind(capsys, tmp_pa
     assert "unknown dataset 'fashionmnist'" in capsys.readouterr().err and not (tmp_path / "new").exists()
     assert main(["train", "--train-subset", "10", "--epochs", "1", "--out", str(out)]) == 2
     assert "larger than the 10 training images" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    from vae_lib.core.train import check_run_folder
+
+    check_run_folder(TrainConfig(), out)  # sweep and reproduce check every folder first: the check leaves none
+    assert not (tmp_path / "new").exists()
     roundabout = tmp_path / "made" / ".." / "new" / "run"  # makes "made" on the way to "new"
     assert main(["train", "--train-subset", "10", "--epochs", "1", "--out", str(roundabout)]) == 2
     assert list(tmp_path.iterdir()) == [] and "larger than the 10 training images" in capsys.readouterr().err

@@ -440,20 +440,12 @@ def open_run(
     """
     run_folder = RunFolder(run_dir)
     if not run_folder.path.exists():  # a new run: a failure to start it (an unknown dataset) leaves no empty folders
-        absolute = Path(os.path.abspath(run_folder.path))  # "a/../b/new" makes b/new, and a on the way
-        created = [
-            folder
-            for path in (absolute, run_folder.path)
-            for folder in (path, *path.parents)
-            if not folder.exists() and folder.name not in ("", "..")
-        ]
+        made = _folders_to_make(run_folder.path)
         try:
             with RunLock(run_folder):
                 return Trainer(config, run_dir=run_dir, **options)
         except BaseException:
-            for folder in created:  # the deepest first; each only if nothing is in it
-                with suppress(OSError):
-                    folder.rmdir()
+            _remove_if_empty(made)
             raise
     with RunLock(run_folder):
         if not run_folder.checkpoint.exists():
@@ -474,11 +466,34 @@ def check_run_folder(config: TrainConfig, run_dir: str | Path) -> None:
     model's run or settings it cannot continue with, another run's files without a checkpoint. A command that
     trains several runs in turn (sweep, reproduce) checks every folder before the first run trains."""
     run_folder = RunFolder(run_dir)
-    with RunLock(run_folder):
-        if run_folder.checkpoint.exists():
-            continued_config(run_folder.checkpoint, config)
-        else:
-            refuse_saved_run(run_folder)
+    made = _folders_to_make(run_folder.path)  # a new folder is made to check it can be, and removed after
+    try:
+        with RunLock(run_folder):
+            if run_folder.checkpoint.exists():
+                continued_config(run_folder.checkpoint, config)
+            else:
+                refuse_saved_run(run_folder)
+    finally:
+        _remove_if_empty(made)
+
+
+def _folders_to_make(path: Path) -> list[Path]:
+    """Return the folders that making `path` (mkdir with parents) would create, the deepest first: "a/../b/new"
+    makes b/new and b, and a on the way."""
+    absolute = Path(os.path.abspath(path))
+    return [
+        folder
+        for route in (absolute, path)
+        for folder in (route, *route.parents)
+        if not folder.exists() and folder.name not in ("", "..")
+    ]
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of the folders that is empty (a folder with anything in it is left), in the order given."""
+    for folder in folders:
+        with suppress(OSError):
+            folder.rmdir()
 
 
 def restore_kept_epochs(run_folder: RunFolder, epoch: int, keep_epochs: tuple[int, ...]) -> list[str]:
