@@ -14,7 +14,7 @@ import torch
 
 from vae_lib.core.config import is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, as_batch, check_image_shape, to_model_input
-from vae_lib.core.model import LatentModel, autocast_on
+from vae_lib.core.model import LatentModel, autocast_on, dtype_name
 from vae_lib.core.objective import (
     DEFAULT_ALPHA,
     kl_per_dimension,
@@ -59,9 +59,15 @@ def check_evaluated_model(model: object) -> None:
     weight = next(model.parameters(), None)
     if weight is not None and weight.dtype != torch.float32 and not autocast_on(weight.device.type):
         raise ValueError(
-            f"the model's weights are {str(weight.dtype).removeprefix('torch.')}, and evaluation gives it float32 "
+            f"the model's weights are {dtype_name(weight.dtype)}, and evaluation gives it float32 "
             "images (to_model_input converts them): turn it back with model.float()"
         )
+
+
+def check_labels_given(model: LatentModel, labels: torch.Tensor | None, what_to_pass: str) -> None:
+    """Raise a ValueError saying to pass `what_to_pass` if a model that needs labels was given images alone."""
+    if model.needs_labels and labels is None:
+        raise ValueError(f"this model is conditioned on labels: pass {what_to_pass}, not images alone")
 
 
 def labelled(images: Images | tuple[torch.Tensor, torch.Tensor]) -> Batch:
@@ -92,10 +98,7 @@ def batches(
     pixels, labels = labelled(images)
     if isinstance(pixels, torch.Tensor):  # the whole tensor's shape, before any batch of it is cut
         check_image_shape(pixels, model.channels)
-    if model.needs_labels and labels is None:
-        raise ValueError(
-            "this model is conditioned on labels: pass an ImageDataset or a Batch(images, labels), not images alone"
-        )
+    check_labels_given(model, labels, "an ImageDataset or a Batch(images, labels)")
     for start in range(0, len(pixels), batch_size):
         part = to_model_input(pixels[start : start + batch_size], model.channels).to(device)
         yield part, None if labels is None else labels[start : start + batch_size].to(device)

@@ -68,7 +68,7 @@ DECODE_CHUNK = 250
 
 def _check_samples(samples: int) -> None:
     """Raise a ValueError unless `samples` is a number of draws per image: a positive whole number."""
-    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
+    if not _integer(samples) or samples < 1:
         raise ValueError(f"samples is the number of z drawn per image, a positive whole number: got {samples!r}")
 
 
@@ -130,10 +130,20 @@ def check_binary_images(model: LatentModel, pixels: torch.Tensor) -> None:
         )
 
 
-def _check_images_to_bound(count: int) -> None:
-    """Raise a ValueError if there are no images to bound."""
-    if count == 0:
+def _bound_inputs(
+    model: LatentModel, images: Images, samples: int, variance: float | None, seed: int, first_index: int
+) -> tuple[Batch, int, float | None, int]:
+    """Return the images to bound as a Batch, and (samples, variance, seed) as Python numbers, after every check
+    that comes before any work: the model, at least one image, the settings, the likelihood's log_prob and variance,
+    black-and-white images where its log_prob needs them."""
+    check_evaluated_model(model)
+    pixels, labels = labelled(images)
+    if len(pixels) == 0:
         raise ValueError("there are no images to bound: give at least one")
+    samples, variance, seed = check_bound_settings(samples, variance, seed, first_index + len(pixels) - 1)
+    check_log_likelihood_settings(model.likelihood, variance)
+    check_binary_images(model, pixels)
+    return Batch(pixels, labels), samples, variance, seed
 
 
 def importance_log_weights(
@@ -153,16 +163,11 @@ def importance_log_weights(
     position of the first image in its dataset: any split of a dataset into parts draws the same samples.
     `progress` shows a progress bar over the images.
     """
-    check_evaluated_model(model)
-    pixels, labels = labelled(images)
-    _check_images_to_bound(len(pixels))
-    samples, variance, seed = check_bound_settings(samples, variance, seed, first_index + len(pixels) - 1)
-    check_log_likelihood_settings(model.likelihood, variance)
-    check_binary_images(model, pixels)
+    batch, samples, variance, seed = _bound_inputs(model, images, samples, variance, seed, first_index)
     rows = []
     with inference(model) as device:
         for index, (image, label) in enumerate(
-            tqdm(batches(model, Batch(pixels, labels), 1, device), total=len(pixels), disable=not progress)
+            tqdm(batches(model, batch, 1, device), total=len(batch.images), disable=not progress)
         ):
             generator = torch.Generator().manual_seed(seed + first_index + index)
             mean, log_var = (part.cpu() for part in model.encode(image, label))
@@ -236,13 +241,8 @@ def bound_images(
     there after each part, and a run given a file of the same model, images and settings continues from it;
     `report`, if given, is told so.
     """
-    check_evaluated_model(model)
-    pixels, labels = labelled(images)
-    _check_images_to_bound(len(pixels))
-    samples, variance, seed = check_bound_settings(samples, variance, seed, len(pixels) - 1)
+    (pixels, labels), samples, variance, seed = _bound_inputs(model, images, samples, variance, seed, 0)
     sample_counts = _sample_counts(sample_counts, samples)
-    check_log_likelihood_settings(model.likelihood, variance)
-    check_binary_images(model, pixels)
     if not is_whole_number(workers, 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     settings = {"samples": samples, "sample_counts": sample_counts, "variance": variance, "seed": seed}

@@ -76,7 +76,7 @@ def autocast_on(device_type: str) -> bool:
         return False
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
     """Return a dtype's name without torch's prefix: float64, uint8."""
     return str(dtype).removeprefix("torch.")
 
@@ -209,7 +209,7 @@ class VAE(nn.Module):
             advice = f"this model takes {self.channels}-channel images, these have {given[1]}: give it its dataset's"
         raise ModelInputError(
             f"the model's encoder takes floating-point images, N x {_shape_text(expected)}, got "
-            f"{_dtype_name(images.dtype)} of shape {given}: {advice}",
+            f"{dtype_name(images.dtype)} of shape {given}: {advice}",
             given,
             ("N", *expected),
         )
@@ -251,7 +251,7 @@ class VAE(nn.Module):
             )
         raise ModelInputError(
             f"the model's decoder takes floating-point latents, N x {self.latent_dim}, got "
-            f"{_dtype_name(latents.dtype)} of shape {given}: {advice}",
+            f"{dtype_name(latents.dtype)} of shape {given}: {advice}",
             given,
             ("N", self.latent_dim),
         )
@@ -262,14 +262,14 @@ class VAE(nn.Module):
         weights = next(self.parameters()).dtype
         if given.dtype == weights or given.dtype != torch.float64 and autocast_on(given.device.type):
             return
-        name = _dtype_name(weights)
+        name = dtype_name(weights)
         model_back = (
             ""
             if weights == torch.float32
             else ", or make the model float32 again, model.float(): vae_lib gives float32"
         )
         raise ModelInputError(
-            f"the model's weights are {name} and these {what} {_dtype_name(given.dtype)}: give it "
+            f"the model's weights are {name} and these {what} {dtype_name(given.dtype)}: give it "
             f"{what}.to(torch.{name}){model_back}",
             tuple(given.shape),
             expected,

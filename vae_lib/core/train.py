@@ -38,7 +38,7 @@ from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig, is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, as_batch, binarise, binarised, check_image_dataset, to_model_input
 from vae_lib.core.datasets import DATASETS, load_dataset
 from vae_lib.core.device import autocast_dtype, choose_device, keep_freed_memory, place_model
-from vae_lib.core.evaluate import evaluate
+from vae_lib.core.evaluate import check_labels_given, evaluate
 from vae_lib.core.files import CheckpointError, replaced_atomically
 from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.hooks import TrainingHook
@@ -80,11 +80,7 @@ def train_step(
     if check_batch:
         images = check_model_batch(model, images)
         check_optimizer_fits(model, optimizer)
-        if model.needs_labels and labels is None:
-            raise ValueError(
-                "this model is conditioned on labels: pass a Batch(images, labels) (or (images, labels)), not images "
-                "alone"
-            )
+        check_labels_given(model, labels, "a Batch(images, labels) (or (images, labels))")
     with torch.autocast(images.device.type, dtype=autocast, enabled=autocast is not None):
         output, mean, log_var = model(images, labels)  # encode, sample z = mean + sigma * eps, decode
     total, recon, kl = vae_loss(images, output.float(), mean.float(), log_var.float(), alpha, model.likelihood)

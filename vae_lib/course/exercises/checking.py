@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from vae_lib.core.model import VAE
+from vae_lib.core.model import VAE, dtype_name
 
 # A small model keeps the training-step check to seconds; any VAE trains with the same step.
 CHECK_WIDTHS = (4, 8, 8, 16)
@@ -551,7 +551,7 @@ def _left_in_training_mode_failure(case: str) -> str:
 def _weight_dtypes(model: torch.nn.Module) -> list[str]:
     """Return the names of the dtypes of the model's weights, sorted ('float32' alone for a model as the checks give
     it)."""
-    return sorted({str(parameter.dtype).removeprefix("torch.") for parameter in model.parameters()})
+    return sorted({dtype_name(parameter.dtype) for parameter in model.parameters()})
 
 
 def _converted_model_failure(case: str, model: torch.nn.Module) -> str:
