@@ -345,8 +345,9 @@ def test_every_frame_keeps_the_axis_limits_colours_and_grey_range_and_draws_its_
         assert renderer.grid_image.get_cmap().name == "gray"
         assert (renderer.grid_image.norm.vmin, renderer.grid_image.norm.vmax) == (0, 255)
         assert np.array_equal(renderer.grid_image.get_array(), image_grid(snapshot.grid))
-        assert renderer.grid_image.get_extent() == [-2, 2, -2, 2] and renderer.grid_image.origin == "upper"
-        assert grid_axes.get_ylim() == (-2, 2)
+        # the 3 tiles a side decoded at -2, 0 and +2 are centred there: the image reaches half a tile (1) beyond
+        assert renderer.grid_image.get_extent() == [-3, 3, -3, 3] and renderer.grid_image.origin == "upper"
+        assert grid_axes.get_ylim() == (-3, 3)
         # the loss curves up to this snapshot's step, the marker at it, the axes fixed for the whole run
         shown = [record for record in history if record.step <= snapshot.step]
         assert list(renderer.train_line.get_xdata()) == [record.step for record in shown]
@@ -472,3 +473,50 @@ def test_a_frame_rate_no_screen_shows_is_refused_before_anything_is_drawn(tmp_pa
     with pytest.raises(ValueError, match=r"fps must be a whole number from 1 to 60 \(frames a second\)"):
         make_run_video(tmp_path, fps=fps)  # 1,000,000 wrote a 0-second mp4 before
     assert not any(tmp_path.iterdir())
+
+
+def test_snapshot_settings_the_model_cannot_draw_are_refused_before_a_snapshot_is_removed(
+    tmp_path, small_train, small_test
+) -> None:
+    config = TrainConfig(latent_dim=2, conditional=True, widths=(4, 8, 8, 16), log_every=4, step_test_images=64)
+
+    def fit(recorder: SnapshotRecorder) -> None:
+        Trainer(
+            config, train_data=small_train, test_data=small_test, run_dir=tmp_path, hooks=[recorder], progress=False
+        ).fit(1)
+
+    fit(SnapshotRecorder(tmp_path, small_test, every=4, scatter_images=100, grid_size=4))
+    RunFolder(tmp_path).checkpoint.unlink()  # the same run starting again replaces its snapshots, once it can draw
+    kept = {path: path.read_bytes() for path in RunFolder(tmp_path).snapshot_files()}
+    steps = [snapshot.step for snapshot in load_snapshots(tmp_path)]
+    assert len(steps) >= 3
+    with pytest.raises(ValueError, match="12"):  # a class the 10-class model does not have
+        fit(SnapshotRecorder(tmp_path, small_test, every=4, scatter_images=100, grid_size=4, grid_class=12))
+    assert {path: path.read_bytes() for path in RunFolder(tmp_path).snapshot_files()} == kept
+    fit(SnapshotRecorder(tmp_path, small_test, every=4, scatter_images=100, grid_size=4, grid_class=3))
+    assert [snapshot.step for snapshot in load_snapshots(tmp_path)] == steps
+    assert {path: path.read_bytes() for path in RunFolder(tmp_path).snapshot_files()} != kept  # taken anew, of class 3
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"every": 1.5}, r"every must be a whole number >= 1, got 1.5"),
+        ({"every": "10"}, r"every must be a whole number >= 1, got '10'"),
+        ({"scatter_images": -5}, r"scatter_images must be a whole number >= 1, got -5"),
+        ({"reconstruction_count": -1}, r"reconstruction_count must be a whole number >= 0, got -1"),
+        ({"grid_size": 1}, r"grid_size must be a whole number >= 2, got 1"),
+        ({"grid_class": -1}, r"grid_class must be a whole number >= 0, got -1"),
+        ({"grid_limit": 0}, r"grid_limit is how far the grid reaches from 0, a number > 0: got 0"),
+        ({"grid_limit": float("nan")}, r"a number > 0: got nan"),
+        ({"grid_dims": (1, 1)}, r"a grid varies two different dimensions, got \(1, 1\)"),
+        ({"grid_dims": 1}, r"grid_dims names the two latent dimensions the grid varies, e.g. \(0, 1\): got 1"),
+        ({"grid_dims": (0, -1)}, r"grid_dims are latent dimensions, whole numbers from 0: got \(0, -1\)"),
+    ],
+)
+def test_snapshot_settings_that_are_no_counts_or_grids_are_refused_when_the_recorder_is_made(
+    tmp_path, small_test, setting, message
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        SnapshotRecorder(tmp_path, small_test, **setting)
+    assert not tmp_path.joinpath("snapshots").exists()

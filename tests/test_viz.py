@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from types import SimpleNamespace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -11,6 +13,9 @@ import torch
 from matplotlib.colors import to_hex
 
 from vae_lib import VAE
+from vae_lib.core.data import to_pixels
+from vae_lib.core.evaluate import reconstruct
+from vae_lib.core.history import EpochRecord, History
 from vae_lib.core.latent import decode_latents, dimension_label, traversal_images
 from vae_lib.pictures import viz
 
@@ -87,7 +92,8 @@ def test_the_manifold_puts_each_decoded_image_where_its_latent_lies() -> None:
     axis = figure.axes[0]
     (shown,) = axis.images
     assert shown.get_cmap().name == "gray" and (shown.norm.vmin, shown.norm.vmax) == (0, 255)
-    assert shown.get_extent() == [-2, 2, -2, 2] and shown.origin == "upper" and axis.get_ylim() == (-2, 2)
+    # tiles decoded at -2, 0 and +2 are centred at those values on the axes: the image reaches half a tile beyond
+    assert shown.get_extent() == [-3, 3, -3, 3] and shown.origin == "upper" and axis.get_ylim() == (-3, 3)
     assert (axis.get_xlabel(), axis.get_ylabel()) == (dimension_label(2), dimension_label(0))
     pixels = shown.get_array()
     # top left: z3 (the x axis) = -2 and z1 (the y axis) = +2; bottom right: z3 = +2, z1 = -2; z2 held at 0
@@ -167,7 +173,7 @@ def test_a_live_plot_or_a_config_with_wrong_arguments_is_refused_when_made_not_m
     from vae_lib import TrainConfig
 
     with pytest.raises(
-        TypeError, match=r"takes a few test images .* such as test_data.images\[:8\], got ImageDataset$"
+        TypeError, match=r"takes a few test images .* such as test_data.images\[:8\] .*, got ImageDataset of shape \("
     ):
         viz.LiveTrainingPlot(small_test)  # failed at the first redraw, mid-fit, before
     with pytest.raises(ValueError, match=r"every is how many steps between redraws, a whole number >= 1: got 0"):
@@ -206,3 +212,136 @@ def test_the_likelihood_histogram_leaves_room_above_its_bars_for_the_legend() ->
 def test_plot_metrics_given_something_else_than_a_history_says_what_to_pass() -> None:
     with pytest.raises(TypeError, match=r"plot_metrics takes a run's History \(trainer.history\), got dict"):
         viz.plot_metrics({})  # AttributeError 'steps' before
+
+
+def test_a_reconstruction_row_named_like_the_originals_is_refused_not_drawn_in_their_place() -> None:
+    originals, reconstructions = torch.zeros(3, 1, 28, 28), torch.ones(3, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"a row of reconstructions is named 'original', the name of the originals'"):
+        viz.plot_reconstructions(originals, {"original": reconstructions})
+    with pytest.raises(TypeError, match=r"reconstructions is a dict of named rows, e\.g\. \{'2-D': images\}, got a "):
+        viz.plot_reconstructions(originals, reconstructions)
+
+
+def _records(*counts: int | None) -> list[EpochRecord]:
+    return [
+        EpochRecord(epoch, epoch * 10, 1.0, 1e-3, 0.1, 0.09, 5.0, 0.08, count) for epoch, count in enumerate(counts, 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("counts", "label"),
+    [
+        ((None, None), "test (every test image)"),
+        ((10_000, 10_000), "test (10,000 test images)"),
+        ((2000, 2000, 10_000), "test (the first 2,000 test images, the last epoch on 10,000)"),
+        ((2000, 2000), "test (2,000 test images)"),  # a run stopped before its last epoch: none covers every image
+        ((2000, None), "test (the first 2,000 test images, the last epoch on all)"),
+        ((2000, 500, 10_000), "test (500 to 10,000 test images)"),
+    ],
+)
+def test_the_test_curve_says_how_many_test_images_every_record_covers(counts, label) -> None:
+    history = History(epochs=_records(*counts))
+    figure = viz.plot_metrics(history)
+    assert {text.get_text() for text in figure.axes[0].get_legend().get_texts()} == {label}
+    plt.close(figure)
+
+
+def test_the_sweep_s_training_figure_says_what_its_records_cover() -> None:
+    model = VAE(latent_dim=2, widths=(4, 8, 8, 16))
+    point = SimpleNamespace(latent_dim=2, alpha=1e-3, model=model, history=History(epochs=_records(None, None)))
+    figure = viz.plot_sweep_training([point])
+    assert figure.axes[0].get_title() == "2-D: each epoch on every test image (the dot)"  # "the first 0" before
+    point.history = History(epochs=_records(2000, 2000, 10_000))
+    figure = viz.plot_sweep_training([point])
+    title = "2-D: each epoch on the first 2,000 test images, the last epoch on 10,000 (the dot)"
+    assert figure.axes[0].get_title() == title
+    plt.close("all")
+
+
+@pytest.mark.parametrize(("grid_size", "limit"), [(5, 2.0), (20, 2.5), (2, 1.0)])
+def test_each_manifold_tile_is_centred_on_the_axes_at_the_latent_it_decodes(grid_size, limit) -> None:
+    figure = viz.plot_latent_manifold(_model(2), grid_size=grid_size, limit=limit)
+    left, right, bottom, top = figure.axes[0].images[0].get_extent()
+    tile = (right - left) / grid_size  # tiles are 28 pixels each, side by side
+    centres = [left + tile * (column + 0.5) for column in range(grid_size)]
+    assert centres == pytest.approx(np.linspace(-limit, limit, grid_size).tolist())  # column 0 was at -1.6, not -2
+    assert (bottom, top) == (left, right)
+    plt.close(figure)
+
+
+def test_negative_log_likelihoods_are_one_number_per_labelled_image() -> None:
+    labels = torch.arange(40) % 10
+    bounds = -torch.linspace(80, 120, 40).unsqueeze(1) - torch.tensor([[3.0, 1.0, 0.0]])  # k = 1, 10, 100
+    references, names = {"Burda et al. k=1": 86.76}, [str(digit) for digit in range(10)]
+    with pytest.raises(ValueError, match=r"got shape \(40, 3\) \(a bounds matrix: pass one column, the most samples'"):
+        viz.plot_negative_log_likelihoods(-bounds, labels, names, references)  # its mean was of every k's bounds
+    figure = viz.plot_negative_log_likelihoods((-bounds[:, -1]).numpy(), labels.numpy(), names, references)
+    texts = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert texts[0] == f"this model's mean, {float(-bounds[:, -1].mean()):.2f}" == "this model's mean, 100.00"
+    with pytest.raises(ValueError, match=r"one of each per test image: got 40 and 10"):
+        viz.plot_negative_log_likelihoods(-bounds[:, -1], labels[:10], names, references)
+    spoilt = -bounds[:, -1].clone()
+    spoilt[7] = float("nan")
+    with pytest.raises(ValueError, match=r"1 of the 40 negative log-likelihoods are not finite \(first at image 7\)"):
+        viz.plot_negative_log_likelihoods(spoilt, labels, names, references)
+    plt.close("all")
+
+
+def test_a_history_in_nats_is_not_labelled_as_0_5_mse() -> None:
+    bernoulli = History(epochs=[EpochRecord(1, 10, 60.0, 1e-3, 61.2, 61.0, 20.0, 60.1, 10_000)])
+    with pytest.raises(ValueError, match=r"the history reaches a reconstruction of 61, more than a 0.5 MSE of images"):
+        viz.plot_metrics(bernoulli)  # labelled "reconstruction (0.5 MSE)" before
+    with pytest.raises(
+        ValueError, match=r"the history of '2d' reaches a reconstruction of 61, .* \(e.g. 'bernoulli'\)"
+    ):
+        viz.plot_time_to_quality({"2d": bernoulli}, {})
+    figure = viz.plot_metrics(bernoulli, likelihood="bernoulli")
+    assert figure.axes[1].get_ylabel() == "reconstruction (BCE, nats per image)"
+    gaussian = History(epochs=_records(10_000))  # 0.09: a 0.5 MSE
+    assert viz.plot_metrics(gaussian).axes[1].get_ylabel() == "reconstruction (0.5 MSE)"
+    plt.close("all")
+
+
+def test_a_live_plot_checks_its_images_against_the_model_before_the_first_step(small_train, small_test) -> None:
+    from vae_lib import TrainConfig, Trainer
+
+    config = TrainConfig(latent_dim=2, conditional=True, widths=(4, 8, 8, 16), log_every=4, step_test_images=64)
+
+    def trainer(plot: viz.LiveTrainingPlot) -> Trainer:
+        return Trainer(config, train_data=small_train, test_data=small_test, hooks=[plot], progress=False)
+
+    without_labels = trainer(viz.LiveTrainingPlot(small_test.images[:4], every=2))
+    with pytest.raises(ValueError, match=r"conditioned on labels"):
+        without_labels.fit(1)  # raised at step 2, mid-epoch, before
+    assert without_labels.step == 0
+    plot = viz.LiveTrainingPlot(small_test.subset(4), every=2)  # the labels with them
+    with_labels = trainer(plot)
+    with_labels.fit(1)
+    expected = reconstruct(with_labels.evaluated_model, small_test.subset(4))
+    shown = plot.reconstruction_axis.images[0].get_array()
+    assert np.abs(shown.astype(int) - np.concatenate(list(to_pixels(expected)), axis=1).astype(int)).max() <= 1
+    wide = trainer(viz.LiveTrainingPlot(torch.zeros(4, 1, 32, 32), every=2))
+    with pytest.raises(ValueError, match=r"32"):
+        wide.fit(1)
+    assert wide.step == 0
+    plt.close("all")
+
+
+def test_a_model_s_outputs_are_drawn_as_they_come_tracked_by_autograd_or_in_bf16() -> None:
+    from vae_lib.core.objective import kl_per_dimension
+
+    model = _model(2)
+    images = torch.rand(6, 1, 28, 28) * 2 - 1
+    mean, log_var = model.encode(images)  # tracked by autograd: numpy() refused them before
+    assert mean.requires_grad
+    kl = kl_per_dimension(mean, log_var)
+    bars = [patch.get_height() for patch in viz.plot_kl_per_dimension(kl).axes[0].patches]
+    assert bars == pytest.approx(kl.detach().tolist())
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    scatter = viz.plot_latent_scatter(mean.to(torch.bfloat16), labels, ["a", "b", "c"]).axes[0].collections[0]
+    drawn, expected = np.asarray(scatter.get_offsets()), mean.detach().to(torch.bfloat16).float().numpy()
+    assert sorted(map(tuple, drawn.tolist())) == sorted(map(tuple, expected.tolist()))  # drawn interleaved by class
+    assert len(viz.plot_latent_scatter(mean, labels.float(), ["a", "b", "c"]).axes[0].collections[0].get_offsets()) == 6
+    with pytest.raises(ValueError, match=r"labels are class indices, whole numbers from 0, got float32 ones"):
+        viz.plot_latent_scatter(mean, labels.float() + 0.5, ["a", "b", "c"])
+    plt.close("all")

@@ -80,6 +80,14 @@ def grid_latents(
     return latents
 
 
+def grid_extent(grid_size: int, limit: float) -> tuple[float, float, float, float]:
+    """Return the (left, right, bottom, top) latent values of a grid's tiled image (imshow's extent): its tiles are
+    decoded at grid_size values from -limit to +limit, so the outer tiles' centres lie at +-limit and the image
+    reaches half a tile beyond them."""
+    half_tile = limit / (grid_size - 1)
+    return (-limit - half_tile, limit + half_tile, -limit - half_tile, limit + half_tile)
+
+
 def check_latent_size(model: VAE, latents: torch.Tensor) -> None:
     """Raise a ValueError unless `latents` (... x latent_dim) has the model's latent size in its last dimension."""
     if latents.dim() == 0 or latents.shape[-1] != model.latent_dim:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 import zlib
 from collections import Counter
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig
+from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig, is_whole_number
 from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.files import CheckpointError, replaced_atomically
@@ -276,8 +277,21 @@ class SnapshotRecorder(TrainingHook):
         reconstruction_count: int = 10,
         grid_class: int = 0,
     ) -> None:
-        if every < 1:
-            raise ValueError(f"every must be >= 1 step, got {every}")
+        counts = {"every": (every, 1), "scatter_images": (scatter_images, 1), "grid_size": (grid_size, 2)}
+        counts |= {"reconstruction_count": (reconstruction_count, 0), "grid_class": (grid_class, 0)}
+        for name, (value, least) in counts.items():
+            if not is_whole_number(value, least):
+                raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+        if not (isinstance(grid_limit, int | float) and math.isfinite(grid_limit) and grid_limit > 0):
+            raise ValueError(f"grid_limit is how far the grid reaches from 0, a number > 0: got {grid_limit!r}")
+        if not (isinstance(grid_dims, tuple | list) and len(grid_dims) == 2):
+            raise ValueError(
+                f"grid_dims names the two latent dimensions the grid varies, e.g. (0, 1): got {grid_dims!r}"
+            )
+        if not all(is_whole_number(dim, 0) for dim in grid_dims):
+            raise ValueError(f"grid_dims are latent dimensions, whole numbers from 0: got {grid_dims!r}")
+        if grid_dims[0] == grid_dims[1]:
+            raise ValueError(f"a grid varies two different dimensions, got {tuple(grid_dims)}: give two, e.g. (0, 1)")
         self.run_folder = RunFolder(run_dir)
         self.images = test_data.images[:scatter_images]
         self.labels = test_data.labels[:scatter_images]
@@ -287,7 +301,10 @@ class SnapshotRecorder(TrainingHook):
 
     def record(self, trainer: Trainer) -> None:
         """Take and save a snapshot of the trainer now."""
-        snapshot = take_snapshot(
+        save_snapshot(self._take(trainer), self.run_folder.path)
+
+    def _take(self, trainer: Trainer) -> Snapshot:
+        return take_snapshot(
             trainer,
             self.images,
             self.labels,
@@ -297,7 +314,6 @@ class SnapshotRecorder(TrainingHook):
             self.reconstruction_count,
             self.grid_class,
         )
-        save_snapshot(snapshot, self.run_folder.path)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         latent_dim = trainer.evaluated_model.latent_dim
@@ -318,10 +334,13 @@ class SnapshotRecorder(TrainingHook):
             if trainer.step == 0 or self.run_folder.snapshot_step(path) > trainer.step
         ]
         self._refuse_another_runs(replaced, trainer)
+        # Taken before any file is removed: settings the model cannot draw (grid_dims (1, 1), a grid_class it does not
+        # have) are refused while the folder's snapshots are still there.
+        first = self._take(trainer)
         for path in replaced:
             path.unlink()
         if not self.run_folder.snapshot(trainer.step).exists():
-            self.record(trainer)  # step 0: the first frame of every video; else an epoch end interrupted before it
+            save_snapshot(first, self.run_folder.path)  # step 0: every video's first frame; else a skipped epoch end
 
     def _refuse_another_runs(self, snapshots: list[Path], trainer: Trainer) -> None:
         """Raise a CheckpointError, before any is removed, if snapshots this run would replace were taken by a run of

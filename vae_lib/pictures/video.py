@@ -24,7 +24,7 @@ from vae_lib.core.config import MAX_FPS, TrainConfig, is_whole_number
 from vae_lib.core.datasets import DATASETS
 from vae_lib.core.files import CheckpointError, last_error_line, replaced_atomically
 from vae_lib.core.history import StepRecord
-from vae_lib.core.latent import LatentProjection, dimension_label
+from vae_lib.core.latent import LatentProjection, dimension_label, grid_extent
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.pictures.snapshots import Snapshot, check_checkpoint_took_snapshots, load_snapshots
 from vae_lib.pictures.viz import class_colour, image_grid, total_label
@@ -83,7 +83,7 @@ class FrameRenderer:
         limit = float(final.grid_values.max())
         dim_x, dim_y = final.grid_dims
         self.grid_image = grid_axes.imshow(
-            image_grid(final.grid), cmap="gray", vmin=0, vmax=255, extent=(-limit, limit, -limit, limit)
+            image_grid(final.grid), cmap="gray", vmin=0, vmax=255, extent=grid_extent(len(final.grid_values), limit)
         )
         grid_axes.set(
             xlabel=dimension_label(dim_x),

@@ -6,6 +6,7 @@ axes are labelled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from vae_lib.core.datasets import legend_title
 from vae_lib.core.evaluate import ACTIVE_UNIT_THRESHOLD, encode_means, reconstruct
 from vae_lib.core.history import History
 from vae_lib.core.hooks import TrainingHook
-from vae_lib.core.latent import LatentProjection, decode_grid, dimension_label, traversal_images
+from vae_lib.core.latent import LatentProjection, decode_grid, dimension_label, grid_extent, traversal_images
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE, LatentModel
 from vae_lib.core.objective import likelihood_named
 
@@ -49,10 +50,32 @@ CLASS_COLOURS = [
 KL_LABEL = "KL (nats)"
 
 
+def as_array(values: torch.Tensor | np.ndarray | Sequence, dtype: type = float) -> np.ndarray:
+    """Return numbers to draw as a NumPy array of `dtype`: a tensor is detached from autograd, taken to the CPU and
+    read in fp32 first (NumPy has no bf16), so a model's outputs can be drawn as they come."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+        values = values.float() if values.is_floating_point() else values
+        values = values.numpy()
+    return np.asarray(values, dtype=dtype)
+
+
 def recon_label(likelihood: str = "gaussian") -> str:
     """Return how figures name the reconstruction term of a likelihood: 'reconstruction (0.5 MSE)' for gaussian."""
     term = likelihood_named(likelihood)
     return f"reconstruction ({term.recon_label}{', ' + term.units if term.units else ''})"
+
+
+def check_reconstruction_scale(values: Sequence[float], likelihood: str, what: str) -> None:
+    """Raise a ValueError if reconstruction figures cannot be of `likelihood`: a 0.5 MSE of images and
+    reconstructions in [-1, 1] (the gaussian decoder's tanh) is at most 0.5 * 2**2 = 2, so larger figures are of
+    another likelihood (a Bernoulli decoder's nats), which a figure would otherwise label as 0.5 MSE."""
+    largest = max((value for value in values if math.isfinite(value)), default=0.0)
+    if likelihood == "gaussian" and largest > 2:
+        raise ValueError(
+            f"{what} reaches a reconstruction of {largest:.4g}, more than a 0.5 MSE of images in [-1, 1] can be (2): "
+            "it is of a model of another likelihood: pass likelihood=model.likelihood (e.g. 'bernoulli')"
+        )
 
 
 def total_label(likelihood: str = "gaussian") -> str:
@@ -135,11 +158,17 @@ def plot_latent_scatter(
     title: str | None = None,
 ) -> Figure:
     """Return a scatter of latent means coloured by class (a fixed PCA projection for more than 2 dimensions)."""
-    means, labels = np.asarray(latent_means, dtype=np.float32), np.asarray(labels)
+    means, labels = as_array(latent_means, np.float32), as_array(labels, None)
     if means.ndim != 2 or labels.shape != means.shape[:1]:
         raise ValueError(
             f"plot_latent_scatter needs N x latent_dim means and one label for each, got means of shape "
             f"{means.shape} and {labels.shape} labels"
+        )
+    if labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels)):
+        labels = labels.astype(np.int64)  # 3.0: a class index all the same
+    if labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"labels are class indices, whole numbers from 0, got {labels.dtype} ones such as {labels[:3]}"
         )
     if len(labels) and not (labels.min() >= 0 and labels.max() < len(class_names)):
         raise ValueError(
@@ -171,7 +200,7 @@ def plot_latent_manifold(
     grid = decode_grid(model, grid_size, limit, dims)
     if axis is None:
         _, axis = plt.subplots(figsize=(6, 6))
-    axis.imshow(image_grid(grid), cmap="gray", vmin=0, vmax=255, extent=(-limit, limit, -limit, limit))
+    axis.imshow(image_grid(grid), cmap="gray", vmin=0, vmax=255, extent=grid_extent(grid_size, limit))
     axis.set(
         xlabel=dimension_label(dims[0]),
         ylabel=dimension_label(dims[1]),
@@ -186,6 +215,15 @@ def plot_reconstructions(
 ) -> Figure:
     """Return a figure with the originals in the top row, labelled `first_row`, and one row per named set of
     reconstructions."""
+    if not isinstance(reconstructions, Mapping):
+        raise TypeError(
+            f"reconstructions is a dict of named rows, e.g. {{'2-D': images}}, got a {type(reconstructions).__name__}"
+        )
+    if first_row in reconstructions:
+        raise ValueError(
+            f"a row of reconstructions is named {first_row!r}, the name of the originals' row, which it would replace: "
+            f"give it another name, or the originals another first_row"
+        )
     rows = {first_row: originals, **reconstructions}
     columns = len(originals)
     uneven = {name: len(images) for name, images in rows.items() if len(images) != columns}
@@ -209,11 +247,24 @@ def plot_reconstructions(
 
 
 def _test_label(epochs: Sequence) -> str:
-    """Return the legend of the per-epoch test figures: on every test image, or on a first part of them but the last."""
-    counts = {record.test_images for record in epochs[:-1]} - {None, epochs[-1].test_images}
-    if not counts:
-        return "test (every test image)"
-    return f"test (first {min(counts):,} test images; the last epoch: all)"
+    """Return the legend of the per-epoch test figures: how many test images they cover, read from every record
+    (a record without a count, of an earlier version, covers every test image)."""
+    return f"test ({test_images_covered(epochs)})"
+
+
+def test_images_covered(epochs: Sequence) -> str:
+    """Return which test images epoch records cover: "every test image", "2,000 test images", or "the first 2,000
+    test images; the last epoch: 10,000" for a run that evaluates a first part after each epoch but its last."""
+    counts = [record.test_images for record in epochs]
+    if all(count is None for count in counts):
+        return "every test image"
+    if len(set(counts)) == 1:
+        return f"{counts[0]:,} test images"
+    *earlier, last = counts
+    if len(set(earlier)) == 1 and None not in earlier and (last is None or last > earlier[0]):
+        return f"the first {earlier[0]:,} test images, the last epoch on {'all' if last is None else f'{last:,}'}"
+    known = [count for count in counts if count is not None]
+    return f"{min(known):,} to {max(known):,} test images" + (", or all" if None in counts else "")
 
 
 def plot_metrics(history: History, title: str = "training metrics", likelihood: str = "gaussian") -> Figure:
@@ -221,6 +272,8 @@ def plot_metrics(history: History, title: str = "training metrics", likelihood: 
     if not isinstance(history, History):
         raise TypeError(f"plot_metrics takes a run's History (trainer.history), got {type(history).__name__}")
     steps, epochs = history.steps, history.epochs
+    recon = [record.train_recon for record in steps] + [record.test_recon for record in epochs]
+    check_reconstruction_scale(recon, likelihood, "the history")
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     labels = (total_label(likelihood), recon_label(likelihood), KL_LABEL)
     for axis, name, label in zip(axes, ("total", "recon", "kl"), labels):
@@ -257,6 +310,8 @@ def plot_time_to_quality(
 ) -> Figure:
     """Return test reconstruction against wall-clock minutes for each run, with its target (if any) dashed:
     `targets` gives a run's (test reconstruction, what it is), e.g. vae_lib.course.shipped.QUALITY_TARGETS."""
+    for name, history in histories.items():
+        check_reconstruction_scale([r.test_recon for r in history.epochs], likelihood, f"the history of {name!r}")
     figure, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 3.8), squeeze=False)
     for axis, (name, history) in zip(axes[0], histories.items()):
         minutes = [r.seconds / 60 for r in history.epochs]
@@ -283,7 +338,7 @@ def plot_time_to_quality(
 
 def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float = 0.1) -> Figure:
     """Return a bar chart of each latent dimension's KL; dimensions under `threshold` nats count as collapsed."""
-    values = np.asarray(kl_values, dtype=float)
+    values = as_array(kl_values)
     figure, axis = plt.subplots(figsize=(1 + 0.6 * len(values), 3.2))
     colours = ["tab:blue" if value >= threshold else "0.7" for value in values]
     axis.bar(np.arange(1, len(values) + 1), values, color=colours)
@@ -328,7 +383,7 @@ def plot_per_class_error(
     for index, (name, values) in enumerate(errors.items()):
         axis.bar(
             positions + (index - (len(errors) - 1) / 2) * width,
-            np.asarray(values, dtype=float),
+            as_array(values),
             width,
             color=class_colour(index),
             label=name,
@@ -359,19 +414,26 @@ def show_video_frames(frames: Sequence[tuple[int, np.ndarray]], frame_count: int
     return figure
 
 
-class LiveTrainingPlot(TrainingHook):
-    """Redraws loss curves and reconstructions of fixed test images in the notebook while training runs."""
+# The most test images a live plot shows in its row (more would be too small to see).
+LIVE_PLOT_MAX_IMAGES = 32
 
-    def __init__(self, images: torch.Tensor, every: int = 200) -> None:
-        if not isinstance(images, torch.Tensor) or images.dim() < 3 or len(images) == 0:
+
+class LiveTrainingPlot(TrainingHook):
+    """Redraws loss curves and reconstructions of fixed test images in the notebook while training runs: `images` a
+    tensor of a few (test_data.images[:8]), or, for a model conditioned on labels, an ImageDataset or Batch of a few
+    with their labels (test_data.subset(8)). The first drawing, when fit() starts, checks them against the model."""
+
+    def __init__(self, images: torch.Tensor | ImageDataset | Batch, every: int = 200) -> None:
+        pixels = images.images if isinstance(images, ImageDataset | Batch) else images
+        if not isinstance(pixels, torch.Tensor) or pixels.dim() < 3 or not 0 < len(pixels) <= LIVE_PLOT_MAX_IMAGES:
             given = (
-                f"a tensor of shape {tuple(images.shape)}"
-                if isinstance(images, torch.Tensor)
-                else type(images).__name__
+                f"{type(images).__name__} of shape {tuple(pixels.shape)}"
+                if isinstance(pixels, torch.Tensor)
+                else (type(images).__name__)
             )
             raise TypeError(
-                f"LiveTrainingPlot takes a few test images to reconstruct, a tensor such as test_data.images[:8], got "
-                f"{given}"
+                f"LiveTrainingPlot takes a few test images to reconstruct (1 to {LIVE_PLOT_MAX_IMAGES}), a tensor such "
+                f"as test_data.images[:8] (or, for a model conditioned on labels, test_data.subset(8)), got {given}"
             )
         if not is_whole_number(every, 1):
             raise ValueError(f"every is how many steps between redraws, a whole number >= 1: got {every!r}")
@@ -385,9 +447,11 @@ class LiveTrainingPlot(TrainingHook):
         self.handle = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        """Open a live display in the cell that called fit()."""
+        """Draw the model as it starts, which checks the images against it before any step (a conditional model
+        without their labels, images of another shape), and open a live display in the cell that called fit()."""
         from IPython.display import display
 
+        self.draw(trainer)
         self.handle = display(self.figure, display_id=True)
 
     def draw(self, trainer: Trainer) -> None:
@@ -406,7 +470,8 @@ class LiveTrainingPlot(TrainingHook):
             title=f"epoch {trainer.step / trainer.steps_per_epoch:.2f}, step {trainer.step}",
         )
         axis.grid(alpha=0.3)
-        originals = to_pixels(self.images)
+        shown = self.images.images if isinstance(self.images, ImageDataset | Batch) else self.images
+        originals = to_pixels(shown)
         reconstructions = to_pixels(reconstruct(trainer.evaluated_model, self.images))
         for image_axis, pixels, name in (
             (self.original_axis, originals, "test images"),
@@ -480,7 +545,6 @@ def plot_sweep_training(points: Sequence) -> Figure:
     figure, axes = plt.subplots(1, len(latent_dims), figsize=(6.2 * len(latent_dims), 4.2), squeeze=False)
     for axis, latent_dim in zip(axes[0], latent_dims, strict=True):
         chosen = sorted((point for point in points if point.latent_dim == latent_dim), key=lambda point: point.alpha)
-        first_images = chosen[0].history.epochs[0].test_images or 0
         for index, point in enumerate(chosen):
             *records, last = point.history.epochs
             colour = class_colour(index)
@@ -492,7 +556,7 @@ def plot_sweep_training(points: Sequence) -> Figure:
         axis.set(
             xlabel="epoch",
             ylabel=f"test {recon_label(chosen[0].model.likelihood)} (log scale)",
-            title=f"{latent_dim}-D: each epoch on the first {first_images:,} test images, the last (dot) on all",
+            title=f"{latent_dim}-D: each epoch on {test_images_covered(chosen[0].history.epochs)} (the dot)",
         )
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8)
@@ -585,7 +649,22 @@ def plot_negative_log_likelihoods(
     nll: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], references: Mapping[str, float]
 ) -> Figure:
     """Return the per-image negative log-likelihoods (nats) as a histogram, with their mean and `references`
-    (name: nats) marked, beside each class's mean."""
+    (name: nats) marked, beside each class's mean. `nll` holds one number per test image (NumPy or torch), in the
+    order of `labels`."""
+    nll, labels = torch.as_tensor(nll).detach().float().cpu(), torch.as_tensor(labels).cpu()
+    if nll.dim() != 1:
+        advice = " (a bounds matrix: pass one column, the most samples' -bounds[:, -1])" if nll.dim() == 2 else ""
+        raise ValueError(f"nll holds one number per test image, got shape {tuple(nll.shape)}{advice}")
+    if len(nll) != len(labels) or len(nll) == 0:
+        raise ValueError(
+            f"nll and labels go together, one of each per test image: got {len(nll)} and {len(labels)} (the labels "
+            "of the images bounded, test_data.labels[:count])"
+        )
+    if not torch.isfinite(nll).all():
+        raise ValueError(
+            f"{int((~torch.isfinite(nll)).sum())} of the {len(nll)} negative log-likelihoods are not finite (first "
+            f"at image {int((~torch.isfinite(nll)).nonzero()[0])}): bound those images again"
+        )
     figure, (spread, by_class) = plt.subplots(1, 2, figsize=(12, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     spread.hist(nll.numpy(), bins=80, color="0.6")
     spread.axvline(float(nll.mean()), color="black", label=f"this model's mean, {float(nll.mean()):.2f}")
