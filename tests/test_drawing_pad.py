@@ -215,3 +215,11 @@ def test_a_drawing_given_to_update_is_judged_by_the_pad_s_pen_at_its_scale(small
     assert explorer.reading.warning is None
     explorer.pad.line_width = 18  # the default pen: the same ink is a dot
     assert "a dot or a tiny drawing" in explorer.update(small_seven).warning
+
+
+def test_the_explorer_s_two_models_are_each_of_the_kind_its_views_read(small_test) -> None:
+    plain, conditional = VAE(latent_dim=2, widths=WIDTHS).eval(), ConditionalVAE(latent_dim=2, widths=WIDTHS).eval()
+    with pytest.raises(ValueError, match=r"come from a plain VAE, .* the conditional one as conditional_model="):
+        DrawingExplorer(conditional, small_test, scatter_images=20)  # "pass an ImageDataset or a Batch" before
+    with pytest.raises(ValueError, match=r"takes a model conditioned on labels \(a ConditionalVAE\), got a VAE that"):
+        DrawingExplorer(plain, small_test, plain, scatter_images=20)  # accepted, and the first stroke failed

@@ -124,6 +124,8 @@ def test_video_command_and_its_errors(tmp_path, small_train, small_test, capsys)
     assert main(["video", str(tmp_path), "--fps", "4"]) == 0
     assert "4 frames" in capsys.readouterr().out
     assert (tmp_path / "latent_evolution.mp4").stat().st_size > 10_000
+    assert main(["video", str(tmp_path / "snapshots")]) == 2  # "no snapshots in .../snapshots/snapshots" before
+    assert f"snapshots folder of a run: give the run's folder, {tmp_path}\n" in capsys.readouterr().err
 
 
 def test_a_corrupt_snapshot_is_named_and_the_good_video_is_kept(tmp_path, small_train, small_test, capsys) -> None:
@@ -520,3 +522,21 @@ def test_snapshot_settings_that_are_no_counts_or_grids_are_refused_when_the_reco
     with pytest.raises(ValueError, match=message):
         SnapshotRecorder(tmp_path, small_test, **setting)
     assert not tmp_path.joinpath("snapshots").exists()
+
+
+def test_a_video_file_ffmpeg_cannot_read_or_one_cut_short_is_named_with_what_to_do(tmp_path) -> None:
+    shipped = shipped_video("2d")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 3])  # a copy or download that stopped
+    empty, pointer = tmp_path / "empty.mp4", tmp_path / "pointer.mp4"
+    empty.write_bytes(b"")
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 5621204\n")
+    for read in (video_info, lambda path: still_frames(path, [0])):
+        with pytest.raises(
+            ValueError, match=r"decodes to \d+ frames of the 228 its header announces: the file was cut"
+        ):
+            read(cut)  # read as a 57-frame video without a word before
+        for unreadable in (empty, pointer):
+            with pytest.raises(ValueError, match=r"is not a video ffmpeg can read .*: make it again with python -m"):
+                read(unreadable)  # ffmpeg's OSError and its banner before
+    assert video_info(shipped)["frames"] == 228

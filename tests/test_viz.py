@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
@@ -135,7 +136,11 @@ def test_video_frames_are_captioned_with_their_place_counted_from_one() -> None:
     frames = [(0, np.zeros((4, 8, 3), np.uint8)), (7, np.full((4, 8, 3), 255, np.uint8))]
     figure = viz.show_video_frames(frames, 8, "two frames")
     assert [axis.get_title() for axis in figure.axes] == ["frame 1 of 8", "frame 8 of 8"]
-    plt.close(figure)
+    with pytest.raises(ValueError, match=r"^frame 8 is not among the video's 1 frames: pass the video's own frame"):
+        viz.show_video_frames(frames, 1, "two frames")  # captioned "frame 8 of 1" before
+    with pytest.raises(ValueError, match=r"takes still_frames\(path, indices\)'s \(index, image\) pairs, at least one"):
+        viz.show_video_frames([], 8, "no frames")
+    plt.close("all")
 
 
 def test_reconstruction_rows_are_named_and_show_their_images_in_order() -> None:
@@ -344,4 +349,72 @@ def test_a_model_s_outputs_are_drawn_as_they_come_tracked_by_autograd_or_in_bf16
     assert len(viz.plot_latent_scatter(mean, labels.float(), ["a", "b", "c"]).axes[0].collections[0].get_offsets()) == 6
     with pytest.raises(ValueError, match=r"labels are class indices, whole numbers from 0, got float32 ones"):
         viz.plot_latent_scatter(mean, labels.float() + 0.5, ["a", "b", "c"])
+    plt.close("all")
+
+
+def test_time_to_quality_shows_its_target_and_names_what_it_cannot_draw() -> None:
+    history = History(
+        epochs=[
+            EpochRecord(epoch, epoch, 60.0 * epoch, 1e-3, 0.03, recon, 5.0, 0.03, 10_000)
+            for epoch, recon in enumerate((0.035, 0.031, 0.029), 1)
+        ]
+    )
+    figure = viz.plot_time_to_quality({"8d": history}, {"8d": (0.0732, "the 2-D reference's best")})
+    low, high = figure.axes[0].get_ylim()
+    assert low <= 0.029 and high >= 0.0732  # the target was drawn above the axes' top, yet in the legend
+    with pytest.raises(ValueError, match=r"takes the runs to draw as \{name: History\}, at least one"):
+        viz.plot_time_to_quality({}, {})
+    with pytest.raises(ValueError, match=r"the run '2d' has no epoch records: give a History of one epoch or more"):
+        viz.plot_time_to_quality({"2d": History()}, {})
+    with pytest.raises(
+        ValueError, match=r"targets maps a run's name to \(test reconstruction, what it is\).*'2d': 0.07"
+    ):
+        viz.plot_time_to_quality({"2d": history}, {"2d": 0.07})
+    plt.close("all")
+
+
+def test_a_conditional_model_given_to_a_plain_model_s_figure_is_pointed_at_the_class_grid() -> None:
+    from vae_lib.core.model import ConditionalVAE
+
+    conditional = ConditionalVAE(latent_dim=2, widths=(4, 8, 8, 16), classes=10)
+    for draw, name in ((viz.plot_latent_manifold, "plot_latent_manifold"), (viz.plot_traversals, "plot_traversals")):
+        with pytest.raises(ValueError, match=rf"^{name} decodes latents without a class, .* plot_class_grid\(model, "):
+            draw(conditional)  # "pass labels, a Batch(images, labels) or an ImageDataset", which neither takes
+
+
+def test_channels_last_images_are_told_to_take_the_channel_out() -> None:
+    with pytest.raises(
+        ValueError, match=r"got \(4, 28, 28, 1\), channels last .*: take the channel out, images\[..., 0\]"
+    ):
+        viz.show_images(torch.zeros(4, 28, 28, 1))  # told "got 28 channels ... average them" before
+    assert len(viz.show_images(torch.zeros(4, 28, 28, 1)[..., 0]).axes) == 10
+    plt.close("all")
+
+
+def test_a_1d_latent_scatter_names_its_one_dimension_and_no_projection() -> None:
+    means, labels = torch.linspace(-2, 2, 6).unsqueeze(1), torch.tensor([0, 1, 2, 0, 1, 2])
+    axis = viz.plot_latent_scatter(means, labels, ["a", "b", "c"]).axes[0]
+    assert axis.get_xlabel() == "$z_1$" and axis.get_ylabel() == "(a 1-D space: every point at 0)"  # "$z_2$" before
+    assert axis.get_title() == "latent means of test images"  # "1-D latent means (PCA projection)" before
+    assert sorted(axis.collections[0].get_offsets()[:, 0].tolist()) == pytest.approx(means[:, 0].tolist())
+    plt.close("all")
+
+
+def test_nan_is_refused_where_a_figure_would_draw_it_as_something_else() -> None:
+    images = torch.zeros(3, 1, 28, 28)
+    images[1, 0, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match=r"^1 of the images to draw hold NaN or infinite values"):
+        viz.show_images(images)  # drawn as black paper before
+    means = torch.zeros(4, 2)
+    means[2, 1] = float("inf")
+    with pytest.raises(ValueError, match=r"1 of the 4 latent means are NaN or infinite \(the first, row 2\)"):
+        viz.plot_latent_scatter(means, torch.zeros(4, dtype=torch.long), ["a"])  # 3 of 4 points drawn before
+    with pytest.raises(ValueError, match=r"one finite KL per latent dimension .*, got shape \(3,\) holding 1 NaN"):
+        viz.plot_kl_per_dimension(torch.tensor([1.0, float("nan"), 2.0]))  # a grey "collapsed" bar before
+    with pytest.raises(ValueError, match=r"one finite KL per latent dimension .*, got shape \(5, 2\)"):
+        viz.plot_kl_per_dimension(torch.ones(5, 2))
+    history = History(epochs=_records(10_000, 10_000))
+    history.epochs[0] = replace(history.epochs[0], test_total=float("nan"))
+    with pytest.raises(ValueError, match=r"^the test figures of epoch 1 are NaN or infinite: the run diverged there"):
+        viz.plot_metrics(history)  # matplotlib's "Axis limits cannot be NaN or Inf" before
     plt.close("all")

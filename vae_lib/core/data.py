@@ -182,6 +182,11 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     images = images.detach().cpu()
+    if images.dim() == 4 and images.shape[1] != 1 and images.shape[-1] in (1, 3) and images.shape[1] == IMAGE_SIZE:
+        raise ValueError(
+            f"to_pixels draws grey images (N x 1 x 28 x 28 or N x 28 x 28), got {tuple(images.shape)}, channels last "
+            "as matplotlib and PIL keep them: take the channel out, images[..., 0]"
+        )
     if images.dim() == 4 and images.shape[1] != 1:
         raise ValueError(
             f"to_pixels draws grey images (N x 1 x 28 x 28 or N x 28 x 28), got {images.shape[1]} channels: draw one "
@@ -191,6 +196,12 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
         images = images[:, 0]
     if images.dtype == torch.uint8:
         return images.numpy()
+    if images.is_floating_point() and not torch.isfinite(images).all():
+        spoilt = int((~torch.isfinite(images)).flatten(1).any(dim=1).sum()) if images.dim() > 1 else 1
+        raise ValueError(
+            f"{spoilt} of the images to draw hold NaN or infinite values (a diverged model's output?), which would "
+            "be drawn as black pixels: draw those of a model that trains, or clean the images first"
+        )
     if images.numel() and images.max().item() > 1.0 + 1e-3:  # model images are tanh's [-1, 1]
         raise ValueError(
             f"float images to draw must lie in [-1, 1], got values up to {images.max().item():.4g}: pass uint8 "

@@ -51,8 +51,11 @@ class LatentProjection:
 
 
 def latent_axis_labels(latent_dim: int) -> tuple[str, str]:
-    """Return the axis names of a latent scatter: z1 and z2 for a 2-D space, principal axes otherwise."""
-    return ("$z_1$", "$z_2$") if latent_dim <= 2 else ("principal axis 1", "principal axis 2")
+    """Return the axis names of a latent scatter: z1 and z2 for a 2-D space, principal axes for more dimensions, z1
+    and an axis of nothing for one (its points lie on a line at 0)."""
+    if latent_dim == 1:
+        return "$z_1$", "(a 1-D space: every point at 0)"
+    return ("$z_1$", "$z_2$") if latent_dim == 2 else ("principal axis 1", "principal axis 2")
 
 
 def dimension_label(dim: int) -> str:

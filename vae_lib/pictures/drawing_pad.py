@@ -241,6 +241,16 @@ class DrawingExplorer:
         scatter_images: int = 2000,
     ) -> None:
         check_image_dataset(test_data, "test_data")
+        if getattr(model, "needs_labels", False):
+            raise ValueError(
+                "the drawing's place and reconstruction come from a plain VAE, which reads a drawing without its "
+                "label: give a plain model first, and the conditional one as conditional_model="
+            )
+        if conditional_model is not None and not getattr(conditional_model, "needs_labels", False):
+            raise ValueError(
+                "conditional_model rewrites the drawing as every class, which takes a model conditioned on labels "
+                f"(a ConditionalVAE), got a {type(conditional_model).__name__} that reads no labels"
+            )
         self.model = model.eval()
         self.conditional_model = None if conditional_model is None else conditional_model.eval()
         self.class_names = list(test_data.class_names)

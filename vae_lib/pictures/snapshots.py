@@ -166,6 +166,10 @@ def load_snapshots(run_dir: str | Path) -> list[Snapshot]:
         what = "is a file, not a run folder" if run_folder.path.exists() else "does not exist"
         raise FileNotFoundError(f"{run_folder.path} {what}: give the folder of a run trained with snapshots")
     paths = run_folder.snapshot_files()
+    if not paths and RunFolder(run_folder.path.parent).snapshot_files() and run_folder.path.name == "snapshots":
+        raise FileNotFoundError(
+            f"{run_folder.path} is the snapshots folder of a run: give the run's folder, {run_folder.path.parent}"
+        )
     if not paths:
         raise FileNotFoundError(
             f"no snapshots in {run_folder.snapshots}: train with a SnapshotRecorder "

@@ -7,6 +7,7 @@ which keeps drawing fast; axis limits are fixed across frames (the losses on a l
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -234,16 +235,20 @@ def make_run_video(run_dir: str | Path, fps: int = 12, gif: bool = False) -> dic
     return result
 
 
+# How to get a readable video in place of one that is not.
+UNREADABLE_VIDEO = (
+    "make it again with python -m vae_lib video RUN_FOLDER, or restore a shipped one with git checkout -- "
+    "outputs/videos"
+)
+
+
 def video_info(path: str | Path) -> dict[str, object]:
     """Return codec, pixel format, size and the number of frames decoded back from a video file."""
-    _require_video_file(path)
-    reader = imageio_ffmpeg.read_frames(str(path))
-    metadata = reader.__next__()
-    frame_count = sum(1 for _ in reader)
-    probe = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True
-    )
-    stream = next(line for line in probe.stderr.splitlines() if "Video:" in line)
+    metadata, frames = _decoded(path)
+    frame_count = sum(1 for _ in frames)
+    probe = _probe(path)
+    _refuse_cut_short(path, frame_count, probe)
+    stream = next(line for line in probe.splitlines() if "Video:" in line)
     codec = stream.split("Video:")[1].split()[0].rstrip(",")  # "gif," for a GIF, whose codec has no profile
     pixel_format = stream.split("Video:")[1].split(",")[1].strip().split("(")[0]
     return {"codec": codec, "pixel_format": pixel_format, "size": tuple(metadata["size"]), "frames": frame_count}
@@ -251,10 +256,10 @@ def video_info(path: str | Path) -> dict[str, object]:
 
 def still_frames(path: str | Path, indices: Sequence[int]) -> list[tuple[int, np.ndarray]]:
     """Return the frames of a video at `indices` (negative ones count from the end) as (index, H x W x 3 uint8)."""
-    _require_video_file(path)
-    reader = imageio_ffmpeg.read_frames(str(path))
-    width, height = reader.__next__()["size"]
-    frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in reader]
+    metadata, decoded = _decoded(path)
+    width, height = metadata["size"]
+    frames = [np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3) for frame in decoded]
+    _refuse_cut_short(path, len(frames), _probe(path))
     outside = [index for index in indices if not -len(frames) <= index < len(frames)]
     if outside:
         raise ValueError(
@@ -262,6 +267,42 @@ def still_frames(path: str | Path, indices: Sequence[int]) -> list[tuple[int, np
             f"{', '.join(map(str, outside))} lie outside"
         )
     return [(index % len(frames), frames[index]) for index in indices]
+
+
+def _decoded(path: str | Path) -> tuple[dict, Iterator[bytes]]:
+    """Return a video's metadata and an iterator over its decoded frames, or raise a ValueError saying how to get a
+    readable one for a file that is no video ffmpeg can open (damaged, empty, something else)."""
+    _require_video_file(path)
+    try:
+        reader = imageio_ffmpeg.read_frames(str(path))
+        metadata = reader.__next__()
+    except (OSError, StopIteration, RuntimeError) as error:
+        raise ValueError(
+            f"{path} is not a video ffmpeg can read (empty, damaged or another kind of file): {UNREADABLE_VIDEO}"
+        ) from error
+    return metadata, reader
+
+
+def _probe(path: str | Path) -> str:
+    """Return what ffmpeg says of a video file's streams (its stderr without the banner)."""
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)]
+    return subprocess.run(command, capture_output=True, text=True).stderr
+
+
+def _refuse_cut_short(path: str | Path, decoded: int, probe: str) -> None:
+    """Raise a ValueError if far fewer frames decode than the video's header announces (its duration times its frame
+    rate): a file cut short in a copy or a download, which ffmpeg reads as a shorter video without a word."""
+    duration = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", probe)
+    rate = re.search(r"Video:.*?, (\d+(?:\.\d+)?) fps", probe)
+    if duration is None or rate is None:
+        return
+    hours, minutes, seconds = (float(part) for part in duration.groups())
+    announced = round((hours * 3600 + minutes * 60 + seconds) * float(rate.group(1)))
+    if decoded < 0.9 * announced - 1:
+        raise ValueError(
+            f"{path} decodes to {decoded} frames of the {announced} its header announces: the file was cut short "
+            f"(copied or downloaded in part): {UNREADABLE_VIDEO}"
+        )
 
 
 def _require_video_file(path: str | Path) -> None:

@@ -60,6 +60,16 @@ def as_array(values: torch.Tensor | np.ndarray | Sequence, dtype: type = float) 
     return np.asarray(values, dtype=dtype)
 
 
+def refuse_conditional(model: object, function: str, instead: str) -> None:
+    """Raise a ValueError for a model conditioned on labels given to a figure of a plain VAE's latent space, which
+    decodes a latent without a class, naming the figure that draws such a model (`instead`)."""
+    if getattr(model, "needs_labels", False):
+        raise ValueError(
+            f"{function} decodes latents without a class, as a plain VAE does; this model is conditioned on labels, so "
+            f"each latent draws a different image per class: draw it with {instead}"
+        )
+
+
 def recon_label(likelihood: str = "gaussian") -> str:
     """Return how figures name the reconstruction term of a likelihood: 'reconstruction (0.5 MSE)' for gaussian."""
     term = likelihood_named(likelihood)
@@ -164,6 +174,12 @@ def plot_latent_scatter(
             f"plot_latent_scatter needs N x latent_dim means and one label for each, got means of shape "
             f"{means.shape} and {labels.shape} labels"
         )
+    if not np.isfinite(means).all():
+        rows = np.flatnonzero(~np.isfinite(means).all(axis=1))
+        raise ValueError(
+            f"{len(rows)} of the {len(means)} latent means are NaN or infinite (the first, row {rows[0]}), which a "
+            "scatter would leave out without a word: a diverged model's? Draw those of a model that trains"
+        )
     if labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels)):
         labels = labels.astype(np.int64)  # 3.0: a class index all the same
     if labels.dtype.kind not in "iu":
@@ -181,13 +197,16 @@ def plot_latent_scatter(
         _, axis = plt.subplots(figsize=(6, 5.5))
     handles = draw_class_scatter(axis, points, labels, class_names)
     axis.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5), frameon=False)
-    two_d = means.shape[1] == 2
     xlabel, ylabel = projection.axis_labels
     axis.set(
         xlabel=xlabel,
         ylabel=ylabel,
         title=title
-        or ("latent means of test images" if two_d else f"{means.shape[1]}-D latent means (PCA projection)"),
+        or (
+            "latent means of test images"
+            if means.shape[1] <= 2
+            else f"{means.shape[1]}-D latent means (PCA projection)"
+        ),
     )
     axis.figure.tight_layout()
     return axis.figure
@@ -197,6 +216,7 @@ def plot_latent_manifold(
     model: VAE, grid_size: int = 20, limit: float = 2.5, dims: tuple[int, int] = (0, 1), axis: plt.Axes | None = None
 ) -> Figure:
     """Return the decoded latent manifold: images decoded on a grid over two latent dimensions (others 0)."""
+    refuse_conditional(model, "plot_latent_manifold", "plot_class_grid(model, latents, class_names)")
     grid = decode_grid(model, grid_size, limit, dims)
     if axis is None:
         _, axis = plt.subplots(figsize=(6, 6))
@@ -274,6 +294,12 @@ def plot_metrics(history: History, title: str = "training metrics", likelihood: 
     steps, epochs = history.steps, history.epochs
     recon = [record.train_recon for record in steps] + [record.test_recon for record in epochs]
     check_reconstruction_scale(recon, likelihood, "the history")
+    spoilt = [record.epoch for record in epochs if not math.isfinite(record.test_total)]
+    if spoilt:
+        raise ValueError(
+            f"the test figures of epoch {spoilt[0]} are NaN or infinite: the run diverged there; plot the history of "
+            "a run that trains (a Trainer stops a diverged run and keeps its last good epoch)"
+        )
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     labels = (total_label(likelihood), recon_label(likelihood), KL_LABEL)
     for axis, name, label in zip(axes, ("total", "recon", "kl"), labels):
@@ -310,8 +336,19 @@ def plot_time_to_quality(
 ) -> Figure:
     """Return test reconstruction against wall-clock minutes for each run, with its target (if any) dashed:
     `targets` gives a run's (test reconstruction, what it is), e.g. vae_lib.course.shipped.QUALITY_TARGETS."""
+    if not isinstance(histories, Mapping) or not histories:
+        raise ValueError("plot_time_to_quality takes the runs to draw as {name: History}, at least one")
     for name, history in histories.items():
+        if not isinstance(history, History) or not history.epochs:
+            what = "no epoch records" if isinstance(history, History) else f"a {type(history).__name__}, no History"
+            raise ValueError(f"the run {name!r} has {what}: give a History of one epoch or more")
         check_reconstruction_scale([r.test_recon for r in history.epochs], likelihood, f"the history of {name!r}")
+    for name, target in targets.items():
+        if not (isinstance(target, tuple | list) and len(target) == 2):
+            raise ValueError(
+                f"targets maps a run's name to (test reconstruction, what it is), e.g. {{'2d': (0.0732, 'the "
+                f"reference's best')}}: got {name!r}: {target!r}"
+            )
     figure, axes = plt.subplots(1, len(histories), figsize=(6 * len(histories), 3.8), squeeze=False)
     for axis, (name, history) in zip(axes[0], histories.items()):
         minutes = [r.seconds / 60 for r in history.epochs]
@@ -323,12 +360,12 @@ def plot_time_to_quality(
             reached = history.seconds_to_target(target)
             if reached is not None:
                 axis.axvline(reached / 60, color="0.4", linestyle=":", label=f"reached after {reached / 60:.1f} min")
-        low = min(recon) if target is None else min(min(recon), target)
+        low, high = (min(recon), max(recon)) if target is None else (min(*recon, target), max(*recon, target))
         axis.set(
             xlabel="wall-clock minutes (training + test pass each epoch)",
             ylabel=f"test {recon_label(likelihood)}",
             title=f"{name.upper()} model: time to quality",
-            ylim=(low * 0.95, max(recon) * 1.02),
+            ylim=(low * 0.95, high * 1.02),
         )
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
@@ -339,6 +376,11 @@ def plot_time_to_quality(
 def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float = 0.1) -> Figure:
     """Return a bar chart of each latent dimension's KL; dimensions under `threshold` nats count as collapsed."""
     values = as_array(kl_values)
+    if values.ndim != 1 or not np.isfinite(values).all():
+        raise ValueError(
+            f"plot_kl_per_dimension takes one finite KL per latent dimension (kl_per_dimension's), got shape "
+            f"{values.shape}" + ("" if values.ndim != 1 else f" holding {np.count_nonzero(~np.isfinite(values))} NaN")
+        )
     figure, axis = plt.subplots(figsize=(1 + 0.6 * len(values), 3.2))
     colours = ["tab:blue" if value >= threshold else "0.7" for value in values]
     axis.bar(np.arange(1, len(values) + 1), values, color=colours)
@@ -356,6 +398,7 @@ def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float
 
 def plot_traversals(model: VAE, base: torch.Tensor | None = None, limit: float = 2.5, steps: int = 9) -> Figure:
     """Return one row per latent dimension: that dimension swept from -limit to +limit, the others held at `base`."""
+    refuse_conditional(model, "plot_traversals", "plot_class_grid(model, latents, class_names)")
     if not is_whole_number(steps, 2):
         raise ValueError(f"steps is the images per traversal, a whole number >= 2: got {steps!r}")
     base = base if base is not None else torch.zeros(model.latent_dim)
@@ -402,7 +445,16 @@ def plot_per_class_error(
 
 
 def show_video_frames(frames: Sequence[tuple[int, np.ndarray]], frame_count: int, title: str) -> Figure:
-    """Return a figure of video frames one above the other, each captioned with its place in the video."""
+    """Return a figure of video frames one above the other, each captioned with its place in the video: `frames`
+    are still_frames()'s (index, image) pairs of a video of `frame_count` frames (video_info()'s 'frames')."""
+    if not frames or not all(isinstance(frame, tuple) and len(frame) == 2 for frame in frames):
+        raise ValueError("show_video_frames takes still_frames(path, indices)'s (index, image) pairs, at least one")
+    beyond = [index for index, _ in frames if not 0 <= index < frame_count]
+    if beyond:
+        raise ValueError(
+            f"frame {beyond[0] + 1} is not among the video's {frame_count} frames: pass the video's own frame count, "
+            "video_info(path)['frames']"
+        )
     height, width = frames[0][1].shape[:2]
     figure, axes = plt.subplots(len(frames), 1, figsize=(10, 10 * height / width * len(frames) * 1.08), squeeze=False)
     for axis, (index, frame) in zip(axes[:, 0], frames):
