@@ -110,8 +110,13 @@ def test_a_conditional_model_is_refused_with_where_to_explore_it(small_test) -> 
 
 def test_set_latent_takes_one_number_per_dimension_and_refuses_others(explorer: LatentExplorer, small_test) -> None:
     before = [slider.value for slider in explorer.sliders]
-    for values in ([0.5], [0.1, 0.2, 0.3], [float("nan"), 0.0]):  # zip kept the other sliders silently before
-        with pytest.raises(ValueError, match=r"set_latent takes 2 finite numbers, one per latent dimension"):
+    refused = (
+        ([0.5], r"set_latent takes 2 numbers, one per latent dimension of this model, got shape \(1,\): a latent of"),
+        ([0.1, 0.2, 0.3], r"set_latent takes 2 numbers, .* got shape \(3,\)"),  # zip kept the others silently before
+        ([float("nan"), 0.0], r"set_latent takes finite numbers, got \[nan, 0.0\]: a diverged model's latent\?$"),
+    )  # NaN was told "a latent of another model has another size"
+    for values, message in refused:
+        with pytest.raises(ValueError, match=message):
             explorer.set_latent(values)
         assert [slider.value for slider in explorer.sliders] == before
     means = encode_means(explorer.model, small_test.subset(1))  # 1 x 2, as one image's means come
@@ -131,3 +136,9 @@ def test_the_explorers_given_the_test_images_instead_of_the_dataset_say_what_to_
 def test_the_explorer_s_limit_must_be_a_positive_number(small_test, limit) -> None:
     with pytest.raises(ValueError, match="limit must be a positive number"):  # NaN was taken, -1 met a TraitError
         LatentExplorer(VAE(latent_dim=2), small_test, limit=limit)
+
+
+def test_an_explorer_of_one_test_image_is_refused_when_made(small_test) -> None:
+    model = VAE(latent_dim=2, widths=(4, 8, 8, 16)).eval()
+    with pytest.raises(ValueError, match=r"interpolates between two test images .*: give it two or more, got 1"):
+        LatentExplorer(model, small_test.subset(1))  # random_pair() failed with "not enough values to unpack"

@@ -418,3 +418,20 @@ def test_nan_is_refused_where_a_figure_would_draw_it_as_something_else() -> None
     with pytest.raises(ValueError, match=r"^the test figures of epoch 1 are NaN or infinite: the run diverged there"):
         viz.plot_metrics(history)  # matplotlib's "Axis limits cannot be NaN or Inf" before
     plt.close("all")
+
+
+def test_figure_settings_that_draw_nothing_true_are_refused() -> None:
+    from vae_lib.core.conditional import neighbour_class_agreement
+    from vae_lib.core.model import ConditionalVAE
+
+    for limit in (0, -2.0, float("nan")):
+        with pytest.raises(ValueError, match=r"limit is how far the grid reaches from 0 along each axis, a number > 0"):
+            viz.plot_latent_manifold(_model(2), grid_size=3, limit=limit)  # identical tiles, or flipped axes, before
+    with pytest.raises(ValueError, match=r"threshold is the KL in nats below which a dimension counts as collapsed"):
+        viz.plot_kl_per_dimension(torch.ones(3), threshold=float("nan"))  # every dimension greyed out before
+    conditional = ConditionalVAE(latent_dim=2, widths=(4, 8, 8, 16), classes=10)
+    with pytest.raises(ValueError, match=r"has 10 classes in 2 rows: give one class name per class \(got 3"):
+        viz.plot_class_grid(conditional, torch.zeros(2, 2), ["0", "1", "2"])  # 7 untitled columns before
+    with pytest.raises(ValueError, match=r"an image's neighbours are the other images: give two or more, got 1"):
+        neighbour_class_agreement(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), 1)  # "lie in [1, 0]"
+    plt.close("all")

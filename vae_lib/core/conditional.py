@@ -66,6 +66,8 @@ def neighbour_class_agreement(latent_means: torch.Tensor, labels: torch.Tensor, 
             f"neighbour_class_agreement needs one label per latent mean: got {len(labels)} labels for "
             f"{len(points)} means"
         )
+    if len(points) < 2:
+        raise ValueError(f"an image's neighbours are the other images: give two or more, got {len(points)}")
     if not 0 < neighbours < len(points):
         raise ValueError(f"neighbours must lie in [1, {len(points) - 1}] for {len(points)} images, got {neighbours}")
     if not torch.isfinite(points).all():

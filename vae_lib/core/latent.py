@@ -7,6 +7,7 @@ first chosen dimension, rows from +limit (top) to -limit along the second, as on
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ def grid_latents(
         raise ValueError(f"a grid varies two different dimensions, got {dims}: give two, e.g. (0, 1)")
     if not is_whole_number(grid_size, 2):
         raise ValueError(f"grid_size is the images per side of the grid, a whole number >= 2: got {grid_size!r}")
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not 0 < limit < math.inf:
+        raise ValueError(f"limit is how far the grid reaches from 0 along each axis, a number > 0: got {limit!r}")
     values = torch.linspace(-limit, limit, grid_size)
     latents = (base.clone().float() if base is not None else torch.zeros(latent_dim)).repeat(grid_size, grid_size, 1)
     latents[..., dims[0]] = values.view(1, -1)

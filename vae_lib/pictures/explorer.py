@@ -86,6 +86,11 @@ class LatentExplorer:
         seed: int = 0,
     ) -> None:
         check_image_dataset(test_data, "test_data")
+        if len(test_data) < 2:
+            raise ValueError(
+                f"the explorer interpolates between two test images and shows where they lie: give it two or more, "
+                f"got {len(test_data)}"
+            )
         if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit < math.inf:
             raise ValueError(f"limit must be a positive number (how far the sliders reach from 0), got {limit!r}")
         if model.needs_labels:
@@ -188,12 +193,13 @@ class LatentExplorer:
         number per latent dimension (a 1 x latent_dim row, as encode_means gives one image's, is taken too)."""
         values = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=float)
         values = values.reshape(-1) if values.ndim == 2 and len(values) == 1 else values
-        if values.shape != (len(self.sliders),) or not np.isfinite(values).all():
+        if values.shape != (len(self.sliders),):
             raise ValueError(
-                f"set_latent takes {len(self.sliders)} finite numbers, one per latent dimension of this model, got "
-                f"shape {values.shape}{'' if np.isfinite(values).all() else ' with NaN or infinite values'}: a latent "
-                "of another model has another size"
+                f"set_latent takes {len(self.sliders)} numbers, one per latent dimension of this model, got shape "
+                f"{values.shape}: a latent of another model has another size"
             )
+        if not np.isfinite(values).all():
+            raise ValueError(f"set_latent takes finite numbers, got {values.tolist()}: a diverged model's latent?")
         self._holding = True
         try:
             for slider, value in zip(self.sliders, values, strict=True):

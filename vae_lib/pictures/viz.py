@@ -376,6 +376,8 @@ def plot_time_to_quality(
 def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float = 0.1) -> Figure:
     """Return a bar chart of each latent dimension's KL; dimensions under `threshold` nats count as collapsed."""
     values = as_array(kl_values)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < math.inf:
+        raise ValueError(f"threshold is the KL in nats below which a dimension counts as collapsed, got {threshold!r}")
     if values.ndim != 1 or not np.isfinite(values).all():
         raise ValueError(
             f"plot_kl_per_dimension takes one finite KL per latent dimension (kl_per_dimension's), got shape "
@@ -771,6 +773,11 @@ def plot_every_class(
     """Return rows x classes images (rows x K x 28 x 28 uint8), the columns titled with the class names and each row
     labelled; `originals` (rows x 28 x 28), when given, fill a first column of their own."""
     rows, classes = images.shape[:2]
+    if len(class_names) != classes or len(row_labels) != rows:
+        raise ValueError(
+            f"the figure has {classes} classes in {rows} rows: give one class name per class (got {len(class_names)}: "
+            f"the dataset's class_names) and one label per row (got {len(row_labels)})"
+        )
     columns = classes + (originals is not None)
     figure, axes = plt.subplots(rows, columns, figsize=(0.8 * columns + 1.4, 0.85 * rows + 0.6), squeeze=False)
     for row in range(rows):
