@@ -540,3 +540,40 @@ def test_a_video_file_ffmpeg_cannot_read_or_one_cut_short_is_named_with_what_to_
             with pytest.raises(ValueError, match=r"is not a video ffmpeg can read .*: make it again with python -m"):
                 read(unreadable)  # ffmpeg's OSError and its banner before
     assert video_info(shipped)["frames"] == 228
+
+
+def test_snapshot_settings_are_taken_as_numpy_or_torch_numbers_and_a_resume_takes_no_snapshot_it_keeps(
+    tmp_path, small_train, small_test
+) -> None:
+    taken = []
+
+    class Counting(SnapshotRecorder):
+        def _take(self, trainer):
+            taken.append(trainer.step)
+            return super()._take(trainer)
+
+    def fit(epochs: int) -> Trainer:
+        recorder = Counting(
+            tmp_path,
+            small_test,
+            every=np.int64(4),
+            scatter_images=np.int64(50),
+            grid_size=torch.tensor(4),
+            grid_limit=np.float32(2.4),
+            grid_dims=np.array([1, 0]),
+        )  # refused before: "every must be a whole number >= 1, got np.int64(4)"
+        trainer = (
+            Trainer.resume(tmp_path, train_data=small_train, test_data=small_test, hooks=[recorder], progress=False)
+            if epochs > 1
+            else Trainer(
+                CONFIG, train_data=small_train, test_data=small_test, run_dir=tmp_path, hooks=[recorder], progress=False
+            )
+        )
+        trainer.fit(1)
+        return trainer
+
+    first = fit(1)
+    assert taken[0] == 0 and load_snapshots(tmp_path)[0].grid_dims == (1, 0)
+    taken.clear()
+    fit(2)
+    assert first.step not in taken  # the resumed step's snapshot is on disk: not taken again only to be thrown away

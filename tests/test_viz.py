@@ -177,10 +177,11 @@ def test_figures_name_a_learner_s_wrong_arguments(small_test) -> None:
 def test_a_live_plot_or_a_config_with_wrong_arguments_is_refused_when_made_not_mid_fit(small_test) -> None:
     from vae_lib import TrainConfig
 
-    with pytest.raises(
-        TypeError, match=r"takes a few test images .* such as test_data.images\[:8\] .*, got ImageDataset of shape \("
-    ):
+    with pytest.raises(ValueError, match=r"draws its images in one row: give it a few, test_data.subset\(8\), not 256"):
         viz.LiveTrainingPlot(small_test)  # failed at the first redraw, mid-fit, before
+    with pytest.raises(TypeError, match=r"takes a few test images .* such as test_data.images\[:8\] .*, got list$"):
+        viz.LiveTrainingPlot([small_test.images[0]])
+    assert len(viz.LiveTrainingPlot(small_test.images[:40]).images) == 40  # as many as one likes, as a tensor
     with pytest.raises(ValueError, match=r"every is how many steps between redraws, a whole number >= 1: got 0"):
         viz.LiveTrainingPlot(small_test.images[:8], every=0)
     with pytest.raises(ValueError, match=r"must be > 0 \(and finite\), got '0.1'\."):
@@ -241,7 +242,9 @@ def _records(*counts: int | None) -> list[EpochRecord]:
         ((2000, 2000, 10_000), "test (the first 2,000 test images, the last epoch on 10,000)"),
         ((2000, 2000), "test (2,000 test images)"),  # a run stopped before its last epoch: none covers every image
         ((2000, None), "test (the first 2,000 test images, the last epoch on all)"),
-        ((2000, 500, 10_000), "test (500 to 10,000 test images)"),
+        ((2000, 500, 10_000), "test (the first 2,000 test images, from epoch 2 on 500, the last epoch on 10,000)"),
+        ((None, None, 10_000, 10_000), "test (every test image, from epoch 3 on 10,000)"),  # an old run continued
+        ((2000, 2000, 10_000, 10_000), "test (the first 2,000 test images, from epoch 3 on 10,000)"),
     ],
 )
 def test_the_test_curve_says_how_many_test_images_every_record_covers(counts, label) -> None:
@@ -255,10 +258,10 @@ def test_the_sweep_s_training_figure_says_what_its_records_cover() -> None:
     model = VAE(latent_dim=2, widths=(4, 8, 8, 16))
     point = SimpleNamespace(latent_dim=2, alpha=1e-3, model=model, history=History(epochs=_records(None, None)))
     figure = viz.plot_sweep_training([point])
-    assert figure.axes[0].get_title() == "2-D: each epoch on every test image (the dot)"  # "the first 0" before
+    assert figure.axes[0].get_title() == "2-D, on every test image (the dot: the last epoch)"  # "the first 0" before
     point.history = History(epochs=_records(2000, 2000, 10_000))
     figure = viz.plot_sweep_training([point])
-    title = "2-D: each epoch on the first 2,000 test images, the last epoch on 10,000 (the dot)"
+    title = "2-D, on the first 2,000 test images, the last epoch on 10,000 (the dot: the last epoch)"
     assert figure.axes[0].get_title() == title
     plt.close("all")
 
@@ -300,6 +303,8 @@ def test_a_history_in_nats_is_not_labelled_as_0_5_mse() -> None:
         ValueError, match=r"the history of '2d' reaches a reconstruction of 61, .* \(e.g. 'bernoulli'\)"
     ):
         viz.plot_time_to_quality({"2d": bernoulli}, {})
+    with pytest.raises(ValueError, match=r"\(e.g. 'bernoulli'\), and draw runs of different likelihoods in separate"):
+        viz.plot_time_to_quality({"2d": History(epochs=_records(10_000)), "bernoulli": bernoulli}, {})
     figure = viz.plot_metrics(bernoulli, likelihood="bernoulli")
     assert figure.axes[1].get_ylabel() == "reconstruction (BCE, nats per image)"
     gaussian = History(epochs=_records(10_000))  # 0.09: a 0.5 MSE
@@ -349,6 +354,10 @@ def test_a_model_s_outputs_are_drawn_as_they_come_tracked_by_autograd_or_in_bf16
     assert len(viz.plot_latent_scatter(mean, labels.float(), ["a", "b", "c"]).axes[0].collections[0].get_offsets()) == 6
     with pytest.raises(ValueError, match=r"labels are class indices, whole numbers from 0, got float32 ones"):
         viz.plot_latent_scatter(mean, labels.float() + 0.5, ["a", "b", "c"])
+    sevens = viz.plot_latent_scatter(mean, (labels == 2).numpy(), ["other", "2"]).axes[0]  # bools: classes 0 and 1
+    assert [text.get_text() for text in sevens.get_legend().get_texts()] == ["other", "2"]
+    assert viz.plot_kl_per_dimension(kl, threshold=np.float32(0.01)).axes[0].patches  # a NumPy number, as it comes
+    assert viz.plot_latent_manifold(model, grid_size=2, limit=torch.tensor(2.0)).axes[0].images
     plt.close("all")
 
 
@@ -388,6 +397,10 @@ def test_channels_last_images_are_told_to_take_the_channel_out() -> None:
     ):
         viz.show_images(torch.zeros(4, 28, 28, 1))  # told "got 28 channels ... average them" before
     assert len(viz.show_images(torch.zeros(4, 28, 28, 1)[..., 0]).axes) == 10
+    with pytest.raises(
+        ValueError, match=r"got \(4, 28, 28, 3\), channels last .*: average them, images.mean\(dim=-1\)$"
+    ):
+        viz.show_images(torch.zeros(4, 28, 28, 3))
     plt.close("all")
 
 
@@ -405,11 +418,15 @@ def test_nan_is_refused_where_a_figure_would_draw_it_as_something_else() -> None
     images[1, 0, 5, 5] = float("nan")
     with pytest.raises(ValueError, match=r"^1 of the images to draw hold NaN or infinite values"):
         viz.show_images(images)  # drawn as black paper before
+    one = torch.zeros(28, 28)
+    one[3:6, 4] = float("nan")  # NaN in three rows of one image
+    with pytest.raises(ValueError, match=r"^1 of the images to draw hold NaN or infinite values"):
+        to_pixels(one)
     means = torch.zeros(4, 2)
     means[2, 1] = float("inf")
     with pytest.raises(ValueError, match=r"1 of the 4 latent means are NaN or infinite \(the first, row 2\)"):
         viz.plot_latent_scatter(means, torch.zeros(4, dtype=torch.long), ["a"])  # 3 of 4 points drawn before
-    with pytest.raises(ValueError, match=r"one finite KL per latent dimension .*, got shape \(3,\) holding 1 NaN"):
+    with pytest.raises(ValueError, match=r"one finite KL per latent dimension .*, got shape \(3,\) holding 1 NaN or"):
         viz.plot_kl_per_dimension(torch.tensor([1.0, float("nan"), 2.0]))  # a grey "collapsed" bar before
     with pytest.raises(ValueError, match=r"one finite KL per latent dimension .*, got shape \(5, 2\)"):
         viz.plot_kl_per_dimension(torch.ones(5, 2))

@@ -7,8 +7,12 @@ and help text are written here once; the command line's options are generated fr
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+import torch
 
 from vae_lib.core.datasets import DATASETS, DEFAULT_DATASET, dataset_entry
 from vae_lib.core.device import PRECISIONS
@@ -38,6 +42,26 @@ ADDED_FIELDS = {
 def is_whole_number(value: object, minimum: int) -> bool:
     """Return True for an int (not a bool) of at least `minimum`: what a count, a size or a seed must be."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def whole_number(value: object) -> int | None:
+    """Return a whole number given as a Python, NumPy or one-element torch integer as an int, else None (a bool, a
+    float, text): what figure and hook settings take, so that a count read off an array is taken as it comes."""
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 and not value.is_floating_point() else None
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def real_number(value: object) -> float | None:
+    """Return a real number given as a Python, NumPy or one-element torch number as a float, else None (a bool,
+    text)."""
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else None
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
 
 
 def setting(

@@ -185,7 +185,8 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
     if images.dim() == 4 and images.shape[1] != 1 and images.shape[-1] in (1, 3) and images.shape[1] == IMAGE_SIZE:
         raise ValueError(
             f"to_pixels draws grey images (N x 1 x 28 x 28 or N x 28 x 28), got {tuple(images.shape)}, channels last "
-            "as matplotlib and PIL keep them: take the channel out, images[..., 0]"
+            "as matplotlib and PIL keep them: "
+            + ("take the channel out, images[..., 0]" if images.shape[-1] == 1 else "average them, images.mean(dim=-1)")
         )
     if images.dim() == 4 and images.shape[1] != 1:
         raise ValueError(
@@ -197,7 +198,7 @@ def to_pixels(images: torch.Tensor | np.ndarray) -> np.ndarray:
     if images.dtype == torch.uint8:
         return images.numpy()
     if images.is_floating_point() and not torch.isfinite(images).all():
-        spoilt = int((~torch.isfinite(images)).flatten(1).any(dim=1).sum()) if images.dim() > 1 else 1
+        spoilt = int((~torch.isfinite(images)).flatten(1).any(dim=1).sum()) if images.dim() > 2 else 1
         raise ValueError(
             f"{spoilt} of the images to draw hold NaN or infinite values (a diverged model's output?), which would "
             "be drawn as black pixels: draw those of a model that trains, or clean the images first"

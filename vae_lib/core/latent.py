@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vae_lib.core.config import is_whole_number
+from vae_lib.core.config import is_whole_number, real_number
 from vae_lib.core.data import to_pixels
 from vae_lib.core.evaluate import inference
 from vae_lib.core.model import VAE
@@ -77,9 +77,10 @@ def grid_latents(
         raise ValueError(f"a grid varies two different dimensions, got {dims}: give two, e.g. (0, 1)")
     if not is_whole_number(grid_size, 2):
         raise ValueError(f"grid_size is the images per side of the grid, a whole number >= 2: got {grid_size!r}")
-    if isinstance(limit, bool) or not isinstance(limit, numbers.Real) or not 0 < limit < math.inf:
+    reach = real_number(limit)
+    if reach is None or not 0 < reach < math.inf:
         raise ValueError(f"limit is how far the grid reaches from 0 along each axis, a number > 0: got {limit!r}")
-    values = torch.linspace(-limit, limit, grid_size)
+    values = torch.linspace(-reach, reach, grid_size)
     latents = (base.clone().float() if base is not None else torch.zeros(latent_dim)).repeat(grid_size, grid_size, 1)
     latents[..., dims[0]] = values.view(1, -1)
     latents[..., dims[1]] = values.flip(0).view(-1, 1)

@@ -13,6 +13,7 @@ import math
 import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig, is_whole_number
+from vae_lib.core.config import RESUMABLE_FIELDS, TrainConfig, real_number, whole_number
 from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.files import CheckpointError, replaced_atomically
@@ -284,24 +285,27 @@ class SnapshotRecorder(TrainingHook):
         counts = {"every": (every, 1), "scatter_images": (scatter_images, 1), "grid_size": (grid_size, 2)}
         counts |= {"reconstruction_count": (reconstruction_count, 0), "grid_class": (grid_class, 0)}
         for name, (value, least) in counts.items():
-            if not is_whole_number(value, least):
+            if whole_number(value) is None or value < least:
                 raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
-        if not (isinstance(grid_limit, int | float) and math.isfinite(grid_limit) and grid_limit > 0):
+        limit = real_number(grid_limit)
+        if limit is None or not 0 < limit < math.inf:
             raise ValueError(f"grid_limit is how far the grid reaches from 0, a number > 0: got {grid_limit!r}")
-        if not (isinstance(grid_dims, tuple | list) and len(grid_dims) == 2):
+        dims = tuple(grid_dims) if isinstance(grid_dims, Sequence | np.ndarray | torch.Tensor) else None
+        if dims is None or len(dims) != 2:
             raise ValueError(
                 f"grid_dims names the two latent dimensions the grid varies, e.g. (0, 1): got {grid_dims!r}"
             )
-        if not all(is_whole_number(dim, 0) for dim in grid_dims):
+        if not all(whole_number(dim) is not None and dim >= 0 for dim in dims):
             raise ValueError(f"grid_dims are latent dimensions, whole numbers from 0: got {grid_dims!r}")
-        if grid_dims[0] == grid_dims[1]:
-            raise ValueError(f"a grid varies two different dimensions, got {tuple(grid_dims)}: give two, e.g. (0, 1)")
+        dims = (whole_number(dims[0]), whole_number(dims[1]))
+        if dims[0] == dims[1]:
+            raise ValueError(f"a grid varies two different dimensions, got {dims}: give two, e.g. (0, 1)")
         self.run_folder = RunFolder(run_dir)
-        self.images = test_data.images[:scatter_images]
-        self.labels = test_data.labels[:scatter_images]
-        self.every = every
-        self.grid_size, self.grid_limit, self.grid_dims = grid_size, grid_limit, tuple(grid_dims)
-        self.reconstruction_count, self.grid_class = reconstruction_count, grid_class
+        self.images = test_data.images[: int(scatter_images)]
+        self.labels = test_data.labels[: int(scatter_images)]
+        self.every = int(every)
+        self.grid_size, self.grid_limit, self.grid_dims = int(grid_size), limit, dims
+        self.reconstruction_count, self.grid_class = int(reconstruction_count), int(grid_class)
 
     def record(self, trainer: Trainer) -> None:
         """Take and save a snapshot of the trainer now."""
@@ -338,12 +342,15 @@ class SnapshotRecorder(TrainingHook):
             if trainer.step == 0 or self.run_folder.snapshot_step(path) > trainer.step
         ]
         self._refuse_another_runs(replaced, trainer)
-        # Taken before any file is removed: settings the model cannot draw (grid_dims (1, 1), a grid_class it does not
-        # have) are refused while the folder's snapshots are still there.
+        missing = not self.run_folder.snapshot(trainer.step).exists()
+        if not (replaced or missing):
+            return
+        # Taken before any file is removed: a setting the model cannot draw (a grid_class it does not have) is
+        # refused while the folder's snapshots are still there.
         first = self._take(trainer)
         for path in replaced:
             path.unlink()
-        if not self.run_folder.snapshot(trainer.step).exists():
+        if not self.run_folder.snapshot(trainer.step).exists():  # missing, or replaced: a new run's step 0
             save_snapshot(first, self.run_folder.path)  # step 0: every video's first frame; else a skipped epoch end
 
     def _refuse_another_runs(self, snapshots: list[Path], trainer: Trainer) -> None:

@@ -22,7 +22,7 @@ from vae_lib.core.conditional import (
     neighbour_class_agreement,
     rewrite_in_every_class,
 )
-from vae_lib.core.config import is_whole_number
+from vae_lib.core.config import is_whole_number, real_number
 from vae_lib.core.data import Batch, ImageDataset, to_pixels
 from vae_lib.core.datasets import legend_title
 from vae_lib.core.evaluate import ACTIVE_UNIT_THRESHOLD, encode_means, reconstruct
@@ -84,7 +84,8 @@ def check_reconstruction_scale(values: Sequence[float], likelihood: str, what: s
     if likelihood == "gaussian" and largest > 2:
         raise ValueError(
             f"{what} reaches a reconstruction of {largest:.4g}, more than a 0.5 MSE of images in [-1, 1] can be (2): "
-            "it is of a model of another likelihood: pass likelihood=model.likelihood (e.g. 'bernoulli')"
+            "it is of a model of another likelihood: pass likelihood=model.likelihood (e.g. 'bernoulli'), and draw "
+            "runs of different likelihoods in separate figures"
         )
 
 
@@ -180,6 +181,8 @@ def plot_latent_scatter(
             f"{len(rows)} of the {len(means)} latent means are NaN or infinite (the first, row {rows[0]}), which a "
             "scatter would leave out without a word: a diverged model's? Draw those of a model that trains"
         )
+    if labels.dtype.kind == "b":
+        labels = labels.astype(np.int64)  # False and True: classes 0 and 1
     if labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels)):
         labels = labels.astype(np.int64)  # 3.0: a class index all the same
     if labels.dtype.kind not in "iu":
@@ -273,18 +276,26 @@ def _test_label(epochs: Sequence) -> str:
 
 
 def test_images_covered(epochs: Sequence) -> str:
-    """Return which test images epoch records cover: "every test image", "2,000 test images", or "the first 2,000
-    test images; the last epoch: 10,000" for a run that evaluates a first part after each epoch but its last."""
+    """Return which test images epoch records cover, from their test_images counts (None, in records of earlier
+    versions: every test image): "10,000 test images", "the first 2,000 test images, the last epoch on 10,000" (a run
+    that evaluates a first part after each epoch but its last), "every test image, from epoch 41 on 10,000" (a run of
+    an earlier version continued)."""
+
+    def images(count: int | None, alone: bool) -> str:
+        if count is None:
+            return "every test image" if alone else "all"
+        return f"{count:,} test images" if alone else f"{count:,}"
+
     counts = [record.test_images for record in epochs]
-    if all(count is None for count in counts):
-        return "every test image"
-    if len(set(counts)) == 1:
-        return f"{counts[0]:,} test images"
-    *earlier, last = counts
-    if len(set(earlier)) == 1 and None not in earlier and (last is None or last > earlier[0]):
-        return f"the first {earlier[0]:,} test images, the last epoch on {'all' if last is None else f'{last:,}'}"
-    known = [count for count in counts if count is not None]
-    return f"{min(known):,} to {max(known):,} test images" + (", or all" if None in counts else "")
+    runs = [index for index in range(len(counts)) if index == 0 or counts[index] != counts[index - 1]]
+    if len(runs) == 1:
+        return images(counts[0], alone=True)
+    first = counts[0]
+    text = "every test image" if first is None else f"the first {first:,} test images"
+    for start in runs[1:]:
+        where = "the last epoch" if start == len(counts) - 1 else f"from epoch {epochs[start].epoch}"
+        text += f", {where} on {images(counts[start], alone=False)}"
+    return text
 
 
 def plot_metrics(history: History, title: str = "training metrics", likelihood: str = "gaussian") -> Figure:
@@ -376,12 +387,14 @@ def plot_time_to_quality(
 def plot_kl_per_dimension(kl_values: torch.Tensor | np.ndarray, threshold: float = 0.1) -> Figure:
     """Return a bar chart of each latent dimension's KL; dimensions under `threshold` nats count as collapsed."""
     values = as_array(kl_values)
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < math.inf:
-        raise ValueError(f"threshold is the KL in nats below which a dimension counts as collapsed, got {threshold!r}")
+    given, threshold = threshold, real_number(threshold)
+    if threshold is None or not 0 <= threshold < math.inf:
+        raise ValueError(f"threshold is the KL in nats below which a dimension counts as collapsed, got {given!r}")
     if values.ndim != 1 or not np.isfinite(values).all():
         raise ValueError(
             f"plot_kl_per_dimension takes one finite KL per latent dimension (kl_per_dimension's), got shape "
-            f"{values.shape}" + ("" if values.ndim != 1 else f" holding {np.count_nonzero(~np.isfinite(values))} NaN")
+            f"{values.shape}"
+            + ("" if values.ndim != 1 else f" holding {np.count_nonzero(~np.isfinite(values))} NaN or infinite")
         )
     figure, axis = plt.subplots(figsize=(1 + 0.6 * len(values), 3.2))
     colours = ["tab:blue" if value >= threshold else "0.7" for value in values]
@@ -468,7 +481,7 @@ def show_video_frames(frames: Sequence[tuple[int, np.ndarray]], frame_count: int
     return figure
 
 
-# The most test images a live plot shows in its row (more would be too small to see).
+# The most test images a live plot takes as a dataset: one given the whole test set would draw them all in a row.
 LIVE_PLOT_MAX_IMAGES = 32
 
 
@@ -479,15 +492,20 @@ class LiveTrainingPlot(TrainingHook):
 
     def __init__(self, images: torch.Tensor | ImageDataset | Batch, every: int = 200) -> None:
         pixels = images.images if isinstance(images, ImageDataset | Batch) else images
-        if not isinstance(pixels, torch.Tensor) or pixels.dim() < 3 or not 0 < len(pixels) <= LIVE_PLOT_MAX_IMAGES:
+        if not isinstance(pixels, torch.Tensor) or pixels.dim() < 3 or len(pixels) == 0:
             given = (
                 f"{type(images).__name__} of shape {tuple(pixels.shape)}"
                 if isinstance(pixels, torch.Tensor)
                 else (type(images).__name__)
             )
             raise TypeError(
-                f"LiveTrainingPlot takes a few test images to reconstruct (1 to {LIVE_PLOT_MAX_IMAGES}), a tensor such "
-                f"as test_data.images[:8] (or, for a model conditioned on labels, test_data.subset(8)), got {given}"
+                "LiveTrainingPlot takes a few test images to reconstruct, a tensor such as test_data.images[:8] (or, "
+                f"for a model conditioned on labels, test_data.subset(8)), got {given}"
+            )
+        if isinstance(images, ImageDataset | Batch) and len(pixels) > LIVE_PLOT_MAX_IMAGES:
+            raise ValueError(
+                f"LiveTrainingPlot draws its images in one row: give it a few, test_data.subset(8), not "
+                f"{len(pixels):,} (at most {LIVE_PLOT_MAX_IMAGES} as a dataset)"
             )
         if not is_whole_number(every, 1):
             raise ValueError(f"every is how many steps between redraws, a whole number >= 1: got {every!r}")
@@ -610,7 +628,7 @@ def plot_sweep_training(points: Sequence) -> Figure:
         axis.set(
             xlabel="epoch",
             ylabel=f"test {recon_label(chosen[0].model.likelihood)} (log scale)",
-            title=f"{latent_dim}-D: each epoch on {test_images_covered(chosen[0].history.epochs)} (the dot)",
+            title=f"{latent_dim}-D, on {test_images_covered(chosen[0].history.epochs)} (the dot: the last epoch)",
         )
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8)
