@@ -452,3 +452,37 @@ def test_figure_settings_that_draw_nothing_true_are_refused() -> None:
     with pytest.raises(ValueError, match=r"an image's neighbours are the other images: give two or more, got 1"):
         neighbour_class_agreement(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), 1)  # "lie in [1, 0]"
     plt.close("all")
+
+
+def test_figures_of_nothing_or_of_mismatched_parts_say_what_to_give() -> None:
+    from vae_lib.core.model import ConditionalVAE
+
+    empty = [
+        (lambda: viz.plot_rate_distortion([]), r"plot_rate_distortion draws sweep points \(load_sweep\(\)\): give at"),
+        (lambda: viz.plot_sweep_training([]), r"plot_sweep_training draws sweep points .*got an empty list"),
+        (lambda: viz.plot_kl_per_dimension_by_weight([]), r"plot_kl_per_dimension_by_weight draws sweep points of one"),
+        (lambda: viz.plot_per_class_error({}, ["a"]), r"plot_per_class_error draws each model's error per class"),
+        (lambda: viz.plot_latent_space_comparison({}, None), r"plot_latent_space_comparison draws one scatter per"),
+        (lambda: viz.plot_log_likelihood_bounds([1.0]), r"takes \{model name: \{samples k: bound\}\}, .*got list"),
+        (
+            lambda: viz.plot_reconstructions(torch.zeros(0, 1, 28, 28), {}),
+            r"a batch of one original or more, .*\(0, 1,",
+        ),
+        (lambda: viz.plot_reconstructions(torch.zeros(28, 28), {}), r"got shape \(28, 28\): for one image pass image"),
+    ]  # each met matplotlib's "Number of columns must be a positive integer", an IndexError or a ZeroDivisionError
+    for draw, message in empty:
+        with pytest.raises(ValueError, match=message):
+            draw()
+    with pytest.raises(
+        ValueError, match=r"one error per class \(10, per_class_recon_error's\): 'mine' has shape \(5,\)"
+    ):
+        viz.plot_per_class_error({"mine": torch.ones(5)}, [str(digit) for digit in range(10)])
+    points = [SimpleNamespace(alpha=1e-3, kl_per_dimension=torch.ones(size)) for size in (2, 8)]
+    with pytest.raises(
+        ValueError, match=r"draws points of one latent size, got sizes \[2, 8\]: give the points of one"
+    ):
+        viz.plot_kl_per_dimension_by_weight(points)  # matplotlib's "shape mismatch" before
+    conditional = ConditionalVAE(latent_dim=2, widths=(4, 8, 8, 16), classes=10)
+    with pytest.raises(TypeError, match=r"plot_rewrites takes images with their labels, .*got Tensor"):
+        viz.plot_rewrites(conditional, torch.zeros(2, 1, 28, 28), [str(digit) for digit in range(10)])
+    plt.close("all")

@@ -60,6 +60,14 @@ def as_array(values: torch.Tensor | np.ndarray | Sequence, dtype: type = float) 
     return np.asarray(values, dtype=dtype)
 
 
+def require_some(items: object, function: str, what: str) -> None:
+    """Raise a ValueError unless `items` (a list or a dict) holds at least one, naming what the figure draws, where
+    an empty one met matplotlib's or NumPy's errors deep inside."""
+    if not isinstance(items, Sequence | Mapping) or isinstance(items, str) or len(items) == 0:
+        given = f"an empty {type(items).__name__}" if isinstance(items, Sequence | Mapping) else type(items).__name__
+        raise ValueError(f"{function} draws {what}: give at least one, got {given}")
+
+
 def refuse_conditional(model: object, function: str, instead: str) -> None:
     """Raise a ValueError for a model conditioned on labels given to a figure of a plain VAE's latent space, which
     decodes a latent without a class, naming the figure that draws such a model (`instead`)."""
@@ -246,6 +254,12 @@ def plot_reconstructions(
         raise ValueError(
             f"a row of reconstructions is named {first_row!r}, the name of the originals' row, which it would replace: "
             f"give it another name, or the originals another first_row"
+        )
+    shape = tuple(np.shape(originals))
+    if len(shape) not in (3, 4) or shape[0] == 0:
+        raise ValueError(
+            f"plot_reconstructions takes a batch of one original or more, N x 28 x 28 (or N x 1 x 28 x 28), got shape "
+            f"{shape}: for one image pass image.unsqueeze(0)"
         )
     rows = {first_row: originals, **reconstructions}
     columns = len(originals)
@@ -435,6 +449,14 @@ def plot_per_class_error(
     errors: dict[str, torch.Tensor | np.ndarray], class_names: Sequence[str], likelihood: str = "gaussian"
 ) -> Figure:
     """Return grouped bars: each model's mean reconstruction error for each class."""
+    require_some(errors, "plot_per_class_error", "each model's error per class, {name: errors}")
+    errors = {name: as_array(values) for name, values in errors.items()}
+    uneven = {name: values.shape for name, values in errors.items() if values.shape != (len(class_names),)}
+    if uneven:
+        raise ValueError(
+            f"each model needs one error per class ({len(class_names)}, per_class_recon_error's): "
+            + ", ".join(f"{name!r} has shape {shape}" for name, shape in uneven.items())
+        )
     figure, axis = plt.subplots(figsize=(9, 3.4))
     width = 0.8 / len(errors)
     positions = np.arange(len(class_names))
@@ -575,6 +597,7 @@ def plot_rate_distortion(points: Sequence) -> Figure:
 
     `points` are sweep.SweepPoint-like: latent_dim, alpha, test_recon, test_kl.
     """
+    require_some(points, "plot_rate_distortion", "sweep points (load_sweep())")
     figure, axis = plt.subplots(figsize=(7.5, 4.6))
     markers = "osD^v"
     for index, latent_dim in enumerate(sorted({point.latent_dim for point in points})):
@@ -613,6 +636,7 @@ def plot_sweep_training(points: Sequence) -> Figure:
     `points` are sweep.SweepPoint-like: latent_dim, alpha, history. The records of the epochs before the last cover
     the run's first epoch_test_images test images (a line); the last epoch's covers every test image (a marker).
     """
+    require_some(points, "plot_sweep_training", "sweep points (load_sweep())")
     latent_dims = sorted({point.latent_dim for point in points})
     figure, axes = plt.subplots(1, len(latent_dims), figsize=(6.2 * len(latent_dims), 4.2), squeeze=False)
     for axis, latent_dim in zip(axes[0], latent_dims, strict=True):
@@ -673,6 +697,13 @@ def plot_samples_and_scatter(
 def plot_kl_per_dimension_by_weight(points: Sequence) -> Figure:
     """Return grouped bars of each latent dimension's KL (nats) for every KL weight, with its active units (counted
     by active_dimensions at its default threshold, as load_sweep counts them)."""
+    require_some(points, "plot_kl_per_dimension_by_weight", "sweep points of one latent size")
+    sizes = sorted({point.kl_per_dimension.numel() for point in points})
+    if len(sizes) > 1:
+        raise ValueError(
+            f"plot_kl_per_dimension_by_weight draws points of one latent size, got sizes {sizes}: give the points of "
+            "one, [point for point in points if point.latent_dim == 8]"
+        )
     colours = weight_colours([point.alpha for point in points])
     latent_dim = points[0].kl_per_dimension.numel()
     width = 0.8 / len(points)
@@ -701,6 +732,15 @@ def plot_kl_per_dimension_by_weight(points: Sequence) -> Figure:
 
 def plot_log_likelihood_bounds(bounds: dict[str, dict[int, float]]) -> Figure:
     """Return the importance-sampled bound on log p(x) against the number of samples k, one line per model."""
+    if (
+        not isinstance(bounds, Mapping)
+        or not bounds
+        or not all(isinstance(by_count, Mapping) for by_count in bounds.values())
+    ):
+        raise ValueError(
+            "plot_log_likelihood_bounds takes {model name: {samples k: bound}}, at least one model, e.g. "
+            f"{{'Bernoulli VAE': {{1: -86.9, 5000: -85.3}}}}: got {type(bounds).__name__}"
+        )
     figure, axis = plt.subplots(figsize=(6.5, 3.8))
     for index, (name, by_count) in enumerate(bounds.items()):
         counts = sorted(by_count)
@@ -760,6 +800,7 @@ def plot_latent_space_comparison(
 ) -> Figure:
     """Return one scatter per model of the test images' latent means coloured by class, each titled with how often
     an image's nearest neighbours in that space share its class (a conditional model's need not keep the class)."""
+    require_some(models, "plot_latent_space_comparison", "one scatter per model, {name: model}")
     subset = test_data.subset(min(scatter_images, len(test_data)))
     labels = subset.labels
     figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
@@ -828,6 +869,11 @@ def plot_class_grid(model: ConditionalVAE, latents: torch.Tensor, class_names: S
 def plot_rewrites(model: ConditionalVAE, images: ImageDataset | Batch, class_names: Sequence[str]) -> Figure:
     """Return labelled images (left) rewritten in every class: each encoded with its own label, its latent mean
     decoded with each label."""
+    if not isinstance(images, ImageDataset | Batch):
+        raise TypeError(
+            f"plot_rewrites takes images with their labels, test_data.subset(6) or Batch(images, labels), got "
+            f"{type(images).__name__}"
+        )
     batch = Batch(images.images, images.labels)
     means, rewrites = rewrite_in_every_class(model, batch)
     row_labels = [
