@@ -486,3 +486,19 @@ def test_figures_of_nothing_or_of_mismatched_parts_say_what_to_give() -> None:
     with pytest.raises(TypeError, match=r"plot_rewrites takes images with their labels, .*got Tensor"):
         viz.plot_rewrites(conditional, torch.zeros(2, 1, 28, 28), [str(digit) for digit in range(10)])
     plt.close("all")
+
+
+def test_the_metrics_say_how_many_points_lie_above_their_cut_axes() -> None:
+    from vae_lib.core.history import StepRecord
+
+    steps = [
+        StepRecord(step, step / 10, 1.0, total, total * 0.9, 5.0, total, total * 0.9, 5.0)
+        for step, total in ((1, 0.5), (2, 0.2), (3, 0.1), (4, 0.09))
+    ]
+    history = History(steps=steps, epochs=_records(10_000))  # test total 0.1, recon 0.09
+    axes = viz.plot_metrics(history).axes
+    # total: the axis ends at 1.6 x 0.1; train totals 0.5 and 0.2 lie above it (the first steps', cut off unsaid before)
+    assert [text.get_text() for text in axes[0].texts] == ["2 of 5 points above the axis, which ends at 1.6 x the best"]
+    assert axes[0].get_ylim()[1] == pytest.approx(0.16)
+    assert not axes[2].texts  # the KL's axis is not cut
+    plt.close("all")

@@ -346,9 +346,21 @@ def plot_metrics(history: History, title: str = "training metrics", likelihood: 
                 label=_test_label(epochs),
             )
         axis.set(xlabel="epoch", ylabel=label, title=label)
-        if name != "kl" and epochs:
+        if name != "kl" and epochs:  # the axis shows the end of the run, where the curves are close
             low = min(getattr(r, f"test_{name}") for r in epochs)
             axis.set_ylim(low * 0.95, low * 1.6)
+            shown = [getattr(r, f"train_{name}") for r in steps] + [getattr(r, f"test_{name}") for r in epochs]
+            above = sum(value > low * 1.6 for value in shown)
+            if above:
+                axis.annotate(
+                    f"{above} of {len(shown)} points above the axis, which ends at 1.6 x the best",
+                    (0.98, 0.97),
+                    xycoords="axes fraction",
+                    ha="right",
+                    va="top",
+                    fontsize=7,
+                    color="0.35",
+                )
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(title)
