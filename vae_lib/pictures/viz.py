@@ -286,10 +286,10 @@ def plot_reconstructions(
 def _test_label(epochs: Sequence) -> str:
     """Return the legend of the per-epoch test figures: how many test images they cover, read from every record
     (a record without a count, of an earlier version, covers every test image)."""
-    return f"test ({test_images_covered(epochs)})"
+    return f"test ({covered_test_images(epochs)})"
 
 
-def test_images_covered(epochs: Sequence) -> str:
+def covered_test_images(epochs: Sequence) -> str:
     """Return which test images epoch records cover, from their test_images counts (None, in records of earlier
     versions: every test image): "10,000 test images", "the first 2,000 test images, the last epoch on 10,000" (a run
     that evaluates a first part after each epoch but its last), "every test image, from epoch 41 on 10,000" (a run of
@@ -475,7 +475,7 @@ def plot_per_class_error(
     for index, (name, values) in enumerate(errors.items()):
         axis.bar(
             positions + (index - (len(errors) - 1) / 2) * width,
-            as_array(values),
+            values,
             width,
             color=class_colour(index),
             label=name,
@@ -530,7 +530,7 @@ class LiveTrainingPlot(TrainingHook):
             given = (
                 f"{type(images).__name__} of shape {tuple(pixels.shape)}"
                 if isinstance(pixels, torch.Tensor)
-                else (type(images).__name__)
+                else type(images).__name__
             )
             raise TypeError(
                 "LiveTrainingPlot takes a few test images to reconstruct, a tensor such as test_data.images[:8] (or, "
@@ -664,7 +664,7 @@ def plot_sweep_training(points: Sequence) -> Figure:
         axis.set(
             xlabel="epoch",
             ylabel=f"test {recon_label(chosen[0].model.likelihood)} (log scale)",
-            title=f"{latent_dim}-D, on {test_images_covered(chosen[0].history.epochs)} (the dot: the last epoch)",
+            title=f"{latent_dim}-D, on {covered_test_images(chosen[0].history.epochs)} (the dot: the last epoch)",
         )
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8)
