@@ -17,6 +17,7 @@ from vae_lib.pictures.snapshots import Snapshot, SnapshotRecorder, load_snapshot
 from vae_lib.pictures.video import (
     FRAME_SIZE,
     FrameRenderer,
+    frames_of_run,
     loss_ticks,
     make_run_video,
     mp4_to_gif,
@@ -282,6 +283,9 @@ def test_a_conditional_runs_snapshots_encode_and_decode_with_the_labels(tmp_path
     sevens, zeros = (decode_latents(model, grid_latents(2, 4, 2.5), torch.full((4, 4), c)) for c in (7, 0))
     assert np.abs(last.grid.astype(int) - sevens.astype(int)).max() <= 1
     assert np.abs(last.grid.astype(int) - zeros.astype(int)).max() > 20
+    assert last.grid_class == 7  # the video's grid title says which class it draws ("decoded latent grid" before)
+    _, renderer = frames_of_run(tmp_path)
+    assert renderer.grid_image.axes.get_title() == "decoded latent grid, as class 7"
 
 
 def test_snapshots_of_a_1d_latent_space_are_refused_before_training(tmp_path, small_train, small_test) -> None:
@@ -349,7 +353,7 @@ def test_every_frame_keeps_the_axis_limits_colours_and_grey_range_and_draws_its_
         assert np.array_equal(renderer.grid_image.get_array(), image_grid(snapshot.grid))
         # the 3 tiles a side decoded at -2, 0 and +2 are centred there: the image reaches half a tile (1) beyond
         assert renderer.grid_image.get_extent() == [-3, 3, -3, 3] and renderer.grid_image.origin == "upper"
-        assert grid_axes.get_ylim() == (-3, 3)
+        assert grid_axes.get_ylim() == (-3, 3) and grid_axes.get_title() == "decoded latent grid"  # a plain model's
         # the loss curves up to this snapshot's step, the marker at it, the axes fixed for the whole run
         shown = [record for record in history if record.step <= snapshot.step]
         assert list(renderer.train_line.get_xdata()) == [record.step for record in shown]

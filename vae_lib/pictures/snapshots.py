@@ -54,6 +54,7 @@ class Snapshot:
     originals: np.ndarray  # uint8, count x 28 x 28
     reconstructions: np.ndarray  # uint8, count x 28 x 28 (decoded from the mean)
     run_settings: dict[str, object] | None = None  # run_settings() of the run that took it; None in older files
+    grid_class: int | None = None  # the class a conditional model's grid is decoded as; None for a plain model's
 
 
 def run_settings(config: TrainConfig) -> dict[str, object]:
@@ -100,6 +101,7 @@ def take_snapshot(
             model, means[:reconstruction_count], None if labels is None else labels[:reconstruction_count]
         ),
         run_settings=run_settings(trainer.config),
+        grid_class=grid_class if model.needs_labels else None,
     )
 
 
@@ -108,6 +110,8 @@ def save_snapshot(snapshot: Snapshot, run_dir: Path) -> Path:
     path = RunFolder(run_dir).snapshot(snapshot.step)
     buffer = io.BytesIO()
     settings = {} if snapshot.run_settings is None else {"run_settings": np.array(json.dumps(snapshot.run_settings))}
+    if snapshot.grid_class is not None:
+        settings["grid_class"] = np.array(snapshot.grid_class)
     np.savez_compressed(
         buffer,
         **settings,
@@ -143,6 +147,7 @@ def load_snapshot(path: Path) -> Snapshot:
                 originals=stored["originals"],
                 reconstructions=stored["reconstructions"],
                 run_settings=_settings_in(stored),
+                grid_class=int(stored["grid_class"]) if "grid_class" in stored else None,
             )
     except UNREADABLE as error:
         raise CheckpointError(

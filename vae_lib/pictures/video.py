@@ -89,7 +89,9 @@ class FrameRenderer:
         grid_axes.set(
             xlabel=dimension_label(dim_x),
             ylabel=dimension_label(dim_y),
-            title="decoded latent grid" + ("" if latent_dim == 2 else " (other dims 0)"),
+            title="decoded latent grid"
+            + ("" if latent_dim == 2 else " (other dims 0)")
+            + ("" if final.grid_class is None else f", as class {dict(enumerate(class_names)).get(final.grid_class)}"),
         )
 
         steps = np.array([record.step for record in history_steps], dtype=float)
