@@ -581,3 +581,18 @@ def test_snapshot_settings_are_taken_as_numpy_or_torch_numbers_and_a_resume_take
     taken.clear()
     fit(2)
     assert first.step not in taken  # the resumed step's snapshot is on disk: not taken again only to be thrown away
+
+
+def test_each_frame_names_the_class_its_conditional_grid_was_decoded_as() -> None:
+    # a conditional run resumed with another grid_class: frames 1-2 decoded as class 7, frame 3 as class 3
+    snapshots = [replace(_snapshot(step, 1.0, step), grid_class=c) for step, c in ((0, 7), (10, 7), (20, 3))]
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    renderer = FrameRenderer(snapshots, [_record(step) for step in range(2, 21, 2)], names)
+    titles = []
+    for snapshot in snapshots:
+        renderer.render(snapshot)
+        titles.append(renderer.grid_axes.get_title())
+    assert titles == ["decoded latent grid, as class seven"] * 2 + ["decoded latent grid, as class three"]
+    # without a checkpoint the names come from the scatter's labels alone, which may stop short of the grid's class
+    beyond = FrameRenderer([replace(snapshots[0], grid_class=12)], [], names)
+    assert beyond.grid_axes.get_title() == "decoded latent grid, as class 12"  # "as class None" before

@@ -5,7 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from dataclasses import replace
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -250,7 +250,8 @@ def _records(*counts: int | None) -> list[EpochRecord]:
 def test_the_test_curve_says_how_many_test_images_every_record_covers(counts, label) -> None:
     history = History(epochs=_records(*counts))
     figure = viz.plot_metrics(history)
-    assert {text.get_text() for text in figure.axes[0].get_legend().get_texts()} == {label}
+    legend = {text.get_text() for text in figure.axes[0].get_legend().get_texts()}
+    assert {text.replace("\n", " ") for text in legend} == {label}  # wrapped to the panel's width
     plt.close(figure)
 
 
@@ -459,20 +460,29 @@ def test_figures_of_nothing_or_of_mismatched_parts_say_what_to_give() -> None:
 
     empty = [
         (lambda: viz.plot_rate_distortion([]), r"plot_rate_distortion draws sweep points \(load_sweep\(\)\): give at"),
-        (lambda: viz.plot_sweep_training([]), r"plot_sweep_training draws sweep points .*got an empty list"),
+        (lambda: viz.plot_sweep_training(iter([])), r"plot_sweep_training draws sweep points .*at least one, got none"),
         (lambda: viz.plot_kl_per_dimension_by_weight([]), r"plot_kl_per_dimension_by_weight draws sweep points of one"),
-        (lambda: viz.plot_per_class_error({}, ["a"]), r"plot_per_class_error draws each model's error per class"),
+        (lambda: viz.plot_per_class_error({}, ["a"]), r"plot_per_class_error draws each model's error per class: give"),
         (lambda: viz.plot_latent_space_comparison({}, None), r"plot_latent_space_comparison draws one scatter per"),
-        (lambda: viz.plot_log_likelihood_bounds([1.0]), r"takes \{model name: \{samples k: bound\}\}, .*got list"),
         (
             lambda: viz.plot_reconstructions(torch.zeros(0, 1, 28, 28), {}),
-            r"a batch of one original or more, .*\(0, 1,",
+            r"got shape \(0, 1, 28, 28\): no image: give",
         ),
-        (lambda: viz.plot_reconstructions(torch.zeros(28, 28), {}), r"got shape \(28, 28\): for one image pass image"),
+        (
+            lambda: viz.plot_reconstructions(torch.zeros(28, 28), {}),
+            r"got shape \(28, 28\): one image: pass image\.unsq",
+        ),
+        (lambda: viz.plot_reconstructions(torch.zeros(4, 784), {}), r"\(4, 784\): flattened rows: pass images.view\("),
     ]  # each met matplotlib's "Number of columns must be a positive integer", an IndexError or a ZeroDivisionError
     for draw, message in empty:
         with pytest.raises(ValueError, match=message):
             draw()
+    with pytest.raises(TypeError, match=r"plot_rate_distortion draws sweep points .*: give a list of them, got a str"):
+        viz.plot_rate_distortion("points")  # "got an empty str" before
+    with pytest.raises(TypeError, match=r"one line per model .*, given as \{name: \.\.\.\}: got a list"):
+        viz.plot_log_likelihood_bounds([1.0])
+    with pytest.raises(TypeError, match=r"the bounds of 'm' are a list: give them as \{samples k: bound\}"):
+        viz.plot_log_likelihood_bounds({"m": [-90.0, -88.0]})  # "got dict", the outer one, before
     with pytest.raises(
         ValueError, match=r"one error per class \(10, per_class_recon_error's\): 'mine' has shape \(5,\)"
     ):
@@ -483,8 +493,20 @@ def test_figures_of_nothing_or_of_mismatched_parts_say_what_to_give() -> None:
     ):
         viz.plot_kl_per_dimension_by_weight(points)  # matplotlib's "shape mismatch" before
     conditional = ConditionalVAE(latent_dim=2, widths=(4, 8, 8, 16), classes=10)
+    digits = [str(digit) for digit in range(10)]
     with pytest.raises(TypeError, match=r"plot_rewrites takes images with their labels, .*got Tensor"):
-        viz.plot_rewrites(conditional, torch.zeros(2, 1, 28, 28), [str(digit) for digit in range(10)])
+        viz.plot_rewrites(conditional, torch.zeros(2, 1, 28, 28), digits)
+    pair = (torch.zeros(2, 1, 28, 28), torch.tensor([3, 5]))  # images and labels side by side, as as_batch takes
+    assert len(viz.plot_rewrites(conditional, pair, digits).axes) == 2 * 11
+    # containers other than lists and dicts, drawn as before: a dict's values, an array of points, any mapping
+    model = SimpleNamespace(likelihood="gaussian")
+    sweep = {
+        alpha: SimpleNamespace(latent_dim=2, alpha=alpha, test_recon=0.08, test_kl=5.0, model=model)
+        for alpha in (1e-3, 1e-2)
+    }
+    assert len(viz.plot_rate_distortion(sweep.values()).axes[0].lines) >= 1
+    assert len(viz.plot_rate_distortion(np.array(list(sweep.values()), dtype=object)).axes[0].lines) >= 1
+    assert len(viz.plot_per_class_error(MappingProxyType({"mine": torch.ones(10)}), digits).axes[0].patches) == 10
     plt.close("all")
 
 
@@ -498,7 +520,8 @@ def test_the_metrics_say_how_many_points_lie_above_their_cut_axes() -> None:
     history = History(steps=steps, epochs=_records(10_000))  # test total 0.1, recon 0.09
     axes = viz.plot_metrics(history).axes
     # total: the axis ends at 1.6 x 0.1; train totals 0.5 and 0.2 lie above it (the first steps', cut off unsaid before)
-    assert [text.get_text() for text in axes[0].texts] == ["2 of 5 points above the axis, which ends at 1.6 x the best"]
-    assert axes[0].get_ylim()[1] == pytest.approx(0.16)
-    assert not axes[2].texts  # the KL's axis is not cut
+    assert axes[0].get_xlabel() == "epoch\n(2 of 5 points lie above the axis)"  # under the axis: no legend covers it
+    # and it starts below the lowest figure drawn, the train curve's end (0.09 here), not below the best test figure
+    assert axes[0].get_ylim() == pytest.approx((0.09 * 0.95, 0.16))
+    assert axes[2].get_xlabel() == "epoch"  # the KL's axis is not cut
     plt.close("all")

@@ -86,13 +86,10 @@ class FrameRenderer:
         self.grid_image = grid_axes.imshow(
             image_grid(final.grid), cmap="gray", vmin=0, vmax=255, extent=grid_extent(len(final.grid_values), limit)
         )
-        grid_axes.set(
-            xlabel=dimension_label(dim_x),
-            ylabel=dimension_label(dim_y),
-            title="decoded latent grid"
-            + ("" if latent_dim == 2 else " (other dims 0)")
-            + ("" if final.grid_class is None else f", as class {dict(enumerate(class_names)).get(final.grid_class)}"),
-        )
+        grid_axes.set(xlabel=dimension_label(dim_x), ylabel=dimension_label(dim_y))
+        self.grid_axes, self.class_names = grid_axes, list(class_names)
+        self.grid_title = "decoded latent grid" + ("" if latent_dim == 2 else " (other dims 0)")
+        self._title_grid(final)
 
         steps = np.array([record.step for record in history_steps], dtype=float)
         self.history_steps = steps
@@ -116,10 +113,20 @@ class FrameRenderer:
         loss_axes.grid(alpha=0.3)
         self.title = self.figure.suptitle("")
 
+    def _title_grid(self, snapshot: Snapshot) -> None:
+        """Title the grid with the class a conditional model's snapshot decoded it as (a resumed run may change it)."""
+        if snapshot.grid_class is None:
+            self.grid_axes.set_title(self.grid_title)
+            return
+        names = self.class_names
+        name = names[snapshot.grid_class] if snapshot.grid_class < len(names) else str(snapshot.grid_class)
+        self.grid_axes.set_title(f"{self.grid_title}, as class {name}")
+
     def render(self, snapshot: Snapshot) -> np.ndarray:
         """Return the frame for one snapshot as H x W x 3 uint8."""
         self.scatter.set_offsets(self.projection(snapshot.latent_means.astype(np.float32)))
         self.grid_image.set_data(image_grid(snapshot.grid))
+        self._title_grid(snapshot)
         shown = self.history_steps <= snapshot.step
         self.train_line.set_data(self.history_steps[shown], self.train_values[shown])
         self.test_line.set_data(self.history_steps[shown], self.test_values[shown])

@@ -7,7 +7,8 @@ axes are labelled.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
@@ -60,12 +61,26 @@ def as_array(values: torch.Tensor | np.ndarray | Sequence, dtype: type = float) 
     return np.asarray(values, dtype=dtype)
 
 
-def require_some(items: object, function: str, what: str) -> None:
-    """Raise a ValueError unless `items` (a list or a dict) holds at least one, naming what the figure draws, where
-    an empty one met matplotlib's or NumPy's errors deep inside."""
-    if not isinstance(items, Sequence | Mapping) or isinstance(items, str) or len(items) == 0:
-        given = f"an empty {type(items).__name__}" if isinstance(items, Sequence | Mapping) else type(items).__name__
-        raise ValueError(f"{function} draws {what}: give at least one, got {given}")
+def listed(items: object, function: str, what: str) -> list:
+    """Return the things a figure draws (a list, tuple, array, generator, a dict's values(), ...) as a list, or raise
+    saying what to give: a TypeError for what holds none of them, a ValueError for none at all."""
+    if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+        raise TypeError(f"{function} draws {what}: give a list of them, got a {type(items).__name__}")
+    items = list(items)
+    if not items:
+        raise ValueError(f"{function} draws {what}: give at least one, got none")
+    return items
+
+
+def named(items: object, function: str, what: str) -> dict:
+    """Return the named things a figure draws ({name: thing}, any mapping: a dict, a torch ModuleDict) as a dict,
+    or raise saying what to give."""
+    if isinstance(items, str | bytes) or not callable(getattr(items, "items", None)):
+        raise TypeError(f"{function} draws {what}, given as {{name: ...}}: got a {type(items).__name__}")
+    items = dict(items.items())
+    if not items:
+        raise ValueError(f"{function} draws {what}: give at least one, got none")
+    return items
 
 
 def refuse_conditional(model: object, function: str, instead: str) -> None:
@@ -257,9 +272,17 @@ def plot_reconstructions(
         )
     shape = tuple(np.shape(originals))
     if len(shape) not in (3, 4) or shape[0] == 0:
+        if len(shape) in (3, 4):
+            advice = "no image: give at least one"
+        elif shape == (IMAGE_SIZE, IMAGE_SIZE):
+            advice = "one image: pass image.unsqueeze(0)"
+        elif len(shape) == 2 and shape[1] == IMAGE_SIZE * IMAGE_SIZE:
+            advice = "flattened rows: pass images.view(-1, 1, 28, 28)"
+        else:
+            advice = "give the images as they come from the dataset or the model"
         raise ValueError(
             f"plot_reconstructions takes a batch of one original or more, N x 28 x 28 (or N x 1 x 28 x 28), got shape "
-            f"{shape}: for one image pass image.unsqueeze(0)"
+            f"{shape}: {advice}"
         )
     rows = {first_row: originals, **reconstructions}
     columns = len(originals)
@@ -286,7 +309,7 @@ def plot_reconstructions(
 def _test_label(epochs: Sequence) -> str:
     """Return the legend of the per-epoch test figures: how many test images they cover, read from every record
     (a record without a count, of an earlier version, covers every test image)."""
-    return f"test ({covered_test_images(epochs)})"
+    return textwrap.fill(f"test ({covered_test_images(epochs)})", 36)  # a legend no wider than its panel
 
 
 def covered_test_images(epochs: Sequence) -> str:
@@ -348,19 +371,12 @@ def plot_metrics(history: History, title: str = "training metrics", likelihood: 
         axis.set(xlabel="epoch", ylabel=label, title=label)
         if name != "kl" and epochs:  # the axis shows the end of the run, where the curves are close
             low = min(getattr(r, f"test_{name}") for r in epochs)
-            axis.set_ylim(low * 0.95, low * 1.6)
             shown = [getattr(r, f"train_{name}") for r in steps] + [getattr(r, f"test_{name}") for r in epochs]
+            bottom = min([low, *(value for value in shown if math.isfinite(value))])  # the train curve ends below
+            axis.set_ylim(bottom * 0.95, low * 1.6)
             above = sum(value > low * 1.6 for value in shown)
-            if above:
-                axis.annotate(
-                    f"{above} of {len(shown)} points above the axis, which ends at 1.6 x the best",
-                    (0.98, 0.97),
-                    xycoords="axes fraction",
-                    ha="right",
-                    va="top",
-                    fontsize=7,
-                    color="0.35",
-                )
+            if above:  # said under the axis, where no legend or curve covers it
+                axis.set_xlabel(f"epoch\n({above} of {len(shown)} points lie above the axis)")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(title)
@@ -461,7 +477,7 @@ def plot_per_class_error(
     errors: dict[str, torch.Tensor | np.ndarray], class_names: Sequence[str], likelihood: str = "gaussian"
 ) -> Figure:
     """Return grouped bars: each model's mean reconstruction error for each class."""
-    require_some(errors, "plot_per_class_error", "each model's error per class, {name: errors}")
+    errors = named(errors, "plot_per_class_error", "each model's error per class")
     errors = {name: as_array(values) for name, values in errors.items()}
     uneven = {name: values.shape for name, values in errors.items() if values.shape != (len(class_names),)}
     if uneven:
@@ -609,7 +625,7 @@ def plot_rate_distortion(points: Sequence) -> Figure:
 
     `points` are sweep.SweepPoint-like: latent_dim, alpha, test_recon, test_kl.
     """
-    require_some(points, "plot_rate_distortion", "sweep points (load_sweep())")
+    points = listed(points, "plot_rate_distortion", "sweep points (load_sweep())")
     figure, axis = plt.subplots(figsize=(7.5, 4.6))
     markers = "osD^v"
     for index, latent_dim in enumerate(sorted({point.latent_dim for point in points})):
@@ -648,7 +664,7 @@ def plot_sweep_training(points: Sequence) -> Figure:
     `points` are sweep.SweepPoint-like: latent_dim, alpha, history. The records of the epochs before the last cover
     the run's first epoch_test_images test images (a line); the last epoch's covers every test image (a marker).
     """
-    require_some(points, "plot_sweep_training", "sweep points (load_sweep())")
+    points = listed(points, "plot_sweep_training", "sweep points (load_sweep())")
     latent_dims = sorted({point.latent_dim for point in points})
     figure, axes = plt.subplots(1, len(latent_dims), figsize=(6.2 * len(latent_dims), 4.2), squeeze=False)
     for axis, latent_dim in zip(axes[0], latent_dims, strict=True):
@@ -709,7 +725,7 @@ def plot_samples_and_scatter(
 def plot_kl_per_dimension_by_weight(points: Sequence) -> Figure:
     """Return grouped bars of each latent dimension's KL (nats) for every KL weight, with its active units (counted
     by active_dimensions at its default threshold, as load_sweep counts them)."""
-    require_some(points, "plot_kl_per_dimension_by_weight", "sweep points of one latent size")
+    points = listed(points, "plot_kl_per_dimension_by_weight", "sweep points of one latent size")
     sizes = sorted({point.kl_per_dimension.numel() for point in points})
     if len(sizes) > 1:
         raise ValueError(
@@ -744,15 +760,14 @@ def plot_kl_per_dimension_by_weight(points: Sequence) -> Figure:
 
 def plot_log_likelihood_bounds(bounds: dict[str, dict[int, float]]) -> Figure:
     """Return the importance-sampled bound on log p(x) against the number of samples k, one line per model."""
-    if (
-        not isinstance(bounds, Mapping)
-        or not bounds
-        or not all(isinstance(by_count, Mapping) for by_count in bounds.values())
-    ):
-        raise ValueError(
-            "plot_log_likelihood_bounds takes {model name: {samples k: bound}}, at least one model, e.g. "
-            f"{{'Bernoulli VAE': {{1: -86.9, 5000: -85.3}}}}: got {type(bounds).__name__}"
-        )
+    example = "e.g. {'Bernoulli VAE': {1: -86.9, 5000: -85.3}}"
+    bounds = named(bounds, "plot_log_likelihood_bounds", f"one line per model of {{samples k: bound}}, {example}")
+    for name, by_count in bounds.items():
+        if not callable(getattr(by_count, "items", None)):
+            raise TypeError(
+                f"the bounds of {name!r} are a {type(by_count).__name__}: give them as {{samples k: bound}} "
+                "(log_likelihood_bounds' dict), so the line knows each bound's k"
+            )
     figure, axis = plt.subplots(figsize=(6.5, 3.8))
     for index, (name, by_count) in enumerate(bounds.items()):
         counts = sorted(by_count)
@@ -812,7 +827,7 @@ def plot_latent_space_comparison(
 ) -> Figure:
     """Return one scatter per model of the test images' latent means coloured by class, each titled with how often
     an image's nearest neighbours in that space share its class (a conditional model's need not keep the class)."""
-    require_some(models, "plot_latent_space_comparison", "one scatter per model, {name: model}")
+    models = named(models, "plot_latent_space_comparison", "one scatter per model")
     subset = test_data.subset(min(scatter_images, len(test_data)))
     labels = subset.labels
     figure, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5), squeeze=False)
@@ -881,7 +896,9 @@ def plot_class_grid(model: ConditionalVAE, latents: torch.Tensor, class_names: S
 def plot_rewrites(model: ConditionalVAE, images: ImageDataset | Batch, class_names: Sequence[str]) -> Figure:
     """Return labelled images (left) rewritten in every class: each encoded with its own label, its latent mean
     decoded with each label."""
-    if not isinstance(images, ImageDataset | Batch):
+    if isinstance(images, tuple) and len(images) == 2:
+        images = Batch(*images)  # (images, labels)
+    if not (hasattr(images, "images") and hasattr(images, "labels")):
         raise TypeError(
             f"plot_rewrites takes images with their labels, test_data.subset(6) or Batch(images, labels), got "
             f"{type(images).__name__}"
