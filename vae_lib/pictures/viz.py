@@ -376,7 +376,9 @@ def plot_metrics(history: History, title: str = "training metrics", likelihood: 
             axis.set_ylim(bottom * 0.95, low * 1.6)
             above = sum(value > low * 1.6 for value in shown)
             if above:  # said under the axis, where no legend or curve covers it
-                axis.set_xlabel(f"epoch\n({above} of {len(shown)} points lie above the axis)")
+                axis.set_xlabel(
+                    f"epoch\n({above} of {len(shown)} points {'lies' if above == 1 else 'lie'} above the axis)"
+                )
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     figure.suptitle(title)
