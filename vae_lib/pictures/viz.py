@@ -373,8 +373,9 @@ def plot_metrics(history: History, title: str = "training metrics", likelihood: 
             low = min(getattr(r, f"test_{name}") for r in epochs)
             shown = [getattr(r, f"train_{name}") for r in steps] + [getattr(r, f"test_{name}") for r in epochs]
             bottom = min([low, *(value for value in shown if math.isfinite(value))])  # the train curve ends below
-            axis.set_ylim(bottom * 0.95, low * 1.6)
-            above = sum(value > low * 1.6 for value in shown)
+            top = low * 1.6
+            axis.set_ylim(bottom * 0.95, top)
+            above = sum(value > top for value in shown)
             if above:  # said under the axis, where no legend or curve covers it
                 axis.set_xlabel(
                     f"epoch\n({above} of {len(shown)} points {'lies' if above == 1 else 'lie'} above the axis)"
@@ -561,7 +562,7 @@ class LiveTrainingPlot(TrainingHook):
             )
         if not is_whole_number(every, 1):
             raise ValueError(f"every is how many steps between redraws, a whole number >= 1: got {every!r}")
-        self.images, self.every = images, every
+        self.images, self.pixels, self.every = images, pixels, every  # pixels: the images alone, to draw
         self.figure = plt.figure(figsize=(12, 3.4))
         grid = self.figure.add_gridspec(2, 2, width_ratios=[1.2, 1.6])
         self.loss_axis = self.figure.add_subplot(grid[:, 0])
@@ -594,8 +595,7 @@ class LiveTrainingPlot(TrainingHook):
             title=f"epoch {trainer.step / trainer.steps_per_epoch:.2f}, step {trainer.step}",
         )
         axis.grid(alpha=0.3)
-        shown = self.images.images if isinstance(self.images, ImageDataset | Batch) else self.images
-        originals = to_pixels(shown)
+        originals = to_pixels(self.pixels)
         reconstructions = to_pixels(reconstruct(trainer.evaluated_model, self.images))
         for image_axis, pixels, name in (
             (self.original_axis, originals, "test images"),
