@@ -268,10 +268,10 @@ RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in
 # 0.0742 and 0.0760 in every run; higher learning rates (with a warm-up, or a bound on the posterior's variance),
 # batch 32, clipping, a KL warm-up, Adam's beta1 = 0.8 or beta2 = 0.99, a small initial posterior variance, a decay to
 # 0, a constant rate with a linear cooldown, a longer weight average, wider or narrower layers, a nonlinear map from z
-# to the decoder, a warm-up of the sampling noise and schedule-free Adam did no better in that time (the README's
-# Speed section has the race and the figures). Muon for the convolution kernels ended 0.0008 short at best. Stretched
-# over 20 epochs (--epochs 20: 5.5-6.7 minutes on the fastest 2-core CPU measured) it ended within 0.0004 of the
-# target in seven runs of eight and reached it in three.
+# to the decoder, a warm-up of the sampling noise, schedule-free Adam and no batch norm (17 faster epochs) did no
+# better in that time (the README's Speed section has the race and the figures). Muon for the convolution kernels
+# ended 0.0008 short at best. Stretched over 20 epochs (--epochs 20: 5.5-6.7 minutes on the fastest 2-core CPU
+# measured) it ended within 0.0004 of the target in seven runs of eight and reached it in three.
 RECIPES["2d-lab"] = replace(RECIPES["2d-fast"], epochs=13, keep_epochs=())
 # The conditional 2-D model of notebook 08 (outputs/checkpoints/cvae_2d.pt): the -fast recipe, given the labels,
 # over 20 epochs (the class no longer has to be stored in z, so it needs fewer).
