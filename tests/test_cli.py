@@ -1,6 +1,8 @@
 import errno
 import math
 import os
+import re
+import shlex
 import subprocess
 import sys
 from dataclasses import replace
@@ -46,6 +48,40 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
         if action.option_strings and not action.help
     ]
     assert len(commands) >= 9 and not silent, f"options without a help text: {silent}"
+
+
+def readme_code_lines() -> list[str]:
+    """Return the lines of the README's code blocks (fenced, or indented by four spaces after a blank line), a line
+    continued with a backslash joined to the next."""
+    readme = (REPO_ROOT / "README.md").read_text().replace("\\\n", " ")
+    fenced = re.findall(r"^```[a-z]*\n(.*?)^```", readme, flags=re.M | re.S)
+    indented = re.findall(r"(?<=\n\n)((?: {4}.*\n)+)", readme)
+    return "\n".join(fenced + indented).splitlines()
+
+
+def test_every_command_the_readme_shows_is_one_the_parser_and_the_makefile_take() -> None:
+    """A renamed option or make target would leave the README's commands failing for whoever copies them."""
+    commands, targets = [], []
+    for line in readme_code_lines():
+        for command in line.split("#")[0].split("&&"):
+            words = command.split()
+            if words[:1] == [".venv/bin/python"]:
+                words[0] = "python"
+            if words[:3] == ["python", "-m", "vae_lib"] and "--help" not in words:
+                commands.append(shlex.split(" ".join(words[3:])))
+            elif words[:1] == ["make"]:
+                targets += [word for word in words[1:] if "=" not in word]
+    refused = []
+    for arguments in commands:
+        try:
+            build_parser().parse_args(arguments)
+        except SystemExit:
+            refused.append(" ".join(arguments))
+    makefile_targets = set(re.findall(r"^([a-z-]+):", (REPO_ROOT / "Makefile").read_text(), flags=re.M))
+    unknown = sorted(set(targets) - makefile_targets)
+    assert len(commands) >= 12 and len(targets) >= 6, (commands, targets)
+    assert not refused, f"README commands the parser refuses: {refused}"
+    assert not unknown, f"make targets the README names and the Makefile lacks: {unknown}"
 
 
 def test_one_epoch_cli_run_writes_a_checkpoint_load_model_reads(tmp_path: Path, capsys) -> None:
