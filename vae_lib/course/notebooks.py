@@ -53,13 +53,13 @@ SMOKE_SETTINGS = {
     "step_test_images": 200,
     "keep_epochs": (),
 }
-# Default: a short live run (600 steps on a third of MNIST, a few minutes on a laptop CPU): long enough to
-# watch the curves fall and the latent space form; the notebooks then go on with the shipped model. It trains
-# in bf16 where the CPU computes it natively (about 1.5x faster), in fp32 elsewhere. Each step's gradient is
-# clipped to norm 1: it is 0.2-0.5 in most steps, but a few of the first hundred reach 3-4, and at the full
-# learning rate such a step can send the log-variances far down, the KL to hundreds of nats, and leave the short
-# run with a KL it never sheds (the 8-D run on a 2-core Xeon, model 167: test KL 36 nats and total 0.0905
-# unclipped, 15.7 and 0.0679 clipped; the README's "The live runs clip the gradient" has the seeds measured).
+# Default: a short live run (600 steps on a third of MNIST, a few minutes on a laptop CPU): long enough to watch the
+# curves fall and the latent space form; the notebooks then go on with the shipped model. It trains in bf16 where
+# the CPU computes it natively (about 1.5x faster), in fp32 elsewhere. Each step's gradient is clipped to norm 1: it
+# is 0.2-0.5 in most steps, but a few of the first hundred reach 3-4 (8-D) or 2,700 (2-D), and at the full learning
+# rate such a step can send the log-variances far down, the KL to hundreds of nats, and leave the short run with a
+# KL it never sheds (the 8-D run on a 2-core Xeon, model 167: test KL 36 nats and total 0.0905 unclipped, 15.7 and
+# 0.0679 clipped; the README's "The live runs clip the gradient" has the seeds measured).
 LIVE_SETTINGS = {
     "train_subset": 19200,
     "epochs": 2,
