@@ -289,8 +289,9 @@ class SnapshotRecorder(TrainingHook):
     ) -> None:
         counts = {"every": (every, 1), "scatter_images": (scatter_images, 1), "grid_size": (grid_size, 2)}
         counts |= {"reconstruction_count": (reconstruction_count, 0), "grid_class": (grid_class, 0)}
+        given = {name: whole_number(value) for name, (value, _) in counts.items()}  # each as an int, or None
         for name, (value, least) in counts.items():
-            if whole_number(value) is None or value < least:
+            if given[name] is None or given[name] < least:
                 raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
         limit = real_number(grid_limit)
         if limit is None or not 0 < limit < math.inf:
@@ -300,17 +301,17 @@ class SnapshotRecorder(TrainingHook):
             raise ValueError(
                 f"grid_dims names the two latent dimensions the grid varies, e.g. (0, 1): got {grid_dims!r}"
             )
-        if not all(whole_number(dim) is not None and dim >= 0 for dim in dims):
+        dims = tuple(whole_number(dim) for dim in dims)
+        if None in dims or min(dims) < 0:
             raise ValueError(f"grid_dims are latent dimensions, whole numbers from 0: got {grid_dims!r}")
-        dims = (whole_number(dims[0]), whole_number(dims[1]))
         if dims[0] == dims[1]:
             raise ValueError(f"a grid varies two different dimensions, got {dims}: give two, e.g. (0, 1)")
         self.run_folder = RunFolder(run_dir)
-        self.images = test_data.images[: int(scatter_images)]
-        self.labels = test_data.labels[: int(scatter_images)]
-        self.every = int(every)
-        self.grid_size, self.grid_limit, self.grid_dims = int(grid_size), limit, dims
-        self.reconstruction_count, self.grid_class = int(reconstruction_count), int(grid_class)
+        self.images = test_data.images[: given["scatter_images"]]
+        self.labels = test_data.labels[: given["scatter_images"]]
+        self.every = given["every"]
+        self.grid_size, self.grid_limit, self.grid_dims = given["grid_size"], limit, dims
+        self.reconstruction_count, self.grid_class = given["reconstruction_count"], given["grid_class"]
 
     def record(self, trainer: Trainer) -> None:
         """Take and save a snapshot of the trainer now."""
