@@ -267,8 +267,8 @@ RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in
 # 2-core Intel Xeons, 407 s on an AMD EPYC), each step's gradient clipped to norm 1. The clip narrows the seeds'
 # spread: the norm is 0.3-0.4 in most steps, but a few of the first 150 are far larger (seed 0: 43.8 at the third
 # step, 9 of the first epoch's 937 steps above 1, none after step 150), and one such step can leave the run behind for
-# good; 13 epochs ended at 0.07398, 0.07386 and 0.07404 for seeds 0-2 clipped, 0.07594, 0.07422 and 0.07437 unclipped
-# (one thread each, a model-167 Xeon; seed 0 at two threads, the train command: 0.07458). It ends short of the
+# good; 13 epochs ended at 0.07382-0.07409 for seeds 0-4 clipped, 0.07422-0.07978 unclipped (one thread each,
+# model-167 Xeons; seed 0 at two threads, the train command and a race against 2d-fast: 0.07458). It ends short of the
 # reference's best (0.0732). Unclipped, higher learning rates (with a warm-up, or a bound on the posterior's
 # variance), batch 32, clipping at 5, a KL warm-up, Adam's beta1 = 0.8 or beta2 = 0.99, a small initial posterior
 # variance, a decay to 0, a constant rate with a linear cooldown, a longer weight average, wider or narrower layers, a
