@@ -265,19 +265,11 @@ FAST_SETTINGS = {"precision": "auto", "epoch_test_images": 2000, "ema_decay": 0.
 RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in list(RECIPES.items())}
 # Five minutes of training for a lab: the -fast recipe with its cosine schedule decaying over 13 epochs (213-335 s on
 # 2-core Intel Xeons, 407 s on an AMD EPYC), each step's gradient clipped to norm 1. The clip narrows the seeds' spread:
-# the norm is 0.3-0.4 in most steps, but a few of the first 150 are far larger (seed 0: 43.8 at the third step, 9 of the
-# first epoch's 937 steps above 1, none after step 150), and one such step can leave the run behind for good; 13 epochs
-# ended at 0.07382-0.07409 for seeds 0-4 clipped, 0.07422-0.07978 unclipped (one thread each, model-167 Xeons; seed 0 at
-# two threads, the train command and a race against 2d-fast: 0.07458). It ends short of the reference's best (0.0732).
-# Higher learning rates (clipped, 3e-3 and 4e-3, the latter also with a bound on the posterior's variance; unclipped,
-# with a warm-up or that bound) and, unclipped, batch 32, clipping at 5, a KL warm-up, Adam's beta1 = 0.8 or beta2 =
-# 0.99, a small initial posterior variance, a decay to 0, a constant rate with a linear cooldown, a longer weight
-# average, wider or narrower layers, a nonlinear map from z to the decoder, a warm-up of the sampling noise,
-# schedule-free Adam and no batch norm (17 faster epochs) did no better in that time (the README's Speed section has the
-# race and the figures), Muon for the convolution kernels ended 0.0008 short at best, and stretched over 20 epochs
-# (--epochs 20: 5.5-6.7 minutes on the fastest 2-core CPU measured) the recipe unclipped ended within 0.0004 of the
-# target in seven runs of eight and reached it in three, clipped at 0.07353-0.07394 (four seeds): over 20 epochs the
-# runs recover from the early spikes, and the end is the path's.
+# the norm is 0.3-0.4 in most steps, but a few of the first 150 are far larger (up to 43.8), and one such step can leave
+# a 13-epoch run behind for good (0.07382-0.07409 over five seeds clipped, 0.07422-0.07978 unclipped). It ends short of
+# the reference's best (0.0732); the README's Speed section ("Five minutes: --recipe 2d-lab") has the races, the ideas
+# tried for that budget and what the target takes (20 epochs reached it in three unclipped runs of four, in none of four
+# clipped).
 RECIPES["2d-lab"] = replace(RECIPES["2d-fast"], epochs=13, keep_epochs=(), max_grad_norm=1.0)
 # The conditional 2-D model of notebook 08 (outputs/checkpoints/cvae_2d.pt): the -fast recipe, given the labels,
 # over 20 epochs (the class no longer has to be stored in z, so it needs fewer).
