@@ -715,7 +715,9 @@ def test_more_benchmark_steps_than_an_epoch_holds_are_refused_not_cut_short() ->
     assert lines == []
 
 
-@pytest.mark.parametrize("command", [["benchmark", "--steps"], ["benchmark", "--threads"], ["train", "--epochs"]])
+@pytest.mark.parametrize(
+    "command", [["benchmark", "--steps"], ["benchmark", "--threads"], ["train", "--epochs"], ["train", "--threads"]]
+)
 def test_a_count_that_is_not_a_whole_number_is_named_as_such(capsys, command: list[str]) -> None:
     with pytest.raises(SystemExit):
         main([*command, "1.5"])
@@ -726,7 +728,10 @@ def test_train_counts_one_epoch_in_the_singular(tmp_path, capsys) -> None:
     # "for 1 epochs" and "already has 1 epochs" before
     run = ["train", "--epochs", "1", "--precision", "fp32", "--out", str(tmp_path / "run"), *SMALL, *NARROW]
     assert main(run) == 0
-    assert " for 1 epoch on cpu in fp32 " in capsys.readouterr().out
+    threads = torch.get_num_threads()
+    assert f" for 1 epoch on cpu with {threads} thread{'' if threads == 1 else 's'} (--threads) in fp32 " in (
+        capsys.readouterr().out
+    )
     assert main(run) == 0
     assert capsys.readouterr().out.rstrip().endswith("already has 1 epoch (asked for 1); nothing to do")
 
@@ -803,3 +808,36 @@ def test_a_kept_epoch_beyond_the_run_s_epochs_is_warned_of(tmp_path, capsys) -> 
     recipe = tmp_path / "recipe"
     assert main(["train", "--recipe", "2d", "--epochs", "1", "--out", str(recipe), "--device", "cpu", *SMALL]) == 0
     assert "warning" not in capsys.readouterr().out  # the recipe's own keep_epochs (1, 20, 40) were not asked for
+
+
+@pytest.fixture
+def two_threads():
+    """torch at 2 CPU threads for the test, its own count put back after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_train_threads_sets_the_count_for_the_run_and_puts_it_back(tmp_path, capsys, two_threads) -> None:
+    # two trainings at once on 2 cores, each at a thread a core, ran 7-9x slower than one alone: --threads 1
+    run = ["train", "--epochs", "1", "--precision", "fp32", "--out", str(tmp_path / "run"), *SMALL, *NARROW]
+    assert main([*run, "--threads", "1"]) == 0
+    assert " on cpu with 1 thread (--threads) in fp32 " in capsys.readouterr().out
+    assert torch.get_num_threads() == 2  # `%run -m vae_lib train --threads 1` leaves a notebook kernel's count alone
+    assert main([*run, "--epochs", "2"]) == 0
+    assert " on cpu with 2 threads (--threads) in fp32 " in capsys.readouterr().out
+
+
+def test_train_threads_are_put_back_after_a_refused_run(tmp_path, capsys, two_threads) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    assert main(["train", "--threads", "1", "--epochs", "1", "--out", str(notes), *SMALL, *NARROW]) == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err
+    assert torch.get_num_threads() == 2 and notes.read_text() == "keep me"
+
+
+def test_threads_below_one_are_refused(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--threads", "0"])
+    assert "argument --threads: must be a positive integer, got 0" in capsys.readouterr().err

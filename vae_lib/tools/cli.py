@@ -40,6 +40,12 @@ from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 BOUND_SAMPLE_COUNTS = (1, 10, 100, 1000, 5000)
 # Every command that computes takes --device.
 DEVICE_HELP = "cuda, mps or cpu (default: the fastest available)"
+# Two trainings at once on a 2-core CPU, each at torch's default of a thread a core, ran each epoch 7-9x slower
+# than one alone; at one thread each, about 1.6x (the README's lab section).
+THREADS_HELP = (
+    "CPU threads torch uses (default: its own, one a core); give 1 to each of two commands that train at once on a "
+    "2-core machine"
+)
 
 
 class CommandInterrupted(KeyboardInterrupt):
@@ -54,6 +60,19 @@ def say(line: str) -> None:
 def _counted(count: int, noun: str) -> str:
     """Return '1 epoch', '2 epochs': a count with its noun, plural unless the count is one."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+@contextlib.contextmanager
+def _cpu_threads(count: int | None) -> typing.Iterator[None]:
+    """Run the block with torch at `count` CPU threads (None: as it is), then put the count back, so that
+    `%run -m vae_lib train --threads 1` in a notebook leaves the kernel's own count as it was."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
@@ -169,10 +188,17 @@ def _train(args: argparse.Namespace) -> None:
     kind = "conditional VAE" if config.conditional else "VAE"
     print(
         f"training a {config.latent_dim}-D {kind} on {config.dataset} for {_counted(remaining, 'epoch')} on "
-        f"{trainer.device} "
+        f"{trainer.device}{_threads_note(trainer.device)} "
         f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
     trainer.finish()
+
+
+def _threads_note(device: torch.device) -> str:
+    """' with N threads (--threads)' on the CPU, where the thread count sets the speed; '' elsewhere."""
+    if device.type != "cpu":
+        return ""
+    return f" with {_counted(torch.get_num_threads(), 'thread')} (--threads)"
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -391,8 +417,6 @@ def _benchmark(args: argparse.Namespace) -> None:
         time_to_quality,
     )
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.profile:
         profile_epoch(say, recipe=args.profile, device=args.device)
         return
@@ -432,6 +456,7 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help=DEVICE_HELP)
+    train.add_argument("--threads", type=_integer_at_least(1), help=THREADS_HELP)
     snapshots = "record latent-space snapshots every STEPS steps and at each epoch end, for videos"
     train.add_argument("--snapshot-every", type=_integer_at_least(0), default=0, metavar="STEPS", help=snapshots)
     add_config_options(train)
@@ -531,7 +556,7 @@ def _add_measuring_commands(commands: argparse._SubParsersAction) -> None:
         "--steps", type=_integer_at_least(1), help="training steps the speed benchmark times (default: 400)"
     )
     benchmark.add_argument("--device", help=DEVICE_HELP)
-    benchmark.add_argument("--threads", type=_integer_at_least(1), help="CPU threads torch uses (default: its own)")
+    benchmark.add_argument("--threads", type=_integer_at_least(1), help=THREADS_HELP)
     kind = benchmark.add_mutually_exclusive_group()
     kind.add_argument(
         "--time-to-quality",
@@ -603,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "check_options"):
         args.check_options(args)
     try:
-        args.run(args)
+        with _cpu_threads(getattr(args, "threads", None)):
+            args.run(args)
     except BrokenPipeError:  # the reader of the output went away (`... | head`): stopped, not failed on bad input
         with contextlib.suppress(OSError, ValueError):  # (a stdout without a file descriptor has nothing to flush)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
