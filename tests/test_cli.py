@@ -811,30 +811,52 @@ def test_a_kept_epoch_beyond_the_run_s_epochs_is_warned_of(tmp_path, capsys) -> 
 
 
 @pytest.fixture
-def two_threads():
-    """torch at 2 CPU threads for the test, its own count put back after it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def three_threads():
+    """torch at 3 CPU threads for the test (neither the autouse 2 nor a default of these 2-core machines)."""
+    torch.set_num_threads(3)
 
 
-def test_train_threads_sets_the_count_for_the_run_and_puts_it_back(tmp_path, capsys, two_threads) -> None:
-    # two trainings at once on 2 cores, each at a thread a core, ran 7-9x slower than one alone: --threads 1
+def test_train_threads_sets_the_count_for_the_run_and_puts_it_back(tmp_path, capsys, three_threads) -> None:
+    # two trainings at once on 2 cores, each at two threads, ran 7-9x slower than one alone: --threads 1
     run = ["train", "--epochs", "1", "--precision", "fp32", "--out", str(tmp_path / "run"), *SMALL, *NARROW]
     assert main([*run, "--threads", "1"]) == 0
     assert " on cpu with 1 thread (--threads) in fp32 " in capsys.readouterr().out
-    assert torch.get_num_threads() == 2  # `%run -m vae_lib train --threads 1` leaves a notebook kernel's count alone
+    assert torch.get_num_threads() == 3  # `%run -m vae_lib train --threads 1` leaves a notebook kernel's count alone
     assert main([*run, "--epochs", "2"]) == 0
-    assert " on cpu with 2 threads (--threads) in fp32 " in capsys.readouterr().out
+    assert " on cpu with 3 threads (--threads) in fp32 " in capsys.readouterr().out
 
 
-def test_train_threads_are_put_back_after_a_refused_run(tmp_path, capsys, two_threads) -> None:
+def test_train_threads_are_put_back_after_a_refused_run(tmp_path, capsys, three_threads) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("keep me")
     assert main(["train", "--threads", "1", "--epochs", "1", "--out", str(notes), *SMALL, *NARROW]) == 2
     assert "is a file, not a run folder" in capsys.readouterr().err
-    assert torch.get_num_threads() == 2 and notes.read_text() == "keep me"
+    assert torch.get_num_threads() == 3 and notes.read_text() == "keep me"
+
+
+def test_benchmark_threads_apply_while_it_runs(monkeypatch, capsys, three_threads) -> None:
+    from vae_lib.tools import benchmark
+
+    seen = []
+    monkeypatch.setattr(benchmark, "run_benchmark", lambda report, **options: seen.append(torch.get_num_threads()))
+    assert main(["benchmark", "--threads", "1", "--steps", "3"]) == 0
+    assert seen == [1] and torch.get_num_threads() == 3
+
+
+def test_more_threads_than_cores_are_warned_of(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setattr(cli, "_usable_cores", lambda: 2)
+    run = ["train", "--epochs", "1", "--out", str(tmp_path / "run"), *SMALL, *NARROW]
+    assert main([*run, "--threads", "3"]) == 0
+    assert capsys.readouterr().err.startswith(
+        "warning: --threads 3 is more than the 2 cores this process may use: the threads beyond them wait on each "
+        "other, which slows a run down\n"
+    )
+    assert main([*run, "--epochs", "2", "--threads", "2"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_the_usable_cores_are_counted() -> None:
+    assert 1 <= cli._usable_cores() <= (os.cpu_count() or 1)
 
 
 def test_threads_below_one_are_refused(capsys) -> None:

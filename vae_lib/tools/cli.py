@@ -40,11 +40,11 @@ from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 BOUND_SAMPLE_COUNTS = (1, 10, 100, 1000, 5000)
 # Every command that computes takes --device.
 DEVICE_HELP = "cuda, mps or cpu (default: the fastest available)"
-# Two trainings at once on a 2-core CPU, each at torch's default of a thread a core, ran each epoch 7-9x slower
-# than one alone; at one thread each, about 1.6x (the README's lab section).
-THREADS_HELP = (
-    "CPU threads torch uses (default: its own, one a core); give 1 to each of two commands that train at once on a "
-    "2-core machine"
+THREADS_HELP = "CPU threads torch uses (default: torch's own, OMP_NUM_THREADS if set, else usually one a core)"
+# Two trainings at once on a 2-core CPU, each at torch's default of two threads there, ran each epoch 7-9x slower than
+# one alone; at one thread each, about 1.6x, on the same machine (the README's lab section).
+TRAIN_THREADS_HELP = (
+    f"{THREADS_HELP}; the start line names it. Give 1 to each of two commands that train at once on a 2-core machine"
 )
 
 
@@ -68,11 +68,25 @@ def _cpu_threads(count: int | None) -> typing.Iterator[None]:
     `%run -m vae_lib train --threads 1` in a notebook leaves the kernel's own count as it was."""
     before = torch.get_num_threads()
     if count:
+        cores = _usable_cores()
+        if count > cores:
+            print(
+                f"warning: --threads {count} is more than the {_counted(cores, 'core')} this process may use: the "
+                "threads beyond them wait on each other, which slows a run down",
+                file=sys.stderr,
+            )
         torch.set_num_threads(count)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it, else every core)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _integer_at_least(minimum: int) -> typing.Callable[[str], int]:
@@ -456,7 +470,7 @@ def _add_training_commands(commands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--out", help="run folder (default outputs/runs/<recipe> or outputs/runs/<latent-dim>d)")
     train.add_argument("--device", help=DEVICE_HELP)
-    train.add_argument("--threads", type=_integer_at_least(1), help=THREADS_HELP)
+    train.add_argument("--threads", type=_integer_at_least(1), help=TRAIN_THREADS_HELP)
     snapshots = "record latent-space snapshots every STEPS steps and at each epoch end, for videos"
     train.add_argument("--snapshot-every", type=_integer_at_least(0), default=0, metavar="STEPS", help=snapshots)
     add_config_options(train)
