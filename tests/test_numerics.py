@@ -13,7 +13,7 @@ from vae_lib import TrainConfig, Trainer, evaluate, open_run, train_step
 from vae_lib.core.checkpoint import read_checkpoint
 from vae_lib.core.config import RECIPES
 from vae_lib.core.data import to_model_input
-from vae_lib.core.device import autocast_dtype, cpu_flags, has_native_bf16
+from vae_lib.core.device import autocast_dtype, cpu_flags, has_native_bf16, torch_threads
 from vae_lib.core.history import History
 from vae_lib.tools.benchmark import full_test_recon, time_to_quality
 from vae_lib.tools.cli import build_parser, config_from_args, main
@@ -301,3 +301,15 @@ def test_the_reference_comparison_needs_a_clone_of_the_reference_and_says_so_bef
         "(github.com/Ganesh2609/VariationalAutoencoder) there"
     )
     assert "seconds per epoch" not in captured.out
+
+
+def test_torch_threads_holds_a_count_for_a_block_and_puts_it_back() -> None:
+    torch.set_num_threads(3)  # no default of these machines: a restore to one would fail here
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 3
+    with pytest.raises(RuntimeError, match="inside"), torch_threads(1):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == 3
+    with torch_threads(None):
+        assert torch.get_num_threads() == 3

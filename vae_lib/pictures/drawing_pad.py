@@ -9,8 +9,6 @@ updates every view from them (`DrawingExplorer.update`, which a test can call wi
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import anywidget
@@ -22,6 +20,7 @@ import traitlets
 from vae_lib.core.conditional import decode_as_every_class, likeliest_classes
 from vae_lib.core.data import Batch, ImageDataset, check_image_dataset
 from vae_lib.core.datasets import legend_title
+from vae_lib.core.device import torch_threads
 from vae_lib.core.drawing import LINE_WIDTH, PAD_SIZE, drawing_to_image, drawing_warning
 from vae_lib.core.evaluate import encode_means
 from vae_lib.core.latent import LatentProjection, decode_latents
@@ -121,21 +120,6 @@ PAD_STYLE = """
 def _bytes_from_json(value: object, widget: object) -> bytes:
     """Return the bytes the browser sent (a memoryview of a binary buffer) as bytes."""
     return b"" if value is None else bytes(value)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run a block with torch on one CPU thread, then restore its thread count.
-
-    One drawing is too little work to share out: with two threads on two cores that a training run also uses, each
-    layer waits for a busy core (an update took 382 ms there, 28 ms on one thread).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _to_pad_shape(drawing: np.ndarray, size: int) -> str:
@@ -319,7 +303,9 @@ class DrawingExplorer:
 
     def update(self, drawing: np.ndarray | None = None) -> DrawingReading:
         """Redraw every view for a drawing (the pad's, unless one is given) and return what the models made of it."""
-        with _one_thread():
+        # One drawing is too little work to share out: with two threads on two cores that a training run also uses,
+        # each layer waits for a busy core (an update took 382 ms there, 28 ms on one thread).
+        with torch_threads(1):
             return self._update(self.pad.drawing if drawing is None else drawing)
 
     def _update(self, drawing: np.ndarray) -> DrawingReading:

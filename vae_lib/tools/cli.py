@@ -23,7 +23,7 @@ from vae_lib.core.checkpoint import config_of, load_model, read_checkpoint
 from vae_lib.core.config import MAX_FPS, MAX_SEED, RECIPES, SHIPPED_RECIPES, TrainConfig
 from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
-from vae_lib.core.device import numerics_name
+from vae_lib.core.device import numerics_name, torch_threads
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, refuse_file_in_the_way
 from vae_lib.core.hooks import EpochReporter, TrainingHook
@@ -64,22 +64,17 @@ def _counted(count: int, noun: str) -> str:
 
 @contextlib.contextmanager
 def _cpu_threads(count: int | None) -> typing.Iterator[None]:
-    """Run the block with torch at `count` CPU threads (None: as it is), then put the count back, so that
-    `%run -m vae_lib train --threads 1` in a notebook leaves the kernel's own count as it was."""
-    before = torch.get_num_threads()
-    if count:
-        cores = _usable_cores()
-        if count > cores:
-            print(
-                f"warning: --threads {count} is more than the {_counted(cores, 'core')} this process may use: the "
-                "threads beyond them wait on each other, which slows a run down",
-                file=sys.stderr,
-            )
-        torch.set_num_threads(count)
-    try:
+    """Run the command with torch at `--threads` CPU threads (None: as it is), warning of more than the usable cores;
+    the count is put back after it, so `%run -m vae_lib train --threads 1` in a notebook leaves the kernel's own."""
+    cores = _usable_cores()
+    if count and count > cores:
+        print(
+            f"warning: --threads {count} is more than the {_counted(cores, 'core')} this process may use: the threads "
+            "beyond them wait on each other, which slows a run down",
+            file=sys.stderr,
+        )
+    with torch_threads(count):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _usable_cores() -> int:
