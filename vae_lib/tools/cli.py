@@ -66,8 +66,7 @@ def _counted(count: int, noun: str) -> str:
 def _cpu_threads(count: int | None) -> typing.Iterator[None]:
     """Run the command with torch at `--threads` CPU threads (None: as it is), warning of more than the usable cores;
     the count is put back after it, so `%run -m vae_lib train --threads 1` in a notebook leaves the kernel's own."""
-    cores = _usable_cores()
-    if count and count > cores:
+    if count and count > (cores := _usable_cores()):
         print(
             f"warning: --threads {count} is more than the {_counted(cores, 'core')} this process may use: the threads "
             "beyond them wait on each other, which slows a run down",
