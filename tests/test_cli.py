@@ -628,6 +628,44 @@ def test_a_timed_command_that_fails_is_an_error_naming_its_last_line(tmp_path: P
     assert str(failure.value) == (f"{sys.executable} -c <script> argument failed (exit status 1): the data is missing")
 
 
+def test_the_commands_timed_against_the_reference_run_at_this_process_thread_count(tmp_path: Path, monkeypatch) -> None:
+    """benchmark --threads N --reference times the reference's epoch and both train commands at N threads."""
+    from vae_lib.core.device import torch_threads
+    from vae_lib.tools import benchmark
+
+    clone, recorded = tmp_path / "clone", tmp_path / "reference_threads"
+    clone.mkdir()  # a stand-in for the reference's trainer: it records its torch thread count and trains nothing
+    (clone / "trainer.py").write_text(
+        "import pathlib, torch\n"
+        "class ModularTrainer:\n"
+        "    def __init__(self, **settings): pass\n"
+        f"    def train(self): pathlib.Path({str(recorded)!r}).write_text(str(torch.get_num_threads()))\n"
+    )
+    (clone / "utils.py").write_text(
+        "import torch\n"
+        "class VAELoss:\n"
+        "    def __init__(self, alpha): pass\n"
+        "class VariationalAutoencoder(torch.nn.Linear):\n"
+        "    def __init__(self, latent_dim): super().__init__(1, latent_dim)\n"
+    )
+    timed = benchmark.timed_command
+    train_threads: list[str] = []
+
+    def timed_command(command: list[str], cwd: Path) -> float:
+        if "vae_lib" in command:  # a train command: its --threads, without training
+            train_threads.append(command[command.index("--threads") + 1])
+            return 20.0
+        return timed(command, cwd)
+
+    monkeypatch.setattr(benchmark, "check_reference", lambda reference: None)
+    monkeypatch.setattr(benchmark, "matmul_gflops", lambda repeats, dtype: 1000.0)
+    monkeypatch.setattr(benchmark, "timed_command", timed_command)
+    with torch_threads(3):  # no default of these 2-core machines
+        benchmark.compare_with_reference(clone, lambda line: None, rounds=1)
+    assert recorded.read_text() == "3"
+    assert train_threads == ["3", "3"]
+
+
 def test_a_seed_torch_cannot_take_is_refused_by_the_parser(capsys, untrained_checkpoint: Path) -> None:
     for seed, message in [(2**64, "must be at most 2**64 - 1"), (-1, "must be an integer >= 0, got -1")]:
         with pytest.raises(SystemExit) as exit_status:

@@ -13,7 +13,7 @@ from vae_lib import TrainConfig, Trainer, evaluate, open_run, train_step
 from vae_lib.core.checkpoint import read_checkpoint
 from vae_lib.core.config import RECIPES
 from vae_lib.core.data import to_model_input
-from vae_lib.core.device import autocast_dtype, cpu_flags, has_native_bf16, torch_threads
+from vae_lib.core.device import autocast_dtype, cpu_flags, has_native_bf16, threads_described, torch_threads
 from vae_lib.core.history import History
 from vae_lib.tools.benchmark import full_test_recon, time_to_quality
 from vae_lib.tools.cli import build_parser, config_from_args, main
@@ -313,3 +313,10 @@ def test_torch_threads_holds_a_count_for_a_block_and_puts_it_back() -> None:
     assert torch.get_num_threads() == 3
     with torch_threads(None):
         assert torch.get_num_threads() == 3
+
+
+def test_threads_described_counts_torch_threads_in_words() -> None:
+    with torch_threads(1):
+        assert threads_described() == "1 thread"
+    with torch_threads(3):
+        assert threads_described() == "3 threads"

@@ -123,6 +123,12 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def threads_described() -> str:
+    """Return torch's CPU thread count as words: '1 thread', '2 threads'."""
+    count = torch.get_num_threads()
+    return f"{count} thread{'' if count == 1 else 's'}"
+
+
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     """Return the CPU's feature flags from /proc/cpuinfo (empty where there is none, as on macOS and Windows)."""
     try:

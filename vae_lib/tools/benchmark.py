@@ -32,6 +32,7 @@ from vae_lib.core.device import (
     malloc_is_glibcs,
     numerics_name,
     place_model,
+    threads_described,
 )
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import last_error_line
@@ -242,7 +243,7 @@ def _seconds_by_part(events: list) -> dict[str, float]:
 def _report_profile(figures: dict[str, float], recipe: str, numerics: str, report: Report) -> None:
     """Report profile_epoch's figures as a table of seconds per epoch."""
     total = figures["epoch_seconds"]
-    settings = f"{figures['steps']:.0f} steps, {numerics}, {torch.get_num_threads()} threads"
+    settings = f"{figures['steps']:.0f} steps, {numerics}, {threads_described()}"
     report(f"one epoch of the {recipe} recipe ({settings}), profiled: {total:.1f} s")
     step_parts = [part for part, _ in STEP_PARTS]
     step_seconds = sum(figures[part] for part in step_parts)
@@ -425,7 +426,7 @@ def run_benchmark(
     median, p95 = drawing_pad_latency_ms(trainer.model, conditional_model, test_data, explorer_updates)
     figures |= {"drawing_pad_median_ms": median, "drawing_pad_p95_ms": p95, "drawing_pad_updates": explorer_updates}
     context = (
-        f"device {trainer.device}, {torch.get_num_threads()} threads, batch {config.batch_size}, {steps} timed steps"
+        f"device {trainer.device}, {threads_described()}, batch {config.batch_size}, {steps} timed steps"
         f"{steal.described()} while they ran"
     )
     report_speed(figures, chosen, context, video_frames, report)
@@ -604,7 +605,7 @@ def time_to_quality(
     for label, config in configs.items():
         trainers[label] = Trainer(config, **data)
         streams[label] = global_random_state()  # where this recipe's run alone would start drawing
-    report(f"CPU: {cpu_description()}; {torch.get_num_threads()} threads; target test recon {target}")
+    report(f"CPU: {cpu_description()}; {threads_described()}; target test recon {target}")
     cpu_seconds, reached = race(trainers, target, to_the_end, report, streams)
     figures = {label: race_figures(trainer, cpu_seconds[label], reached[label]) for label, trainer in trainers.items()}
     width = max(len(label) for label in trainers)
@@ -709,6 +710,7 @@ from utils import VAELoss, VariationalAutoencoder
 REFERENCE_EPOCH = (
     REFERENCE_IMPORTS
     + """
+torch.set_num_threads(int(sys.argv[3]))
 transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5), (0.5))])
 loader = dict(
     batch_size=64, num_workers=10, pin_memory=True, persistent_workers=True, prefetch_factor=2, drop_last=True
@@ -765,18 +767,21 @@ def check_reference(reference: Path) -> None:
 def compare_with_reference(reference: Path, report: Report, rounds: int = 2) -> dict[str, float]:
     """Time one MNIST epoch of the reference implementation's trainer against one epoch of this project's CLI
     with the reference's settings (`train --latent-dim 2 --epochs 1`, in the numerics `precision auto` picks,
-    and again with `--precision fp32`), each a whole command from start to exit, in `rounds` rounds of
-    alternating order; print and return the median seconds and the ratios. Beside each round it prints the
-    hypervisor's steal and the 4096² matmul's rate just before (in the numerics `precision auto` picks), which
-    shows a machine slowed down without steal. `reference` is a clone of
+    and again with `--precision fp32`), each a whole command from start to exit at this process's torch thread
+    count, in `rounds` rounds of alternating order; print and return the median seconds and the ratios. Beside
+    each round it prints the hypervisor's steal and the 4096² matmul's rate just before (in the numerics
+    `precision auto` picks), which shows a machine slowed down without steal. `reference` is a clone of
     github.com/Ganesh2609/VariationalAutoencoder."""
     check_reference(reference)
     rate_dtype = autocast_dtype("auto", "cpu") or torch.float32  # the numerics `precision auto` trains in here
     rate_name = "bf16" if rate_dtype == torch.bfloat16 else "fp32"
+    threads = str(torch.get_num_threads())  # each command at this process's count (`benchmark --threads`)
+    reference_epoch = [sys.executable, "-c", REFERENCE_EPOCH, str(reference.resolve()), str(data_dir()), threads]
+    train = [sys.executable, "-m", "vae_lib", "train", "--threads", threads]
     commands = {
-        "reference ModularTrainer": [sys.executable, "-c", REFERENCE_EPOCH, str(reference.resolve()), str(data_dir())],
-        "vae_lib train (precision auto)": [sys.executable, "-m", "vae_lib", "train", "--latent-dim", "2"],
-        "vae_lib train --precision fp32": [sys.executable, "-m", "vae_lib", "train", "--precision", "fp32"],
+        "reference ModularTrainer": reference_epoch,
+        "vae_lib train (precision auto)": [*train, "--latent-dim", "2"],
+        "vae_lib train --precision fp32": [*train, "--precision", "fp32"],
     }
     seconds: dict[str, list[float]] = {label: [] for label in commands}
     rates = []

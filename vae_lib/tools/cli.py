@@ -23,7 +23,7 @@ from vae_lib.core.checkpoint import config_of, load_model, read_checkpoint
 from vae_lib.core.config import MAX_FPS, MAX_SEED, RECIPES, SHIPPED_RECIPES, TrainConfig
 from vae_lib.core.data import TEST_BINARISATION_SEED, DataError, ImageDataset
 from vae_lib.core.datasets import DATASETS, dataset_entry, load_dataset, prepare_dataset
-from vae_lib.core.device import numerics_name, torch_threads
+from vae_lib.core.device import numerics_name, threads_described, torch_threads
 from vae_lib.core.evaluate import evaluate
 from vae_lib.core.files import CheckpointError, refuse_file_in_the_way
 from vae_lib.core.hooks import EpochReporter, TrainingHook
@@ -206,7 +206,7 @@ def _threads_note(device: torch.device) -> str:
     """' with N threads (--threads)' on the CPU, where the thread count sets the speed; '' elsewhere."""
     if device.type != "cpu":
         return ""
-    return f" with {_counted(torch.get_num_threads(), 'thread')} (--threads)"
+    return f" with {threads_described()} (--threads)"
 
 
 def _evaluate(args: argparse.Namespace) -> None:
