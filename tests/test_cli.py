@@ -628,10 +628,13 @@ def test_a_timed_command_that_fails_is_an_error_naming_its_last_line(tmp_path: P
     assert str(failure.value) == (f"{sys.executable} -c <script> argument failed (exit status 1): the data is missing")
 
 
-def test_the_commands_timed_against_the_reference_run_at_this_process_thread_count(tmp_path: Path, monkeypatch) -> None:
+def test_the_commands_timed_against_the_reference_run_at_this_process_thread_count(
+    tmp_path: Path, monkeypatch, three_threads
+) -> None:
     """benchmark --threads N --reference times the reference's epoch and both train commands at N threads."""
-    from vae_lib.core.device import torch_threads
     from vae_lib.tools import benchmark
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a child that set no count of its own would run at 1, not 3
 
     clone, recorded = tmp_path / "clone", tmp_path / "reference_threads"
     clone.mkdir()  # a stand-in for the reference's trainer: it records its torch thread count and trains nothing
@@ -660,10 +663,11 @@ def test_the_commands_timed_against_the_reference_run_at_this_process_thread_cou
     monkeypatch.setattr(benchmark, "check_reference", lambda reference: None)
     monkeypatch.setattr(benchmark, "matmul_gflops", lambda repeats, dtype: 1000.0)
     monkeypatch.setattr(benchmark, "timed_command", timed_command)
-    with torch_threads(3):  # no default of these 2-core machines
-        benchmark.compare_with_reference(clone, lambda line: None, rounds=1)
+    lines: list[str] = []
+    benchmark.compare_with_reference(clone, lines.append, rounds=1)
     assert recorded.read_text() == "3"
     assert train_threads == ["3", "3"]
+    assert any(line.startswith("one epoch, whole command at 3 threads, median of 1:") for line in lines)
 
 
 def test_a_seed_torch_cannot_take_is_refused_by_the_parser(capsys, untrained_checkpoint: Path) -> None:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vae_lib.core.model import VAE
+from vae_lib.core.words import counted
 
 SUPPORTED_DEVICE_TYPES = ("cuda", "mps", "cpu")
 # A run's `precision`: auto (bf16 autocast where the device computes bf16 natively, else fp32), bf16 or fp32.
@@ -125,8 +126,7 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 def threads_described() -> str:
     """Return torch's CPU thread count as words: '1 thread', '2 threads'."""
-    count = torch.get_num_threads()
-    return f"{count} thread{'' if count == 1 else 's'}"
+    return counted(torch.get_num_threads(), "thread")
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:

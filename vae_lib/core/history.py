@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from vae_lib.core.words import counted
+
 
 @dataclass(frozen=True)
 class StepRecord:
@@ -69,14 +71,14 @@ class History:
         if not self.epochs:
             last_step = self.steps[-1]
             return (
-                f"History({_count(last_step.step, 'step')} in {last_step.seconds:.1f} s; after step "
+                f"History({counted(last_step.step, 'step')} in {last_step.seconds:.1f} s; after step "
                 f"{last_step.step:,}: test total {last_step.test_total:.4f}, reconstruction "
                 f"{last_step.test_recon:.4f}, KL {last_step.test_kl:.2f} on a slice of the test images; {records})"
             )
         last = self.epochs[-1]
-        images = "every test image" if last.test_images is None else _count(last.test_images, "test image")
+        images = "every test image" if last.test_images is None else counted(last.test_images, "test image")
         return (
-            f"History({_count(last.step, 'step')}, {_count(len(self.epochs), 'epoch')} in {last.seconds:.1f} s; "
+            f"History({counted(last.step, 'step')}, {counted(len(self.epochs), 'epoch')} in {last.seconds:.1f} s; "
             f"after epoch {last.epoch}: test total {last.test_total:.4f}, reconstruction {last.test_recon:.4f}, KL "
             f"{last.test_kl:.2f} on {images}; {records})"
         )
@@ -99,11 +101,6 @@ class History:
             [_record(StepRecord, values) for values in stored["steps"]],
             [_record(EpochRecord, values) for values in stored["epochs"]],
         )
-
-
-def _count(number: int, thing: str) -> str:
-    """Return '1 epoch', '2 epochs', '10,000 test images'."""
-    return f"{number:,} {thing}{'' if number == 1 else 's'}"
 
 
 def _record(kind: type, values: dict) -> object:

@@ -698,6 +698,7 @@ def race_figures(
 
 # One epoch of the reference implementation's own trainer (ModularTrainer, with its logging, plots, video frames
 # and checkpoints), on MNIST loaded as its MNIST loader did; run in a child process from a clone of its repository.
+# Its arguments: the clone, the data folder and (REFERENCE_EPOCH only) torch's thread count.
 REFERENCE_IMPORTS = """
 import sys, time
 import torch
@@ -798,7 +799,9 @@ def compare_with_reference(reference: Path, report: Report, rounds: int = 2) -> 
             )
     medians = {label: statistics.median(times) for label, times in seconds.items()}
     reference_seconds = medians.pop("reference ModularTrainer")
-    report(f"one epoch, whole command, median of {rounds}: reference {reference_seconds:.1f} s")
+    report(
+        f"one epoch, whole command at {threads_described()}, median of {rounds}: reference {reference_seconds:.1f} s"
+    )
     for label, median in medians.items():
         report(f"  {label}: {median:.1f} s, {reference_seconds / median:.2f}x faster than the reference")
     report(

@@ -32,6 +32,7 @@ from vae_lib.core.objective import check_log_likelihood_settings, likelihood_nam
 from vae_lib.core.run_folder import RunFolder
 from vae_lib.core.settings import REPO_ROOT, runs_dir
 from vae_lib.core.train import TrainingDivergedError, TrainingInterrupted, evaluation_data, open_run
+from vae_lib.core.words import counted
 from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.course.sweep import SWEEP_ALPHAS, SWEEP_LATENT_DIMS
 
@@ -57,18 +58,13 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def _counted(count: int, noun: str) -> str:
-    """Return '1 epoch', '2 epochs': a count with its noun, plural unless the count is one."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 @contextlib.contextmanager
 def _cpu_threads(count: int | None) -> typing.Iterator[None]:
     """Run the command with torch at `--threads` CPU threads (None: as it is), warning of more than the usable cores;
     the count is put back after it, so `%run -m vae_lib train --threads 1` in a notebook leaves the kernel's own."""
     if count and count > (cores := _usable_cores()):
         print(
-            f"warning: --threads {count} is more than the {_counted(cores, 'core')} this process may use: the threads "
+            f"warning: --threads {count} is more than the {counted(cores, 'core')} this process may use: the threads "
             "beyond them wait on each other, which slows a run down",
             file=sys.stderr,
         )
@@ -181,7 +177,7 @@ def _train(args: argparse.Namespace) -> None:
     if beyond:
         say(
             f"warning: --keep-epochs {' '.join(map(str, beyond))} lies beyond the run's "
-            f"{_counted(trainer.config.epochs, 'epoch')}: nothing is kept for it unless the run goes on that far (run "
+            f"{counted(trainer.config.epochs, 'epoch')}: nothing is kept for it unless the run goes on that far (run "
             "again with --epochs N)"
         )
     if trainer.epoch:
@@ -189,13 +185,13 @@ def _train(args: argparse.Namespace) -> None:
     remaining = trainer.remaining_epochs()
     if remaining < 1:
         print(
-            f"{folder.checkpoint} already has {_counted(trainer.epoch, 'epoch')} (asked for {config.epochs}); "
+            f"{folder.checkpoint} already has {counted(trainer.epoch, 'epoch')} (asked for {config.epochs}); "
             "nothing to do"
         )
         return
     kind = "conditional VAE" if config.conditional else "VAE"
     print(
-        f"training a {config.latent_dim}-D {kind} on {config.dataset} for {_counted(remaining, 'epoch')} on "
+        f"training a {config.latent_dim}-D {kind} on {config.dataset} for {counted(remaining, 'epoch')} on "
         f"{trainer.device}{_threads_note(trainer.device)} "
         f"in {numerics_name(trainer.config.precision, trainer.device)} (--precision); checkpoints in {out}/"
     )
@@ -394,7 +390,7 @@ def _settle_progress_bars(args: argparse.Namespace) -> None:
 
     paths = [Path(path) for path in args.notebooks] or sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
     for path, changed in settle_notebook_files(paths).items():
-        print(f"{path}: {_counted(changed, 'progress bar text')} set to the final state")
+        print(f"{path}: {counted(changed, 'progress bar text')} set to the final state")
 
 
 # The benchmarks with options that only they read: the options, and how to choose that benchmark.
