@@ -43,6 +43,7 @@ from vae_lib.core.optimizer import OPTIMIZER_SCOPE, Adam
 from vae_lib.core.run_folder import RunFolder, clear_run
 from vae_lib.core.settings import data_dir
 from vae_lib.core.train import PROFILE_SCOPES, Trainer, global_random_state, set_global_random_state, train_step
+from vae_lib.core.words import counted
 from vae_lib.course.shipped import QUALITY_TARGETS
 from vae_lib.pictures.snapshots import SNAPSHOT_EVERY, SnapshotRecorder
 
@@ -618,7 +619,7 @@ def time_to_quality(
             f"test recon {target} "
             + (f"at epoch {epoch}, {seconds:.0f} s, {cpu:.0f} CPU s" if epoch else f"not reached in {trainer.epoch}")
             + (
-                f"; final ({config.epochs} epoch{'s' if config.epochs != 1 else ''}) {result['final_recon']:.5f}"
+                f"; final ({counted(config.epochs, 'epoch')}) {result['final_recon']:.5f}"
                 if result["final_recon"]
                 else ""
             )

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from vae_lib.core.model import VAE, dtype_name
+from vae_lib.core.words import counted
 
 # A small model keeps the training-step check to seconds; any VAE trains with the same step.
 CHECK_WIDTHS = (4, 8, 8, 16)
@@ -624,7 +625,7 @@ def _warnings_note(caught: Sequence[warnings.WarningMessage]) -> str:
     ]
     more = len(distinct) - QUOTED_WARNINGS
     if more > 0:
-        lines.append(f"And {more} more warning{'s' if more > 1 else ''}.")
+        lines.append(f"And {counted(more, 'more warning')}.")
     return "".join(f"\n{line}" for line in lines)
 
 
