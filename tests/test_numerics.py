@@ -108,6 +108,36 @@ def test_each_round_against_the_reference_shows_the_matmul_rate_just_before_it(t
     assert figures["reference_seconds"] == pytest.approx((67.8 + 121.1) / 2)
 
 
+@pytest.mark.parametrize(("native", "bf16_size", "shown"), [(True, 4096, "bf16 1,800 GFLOP/s;"), (False, 512, None)])
+def test_the_benchmark_times_an_emulated_bf16_matmul_small_and_says_it_is_emulated(
+    monkeypatch, native: bool, bf16_size: int, shown: str | None
+) -> None:
+    # emulated bf16 ran at 1.4 GFLOP/s on an AVX2 AMD EPYC: a 4096 x 4096 product took minutes a time
+    from vae_lib.tools import benchmark
+
+    timed: list[tuple[torch.dtype, int]] = []
+
+    def matmul_gflops(repeats: int = 3, dtype: torch.dtype = torch.float32, size: int = 4096) -> float:
+        timed.append((dtype, size))
+        return {torch.float32: 150.0, torch.bfloat16: 1800.0 if native else 1.37}[dtype]
+
+    monkeypatch.setattr(benchmark, "matmul_gflops", matmul_gflops)
+    monkeypatch.setattr(benchmark, "has_native_bf16", lambda device: native)
+    timings = {"step_seconds": {"auto": 0.02, "fp32": 0.04}, "recorded_seconds": 1.1, "plain_seconds": 1.0}
+    timings |= {"video_seconds": 2.0, "snapshots_per_run": 2}
+    figures = benchmark.speed_figures(timings, 3.0, 937, 20, "bf16 autocast" if native else "fp32")
+    assert timed == [(torch.float32, 4096), (torch.bfloat16, bf16_size)]
+    figures |= {f"explorer_{name}_{kind}_ms": 5.0 for name in ("2d", "8d") for kind in ("median", "p95")}
+    figures |= {"drawing_pad_median_ms": 9.0, "drawing_pad_p95_ms": 12.0, "drawing_pad_updates": 20}
+    lines: list[str] = []
+    benchmark.report_speed(figures, "bf16 autocast" if native else "fp32", "context", 10, lines.append)
+    matmul_line = next(line for line in lines if line.startswith("4096x4096 matmul: fp32 150 GFLOP/s, "))
+    if shown:
+        assert shown in matmul_line and "emulated" not in matmul_line
+    else:
+        assert "bf16 emulated (not native on this CPU) 1.4 GFLOP/s at 512x512;" in matmul_line
+
+
 def test_on_cuda_auto_asks_the_gpu_whether_it_has_bf16(monkeypatch) -> None:
     for supported, expected in ((True, torch.bfloat16), (False, None)):
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda supported=supported: supported)

@@ -28,6 +28,7 @@ from vae_lib.core.device import (
     NATIVE_BF16_FLAGS,
     autocast_dtype,
     cpu_flags,
+    has_native_bf16,
     keep_freed_memory,
     malloc_is_glibcs,
     numerics_name,
@@ -50,6 +51,9 @@ from vae_lib.pictures.snapshots import SNAPSHOT_EVERY, SnapshotRecorder
 Report = Callable[[str], None]
 
 MATMUL_SIZE = 4096
+# Where bf16 is not native (no AVX512-BF16 or AMX) torch emulates it at about 1.4 GFLOP/s (an AVX2 AMD EPYC, family
+# 25 model 1), where a 4096 x 4096 product would take 100 s a time: the benchmark times that one at this size.
+EMULATED_MATMUL_SIZE = 512
 
 
 class StepClock(TrainingHook):
@@ -121,16 +125,17 @@ def _stolen_and_total(stat: Path) -> tuple[int, int] | None:
     return (ticks[7], sum(ticks)) if fields[0] == "cpu" and len(ticks) == 8 else None
 
 
-def matmul_gflops(repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
-    """Return the best GFLOP/s of a 4096 x 4096 matmul in `dtype` over `repeats` runs on the CPU."""
-    a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE).to(dtype) for _ in range(2))
+def matmul_gflops(repeats: int = 3, dtype: torch.dtype = torch.float32, size: int = MATMUL_SIZE) -> float:
+    """Return the best GFLOP/s of a `size` x `size` matmul (4096 by default) in `dtype` over `repeats` runs on the
+    CPU."""
+    a, b = (torch.randn(size, size).to(dtype) for _ in range(2))
     a @ b
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - started)
-    return 2 * MATMUL_SIZE**3 / best / 1e9
+    return 2 * size**3 / best / 1e9
 
 
 def training_gflop_per_image(model: VAE) -> float:
@@ -473,7 +478,8 @@ def speed_figures(timings: dict, test_seconds: float, epoch_steps: int, steps: i
     step_seconds, batch_size = timings["step_seconds"], TrainConfig().batch_size
     samples_per_second = {label: batch_size / seconds for label, seconds in step_seconds.items()}
     gflop_per_image = training_gflop_per_image(TrainConfig().build_model())
-    matmul = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16)}
+    bf16_size = MATMUL_SIZE if has_native_bf16("cpu") else EMULATED_MATMUL_SIZE
+    matmul = {"fp32": matmul_gflops(), "bf16": matmul_gflops(dtype=torch.bfloat16, size=bf16_size)}
     numerics = "fp32" if chosen == "fp32" else "bf16"
     return {
         "seconds_per_epoch": epoch_steps * step_seconds["auto"] + test_seconds,
@@ -485,6 +491,7 @@ def speed_figures(timings: dict, test_seconds: float, epoch_steps: int, steps: i
         "gflop_per_image": gflop_per_image,
         "matmul_gflops": matmul["fp32"],
         "matmul_bf16_gflops": matmul["bf16"],
+        "matmul_bf16_size": bf16_size,
         "fraction_of_matmul": samples_per_second["auto"] * gflop_per_image / matmul[numerics],
         "fp32_fraction_of_matmul": samples_per_second["fp32"] * gflop_per_image / matmul["fp32"],
         "snapshot_time_ratio": timings["recorded_seconds"] / timings["plain_seconds"],
@@ -525,9 +532,16 @@ def report_speed(figures: dict[str, float], chosen: str, context: str, video_fra
             f"{figures['returned_memory_page_faults']:.0f} page faults a step in fp32)"
         )
     report(f"model: {figures['gflop_per_image']:.4f} GFLOP per image (forward + backward)")
+    bf16_size = figures["matmul_bf16_size"]
+    bf16_rate = (
+        f"bf16 {figures['matmul_bf16_gflops']:,.0f} GFLOP/s"
+        if bf16_size == MATMUL_SIZE
+        else f"bf16 emulated (not native on this CPU) {figures['matmul_bf16_gflops']:,.1f} GFLOP/s at {bf16_size:.0f}x"
+        f"{bf16_size:.0f}"
+    )
     report(
-        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {figures['matmul_gflops']:.0f} GFLOP/s, bf16 "
-        f"{figures['matmul_bf16_gflops']:.0f} GFLOP/s; training in fp32 runs at "
+        f"{MATMUL_SIZE}x{MATMUL_SIZE} matmul: fp32 {figures['matmul_gflops']:,.0f} GFLOP/s, {bf16_rate}; "
+        "training in fp32 runs at "
         f"{100 * figures['fp32_fraction_of_matmul']:.0f}% of the fp32 one"
         + (
             f", in bf16 autocast at {100 * figures['fraction_of_matmul']:.0f}% of the bf16 one"
