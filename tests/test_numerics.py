@@ -136,6 +136,12 @@ def test_the_benchmark_times_an_emulated_bf16_matmul_small_and_says_it_is_emulat
         assert shown in matmul_line and "emulated" not in matmul_line
     else:
         assert "bf16 emulated (not native on this CPU) 1.4 GFLOP/s at 512x512;" in matmul_line
+    # where auto picks fp32 its timings are fp32's again: the lines say so, not "fp32 1600, fp32 3200"
+    chosen = "bf16 autocast" if native else "fp32"
+    samples = next(line for line in lines if line.startswith("training samples per second: "))
+    assert samples == f"training samples per second: --precision fp32 1600, precision auto ({chosen}) 3200 (x2.00)"
+    second_time = "precision auto trains in fp32 here: its figures below time fp32 a second time"
+    assert any(line.startswith(second_time) for line in lines) is not native
 
 
 def test_on_cuda_auto_asks_the_gpu_whether_it_has_bf16(monkeypatch) -> None:
