@@ -455,6 +455,16 @@ def test_a_missing_video_or_a_frame_it_lacks_is_named(tmp_path) -> None:
     assert video_info(gif)["codec"] == "gif"  # "gif," before
 
 
+def test_ticks_that_differ_only_in_the_last_bit_of_geomspace_are_one_tick(monkeypatch) -> None:
+    # on an AVX2 AMD EPYC np.geomspace(0.2, 0.2, 6) gave 0.20000000000000004 beside 0.2: two "different" ticks
+    last_bit = [0.2, 0.20000000000000004, 0.20000000000000004, 0.20000000000000004, 0.20000000000000004, 0.2]
+    monkeypatch.setattr(np, "geomspace", lambda low, high, count: np.array(last_bit))
+    assert loss_ticks(0.2, 0.2) == [0.2]
+    apart = [1.0, 1.0000001, 1.0000002, 1.0000003, 1.0000004, 1.0000005]  # ticks 1e-7 apart stay apart
+    monkeypatch.setattr(np, "geomspace", lambda low, high, count: np.array(apart))
+    assert loss_ticks(1.0, 1.0000005) == apart
+
+
 def test_the_loss_ticks_spread_over_the_range_in_plain_numbers_that_differ() -> None:
     # a Bernoulli run's nats were labelled 1.1e+02, 1.3e+02, ...; a narrow range got one label for all its ticks
     assert loss_ticks(0.0726, 0.48) == [0.073, 0.11, 0.15, 0.23, 0.33, 0.48]

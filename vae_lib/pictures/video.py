@@ -146,12 +146,14 @@ class FrameRenderer:
 def loss_ticks(low: float, high: float, count: int = 6) -> list[float]:
     """Return about `count` ticks spread evenly on a log scale from `low` to `high`, each rounded to the fewest
     significant digits (2 or more) that keep them apart: 0.073, 0.11, 0.16, ... or 88, 110, 130, ..."""
-    spread = np.geomspace(low, high, count)
-    for digits in range(2, 8):
+    # np.geomspace goes through log and exp, whose last bit differs between CPUs: geomspace(0.2, 0.2) gives
+    # 0.20000000000000004 beside 0.2 on an AVX2 AMD EPYC. Ticks that agree to 12 digits are one tick.
+    spread = sorted({float(f"{tick:.12g}") for tick in np.geomspace(low, high, count)})
+    for digits in range(2, 12):
         ticks = sorted({float(f"{tick:.{digits}g}") for tick in spread})
-        if len(ticks) == len(set(spread.tolist())):
+        if len(ticks) == len(spread):
             return ticks
-    return sorted(set(spread.tolist()))
+    return spread
 
 
 def frames_of_run(run_dir: str | Path) -> tuple[list[Snapshot], FrameRenderer]:
