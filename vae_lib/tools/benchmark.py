@@ -509,10 +509,8 @@ def report_speed(figures: dict[str, float], chosen: str, context: str, video_fra
     auto = f"precision auto ({chosen})"  # the second set of timings; where auto picks fp32, the same numerics again
     report(f"CPU: {cpu_description()}")
     report(context)
-    report(
-        f"precision auto trains in {chosen} here"
-        + ("" if chosen != "fp32" else ": its figures below time fp32 a second time, and their ratio is the noise")
-    )
+    timed_twice = ": its figures below time fp32 a second time, and their ratio is the noise"
+    report(f"precision auto trains in {chosen} here{timed_twice if chosen == 'fp32' else ''}")
     report(
         f"seconds per epoch (60k train + 10k test): {figures['seconds_per_epoch']:.1f} with {auto} "
         f"(train {figures['train_seconds_per_epoch']:.1f}, test {figures['test_seconds']:.1f}); "
