@@ -251,11 +251,12 @@ def test_the_command_line_turns_each_speedup_off() -> None:
         build_parser().parse_args(["train", "--precision", "fp16"])
 
 
-def test_the_lab_recipe_is_the_fast_one_with_its_schedule_over_13_epochs_and_the_gradient_clipped() -> None:
+def test_the_lab_recipe_is_the_fast_one_over_13_epochs_with_the_gradient_clipped_and_lamb() -> None:
     fast, lab = RECIPES["2d-fast"], RECIPES["2d-lab"]
-    differing = ("epochs", "keep_epochs", "max_grad_norm")
+    differing = ("epochs", "keep_epochs", "max_grad_norm", "lamb_rate")
     assert fast.differences(lab, tuple(f for f in fast.to_dict() if f not in differing)) == []
     assert lab.epochs == 13 and lab.max_grad_norm == 1.0 and fast.max_grad_norm == 0
+    assert lab.lamb_rate == 0.007 and fast.lamb_rate == 0
     steps_per_epoch = 60_000 // lab.batch_size
     # the cosine decays over the 13 epochs, not the fast recipe's 40: half-way at 6.5, the floor at the end
     assert lab.learning_rate_at(13 * steps_per_epoch // 2, steps_per_epoch) == pytest.approx(

@@ -1,5 +1,6 @@
 """vae_lib's Adam against torch.optim.Adam: the same weights and state bit for bit, either's state continued by the
-other, another model's state refused, and no import of torch's compiler in a process that trains."""
+other, another model's state refused, and no import of torch's compiler in a process that trains; LAMB, built on
+it: its steps' lengths, its state continued, and Adam's and LAMB's states kept apart."""
 
 import copy
 import subprocess
@@ -11,7 +12,7 @@ import torch
 from vae_lib import TrainConfig
 from vae_lib.core.data import to_model_input
 from vae_lib.core.objective import vae_loss
-from vae_lib.core.optimizer import Adam
+from vae_lib.core.optimizer import Adam, Lamb
 from vae_lib.core.train import train_step
 
 ALPHA = 1e-3
@@ -273,3 +274,75 @@ def test_a_process_that_trains_never_imports_torchs_compiler() -> None:
         "torch.optim.Adam([torch.zeros(1, requires_grad=True)]); print('torch._dynamo' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "True"
+
+
+# LAMB: Adam's running means, its step for the vectors, and for each matrix and kernel a step of a set length
+
+
+def test_lamb_moves_each_matrix_by_its_rate_times_its_norm_and_each_vector_as_adam_does(batches) -> None:
+    """At each step an Adam twin starts from LAMB's weights, so both see the same gradients and running means: the
+    biases and batch norm end where Adam's do, bit for bit, and each matrix and kernel moves along Adam's step by
+    layer_rate (scaled as the schedule scales lr, raised over the warm-up) times its own norm."""
+    lamb_model, adam_model = _twins()
+    lamb, adam = Lamb(lamb_model.parameters(), lr=2e-3, layer_rate=0.01, warmup_steps=4), Adam(adam_model.parameters())
+    for index, batch in enumerate(batches[:6]):
+        rate = 2e-3 * (1 - index / 10)
+        lamb.param_groups[0]["lr"] = adam.param_groups[0]["lr"] = rate
+        adam_model.load_state_dict(lamb_model.state_dict())
+        adam.state = {
+            adams: {key: value.clone() for key, value in lamb.state[lambs].items()}
+            for adams, lambs in zip(adam_model.parameters(), lamb_model.parameters())
+            if lambs in lamb.state
+        }
+        before = [parameter.detach().clone() for parameter in lamb_model.parameters()]
+        for model, optimizer in ((lamb_model, lamb), (adam_model, adam)):
+            torch.manual_seed(index)
+            train_step(model, optimizer, batch, ALPHA)
+        expected = 0.01 * (rate / 2e-3) * min(1.0, (index + 1) / 4)
+        for old, new, adams in zip(before, lamb_model.parameters(), adam_model.parameters()):
+            if old.dim() < 2:
+                assert torch.equal(new, adams)
+                continue
+            moved, adams_move = (new.detach() - old).flatten(), (adams.detach() - old).flatten()
+            assert (moved.norm() / old.norm()).item() == pytest.approx(expected, rel=1e-4)
+            assert torch.nn.functional.cosine_similarity(moved, adams_move, dim=0) > 0.9999
+
+
+def test_lamb_continues_from_its_state_dict_as_if_it_had_never_stopped(batches) -> None:
+    """The saved settings win over the new optimizer's own: rates, warm-up and the schedule's reference rate."""
+    stopped, straight = _twins(seed=1)
+    rates = [2e-3 * (1 - index / 10) for index in range(len(batches))]
+    optimizer = Lamb(stopped.parameters(), lr=2e-3, layer_rate=0.007, warmup_steps=6)
+    _train(stopped, optimizer, batches[:4], learning_rates=rates[:4])
+    continued = Lamb(stopped.parameters(), lr=1.0, layer_rate=0.5, warmup_steps=0)
+    continued.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    _train(stopped, continued, batches[4:], learning_rates=rates[4:])
+    reference = Lamb(straight.parameters(), lr=2e-3, layer_rate=0.007, warmup_steps=6)
+    _train(straight, reference, batches[:4], learning_rates=rates[:4])  # the noise of each half as above
+    _train(straight, reference, batches[4:], learning_rates=rates[4:])
+    _assert_same(stopped, straight, continued.state_dict(), reference.state_dict())
+    group = continued.param_groups[0]
+    assert (group["initial_lr"], group["layer_rate"], group["warmup_steps"]) == (2e-3, 0.007, 6)
+
+
+def test_adam_and_lamb_refuse_each_others_state_and_a_damaged_lamb_state_and_nothing_changes(batches) -> None:
+    model, adam = _stepped(batches)
+    lamb = Lamb(model.parameters(), warmup_steps=2)
+    _train(model, lamb, batches[2:3])
+    adams, lambs = copy.deepcopy(adam.state_dict()), copy.deepcopy(lamb.state_dict())
+    with pytest.raises(ValueError, match=r"LAMB's \(it has a layer_rate\), not Adam's: .*lamb_rate > 0: continue it"):
+        adam.load_state_dict(lambs)
+    with pytest.raises(ValueError, match=r"Adam's \(it has no layer_rate\), not LAMB's: .* trained with Adam"):
+        lamb.load_state_dict(adams)
+    for key, bad in (("layer_rate", -1.0), ("initial_lr", 0), ("warmup_steps", 1.5), ("warmup_steps", True)):
+        damaged = copy.deepcopy(lambs)
+        damaged["param_groups"][0][key] = bad
+        with pytest.raises(ValueError, match=f"{key} {bad!r}.*: it is damaged"):
+            lamb.load_state_dict(damaged)
+    _assert_same(model, model, adam.state_dict(), adams)
+    _assert_same(model, model, lamb.state_dict(), lambs)
+    for rates in ({"lr": 0.0}, {"layer_rate": 0.0}, {"layer_rate": -0.007}):
+        with pytest.raises(ValueError, match="LAMB needs positive rates"):
+            Lamb(model.parameters(), **rates)
+    with pytest.raises(ValueError, match="warmup_steps must be a whole number of steps"):
+        Lamb(model.parameters(), warmup_steps=-1)

@@ -22,6 +22,7 @@ from vae_lib import (
 )
 from vae_lib.core.data import to_model_input
 from vae_lib.core.device import malloc_is_glibcs
+from vae_lib.core.optimizer import Adam, Lamb
 
 CONFIG = TrainConfig(batch_size=64, log_every=4, step_test_images=64)
 
@@ -73,9 +74,11 @@ def test_each_step_record_holds_the_mean_of_its_steps_losses(small_train, small_
         assert recorded == pytest.approx(by_hand.tolist(), rel=1e-5)
 
 
-@pytest.mark.parametrize("log_every", [4, 3])  # 3: a step record spans the end of the epoch the run resumes from
-def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path, log_every: int) -> None:
-    config = TrainConfig(batch_size=64, log_every=log_every, step_test_images=64)
+# log_every 3: a step record spans the end of the epoch the run resumes from; lamb_rate: LAMB's state and warm-up
+# (over the first epoch's 8 steps) continue too
+@pytest.mark.parametrize("log_every, lamb_rate", [(4, 0.0), (3, 0.0), (4, 0.007)])
+def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path, log_every: int, lamb_rate: float) -> None:
+    config = TrainConfig(batch_size=64, log_every=log_every, step_test_images=64, lamb_rate=lamb_rate)
     straight = _trainer(small_train, small_test, tmp_path / "straight", config=config)
     straight.fit(2)
     first_half = _trainer(small_train, small_test, tmp_path / "halves", config=config)
@@ -84,6 +87,10 @@ def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path, log
         tmp_path / "halves" / "checkpoint.pt", train_data=small_train, test_data=small_test, progress=False
     )
     assert resumed.epoch == 1 and resumed.step == 8
+    assert type(resumed.optimizer) is type(straight.optimizer) is (Lamb if lamb_rate else Adam)
+    if lamb_rate:  # warmed up over the first epoch, on the schedule's rate
+        assert resumed.optimizer.param_groups[0]["warmup_steps"] == resumed.steps_per_epoch == 8
+        assert resumed.optimizer.param_groups[0]["initial_lr"] == config.learning_rate
     resumed.fit(1)
     _assert_same_weights(straight, resumed)
     assert _without_times(straight.history) == _without_times(resumed.history)
@@ -327,9 +334,10 @@ def test_max_grad_norm_scales_a_larger_gradient_down_to_that_norm_and_leaves_a_s
 
 
 @pytest.mark.parametrize("bad", [-1.0, math.inf, math.nan])
-def test_a_negative_or_infinite_max_grad_norm_is_refused(bad: float) -> None:
-    with pytest.raises(ValueError, match="max_grad_norm must be a finite number >= 0"):
-        TrainConfig(max_grad_norm=bad)
+@pytest.mark.parametrize("setting", ["max_grad_norm", "lamb_rate"])
+def test_a_negative_or_infinite_max_grad_norm_or_lamb_rate_is_refused(setting: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=f"{setting} must be a finite number >= 0"):
+        TrainConfig(**{setting: bad})
 
 
 @pytest.mark.skipif(not malloc_is_glibcs(), reason="keep_freed_memory changes glibc's malloc, used on Linux")
@@ -445,7 +453,6 @@ def test_an_optimizer_over_another_model_s_parameters_is_refused_before_it_train
     small_train, small_test, tmp_path
 ) -> None:
     from vae_lib import VAE
-    from vae_lib.core.optimizer import Adam
     from vae_lib.core.train import train_step
 
     config = TrainConfig(widths=(4, 8, 8, 8), batch_size=64)

@@ -89,8 +89,27 @@ class Adam:
             denominators = torch._foreach_sqrt(squares)
             torch._foreach_div_(denominators, [(1 - beta2**step) ** 0.5 for step in steps])
             torch._foreach_add_(denominators, eps)
-            torch._foreach_addcdiv_(parameters, means, denominators, step_sizes)
+            self._update(parameters, means, denominators, step_sizes, steps)
         return loss
+
+    def _check_settings(self, settings: dict[str, Any]) -> None:
+        """Raise ValueError for saved settings of another optimizer built on this one (LAMB's)."""
+        if "layer_rate" in settings:
+            raise ValueError(
+                "the optimizer state is LAMB's (it has a layer_rate), not Adam's: the run was trained with "
+                f"lamb_rate > 0: {ANOTHER_RUN}"
+            )
+
+    def _update(
+        self,
+        parameters: list[nn.Parameter],
+        means: list[torch.Tensor],
+        denominators: list[torch.Tensor],
+        step_sizes: list[float],
+        steps: list[float],
+    ) -> None:
+        """Move each parameter by its step size times its running mean over its denominator: Adam's update."""
+        torch._foreach_addcdiv_(parameters, means, denominators, step_sizes)
 
     def _state_of(self, parameter: nn.Parameter) -> dict[str, torch.Tensor]:
         """Return a parameter's state, made (step count 0, zero running means) at its first update."""
@@ -115,8 +134,86 @@ class Adam:
         parameters; raise ValueError, changing nothing, for anything else (another model's or optimizer's state,
         a damaged one)."""
         state, settings = _checked_state(saved, self.param_groups[0]["params"])
+        self._check_settings(settings)
         self.state = state
         self.param_groups = [{**settings, "params": self.param_groups[0]["params"]}]
+
+
+class Lamb(Adam):
+    """LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning"): Adam's step for the biases and batch
+    norm; for each weight matrix and kernel (a parameter of two or more dimensions) Adam's step direction d scaled
+    so that the tensor moves by a set fraction of its own norm:
+        w = w - rate * |w| / |d| * d          d = m_hat / (sqrt(v_hat) + eps), Adam's bias-corrected step
+    so a layer whose weights are large moves as far, relative to them, as one whose weights are small. The rate is
+    `layer_rate` scaled as the schedule scales Adam's (param_groups[0]["lr"] over "initial_lr") and raised linearly
+    from 0 over the first `warmup_steps` steps, when Adam's running means are still young. No weight decay.
+    The state is Adam's (step, exp_avg, exp_avg_sq for each parameter), its group Adam's settings and these three."""
+
+    def __init__(
+        self,
+        parameters: Iterable[nn.Parameter],
+        lr: float = 1e-3,
+        layer_rate: float = 0.007,
+        warmup_steps: int = 0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        if not (layer_rate > 0 and lr > 0):
+            raise ValueError(f"LAMB needs positive rates, got lr={lr!r} and layer_rate={layer_rate!r}")
+        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
+            raise ValueError(f"warmup_steps must be a whole number of steps (0: none), got {warmup_steps!r}")
+        super().__init__(parameters, lr, betas, eps)
+        self.param_groups[0] |= {"initial_lr": lr, "layer_rate": layer_rate, "warmup_steps": warmup_steps}
+
+    def _check_settings(self, settings: dict[str, Any]) -> None:
+        """Raise ValueError unless the saved settings are LAMB's: Adam's and a positive initial_lr and layer_rate,
+        a whole number of warm-up steps."""
+        lamb = [settings.get(key) for key in ("initial_lr", "layer_rate")]
+        warmup = settings.get("warmup_steps")
+        if "layer_rate" not in settings:
+            raise ValueError(
+                f"the optimizer state is Adam's (it has no layer_rate), not LAMB's: the run was trained with Adam: "
+                f"{ANOTHER_RUN}"
+            )
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in lamb) or not (
+            isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 0
+        ):
+            raise ValueError(
+                "the optimizer state has LAMB settings that are not positive rates and a step count "
+                f"(initial_lr {lamb[0]!r}, layer_rate {lamb[1]!r}, warmup_steps {warmup!r}): it is damaged"
+            )
+
+    def _update(
+        self,
+        parameters: list[nn.Parameter],
+        means: list[torch.Tensor],
+        denominators: list[torch.Tensor],
+        step_sizes: list[float],
+        steps: list[float],
+    ) -> None:
+        """Adam's update for the vectors; for the matrices and kernels the step scaled to the tensor's norm."""
+        group = self.param_groups[0]
+        vectors = [i for i, parameter in enumerate(parameters) if parameter.dim() < 2]
+        matrices = [i for i, parameter in enumerate(parameters) if parameter.dim() >= 2]
+        if vectors:
+            torch._foreach_addcdiv_(
+                *([items[i] for i in vectors] for items in (parameters, means, denominators, step_sizes))
+            )
+        if not matrices:
+            return
+        weights = [parameters[i] for i in matrices]
+        # m / denominator is Adam's step times (1 - beta1^t); the norm's ratio cancels that factor
+        directions = torch._foreach_div([means[i] for i in matrices], [denominators[i] for i in matrices])
+        weight_norms = torch.stack(torch._foreach_norm(weights)).tolist()
+        direction_norms = torch.stack(torch._foreach_norm(directions)).tolist()
+        rate = group["layer_rate"] * group["lr"] / group["initial_lr"]
+        warmup = group["warmup_steps"]
+        scales = [
+            -rate * (min(1.0, steps[i] / warmup) if warmup else 1.0) * (w / d if w > 0 and d > 0 else 1.0)
+            for i, w, d in zip(matrices, weight_norms, direction_norms)
+        ]
+        torch._foreach_mul_(directions, scales)
+        torch._foreach_add_(weights, directions)
 
 
 def _checked_state(
@@ -186,5 +283,5 @@ def _checked_parameter_state(parameter: nn.Parameter, saved: Any, position: int)
     }
 
 
-# What train_step and the Trainer accept: this Adam, or any of torch.optim's (a learner's, a test's SGD).
+# What train_step and the Trainer accept: this Adam or LAMB, or any of torch.optim's (a learner's, a test's SGD).
 Optimizer = torch.optim.Optimizer | Adam

@@ -44,7 +44,7 @@ from vae_lib.core.history import EpochRecord, History, StepRecord
 from vae_lib.core.hooks import TrainingHook
 from vae_lib.core.model import IMAGE_SIZE, VAE, ConditionalVAE, LatentModel
 from vae_lib.core.objective import vae_loss
-from vae_lib.core.optimizer import Adam, Optimizer
+from vae_lib.core.optimizer import Adam, Lamb, Optimizer
 from vae_lib.core.run_folder import RunFolder, RunLock, epoch_of_kept, refuse_saved_run
 
 # The names under which a training epoch's parts show in a torch.profiler trace (`benchmark --profile` reads them).
@@ -242,6 +242,8 @@ class Trainer:
         self.model = place_model(model if model is not None else config.build_model(), self.device)
         if optimizer is not None:
             check_optimizer_fits(self.model, optimizer)  # with model= left out it cannot be this model's
+        if optimizer is None and config.lamb_rate:  # LAMB for the matrices and kernels, warmed up over an epoch
+            optimizer = Lamb(self.model.parameters(), config.learning_rate, config.lamb_rate, self.steps_per_epoch)
         # vae_lib's Adam: torch.optim.Adam's update bit for bit, without torch.optim's import of the compiler
         self.optimizer = optimizer or Adam(self.model.parameters(), lr=config.learning_rate)
         self.weight_average = WeightAverage(self.model, config.ema_decay) if config.ema_decay else None
