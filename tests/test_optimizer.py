@@ -3,6 +3,7 @@ other, another model's state refused, and no import of torch's compiler in a pro
 it: its steps' lengths, its state continued, and Adam's and LAMB's states kept apart."""
 
 import copy
+import math
 import subprocess
 import sys
 
@@ -207,6 +208,25 @@ def test_a_run_trained_with_another_optimizer_is_not_resumed_with_adam_and_its_f
     assert (tmp_path / "checkpoint.pt").read_bytes() == saved
 
 
+def test_a_lamb_run_whose_optimizer_was_swapped_for_adam_is_not_resumed_and_its_files_are_kept(
+    small_train, small_test, tmp_path
+) -> None:
+    from vae_lib import Trainer
+
+    config = TrainConfig(batch_size=64, log_every=4, step_test_images=64, lamb_rate=0.007)
+    data = {"train_data": small_train, "test_data": small_test, "device": "cpu", "progress": False}
+    trainer = Trainer(config, run_dir=tmp_path, **data)
+    assert isinstance(trainer.optimizer, Lamb)
+    trainer.optimizer = Adam(trainer.model.parameters(), lr=config.learning_rate)
+    trainer.fit(1)
+    saved = (tmp_path / "checkpoint.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"is Adam's, not LAMB's: the run was trained with Adam: continue it with"):
+        Trainer.resume(tmp_path / "checkpoint.pt", **data)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == saved
+    with pytest.raises(ValueError, match=r"trains with LAMB \(lamb_rate 0.007\).*pass a config with lamb_rate=0"):
+        Trainer(config, optimizer=Adam(trainer.model.parameters()), model=trainer.model, **data)
+
+
 def test_a_closure_is_called_with_gradients_and_its_loss_returned(batches) -> None:
     ours, theirs = _twins()
     returned = []
@@ -330,19 +350,51 @@ def test_adam_and_lamb_refuse_each_others_state_and_a_damaged_lamb_state_and_not
     lamb = Lamb(model.parameters(), warmup_steps=2)
     _train(model, lamb, batches[2:3])
     adams, lambs = copy.deepcopy(adam.state_dict()), copy.deepcopy(lamb.state_dict())
-    with pytest.raises(ValueError, match=r"LAMB's \(it has a layer_rate\), not Adam's: .*lamb_rate > 0: continue it"):
-        adam.load_state_dict(lambs)
-    with pytest.raises(ValueError, match=r"Adam's \(it has no layer_rate\), not LAMB's: .* trained with Adam"):
-        lamb.load_state_dict(adams)
-    for key, bad in (("layer_rate", -1.0), ("initial_lr", 0), ("warmup_steps", 1.5), ("warmup_steps", True)):
+    weights = copy.deepcopy(model.state_dict())
+    refused = [
+        (adam, lambs, r"the optimizer state is LAMB's, not Adam's: the run was trained with LAMB: continue it"),
+        (lamb, adams, r"the optimizer state is Adam's, not LAMB's: the run was trained with Adam: continue it"),
+        (lamb, torch.optim.Adam(model.parameters()).state_dict(), r"is Adam's, not LAMB's"),
+    ]
+    for key, bad in (("layer_rate", -1.0), ("layer_rate", math.inf), ("initial_lr", 0), ("warmup_steps", 1.5)):
         damaged = copy.deepcopy(lambs)
         damaged["param_groups"][0][key] = bad
-        with pytest.raises(ValueError, match=f"{key} {bad!r}.*: it is damaged"):
-            lamb.load_state_dict(damaged)
-    _assert_same(model, model, adam.state_dict(), adams)
-    _assert_same(model, model, lamb.state_dict(), lambs)
-    for rates in ({"lr": 0.0}, {"layer_rate": 0.0}, {"layer_rate": -0.007}):
-        with pytest.raises(ValueError, match="LAMB needs positive rates"):
-            Lamb(model.parameters(), **rates)
-    with pytest.raises(ValueError, match="warmup_steps must be a whole number of steps"):
-        Lamb(model.parameters(), warmup_steps=-1)
+        refused.append((lamb, damaged, rf"LAMB settings are damaged: it needs positive finite rates .*{key} {bad!r}"))
+    for optimizer, state, message in refused:
+        with pytest.raises(ValueError, match=message):
+            optimizer.load_state_dict(state)
+    for optimizer, saved in ((adam, adams), (lamb, lambs)):  # the state, the settings and the weights as they were
+        _assert_same(model, model, optimizer.state_dict(), saved)
+        assert optimizer.state_dict()["param_groups"] == saved["param_groups"]
+    assert all(torch.equal(weights[name], tensor) for name, tensor in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"lr": 0.0},
+        {"layer_rate": 0.0},
+        {"layer_rate": -0.007},
+        {"layer_rate": math.inf},
+        {"warmup_steps": -1},
+        {"warmup_steps": True},
+    ],
+)
+def test_lamb_refuses_rates_that_are_not_positive_and_finite_and_a_warm_up_that_is_not_a_count(settings) -> None:
+    model, _ = _twins()
+    with pytest.raises(ValueError, match="LAMB needs positive finite rates and a whole number of warm-up steps"):
+        Lamb(model.parameters(), **settings)
+
+
+def test_lamb_moves_a_matrix_at_zero_by_adams_step_and_one_without_gradient_not_at_all() -> None:
+    """A tensor at zero has no norm to scale its step by: it takes Adam's, raised over the warm-up like the rest."""
+    at_zero, twin, still = (torch.nn.Parameter(torch.zeros(3, 4)) for _ in range(3))
+    still.data.fill_(0.5)
+    lamb, adam = Lamb([at_zero, still], lr=0.01, layer_rate=0.5, warmup_steps=4), Adam([twin], lr=0.01)
+    gradient = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    at_zero.grad, twin.grad, still.grad = gradient.clone(), gradient.clone(), torch.zeros(3, 4)
+    lamb.step()
+    adam.step()
+    assert twin.abs().min() > 0.009  # Adam's first step: about lr for each weight
+    assert torch.allclose(at_zero, twin / 4)  # the first of four warm-up steps
+    assert torch.equal(still, torch.full((3, 4), 0.5))

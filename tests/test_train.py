@@ -74,8 +74,8 @@ def test_each_step_record_holds_the_mean_of_its_steps_losses(small_train, small_
         assert recorded == pytest.approx(by_hand.tolist(), rel=1e-5)
 
 
-# log_every 3: a step record spans the end of the epoch the run resumes from; lamb_rate: LAMB's state and warm-up
-# (over the first epoch's 8 steps) continue too
+# log_every 3: a step record spans the end of the epoch the run resumes from; lamb_rate: LAMB's state continues too
+# (its warm-up, over the first epoch's 8 steps, ends where the run resumes; test_optimizer resumes within one)
 @pytest.mark.parametrize("log_every, lamb_rate", [(4, 0.0), (3, 0.0), (4, 0.007)])
 def test_resume_matches_uninterrupted_run(small_train, small_test, tmp_path, log_every: int, lamb_rate: float) -> None:
     config = TrainConfig(batch_size=64, log_every=log_every, step_test_images=64, lamb_rate=lamb_rate)
@@ -338,6 +338,11 @@ def test_max_grad_norm_scales_a_larger_gradient_down_to_that_norm_and_leaves_a_s
 def test_a_negative_or_infinite_max_grad_norm_or_lamb_rate_is_refused(setting: str, bad: float) -> None:
     with pytest.raises(ValueError, match=f"{setting} must be a finite number >= 0"):
         TrainConfig(**{setting: bad})
+
+
+def test_a_lamb_rate_of_true_is_refused_not_trained_as_1() -> None:
+    with pytest.raises(ValueError, match="lamb_rate must be a finite number >= 0 .* got True"):
+        TrainConfig(lamb_rate=True)
 
 
 @pytest.mark.skipif(not malloc_is_glibcs(), reason="keep_freed_memory changes glibc's malloc, used on Linux")

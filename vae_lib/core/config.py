@@ -176,7 +176,8 @@ class TrainConfig:
             raise ValueError(
                 f"max_grad_norm must be a finite number >= 0 (0 never clips the gradient), got {self.max_grad_norm}"
             )
-        if not (isinstance(self.lamb_rate, int | float) and 0 <= self.lamb_rate < math.inf):
+        lamb_rate_is_number = isinstance(self.lamb_rate, int | float) and not isinstance(self.lamb_rate, bool)
+        if not (lamb_rate_is_number and 0 <= self.lamb_rate < math.inf):
             raise ValueError(
                 f"lamb_rate must be a finite number >= 0 (0 trains every weight with Adam; 0.007 is 2d-lab's), got "
                 f"{self.lamb_rate}"
@@ -276,14 +277,14 @@ SHIPPED_RECIPES = tuple(RECIPES)
 FAST_SETTINGS = {"precision": "auto", "epoch_test_images": 2000, "ema_decay": 0.998}
 RECIPES |= {f"{name}-fast": replace(recipe, **FAST_SETTINGS) for name, recipe in list(RECIPES.items())}
 # Five minutes of training for a lab: the -fast recipe with its cosine schedule decaying over 13 epochs (213-335 s on
-# 2-core Intel Xeons, about seven minutes on AMD EPYCs), each step's gradient clipped to norm 1, and LAMB for the weight
+# 2-core Intel Xeons, 300-419 s on AMD EPYCs), each step's gradient clipped to norm 1, and LAMB for the weight
 # matrices and kernels (optimizer.Lamb: each moves by 0.007 of its norm at a step, on the schedule, raised from 0 over
 # the first epoch). The clip narrows the seeds' spread: the norm is 0.3-0.4 in most steps, but a few of the first 150
-# are far larger (up to 43.8), and one such step can leave a 13-epoch run behind for good (with Adam, 0.07382-0.07409
-# over five seeds clipped, 0.07422-0.07978 unclipped). LAMB ended ahead of Adam in most runs of the same seed and
-# CPU (README, Speed, "LAMB for the matrices and kernels"); both end short of the reference's best (0.0732) in most
-# runs. The README's Speed section ("Five minutes: --recipe 2d-lab") has the races, the ideas tried for that budget and
-# what the target takes.
+# are far larger (up to 43.8), and one such step can leave a 13-epoch run behind for good (with Adam at one thread,
+# 0.07382-0.07409 over five seeds clipped, 0.07422-0.07978 unclipped). LAMB ended ahead of Adam in most runs of the
+# same seed and CPU (README, Speed, "LAMB for the matrices and kernels"); both end short of the reference's best
+# (0.0732) in most runs. The README's Speed section ("Five minutes: --recipe 2d-lab") has the races, the ideas tried
+# for that budget and what the target takes.
 RECIPES["2d-lab"] = replace(RECIPES["2d-fast"], epochs=13, keep_epochs=(), max_grad_norm=1.0, lamb_rate=0.007)
 # The conditional 2-D model of notebook 08 (outputs/checkpoints/cvae_2d.pt): the -fast recipe, given the labels,
 # over 20 epochs (the class no longer has to be stored in z, so it needs fewer).

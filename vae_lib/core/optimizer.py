@@ -12,8 +12,13 @@ The update, per weight w with gradient g, at step t (1, 2, ...):
     v = beta2 * v + (1 - beta2) * g * g                    running mean of its square
     w = w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 the two (1 - beta^t) undoing the pull of m and v towards their start at 0 in the first steps.
+
+Lamb, built on it, is LAMB (You et al. 2019), which the Trainer trains with for a config with lamb_rate > 0 (the
+2d-lab recipe): Adam's running means and step for the biases and batch norm, and for each weight matrix and kernel
+Adam's step rescaled so that the tensor moves by a set fraction of its own norm.
 """
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -37,6 +42,10 @@ class Adam:
     """Adam over `parameters` with one learning rate (param_groups[0]["lr"], which a schedule may set before each
     step); state_dict() and load_state_dict() write and read torch.optim.Adam's format. torch.optim's schedulers
     and hooks need one of its own optimizers: pass the Trainer `optimizer=torch.optim.Adam(...)` for those."""
+
+    # The optimizer a saved state is of, as its group's "optimizer" setting names it; Adam's state has none, as
+    # torch.optim.Adam's has none, and an optimizer built on this one names itself there.
+    NAME = "Adam"
 
     def __init__(
         self,
@@ -70,7 +79,7 @@ class Adam:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with record_function(f"{OPTIMIZER_SCOPE}step#Adam.step"):
+        with record_function(f"{OPTIMIZER_SCOPE}step#{type(self).__name__}.step"):
             group = self.param_groups[0]
             parameters = [parameter for parameter in group["params"] if parameter.grad is not None]
             if not parameters:
@@ -93,11 +102,12 @@ class Adam:
         return loss
 
     def _check_settings(self, settings: dict[str, Any]) -> None:
-        """Raise ValueError for saved settings of another optimizer built on this one (LAMB's)."""
-        if "layer_rate" in settings:
+        """Raise ValueError unless the saved settings are of this optimizer (an optimizer built on Adam keeps
+        Adam's settings and more, and names itself in the "optimizer" setting)."""
+        saved = settings.get("optimizer", Adam.NAME)
+        if saved != self.NAME:
             raise ValueError(
-                "the optimizer state is LAMB's (it has a layer_rate), not Adam's: the run was trained with "
-                f"lamb_rate > 0: {ANOTHER_RUN}"
+                f"the optimizer state is {saved}'s, not {self.NAME}'s: the run was trained with {saved}: {ANOTHER_RUN}"
             )
 
     def _update(
@@ -108,7 +118,8 @@ class Adam:
         step_sizes: list[float],
         steps: list[float],
     ) -> None:
-        """Move each parameter by its step size times its running mean over its denominator: Adam's update."""
+        """Move each parameter by its step size times its running mean over its denominator: Adam's update (`steps`,
+        each parameter's step count, is for optimizers built on this one)."""
         torch._foreach_addcdiv_(parameters, means, denominators, step_sizes)
 
     def _state_of(self, parameter: nn.Parameter) -> dict[str, torch.Tensor]:
@@ -146,8 +157,12 @@ class Lamb(Adam):
         w = w - rate * |w| / |d| * d          d = m_hat / (sqrt(v_hat) + eps), Adam's bias-corrected step
     so a layer whose weights are large moves as far, relative to them, as one whose weights are small. The rate is
     `layer_rate` scaled as the schedule scales Adam's (param_groups[0]["lr"] over "initial_lr") and raised linearly
-    from 0 over the first `warmup_steps` steps, when Adam's running means are still young. No weight decay.
-    The state is Adam's (step, exp_avg, exp_avg_sq for each parameter), its group Adam's settings and these three."""
+    from 0 over the first `warmup_steps` steps, when Adam's running means are still young. A tensor at zero, whose
+    norm gives no scale, takes Adam's step instead (raised over the warm-up alike). No weight decay.
+    The state is Adam's (step, exp_avg, exp_avg_sq for each parameter), its group Adam's settings, these three and
+    "optimizer": "LAMB"."""
+
+    NAME = "LAMB"
 
     def __init__(
         self,
@@ -158,30 +173,19 @@ class Lamb(Adam):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
     ) -> None:
-        if not (layer_rate > 0 and lr > 0):
-            raise ValueError(f"LAMB needs positive rates, got lr={lr!r} and layer_rate={layer_rate!r}")
-        if not (isinstance(warmup_steps, int) and warmup_steps >= 0):
-            raise ValueError(f"warmup_steps must be a whole number of steps (0: none), got {warmup_steps!r}")
+        settings = {"initial_lr": lr, "layer_rate": layer_rate, "warmup_steps": warmup_steps}
+        problem = lamb_settings_problem(settings)
+        if problem:
+            raise ValueError(f"LAMB needs {problem}")
         super().__init__(parameters, lr, betas, eps)
-        self.param_groups[0] |= {"initial_lr": lr, "layer_rate": layer_rate, "warmup_steps": warmup_steps}
+        self.param_groups[0] |= {"optimizer": self.NAME, **settings}
 
     def _check_settings(self, settings: dict[str, Any]) -> None:
-        """Raise ValueError unless the saved settings are LAMB's: Adam's and a positive initial_lr and layer_rate,
-        a whole number of warm-up steps."""
-        lamb = [settings.get(key) for key in ("initial_lr", "layer_rate")]
-        warmup = settings.get("warmup_steps")
-        if "layer_rate" not in settings:
-            raise ValueError(
-                f"the optimizer state is Adam's (it has no layer_rate), not LAMB's: the run was trained with Adam: "
-                f"{ANOTHER_RUN}"
-            )
-        if not all(isinstance(x, int | float) and not isinstance(x, bool) and x > 0 for x in lamb) or not (
-            isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 0
-        ):
-            raise ValueError(
-                "the optimizer state has LAMB settings that are not positive rates and a step count "
-                f"(initial_lr {lamb[0]!r}, layer_rate {lamb[1]!r}, warmup_steps {warmup!r}): it is damaged"
-            )
+        """Raise ValueError unless the saved settings are LAMB's, with rates and a step count it can use."""
+        super()._check_settings(settings)
+        problem = lamb_settings_problem(settings)
+        if problem:
+            raise ValueError(f"the optimizer state's LAMB settings are damaged: it needs {problem}")
 
     def _update(
         self,
@@ -191,7 +195,8 @@ class Lamb(Adam):
         step_sizes: list[float],
         steps: list[float],
     ) -> None:
-        """Adam's update for the vectors; for the matrices and kernels the step scaled to the tensor's norm."""
+        """Adam's update for the vectors; for the matrices and kernels the step scaled to the tensor's norm,
+        computed where the weights are (reading nothing back, so a step waits for no device)."""
         group = self.param_groups[0]
         vectors = [i for i, parameter in enumerate(parameters) if parameter.dim() < 2]
         matrices = [i for i, parameter in enumerate(parameters) if parameter.dim() >= 2]
@@ -202,18 +207,36 @@ class Lamb(Adam):
         if not matrices:
             return
         weights = [parameters[i] for i in matrices]
-        # m / denominator is Adam's step times (1 - beta1^t); the norm's ratio cancels that factor
+        # m / denominator is Adam's direction d times (1 - beta1^t): the ratio of the norms cancels that factor,
+        # and Adam's step size (-lr / (1 - beta1^t)) puts it back for a tensor at zero
         directions = torch._foreach_div([means[i] for i in matrices], [denominators[i] for i in matrices])
-        weight_norms = torch.stack(torch._foreach_norm(weights)).tolist()
-        direction_norms = torch.stack(torch._foreach_norm(directions)).tolist()
+        device = weights[0].device
+        exact = torch.float64 if device.type != "mps" else torch.float32  # Apple's GPUs have no float64
+        weight_norms = torch.stack(torch._foreach_norm(weights)).to(exact)
+        direction_norms = torch.stack(torch._foreach_norm(directions)).to(exact)
         rate = group["layer_rate"] * group["lr"] / group["initial_lr"]
         warmup = group["warmup_steps"]
-        scales = [
-            -rate * (min(1.0, steps[i] / warmup) if warmup else 1.0) * (w / d if w > 0 and d > 0 else 1.0)
-            for i, w, d in zip(matrices, weight_norms, direction_norms)
-        ]
-        torch._foreach_mul_(directions, scales)
+        warmed = [min(1.0, steps[i] / warmup) if warmup else 1.0 for i in matrices]
+        rates = torch.tensor([-rate * warm for warm in warmed], dtype=exact).to(device)
+        adams = torch.tensor([step_sizes[i] * warm for i, warm in zip(matrices, warmed)], dtype=exact).to(device)
+        scaled = (weight_norms > 0) & (direction_norms > 0)
+        scales = torch.where(scaled, rates * (weight_norms / direction_norms.where(scaled, 1.0)), adams)
+        torch._foreach_mul_(directions, list(scales.to(directions[0].dtype).unbind()))
         torch._foreach_add_(weights, directions)
+
+
+def lamb_settings_problem(settings: dict[str, Any]) -> str | None:
+    """Return what is wrong with LAMB's settings (initial_lr and layer_rate finite numbers > 0, warmup_steps a
+    whole number >= 0), or None: one rule for a new Lamb and a saved one."""
+    rates = [settings.get(key) for key in ("initial_lr", "layer_rate")]
+    warmup = settings.get("warmup_steps")
+    rates_fit = all(isinstance(x, int | float) and not isinstance(x, bool) and 0 < x < math.inf for x in rates)
+    if rates_fit and isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 0:
+        return None
+    return (
+        "positive finite rates and a whole number of warm-up steps (0: none), got initial_lr "
+        f"{rates[0]!r}, layer_rate {rates[1]!r}, warmup_steps {warmup!r}"
+    )
 
 
 def _checked_state(

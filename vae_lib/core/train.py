@@ -204,8 +204,9 @@ class WeightAverage:
 
 class Trainer:
     """Trains a VAE with train_step: call fit(epochs) as often as you like to continue. The model and optimizer
-    are built from the config unless given; with a run_dir each epoch's state is saved, to resume exactly,
-    and fit() holds the folder's lock (RunLock): a second process writing the folder is refused."""
+    are built from the config unless given (a config with lamb_rate > 0 builds its LAMB and takes no optimizer);
+    with a run_dir each epoch's state is saved, to resume exactly, and fit() holds the folder's lock (RunLock): a
+    second process writing the folder is refused."""
 
     def __init__(
         self,
@@ -224,6 +225,12 @@ class Trainer:
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}: TrainConfig(**settings)")
         if isinstance(hooks, TrainingHook) or not isinstance(hooks, Sequence):
             raise TypeError(f"hooks is a list of hooks, got a {type(hooks).__name__}: pass hooks=[hook]")
+        if optimizer is not None and config.lamb_rate:
+            raise ValueError(
+                f"the config trains with LAMB (lamb_rate {config.lamb_rate}), which the Trainer builds itself, and an "
+                "optimizer was given too: for an optimizer of your own pass a config with lamb_rate=0 "
+                "(replace(config, lamb_rate=0))"
+            )
         self.config, self.hooks, self.progress = config, list(hooks), progress
         self.device = choose_device(str(device) if device is not None else None)
         if self.device.type == "cpu":
