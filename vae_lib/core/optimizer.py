@@ -200,9 +200,9 @@ class Lamb(Adam):
         group = self.param_groups[0]
         vectors = [i for i, parameter in enumerate(parameters) if parameter.dim() < 2]
         matrices = [i for i, parameter in enumerate(parameters) if parameter.dim() >= 2]
-        if vectors:
-            torch._foreach_addcdiv_(
-                *([items[i] for i in vectors] for items in (parameters, means, denominators, step_sizes))
+        if vectors:  # Adam's own update
+            super()._update(
+                *([items[i] for i in vectors] for items in (parameters, means, denominators, step_sizes, steps))
             )
         if not matrices:
             return
